@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine with Python 3.11:
+#   make run    create .venv from the lock file, register the dev stack, train
+#   make test   create .venv from the lock file, run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint dashboard lock clean
+
+$(STAMP): requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "uv==0.13.9"
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python run.py train --env dev
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+dashboard: $(STAMP)
+	$(BIN)/python run.py dashboard
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .zen .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,121 @@
+"""Load, overlay and validate the YAML configs.
+
+Precedence, lowest first: the pipeline config file, the environment's
+``overrides`` for that pipeline, then ``--set key.path=value`` flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from configs.schema import EnvironmentConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent
+ENVIRONMENTS_DIR = CONFIG_DIR / "environments"
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config file or flag is wrong; the message names the file and the key."""
+
+
+def available_environments() -> list[str]:
+    return sorted(path.stem for path in ENVIRONMENTS_DIR.glob("*.yaml"))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overlay`` into ``base``: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides; values are parsed as YAML scalars or lists."""
+    result = dict(data)
+    for override in overrides:
+        key, sep, raw_value = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set '{override}': expected KEY.PATH=VALUE")
+        try:
+            value = yaml.safe_load(raw_value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set '{override}': value is not valid YAML: {exc}") from exc
+        nested: Any = value
+        for part in reversed(key.strip().split(".")):
+            nested = {part: nested}
+        result = deep_merge(result, nested)
+    return result
+
+
+def validate(model: type[ModelT], data: Mapping[str, Any], source: str) -> ModelT:
+    """Validate ``data`` against ``model``; errors name ``source`` and each bad key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "<top level>"
+            message = error["msg"]
+            if error["type"] not in ("missing", "extra_forbidden") and "input" in error:
+                message += f" (got {error['input']!r})"
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (misspelt?)"
+            problems.append(f"  {key}: {message}")
+        raise ConfigError(f"{source}: invalid config\n" + "\n".join(problems)) from None
+
+
+def environment_path(env: str) -> Path:
+    path = ENVIRONMENTS_DIR / f"{env}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown environment '{env}': no {path.relative_to(CONFIG_DIR.parent)}; "
+            f"available: {', '.join(available_environments())}"
+        )
+    return path
+
+
+def load_environment(env: str) -> EnvironmentConfig:
+    path = environment_path(env)
+    return validate(EnvironmentConfig, read_yaml(path), str(path))
+
+
+def load_run_config(
+    model: type[ModelT],
+    config_path: Path,
+    environment: EnvironmentConfig,
+    overrides: Iterable[str] = (),
+) -> ModelT:
+    """The pipeline config at ``config_path``, overlaid by the environment and ``--set`` flags."""
+    overrides = list(overrides)
+    data = read_yaml(config_path)
+    data = deep_merge(data, environment.overrides.get(config_path.stem, {}))
+    data = apply_overrides(data, overrides)
+    source = str(config_path)
+    if environment.overrides.get(config_path.stem) or overrides:
+        source += " (with environment overrides and --set flags applied)"
+    return validate(model, data, source)

@@ -1,0 +1,199 @@
+"""Typed models for every YAML file under ``configs/``.
+
+Every model forbids unknown keys, so a misspelt key fails at load time with its
+dotted path instead of being silently ignored by a step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Metrics the evaluation step computes; all of them are "higher is better",
+#: which is what lets the promotion gate compare them without a direction table.
+MetricName = Literal[
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "precision_macro",
+    "recall_macro",
+    "roc_auc",
+]
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- #
+# Environments: one whole ZenML stack per file
+# --------------------------------------------------------------------------- #
+class ComponentSpec(StrictModel):
+    name: str = Field(min_length=1)
+    flavor: str = Field(min_length=1)
+    configuration: dict[str, Any] = Field(default_factory=dict)
+
+
+class StackComponents(StrictModel):
+    """The component types a stack of this project may declare, by ZenML's type name."""
+
+    orchestrator: ComponentSpec
+    artifact_store: ComponentSpec
+    experiment_tracker: ComponentSpec
+    model_registry: ComponentSpec
+    model_deployer: ComponentSpec
+    data_validator: ComponentSpec
+    container_registry: ComponentSpec | None = None
+    image_builder: ComponentSpec | None = None
+
+    def declared(self) -> dict[str, ComponentSpec]:
+        """Component type name -> spec, for the components this stack declares."""
+        return {
+            kind: spec
+            for kind in type(self).model_fields
+            if (spec := getattr(self, kind)) is not None
+        }
+
+
+class StackSpec(StrictModel):
+    name: str = Field(min_length=1)
+    components: StackComponents
+
+
+class EnvironmentConfig(StrictModel):
+    """``configs/environments/<env>.yaml``: a stack plus overlays on pipeline configs."""
+
+    description: str = ""
+    stack: StackSpec
+    #: Pipeline config name (``training``) -> partial config merged over it.
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- #
+# Step parameters
+# --------------------------------------------------------------------------- #
+class DataSourceConfig(StrictModel):
+    """Where the training data comes from.
+
+    ``sklearn`` loads a real dataset shipped inside scikit-learn (no network);
+    ``file`` reads the user's CSV or Parquet file.
+    """
+
+    source: Literal["sklearn", "file"] = "sklearn"
+    dataset: Literal["breast_cancer", "wine", "iris"] = "breast_cancer"
+    path: Path | None = None
+    target: str = Field(default="target", min_length=1)
+
+    @model_validator(mode="after")
+    def _file_source_needs_a_readable_format(self) -> DataSourceConfig:
+        if self.source == "file":
+            if self.path is None:
+                raise ValueError("source 'file' needs 'path' (a .csv or .parquet file)")
+            if self.path.suffix.lower() not in (".csv", ".parquet"):
+                raise ValueError(
+                    f"path '{self.path}' has suffix '{self.path.suffix}'; expected .csv or .parquet"
+                )
+        return self
+
+
+class DataValidationConfig(StrictModel):
+    """Thresholds of the data gate."""
+
+    min_rows: int = Field(default=50, ge=1)
+    #: Largest share of missing values a feature column may have (an all-null
+    #: column always fails).
+    max_missing_fraction: float = Field(default=0.5, ge=0.0, lt=1.0)
+    allow_constant_columns: bool = False
+    min_class_count: int = Field(default=5, ge=1)
+    max_classes: int = Field(default=50, ge=2)
+    #: Columns that must be present even when no production model exists yet.
+    required_columns: list[str] = Field(default_factory=list)
+
+
+class SplitConfig(StrictModel):
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+    random_state: int = 42
+
+
+class SearchConfig(StrictModel):
+    """An optional small grid search over the estimator's hyperparameters."""
+
+    param_grid: dict[str, list[Any]] = Field(min_length=1)
+    cv: int = Field(default=3, ge=2)
+    scoring: MetricName = "roc_auc"
+
+
+class TrainingConfig(StrictModel):
+    #: Dotted path of a scikit-learn classifier class.
+    estimator: str = "sklearn.linear_model.LogisticRegression"
+    params: dict[str, Any] = Field(default_factory=dict)
+    search: SearchConfig | None = None
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator_is_a_dotted_path(cls, value: str) -> str:
+        if "." not in value:
+            raise ValueError(f"'{value}' is not a dotted class path like sklearn.svm.SVC")
+        return value
+
+
+class EvaluationConfig(StrictModel):
+    #: Column whose values (or quantile bins, for numeric columns) define the
+    #: slices metrics are reported for; ``null`` reports no slices.
+    slice_column: str | None = None
+    slice_bins: int = Field(default=4, ge=2, le=20)
+
+
+class PromotionConfig(StrictModel):
+    """The model gate: absolute floors, and no regression against the champion."""
+
+    stage: Literal["staging", "production"] = "production"
+    primary_metric: MetricName = "roc_auc"
+    min_metrics: dict[str, float] = Field(default_factory=dict)
+    #: How much worse than the champion (absolute, on the primary metric) a
+    #: candidate may be and still be promoted.
+    max_regression: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @field_validator("min_metrics")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(METRIC_NAMES))
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRIC_NAMES)}")
+        return value
+
+
+# --------------------------------------------------------------------------- #
+# Pipeline run configs
+# --------------------------------------------------------------------------- #
+class ModelBlock(StrictModel):
+    """The ZenML ``model:`` block: the Model every run's version belongs to."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    license: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class TrainingParameters(StrictModel):
+    data: DataSourceConfig = DataSourceConfig()
+    validation: DataValidationConfig = DataValidationConfig()
+    split: SplitConfig = SplitConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    promotion: PromotionConfig = PromotionConfig()
+
+
+class TrainingRunConfig(StrictModel):
+    """``configs/training.yaml``."""
+
+    model: ModelBlock
+    parameters: TrainingParameters = TrainingParameters()
+    enable_cache: bool = True
+    #: Passed through to ZenML as pipeline-level settings (docker, resources...).
+    settings: dict[str, Any] = Field(default_factory=dict)
+    #: Passed through to ZenML as per-step configuration.
+    steps: dict[str, dict[str, Any]] = Field(default_factory=dict)

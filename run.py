@@ -1,0 +1,228 @@
+#!/usr/bin/env python
+"""Command line of the project: one entry point for every pipeline and environment.
+
+python run.py train --env dev
+python run.py stack diff --env staging
+python run.py dashboard
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from configs.loader import CONFIG_DIR, ConfigError, available_environments, load_environment
+from configs.schema import EnvironmentConfig
+
+if TYPE_CHECKING:
+    from zenml.client import Client
+    from zenml.models import PipelineRunResponse
+
+REPO_ROOT = Path(__file__).resolve().parent
+
+
+def env_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--env",
+        "env",
+        default="dev",
+        show_default=True,
+        metavar="NAME",
+        help="Environment: a file in configs/environments/ "
+        f"({', '.join(available_environments())}).",
+    )(function)
+
+
+def load_env(env: str) -> tuple[EnvironmentConfig, str]:
+    try:
+        environment = load_environment(env)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return environment, f"configs/environments/{env}.yaml"
+
+
+def zenml_client() -> Client:
+    """The ZenML client, with this checkout initialised as a ZenML repository."""
+    from zenml.client import Client
+
+    if Client.find_repository() is None:
+        Client.initialize(root=REPO_ROOT)
+    return Client()
+
+
+def activate_stack(env: str) -> EnvironmentConfig:
+    """Validate the environment, then register (idempotently) and activate its stack."""
+    from infra import stacks
+
+    environment, source = load_env(env)
+    try:
+        stack_plan = stacks.activate(zenml_client(), environment, source)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not stack_plan.is_current:
+        click.echo(stack_plan.describe())
+    click.echo(f"Active stack: '{stack_plan.name}' (environment {env})")
+    return environment
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """Train, gate and promote a tabular model with ZenML, on the stack of the environment
+    you name. Every environment is a YAML file under configs/environments/; switching from
+    a laptop to a cluster is `--env`, never a code edit."""
+
+
+@cli.command()
+@env_option
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=CONFIG_DIR / "training.yaml",
+    show_default="configs/training.yaml",
+    help="Pipeline config file.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one config key, e.g. --set parameters.split.test_size=0.3 (repeatable).",
+)
+@click.option("--no-cache", is_flag=True, help="Run every step, ignoring cached results.")
+def train(env: str, config_path: Path, overrides: tuple[str, ...], no_cache: bool) -> None:
+    """Run the training pipeline: ingest, validate data, split, train, evaluate,
+    validate the model against the production champion, register, promote."""
+    from configs.loader import load_run_config
+    from configs.schema import TrainingRunConfig
+
+    environment, _ = load_env(env)
+    try:
+        config = load_run_config(TrainingRunConfig, config_path, environment, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    activate_stack(env)
+
+    from zenml import Model
+
+    from pipelines.training import training_pipeline
+
+    pipeline = training_pipeline.with_options(
+        model=Model(**config.model.model_dump()),
+        enable_cache=config.enable_cache and not no_cache,
+        settings=config.settings or None,
+        steps=config.steps or None,
+    )
+    started = time.perf_counter()
+    try:
+        run = pipeline(**dict(config.parameters))
+    except RuntimeError as exc:
+        raise click.ClickException(f"training pipeline failed: {failure_reason(exc)}") from None
+    if run is None:  # an orchestrator that runs asynchronously
+        click.echo("Pipeline submitted; follow it in the dashboard.")
+        return
+    _report_training(run, time.perf_counter() - started)
+
+
+def failure_reason(error: Exception) -> str:
+    """The exception a failed step raised, from the last run, instead of ZenML's summary."""
+    from zenml.client import Client
+
+    run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
+    reasons = []
+    for name, step_run in run.steps.items():
+        info = step_run.exception_info
+        if step_run.status.value == "failed" and info is not None:
+            raised = list(re.finditer(r"^[\w.]+(?:Error|Exception)\b.*?: ", info.traceback, re.M))
+            text = info.traceback[raised[-1].start() :] if raised else info.traceback
+            reasons.append(f"step '{name}': {text.strip()}")
+    return "\n".join(reasons) or str(error)
+
+
+def _report_training(run: PipelineRunResponse, seconds: float) -> None:
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run.id)
+    cached = sum(step.status.value == "cached" for step in run.steps.values())
+    click.echo(
+        f"\nRun '{run.name}': {run.status.value} in {seconds:.1f} s "
+        f"({cached} of {len(run.steps)} steps cached)"
+    )
+    version = run.model_version
+    if version is not None:
+        outcome = run.steps["promote_model"].outputs["promotion"][0].load()
+        report = run.steps["evaluate_model"].outputs["evaluation_report"][0].load()
+        metrics = "  ".join(f"{k}={v:.4f}" for k, v in report.metrics.items())
+        click.echo(f"Model '{version.model.name}' version {version.name}: {outcome}")
+        click.echo(f"  test metrics: {metrics}")
+    tracker = Client().active_stack.experiment_tracker
+    click.echo("\nWhere to look:")
+    click.echo("  ZenML dashboard: python run.py dashboard")
+    if tracker is not None:
+        uri = tracker.get_tracking_uri()  # type: ignore[attr-defined]
+        if uri.startswith(("http://", "https://")):
+            click.echo(f"  MLflow UI:       {uri}")
+        else:
+            mlflow_bin = Path(sys.executable).parent / "mlflow"
+            click.echo(f"  MLflow UI:       {mlflow_bin} ui --backend-store-uri {uri}")
+
+
+@cli.group()
+def stack() -> None:
+    """Show, diff or register the ZenML stack an environment declares."""
+
+
+@stack.command("show")
+@env_option
+def stack_show(env: str) -> None:
+    """Print the stack the environment's YAML declares."""
+    environment, source = load_env(env)
+    click.echo(f"{source}: stack '{environment.stack.name}'")
+    for kind, spec in environment.stack.components.declared().items():
+        click.echo(f"  {kind:<20} {spec.name} ({spec.flavor})")
+        for key, value in spec.configuration.items():
+            click.echo(f"  {'':<20}   {key}: {value}")
+
+
+@stack.command("diff")
+@env_option
+def stack_diff(env: str) -> None:
+    """Compare the YAML with what the ZenML store has registered; change nothing."""
+    from infra import stacks
+
+    environment, source = load_env(env)
+    try:
+        click.echo(stacks.plan(zenml_client(), environment, source).describe())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@stack.command("register")
+@env_option
+def stack_register(env: str) -> None:
+    """Register or update the environment's stack and make it the active one."""
+    activate_stack(env)
+
+
+@cli.command()
+@click.option("--stop", is_flag=True, help="Stop the local ZenML server instead.")
+def dashboard(stop: bool) -> None:
+    """Start the local ZenML server with its dashboard and print its URL."""
+    zenml_client()
+    zenml = str(Path(sys.executable).parent / "zenml")
+    command = [zenml, "logout", "--local"] if stop else [zenml, "login", "--local"]
+    result = subprocess.run(command, env={**os.environ, "AUTO_OPEN_DASHBOARD": "false"})
+    if result.returncode:
+        raise click.ClickException(f"`{' '.join(command)}` exited with {result.returncode}")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+from zenml import log_metadata, step
+
+from configs.schema import DataSourceConfig
+from materializers.dataframe_materializer import ContentHashedDataFrameMaterializer
+from steps.data.sources import load_dataset
+
+
+# Never cached: the file behind a path can change between runs. The output is
+# content-hashed instead, so every step downstream is cached on the data itself.
+@step(enable_cache=False, output_materializers=ContentHashedDataFrameMaterializer)
+def ingest_data(source: DataSourceConfig) -> Annotated[pd.DataFrame, "raw_dataset"]:
+    """Read the configured dataset: a scikit-learn dataset or the user's CSV/Parquet file."""
+    frame = load_dataset(source)
+    log_metadata(
+        metadata={"rows": len(frame), "columns": len(frame.columns), "source": source.source},
+        artifact_name="raw_dataset",
+        infer_artifact=True,
+    )
+    return frame

@@ -1,0 +1,23 @@
+"""The evaluation report: the artifact the model gate and the dashboard read."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class SliceMetrics(BaseModel):
+    value: str
+    rows: int
+    metrics: dict[str, float]
+
+
+class EvaluationReport(BaseModel):
+    metrics: dict[str, float]
+    rows: int
+    classes: list[str]
+    #: rows: true class, columns: predicted class, in the order of ``classes``
+    confusion_matrix: list[list[int]]
+    #: class -> (false positive rates, true positive rates), one-vs-rest
+    roc_curves: dict[str, tuple[list[float], list[float]]]
+    slice_column: str | None = None
+    slices: list[SliceMetrics] = []

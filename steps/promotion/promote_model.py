@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
+from zenml.enums import ModelStages
+from zenml.model_registries.base_model_registry import ModelVersionStage
+
+from configs.schema import PromotionConfig
+from steps.promotion.champion import Champion
+from steps.promotion.gate import PromotionDecision
+
+REGISTRY_STAGES = {
+    "staging": ModelVersionStage.STAGING,
+    "production": ModelVersionStage.PRODUCTION,
+}
+
+
+# Never cached: it changes which model is in production.
+@step(enable_cache=False)
+def promote_model(
+    decision: PromotionDecision,
+    champion: Champion,
+    registry_version: str,
+    promotion: PromotionConfig,
+) -> Annotated[str, "promotion"]:
+    """Move the candidate to the configured stage if, and only if, the gate approved it.
+
+    A candidate whose model artifact *is* the champion's (a fully cached rerun
+    on unchanged data) is not promoted again: production stays as it is.
+    """
+    context = get_step_context()
+    candidate_artifact = context.model.get_artifact("model")
+    if not decision.approved:
+        outcome = f"not promoted: {'; '.join(decision.reasons)}"
+    elif candidate_artifact is not None and candidate_artifact.id == champion.model_artifact_id:
+        outcome = f"not promoted: identical to {promotion.stage} version {champion.version}"
+    else:
+        context.model.set_stage(ModelStages(promotion.stage), force=True)
+        registry = Client().active_stack.model_registry
+        if registry is not None:
+            registry.update_model_version(
+                name=context.model.name,
+                version=registry_version,
+                stage=REGISTRY_STAGES[promotion.stage],
+            )
+        outcome = f"promoted to {promotion.stage}"
+    log_metadata(metadata={"promotion": outcome}, infer_model=True)
+    return outcome

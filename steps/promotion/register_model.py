@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import zenml
+from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
+from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
+
+from steps.promotion.gate import PromotionDecision
+from steps.promotion.lineage import code_version
+from steps.training.train_model import MlflowModel
+
+
+# Never cached: every run's model version is recorded in the registry.
+@step(enable_cache=False)
+def register_model(
+    mlflow_model: MlflowModel, decision: PromotionDecision
+) -> Annotated[str, "registry_version"]:
+    """Record the candidate, approved or not, in the stack's model registry and on its
+    ZenML model version, with the lineage needed to reproduce it."""
+    context = get_step_context()
+    model_version = context.model.number
+    registry = Client().active_stack.model_registry
+    if registry is None:
+        raise RuntimeError("the active stack has no model registry; see configs/environments/")
+    run = context.pipeline_run
+    registered = registry.register_model_version(
+        name=context.model.name,
+        model_source_uri=mlflow_model.model_uri,
+        description=f"ZenML {context.model.name} version {model_version}",
+        metadata=ModelRegistryModelMetadata.model_validate(
+            {
+                "zenml_version": zenml.__version__,
+                "zenml_run_name": run.name,
+                "zenml_pipeline_name": run.pipeline.name if run.pipeline else None,
+                "zenml_pipeline_run_uuid": str(run.id),
+                "zenml_step_name": context.step_run.name,
+                "zenml_model_version": str(model_version),
+                "gate": "approved" if decision.approved else "rejected",
+            }
+        ),
+    )
+    log_metadata(
+        metadata={
+            "code_version": code_version(),
+            "mlflow_run_id": mlflow_model.run_id,
+            "mlflow_experiment_id": mlflow_model.experiment_id,
+            "mlflow_model_uri": mlflow_model.model_uri,
+            "registry_version": str(registered.version),
+            "gate": "approved" if decision.approved else "rejected",
+            "gate_reasons": decision.reasons,
+        },
+        infer_model=True,
+    )
+    return str(registered.version)

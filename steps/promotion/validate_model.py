@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from zenml import log_metadata, step
+
+from configs.schema import PromotionConfig
+from steps.evaluation.metrics import evaluate
+from steps.evaluation.report import EvaluationReport
+from steps.promotion.champion import Champion, load_artifact
+from steps.promotion.gate import PromotionDecision, decide
+
+
+@step
+def validate_model(
+    report: EvaluationReport,
+    test_set: pd.DataFrame,
+    champion: Champion,
+    promotion: PromotionConfig,
+    target: str,
+) -> Annotated[PromotionDecision, "promotion_decision"]:
+    """The model gate. The champion is scored on the candidate's own test rows,
+    so the comparison is like for like even when the data has changed since
+    the champion was trained."""
+    champion_metrics = None
+    if champion.model_artifact_id is not None:
+        champion_model: Pipeline = load_artifact(champion.model_artifact_id)
+        champion_metrics = evaluate(champion_model, test_set, target).metrics
+    decision = decide(report.metrics, champion_metrics, promotion, champion.version)
+    log_metadata(
+        metadata={"promotion_decision": decision.model_dump(mode="json")}, infer_model=True
+    )
+    return decision
