@@ -1,0 +1,75 @@
+"""Test isolation: every session gets its own ZenML config, store and repository.
+
+The environment is set before anything imports ZenML, so no test reads or
+writes the developer's ~/.config/zenml, and no telemetry leaves the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
+
+os.environ.update(
+    {
+        "ZENML_CONFIG_PATH": str(SESSION_DIR / "zenml-config"),
+        "ZENML_REPOSITORY_PATH": str(SESSION_DIR / "zenml-repo"),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "ZENML_LOGGING_VERBOSITY": "WARN",
+        "ZENML_ENABLE_RICH_TRACEBACK": "false",
+        "AUTO_OPEN_DASHBOARD": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "BENTOML_DO_NOT_TRACK": "true",
+        "EVIDENTLY_DISABLE_TELEMETRY": "1",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+)
+(SESSION_DIR / "zenml-repo").mkdir()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def zenml_repo() -> Path:
+    """A ZenML repository in the session's temporary directory, sources from this checkout."""
+    from zenml.client import Client
+    from zenml.utils import source_utils
+
+    repo = SESSION_DIR / "zenml-repo"
+    if Client.find_repository() is None:
+        Client.initialize(root=repo)
+    source_utils.set_custom_source_root(str(REPO_ROOT))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def dev_stack(zenml_repo: Path) -> str:
+    """The dev environment's stack, registered from its YAML and active."""
+    from zenml.client import Client
+
+    from configs.loader import load_environment
+    from infra import stacks
+
+    environment = load_environment("dev")
+    stacks.activate(Client(), environment, "configs/environments/dev.yaml")
+    return environment.stack.name
+
+
+@pytest.fixture
+def free_port() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    yield port
