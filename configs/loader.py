@@ -55,7 +55,11 @@ def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str,
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``dotted.key=value`` overrides; values are parsed as YAML scalars or lists."""
+    """Set ``dotted.key=value`` overrides; values are parsed as YAML (scalars, lists, mappings).
+
+    The value replaces what the key held, so ``--set parameters.training.params={}``
+    clears the estimator's parameters rather than merging nothing into them.
+    """
     result = dict(data)
     for override in overrides:
         key, sep, raw_value = override.partition("=")
@@ -65,10 +69,13 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
             value = yaml.safe_load(raw_value)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set '{override}': value is not valid YAML: {exc}") from exc
-        nested: Any = value
-        for part in reversed(key.strip().split(".")):
-            nested = {part: nested}
-        result = deep_merge(result, nested)
+        *parents, leaf = key.strip().split(".")
+        node = result
+        for part in parents:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[part]
+        node[leaf] = value
     return result
 
 

@@ -84,7 +84,7 @@ def check_component(client: Client, kind: str, spec: ComponentSpec, source: str)
     if unknown:
         raise ConfigError(
             f"{source}: {key}.configuration.{unknown[0]}: unknown key for flavor "
-            f"'{spec.flavor}'; known keys: {', '.join(sorted(config_class.model_fields))}"
+            f"'{spec.flavor}'; known keys: {', '.join(sorted(config_class.model_fields)) or '(none)'}"
         )
     try:
         config_class(**spec.configuration)

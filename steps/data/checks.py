@@ -64,51 +64,40 @@ def _describe(rules: DataValidationConfig) -> dict[str, Callable[[pd.Series], st
     }
 
 
+def _series_check(test: Callable[[pd.Series], bool], name: str) -> pa.Check:
+    """A check on the whole column, nulls included (pandera drops them by default)."""
+    return pa.Check(test, element_wise=False, ignore_na=False, name=name)
+
+
 def _feature_checks(rules: DataValidationConfig, kind: str | None) -> list[pa.Check]:
     checks = [
-        pa.Check(lambda s: bool(s.notna().any()), element_wise=False, name="not_all_missing"),
-        pa.Check(
-            # An all-missing column is reported once, by the check above.
+        _series_check(lambda s: bool(s.notna().any()), "not_all_missing"),
+        # An all-missing column is reported once, by the check above.
+        _series_check(
             lambda s: bool(s.isna().all() or s.isna().mean() <= rules.max_missing_fraction),
-            element_wise=False,
-            name="max_missing_fraction",
+            "max_missing_fraction",
         ),
     ]
     if not rules.allow_constant_columns:
-        checks.append(
-            pa.Check(lambda s: bool(s.nunique() != 1), element_wise=False, name="not_constant")
-        )
+        checks.append(_series_check(lambda s: bool(s.nunique() != 1), "not_constant"))
     if kind is not None:
-        checks.append(
-            pa.Check(
-                lambda s: bool(s.isna().all()) or column_kind(s) == kind,
-                element_wise=False,
-                name=kind,
-            )
-        )
+        checks.append(_series_check(lambda s: bool(s.isna().all()) or column_kind(s) == kind, kind))
     return checks
 
 
 def _label_checks(rules: DataValidationConfig, kind: str | None) -> list[pa.Check]:
     checks = [
-        pa.Check(
+        _series_check(
             lambda s: not (is_float_dtype(s) and bool((s.dropna() % 1 != 0).any())),
-            element_wise=False,
-            name="discrete_labels",
+            "discrete_labels",
         ),
-        pa.Check(
-            lambda s: 2 <= s.nunique() <= rules.max_classes,
-            element_wise=False,
-            name="class_count",
-        ),
-        pa.Check(
-            lambda s: bool((s.value_counts() >= rules.min_class_count).all()),
-            element_wise=False,
-            name="min_class_count",
+        _series_check(lambda s: 2 <= s.nunique() <= rules.max_classes, "class_count"),
+        _series_check(
+            lambda s: bool((s.value_counts() >= rules.min_class_count).all()), "min_class_count"
         ),
     ]
     if kind is not None:
-        checks.append(pa.Check(lambda s: column_kind(s) == kind, element_wise=False, name=kind))
+        checks.append(_series_check(lambda s: column_kind(s) == kind, kind))
     return checks
 
 

@@ -20,14 +20,23 @@ def score(
     """Every metric of ``configs.schema.METRIC_NAMES`` that is defined on these rows."""
     scores = {
         "accuracy": metrics.accuracy_score(y_true, y_pred),
-        "balanced_accuracy": metrics.balanced_accuracy_score(y_true, y_pred),
-        "f1_macro": metrics.f1_score(y_true, y_pred, average="macro", zero_division=0),
-        "precision_macro": metrics.precision_score(
-            y_true, y_pred, average="macro", zero_division=0
+        # Macro recall over the classes present: balanced accuracy, without the
+        # warning scikit-learn's own raises on a slice holding a single class.
+        "balanced_accuracy": metrics.recall_score(
+            y_true, y_pred, labels=sorted(set(y_true)), average="macro", zero_division=0
         ),
-        "recall_macro": metrics.recall_score(y_true, y_pred, average="macro", zero_division=0),
+        "f1_macro": metrics.f1_score(
+            y_true, y_pred, labels=classes, average="macro", zero_division=0
+        ),
+        "precision_macro": metrics.precision_score(
+            y_true, y_pred, labels=classes, average="macro", zero_division=0
+        ),
+        "recall_macro": metrics.recall_score(
+            y_true, y_pred, labels=classes, average="macro", zero_division=0
+        ),
     }
-    if y_true.nunique() > 1:  # ROC AUC is undefined on a single class
+    # ROC AUC needs every class present: undefined on a slice that lacks one.
+    if y_true.nunique() == len(classes):
         if len(classes) == 2:
             scores["roc_auc"] = metrics.roc_auc_score(y_true == classes[1], proba[:, 1])
         else:

@@ -13,7 +13,10 @@ from steps.training.train_model import MlflowModel
 
 
 # Never cached: every run's model version is recorded in the registry.
-@step(enable_cache=False)
+# The experiment tracker points MLflow at the stack's store for this step; the
+# registry resolves the model URI through MLflow's global tracking URI, which
+# ZenML resets after each tracked step.
+@step(enable_cache=False, experiment_tracker=True)
 def register_model(
     mlflow_model: MlflowModel, decision: PromotionDecision
 ) -> Annotated[str, "registry_version"]:

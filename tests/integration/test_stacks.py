@@ -1,0 +1,97 @@
+"""Stack registration from YAML against a real (temporary) ZenML store."""
+
+from __future__ import annotations
+
+import pytest
+
+from configs.loader import ConfigError, load_environment
+from configs.schema import ComponentSpec, EnvironmentConfig
+from infra import stacks
+
+
+def _variant(environment: EnvironmentConfig, kind: str, **changes) -> EnvironmentConfig:
+    components = environment.stack.components.model_copy(
+        update={kind: getattr(environment.stack.components, kind).model_copy(update=changes)}
+    )
+    return environment.model_copy(
+        update={"stack": environment.stack.model_copy(update={"components": components})}
+    )
+
+
+def test_registration_is_idempotent(dev_stack):
+    from zenml.client import Client
+
+    client = Client()
+    environment = load_environment("dev")
+    assert client.active_stack_model.name == dev_stack
+    again = stacks.plan(client, environment, "dev.yaml")
+    assert again.is_current, again.describe()
+
+
+def test_changed_configuration_is_shown_then_applied(dev_stack):
+    from zenml.client import Client
+
+    client = Client()
+    environment = _variant(
+        load_environment("dev"),
+        "experiment_tracker",
+        configuration={"experiment_name": "churn-experiments"},
+    )
+    change = stacks.plan(client, environment, "dev.yaml")
+    [tracker] = [c for c in change.components if c.kind == "experiment_tracker"]
+    assert tracker.action == "update"
+    assert tracker.changes == {"experiment_name": (None, "churn-experiments")}
+    assert "experiment_name: None -> 'churn-experiments'" in change.describe()
+    try:
+        stacks.apply(client, change)
+        assert stacks.plan(client, environment, "dev.yaml").is_current
+    finally:  # back to the YAML as shipped: other tests share this store
+        stacks.apply(client, stacks.plan(client, load_environment("dev"), "dev.yaml"))
+    assert stacks.plan(client, load_environment("dev"), "dev.yaml").is_current
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "message"),
+    [
+        (
+            "orchestrator",
+            ComponentSpec(name="dev-local-orchestrator", flavor="locall"),
+            r"env.yaml: stack.components.orchestrator.flavor: no orchestrator flavor 'locall'; "
+            r"available: .*local",
+        ),
+        (
+            "experiment_tracker",
+            ComponentSpec(
+                name="dev-mlflow-tracker", flavor="mlflow", configuration={"tracking_url": "x"}
+            ),
+            r"stack.components.experiment_tracker.configuration.tracking_url: unknown key "
+            r"for flavor 'mlflow'",
+        ),
+        (
+            "experiment_tracker",
+            ComponentSpec(
+                name="dev-mlflow-tracker", flavor="mlflow", configuration={"nested": "sometimes"}
+            ),
+            r"stack.components.experiment_tracker.configuration.nested: Input should be a valid "
+            r"boolean",
+        ),
+        (
+            "artifact_store",
+            ComponentSpec(
+                name="dev-local-artifact-store", flavor="s3", configuration={"path": "s3://bucket"}
+            ),
+            r"component 'dev-local-artifact-store' is registered with flavor 'local', the YAML "
+            r"says 's3'",
+        ),
+    ],
+)
+def test_bad_stack_yaml_names_file_and_key(dev_stack, kind, spec, message):
+    from zenml.client import Client
+
+    environment = load_environment("dev")
+    components = environment.stack.components.model_copy(update={kind: spec})
+    bad = environment.model_copy(
+        update={"stack": environment.stack.model_copy(update={"components": components})}
+    )
+    with pytest.raises(ConfigError, match=message):
+        stacks.plan(Client(), bad, "env.yaml")

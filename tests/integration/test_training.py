@@ -1,0 +1,146 @@
+"""The training pipeline end to end on the session's temporary ZenML store and MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from configs.schema import DataSourceConfig
+from steps.data.sources import load_dataset
+from tests.helpers import customer_churn_frame, invoke, write_csv
+
+pytestmark = pytest.mark.integration
+
+MODEL = "it_breast_cancer"
+
+
+def production_version(name: str = MODEL) -> str:
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    return Client().get_model_version(name, ModelStages.PRODUCTION).name
+
+
+@pytest.fixture(scope="module")
+def first_run(dev_stack):
+    result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_first_run_promotes_a_model_with_its_lineage(first_run):
+    import mlflow
+    from mlflow import MlflowClient
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    assert f"Model '{MODEL}' version 1: promoted to production" in first_run.output
+    assert "mlflow ui --backend-store-uri sqlite:///" in first_run.output
+
+    client = Client()
+    version = client.get_model_version(MODEL, ModelStages.PRODUCTION)
+    assert version.name == "1"
+    for artifact in ("raw_dataset", "train_set", "test_set", "model", "evaluation_report"):
+        assert version.get_artifact(artifact) is not None, artifact
+    metadata = version.run_metadata
+    assert metadata["gate"] == "approved"
+    assert (
+        len(metadata["code_version"]["git_commit"]) in (7, 40)
+        or metadata["code_version"]["git_commit"] == "unknown"
+    )
+    assert metadata["test_metrics"]["roc_auc"] > 0.95
+
+    mlflow.set_tracking_uri(client.active_stack.experiment_tracker.get_tracking_uri())
+    mlflow_client = MlflowClient()
+    run = mlflow_client.get_run(metadata["mlflow_run_id"])
+    assert run.data.params["estimator"] == "sklearn.linear_model.LogisticRegression"
+    assert run.data.params["C"] == "1.0"
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(metadata["test_metrics"]["roc_auc"])
+    champion = mlflow_client.get_model_version_by_alias(MODEL, "champion")
+    assert str(champion.version) == metadata["registry_version"]
+    assert champion.tags["zenml_model_version"] == "1"
+
+
+def test_rerun_on_the_same_data_is_cached_and_keeps_production(first_run):
+    result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
+    assert result.exit_code == 0, result.output
+    assert "version 2: not promoted: identical to production version 1" in result.output
+    assert production_version() == "1"
+    result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
+    assert "(5 of 9 steps cached)" in result.output
+
+
+def test_worse_model_is_recorded_but_not_promoted(first_run):
+    from zenml.client import Client
+
+    result = invoke(
+        "train",
+        "--set", f"model.name={MODEL}",
+        "--set", "parameters.training.estimator=sklearn.dummy.DummyClassifier",
+        "--set", "parameters.training.params={}",
+        "--set", "parameters.promotion.min_metrics={}",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "not promoted: roc_auc = 0.5000 regresses against champion version 1" in result.output
+    assert production_version() == "1"
+    rejected = Client().list_model_versions(MODEL, sort_by="desc:number", size=1).items[0]
+    assert rejected.run_metadata["gate"] == "rejected"
+
+
+def _breast_cancer_frame():
+    return load_dataset(DataSourceConfig())
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (
+            lambda f: f.drop(columns=["mean radius"]),
+            "[required_column] column 'mean radius': missing from the data",
+        ),
+        (
+            lambda f: f.assign(**{"worst area": np.nan}),
+            "[not_all_missing] column 'worst area': all 569 values are missing",
+        ),
+        (
+            lambda f: f.assign(target=(f["target"] == "benign").astype(int)),
+            "[categorical] column 'target': expected categorical (string) values, got dtype int64",
+        ),
+    ],
+    ids=["missing-column", "all-null-column", "wrong-label-type"],
+)
+def test_bad_data_fails_the_gate_and_leaves_production(first_run, tmp_path, corrupt, message):
+    from zenml.client import Client
+
+    path = write_csv(corrupt(_breast_cancer_frame()), tmp_path / "bad.csv")
+    result = invoke(
+        "train",
+        "--set", f"model.name={MODEL}",
+        "--set", "parameters.data.source=file",
+        "--set", f"parameters.data.path={path}",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "step 'validate_data'" in result.output
+    assert "DataValidationError" in result.output
+    assert message in result.output
+    assert production_version() == "1"
+    run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
+    assert run.steps["validate_data"].status.value == "failed"
+    assert "train_model" not in run.steps or run.steps["train_model"].status.value != "completed"
+
+
+def test_user_csv_with_categoricals_and_missing_values_trains_and_promotes(dev_stack, tmp_path):
+    path: Path = write_csv(customer_churn_frame(rows=600), tmp_path / "churn.csv")
+    result = invoke(
+        "train",
+        "--set", "model.name=it_churn",
+        "--set", "parameters.data.source=file",
+        "--set", f"parameters.data.path={path}",
+        "--set", "parameters.data.target=churn",
+        "--set", "parameters.evaluation.slice_column=contract",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Model 'it_churn' version 1: promoted to production" in result.output
+    assert production_version("it_churn") == "1"

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs.schema import DataValidationConfig
+from steps.data.checks import DataValidationError, check_dataset, find_violations
+
+RULES = DataValidationConfig(min_rows=10, min_class_count=2)
+
+
+@pytest.fixture
+def reference() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(20, 60, 40).astype(float),
+            "plan": rng.choice(["basic", "pro"], 40),
+            "label": rng.choice(["yes", "no"], 40),
+        }
+    )
+
+
+def found(frame, reference=None, rules=RULES):
+    return {
+        (v.check, v.column): v.detail for v in find_violations(frame, "label", rules, reference)
+    }
+
+
+def test_clean_data_passes(reference):
+    check_dataset(reference, "label", RULES, reference)
+
+
+def test_missing_column_is_named(reference):
+    assert found(reference.drop(columns=["plan"]), reference) == {
+        ("required_column", "plan"): "missing from the data"
+    }
+
+
+def test_all_null_column_is_reported_once(reference):
+    frame = reference.assign(age=np.nan)
+    assert found(frame, reference) == {("not_all_missing", "age"): "all 40 values are missing"}
+
+
+def test_mostly_missing_column_reports_the_fraction(reference):
+    frame = reference.copy()
+    frame.loc[:29, "plan"] = None
+    assert "75.0% of values missing" in found(frame, reference)[("max_missing_fraction", "plan")]
+
+
+def test_wrong_label_type_against_the_reference(reference):
+    frame = reference.assign(label=np.where(reference["label"] == "yes", 1, 0))
+    assert found(frame, reference)[("categorical", "label")] == (
+        "expected categorical (string) values, got dtype int64"
+    )
+
+
+def test_wrong_feature_type_against_the_reference(reference):
+    frame = reference.assign(age=reference["age"].astype(str) + " years")
+    assert (
+        "expected numeric values, got dtype object" in found(frame, reference)[("numeric", "age")]
+    )
+
+
+def test_continuous_label_without_a_reference(reference):
+    frame = reference.assign(label=np.linspace(0, 1, 40))
+    assert ("discrete_labels", "label") in found(frame)
+
+
+def test_constant_column_shows_its_value(reference):
+    frame = reference.assign(plan="pro")
+    assert (
+        found(frame, reference)[("not_constant", "plan")] == "constant column, every value is 'pro'"
+    )
+
+
+def test_too_few_rows_and_rare_classes(reference):
+    frame = reference.head(5).assign(label=["yes", "yes", "yes", "yes", "no"])
+    violations = found(frame, reference)
+    assert violations[("min_rows", None)] == "5 rows; need at least 10"
+    assert "{'no': 1}" in violations[("min_class_count", "label")]
+
+
+def test_null_label_names_the_row(reference):
+    frame = reference.copy()
+    frame.loc[3, "label"] = None
+    assert found(frame, reference)[("not_nullable", "label")] == "missing value at row 3"
+
+
+def test_error_message_lists_every_violation(reference):
+    frame = reference.drop(columns=["plan"]).assign(age=np.nan)
+    with pytest.raises(DataValidationError) as error:
+        check_dataset(frame, "label", RULES, reference)
+    message = str(error.value)
+    assert "2 violation(s)" in message
+    assert "[required_column] column 'plan': missing from the data" in message
+    assert "[not_all_missing] column 'age': all 40 values are missing" in message

@@ -1,0 +1,53 @@
+"""Bad flags and bad config fail before any pipeline starts, with the file and key named."""
+
+from __future__ import annotations
+
+from tests.helpers import invoke
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("train", "stack", "dashboard"):
+        assert command in result.output
+
+
+def test_unknown_environment():
+    result = invoke("train", "--env", "qa")
+    assert result.exit_code == 1
+    assert "unknown environment 'qa'" in result.output
+    assert "available: " in result.output
+
+
+def test_misspelt_config_key_from_the_command_line():
+    result = invoke("train", "--set", "parameters.split.test_sise=0.3")
+    assert result.exit_code == 1
+    assert "configs/training.yaml" in result.output
+    assert "parameters.split.test_sise: unknown key (misspelt?)" in result.output
+
+
+def test_bad_value_in_a_config_file(tmp_path):
+    config = tmp_path / "training.yaml"
+    config.write_text("model: {name: m}\nparameters:\n  data: {source: file, path: data.xlsx}\n")
+    result = invoke("train", "--config", str(config))
+    assert result.exit_code == 1
+    assert f"{config}" in result.output
+    assert "parameters.data: Value error, path 'data.xlsx' has suffix '.xlsx'" in result.output
+
+
+def test_missing_config_file(tmp_path):
+    result = invoke("train", "--config", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 1
+    assert "nope.yaml: no such config file" in result.output
+
+
+def test_unknown_flag_is_a_usage_error():
+    result = invoke("train", "--no-cahce")
+    assert result.exit_code == 2
+    assert "No such option '--no-cahce'. Did you mean '--no-cache'?" in result.output
+
+
+def test_stack_show_prints_the_declared_components():
+    result = invoke("stack", "show", "--env", "dev")
+    assert result.exit_code == 0
+    assert "experiment_tracker   dev-mlflow-tracker (mlflow)" in result.output

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from configs.loader import (
+    ConfigError,
+    apply_overrides,
+    deep_merge,
+    load_environment,
+    load_run_config,
+    read_yaml,
+    validate,
+)
+from configs.schema import DataSourceConfig, EnvironmentConfig, TrainingRunConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_deep_merge_merges_mappings_and_replaces_the_rest():
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    assert deep_merge(base, {"a": {"c": [3]}, "e": 2}) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+
+
+def test_overrides_parse_yaml_values():
+    data = apply_overrides({}, ["parameters.split.test_size=0.3", "model.tags=[a, b]"])
+    assert data == {"parameters": {"split": {"test_size": 0.3}}, "model": {"tags": ["a", "b"]}}
+
+
+@pytest.mark.parametrize("bad", ["no-equals-sign", "=1"])
+def test_malformed_override_names_the_flag(bad):
+    with pytest.raises(ConfigError, match=f"--set '{bad}': expected KEY.PATH=VALUE"):
+        apply_overrides({}, [bad])
+
+
+def test_every_shipped_config_validates():
+    for path in sorted((CONFIGS / "environments").glob("*.yaml")):
+        load_environment(path.stem)
+    dev = load_environment("dev")
+    config = load_run_config(TrainingRunConfig, CONFIGS / "training.yaml", dev)
+    assert config.model.name == "tabular_classifier"
+
+
+def test_misspelt_key_is_named_with_its_file_and_path():
+    dev = load_environment("dev")
+    with pytest.raises(ConfigError) as error:
+        load_run_config(
+            TrainingRunConfig, CONFIGS / "training.yaml", dev, ["parameters.split.test_sise=0.3"]
+        )
+    message = str(error.value)
+    assert "training.yaml" in message
+    assert "parameters.split.test_sise: unknown key (misspelt?)" in message
+
+
+def test_out_of_range_value_shows_the_value():
+    with pytest.raises(
+        ConfigError, match=r"parameters.split.test_size: .*less than 1.*\(got 1.5\)"
+    ):
+        validate(
+            TrainingRunConfig,
+            {"model": {"name": "m"}, "parameters": {"split": {"test_size": 1.5}}},
+            "x.yaml",
+        )
+
+
+def test_unknown_metric_in_gate_is_rejected():
+    with pytest.raises(ConfigError, match=r"min_metrics: .*unknown metric\(s\) \['acuracy'\]"):
+        validate(
+            TrainingRunConfig,
+            {"model": {"name": "m"}, "parameters": {"promotion": {"min_metrics": {"acuracy": 1}}}},
+            "x.yaml",
+        )
+
+
+def test_file_source_needs_a_csv_or_parquet_path():
+    with pytest.raises(ValueError, match="needs 'path'"):
+        DataSourceConfig(source="file")
+    with pytest.raises(ValueError, match=r"suffix '\.xlsx'"):
+        DataSourceConfig(source="file", path=Path("data.xlsx"))
+
+
+def test_unknown_environment_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown environment 'qa'.*available: .*dev"):
+        load_environment("qa")
+
+
+def test_environment_with_misspelt_component_type(tmp_path):
+    path = tmp_path / "env.yaml"
+    path.write_text(
+        "stack:\n  name: x\n  components:\n    orchestrater: {name: o, flavor: local}\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        validate(EnvironmentConfig, read_yaml(path), str(path))
+    assert "stack.components.orchestrater: unknown key" in str(error.value)
+    assert "stack.components.orchestrator: Field required" in str(error.value)
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="the top level must be a mapping"):
+        read_yaml(path)
+
+
+def test_override_replaces_rather_than_merges():
+    data = {"training": {"params": {"C": 1.0}, "estimator": "x"}}
+    assert apply_overrides(data, ["training.params={}"]) == {
+        "training": {"params": {}, "estimator": "x"}
+    }
+    assert data == {"training": {"params": {"C": 1.0}, "estimator": "x"}}

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs.schema import PromotionConfig, SearchConfig, TrainingConfig
+from steps.evaluation.metrics import evaluate
+from steps.promotion.gate import decide
+from steps.training.model_factory import TrainingConfigError, fit_model, make_estimator
+from tests.helpers import customer_churn_frame
+
+
+def test_pipeline_handles_categoricals_missing_values_and_string_labels():
+    frame = customer_churn_frame()
+    model, params = fit_model(frame, "churn", TrainingConfig(params={"max_iter": 500}))
+    assert set(model.classes_) == {"yes", "no"}
+    assert params["max_iter"] == 500
+    unseen = frame.head(3).drop(columns=["churn"]).assign(contract="lifetime", region=None)
+    assert set(model.predict(unseen)) <= {"yes", "no"}  # unknown category: ignored, not fatal
+
+
+def test_grid_search_refits_the_best_parameters():
+    frame = customer_churn_frame()
+    search = SearchConfig(param_grid={"C": [0.01, 1.0]}, cv=2, scoring="accuracy")
+    _, params = fit_model(frame, "churn", TrainingConfig(search=search))
+    assert params["C"] in (0.01, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        (
+            TrainingConfig(estimator="sklearn.linear_model.Nope"),
+            "cannot import 'sklearn.linear_model.Nope'",
+        ),
+        (
+            TrainingConfig(estimator="sklearn.linear_model.LinearRegression"),
+            "is not a scikit-learn classifier",
+        ),
+        (
+            TrainingConfig(params={"gamma": 1}),
+            r"training.params.gamma: not a parameter of LogisticRegression",
+        ),
+    ],
+)
+def test_unusable_estimator_config_names_the_key(training, message):
+    with pytest.raises(TrainingConfigError, match=message):
+        make_estimator(training)
+
+
+def test_evaluation_binary_with_slices():
+    frame = customer_churn_frame(rows=600)
+    model, _ = fit_model(frame.iloc[:400], "churn", TrainingConfig())
+    report = evaluate(model, frame.iloc[400:], "churn", slice_column="contract")
+    assert report.rows == 200
+    assert set(report.metrics) == {
+        "accuracy",
+        "balanced_accuracy",
+        "f1_macro",
+        "precision_macro",
+        "recall_macro",
+        "roc_auc",
+    }
+    assert 0.5 < report.metrics["roc_auc"] <= 1.0
+    assert sum(map(sum, report.confusion_matrix)) == 200
+    assert [s.value for s in report.slices] == ["month-to-month", "one-year", "two-year"]
+    assert sum(s.rows for s in report.slices) == 200
+
+
+def test_evaluation_multiclass_with_numeric_slices():
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    model, _ = fit_model(frame, "target", TrainingConfig(params={"max_iter": 500}))
+    report = evaluate(model, frame, "target", slice_column="sepal length (cm)", slice_bins=3)
+    assert len(report.classes) == 3 and len(report.roc_curves) == 3
+    assert len(report.slices) == 3
+
+
+def test_unknown_slice_column_is_named():
+    frame = customer_churn_frame()
+    model, _ = fit_model(frame, "churn", TrainingConfig())
+    with pytest.raises(ValueError, match=r"evaluation\.slice_column: column 'plan'"):
+        evaluate(model, frame, "churn", slice_column="plan")
+
+
+GATE = PromotionConfig(primary_metric="roc_auc", min_metrics={"accuracy": 0.8}, max_regression=0.01)
+
+
+def test_gate_approves_a_good_first_model():
+    decision = decide({"accuracy": 0.9, "roc_auc": 0.95}, None, GATE)
+    assert decision.approved and decision.reasons == ["all gates passed"]
+
+
+def test_gate_rejects_below_floor_and_regression():
+    decision = decide(
+        {"accuracy": 0.7, "roc_auc": 0.90}, {"accuracy": 0.9, "roc_auc": 0.95}, GATE, "3"
+    )
+    assert not decision.approved
+    assert decision.reasons == [
+        "accuracy = 0.7000 is below the floor 0.8",
+        "roc_auc = 0.9000 regresses against champion version 3 (0.9500) by more than 0.01",
+    ]
+
+
+def test_gate_tolerates_regression_within_the_margin():
+    decision = decide({"accuracy": 0.9, "roc_auc": 0.945}, {"roc_auc": 0.95}, GATE, "3")
+    assert decision.approved
+
+
+def test_gate_rejects_a_metric_it_cannot_compute():
+    gate = PromotionConfig(min_metrics={"roc_auc": 0.5})
+    assert not decide({"accuracy": np.float64(1.0)}, None, gate).approved
+
+
+def test_materialized_dataframe_hash_follows_content(tmp_path):
+    from materializers.dataframe_materializer import ContentHashedDataFrameMaterializer
+
+    materializer = ContentHashedDataFrameMaterializer(uri=str(tmp_path))
+    frame = customer_churn_frame(rows=50)
+    same = materializer.compute_content_hash(frame.copy())
+    assert materializer.compute_content_hash(frame) == same
+    changed = frame.copy()
+    changed.loc[0, "tenure_months"] += 1
+    assert materializer.compute_content_hash(changed) != same
+    assert materializer.compute_content_hash(frame.astype({"tenure_months": "float32"})) != same
+
+
+def test_evaluation_report_renders_metrics_and_plots():
+    from materializers.evaluation_report_materializer import render_html
+
+    frame = customer_churn_frame()
+    model, _ = fit_model(frame, "churn", TrainingConfig())
+    html = render_html(evaluate(model, frame, "churn", slice_column="region"))
+    assert "roc_auc" in html and "By region" in html
+    assert "data:image/png;base64," in html
+
+
+def test_sklearn_source_has_named_string_labels():
+    from configs.schema import DataSourceConfig
+    from steps.data.sources import load_dataset
+
+    frame = load_dataset(DataSourceConfig(dataset="breast_cancer", target="diagnosis"))
+    assert set(frame["diagnosis"]) == {"malignant", "benign"}
+    assert len(frame) == 569
+
+
+def test_file_source_errors_name_the_file_and_column(tmp_path):
+    from configs.schema import DataSourceConfig
+    from steps.data.sources import DataSourceError, load_dataset
+
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(DataSourceError, match=f"{missing}: no such data file"):
+        load_dataset(DataSourceConfig(source="file", path=missing))
+    path = tmp_path / "data.parquet"
+    pd.DataFrame({"a": [1, 2]}).to_parquet(path)
+    with pytest.raises(
+        DataSourceError, match=r"data.parquet: target column 'y' not found; columns are \['a'\]"
+    ):
+        load_dataset(DataSourceConfig(source="file", path=path, target="y"))
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_text("not parquet")
+    with pytest.raises(DataSourceError, match=r"garbage\.parquet: cannot be read as parquet"):
+        load_dataset(DataSourceConfig(source="file", path=garbage))
