@@ -50,11 +50,11 @@ def load_env(env: str) -> tuple[EnvironmentConfig, str]:
 
 
 def zenml_client() -> Client:
-    """The ZenML client, with this checkout initialised as a ZenML repository."""
+    """The ZenML client, with this checkout (or $ZENML_REPOSITORY_PATH) a ZenML repository."""
     from zenml.client import Client
 
     if Client.find_repository() is None:
-        Client.initialize(root=REPO_ROOT)
+        Client.initialize(root=Path(os.environ.get("ZENML_REPOSITORY_PATH", REPO_ROOT)))
     return Client()
 
 
@@ -213,13 +213,24 @@ def stack_register(env: str) -> None:
 
 
 @cli.command()
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port on 127.0.0.1 (ZenML's default: 8237)."
+)
 @click.option("--stop", is_flag=True, help="Stop the local ZenML server instead.")
-def dashboard(stop: bool) -> None:
-    """Start the local ZenML server with its dashboard and print its URL."""
+def dashboard(port: int | None, stop: bool) -> None:
+    """Start the local ZenML server with its dashboard and print its URL.
+
+    The server serves the same local store the pipelines write to, so every
+    run so far is there; `--stop` switches the client back to the embedded store.
+    """
     zenml_client()
     zenml = str(Path(sys.executable).parent / "zenml")
-    command = [zenml, "logout", "--local"] if stop else [zenml, "login", "--local"]
-    result = subprocess.run(command, env={**os.environ, "AUTO_OPEN_DASHBOARD": "false"})
+    if stop:
+        command = [zenml, "logout", "--local"]
+    else:
+        command = [zenml, "login", "--local", "--ip-address", "127.0.0.1"]
+        command += ["--port", str(port)] if port else []
+    result = subprocess.run(command, env={**os.environ, "ZENML_AUTO_OPEN_DASHBOARD": "false"})
     if result.returncode:
         raise click.ClickException(f"`{' '.join(command)}` exited with {result.returncode}")
 

@@ -80,11 +80,12 @@ def check_component(client: Client, kind: str, spec: ComponentSpec, source: str)
             f"{source}: {key}.flavor: flavor '{spec.flavor}' needs its ZenML integration "
             f"installed ({exc})"
         ) from exc
-    unknown = sorted(set(spec.configuration) - set(config_class.model_fields))
+    known = sorted(config_class.model_fields)
+    unknown = sorted(set(spec.configuration) - set(known))
     if unknown:
         raise ConfigError(
             f"{source}: {key}.configuration.{unknown[0]}: unknown key for flavor "
-            f"'{spec.flavor}'; known keys: {', '.join(sorted(config_class.model_fields)) or '(none)'}"
+            f"'{spec.flavor}'; known keys: {', '.join(known) or '(none)'}"
         )
     try:
         config_class(**spec.configuration)

@@ -9,7 +9,6 @@ loses at most the records of that interval.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading

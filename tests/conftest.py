@@ -25,7 +25,7 @@ os.environ.update(
         "ZENML_ANALYTICS_OPT_IN": "false",
         "ZENML_LOGGING_VERBOSITY": "WARN",
         "ZENML_ENABLE_RICH_TRACEBACK": "false",
-        "AUTO_OPEN_DASHBOARD": "false",
+        "ZENML_AUTO_OPEN_DASHBOARD": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
         "BENTOML_DO_NOT_TRACK": "true",
