@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 MODEL = "it_breast_cancer"
 
 
-def production_version(name: str = MODEL) -> str:
+def production_version(name: str = MODEL) -> str | None:
     from zenml.client import Client
     from zenml.enums import ModelStages
 
