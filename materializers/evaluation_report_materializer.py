@@ -48,9 +48,11 @@ def _plots_png(report: EvaluationReport) -> str:
     confusion.set_xlabel("predicted")
     confusion.set_ylabel("true")
     confusion.set_title("Confusion matrix")
+    darkest = max(max(row) for row in report.confusion_matrix)
     for i, row in enumerate(report.confusion_matrix):
         for j, count in enumerate(row):
-            confusion.text(j, i, str(count), ha="center", va="center")
+            color = "white" if count > darkest / 2 else "black"
+            confusion.text(j, i, str(count), ha="center", va="center", color=color)
     for cls, (fpr, tpr) in report.roc_curves.items():
         roc.plot(fpr, tpr, label=cls)
     roc.plot([0, 1], [0, 1], linestyle="--", color="grey")
