@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -23,10 +23,12 @@ from configs.loader import CONFIG_DIR, ConfigError, available_environments, load
 from configs.schema import EnvironmentConfig
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
     from zenml.client import Client
     from zenml.models import PipelineRunResponse
 
 REPO_ROOT = Path(__file__).resolve().parent
+ConfigT = TypeVar("ConfigT", bound="BaseModel")
 
 
 def env_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -101,14 +103,9 @@ def cli() -> None:
 def train(env: str, config_path: Path, overrides: tuple[str, ...], no_cache: bool) -> None:
     """Run the training pipeline: ingest, validate data, split, train, evaluate,
     validate the model against the production champion, register, promote."""
-    from configs.loader import load_run_config
     from configs.schema import TrainingRunConfig
 
-    environment, _ = load_env(env)
-    try:
-        config = load_run_config(TrainingRunConfig, config_path, environment, overrides)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    config = load_pipeline_config(TrainingRunConfig, env, config_path, overrides)
     activate_stack(env)
 
     from zenml import Model
@@ -122,14 +119,35 @@ def train(env: str, config_path: Path, overrides: tuple[str, ...], no_cache: boo
         steps=config.steps or None,
     )
     started = time.perf_counter()
+    run = run_pipeline("training", pipeline, **dict(config.parameters))
+    if run is not None:
+        _report_training(run, time.perf_counter() - started)
+
+
+def load_pipeline_config(
+    model: type[ConfigT], env: str, config_path: Path, overrides: tuple[str, ...]
+) -> ConfigT:
+    """A pipeline config with the environment's overlay and ``--set`` flags, validated."""
+    from configs.loader import load_run_config
+
+    environment, _ = load_env(env)
     try:
-        run = pipeline(**dict(config.parameters))
+        return load_run_config(model, config_path, environment, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunResponse | None:
+    """Run ``pipeline``; a failed step becomes a CLI error carrying the step's own exception."""
+    try:
+        run = pipeline(**parameters)
     except RuntimeError as exc:
-        raise click.ClickException(f"training pipeline failed: {failure_reason(exc)}") from None
+        raise click.ClickException(f"{label} pipeline failed: {failure_reason(exc)}") from None
+    except KeyError as exc:  # e.g. no model version at the requested stage
+        raise click.ClickException(f"{label} pipeline could not start: {exc}") from None
     if run is None:  # an orchestrator that runs asynchronously
         click.echo("Pipeline submitted; follow it in the dashboard.")
-        return
-    _report_training(run, time.perf_counter() - started)
+    return run
 
 
 def failure_reason(error: Exception) -> str:
@@ -173,6 +191,79 @@ def _report_training(run: PipelineRunResponse, seconds: float) -> None:
         else:
             mlflow_bin = Path(sys.executable).parent / "mlflow"
             click.echo(f"  MLflow UI:       {mlflow_bin} ui --backend-store-uri {uri}")
+
+
+@cli.command()
+@env_option
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=CONFIG_DIR / "deployment.yaml",
+    show_default="configs/deployment.yaml",
+    help="Deployment config file.",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@click.option("--status", is_flag=True, help="Show what is served where, and change nothing.")
+@click.option("--stop", "stop_service", is_flag=True, help="Stop the live service.")
+def deploy(
+    env: str, config_path: Path, overrides: tuple[str, ...], status: bool, stop_service: bool
+) -> None:
+    """Package the model at the configured stage as a Bento, start it beside the live
+    service, smoke-test it with rows of its own test split, and only then switch."""
+    from configs.schema import DeploymentRunConfig
+    from steps.deployment import local_server
+
+    config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
+    serving = config.parameters.serving.model_copy(
+        update={
+            "state_dir": REPO_ROOT / config.parameters.serving.state_dir,
+            "inference_log_dir": REPO_ROOT / config.parameters.serving.inference_log_dir,
+        }
+    )
+    live = local_server.read_live(serving.state_dir, config.model.name)
+    if status or stop_service:
+        if live is None:
+            click.echo(f"No live service for model '{config.model.name}'.")
+            return
+        if stop_service:
+            local_server.stop(live)
+            local_server.forget_live(serving.state_dir, config.model.name)
+            click.echo(
+                f"Stopped {live.url} (model '{live.model_name}' version {live.model_version})."
+            )
+            return
+        answering = "answering" if local_server.is_answering(live) else "NOT answering"
+        click.echo(
+            f"Model '{live.model_name}' version {live.model_version} at {live.url} ({answering})\n"
+            f"  bento {live.bento_tag}, pid {live.pid}, "
+            f"since {live.started_at:%Y-%m-%d %H:%M:%S} UTC\n"
+            f"  log {live.log_file}"
+        )
+        return
+
+    activate_stack(env)
+    from zenml import Model
+
+    from pipelines.deployment import deployment_pipeline
+
+    pipeline = deployment_pipeline.with_options(
+        model=Model(name=config.model.name, version=config.stage),
+        enable_cache=False,
+        settings=config.settings or None,
+        steps=config.steps or None,
+    )
+    if run_pipeline("deployment", pipeline, serving=serving) is None:
+        return
+    live = local_server.read_live(serving.state_dir, config.model.name)
+    assert live is not None, "go_live records the service it switched to"
+    click.echo(
+        f"\nServing '{live.model_name}' version {live.model_version} at {live.url}\n"
+        f"  curl -X POST {live.url}/predict -H 'content-type: application/json' "
+        f"-d '{{\"rows\": [{{...}}]}}'\n"
+        f"  API docs: {live.url}/docs   metrics: {live.url}/metrics\n"
+        f"  requests are logged to {serving.inference_log_dir}"
+    )
 
 
 @cli.group()

@@ -197,3 +197,32 @@ class TrainingRunConfig(StrictModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     #: Passed through to ZenML as per-step configuration.
     steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ServingConfig(StrictModel):
+    """How the deployment pipeline packages, starts and checks the service."""
+
+    workers: int = Field(default=2, ge=1, le=16)
+    max_batch_rows: int = Field(default=1000, ge=1)
+    startup_timeout_seconds: float = Field(default=120, gt=0)
+    #: rows of the model's own test split sent to the new service before it goes live
+    smoke_rows: int = Field(default=25, ge=1)
+    #: where the live deployment's address and process are recorded
+    state_dir: Path = Path(".local/serving")
+    #: where every prediction is logged (JSON Lines), for monitoring
+    inference_log_dir: Path = Path(".local/inference_log")
+
+
+class DeploymentParameters(StrictModel):
+    serving: ServingConfig = ServingConfig()
+
+
+class DeploymentRunConfig(StrictModel):
+    """``configs/deployment.yaml``."""
+
+    model: ModelBlock
+    #: the stage whose model version is deployed
+    stage: Literal["staging", "production"] = "production"
+    parameters: DeploymentParameters = DeploymentParameters()
+    settings: dict[str, Any] = Field(default_factory=dict)
+    steps: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -43,5 +43,5 @@ def training_pipeline(
     model, mlflow_model = train_model(train_set, training, target)
     report = evaluate_model(model, test_set, evaluation, target)
     decision = validate_model(report, test_set, champion, promotion, target)
-    registry_version = register_model(mlflow_model, decision)
+    registry_version = register_model(model, mlflow_model, report, decision)
     promote_model(decision, champion, registry_version, promotion)

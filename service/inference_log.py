@@ -31,6 +31,8 @@ class InferenceRecord(BaseModel):
     inputs: dict[str, Any]
     prediction: Any
     probabilities: dict[str, float]
+    #: who asked: "live" traffic, or e.g. "smoke-test"; monitoring reads live traffic
+    source: str = "live"
 
 
 def log_file(directory: Path, when: datetime) -> Path:
@@ -102,7 +104,8 @@ def read_records(
     directory: Path, start: datetime | None = None, end: datetime | None = None
 ) -> pd.DataFrame:
     """Every logged row between ``start`` and ``end`` (UTC), one column per input feature
-    plus ``request_id``, ``row``, ``timestamp``, ``model_version`` and ``prediction``.
+    plus ``request_id``, ``row``, ``timestamp``, ``model_version``, ``prediction`` and
+    ``source``.
 
     A truncated last line (a crash mid-write) is skipped, not fatal."""
     rows = []
@@ -123,6 +126,7 @@ def read_records(
                         "timestamp": record.timestamp,
                         "model_version": record.model_version,
                         "prediction": record.prediction,
+                        "source": record.source,
                     }
                 )
     return pd.DataFrame(rows)

@@ -29,6 +29,7 @@ os.environ.update(
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
         "BENTOML_DO_NOT_TRACK": "true",
+        "BENTOML_HOME": str(SESSION_DIR / "bentoml"),
         "EVIDENTLY_DISABLE_TELEMETRY": "1",
         "GIT_PYTHON_REFRESH": "quiet",
     }

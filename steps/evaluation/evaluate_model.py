@@ -5,7 +5,7 @@ from typing import Annotated
 import mlflow
 import pandas as pd
 from sklearn.pipeline import Pipeline
-from zenml import log_metadata, step
+from zenml import step
 
 from configs.schema import EvaluationConfig
 from materializers.evaluation_report_materializer import EvaluationReportMaterializer
@@ -20,5 +20,4 @@ def evaluate_model(
     """Held-out metrics, per-slice metrics and curves; the report renders in the dashboard."""
     report = evaluate(model, test_set, target, evaluation.slice_column, evaluation.slice_bins)
     mlflow.log_metrics({f"test_{name}": value for name, value in report.metrics.items()})
-    log_metadata(metadata={"test_metrics": report.metrics}, infer_model=True)
     return report

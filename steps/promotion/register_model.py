@@ -3,10 +3,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import zenml
+from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
 
+from steps.evaluation.report import EvaluationReport
 from steps.promotion.gate import PromotionDecision
 from steps.promotion.lineage import code_version
 from steps.training.train_model import MlflowModel
@@ -18,10 +20,17 @@ from steps.training.train_model import MlflowModel
 # ZenML resets after each tracked step.
 @step(enable_cache=False, experiment_tracker=True)
 def register_model(
-    mlflow_model: MlflowModel, decision: PromotionDecision
+    model: Pipeline,
+    mlflow_model: MlflowModel,
+    report: EvaluationReport,
+    decision: PromotionDecision,
 ) -> Annotated[str, "registry_version"]:
     """Record the candidate, approved or not, in the stack's model registry and on its
-    ZenML model version, with the lineage needed to reproduce it."""
+    ZenML model version, with the lineage needed to reproduce it.
+
+    All model-version metadata is written here, in a step that is never cached:
+    a cached upstream step does not run, so metadata it logged would be missing
+    from every model version after the first."""
     context = get_step_context()
     model_version = context.model.number
     registry = Client().active_stack.model_registry
@@ -44,9 +53,14 @@ def register_model(
             }
         ),
     )
+    classifier = model.named_steps["classifier"]
     log_metadata(
         metadata={
             "code_version": code_version(),
+            "estimator": type(classifier).__module__ + "." + type(classifier).__name__,
+            "hyperparameters": {k: str(v) for k, v in classifier.get_params().items()},
+            "test_metrics": report.metrics,
+            "candidate_vs_champion": decision.model_dump(mode="json"),
             "mlflow_run_id": mlflow_model.run_id,
             "mlflow_experiment_id": mlflow_model.experiment_id,
             "mlflow_model_uri": mlflow_model.model_uri,

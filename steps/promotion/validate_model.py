@@ -4,7 +4,7 @@ from typing import Annotated
 
 import pandas as pd
 from sklearn.pipeline import Pipeline
-from zenml import log_metadata, step
+from zenml import step
 
 from configs.schema import PromotionConfig
 from steps.evaluation.metrics import evaluate
@@ -29,7 +29,4 @@ def validate_model(
         champion_model: Pipeline = load_artifact(champion.model_artifact_id)
         champion_metrics = evaluate(champion_model, test_set, target).metrics
     decision = decide(report.metrics, champion_metrics, promotion, champion.version)
-    log_metadata(
-        metadata={"promotion_decision": decision.model_dump(mode="json")}, infer_model=True
-    )
     return decision

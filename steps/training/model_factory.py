@@ -15,10 +15,11 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from configs.schema import TrainingConfig
 from steps.data.checks import column_kind
+from steps.training.transformers import missing_as_nan
 
 #: Our metric names -> scikit-learn scorer names, for the optional grid search.
 SCORERS = {
@@ -74,6 +75,10 @@ def make_preprocessor(features: pd.DataFrame) -> ColumnTransformer:
                 "categorical",
                 Pipeline(
                     [
+                        (
+                            "missing",
+                            FunctionTransformer(missing_as_nan, feature_names_out="one-to-one"),
+                        ),
                         ("impute", SimpleImputer(strategy="most_frequent")),
                         ("encode", OneHotEncoder(handle_unknown="ignore")),
                     ]

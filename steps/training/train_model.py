@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import mlflow
@@ -10,7 +11,9 @@ from sklearn.pipeline import Pipeline
 from zenml import log_metadata, step
 
 from configs.schema import TrainingConfig
+from steps.training import transformers
 from steps.training.model_factory import fit_model
+from steps.training.transformers import missing_as_nan
 
 
 class MlflowModel(BaseModel):
@@ -53,8 +56,10 @@ def train_model(
         signature=infer_signature(sample, model.predict(sample)),
         pip_requirements=_requirements(),
         # MLflow stores scikit-learn models with skops, which loads only the
-        # types it is told to trust; a fitted ColumnTransformer holds dtypes.
-        skops_trusted_types=["numpy.dtype"],
+        # types it is told to trust: dtypes, and our one prediction-time function,
+        # shipped with the model so that `mlflow models serve` can import it.
+        skops_trusted_types=["numpy.dtype", f"{missing_as_nan.__module__}.missing_as_nan"],
+        code_paths=[str(Path(transformers.__file__).parents[1])],
     )
     log_metadata(
         metadata={

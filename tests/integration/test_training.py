@@ -51,6 +51,8 @@ def test_first_run_promotes_a_model_with_its_lineage(first_run):
         or metadata["code_version"]["git_commit"] == "unknown"
     )
     assert metadata["test_metrics"]["roc_auc"] > 0.95
+    assert metadata["estimator"] == "sklearn.linear_model._logistic.LogisticRegression"
+    assert metadata["hyperparameters"]["C"] == "1.0"
 
     mlflow.set_tracking_uri(client.active_stack.experiment_tracker.get_tracking_uri())
     mlflow_client = MlflowClient()
@@ -68,6 +70,10 @@ def test_rerun_on_the_same_data_is_cached_and_keeps_production(first_run):
     assert result.exit_code == 0, result.output
     assert "version 2: not promoted: identical to production version 1" in result.output
     assert production_version() == "1"
+    from zenml.client import Client
+
+    rerun = Client().get_model_version(MODEL, "2")
+    assert rerun.run_metadata["test_metrics"]["roc_auc"] > 0.95  # cached steps, full metadata
     result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
     assert "(5 of 9 steps cached)" in result.output
 

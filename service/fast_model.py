@@ -1,0 +1,97 @@
+"""Score rows without scikit-learn's per-call overhead.
+
+A fitted ``Pipeline.predict_proba`` costs about 1.2 ms per call on a DataFrame,
+whatever the number of rows: building the frame, column dispatch and input
+validation. For single-row requests that is the whole budget. Here the
+preprocessing the training step builds (median/most-frequent imputation,
+scaling, one-hot encoding) is replayed with the fitted statistics in numpy, and
+only the estimator itself is called, with validation switched off. The result
+is checked against the pipeline on real rows before it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.pipeline import Pipeline
+
+
+class UnsupportedPipelineError(ValueError):
+    """The pipeline is not the shape the training step builds; use it as it is."""
+
+
+class FastModel:
+    def __init__(self, model: Pipeline, feature_names: Sequence[str]) -> None:
+        self.model = model
+        try:
+            preprocess = model.named_steps["preprocess"]
+            self.classifier = model.named_steps["classifier"]
+            (_, numeric, numeric_cols), (_, categorical, categorical_cols) = (
+                preprocess.transformers_[:2]
+            )
+        except (KeyError, AttributeError, ValueError) as exc:
+            raise UnsupportedPipelineError(str(exc)) from exc
+        position = {name: i for i, name in enumerate(feature_names)}
+        self.numeric_index = [position[c] for c in numeric_cols]
+        self.categorical_index = [position[c] for c in categorical_cols]
+        if numeric_cols:
+            self.medians = numeric.named_steps["impute"].statistics_.astype(float)
+            scaler = numeric.named_steps["scale"]
+            self.mean, self.scale = scaler.mean_, scaler.scale_
+        self.categorical: list[tuple[str, dict[str, int]]] = []
+        if categorical_cols:
+            fill = categorical.named_steps["impute"].statistics_
+            encoder = categorical.named_steps["encode"]
+            self.categorical = [
+                (str(fill[i]), {str(v): j for j, v in enumerate(cats)})
+                for i, cats in enumerate(encoder.categories_)
+            ]
+        self.width = len(numeric_cols) + sum(len(m) for _, m in self.categorical)
+
+    def transform(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        out = np.zeros((len(rows), self.width))
+        n_numeric = len(self.numeric_index)
+        if n_numeric:
+            numeric = np.array(
+                [[np.nan if r[i] is None else r[i] for i in self.numeric_index] for r in rows],
+                dtype=float,
+            )
+            numeric = np.where(np.isnan(numeric), self.medians, numeric)
+            out[:, :n_numeric] = (numeric - self.mean) / self.scale
+        offset = n_numeric
+        for (fill, mapping), column in zip(self.categorical, self.categorical_index, strict=True):
+            for row_number, row in enumerate(rows):
+                value = fill if row[column] is None else str(row[column])
+                hit = mapping.get(value)  # unknown categories encode as all zeros, as sklearn's
+                if hit is not None:
+                    out[row_number, offset + hit] = 1.0
+            offset += len(mapping)
+        return out
+
+    def predict_proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return np.asarray(self.classifier.predict_proba(self.transform(rows)))
+
+    def verify(self, sample: pd.DataFrame) -> None:
+        """Fail unless this path gives the pipeline's probabilities on ``sample``."""
+        rows = sample.astype(object).where(sample.notna(), None).to_numpy().tolist()
+        expected = self.model.predict_proba(sample)
+        if not np.allclose(self.predict_proba(rows), expected, atol=1e-9):
+            raise UnsupportedPipelineError("numpy path disagrees with the pipeline on real rows")
+
+
+class PipelineScorer:
+    """The plain pipeline behind the same interface, for pipelines FastModel cannot replay."""
+
+    def __init__(self, model: Pipeline, feature_names: Sequence[str]) -> None:
+        self.model, self.columns = model, list(feature_names)
+
+    def predict_proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(pd.DataFrame(rows, columns=self.columns)))
+
+
+Scorer = FastModel | PipelineScorer

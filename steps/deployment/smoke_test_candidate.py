@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from zenml import get_step_context, step
+
+from configs.schema import ServingConfig
+from steps.deployment.local_server import RunningService, stop
+from steps.deployment.smoke import SmokeReport, smoke_test
+
+
+@step(enable_cache=False)
+def smoke_test_candidate(
+    candidate: RunningService, serving: ServingConfig
+) -> Annotated[SmokeReport, "smoke_test"]:
+    """Real rows of the model's test split against the live candidate; on any
+    mismatch the candidate is stopped and the live service is left untouched."""
+    model_version = get_step_context().model
+    model: Pipeline = model_version.load_artifact("model")
+    test_set: pd.DataFrame = model_version.load_artifact("test_set")
+    rows = test_set[list(model.feature_names_in_)].head(serving.smoke_rows)
+    try:
+        return smoke_test(candidate.url, model, rows, candidate.model_version)
+    except Exception:
+        stop(candidate)
+        raise

@@ -1,0 +1,177 @@
+"""Deploy to a real local BentoML server and talk to it over HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from configs.schema import DataSourceConfig
+from steps.data.sources import load_dataset
+from steps.deployment import local_server
+from tests.helpers import invoke
+
+pytestmark = pytest.mark.integration
+
+MODEL = "it_serving"
+MAX_ROWS = 50
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    return {"state": root / "state", "log": root / "inference_log"}
+
+
+def deploy(paths, *extra: str):
+    return invoke(
+        "deploy",
+        "--set", f"model.name={MODEL}",
+        "--set", f"parameters.serving.state_dir={paths['state']}",
+        "--set", f"parameters.serving.inference_log_dir={paths['log']}",
+        "--set", f"parameters.serving.max_batch_rows={MAX_ROWS}",
+        "--set", "parameters.serving.workers=1",
+        *extra,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def live(dev_stack, paths):
+    result = invoke("train", "--set", f"model.name={MODEL}")
+    assert result.exit_code == 0, result.output
+    result = deploy(paths)
+    assert result.exit_code == 0, result.output
+    service = local_server.read_live(paths["state"], MODEL)
+    assert service is not None
+    yield service
+    result = deploy(paths, "--stop")
+    assert "Stopped" in result.output
+    assert not local_server.is_answering(service)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    frame = load_dataset(DataSourceConfig()).drop(columns=["target"])
+    return json.loads(frame.head(3).to_json(orient="records"))
+
+
+def post(service, body: bytes | str) -> httpx.Response:
+    return httpx.post(
+        f"{service.url}/predict",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+
+
+def test_one_row_and_many_rows_match_the_model(live, rows):
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    model = Client().get_model_version(MODEL, ModelStages.PRODUCTION).get_artifact("model").load()
+    answer = post(live, json.dumps({"rows": rows})).json()
+    assert answer["model_name"] == MODEL and answer["model_version"] == "1"
+    import pandas as pd
+
+    expected = model.predict(pd.DataFrame(rows))
+    assert [p["label"] for p in answer["predictions"]] == list(expected)
+    for prediction in answer["predictions"]:
+        assert set(prediction["probabilities"]) == {"benign", "malignant"}
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0)
+    single = post(live, json.dumps({"rows": rows[:1]}))
+    assert single.status_code == 200 and len(single.json()["predictions"]) == 1
+
+
+def _without(row, key):
+    return {k: v for k, v in row.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("make_body", "field", "problem"),
+    [
+        (lambda r: json.dumps({"rows": [_without(r[0], "mean radius")]}),
+         "rows.0.mean radius", "Field required"),
+        (lambda r: json.dumps({"rows": [{**r[0], "mean area": "large"}]}),
+         "rows.0.mean area", "Input should be a valid number"),
+        (lambda r: json.dumps({"rows": [{**r[0], "colour": "red"}]}),
+         "rows.0.colour", "Extra inputs are not permitted"),
+        (lambda r: "", "(body)", "Invalid JSON: EOF while parsing"),
+        (lambda r: '{"rows": [{"mean radius": 1', "(body)", "Invalid JSON"),
+        (lambda r: json.dumps({"rows": [r[0]]}).replace("17.99", "NaN", 1),
+         "rows.0.mean radius", "Input should be a finite number"),
+        (lambda r: json.dumps({"rows": [{**r[0], "mean radius": None}]}),
+         "rows.0.mean radius", "Input should be a valid number"),
+        (lambda r: json.dumps({"rows": r * (MAX_ROWS // 3 + 1)}),
+         "rows", f"List should have at most {MAX_ROWS} items"),
+        (lambda r: json.dumps({"rows": []}), "rows", "List should have at least 1 item"),
+        (lambda r: json.dumps([r[0]]), "(body)", "Input should be an object"),
+    ],
+    ids=[
+        "missing-field", "wrong-type", "unknown-field", "empty-body", "malformed-json",
+        "nan", "null-not-allowed", "oversized-batch", "empty-batch", "not-an-object",
+    ],
+)  # fmt: skip
+def test_bad_requests_get_a_400_naming_the_field(live, rows, make_body, field, problem):
+    response = post(live, make_body(rows))
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert any(d["field"] == field and d["problem"].startswith(problem) for d in detail), detail
+    assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200  # still serving
+
+
+def test_health_metrics_and_openapi(live):
+    from openapi_spec_validator import validate
+
+    assert httpx.get(f"{live.url}/livez").status_code == 200
+    assert httpx.get(f"{live.url}/readyz").status_code == 200
+    metrics = httpx.get(f"{live.url}/metrics").text
+    assert 'tabular_predict_requests_total{model_version="1",outcome="ok"}' in metrics
+    assert "tabular_predict_latency_seconds_bucket" in metrics
+    spec = httpx.get(f"{live.url}/openapi.json").json()
+    validate(spec)
+    schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert "mean radius" in json.dumps(schema["schema"])
+
+
+def test_every_prediction_is_logged(live, rows, paths):
+    from service.inference_log import read_records
+
+    response = post(live, json.dumps({"rows": rows[:2]}))
+    request_id = response.json()["request_id"]
+    deadline = time.monotonic() + 5
+    logged = read_records(paths["log"])
+    while time.monotonic() < deadline and request_id not in set(logged.get("request_id", [])):
+        time.sleep(0.2)
+        logged = read_records(paths["log"])
+    mine = logged[logged["request_id"] == request_id]
+    assert list(mine["row"]) == [0, 1]
+    assert set(mine["source"]) == {"live"}
+    assert mine["mean radius"].tolist() == [rows[0]["mean radius"], rows[1]["mean radius"]]
+    assert set(logged["source"]) >= {"smoke-test", "live"}
+
+
+def test_status_shows_the_live_service(live, paths):
+    result = deploy(paths, "--status")
+    assert result.exit_code == 0
+    assert f"Model '{MODEL}' version 1 at {live.url} (answering)" in result.output
+
+
+def test_failed_redeploy_leaves_the_old_service_answering(live, paths, rows):
+    result = deploy(paths, "--set", "parameters.serving.startup_timeout_seconds=0.5")
+    assert result.exit_code == 1
+    assert "step 'start_candidate'" in result.output
+    assert "did not become ready" in result.output
+    assert local_server.read_live(paths["state"], MODEL) == live
+    assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200
+
+
+def test_redeploy_switches_and_stops_the_old_service(live, paths, rows):
+    result = deploy(paths)
+    assert result.exit_code == 0, result.output
+    new = local_server.read_live(paths["state"], MODEL)
+    assert new is not None and new.url != live.url
+    assert post(new, json.dumps({"rows": rows[:1]})).status_code == 200
+    assert not local_server.is_answering(live)
+    live.__dict__.update(new.__dict__)  # the module fixture stops whichever is live

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from configs.schema import TrainingConfig
+from service.app import describe_errors
+from service.fast_model import FastModel, PipelineScorer, UnsupportedPipelineError
+from service.spec import ServingSpec, request_model
+from steps.deployment.packaging import bento_model_name
+from steps.training.model_factory import fit_model
+from tests.helpers import customer_churn_frame
+
+
+@pytest.fixture(scope="module")
+def churn():
+    frame = customer_churn_frame(rows=300)
+    model, _ = fit_model(frame, "churn", TrainingConfig())
+    spec = ServingSpec.from_training_data("churn", "7", frame, "churn", list(model.classes_))
+    return frame, model, spec
+
+
+def test_spec_follows_the_training_data(churn):
+    _, _, spec = churn
+    kinds = {f.name: (f.kind, f.nullable) for f in spec.features}
+    assert kinds == {
+        "tenure_months": ("numeric", False),
+        "monthly_charges": ("numeric", True),
+        "contract": ("categorical", False),
+        "region": ("categorical", True),
+    }
+    assert spec.classes == ["no", "yes"]
+
+
+def test_request_model_is_strict_where_training_data_was(churn):
+    _, _, spec = churn
+    body = request_model(spec, max_rows=2)
+    row = {"tenure_months": 3, "monthly_charges": None, "contract": "one-year", "region": None}
+    assert len(body.model_validate({"rows": [row]}).rows) == 1
+    with pytest.raises(ValidationError) as error:
+        body.model_validate_json(
+            '{"rows": [{"tenure_months": NaN, "monthly_charges": 1, "contract": null,'
+            ' "region": "x", "plan": 1}]}'
+        )
+    problems = {(d["field"], d["problem"]) for d in describe_errors(error.value)}
+    assert problems == {
+        ("rows.0.tenure_months", "Input should be a finite number"),
+        ("rows.0.contract", "Input should be a valid string"),
+        ("rows.0.plan", "Extra inputs are not permitted"),
+    }
+    with pytest.raises(ValidationError) as error:
+        body.model_validate({"rows": [row, row, row]})
+    assert describe_errors(error.value) == [
+        {"field": "rows", "problem": "List should have at most 2 items after validation, not 3"}
+    ]
+
+
+def _as_rows(frame: pd.DataFrame) -> list[list[object]]:
+    return frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+
+
+def test_fast_model_reproduces_the_pipeline(churn):
+    frame, model, spec = churn
+    features = frame.drop(columns=["churn"])
+    fast = FastModel(model, [f.name for f in spec.features])
+    fast.verify(features)
+    unseen = features.head(5).assign(contract="lifetime", region=np.nan)
+    np.testing.assert_allclose(fast.predict_proba(_as_rows(unseen)), model.predict_proba(unseen))
+    plain = PipelineScorer(model, list(features.columns))
+    np.testing.assert_allclose(plain.predict_proba(_as_rows(unseen)), model.predict_proba(unseen))
+
+
+def test_none_and_nan_are_the_same_missing_value_to_the_model(churn):
+    frame, model, _ = churn
+    features = frame.drop(columns=["churn"]).head(20)
+    with_none = features.assign(region=pd.Series([None] * len(features), dtype=object))
+    with_nan = features.assign(region=np.nan)
+    np.testing.assert_allclose(model.predict_proba(with_none), model.predict_proba(with_nan))
+
+
+def test_fast_model_refuses_a_pipeline_of_another_shape(churn):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    frame, _, _ = churn
+    numeric = frame[["tenure_months"]].assign(churn=frame["churn"])
+    other = Pipeline([("clf", LogisticRegression())]).fit(
+        numeric[["tenure_months"]], numeric["churn"]
+    )
+    with pytest.raises(UnsupportedPipelineError):
+        FastModel(other, ["tenure_months"])
+
+
+def test_bento_model_names_are_sanitised():
+    assert bento_model_name("Churn Model v2") == "churn_model_v2"
