@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -100,7 +101,25 @@ def cli() -> None:
     help="Override one config key, e.g. --set parameters.split.test_size=0.3 (repeatable).",
 )
 @click.option("--no-cache", is_flag=True, help="Run every step, ignoring cached results.")
-def train(env: str, config_path: Path, overrides: tuple[str, ...], no_cache: bool) -> None:
+@click.option(
+    "--schedule",
+    metavar="CRON",
+    help="Register a ZenML schedule instead of running now (orchestrators that support it).",
+)
+@click.option(
+    "--every",
+    type=click.IntRange(min=60),
+    metavar="SECONDS",
+    help="Keep running: train again every SECONDS (for the local orchestrator; Ctrl-C stops).",
+)
+def train(
+    env: str,
+    config_path: Path,
+    overrides: tuple[str, ...],
+    no_cache: bool = False,
+    schedule: str | None = None,
+    every: int | None = None,
+) -> None:
     """Run the training pipeline: ingest, validate data, split, train, evaluate,
     validate the model against the production champion, register, promote."""
     from configs.schema import TrainingRunConfig
@@ -109,19 +128,32 @@ def train(env: str, config_path: Path, overrides: tuple[str, ...], no_cache: boo
     activate_stack(env)
 
     from zenml import Model
+    from zenml.client import Client
+    from zenml.config.schedule import Schedule
 
     from pipelines.training import training_pipeline
 
+    if schedule and not Client().active_stack.orchestrator.config.is_schedulable:
+        raise click.ClickException(
+            f"the '{env}' stack's orchestrator cannot run schedules; use --every SECONDS, "
+            f"or cron: `0 3 * * * cd {REPO_ROOT} && .venv/bin/python run.py train --env {env}`"
+        )
     pipeline = training_pipeline.with_options(
         model=Model(**config.model.model_dump()),
         enable_cache=config.enable_cache and not no_cache,
         settings=config.settings or None,
         steps=config.steps or None,
+        schedule=Schedule(cron_expression=schedule) if schedule else None,
     )
-    started = time.perf_counter()
-    run = run_pipeline("training", pipeline, **dict(config.parameters))
-    if run is not None:
-        _report_training(run, time.perf_counter() - started)
+    while True:
+        started = time.perf_counter()
+        run = run_pipeline("training", pipeline, **dict(config.parameters))
+        if run is not None and not schedule:
+            _report_training(run, time.perf_counter() - started)
+        if every is None:
+            return
+        click.echo(f"Next training run in {every} s (Ctrl-C to stop).")
+        time.sleep(every)
 
 
 def load_pipeline_config(
@@ -264,6 +296,200 @@ def deploy(
         f"  API docs: {live.url}/docs   metrics: {live.url}/metrics\n"
         f"  requests are logged to {serving.inference_log_dir}"
     )
+
+
+@cli.command()
+@env_option
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=CONFIG_DIR / "batch_inference.yaml",
+    show_default="configs/batch_inference.yaml",
+    help="Batch inference config file.",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The batch: a .csv or .parquet file (overrides parameters.batch.input_path).",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+def infer(env: str, config_path: Path, input_path: Path | None, overrides: tuple[str, ...]) -> None:
+    """Score a batch file with the model at the configured stage: schema gate, Evidently
+    drift report, then chunked scoring to Parquet, with unusable rows written aside."""
+    from configs.schema import BatchRunConfig
+
+    if input_path is not None:
+        overrides = (*overrides, f"parameters.batch.input_path={input_path.resolve()}")
+    config = load_pipeline_config(BatchRunConfig, env, config_path, overrides)
+    batch = config.parameters.batch
+    batch = batch.model_copy(update={"output_dir": REPO_ROOT / batch.output_dir})
+    if batch.input_path is None or not batch.input_path.is_file():
+        raise click.ClickException(
+            f"parameters.batch.input_path: {batch.input_path or 'not set'}: no such batch file"
+        )
+    activate_stack(env)
+    from zenml import Model
+
+    from pipelines.batch_inference import batch_inference_pipeline
+
+    pipeline = batch_inference_pipeline.with_options(
+        model=Model(name=config.model.name, version=config.stage),
+        settings=config.settings or None,
+        steps=config.steps or None,
+    )
+    run = run_pipeline("batch inference", pipeline, batch=batch)
+    if run is None:
+        return
+    result = _output(run, "score_batch", "batch_result")
+    click.echo(
+        f"\nBatch {result.batch_id}: {result.rows_scored} of {result.rows_read} rows scored "
+        f"by version {result.model_version} in {result.seconds:.1f} s\n"
+        f"  predictions: {result.predictions_path}"
+    )
+    if result.rejected_path:
+        click.echo(f"  {result.rows_rejected} rows rejected, with reasons: {result.rejected_path}")
+
+
+def _output(run: PipelineRunResponse, step_name: str, artifact: str) -> Any:
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run.id)
+    return run.steps[step_name].outputs[artifact][0].load()
+
+
+@cli.command()
+@env_option
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=CONFIG_DIR / "monitoring.yaml",
+    show_default="configs/monitoring.yaml",
+    help="Monitoring config file.",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@click.option("--no-retrain", is_flag=True, help="Report the decision; do not act on it.")
+@click.pass_context
+def monitor(
+    ctx: click.Context, env: str, config_path: Path, overrides: tuple[str, ...], no_retrain: bool
+) -> None:
+    """Compare the window's served and batch predictions with the production model's
+    training data (Evidently), decide: no action, alert, or retrain; and retrain if so."""
+    from configs.schema import MonitoringRunConfig
+
+    config = load_pipeline_config(MonitoringRunConfig, env, config_path, overrides)
+    monitoring = config.parameters.monitoring
+    monitoring = monitoring.model_copy(
+        update={
+            "inference_log_dir": REPO_ROOT / monitoring.inference_log_dir,
+            "batch_predictions_dir": REPO_ROOT / monitoring.batch_predictions_dir,
+        }
+    )
+    activate_stack(env)
+    from zenml import Model
+
+    from pipelines.monitoring import monitoring_pipeline
+
+    pipeline = monitoring_pipeline.with_options(
+        model=Model(name=config.model.name, version=config.stage),
+        settings=config.settings or None,
+        steps=config.steps or None,
+    )
+    run = run_pipeline("monitoring", pipeline, monitoring=monitoring)
+    if run is None:
+        return
+    decision = _output(run, "detect_drift", "monitoring_decision")
+    click.echo(f"\nMonitoring decision: {decision.action.upper()} ({decision.rows} rows)")
+    for reason in decision.reasons:
+        click.echo(f"  - {reason}")
+    if decision.drifted_columns:
+        click.echo(f"  drifted: {', '.join(decision.drifted_columns)}")
+    if decision.action != "retrain" or no_retrain or not config.retraining.enabled:
+        return
+    click.echo("\nRetraining on fresh data; the gates decide what is promoted.")
+    retrain = [f"model.name={config.model.name}"]
+    if config.retraining.data is not None:
+        retrain.append(f"parameters.data={config.retraining.data.model_dump_json()}")
+    before = _production_version(config.model.name)
+    ctx.invoke(train, env=env, config_path=CONFIG_DIR / "training.yaml", overrides=retrain)
+    after = _production_version(config.model.name)
+    if after == before:
+        click.echo("The retrained model was not promoted; production and serving are unchanged.")
+    elif config.retraining.redeploy and _is_served(env, config.model.name):
+        ctx.invoke(deploy, env=env, overrides=(f"model.name={config.model.name}",))
+
+
+def _production_version(model_name: str) -> str | None:
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        return Client().get_model_version(model_name, ModelStages.PRODUCTION).name
+    except KeyError:
+        return None
+
+
+def _is_served(env: str, model_name: str) -> bool:
+    from configs.schema import DeploymentRunConfig
+    from steps.deployment import local_server
+
+    config = load_pipeline_config(
+        DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml", (f"model.name={model_name}",)
+    )
+    state_dir = REPO_ROOT / config.parameters.serving.state_dir
+    return local_server.read_live(state_dir, model_name) is not None
+
+
+@cli.command()
+@env_option
+@click.option("--rows", default=400, show_default=True, help="Requests per phase.")
+@click.option(
+    "--shift", default=1.5, show_default=True, help="Drift of the second phase, in std devs."
+)
+@click.pass_context
+def simulate(ctx: click.Context, env: str, rows: int, shift: float) -> None:
+    """Demonstrate the loop: a stable stream (no action), then a drifting one that
+    monitoring catches, retraining on fresh data, and the new model promoted and served."""
+    from configs.schema import TrainingRunConfig
+    from steps.monitoring.simulation import log_requests, shifted
+    from steps.promotion.champion import load_staged_model
+
+    config = load_pipeline_config(TrainingRunConfig, env, CONFIG_DIR / "training.yaml", ())
+    name = config.model.name
+    if _production_version(name) is None:
+        click.echo("No production model yet: training one first.")
+        ctx.invoke(train, env=env)
+    activate_stack(env)
+    from zenml import Model
+    from zenml.enums import ModelStages
+
+    staged = load_staged_model(Model(name=name, version=ModelStages.PRODUCTION))
+    target = staged.spec.target
+    workdir = REPO_ROOT / ".local" / "simulation" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    for phase, drift in (("stable", 0.0), ("drifting", shift)):
+        click.echo(f"\n=== phase '{phase}': {rows} requests, shift {drift} std devs")
+        world = shifted(staged.train_set, staged.spec, drift, seed=len(phase))
+        log_dir = workdir / phase / "inference_log"
+        log_requests(
+            world.sample(rows, replace=True, random_state=1), staged.model, staged.spec, log_dir
+        )
+        fresh = workdir / phase / "fresh_training_data.parquet"
+        world.to_parquet(fresh)  # the labelled data a retraining would use
+        before = _production_version(name)
+        ctx.invoke(
+            monitor,
+            env=env,
+            overrides=(
+                f"model.name={name}",
+                f"parameters.monitoring.inference_log_dir={log_dir}",
+                f"parameters.monitoring.batch_predictions_dir={workdir / phase / 'batches'}",
+                f"retraining.data={{source: file, path: '{fresh}', target: '{target}'}}",
+            ),
+        )
+        after = _production_version(name)
+        click.echo(f"=== phase '{phase}': production version {before} -> {after}")
 
 
 @cli.group()

@@ -226,3 +226,84 @@ class DeploymentRunConfig(StrictModel):
     parameters: DeploymentParameters = DeploymentParameters()
     settings: dict[str, Any] = Field(default_factory=dict)
     steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class BatchConfig(StrictModel):
+    """What the batch inference pipeline scores and where it writes."""
+
+    #: a .csv or .parquet file of feature rows (extra columns are carried along)
+    input_path: Path | None = None
+    output_dir: Path = Path(".local/batch_predictions")
+    chunk_rows: int = Field(default=200_000, ge=1)
+    #: rows read for the schema check and the Evidently drift report
+    drift_sample_rows: int = Field(default=5_000, ge=100)
+
+    @field_validator("input_path")
+    @classmethod
+    def _readable_format(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in (".csv", ".parquet"):
+            raise ValueError(f"'{value}' has suffix '{value.suffix}'; expected .csv or .parquet")
+        return value
+
+
+class BatchParameters(StrictModel):
+    batch: BatchConfig = BatchConfig()
+
+
+class BatchRunConfig(StrictModel):
+    """``configs/batch_inference.yaml``."""
+
+    model: ModelBlock
+    stage: Literal["staging", "production"] = "production"
+    parameters: BatchParameters = BatchParameters()
+    settings: dict[str, Any] = Field(default_factory=dict)
+    steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class MonitoringConfig(StrictModel):
+    """What monitoring reads, and the thresholds of its decision."""
+
+    inference_log_dir: Path = Path(".local/inference_log")
+    batch_predictions_dir: Path = Path(".local/batch_predictions")
+    #: a CSV with columns request_id, row, label: ground truth for logged requests
+    labels_path: Path | None = None
+    #: the window looked at, ending now
+    window_hours: float = Field(default=24, gt=0)
+    #: fewer rows than this in the window: no decision either way
+    min_rows: int = Field(default=100, ge=1)
+    #: share of drifted feature columns that raises an alert / triggers retraining
+    alert_drift_share: float = Field(default=0.2, ge=0, le=1)
+    retrain_drift_share: float = Field(default=0.5, ge=0, le=1)
+    #: with labels: accuracy below this triggers retraining
+    retrain_below_accuracy: float = Field(default=0.85, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _alert_before_retrain(self) -> MonitoringConfig:
+        if self.alert_drift_share > self.retrain_drift_share:
+            raise ValueError("alert_drift_share must not exceed retrain_drift_share")
+        return self
+
+
+class RetrainingConfig(StrictModel):
+    """What a drift-triggered retraining trains on."""
+
+    enabled: bool = True
+    #: the fresh, labelled data; `null` retrains on the training config's own source
+    data: DataSourceConfig | None = None
+    #: redeploy the new model when the gates promote it and a service is live
+    redeploy: bool = True
+
+
+class MonitoringParameters(StrictModel):
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+
+class MonitoringRunConfig(StrictModel):
+    """``configs/monitoring.yaml``."""
+
+    model: ModelBlock
+    stage: Literal["staging", "production"] = "production"
+    parameters: MonitoringParameters = MonitoringParameters()
+    retraining: RetrainingConfig = RetrainingConfig()
+    settings: dict[str, Any] = Field(default_factory=dict)
+    steps: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -36,6 +36,7 @@ class FastModel:
         except (KeyError, AttributeError, ValueError) as exc:
             raise UnsupportedPipelineError(str(exc)) from exc
         position = {name: i for i, name in enumerate(feature_names)}
+        self.numeric_names, self.categorical_names = list(numeric_cols), list(categorical_cols)
         self.numeric_index = [position[c] for c in numeric_cols]
         self.categorical_index = [position[c] for c in categorical_cols]
         if numeric_cols:
@@ -72,16 +73,43 @@ class FastModel:
             offset += len(mapping)
         return out
 
+    def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """``transform`` for a whole DataFrame at once, column by column (batch scoring)."""
+        out = np.zeros((len(frame), self.width))
+        n_numeric = len(self.numeric_names)
+        if n_numeric:
+            numeric = frame[self.numeric_names].to_numpy(dtype=float, na_value=np.nan)
+            numeric = np.where(np.isnan(numeric), self.medians, numeric)
+            out[:, :n_numeric] = (numeric - self.mean) / self.scale
+        offset = n_numeric
+        rows = np.arange(len(frame))
+        for (fill, mapping), name in zip(self.categorical, self.categorical_names, strict=True):
+            values = frame[name].astype(object).where(frame[name].notna(), fill).astype(str)
+            codes = pd.Categorical(values, categories=list(mapping)).codes
+            known = codes >= 0  # unknown categories encode as all zeros, as sklearn's
+            out[rows[known], offset + codes[known]] = 1.0
+            offset += len(mapping)
+        return out
+
     def predict_proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        return self._classify(self.transform(rows))
+
+    def predict_proba_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        return self._classify(self.transform_frame(frame))
+
+    def _classify(self, features: np.ndarray) -> np.ndarray:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return np.asarray(self.classifier.predict_proba(self.transform(rows)))
+            return np.asarray(self.classifier.predict_proba(features))
 
     def verify(self, sample: pd.DataFrame) -> None:
         """Fail unless this path gives the pipeline's probabilities on ``sample``."""
         rows = sample.astype(object).where(sample.notna(), None).to_numpy().tolist()
         expected = self.model.predict_proba(sample)
-        if not np.allclose(self.predict_proba(rows), expected, atol=1e-9):
-            raise UnsupportedPipelineError("numpy path disagrees with the pipeline on real rows")
+        for served in (self.predict_proba(rows), self.predict_proba_frame(sample)):
+            if not np.allclose(served, expected, atol=1e-9):
+                raise UnsupportedPipelineError(
+                    "numpy path disagrees with the pipeline on real rows"
+                )
 
 
 class PipelineScorer:
@@ -91,7 +119,20 @@ class PipelineScorer:
         self.model, self.columns = model, list(feature_names)
 
     def predict_proba(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
-        return np.asarray(self.model.predict_proba(pd.DataFrame(rows, columns=self.columns)))
+        return self.predict_proba_frame(pd.DataFrame(rows, columns=self.columns))
+
+    def predict_proba_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(frame[self.columns]))
 
 
 Scorer = FastModel | PipelineScorer
+
+
+def scorer_for(model: Pipeline, feature_names: Sequence[str], sample: pd.DataFrame) -> Scorer:
+    """The fast path when it reproduces the pipeline on ``sample``, else the pipeline."""
+    try:
+        fast = FastModel(model, feature_names)
+        fast.verify(sample)
+    except UnsupportedPipelineError:
+        return PipelineScorer(model, feature_names)
+    return fast

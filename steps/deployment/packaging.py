@@ -11,7 +11,7 @@ import joblib
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from service.fast_model import FastModel, UnsupportedPipelineError
+from service.fast_model import FastModel, scorer_for
 from service.spec import SETTINGS_ENV, ServingSettings, ServingSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +35,7 @@ def bento_model_name(model_name: str) -> str:
 
 
 def fast_path_works(model: Pipeline, spec: ServingSpec, sample: pd.DataFrame) -> bool:
-    try:
-        FastModel(model, [f.name for f in spec.features]).verify(sample)
-    except UnsupportedPipelineError:
-        return False
-    return True
+    return isinstance(scorer_for(model, [f.name for f in spec.features], sample), FastModel)
 
 
 def build_bento(

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import pandas as pd
 from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
+
+from service.spec import ServingSpec
+
+if TYPE_CHECKING:
+    from zenml import Model as ZenMLModel
 
 
 class Champion(BaseModel):
@@ -47,3 +55,30 @@ def load_artifact(artifact_id: UUID) -> Any:
     from zenml.client import Client
 
     return Client().get_artifact_version(artifact_id).load()
+
+
+@dataclass(frozen=True)
+class StagedModel:
+    """A model version's fitted pipeline with the data and serving spec derived from it."""
+
+    model: Pipeline
+    train_set: pd.DataFrame
+    test_set: pd.DataFrame
+    spec: ServingSpec
+
+    @property
+    def features(self) -> list[str]:
+        return [f.name for f in self.spec.features]
+
+
+def load_staged_model(zenml_model: ZenMLModel) -> StagedModel:
+    """Load the artifacts of the run's model version (e.g. the one at `production`)."""
+    model: Pipeline = zenml_model.load_artifact("model")
+    train_set: pd.DataFrame = zenml_model.load_artifact("train_set")
+    test_set: pd.DataFrame = zenml_model.load_artifact("test_set")
+    features = list(model.feature_names_in_)
+    [target] = [c for c in train_set.columns if c not in features]
+    spec = ServingSpec.from_training_data(
+        zenml_model.name, str(zenml_model.number), train_set, target, list(model.classes_)
+    )
+    return StagedModel(model, train_set, test_set, spec)

@@ -1,0 +1,114 @@
+"""Batch scoring throughput, file to file, against bare `model.predict` in memory.
+
+Fits the default pipeline on scikit-learn's breast-cancer data, writes N rows
+(sampled with noise) as Parquet and CSV, then in one run times:
+  - bare `model.predict` on the N rows already in memory (the reference),
+  - `score_file` (what the batch pipeline's scoring step runs) from each file to
+    Parquet, in a fresh process each, reporting its peak RSS,
+and prints rows/s and the ratio. Peak RSS for 1x and 3x the rows shows the
+memory bound: it follows the chunk size, not the file size.
+
+    .venv/bin/python bench/batch_inference.py [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import joblib
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+SCORE = """
+import json, sys, joblib
+from datetime import UTC, datetime
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from service.spec import ServingSpec
+from steps.inference.batch import score_file
+model = joblib.load({model!r})
+spec = ServingSpec.model_validate_json(Path({spec!r}).read_text())
+result = score_file(Path({path!r}), model, spec, Path({out!r}), "bench", 200_000, datetime.now(UTC))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+print(json.dumps({{"seconds": result.seconds, "rows": result.rows_scored, "peak_mb": peak}}))
+"""
+
+
+def _score_in_fresh_process(scratch: Path, path: Path) -> dict[str, float]:
+    code = SCORE.format(
+        root=str(REPO_ROOT),
+        model=str(scratch / "model.joblib"),
+        spec=str(scratch / "spec.json"),
+        path=str(path),
+        out=str(scratch / "out"),
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+@click.command()
+@click.option("--rows", default=1_000_000, show_default=True)
+def main(rows: int) -> None:
+    from configs.schema import DataSourceConfig, TrainingConfig
+    from service.spec import ServingSpec
+    from steps.data.sources import load_dataset
+    from steps.training.model_factory import fit_model
+
+    data = load_dataset(DataSourceConfig())
+    model, _ = fit_model(data, "target", TrainingConfig(params={"max_iter": 1000}))
+    spec = ServingSpec.from_training_data("bench", "1", data, "target", list(model.classes_))
+    features = data.drop(columns=["target"])
+    rng = np.random.default_rng(0)
+
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        scratch = Path(tmp)
+        joblib.dump(model, scratch / "model.joblib")
+        (scratch / "spec.json").write_text(spec.model_dump_json())
+        click.echo(f"writing {rows:,} and {3 * rows:,} rows ...")
+        files = {}
+        for count in (rows, 3 * rows):
+            frame = features.sample(count, replace=True, random_state=count).reset_index(drop=True)
+            frame = frame * rng.normal(1, 0.01, frame.shape)
+            files[(count, "parquet")] = scratch / f"batch-{count}.parquet"
+            frame.to_parquet(files[(count, "parquet")])
+            if count == rows:
+                files[(count, "csv")] = scratch / f"batch-{count}.csv"
+                frame.to_csv(files[(count, "csv")], index=False)
+                in_memory = frame
+        del frame
+
+        bare = []
+        for _ in range(3):
+            started = time.perf_counter()
+            model.predict(in_memory)
+            bare.append(time.perf_counter() - started)
+        bare_rate = rows / float(np.median(bare))
+        click.echo(f"\n{'':<46}{'rows/s':>12}{'ratio':>8}{'peak RSS MB':>13}")
+        label = "bare model.predict, in memory (median of 3)"
+        click.echo(f"{label:<46}{bare_rate:>12,.0f}{1:>8.2f}{'(all rows held)':>16}")
+        for (count, kind), path in files.items():
+            runs = [
+                _score_in_fresh_process(scratch, path) for _ in range(3 if count == rows else 1)
+            ]
+            seconds = float(np.median([r["seconds"] for r in runs]))
+            rate = count / seconds
+            label = f"score_file {kind} -> parquet, {count:,} rows"
+            click.echo(
+                f"{label:<46}{rate:>12,.0f}{rate / bare_rate:>8.2f}"
+                f"{max(r['peak_mb'] for r in runs):>13,.0f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from zenml import pipeline
+
+from configs.schema import BatchConfig
+from steps.inference.read_batch_sample import read_batch_sample
+from steps.inference.report_batch_drift import report_batch_drift
+from steps.inference.score_batch import score_batch
+
+
+@pipeline
+def batch_inference_pipeline(batch: BatchConfig) -> None:
+    """schema gate + sample -> drift report -> score in chunks, file to file."""
+    sample = read_batch_sample(batch)
+    drift, _ = report_batch_drift(sample)
+    score_batch(batch, drift)

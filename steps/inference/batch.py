@@ -1,0 +1,200 @@
+"""Score a file of rows with a model, chunk by chunk, file to file.
+
+Memory holds one chunk at a time, so a file larger than RAM scores as well
+as a small one. Rows the model cannot take (a number that is not one, a value
+missing where training data never had one) are written aside with the reason;
+they do not sink the batch. A batch without the model's columns stops at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
+
+from service.fast_model import Scorer, scorer_for
+from service.spec import ServingSpec
+
+REASON = "rejection_reason"
+ROW_NUMBER = "row_number"
+
+
+class BatchSchemaError(ValueError):
+    """The batch as a whole does not fit the model; the message names file and columns."""
+
+
+class BatchResult(BaseModel):
+    batch_id: str
+    model_version: str
+    rows_read: int
+    rows_scored: int
+    rows_rejected: int
+    predictions_path: str
+    rejected_path: str | None
+    seconds: float
+
+
+def file_columns(path: Path) -> list[str]:
+    if not path.is_file():
+        raise BatchSchemaError(f"{path}: no such batch file")
+    if path.suffix.lower() == ".parquet":
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    with pa_csv.open_csv(path) as reader:
+        return list(reader.schema.names)
+
+
+def check_columns(path: Path, spec: ServingSpec) -> None:
+    missing = [f.name for f in spec.features if f.name not in file_columns(path)]
+    if missing:
+        raise BatchSchemaError(
+            f"{path}: missing column(s) {missing} that model '{spec.model_name}' "
+            f"version {spec.model_version} was trained on"
+        )
+
+
+NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+def read_chunks(
+    path: Path, spec: ServingSpec, chunk_rows: int
+) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+    """Frames of at most about ``chunk_rows`` rows, numeric features as numbers, and per row
+    the values that could not be read as numbers. CSV features arrive as text, so that a
+    bad value is its row's problem, not a parse error for the whole file."""
+    if path.suffix.lower() == ".parquet":
+        batches: Iterator[pa.RecordBatch] = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+    else:
+        as_text = {f.name: pa.string() for f in spec.features}
+        batches = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=64 << 20),
+            convert_options=pa_csv.ConvertOptions(column_types=as_text, strings_can_be_null=True),
+        )
+    numeric = [f.name for f in spec.features if f.kind == "numeric"]
+    for batch in batches:
+        yield _numbers_from_text(batch, numeric)
+
+
+def _numbers_from_text(batch: pa.RecordBatch, numeric: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+    """Cast text columns that should be numeric, in Arrow (vectorised); note the misfits."""
+    columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+    problems: list[tuple[str, pa.Array, pa.Array]] = []
+    for name in numeric:
+        text = columns[name]
+        if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
+            continue
+        try:  # the common case: every value is a number, and one cast does it
+            columns[name] = pc.cast(text, pa.float64())
+            continue
+        except pa.ArrowInvalid:
+            pass
+        is_number = pc.match_substring_regex(text, NUMBER)
+        bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(is_number, False)))
+        columns[name] = pc.cast(pc.if_else(is_number, text, None), pa.float64())
+        if pc.any(bad).as_py():
+            problems.append((name, bad, text))
+    frame = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns)).to_pandas()
+    reasons = pd.Series("", index=frame.index)
+    for name, bad, text in problems:
+        mask = bad.to_numpy(zero_copy_only=False)
+        values = pd.Series(text.to_pylist())[mask]
+        reasons[mask] += f"column '{name}': " + values.map(repr) + " is not a number; "
+    return frame, reasons
+
+
+def split_bad_rows(
+    chunk: pd.DataFrame, reasons: pd.Series, spec: ServingSpec
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows the model can score; rejected rows with the reason for each)."""
+    unreadable = reasons != ""
+    for feature in spec.features:
+        if not feature.nullable:
+            missing = chunk[feature.name].isna() & ~unreadable
+            if missing.any():
+                reasons[missing] += f"column '{feature.name}': missing, never missing in training; "
+    rejected = reasons != ""
+    bad_rows = chunk[rejected].assign(**{REASON: reasons[rejected].str.rstrip("; ")})
+    return chunk[~rejected], bad_rows
+
+
+def score_file(
+    path: Path,
+    model: Pipeline,
+    spec: ServingSpec,
+    output_dir: Path,
+    batch_id: str,
+    chunk_rows: int,
+    now: datetime,
+) -> BatchResult:
+    started = time.perf_counter()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    predictions_path = output_dir / f"predictions-{batch_id}.parquet"
+    rejected_path = output_dir / f"rejected-{batch_id}.csv"
+    features = [f.name for f in spec.features]
+    classes = np.asarray(spec.classes, dtype=object)
+    writer: pq.ParquetWriter | None = None
+    scorer: Scorer | None = None
+    rows_read = rows_scored = rows_rejected = 0
+    try:
+        for chunk, reasons in read_chunks(path, spec, chunk_rows):
+            chunk.insert(0, ROW_NUMBER, np.arange(rows_read, rows_read + len(chunk)))
+            rows_read += len(chunk)
+            good, bad = split_bad_rows(chunk, reasons, spec)
+            if len(bad):
+                bad.to_csv(rejected_path, mode="a", header=rows_rejected == 0, index=False)
+                rows_rejected += len(bad)
+            if good.empty:
+                continue
+            if scorer is None:
+                scorer = scorer_for(model, features, good[features].head(1000))
+            probabilities = scorer.predict_proba_frame(good)
+            scored = good.assign(
+                prediction=classes[probabilities.argmax(axis=1)],
+                **{f"probability_{c}": probabilities[:, i] for i, c in enumerate(spec.classes)},
+                model_version=spec.model_version,
+                batch_id=batch_id,
+                scored_at=pd.Timestamp(now),
+            )
+            table = pa.Table.from_pandas(scored, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(predictions_path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows_scored += len(good)
+    finally:
+        if writer is not None:
+            writer.close()
+    return BatchResult(
+        batch_id=batch_id,
+        model_version=spec.model_version,
+        rows_read=rows_read,
+        rows_scored=rows_scored,
+        rows_rejected=rows_rejected,
+        predictions_path=str(predictions_path),
+        rejected_path=str(rejected_path) if rows_rejected else None,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def read_sample(path: Path, spec: ServingSpec, rows: int) -> pd.DataFrame:
+    """The first ``rows`` scorable rows of the file, for the drift report."""
+    parts: list[pd.DataFrame] = []
+    taken = 0
+    for chunk, reasons in read_chunks(path, spec, rows):
+        good, _ = split_bad_rows(chunk, reasons, spec)
+        parts.append(good.head(rows - taken))
+        taken += len(parts[-1])
+        if taken >= rows:
+            break
+    if not parts:
+        return pd.DataFrame(columns=[f.name for f in spec.features])
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+from zenml import get_step_context, log_metadata, step
+from zenml.types import HTMLString
+
+from steps.data.drift import DriftSummary, build_report
+from steps.promotion.champion import load_staged_model
+
+
+@step
+def report_batch_drift(
+    batch_sample: pd.DataFrame,
+) -> tuple[Annotated[DriftSummary, "batch_drift"], Annotated[HTMLString, "batch_drift_report"]]:
+    """Evidently drift of the batch against the data the scoring model was trained on."""
+    staged = load_staged_model(get_step_context().model)
+    features = staged.features
+    summary, html = build_report(batch_sample[features], staged.train_set[features])
+    log_metadata(metadata={"batch_drift": summary.model_dump(exclude={"column_scores"})})
+    return summary, HTMLString(html)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from zenml import get_step_context, log_metadata, step
+
+from configs.schema import BatchConfig
+from steps.data.drift import DriftSummary
+from steps.inference.batch import BatchResult, score_file
+from steps.promotion.champion import load_staged_model
+
+
+@step(enable_cache=False)
+def score_batch(batch: BatchConfig, drift: DriftSummary) -> Annotated[BatchResult, "batch_result"]:
+    """Score the whole file in chunks; predictions to Parquet, rejected rows aside.
+
+    ``drift`` is taken so the report is made (and visible) before scoring starts.
+    """
+    assert batch.input_path is not None  # read_batch_sample stopped the run otherwise
+    staged = load_staged_model(get_step_context().model)
+    now = datetime.now(UTC)
+    result = score_file(
+        batch.input_path,
+        staged.model,
+        staged.spec,
+        batch.output_dir,
+        f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+        batch.chunk_rows,
+        now,
+    )
+    log_metadata(
+        metadata={**result.model_dump(), "drift_share": drift.drift_share},
+    )
+    return result

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+from zenml import get_step_context, log_metadata, step
+from zenml.types import HTMLString
+
+from configs.schema import MonitoringConfig
+from steps.data.drift import DriftSummary, build_report
+from steps.monitoring.signals import PREDICTION, MonitoringDecision, decide, performance
+from steps.promotion.champion import load_staged_model
+
+
+@step(enable_cache=False)  # the labels file and the production model change under it
+def detect_drift(
+    monitored_predictions: pd.DataFrame, monitoring: MonitoringConfig
+) -> tuple[
+    Annotated[MonitoringDecision, "monitoring_decision"],
+    Annotated[HTMLString, "monitoring_report"],
+]:
+    """Feature and prediction drift against the production model's training data
+    (Evidently), performance where labels arrived, and the decision they lead to."""
+    staged = load_staged_model(get_step_context().model)
+    columns = [*staged.features, PREDICTION]
+    reference = staged.train_set[staged.features].assign(
+        **{PREDICTION: staged.model.predict(staged.train_set[staged.features])}
+    )
+    if len(monitored_predictions) >= monitoring.min_rows:
+        drift, html = build_report(
+            monitored_predictions[columns], reference[columns], prediction=PREDICTION
+        )
+    else:
+        drift, html = (
+            DriftSummary(compared_with_reference=False),
+            (f"<p>{len(monitored_predictions)} rows in the window: too few to compare.</p>"),
+        )
+    decision = decide(
+        len(monitored_predictions),
+        drift,
+        performance(monitored_predictions, monitoring.labels_path),
+        monitoring,
+    )
+    # Charted across runs in the dashboard: one metadata entry per figure.
+    log_metadata(
+        metadata={
+            "action": decision.action,
+            "drift_share": decision.drift_share,
+            "drifted_columns": len(decision.drifted_columns),
+            "prediction_drift": decision.prediction_drift,
+            "rows": decision.rows,
+            **({"accuracy": decision.performance["accuracy"]} if decision.performance else {}),
+        }
+    )
+    return decision, HTMLString(html)

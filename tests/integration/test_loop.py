@@ -1,0 +1,99 @@
+"""Batch inference, monitoring and the drift-triggered retrain, on the dev stack."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.helpers import invoke
+
+pytestmark = pytest.mark.integration
+
+MODEL = "it_loop"
+
+
+def production_version() -> str:
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    return str(Client().get_model_version(MODEL, ModelStages.PRODUCTION).name)
+
+
+@pytest.fixture(scope="module")
+def staged(dev_stack):
+    from zenml import Model
+    from zenml.enums import ModelStages
+
+    from steps.promotion.champion import load_staged_model
+
+    result = invoke("train", "--set", f"model.name={MODEL}")
+    assert result.exit_code == 0, result.output
+    return load_staged_model(Model(name=MODEL, version=ModelStages.PRODUCTION))
+
+
+def test_batch_inference_scores_and_sets_bad_rows_aside(staged, tmp_path):
+    batch = staged.test_set[staged.features].head(40).astype(object)
+    batch.loc[batch.index[3], "mean radius"] = "abc"
+    batch.loc[batch.index[9], "worst area"] = None
+    path = tmp_path / "batch.csv"
+    batch.to_csv(path, index=False)
+    result = invoke(
+        "infer", "--input", str(path),
+        "--set", f"model.name={MODEL}",
+        "--set", f"parameters.batch.output_dir={tmp_path / 'out'}",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "38 of 40 rows scored by version 1" in result.output
+    assert "2 rows rejected, with reasons" in result.output
+    [predictions] = (tmp_path / "out").glob("predictions-*.parquet")
+    assert len(pd.read_parquet(predictions)) == 38
+    [rejected] = (tmp_path / "out").glob("rejected-*.csv")
+    reasons = pd.read_csv(rejected)["rejection_reason"].tolist()
+    assert reasons == [
+        "column 'mean radius': 'abc' is not a number",
+        "column 'worst area': missing, never missing in training",
+    ]
+
+
+def test_batch_missing_a_column_stops_with_its_name(staged, tmp_path):
+    path = tmp_path / "batch.parquet"
+    staged.test_set[staged.features].drop(columns=["mean texture"]).to_parquet(path)
+    result = invoke("infer", "--input", str(path), "--set", f"model.name={MODEL}")
+    assert result.exit_code == 1
+    assert "step 'read_batch_sample'" in result.output
+    assert "missing column(s) ['mean texture']" in result.output
+
+
+def _monitor(log_dir, fresh_path, tmp_path):
+    return invoke(
+        "monitor",
+        "--set", f"model.name={MODEL}",
+        "--set", f"parameters.monitoring.inference_log_dir={log_dir}",
+        "--set", f"parameters.monitoring.batch_predictions_dir={tmp_path / 'none'}",
+        "--set", f"retraining.data={{source: file, path: '{fresh_path}', target: target}}",
+    )  # fmt: skip
+
+
+def test_no_drift_no_retraining_then_drift_retrains_and_promotes(staged, tmp_path):
+    from steps.monitoring.simulation import log_requests, shifted
+
+    stable_log = tmp_path / "stable"
+    log_requests(
+        staged.train_set.sample(300, random_state=0), staged.model, staged.spec, stable_log
+    )
+    result = _monitor(stable_log, tmp_path / "unused.parquet", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "Monitoring decision: NONE (300 rows)" in result.output
+    assert "Retraining" not in result.output
+    assert production_version() == "1"
+
+    world = shifted(staged.train_set, staged.spec, 1.5, seed=1)
+    fresh = tmp_path / "fresh.parquet"
+    world.to_parquet(fresh)
+    drift_log = tmp_path / "drift"
+    log_requests(world.sample(300, random_state=0), staged.model, staged.spec, drift_log)
+    result = _monitor(drift_log, fresh, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "Monitoring decision: RETRAIN (300 rows)" in result.output
+    assert "promoted to production" in result.output
+    assert production_version() != "1"

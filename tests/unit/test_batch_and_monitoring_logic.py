@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from configs.schema import MonitoringConfig, TrainingConfig
+from service.spec import ServingSpec
+from steps.data.drift import DriftSummary
+from steps.inference.batch import BatchSchemaError, check_columns, score_file
+from steps.monitoring.signals import LabelsError, collect, decide, performance
+from steps.monitoring.simulation import log_requests, shifted
+from steps.training.model_factory import fit_model
+from tests.helpers import customer_churn_frame
+
+
+@pytest.fixture(scope="module")
+def churn():
+    frame = customer_churn_frame(rows=300)
+    model, _ = fit_model(frame, "churn", TrainingConfig())
+    spec = ServingSpec.from_training_data("churn", "3", frame, "churn", list(model.classes_))
+    return frame, model, spec
+
+
+def test_bad_rows_are_written_aside_with_reasons(churn, tmp_path):
+    frame, model, spec = churn
+    batch = frame.drop(columns=["churn"]).head(10).astype(object)
+    batch.loc[2, "tenure_months"] = "twelve"
+    batch.loc[5, "contract"] = None  # never missing in training
+    batch.loc[7, "region"] = None  # missing in training too: fine
+    path = tmp_path / "batch.csv"
+    batch.to_csv(path, index=False)
+    result = score_file(path, model, spec, tmp_path / "out", "b1", 4, datetime.now(UTC))
+    assert (result.rows_read, result.rows_scored, result.rows_rejected) == (10, 8, 2)
+    rejected = pd.read_csv(result.rejected_path)
+    assert rejected["row_number"].tolist() == [2, 5]
+    assert rejected["rejection_reason"].tolist() == [
+        "column 'tenure_months': 'twelve' is not a number",
+        "column 'contract': missing, never missing in training",
+    ]
+    scored = pd.read_parquet(result.predictions_path)
+    assert len(scored) == 8 and 2 not in scored["row_number"].tolist()
+    assert set(scored["prediction"]) <= {"yes", "no"}
+    assert {"probability_yes", "probability_no", "model_version", "batch_id", "scored_at"} <= set(
+        scored.columns
+    )
+    assert (scored["model_version"] == "3").all()
+
+
+def test_parquet_batches_score_the_same_as_the_model(churn, tmp_path):
+    frame, model, spec = churn
+    features = frame.drop(columns=["churn"])
+    path = tmp_path / "batch.parquet"
+    features.to_parquet(path)
+    result = score_file(path, model, spec, tmp_path / "out", "b2", 64, datetime.now(UTC))
+    scored = pd.read_parquet(result.predictions_path)
+    assert scored["prediction"].tolist() == list(model.predict(features))
+
+
+def test_a_batch_without_the_models_columns_stops(churn, tmp_path):
+    frame, _, spec = churn
+    path = tmp_path / "batch.csv"
+    frame.drop(columns=["churn", "contract"]).to_csv(path, index=False)
+    with pytest.raises(BatchSchemaError, match=r"batch.csv: missing column\(s\) \['contract'\]"):
+        check_columns(path, spec)
+
+
+CONFIG = MonitoringConfig(min_rows=10, alert_drift_share=0.2, retrain_drift_share=0.5)
+
+
+@pytest.mark.parametrize(
+    ("share", "rows", "accuracy", "action"),
+    [
+        (0.0, 100, None, "none"),
+        (0.3, 100, None, "alert"),
+        (0.6, 100, None, "retrain"),
+        (0.0, 100, 0.5, "retrain"),
+        (0.9, 5, None, "none"),
+    ],
+)
+def test_decision_follows_the_thresholds(share, rows, accuracy, action):
+    drift = DriftSummary(compared_with_reference=True, drift_share=share)
+    measured = None if accuracy is None else {"accuracy": accuracy, "labelled_rows": 50.0}
+    assert decide(rows, drift, measured, CONFIG).action == action
+
+
+def test_collect_and_join_labels(churn, tmp_path):
+    frame, model, spec = churn
+    config = CONFIG.model_copy(
+        update={"inference_log_dir": tmp_path / "log", "batch_predictions_dir": tmp_path / "b"}
+    )
+    ids = log_requests(frame.head(20), model, spec, config.inference_log_dir)
+    now = datetime.now(UTC)
+    current = collect(config, [f.name for f in spec.features], now - timedelta(hours=1), now)
+    assert len(current) == 20 and set(current["origin"]) == {"online"}
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": ids, "row": 0, "label": frame.head(20)["churn"]}).to_csv(labels)
+    measured = performance(current, labels)
+    assert measured is not None and measured["labelled_rows"] == 20
+    pd.DataFrame({"request_id": ids}).to_csv(labels, index=False)
+    with pytest.raises(LabelsError, match=r"labels.csv: missing column\(s\) \['label', 'row'\]"):
+        performance(current, labels)
+
+
+def test_shift_moves_numbers_not_labels(churn):
+    frame, _, spec = churn
+    moved = shifted(frame, spec, 2.0, seed=0)
+    assert (moved["churn"] == frame["churn"]).all()
+    assert (
+        moved["tenure_months"].mean() > frame["tenure_months"].mean() + frame["tenure_months"].std()
+    )
