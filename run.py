@@ -112,6 +112,12 @@ def cli() -> None:
     metavar="SECONDS",
     help="Keep running: train again every SECONDS (for the local orchestrator; Ctrl-C stops).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Compile for the environment's stack and print the plan (steps, settings, image "
+    "requirements); run nothing.",
+)
 def train(
     env: str,
     config_path: Path,
@@ -119,6 +125,7 @@ def train(
     no_cache: bool = False,
     schedule: str | None = None,
     every: int | None = None,
+    dry_run: bool = False,
 ) -> None:
     """Run the training pipeline: ingest, validate data, split, train, evaluate,
     validate the model against the production champion, register, promote."""
@@ -141,10 +148,12 @@ def train(
     pipeline = training_pipeline.with_options(
         model=Model(**config.model.model_dump()),
         enable_cache=config.enable_cache and not no_cache,
-        settings=config.settings or None,
-        steps=config.steps or None,
+        config_path=zenml_run_config(config.settings, config.steps),
         schedule=Schedule(cron_expression=schedule) if schedule else None,
     )
+    if dry_run:
+        _print_plans(env, pipeline, dict(config.parameters))
+        return
     while True:
         started = time.perf_counter()
         run = run_pipeline("training", pipeline, **dict(config.parameters))
@@ -154,6 +163,58 @@ def train(
             return
         click.echo(f"Next training run in {every} s (Ctrl-C to stop).")
         time.sleep(every)
+
+
+def _print_plans(env: str, training: Any, parameters: dict[str, Any]) -> None:
+    """Compile every pipeline for the environment's stack and print what would run."""
+    import yaml
+
+    from configs.schema import BatchRunConfig, DeploymentRunConfig, MonitoringRunConfig
+    from infra.plan import dry_run_plan
+    from pipelines.batch_inference import batch_inference_pipeline
+    from pipelines.deployment import deployment_pipeline
+    from pipelines.monitoring import monitoring_pipeline
+
+    plans = {"training_pipeline": dry_run_plan(training, **parameters)}
+    for file, model, pipeline in (
+        ("deployment.yaml", DeploymentRunConfig, deployment_pipeline),
+        ("batch_inference.yaml", BatchRunConfig, batch_inference_pipeline),
+        ("monitoring.yaml", MonitoringRunConfig, monitoring_pipeline),
+    ):
+        config: Any = load_pipeline_config(model, env, CONFIG_DIR / file, ())
+        plans[pipeline.name] = dry_run_plan(
+            staged_pipeline(pipeline, config), **dict(config.parameters)
+        )
+    click.echo(yaml.safe_dump(plans, sort_keys=False, width=100))
+
+
+def zenml_run_config(settings: dict[str, Any], steps: dict[str, Any]) -> str | None:
+    """Pipeline settings and per-step configuration as a ZenML run-config file.
+
+    ZenML 0.98 drops per-step configuration given to `with_options(steps=...)`
+    when it compiles (it stores it as `step_configurations`, which compiling
+    does not read); a config file takes the documented path and is applied.
+    """
+    if not settings and not steps:
+        return None
+    import tempfile
+
+    import yaml
+
+    handle, path = tempfile.mkstemp(prefix="zenml-run-config-", suffix=".yaml")
+    with os.fdopen(handle, "w") as file:
+        yaml.safe_dump({"settings": settings, "steps": steps}, file)
+    return path
+
+
+def staged_pipeline(pipeline: Any, config: Any) -> Any:
+    """``pipeline`` configured to run on the model version at ``config.stage``."""
+    from zenml import Model
+
+    return pipeline.with_options(
+        model=Model(name=config.model.name, version=config.stage),
+        config_path=zenml_run_config(config.settings, config.steps),
+    )
 
 
 def load_pipeline_config(
@@ -275,16 +336,10 @@ def deploy(
         return
 
     activate_stack(env)
-    from zenml import Model
 
     from pipelines.deployment import deployment_pipeline
 
-    pipeline = deployment_pipeline.with_options(
-        model=Model(name=config.model.name, version=config.stage),
-        enable_cache=False,
-        settings=config.settings or None,
-        steps=config.steps or None,
-    )
+    pipeline = staged_pipeline(deployment_pipeline, config)
     if run_pipeline("deployment", pipeline, serving=serving) is None:
         return
     live = local_server.read_live(serving.state_dir, config.model.name)
@@ -330,15 +385,10 @@ def infer(env: str, config_path: Path, input_path: Path | None, overrides: tuple
             f"parameters.batch.input_path: {batch.input_path or 'not set'}: no such batch file"
         )
     activate_stack(env)
-    from zenml import Model
 
     from pipelines.batch_inference import batch_inference_pipeline
 
-    pipeline = batch_inference_pipeline.with_options(
-        model=Model(name=config.model.name, version=config.stage),
-        settings=config.settings or None,
-        steps=config.steps or None,
-    )
+    pipeline = staged_pipeline(batch_inference_pipeline, config)
     run = run_pipeline("batch inference", pipeline, batch=batch)
     if run is None:
         return
@@ -388,15 +438,10 @@ def monitor(
         }
     )
     activate_stack(env)
-    from zenml import Model
 
     from pipelines.monitoring import monitoring_pipeline
 
-    pipeline = monitoring_pipeline.with_options(
-        model=Model(name=config.model.name, version=config.stage),
-        settings=config.settings or None,
-        steps=config.steps or None,
-    )
+    pipeline = staged_pipeline(monitoring_pipeline, config)
     run = run_pipeline("monitoring", pipeline, monitoring=monitoring)
     if run is None:
         return

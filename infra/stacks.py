@@ -8,6 +8,7 @@ change a flavor in place and deleting shared components is the user's call.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -89,6 +90,12 @@ def check_component(client: Client, kind: str, spec: ComponentSpec, source: str)
         )
     try:
         config_class(**spec.configuration)
+    except KeyError as exc:  # ZenML resolves {{ secret.key }} references while validating
+        secrets = sorted(set(re.findall(r"\{\{\s*(\w+)\.", str(spec.configuration))))
+        raise ConfigError(
+            f"{source}: {key}.configuration: {exc.args[0]} Create the secret(s) "
+            f"{', '.join(secrets)} first, e.g. `zenml secret create {secrets[0]} --KEY=VALUE`."
+        ) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -95,3 +95,47 @@ def test_bad_stack_yaml_names_file_and_key(dev_stack, kind, spec, message):
     )
     with pytest.raises(ConfigError, match=message):
         stacks.plan(Client(), bad, "env.yaml")
+
+
+def test_staging_and_prod_register_against_the_real_flavors(dev_stack):
+    from zenml.client import Client
+
+    client = Client()
+    secrets = {
+        "mlflow_staging": {"username": "ci", "password": "ci"},
+        "mlflow_prod": {"token": "not-a-real-token"},
+        "s3_artifacts": {"aws_access_key_id": "x", "aws_secret_access_key": "y"},
+    }
+    for name, values in secrets.items():
+        client.create_secret(name, values)
+    try:
+        for env in ("staging", "prod"):
+            environment = load_environment(env)
+            stacks.activate(client, environment, f"{env}.yaml")
+            stack = client.get_stack(environment.stack.name)
+            flavors = {kind.value: comps[0].flavor_name for kind, comps in stack.components.items()}
+            expected = {k: s.flavor for k, s in environment.stack.components.declared().items()}
+            assert flavors == expected
+            assert stacks.plan(client, environment, f"{env}.yaml").is_current
+            registered = client.get_stack_component(
+                _type("experiment_tracker"), environment.stack.components.experiment_tracker.name
+            )
+            # secrets stay references in the store, never values
+            assert "{{" in str(registered.configuration)
+    finally:
+        stacks.activate(client, load_environment("dev"), "dev.yaml")
+        for name in secrets:
+            client.delete_secret(name)
+
+
+def test_a_missing_secret_is_named(dev_stack):
+    from zenml.client import Client
+
+    with pytest.raises(ConfigError, match=r"prod.yaml: .*The secret mlflow_prod does not exist"):
+        stacks.plan(Client(), load_environment("prod"), "prod.yaml")
+
+
+def _type(kind: str):
+    from zenml.enums import StackComponentType
+
+    return StackComponentType(kind)

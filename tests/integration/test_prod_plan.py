@@ -1,0 +1,66 @@
+"""`train --env prod --dry-run`: every pipeline compiled for the Kubernetes stack, nothing run."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.helpers import invoke
+
+pytestmark = pytest.mark.integration
+
+SECRETS = {
+    "mlflow_prod": {"token": "not-a-real-token"},
+    "s3_artifacts": {"aws_access_key_id": "x", "aws_secret_access_key": "y"},
+}
+
+
+@pytest.fixture
+def prod_plan(dev_stack):
+    from zenml.client import Client
+
+    client = Client()
+    for name, values in SECRETS.items():
+        client.create_secret(name, values)
+    runs_before = client.list_pipeline_runs(size=1).total
+    try:
+        result = invoke("train", "--env", "prod", "--dry-run")
+        assert result.exit_code == 0, result.output
+        assert client.list_pipeline_runs(size=1).total == runs_before  # nothing ran
+        yield yaml.safe_load(result.output[result.output.index("training_pipeline:") :])
+    finally:
+        invoke("stack", "register", "--env", "dev")
+        for name in SECRETS:
+            client.delete_secret(name)
+
+
+def test_every_pipeline_compiles_for_the_cluster(prod_plan):
+    assert list(prod_plan) == [
+        "training_pipeline",
+        "deployment_pipeline",
+        "batch_inference_pipeline",
+        "monitoring_pipeline",
+    ]
+    for plan in prod_plan.values():
+        assert plan["stack"]["name"] == "prod"
+        assert plan["stack"]["needs_images"] is True
+    components = prod_plan["training_pipeline"]["stack"]["components"]
+    assert components["orchestrator"] == "kubernetes"
+    assert components["artifact_store"] == "s3"
+    assert components["image_builder"] == "kaniko"
+    assert components["container_registry"] == "default"
+
+
+def test_settings_and_overlays_are_resolved(prod_plan):
+    training = prod_plan["training_pipeline"]
+    train_step = training["steps"]["train_model"]
+    assert train_step["settings"]["resources"] == {"cpu_count": 2.0, "memory": "4GB"}
+    assert train_step["experiment_tracker"] is True
+    gate = training["steps"]["validate_model"]["parameters"]["promotion"]
+    assert gate["min_metrics"] == {"accuracy": 0.9, "roc_auc": 0.95}  # prod's stricter overlay
+    requirements = training["docker"]["requirements_files"]
+    integration = requirements[".zenml_stack_integration_requirements"]
+    assert any(r.startswith("kubernetes") for r in integration)
+    assert any(r.startswith("s3fs") for r in integration)
+    assert "zenml==0.98.0" in requirements[".zenml_user_requirements"]
+    assert training["steps"]["validate_data"]["upstream"] == ["ingest_data", "resolve_champion"]
