@@ -237,6 +237,8 @@ class BatchConfig(StrictModel):
     chunk_rows: int = Field(default=200_000, ge=1)
     #: rows read for the schema check and the Evidently drift report
     drift_sample_rows: int = Field(default=5_000, ge=100)
+    #: scored rows whose features are kept for monitoring (the predictions file has none)
+    monitoring_sample_rows: int = Field(default=5_000, ge=0)
 
     @field_validator("input_path")
     @classmethod

@@ -8,10 +8,13 @@ they do not sink the batch. A batch without the model's columns stops at once.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -26,6 +29,9 @@ from service.fast_model import Scorer, scorer_for
 from service.spec import ServingSpec
 
 REASON = "rejection_reason"
+#: the file name prefix of the per-batch feature sample that monitoring reads
+MONITORING_SAMPLE_PREFIX = "monitoring-sample-"
+T = TypeVar("T")
 ROW_NUMBER = "row_number"
 
 
@@ -104,11 +110,13 @@ def _numbers_from_text(batch: pa.RecordBatch, numeric: list[str]) -> tuple[pd.Da
         if pc.any(bad).as_py():
             problems.append((name, bad, text))
     frame = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns)).to_pandas()
-    reasons = pd.Series("", index=frame.index)
+    reasons = pd.Series(None, index=frame.index, dtype=object)  # None: nothing wrong
     for name, bad, text in problems:
         mask = bad.to_numpy(zero_copy_only=False)
         values = pd.Series(text.to_pylist())[mask]
-        reasons[mask] += f"column '{name}': " + values.map(repr) + " is not a number; "
+        reasons[mask] = reasons[mask].fillna("") + (
+            f"column '{name}': " + values.map(repr) + " is not a number; "
+        )
     return frame, reasons
 
 
@@ -116,13 +124,18 @@ def split_bad_rows(
     chunk: pd.DataFrame, reasons: pd.Series, spec: ServingSpec
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows the model can score; rejected rows with the reason for each)."""
-    unreadable = reasons != ""
-    for feature in spec.features:
-        if not feature.nullable:
-            missing = chunk[feature.name].isna() & ~unreadable
+    unreadable = reasons.notna()
+    required = [f.name for f in spec.features if not f.nullable]
+    if any(chunk[name].isna().any() for name in required):  # no copy of the frame
+        for name in required:
+            missing = chunk[name].isna() & ~unreadable
             if missing.any():
-                reasons[missing] += f"column '{feature.name}': missing, never missing in training; "
-    rejected = reasons != ""
+                reasons[missing] = reasons[missing].fillna("") + (
+                    f"column '{name}': missing, never missing in training; "
+                )
+    rejected = reasons.notna()
+    if not rejected.any():  # the common case: no copy
+        return chunk, chunk.iloc[:0].assign(**{REASON: pd.Series(dtype=object)})
     bad_rows = chunk[rejected].assign(**{REASON: reasons[rejected].str.rstrip("; ")})
     return chunk[~rejected], bad_rows
 
@@ -135,7 +148,12 @@ def score_file(
     batch_id: str,
     chunk_rows: int,
     now: datetime,
+    monitoring_sample_rows: int = 5_000,
 ) -> BatchResult:
+    """Predictions carry the row number, the input's non-feature columns (ids), the label,
+    the class probabilities, model version, batch id and time. The features of the first
+    ``monitoring_sample_rows`` scored rows go to a sample file that monitoring reads:
+    rewriting every feature of every row would cost more than scoring them."""
     started = time.perf_counter()
     output_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = output_dir / f"predictions-{batch_id}.parquet"
@@ -144,9 +162,10 @@ def score_file(
     classes = np.asarray(spec.classes, dtype=object)
     writer: pq.ParquetWriter | None = None
     scorer: Scorer | None = None
-    rows_read = rows_scored = rows_rejected = 0
+    sample: list[pd.DataFrame] = []
+    rows_read = rows_scored = rows_rejected = sampled = 0
     try:
-        for chunk, reasons in read_chunks(path, spec, chunk_rows):
+        for chunk, reasons in prefetched(read_chunks(path, spec, chunk_rows)):
             chunk.insert(0, ROW_NUMBER, np.arange(rows_read, rows_read + len(chunk)))
             rows_read += len(chunk)
             good, bad = split_bad_rows(chunk, reasons, spec)
@@ -158,21 +177,46 @@ def score_file(
             if scorer is None:
                 scorer = scorer_for(model, features, good[features].head(1000))
             probabilities = scorer.predict_proba_frame(good)
-            scored = good.assign(
-                prediction=classes[probabilities.argmax(axis=1)],
+            predicted = probabilities.argmax(axis=1)
+            labels = classes[predicted]
+            keys = good[[c for c in good.columns if c not in features]]
+            table = pa.Table.from_pandas(keys, preserve_index=False)
+            # Repeated strings as dictionaries: encoding a million copies costs more
+            # than the scoring.
+            constant = pa.array(np.zeros(len(good), dtype=np.int32))
+            outputs = {
+                "prediction": pa.DictionaryArray.from_arrays(
+                    pa.array(predicted.astype(np.int32)), pa.array(spec.classes)
+                ),
                 **{f"probability_{c}": probabilities[:, i] for i, c in enumerate(spec.classes)},
-                model_version=spec.model_version,
-                batch_id=batch_id,
-                scored_at=pd.Timestamp(now),
-            )
-            table = pa.Table.from_pandas(scored, preserve_index=False)
+                "model_version": pa.DictionaryArray.from_arrays(
+                    constant, pa.array([spec.model_version])
+                ),
+                "batch_id": pa.DictionaryArray.from_arrays(constant, pa.array([batch_id])),
+                "scored_at": pa.array(
+                    np.full(len(good), np.datetime64(now.replace(tzinfo=None), "us")),
+                    pa.timestamp("us", tz="UTC"),
+                ),
+            }
+            for name, column in outputs.items():
+                table = table.append_column(
+                    name, pa.array(column) if isinstance(column, np.ndarray) else column
+                )
             if writer is None:
                 writer = pq.ParquetWriter(predictions_path, table.schema)
             writer.write_table(table.cast(writer.schema))
+            if sampled < monitoring_sample_rows:
+                take = good[features].head(monitoring_sample_rows - sampled)
+                sample.append(take.assign(prediction=labels[: len(take)]))
+                sampled += len(take)
             rows_scored += len(good)
     finally:
         if writer is not None:
             writer.close()
+    if sample:
+        pd.concat(sample, ignore_index=True).assign(scored_at=pd.Timestamp(now)).to_parquet(
+            output_dir / f"{MONITORING_SAMPLE_PREFIX}{batch_id}.parquet", index=False
+        )
     return BatchResult(
         batch_id=batch_id,
         model_version=spec.model_version,
@@ -183,6 +227,29 @@ def score_file(
         rejected_path=str(rejected_path) if rows_rejected else None,
         seconds=time.perf_counter() - started,
     )
+
+
+def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Produce the next item on a thread while the caller works on this one: reading
+    and parsing (Arrow releases the GIL) overlap with scoring and writing."""
+    buffer: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+
+    def produce() -> None:
+        try:
+            for item in items:
+                buffer.put((True, item))
+            buffer.put((False, None))
+        except BaseException as exc:  # re-raised in the consumer
+            buffer.put((False, exc))
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        more, item = buffer.get()
+        if not more:
+            if item is not None:
+                raise item
+            return
+        yield item
 
 
 def read_sample(path: Path, spec: ServingSpec, rows: int) -> pd.DataFrame:

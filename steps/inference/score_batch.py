@@ -29,6 +29,7 @@ def score_batch(batch: BatchConfig, drift: DriftSummary) -> Annotated[BatchResul
         f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
         batch.chunk_rows,
         now,
+        batch.monitoring_sample_rows,
     )
     log_metadata(
         metadata={**result.model_dump(), "drift_share": drift.drift_share},

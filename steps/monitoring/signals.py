@@ -14,6 +14,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from configs.schema import MonitoringConfig
 from service.inference_log import read_records
 from steps.data.drift import DriftSummary
+from steps.inference.batch import MONITORING_SAMPLE_PREFIX
 
 PREDICTION = "prediction"
 
@@ -25,13 +26,14 @@ class LabelsError(ValueError):
 def collect(
     config: MonitoringConfig, features: list[str], start: datetime, end: datetime
 ) -> pd.DataFrame:
-    """Live requests from the serving log and rows of batch predictions in [start, end)."""
+    """Live requests from the serving log and the feature samples of batches scored in
+    [start, end)."""
     frames = []
     logged = read_records(config.inference_log_dir, start, end)
     if not logged.empty:
         live = logged[logged["source"] == "live"]
         frames.append(live[[*features, PREDICTION, "request_id", "row"]].assign(origin="online"))
-    for path in sorted(Path(config.batch_predictions_dir).glob("predictions-*.parquet")):
+    for path in sorted(Path(config.batch_predictions_dir).glob(f"{MONITORING_SAMPLE_PREFIX}*")):
         table = pq.read_table(path, columns=[*features, PREDICTION, "scored_at"])
         batch = table.to_pandas()
         scored_at = pd.to_datetime(batch["scored_at"], utc=True)
