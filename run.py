@@ -49,7 +49,9 @@ def load_env(env: str) -> tuple[EnvironmentConfig, str]:
         environment = load_environment(env)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    return environment, f"configs/environments/{env}.yaml"
+    from configs.loader import environment_path
+
+    return environment, str(environment_path(env))
 
 
 def zenml_client() -> Client:
@@ -565,6 +567,44 @@ def stack_diff(env: str) -> None:
         click.echo(stacks.plan(zenml_client(), environment, source).describe())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@stack.command("up")
+@env_option
+def stack_up(env: str) -> None:
+    """Start the servers the environment's stack talks to (staging: MLflow and ZenML on
+    127.0.0.1), create its local secrets, then register and activate its stack."""
+    from infra import servers
+
+    environment, _ = load_env(env)
+    if environment.services is None:
+        raise click.ClickException(f"environment '{env}' declares no services to start")
+    client = zenml_client()
+    for name, values in environment.services.local_secrets.items():
+        try:
+            client.get_secret(name)
+        except KeyError:
+            client.create_secret(name, values)
+    try:
+        urls = servers.up(environment.services, REPO_ROOT)
+    except servers.ServerError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, url in urls.items():
+        click.echo(f"{name} server: {url}")
+    activate_stack(env)
+
+
+@stack.command("down")
+@env_option
+def stack_down(env: str) -> None:
+    """Stop the servers `stack up` started; the stores on disk stay."""
+    from infra import servers
+
+    environment, _ = load_env(env)
+    if environment.services is None:
+        raise click.ClickException(f"environment '{env}' declares no services to stop")
+    stopped = servers.down(environment.services, REPO_ROOT)
+    click.echo(f"Stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
 @stack.command("register")

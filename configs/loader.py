@@ -97,6 +97,11 @@ def validate(model: type[ModelT], data: Mapping[str, Any], source: str) -> Model
 
 
 def environment_path(env: str) -> Path:
+    """``configs/environments/<env>.yaml``, or ``env`` itself when it names a YAML file."""
+    if env.endswith((".yaml", ".yml")):
+        if not Path(env).is_file():
+            raise ConfigError(f"{env}: no such environment file")
+        return Path(env)
     path = ENVIRONMENTS_DIR / f"{env}.yaml"
     if not path.is_file():
         raise ConfigError(

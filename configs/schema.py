@@ -63,11 +63,36 @@ class StackSpec(StrictModel):
     components: StackComponents
 
 
+class MlflowServerSpec(StrictModel):
+    """An `mlflow server` that `run.py stack up` starts on this machine."""
+
+    port: int = Field(ge=1, le=65535)
+    #: SQLite file of the tracking and registry store, and the artifact root
+    backend_store: Path
+    artifacts_destination: Path
+
+
+class ZenMLServerSpec(StrictModel):
+    """The local ZenML server (`zenml login --local`) that `run.py stack up` starts."""
+
+    port: int = Field(ge=1, le=65535)
+
+
+class ServicesSpec(StrictModel):
+    mlflow: MlflowServerSpec | None = None
+    zenml: ZenMLServerSpec | None = None
+    #: ZenML secrets `stack up` creates when missing (name -> key -> value); only
+    #: for local servers that ignore them, e.g. the staging MLflow's basic auth
+    local_secrets: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
 class EnvironmentConfig(StrictModel):
     """``configs/environments/<env>.yaml``: a stack plus overlays on pipeline configs."""
 
     description: str = ""
     stack: StackSpec
+    #: servers on this machine that the stack talks to (staging)
+    services: ServicesSpec | None = None
     #: Pipeline config name (``training``) -> partial config merged over it.
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

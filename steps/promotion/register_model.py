@@ -49,6 +49,7 @@ def register_model(
                 "zenml_pipeline_run_uuid": str(run.id),
                 "zenml_step_name": context.step_run.name,
                 "zenml_model_version": str(model_version),
+                "mlflow_run_id": mlflow_model.run_id,  # links the version to its run
                 "gate": "approved" if decision.approved else "rejected",
             }
         ),

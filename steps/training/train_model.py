@@ -15,6 +15,8 @@ from steps.training import transformers
 from steps.training.model_factory import fit_model
 from steps.training.transformers import missing_as_nan
 
+MODEL_ARTIFACT = "model"
+
 
 class MlflowModel(BaseModel):
     """Where the trained model lives in MLflow: what the model registry points at."""
@@ -50,9 +52,9 @@ def train_model(
     mlflow.log_params({"estimator": training.estimator, **hyperparameters})
     mlflow.log_metric("train_accuracy", train_accuracy)
     sample = features.head(5)
-    logged = mlflow.sklearn.log_model(
+    mlflow.sklearn.log_model(
         model,
-        name="model",
+        name=MODEL_ARTIFACT,
         signature=infer_signature(sample, model.predict(sample)),
         pip_requirements=_requirements(),
         # MLflow stores scikit-learn models with skops, which loads only the
@@ -71,5 +73,10 @@ def train_model(
         infer_artifact=True,
     )
     return model, MlflowModel(
-        run_id=run.info.run_id, experiment_id=run.info.experiment_id, model_uri=logged.model_uri
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        # `runs:/…`, not the `models:/m-…` that log_model returns: an MLflow
+        # tracking server registers the latter only together with a model id,
+        # which ZenML's registry does not pass; the run form works everywhere.
+        model_uri=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}",
     )

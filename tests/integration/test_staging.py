@@ -1,0 +1,83 @@
+"""staging: real MLflow and ZenML servers on 127.0.0.1, started and stopped by run.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from steps.deployment.local_server import free_port
+from tests.helpers import invoke
+
+pytestmark = pytest.mark.integration
+
+MODEL = "it_staging"
+STAGING = Path(__file__).resolve().parents[2] / "configs" / "environments" / "staging.yaml"
+
+
+@pytest.fixture
+def staging_env(dev_stack, tmp_path):
+    """staging.yaml on free ports, its stores in a temporary directory."""
+    config = yaml.safe_load(STAGING.read_text())
+    mlflow_port, zenml_port = free_port(), free_port()
+    config["services"]["mlflow"].update(
+        port=mlflow_port,
+        backend_store=str(tmp_path / "mlflow" / "mlflow.db"),
+        artifacts_destination=str(tmp_path / "mlflow" / "artifacts"),
+    )
+    config["services"]["zenml"]["port"] = zenml_port
+    tracker = config["stack"]["components"]["experiment_tracker"]
+    tracker["configuration"]["tracking_uri"] = f"http://127.0.0.1:{mlflow_port}"
+    tracker["name"] = "it-staging-mlflow-tracker"
+    config["stack"]["name"] = "it-staging"
+    path = tmp_path / "staging.yaml"
+    path.write_text(yaml.safe_dump(config))
+    try:
+        result = invoke("stack", "up", "--env", str(path))
+        assert result.exit_code == 0, result.output
+        yield path, f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{zenml_port}"
+    finally:
+        result = invoke("stack", "down", "--env", str(path))
+        invoke("stack", "register", "--env", "dev")
+    assert "Stopped: ZenML, MLflow" in result.output
+    for port in (mlflow_port, zenml_port):
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_training_on_staging_shows_in_both_servers(staging_env):
+    path, mlflow_url, zenml_url = staging_env
+    result = invoke("train", "--env", str(path), "--set", f"model.name={MODEL}")
+    assert result.exit_code == 0, result.output
+    assert f"Model '{MODEL}' version 1: promoted to production" in result.output
+    assert f"MLflow UI:       {mlflow_url}" in result.output
+
+    api = f"{mlflow_url}/api/2.0/mlflow"
+    experiments = httpx.post(f"{api}/experiments/search", json={"max_results": 50}).json()
+    names = [e["name"] for e in experiments["experiments"]]
+    assert "training_pipeline" in names
+    champion = httpx.get(
+        f"{api}/registered-models/alias", params={"name": MODEL, "alias": "champion"}
+    ).json()["model_version"]
+    run = httpx.get(f"{api}/runs/get", params={"run_id": champion["run_id"]}).json()["run"]
+    metrics = {m["key"] for m in run["data"]["metrics"]}
+    assert {"train_accuracy", "test_roc_auc"} <= metrics
+
+    runs = httpx.get(f"{zenml_url}/api/v1/runs", params={"size": 100}).json()["items"]
+    assert any(r["name"].startswith("training_pipeline-") for r in runs)
+    info = httpx.get(f"{zenml_url}/api/v1/info").json()
+    assert info["version"] == "0.98.0"
+
+
+def test_stack_up_needs_services(dev_stack):
+    result = invoke("stack", "up", "--env", "dev")
+    assert result.exit_code == 1
+    assert "environment 'dev' declares no services to start" in result.output
+
+
+def test_unknown_environment_file(dev_stack, tmp_path):
+    result = invoke("stack", "up", "--env", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 1
+    assert "nope.yaml: no such environment file" in result.output
