@@ -48,6 +48,8 @@ class StackComponents(StrictModel):
     data_validator: ComponentSpec
     container_registry: ComponentSpec | None = None
     image_builder: ComponentSpec | None = None
+    #: ZenML's newer serving component (the Model Deployer family is deprecated upstream)
+    deployer: ComponentSpec | None = None
 
     def declared(self) -> dict[str, ComponentSpec]:
         """Component type name -> spec, for the components this stack declares."""

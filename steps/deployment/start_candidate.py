@@ -17,7 +17,15 @@ def start_candidate(
     bento_tag: str, settings: ServingSettings, serving: ServingConfig
 ) -> Annotated[RunningService, "candidate_service"]:
     """Start the new bento beside the live service, on a port of its own."""
-    deployer = Client().active_stack.model_deployer
+    stack = Client().active_stack
+    if stack.deployer is not None and stack.deployer.flavor != "local":
+        # Refuse rather than start a process on whatever machine runs this step.
+        raise NotImplementedError(
+            f"the '{stack.name}' stack serves through its {stack.deployer.flavor} deployer "
+            "(containers); this pipeline deploys to local BentoML servers only so far. "
+            "See docs/deploying.md, 'Serving in production'."
+        )
+    deployer = stack.model_deployer
     if deployer is None or deployer.flavor not in SUPPORTED_DEPLOYERS:
         raise RuntimeError(
             f"the active stack's model deployer is "

@@ -49,6 +49,7 @@ def test_every_pipeline_compiles_for_the_cluster(prod_plan):
     assert components["artifact_store"] == "s3"
     assert components["image_builder"] == "kaniko"
     assert components["container_registry"] == "default"
+    assert components["deployer"] == "kubernetes"  # container-based serving
 
 
 def test_settings_and_overlays_are_resolved(prod_plan):
