@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from configs.loader import CONFIG_DIR, ConfigError, available_environments, load_environment
-from configs.schema import EnvironmentConfig
+from configs.schema import EnvironmentConfig, StagedRunConfig
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -42,6 +42,27 @@ def env_option(function: Callable[..., Any]) -> Callable[..., Any]:
         help="Environment: a file in configs/environments/ "
         f"({', '.join(available_environments())}).",
     )(function)
+
+
+def config_option(name: str) -> Callable[..., Any]:
+    """``--config``, defaulting to ``configs/<name>.yaml``."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=CONFIG_DIR / f"{name}.yaml",
+        show_default=f"configs/{name}.yaml",
+        help="Pipeline config file.",
+    )
+
+
+overrides_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one config key, e.g. --set parameters.split.test_size=0.3 (repeatable).",
+)
 
 
 def load_env(env: str) -> tuple[EnvironmentConfig, str]:
@@ -87,21 +108,8 @@ def cli() -> None:
 
 @cli.command()
 @env_option
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=CONFIG_DIR / "training.yaml",
-    show_default="configs/training.yaml",
-    help="Pipeline config file.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override one config key, e.g. --set parameters.split.test_size=0.3 (repeatable).",
-)
+@config_option("training")
+@overrides_option
 @click.option("--no-cache", is_flag=True, help="Run every step, ignoring cached results.")
 @click.option(
     "--schedule",
@@ -209,7 +217,15 @@ def zenml_run_config(settings: dict[str, Any], steps: dict[str, Any]) -> str | N
     return path
 
 
-def staged_pipeline(pipeline: Any, config: Any) -> Any:
+def run_staged(
+    env: str, label: str, pipeline: Any, config: StagedRunConfig, **parameters: Any
+) -> PipelineRunResponse | None:
+    """Run ``pipeline`` on the environment's stack, on the model version at the config's stage."""
+    activate_stack(env)
+    return run_pipeline(label, staged_pipeline(pipeline, config), **parameters)
+
+
+def staged_pipeline(pipeline: Any, config: StagedRunConfig) -> Any:
     """``pipeline`` configured to run on the model version at ``config.stage``."""
     from zenml import Model
 
@@ -290,15 +306,8 @@ def _report_training(run: PipelineRunResponse, seconds: float) -> None:
 
 @cli.command()
 @env_option
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=CONFIG_DIR / "deployment.yaml",
-    show_default="configs/deployment.yaml",
-    help="Deployment config file.",
-)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@config_option("deployment")
+@overrides_option
 @click.option("--status", is_flag=True, help="Show what is served where, and change nothing.")
 @click.option("--stop", "stop_service", is_flag=True, help="Stop the live service.")
 def deploy(
@@ -337,12 +346,9 @@ def deploy(
         )
         return
 
-    activate_stack(env)
-
     from pipelines.deployment import deployment_pipeline
 
-    pipeline = staged_pipeline(deployment_pipeline, config)
-    if run_pipeline("deployment", pipeline, serving=serving) is None:
+    if run_staged(env, "deployment", deployment_pipeline, config, serving=serving) is None:
         return
     live = local_server.read_live(serving.state_dir, config.model.name)
     assert live is not None, "go_live records the service it switched to"
@@ -357,21 +363,14 @@ def deploy(
 
 @cli.command()
 @env_option
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=CONFIG_DIR / "batch_inference.yaml",
-    show_default="configs/batch_inference.yaml",
-    help="Batch inference config file.",
-)
+@config_option("batch_inference")
 @click.option(
     "--input",
     "input_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="The batch: a .csv or .parquet file (overrides parameters.batch.input_path).",
 )
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@overrides_option
 def infer(env: str, config_path: Path, input_path: Path | None, overrides: tuple[str, ...]) -> None:
     """Score a batch file with the model at the configured stage: schema gate, Evidently
     drift report, then chunked scoring to Parquet, with unusable rows written aside."""
@@ -386,12 +385,9 @@ def infer(env: str, config_path: Path, input_path: Path | None, overrides: tuple
         raise click.ClickException(
             f"parameters.batch.input_path: {batch.input_path or 'not set'}: no such batch file"
         )
-    activate_stack(env)
-
     from pipelines.batch_inference import batch_inference_pipeline
 
-    pipeline = staged_pipeline(batch_inference_pipeline, config)
-    run = run_pipeline("batch inference", pipeline, batch=batch)
+    run = run_staged(env, "batch inference", batch_inference_pipeline, config, batch=batch)
     if run is None:
         return
     result = _output(run, "score_batch", "batch_result")
@@ -413,15 +409,8 @@ def _output(run: PipelineRunResponse, step_name: str, artifact: str) -> Any:
 
 @cli.command()
 @env_option
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=CONFIG_DIR / "monitoring.yaml",
-    show_default="configs/monitoring.yaml",
-    help="Monitoring config file.",
-)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@config_option("monitoring")
+@overrides_option
 @click.option("--no-retrain", is_flag=True, help="Report the decision; do not act on it.")
 @click.pass_context
 def monitor(
@@ -439,12 +428,9 @@ def monitor(
             "batch_predictions_dir": REPO_ROOT / monitoring.batch_predictions_dir,
         }
     )
-    activate_stack(env)
-
     from pipelines.monitoring import monitoring_pipeline
 
-    pipeline = staged_pipeline(monitoring_pipeline, config)
-    run = run_pipeline("monitoring", pipeline, monitoring=monitoring)
+    run = run_staged(env, "monitoring", monitoring_pipeline, config, monitoring=monitoring)
     if run is None:
         return
     decision = _output(run, "detect_drift", "monitoring_decision")

@@ -205,6 +205,22 @@ class ModelBlock(StrictModel):
     tags: list[str] = Field(default_factory=list)
 
 
+class RunConfig(StrictModel):
+    """What every pipeline config file has besides its parameters."""
+
+    model: ModelBlock
+    #: Passed through to ZenML as pipeline-level settings (docker, resources...).
+    settings: dict[str, Any] = Field(default_factory=dict)
+    #: Passed through to ZenML as per-step configuration.
+    steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class StagedRunConfig(RunConfig):
+    """A pipeline that works with the model version at a stage."""
+
+    stage: Literal["staging", "production"] = "production"
+
+
 class TrainingParameters(StrictModel):
     data: DataSourceConfig = DataSourceConfig()
     validation: DataValidationConfig = DataValidationConfig()
@@ -214,16 +230,11 @@ class TrainingParameters(StrictModel):
     promotion: PromotionConfig = PromotionConfig()
 
 
-class TrainingRunConfig(StrictModel):
+class TrainingRunConfig(RunConfig):
     """``configs/training.yaml``."""
 
-    model: ModelBlock
     parameters: TrainingParameters = TrainingParameters()
     enable_cache: bool = True
-    #: Passed through to ZenML as pipeline-level settings (docker, resources...).
-    settings: dict[str, Any] = Field(default_factory=dict)
-    #: Passed through to ZenML as per-step configuration.
-    steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class ServingConfig(StrictModel):
@@ -244,15 +255,10 @@ class DeploymentParameters(StrictModel):
     serving: ServingConfig = ServingConfig()
 
 
-class DeploymentRunConfig(StrictModel):
+class DeploymentRunConfig(StagedRunConfig):
     """``configs/deployment.yaml``."""
 
-    model: ModelBlock
-    #: the stage whose model version is deployed
-    stage: Literal["staging", "production"] = "production"
     parameters: DeploymentParameters = DeploymentParameters()
-    settings: dict[str, Any] = Field(default_factory=dict)
-    steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class BatchConfig(StrictModel):
@@ -279,14 +285,10 @@ class BatchParameters(StrictModel):
     batch: BatchConfig = BatchConfig()
 
 
-class BatchRunConfig(StrictModel):
+class BatchRunConfig(StagedRunConfig):
     """``configs/batch_inference.yaml``."""
 
-    model: ModelBlock
-    stage: Literal["staging", "production"] = "production"
     parameters: BatchParameters = BatchParameters()
-    settings: dict[str, Any] = Field(default_factory=dict)
-    steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class MonitoringConfig(StrictModel):
@@ -327,12 +329,8 @@ class MonitoringParameters(StrictModel):
     monitoring: MonitoringConfig = MonitoringConfig()
 
 
-class MonitoringRunConfig(StrictModel):
+class MonitoringRunConfig(StagedRunConfig):
     """``configs/monitoring.yaml``."""
 
-    model: ModelBlock
-    stage: Literal["staging", "production"] = "production"
     parameters: MonitoringParameters = MonitoringParameters()
     retraining: RetrainingConfig = RetrainingConfig()
-    settings: dict[str, Any] = Field(default_factory=dict)
-    steps: dict[str, dict[str, Any]] = Field(default_factory=dict)

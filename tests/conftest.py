@@ -74,3 +74,18 @@ def free_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     yield port
+
+
+@pytest.fixture(scope="session")
+def churn():
+    """A fitted churn model (categoricals, missing values, string labels), its data and
+    its serving spec (model version "3")."""
+    from configs.schema import TrainingConfig
+    from service.spec import ServingSpec
+    from steps.training.model_factory import fit_model
+    from tests.helpers import customer_churn_frame
+
+    frame = customer_churn_frame(rows=300)
+    model, _ = fit_model(frame, "churn", TrainingConfig())
+    spec = ServingSpec.from_training_data("churn", "3", frame, "churn", list(model.classes_))
+    return frame, model, spec

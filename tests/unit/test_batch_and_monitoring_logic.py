@@ -5,22 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from configs.schema import MonitoringConfig, TrainingConfig
-from service.spec import ServingSpec
+from configs.schema import MonitoringConfig
 from steps.data.drift import DriftSummary
 from steps.inference.batch import BatchSchemaError, check_columns, score_file
 from steps.monitoring.signals import LabelsError, collect, decide, performance
 from steps.monitoring.simulation import log_requests, shifted
-from steps.training.model_factory import fit_model
-from tests.helpers import customer_churn_frame
-
-
-@pytest.fixture(scope="module")
-def churn():
-    frame = customer_churn_frame(rows=300)
-    model, _ = fit_model(frame, "churn", TrainingConfig())
-    spec = ServingSpec.from_training_data("churn", "3", frame, "churn", list(model.classes_))
-    return frame, model, spec
 
 
 def test_bad_rows_are_written_aside_with_reasons(churn, tmp_path):

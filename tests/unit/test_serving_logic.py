@@ -5,21 +5,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from configs.schema import TrainingConfig
 from service.app import describe_errors
 from service.fast_model import FastModel, PipelineScorer, UnsupportedPipelineError
-from service.spec import ServingSpec, request_model
+from service.spec import request_model
 from steps.deployment.packaging import bento_model_name
-from steps.training.model_factory import fit_model
-from tests.helpers import customer_churn_frame
-
-
-@pytest.fixture(scope="module")
-def churn():
-    frame = customer_churn_frame(rows=300)
-    model, _ = fit_model(frame, "churn", TrainingConfig())
-    spec = ServingSpec.from_training_data("churn", "7", frame, "churn", list(model.classes_))
-    return frame, model, spec
 
 
 def test_spec_follows_the_training_data(churn):
