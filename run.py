@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from zenml.client import Client
     from zenml.models import PipelineRunResponse
 
+    from configs.schema import DeploymentRunConfig, ServingConfig
+    from steps.deployment.serving_target import ServingTarget
+
 REPO_ROOT = Path(__file__).resolve().parent
 ConfigT = TypeVar("ConfigT", bound="BaseModel")
 
@@ -178,12 +181,14 @@ def train(
 def _print_plans(env: str, training: Any, parameters: dict[str, Any]) -> None:
     """Compile every pipeline for the environment's stack and print what would run."""
     import yaml
+    from zenml.client import Client
 
     from configs.schema import BatchRunConfig, DeploymentRunConfig, MonitoringRunConfig
     from infra.plan import dry_run_plan
     from pipelines.batch_inference import batch_inference_pipeline
     from pipelines.deployment import deployment_pipeline
     from pipelines.monitoring import monitoring_pipeline
+    from steps.deployment.serving_target import target_for
 
     plans = {"training_pipeline": dry_run_plan(training, **parameters)}
     for file, model, pipeline in (
@@ -195,6 +200,9 @@ def _print_plans(env: str, training: Any, parameters: dict[str, Any]) -> None:
         plans[pipeline.name] = dry_run_plan(
             staged_pipeline(pipeline, config), **dict(config.parameters)
         )
+        if isinstance(config, DeploymentRunConfig):
+            target = target_for(Client().active_stack, config.parameters.serving)
+            plans[pipeline.name]["serving"] = target.plan(config.model.name)
     click.echo(yaml.safe_dump(plans, sort_keys=False, width=100))
 
 
@@ -316,41 +324,34 @@ def deploy(
     """Package the model at the configured stage as a Bento, start it beside the live
     service, smoke-test it with rows of its own test split, and only then switch."""
     from configs.schema import DeploymentRunConfig
-    from steps.deployment import local_server
 
     config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
-    serving = config.parameters.serving.model_copy(
-        update={
-            "state_dir": REPO_ROOT / config.parameters.serving.state_dir,
-            "inference_log_dir": REPO_ROOT / config.parameters.serving.inference_log_dir,
-        }
-    )
-    live = local_server.read_live(serving.state_dir, config.model.name)
+    serving, target = _serving_target(env, config)
+    live = target.live(config.model.name)
     if status or stop_service:
         if live is None:
             click.echo(f"No live service for model '{config.model.name}'.")
             return
         if stop_service:
-            local_server.stop(live)
-            local_server.forget_live(serving.state_dir, config.model.name)
+            target.stop(live)
+            target.forget(config.model.name)
             click.echo(
                 f"Stopped {live.url} (model '{live.model_name}' version {live.model_version})."
             )
             return
-        answering = "answering" if local_server.is_answering(live) else "NOT answering"
+        answering = "answering" if target.is_answering(live) else "NOT answering"
         click.echo(
             f"Model '{live.model_name}' version {live.model_version} at {live.url} ({answering})\n"
-            f"  bento {live.bento_tag}, pid {live.pid}, "
-            f"since {live.started_at:%Y-%m-%d %H:%M:%S} UTC\n"
-            f"  log {live.log_file}"
+            f"  {live.describe()}, since {live.started_at:%Y-%m-%d %H:%M:%S} UTC"
         )
         return
 
     from pipelines.deployment import deployment_pipeline
 
-    if run_staged(env, "deployment", deployment_pipeline, config, serving=serving) is None:
+    pipeline = staged_pipeline(deployment_pipeline, config)  # the stack is active already
+    if run_pipeline("deployment", pipeline, serving=serving) is None:
         return
-    live = local_server.read_live(serving.state_dir, config.model.name)
+    live = target.live(config.model.name)
     assert live is not None, "go_live records the service it switched to"
     click.echo(
         f"\nServing '{live.model_name}' version {live.model_version} at {live.url}\n"
@@ -466,13 +467,32 @@ def _production_version(model_name: str) -> str | None:
 
 def _is_served(env: str, model_name: str) -> bool:
     from configs.schema import DeploymentRunConfig
-    from steps.deployment import local_server
 
     config = load_pipeline_config(
         DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml", (f"model.name={model_name}",)
     )
-    state_dir = REPO_ROOT / config.parameters.serving.state_dir
-    return local_server.read_live(state_dir, model_name) is not None
+    _, target = _serving_target(env, config)
+    return target.live(model_name) is not None
+
+
+def _serving_target(env: str, config: DeploymentRunConfig) -> tuple[ServingConfig, ServingTarget]:
+    """The deployment's serving config with paths under the repository, and the
+    target the environment's stack serves through."""
+    from zenml.client import Client
+
+    from steps.deployment.serving_target import UnsupportedStackError, target_for
+
+    serving = config.parameters.serving.model_copy(
+        update={
+            "state_dir": REPO_ROOT / config.parameters.serving.state_dir,
+            "inference_log_dir": REPO_ROOT / config.parameters.serving.inference_log_dir,
+        }
+    )
+    activate_stack(env)
+    try:
+        return serving, target_for(Client().active_stack, serving)
+    except UnsupportedStackError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()

@@ -237,6 +237,23 @@ class TrainingRunConfig(RunConfig):
     enable_cache: bool = True
 
 
+class ContainerServingConfig(StrictModel):
+    """How a bento runs on a cluster: used when the stack has a ``kubernetes`` deployer,
+    whose own configuration gives the namespace, labels, pull secrets and account."""
+
+    replicas: int = Field(default=2, ge=1)
+    port: int = Field(default=3000, ge=1, le=65535)
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    #: the model's stable Service: ClusterIP inside the cluster, LoadBalancer outside
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    ready_timeout_seconds: int = Field(default=600, gt=0)
+    #: a ReadWriteMany PersistentVolumeClaim for the inference log that monitoring
+    #: reads; without one, each pod's log lives and dies with the pod
+    inference_log_claim: str | None = None
+    inference_log_mount: str = "/var/log/inference"
+
+
 class ServingConfig(StrictModel):
     """How the deployment pipeline packages, starts and checks the service."""
 
@@ -249,6 +266,7 @@ class ServingConfig(StrictModel):
     state_dir: Path = Path(".local/serving")
     #: where every prediction is logged (JSON Lines), for monitoring
     inference_log_dir: Path = Path(".local/inference_log")
+    container: ContainerServingConfig = ContainerServingConfig()
 
 
 class DeploymentParameters(StrictModel):

@@ -16,7 +16,7 @@ def deployment_pipeline(serving: ServingConfig) -> None:
     Until the last step the live service is not touched: a failed build, start
     or smoke test leaves it answering, and the production model as it was.
     """
-    bento_tag, settings = package_model(serving)
-    candidate = start_candidate(bento_tag, settings, serving)
+    package = package_model(serving)
+    candidate = start_candidate(package, serving)
     smoke = smoke_test_candidate(candidate, serving)
     go_live(candidate, smoke, serving)

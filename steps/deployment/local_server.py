@@ -19,28 +19,19 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
-from pydantic import BaseModel
 
+from configs.schema import ServingConfig
 from service.spec import SETTINGS_ENV, ServingSettings
+from steps.deployment.serving_target import BentoPackage, RunningService
 
 HOST = "127.0.0.1"
 
 
 class ServiceStartError(RuntimeError):
     """The service did not become ready; the message carries the end of its log."""
-
-
-class RunningService(BaseModel):
-    model_name: str
-    model_version: str
-    bento_tag: str
-    url: str
-    pid: int
-    port: int
-    log_file: str
-    started_at: datetime
 
 
 def free_port() -> int:
@@ -121,6 +112,8 @@ def start(
 
 def stop(service: RunningService, grace: float = 15) -> None:
     """Stop the service's whole process group: SIGTERM, then SIGKILL after ``grace`` s."""
+    if service.pid is None:
+        return
     try:
         os.killpg(service.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -158,4 +151,48 @@ def forget_live(state_dir: Path, model_name: str) -> None:
 
 
 def is_answering(service: RunningService) -> bool:
-    return _alive(service.pid) and _ready(service.url)
+    return service.pid is not None and _alive(service.pid) and _ready(service.url)
+
+
+class LocalProcessTarget:
+    """``bentoml serve`` processes on this machine; the bento store is the registry."""
+
+    def __init__(self, serving: ServingConfig) -> None:
+        self.serving = serving
+
+    def publish(self, bento_tag: str) -> str:
+        return bento_tag
+
+    def start(self, package: BentoPackage) -> RunningService:
+        return start(
+            package.bento_tag,
+            package.settings,
+            package.model_name,
+            package.model_version,
+            self.serving.state_dir / "logs",
+            self.serving.startup_timeout_seconds,
+        )
+
+    def live(self, model_name: str) -> RunningService | None:
+        return read_live(self.serving.state_dir, model_name)
+
+    def switch(self, candidate: RunningService) -> RunningService:
+        record_live(self.serving.state_dir, candidate)
+        return candidate
+
+    def stop(self, service: RunningService) -> None:
+        stop(service)
+
+    def forget(self, model_name: str) -> None:
+        forget_live(self.serving.state_dir, model_name)
+
+    def is_answering(self, service: RunningService) -> bool:
+        return is_answering(service)
+
+    def plan(self, model_name: str) -> dict[str, Any]:
+        return {
+            "target": "local process (bentoml serve)",
+            "host": HOST,
+            "state_file": str(state_file(self.serving.state_dir, model_name)),
+            "inference_log_dir": str(self.serving.inference_log_dir),
+        }

@@ -3,23 +3,25 @@ from __future__ import annotations
 from typing import Annotated
 
 from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
 
 from configs.schema import ServingConfig
-from service.spec import ServingSettings
 from steps.deployment.packaging import build_bento
+from steps.deployment.serving_target import BentoPackage, target_for
 from steps.promotion.champion import load_staged_model
 
 
 @step(enable_cache=False)
-def package_model(
-    serving: ServingConfig,
-) -> tuple[Annotated[str, "bento_tag"], Annotated[ServingSettings, "serving_settings"]]:
-    """Build a Bento from the model version at the deployment's stage.
+def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_package"]:
+    """Build a Bento from the model version at the deployment's stage, and publish
+    it where the stack serves: the local bento store, or an image in the stack's
+    container registry (built here, where the bento is).
 
     The request schema is derived from the model's own training data, and the
     numpy scoring path is checked against the pipeline on its test rows.
     """
-    staged = load_staged_model(get_step_context().model)
+    model = get_step_context().model
+    staged = load_staged_model(model)
     bento_tag, settings = build_bento(
         staged.model,
         staged.spec,
@@ -28,5 +30,14 @@ def package_model(
         serving.max_batch_rows,
         serving.inference_log_dir,
     )
-    log_metadata(metadata={"bento_tag": bento_tag, "fast_path": settings.fast_path})
-    return bento_tag, settings
+    published = target_for(Client().active_stack, serving).publish(bento_tag)
+    log_metadata(
+        metadata={"bento_tag": bento_tag, "published": published, "fast_path": settings.fast_path}
+    )
+    return BentoPackage(
+        model_name=model.name,
+        model_version=str(model.number),
+        bento_tag=bento_tag,
+        published=published,
+        settings=settings,
+    )

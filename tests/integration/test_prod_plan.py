@@ -65,3 +65,22 @@ def test_settings_and_overlays_are_resolved(prod_plan):
     assert any(r.startswith("s3fs") for r in integration)
     assert "zenml==0.98.0" in requirements[".zenml_user_requirements"]
     assert training["steps"]["validate_data"]["upstream"] == ["ingest_data", "resolve_champion"]
+
+
+def test_the_deployment_serves_containers_on_the_cluster(prod_plan):
+    serving = prod_plan["deployment_pipeline"]["serving"]
+    assert serving["target"].startswith("kubernetes")
+    assert serving["namespace"] == "mlops-serving"  # the deployer's own setting
+    assert serving["image"].startswith(
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/tabular-classifier-service:"
+    )
+    deployment, candidate, stable = serving["manifests"]
+    assert deployment["spec"]["replicas"] == 3  # prod's overlay
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "inference-log"
+    assert stable["spec"]["type"] == "LoadBalancer"
+    assert candidate["spec"]["selector"] == stable["spec"]["selector"]
+    collect = prod_plan["monitoring_pipeline"]["steps"]["collect_predictions"]
+    pod_settings = collect["settings"]["orchestrator:prod-kubernetes"]["pod_settings"]
+    mounts = pod_settings["volume_mounts"]
+    assert mounts == [{"name": "inference-log", "mountPath": "/var/log/inference"}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -135,21 +136,110 @@ def test_health_metrics_and_openapi(live):
     assert "mean radius" in json.dumps(schema["schema"])
 
 
-def test_every_prediction_is_logged(live, rows, paths):
+def wait_until_logged(directory: Path, request_id: str, seconds: float = 5):
+    """The log's records once ``request_id`` is among them: the writer flushes on a timer."""
     from service.inference_log import read_records
 
-    response = post(live, json.dumps({"rows": rows[:2]}))
-    request_id = response.json()["request_id"]
-    deadline = time.monotonic() + 5
-    logged = read_records(paths["log"])
+    deadline = time.monotonic() + seconds
+    logged = read_records(directory)
     while time.monotonic() < deadline and request_id not in set(logged.get("request_id", [])):
         time.sleep(0.2)
-        logged = read_records(paths["log"])
+        logged = read_records(directory)
+    return logged
+
+
+def test_every_prediction_is_logged(live, rows, paths):
+    response = post(live, json.dumps({"rows": rows[:2]}))
+    request_id = response.json()["request_id"]
+    logged = wait_until_logged(paths["log"], request_id)
     mine = logged[logged["request_id"] == request_id]
     assert list(mine["row"]) == [0, 1]
     assert set(mine["source"]) == {"live"}
     assert mine["mean radius"].tolist() == [rows[0]["mean radius"], rows[1]["mean radius"]]
     assert set(logged["source"]) >= {"smoke-test", "live"}
+
+
+def test_the_bento_builds_into_an_image_for_the_cluster(live):
+    """What prod's image builder receives: the same bento, as a Docker build context."""
+    from importlib.metadata import version
+    from types import SimpleNamespace
+
+    from steps.deployment.container_image import build_bento_image
+
+    received = {}
+
+    class RecordingImageBuilder:
+        def build(self, image_name, build_context, container_registry):
+            files = build_context.get_files()
+            requirements = Path(files["env/python/requirements.txt"]).read_text()
+            received.update(
+                image=image_name,
+                files=set(files),
+                dockerfile=build_context.get_extra_files()["Dockerfile"],
+                requirements=requirements,
+            )
+            return f"{image_name}@sha256:0"
+
+    registry = SimpleNamespace(config=SimpleNamespace(uri="registry.example:5000/mlops"))
+    image = build_bento_image(live.bento_tag, RecordingImageBuilder(), registry)
+    name, build = live.bento_tag.split(":")
+    assert image == f"registry.example:5000/mlops/{name.replace('_', '-')}:{build}@sha256:0"
+    assert "FROM python:3.11" in received["dockerfile"]
+    assert "--mount=type=cache" not in received["dockerfile"]  # Kaniko reads it
+    assert any(f.startswith("models/") and f.endswith("model.pkl") for f in received["files"])
+    assert f"scikit-learn=={version('scikit-learn')}" in received["requirements"]
+
+
+def test_the_pod_spec_serves_the_bento(live, rows, tmp_path):
+    """The Deployment's container arguments, environment and probes, run as a process
+    on the bento the image is built from (no container engine here). Only the host
+    differs: tests bind 127.0.0.1, a pod every interface."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import bentoml
+    from zenml.integrations.kubernetes.flavors import KubernetesDeployerSettings
+
+    from configs.schema import ContainerServingConfig
+    from service.spec import ServingSettings
+    from steps.deployment.kubernetes_target import deployment_manifest
+
+    bento = bentoml.bentos.get(live.bento_tag)
+    baked = {env.name: env.value for env in bento.info.envs}
+    settings = ServingSettings.model_validate_json(baked["TABULAR_SERVING_SETTINGS"])
+    container = ContainerServingConfig(
+        port=local_server.free_port(), inference_log_mount=str(tmp_path / "log")
+    )
+    pod = deployment_manifest(
+        "release", MODEL, "image", settings, container, KubernetesDeployerSettings()
+    )["spec"]["template"]["spec"]
+    (spec,) = pod["containers"]
+    url = f"http://127.0.0.1:{spec['ports'][0]['containerPort']}"
+    env = {**os.environ, **{e["name"]: e["value"] for e in spec["env"]}}
+    command = [sys.executable, "-m", "bentoml", "serve", *spec["args"], "--host", "127.0.0.1"]
+    server = subprocess.Popen(
+        [*command, bento.path], env=env, start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        ready = spec["readinessProbe"]["httpGet"]["path"]
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if httpx.get(url + ready, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert httpx.get(url + spec["livenessProbe"]["httpGet"]["path"]).status_code == 200
+        answer = httpx.post(url + "/predict", json={"rows": rows[:2]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model_version"] == live.model_version
+        logged = wait_until_logged(tmp_path / "log", answer.json()["request_id"])
+        assert len(logged) == 2  # where the claim is mounted
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_status_shows_the_live_service(live, paths):

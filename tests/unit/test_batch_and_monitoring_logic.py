@@ -7,7 +7,7 @@ import pytest
 
 from configs.schema import MonitoringConfig
 from steps.data.drift import DriftSummary
-from steps.inference.batch import BatchSchemaError, check_columns, score_file
+from steps.inference.batch import BatchSchemaError, check_columns, read_chunks, score_file
 from steps.monitoring.signals import LabelsError, collect, decide, performance
 from steps.monitoring.simulation import log_requests, shifted
 
@@ -45,6 +45,14 @@ def test_parquet_batches_score_the_same_as_the_model(churn, tmp_path):
     result = score_file(path, model, spec, tmp_path / "out", "b2", 64, datetime.now(UTC))
     scored = pd.read_parquet(result.predictions_path)
     assert scored["prediction"].tolist() == list(model.predict(features))
+
+
+def test_parquet_is_read_in_chunks_whatever_its_row_groups(churn, tmp_path):
+    frame, _, spec = churn
+    path = tmp_path / "one-row-group.parquet"
+    frame.to_parquet(path, row_group_size=len(frame))
+    sizes = [len(chunk) for chunk, _ in read_chunks(path, spec, 64)]
+    assert max(sizes) <= 64 and sum(sizes) == len(frame)
 
 
 def test_a_batch_without_the_models_columns_stops(churn, tmp_path):

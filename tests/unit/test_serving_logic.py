@@ -57,6 +57,8 @@ def test_fast_model_reproduces_the_pipeline(churn):
     fast.verify(features)
     unseen = features.head(5).assign(contract="lifetime", region=np.nan)
     np.testing.assert_allclose(fast.predict_proba(_as_rows(unseen)), model.predict_proba(unseen))
+    gaps = unseen.assign(tenure_months=np.nan)  # the batch path imputes in place
+    np.testing.assert_allclose(fast.predict_proba_frame(gaps), model.predict_proba(gaps))
     plain = PipelineScorer(model, list(features.columns))
     np.testing.assert_allclose(plain.predict_proba(_as_rows(unseen)), model.predict_proba(unseen))
 

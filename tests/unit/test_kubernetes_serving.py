@@ -1,0 +1,212 @@
+"""The container serving target's logic: manifests, blue/green switch, rollback.
+
+No cluster here: the manifests are checked against the Kubernetes client's own
+models, and the switch runs against an in-memory stand-in for ZenML's
+``KubernetesApplier`` (the few calls the target makes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from zenml.integrations.kubernetes.flavors import KubernetesDeployerSettings
+
+from configs.schema import ContainerServingConfig
+from service.spec import SETTINGS_ENV, ServingSettings
+from steps.deployment.container_image import image_name
+from steps.deployment.kubernetes_target import (
+    LIVE_RECORD,
+    CandidateNotReadyError,
+    KubernetesTarget,
+    deployment_manifest,
+    release_name,
+    service_manifest,
+)
+from steps.deployment.serving_target import BentoPackage
+
+SETTINGS = ServingSettings(
+    model_tag="tabular_classifier:abc", inference_log_dir="/home/me/.local/log"
+)
+DEFAULTS = KubernetesDeployerSettings(
+    namespace="mlops-serving",
+    labels={"team": "ml"},
+    image_pull_secrets=["ecr"],
+    service_account_name="serving",
+)
+
+
+def _as_client_model(manifest: dict[str, Any], kind: str) -> dict[str, Any]:
+    """Through the client's typed models and back: a key it does not know is lost."""
+    api = k8s.ApiClient()
+
+    class Response:
+        data = json.dumps(manifest)
+
+    return dict(api.sanitize_for_serialization(api.deserialize(Response(), kind)))
+
+
+def test_manifests_are_valid_kubernetes_objects():
+    container = ContainerServingConfig(inference_log_claim="inference-log")
+    release = release_name("tabular_classifier", "3", "tabular_classifier_service:Xy12ab34cd")
+    assert release == "tabular-classifier-v3-xy12ab34"
+    deployment = deployment_manifest(
+        release, "tabular_classifier", "registry/img@sha256:1", SETTINGS, container, DEFAULTS
+    )
+    service = service_manifest(release, "tabular_classifier", release, container)
+    assert _as_client_model(deployment, "V1Deployment") == deployment
+    assert _as_client_model(service, "V1Service") == service
+
+    pod = deployment["spec"]["template"]["spec"]
+    (bento,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in bento["env"]}
+    assert json.loads(env[SETTINGS_ENV])["model_tag"] == "tabular_classifier:abc"
+    assert bento["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert bento["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert pod["serviceAccountName"] == "serving"
+    assert pod["imagePullSecrets"] == [{"name": "ecr"}]
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "inference-log"
+    assert deployment["spec"]["template"]["metadata"]["labels"]["team"] == "ml"
+
+
+def test_names_fit_kubernetes_rules():
+    name = release_name("A Very_Long Model Name " * 5, "12", "svc:ABCDEFGHIJ")
+    assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
+    assert name.endswith("-v12-abcdefgh")
+    assert image_name("123.dkr.ecr.eu-west-1.amazonaws.com/", "tabular_classifier_service:x1") == (
+        "123.dkr.ecr.eu-west-1.amazonaws.com/tabular-classifier-service:x1"
+    )
+
+
+class InMemoryApplier:
+    """The calls KubernetesTarget makes, on a dict of (kind, name) -> manifest."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.unready: set[str] = set()
+
+    def provision(self, objs, default_namespace, **_: Any):
+        for obj in objs:
+            obj["metadata"]["namespace"] = default_namespace
+            self.objects[(obj["kind"], obj["metadata"]["name"])] = obj
+        return list(objs), []
+
+    def wait_for_deployment_ready(self, name, namespace, timeout):
+        if name in self.unready:
+            raise RuntimeError(f"Deployment '{name}' not ready within {timeout}s")
+        self.objects[("Deployment", name)]["status"] = {"readyReplicas": 2}
+
+    def get_resource(self, name, namespace, kind, api_version):
+        return self.objects.get((kind, name))
+
+    def delete_from_inventory(self, inventory):
+        for item in inventory:
+            self.objects.pop((item.kind, item.name), None)
+
+
+class RecordingImageBuilder:
+    def __init__(self) -> None:
+        self.built: list[str] = []
+
+    def build(self, image_name, build_context, container_registry):
+        self.built.append(image_name)
+        return f"{image_name}@sha256:0"
+
+
+@pytest.fixture
+def cluster():
+    applier = InMemoryApplier()
+    target = KubernetesTarget(
+        lambda: applier,
+        RecordingImageBuilder(),
+        None,  # publish and plan are covered by the serving and prod-plan tests
+        DEFAULTS,
+        ContainerServingConfig(),
+    )
+    return applier, target
+
+
+def _start(target: KubernetesTarget, version: str, build: str):
+    return target.start(
+        BentoPackage(
+            model_name="tabular_classifier",
+            model_version=version,
+            bento_tag=f"svc:{build}",
+            published=f"registry/img:{build}",
+            settings=SETTINGS,
+        )
+    )
+
+
+def test_candidate_runs_beside_the_live_release_until_the_switch(cluster):
+    applier, target = cluster
+    assert target.live("tabular_classifier") is None
+    first = _start(target, "1", "aaaaaaaa")
+    assert first.url == "http://tabular-classifier-v1-aaaaaaaa.mlops-serving.svc.cluster.local:3000"
+    pod = applier.objects[("Deployment", first.deployment)]["spec"]["template"]["spec"]
+    settings = json.loads(pod["containers"][0]["env"][0]["value"])
+    assert settings["inference_log_dir"] == "/var/log/inference"  # the pod's path, not ours
+    live = target.switch(first)
+    assert live.url == "http://tabular-classifier.mlops-serving.svc.cluster.local:3000"
+    assert target.live("tabular_classifier") == live
+
+    second = _start(target, "2", "bbbbbbbb")
+    stable = applier.objects[("Service", "tabular-classifier")]
+    assert stable["spec"]["selector"] == {"app.kubernetes.io/instance": first.deployment}
+    previous = target.live("tabular_classifier")
+    target.switch(second)
+    assert previous is not None and previous.instance != second.instance
+    target.stop(previous)
+
+    assert stable is not applier.objects[("Service", "tabular-classifier")]
+    stable = applier.objects[("Service", "tabular-classifier")]
+    assert stable["spec"]["selector"] == {"app.kubernetes.io/instance": second.deployment}
+    assert json.loads(stable["metadata"]["annotations"][LIVE_RECORD])["model_version"] == "2"
+    assert ("Deployment", first.deployment) not in applier.objects
+    assert ("Service", first.deployment) not in applier.objects
+    assert target.is_answering(second)
+
+
+def test_a_candidate_that_never_gets_ready_is_removed_and_the_live_one_kept(cluster):
+    applier, target = cluster
+    live = target.switch(_start(target, "1", "aaaaaaaa"))
+    applier.unready.add("tabular-classifier-v2-bbbbbbbb")
+    with pytest.raises(CandidateNotReadyError, match=r"tabular-classifier-v2-bbbbbbbb.*untouched"):
+        _start(target, "2", "bbbbbbbb")
+    assert ("Deployment", "tabular-classifier-v2-bbbbbbbb") not in applier.objects
+    assert target.live("tabular_classifier") == live
+    assert target.is_answering(live)
+
+
+def test_stop_and_forget_remove_every_resource(cluster):
+    applier, target = cluster
+    live = target.switch(_start(target, "1", "aaaaaaaa"))
+    target.stop(live)
+    target.forget("tabular_classifier")
+    assert applier.objects == {}
+
+
+def test_the_stack_chooses_the_serving_target():
+    from types import SimpleNamespace
+
+    from configs.schema import ServingConfig
+    from steps.deployment.local_server import LocalProcessTarget
+    from steps.deployment.serving_target import UnsupportedStackError, target_for
+
+    def component(flavor: str | None) -> Any:
+        return None if flavor is None else SimpleNamespace(flavor=flavor)
+
+    def stack(deployer: str | None, model_deployer: str | None) -> Any:
+        return SimpleNamespace(
+            name="s", deployer=component(deployer), model_deployer=component(model_deployer)
+        )
+
+    with pytest.raises(UnsupportedStackError, match="deployer has flavor 'docker'"):
+        target_for(stack("docker", "bentoml"), ServingConfig())
+    with pytest.raises(UnsupportedStackError, match="model deployer is missing"):
+        target_for(stack(None, None), ServingConfig())
+    assert isinstance(target_for(stack(None, "bentoml"), ServingConfig()), LocalProcessTarget)
+    assert isinstance(target_for(stack("local", "bentoml"), ServingConfig()), LocalProcessTarget)
