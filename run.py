@@ -107,6 +107,10 @@ def cli() -> None:
     """Train, gate and promote a tabular model with ZenML, on the stack of the environment
     you name. Every environment is a YAML file under configs/environments/; switching from
     a laptop to a cluster is `--env`, never a code edit."""
+    import logging
+
+    # ZenML's handler prints every request httpx makes (health checks included)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @cli.command()

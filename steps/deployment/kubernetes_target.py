@@ -113,7 +113,7 @@ def deployment_manifest(
         "spec": {
             "replicas": container.replicas,
             "selector": {"matchLabels": {RELEASE_LABEL: release}},
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
 
@@ -153,14 +153,15 @@ class KubernetesTarget:
         image_builder: BaseImageBuilder,
         container_registry: BaseContainerRegistry,
         defaults: KubernetesDeployerSettings,
-        container: ContainerServingConfig,
+        serving: ServingConfig,
     ) -> None:
         self._connect = connect
         self.image_builder = image_builder
         self.container_registry = container_registry
         self.defaults = defaults
         self.namespace = defaults.namespace
-        self.container = container
+        self.serving = serving
+        self.container = serving.container
 
     @functools.cached_property
     def applier(self) -> KubernetesApplier:
@@ -169,7 +170,9 @@ class KubernetesTarget:
 
     @classmethod
     def from_stack(cls, stack: Stack, serving: ServingConfig) -> KubernetesTarget:
+        from zenml.integrations.kubernetes import kube_utils
         from zenml.integrations.kubernetes.deployers import KubernetesDeployer
+        from zenml.integrations.kubernetes.k8s_applier import KubernetesApplier
 
         deployer = stack.deployer
         assert isinstance(deployer, KubernetesDeployer)
@@ -180,9 +183,14 @@ class KubernetesTarget:
                 f"the '{stack.name}' stack serves containers through its kubernetes "
                 f"deployer, and needs {missing} to build and push the bento's image"
             )
-        return cls(
-            lambda: deployer.k8s_applier, builder, registry, deployer.config, serving.container
-        )
+
+        def connect() -> KubernetesApplier:
+            # Steps run in pods on prod, where the submitting machine's kube context
+            # does not exist: there the pod's own service account connects.
+            incluster = deployer.config.incluster or kube_utils.is_inside_kubernetes()
+            return KubernetesApplier(api_client=deployer.get_kube_client(incluster=incluster))
+
+        return cls(connect, builder, registry, deployer.config, serving)
 
     def url(self, name: str) -> str:
         return f"http://{name}.{self.namespace}.svc.cluster.local:{self.container.port}"
@@ -284,7 +292,11 @@ class KubernetesTarget:
         bento = f"{bento_model_name(model_name)}_service:example"
         release = release_name(model_name, "1", bento)
         image = image_name(self.container_registry.config.uri, bento)
-        settings = ServingSettings(model_tag=f"{bento_model_name(model_name)}:example")
+        settings = ServingSettings(
+            model_tag=f"{bento_model_name(model_name)}:example",
+            workers=self.serving.workers,
+            max_batch_rows=self.serving.max_batch_rows,
+        )
         return {
             "target": "kubernetes (one Deployment per release, stable Service switched)",
             "namespace": self.namespace,

@@ -32,6 +32,6 @@ def score_batch(batch: BatchConfig, drift: DriftSummary) -> Annotated[BatchResul
         batch.monitoring_sample_rows,
     )
     log_metadata(
-        metadata={**result.model_dump(), "drift_share": drift.drift_share},
+        metadata={**result.model_dump(exclude_none=True), "drift_share": drift.drift_share},
     )
     return result

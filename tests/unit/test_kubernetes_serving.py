@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client as k8s
 from zenml.integrations.kubernetes.flavors import KubernetesDeployerSettings
 
-from configs.schema import ContainerServingConfig
+from configs.schema import ContainerServingConfig, ServingConfig
 from service.spec import SETTINGS_ENV, ServingSettings
 from steps.deployment.container_image import image_name
 from steps.deployment.kubernetes_target import (
@@ -124,7 +124,7 @@ def cluster():
         RecordingImageBuilder(),
         None,  # publish and plan are covered by the serving and prod-plan tests
         DEFAULTS,
-        ContainerServingConfig(),
+        ServingConfig(),
     )
     return applier, target
 
@@ -192,7 +192,6 @@ def test_stop_and_forget_remove_every_resource(cluster):
 def test_the_stack_chooses_the_serving_target():
     from types import SimpleNamespace
 
-    from configs.schema import ServingConfig
     from steps.deployment.local_server import LocalProcessTarget
     from steps.deployment.serving_target import UnsupportedStackError, target_for
 
