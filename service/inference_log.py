@@ -1,16 +1,20 @@
 """The durable log of every prediction the service makes, read back by monitoring.
 
 Format: JSON Lines, one record per predicted row, in daily files
-``<directory>/requests-YYYY-MM-DD.jsonl`` (UTC). Writing happens on a
-background thread fed by a queue, so a request never waits on disk; the
-thread flushes and fsyncs at least every ``flush_interval`` seconds, so a crash
-loses at most the records of that interval.
+``<directory>/requests-YYYY-MM-DD-<host>-<pid>.jsonl`` (UTC): one file per
+writing process, so the workers of a server, and the pods of a cluster sharing
+one volume, never interleave their lines (appends from several processes are
+not atomic on network filesystems). Writing happens on a background thread fed
+by a queue, so a request never waits on disk; the thread flushes and fsyncs at
+least every ``flush_interval`` seconds, so a crash loses at most the records of
+that interval.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import socket
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -36,7 +40,8 @@ class InferenceRecord(BaseModel):
 
 
 def log_file(directory: Path, when: datetime) -> Path:
-    return directory / f"requests-{when.astimezone(UTC):%Y-%m-%d}.jsonl"
+    writer = f"{socket.gethostname()}-{os.getpid()}"
+    return directory / f"requests-{when.astimezone(UTC):%Y-%m-%d}-{writer}.jsonl"
 
 
 class InferenceLogWriter:

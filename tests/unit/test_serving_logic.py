@@ -86,3 +86,27 @@ def test_fast_model_refuses_a_pipeline_of_another_shape(churn):
 
 def test_bento_model_names_are_sanitised():
     assert bento_model_name("Churn Model v2") == "churn_model_v2"
+
+
+def test_every_writer_has_its_own_log_file_and_all_are_read(tmp_path):
+    from datetime import UTC, datetime
+
+    from service.inference_log import InferenceLogWriter, InferenceRecord, log_file, read_records
+
+    now = datetime.now(UTC)
+    record = InferenceRecord(
+        request_id="r1",
+        timestamp=now,
+        model_name="m",
+        model_version="1",
+        inputs={"x": 1.0},
+        prediction="yes",
+        probabilities={"yes": 0.9, "no": 0.1},
+    )
+    writer = InferenceLogWriter(tmp_path)
+    writer.write([record])
+    writer.close()
+    assert log_file(tmp_path, now).exists()  # named after this host and process
+    other_pod = tmp_path / f"requests-{now:%Y-%m-%d}-other-pod-1.jsonl"
+    other_pod.write_text(record.model_copy(update={"request_id": "r2"}).model_dump_json() + "\n{")
+    assert sorted(read_records(tmp_path)["request_id"]) == ["r1", "r2"]  # a torn line is skipped
