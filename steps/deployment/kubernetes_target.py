@@ -161,7 +161,10 @@ class KubernetesTarget:
         self.defaults = defaults
         self.namespace = defaults.namespace
         self.serving = serving
-        self.container = serving.container
+
+    @property
+    def container(self) -> ContainerServingConfig:
+        return self.serving.container
 
     @functools.cached_property
     def applier(self) -> KubernetesApplier:
@@ -235,14 +238,8 @@ class KubernetesTarget:
         )
 
     def live(self, model_name: str) -> RunningService | None:
-        from zenml.integrations.kubernetes.serialization_utils import (
-            normalize_resource_to_dict,
-        )
-
-        found = self.applier.get_resource(dns_name(model_name), self.namespace, "Service", "v1")
-        if found is None:
-            return None
-        annotations = normalize_resource_to_dict(found)["metadata"].get("annotations") or {}
+        stable = self._get("v1", "Service", dns_name(model_name))
+        annotations = (stable["metadata"].get("annotations") or {}) if stable else {}
         record = annotations.get(LIVE_RECORD)
         return None if record is None else RunningService.model_validate_json(record)
 
@@ -275,16 +272,10 @@ class KubernetesTarget:
 
     def is_answering(self, service: RunningService) -> bool:
         """Ready replicas as the cluster reports them: its address is in-cluster only."""
-        from zenml.integrations.kubernetes.serialization_utils import (
-            normalize_resource_to_dict,
-        )
-
         if service.deployment is None:
             return False
-        found = self.applier.get_resource(
-            service.deployment, self.namespace, "Deployment", "apps/v1"
-        )
-        status = normalize_resource_to_dict(found).get("status") or {} if found else {}
+        deployment = self._get("apps/v1", "Deployment", service.deployment)
+        status = (deployment.get("status") or {}) if deployment else {}
         return int(status.get("readyReplicas") or 0) > 0
 
     def plan(self, model_name: str) -> dict[str, Any]:
@@ -317,6 +308,15 @@ class KubernetesTarget:
                 ),
             ],
         }
+
+    def _get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        """The object as a plain dict, or None when the cluster has none of that name."""
+        from zenml.integrations.kubernetes.serialization_utils import (
+            normalize_resource_to_dict,
+        )
+
+        found = self.applier.get_resource(name, self.namespace, kind, api_version)
+        return None if found is None else normalize_resource_to_dict(found)
 
     def _delete(self, release: str) -> None:
         self._delete_items([("apps/v1", "Deployment", release), ("v1", "Service", release)])
