@@ -10,7 +10,7 @@ and prints rows/s and the ratio. Peak RSS for 1x and 3x the rows (the 3x file
 written as one row group) shows the memory bound: it follows the chunk size, not
 the file or its row groups.
 
-    .venv/bin/python bench/batch_inference.py [--rows 1000000]
+    .venv/bin/python bench/batch_inference.py [--rows 1000000] [--chunk-rows 200000]
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ model = joblib.load({model!r})
 spec = ServingSpec.model_validate_json(Path({spec!r}).read_text())
 # one warm-up, then the median of three: the same footing as the warm baseline
 runs = [
-    score_file(Path({path!r}), model, spec, Path({out!r}), f"b{{i}}", 200_000, datetime.now(UTC))
+    score_file(
+        Path({path!r}), model, spec, Path({out!r}), f"b{{i}}", {chunk_rows}, datetime.now(UTC)
+    )
     for i in range(4)
 ]
 result = sorted(runs[1:], key=lambda r: r.seconds)[1]
@@ -50,8 +52,9 @@ print(json.dumps({{"seconds": result.seconds, "rows": result.rows_scored, "peak_
 """
 
 
-def _score_in_fresh_process(scratch: Path, path: Path) -> dict[str, float]:
+def _score_in_fresh_process(scratch: Path, path: Path, chunk_rows: int) -> dict[str, float]:
     code = SCORE.format(
+        chunk_rows=chunk_rows,
         root=str(REPO_ROOT),
         model=str(scratch / "model.joblib"),
         spec=str(scratch / "spec.json"),
@@ -66,7 +69,13 @@ def _score_in_fresh_process(scratch: Path, path: Path) -> dict[str, float]:
 
 @click.command()
 @click.option("--rows", default=1_000_000, show_default=True)
-def main(rows: int) -> None:
+@click.option(
+    "--chunk-rows",
+    default=200_000,
+    show_default=True,
+    help="Rows per chunk (the batch pipeline's default: configs/batch_inference.yaml).",
+)
+def main(rows: int, chunk_rows: int) -> None:
     from configs.schema import DataSourceConfig, TrainingConfig
     from service.spec import ServingSpec
     from steps.data.sources import load_dataset
@@ -106,9 +115,8 @@ def main(rows: int) -> None:
         label = "bare model.predict, in memory (median of 3)"
         click.echo(f"{label:<46}{bare_rate:>12,.0f}{1:>8.2f}{'(all rows held)':>16}")
         for (count, kind), path in files.items():
-            runs = [
-                _score_in_fresh_process(scratch, path) for _ in range(3 if count == rows else 1)
-            ]
+            repeats = 3 if count == rows else 1
+            runs = [_score_in_fresh_process(scratch, path, chunk_rows) for _ in range(repeats)]
             seconds = float(np.median([r["seconds"] for r in runs]))
             rate = count / seconds
             label = f"score_file {kind} -> parquet, {count:,} rows"

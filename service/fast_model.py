@@ -78,8 +78,8 @@ class FastModel:
 
         One column-major array, filled column by column and scaled in place: each
         column is one contiguous copy and no temporaries of the chunk's size are
-        made. Measured on 1M rows of 30 features: 0.09 s, against 0.35 s for
-        ``to_numpy`` followed by out-of-place arithmetic.
+        made. ``bench/batch_levers.py``, 1M rows of 30 features: 0.07 s, against
+        0.19-0.80 s for ``to_numpy`` followed by out-of-place arithmetic.
         """
         out = np.empty((len(frame), self.width), order="F")
         n_numeric = len(self.numeric_names)

@@ -81,9 +81,9 @@ def read_chunks(
     whole file."""
     if path.suffix.lower() == ".parquet":
         # Page by page through a small buffer, not whole column chunks pre-buffered:
-        # memory then follows ``chunk_rows`` whatever the file's row groups. Measured
-        # on 3M rows: 198 MB of Arrow memory at most, against 862 MB with pre-buffering
-        # (one 3M-row group) and 877 MB (three 1M-row groups), and faster.
+        # memory then follows ``chunk_rows`` whatever the file's row groups
+        # (bench/batch_levers.py, 3M rows in one row group: 152 MB of Arrow memory at
+        # most against 816 MB pre-buffered, and faster).
         parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER)
         batches: Iterator[pa.RecordBatch] = parquet.iter_batches(batch_size=chunk_rows)
     else:
@@ -218,7 +218,8 @@ def score_file(
                 )
             if writer is None:
                 # Dictionary pages only where values repeat: trying them on every
-                # probability column cost three times the rest of the write.
+                # probability column made the write three times slower
+                # (bench/batch_levers.py).
                 repeating = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
                 writer = pq.ParquetWriter(predictions_path, table.schema, use_dictionary=repeating)
             writer.write_table(table.cast(writer.schema))
