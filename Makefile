@@ -6,14 +6,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint dashboard lock clean
+.PHONY: run test test-unit lint dashboard lock clean
 
 # Bytecode is compiled at install time: with PYTHONDONTWRITEBYTECODE set, every
 # run would otherwise recompile ZenML, MLflow and friends (about 5 s a run).
-$(STAMP): requirements.lock
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv==0.13.9"
 	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --no-deps --editable . --python $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -22,7 +23,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The edit loop: logic, config, CLI errors and the layering check; no pipelines (seconds).
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .

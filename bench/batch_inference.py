@@ -26,16 +26,15 @@ import click
 import joblib
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from tabular_mlops.adapters.paths import PROJECT_ROOT as REPO_ROOT
 
 SCORE = """
 import json, sys, joblib
 from datetime import UTC, datetime
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from service.spec import ServingSpec
-from steps.inference.batch import score_file
+from tabular_mlops.core.spec import ServingSpec
+from tabular_mlops.adapters.batch import score_file
 model = joblib.load({model!r})
 spec = ServingSpec.model_validate_json(Path({spec!r}).read_text())
 # one warm-up, then the median of three: the same footing as the warm baseline
@@ -76,10 +75,10 @@ def _score_in_fresh_process(scratch: Path, path: Path, chunk_rows: int) -> dict[
     help="Rows per chunk (the batch pipeline's default: configs/batch_inference.yaml).",
 )
 def main(rows: int, chunk_rows: int) -> None:
-    from configs.schema import DataSourceConfig, TrainingConfig
-    from service.spec import ServingSpec
-    from steps.data.sources import load_dataset
-    from steps.training.model_factory import fit_model
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig, TrainingConfig
+    from tabular_mlops.core.model_factory import fit_model
+    from tabular_mlops.core.spec import ServingSpec
 
     data = load_dataset(DataSourceConfig())
     model, _ = fit_model(data, "target", TrainingConfig(params={"max_iter": 1000}))

@@ -14,7 +14,6 @@ way it was done before, side by side in one run (figures in docs/benchmarks.md).
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,11 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
 if TYPE_CHECKING:
-    from service.fast_model import FastModel
+    from tabular_mlops.core.scoring import FastModel
 
 
 def _median_seconds(work: Callable[[], object], runs: int = 3) -> float:
@@ -45,7 +41,7 @@ def _median_seconds(work: Callable[[], object], runs: int = 3) -> float:
 
 def _read(path: Path, pre_buffer: bool) -> int:
     """Stream the file in 200k-row batches; returns the most Arrow memory held."""
-    from steps.inference.batch import PARQUET_READ_BUFFER
+    from tabular_mlops.adapters.batch import PARQUET_READ_BUFFER
 
     options = {} if pre_buffer else {"pre_buffer": False, "buffer_size": PARQUET_READ_BUFFER}
     most = 0
@@ -75,10 +71,10 @@ def _row(label: str, ours: float, theirs: float, unit: str = "s") -> None:
 @click.command()
 @click.option("--rows", default=1_000_000, show_default=True)
 def main(rows: int) -> None:
-    from configs.schema import DataSourceConfig, TrainingConfig
-    from service.fast_model import FastModel
-    from steps.data.sources import load_dataset
-    from steps.training.model_factory import fit_model
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig, TrainingConfig
+    from tabular_mlops.core.model_factory import fit_model
+    from tabular_mlops.core.scoring import FastModel
 
     data = load_dataset(DataSourceConfig())
     model, _ = fit_model(data, "target", TrainingConfig(params={"max_iter": 1000}))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,16 +21,14 @@ import time
 from pathlib import Path
 
 import click
-import httpx
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadgen import HEADER, LoadResult, run_load
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tabular_mlops.adapters.paths import PROJECT_ROOT as REPO_ROOT
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -44,15 +41,10 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 def _wait(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not come up")
+    from tabular_mlops.adapters.net import answers, wait_until
+
+    if not wait_until(lambda: answers(url), timeout, interval=0.5):
+        raise SystemExit(f"{url} did not come up")
 
 
 @click.command()
@@ -82,9 +74,11 @@ def main(seconds: float) -> None:
     from zenml.client import Client
     from zenml.enums import ModelStages
 
-    from configs.schema import DataSourceConfig
-    from steps.data.sources import load_dataset
-    from steps.deployment.local_server import free_port, read_live, stop
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget, read_live
+    from tabular_mlops.adapters.net import free_port
+    from tabular_mlops.adapters.processes import stop_process_group
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig, ServingConfig
 
     ours = read_live(scratch / "serving", "tabular_classifier")
     assert ours is not None
@@ -142,12 +136,12 @@ def main(seconds: float) -> None:
                 f"p99 {a.percentile(99):.1f} ms vs {b.percentile(99):.1f} ms"
             )
     finally:
-        os.killpg(mlflow_server.pid, signal.SIGTERM)
-        stop(ours)
+        stop_process_group(mlflow_server.pid)
+        LocalProcessTarget(ServingConfig()).stop(ours)
 
 
 def _in_process(model: Pipeline, features: pd.DataFrame) -> None:
-    from service.fast_model import FastModel
+    from tabular_mlops.core.scoring import FastModel
 
     row = features.head(1)
     values = row.to_numpy().tolist()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tabular_mlops.adapters.paths import PROJECT_ROOT as REPO_ROOT
 
 
 @click.command()

@@ -12,7 +12,7 @@ from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
-from steps.evaluation.report import EvaluationReport
+from tabular_mlops.core.report import EvaluationReport
 
 
 class EvaluationReportMaterializer(PydanticMaterializer):

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from zenml import pipeline
 
-from configs.schema import BatchConfig
 from steps.inference.read_batch_sample import read_batch_sample
 from steps.inference.report_batch_drift import report_batch_drift
 from steps.inference.score_batch import score_batch
+from tabular_mlops.core.config import BatchConfig
 
 
 @pipeline

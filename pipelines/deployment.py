@@ -1,16 +1,17 @@
 from __future__ import annotations
 
+from typing import Any
+
 from zenml import pipeline
 
-from configs.schema import ServingConfig
 from steps.deployment.go_live import go_live
 from steps.deployment.package_model import package_model
 from steps.deployment.smoke_test_candidate import smoke_test_candidate
 from steps.deployment.start_candidate import start_candidate
+from tabular_mlops.core.config import ServingConfig
 
 
-@pipeline
-def deployment_pipeline(serving: ServingConfig) -> None:
+def package_and_switch(serving: ServingConfig) -> Any:
     """package -> start beside the live service -> smoke-test -> go live.
 
     Until the last step the live service is not touched: a failed build, start
@@ -19,4 +20,10 @@ def deployment_pipeline(serving: ServingConfig) -> None:
     package = package_model(serving)
     candidate = start_candidate(package, serving)
     smoke = smoke_test_candidate(candidate, serving)
-    go_live(candidate, smoke, serving)
+    return go_live(candidate, smoke, serving)
+
+
+#: run by `run.py deploy`
+deployment_pipeline = pipeline(name="deployment_pipeline")(package_and_switch)
+#: the same steps as a child run of the continuous-training loop
+redeployment_pipeline = pipeline(dynamic=True, name="redeployment_pipeline")(package_and_switch)

@@ -1,15 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from zenml import pipeline
 
-from configs.schema import (
-    DataSourceConfig,
-    DataValidationConfig,
-    EvaluationConfig,
-    PromotionConfig,
-    SplitConfig,
-    TrainingConfig,
-)
 from steps.data.ingest_data import ingest_data
 from steps.data.split_data import split_data
 from steps.data.validate_data import validate_data
@@ -19,17 +13,24 @@ from steps.promotion.register_model import register_model
 from steps.promotion.resolve_champion import resolve_champion
 from steps.promotion.validate_model import validate_model
 from steps.training.train_model import train_model
+from tabular_mlops.core.config import (
+    DataSourceConfig,
+    DataValidationConfig,
+    EvaluationConfig,
+    PromotionConfig,
+    SplitConfig,
+    TrainingConfig,
+)
 
 
-@pipeline
-def training_pipeline(
+def train_and_promote(
     data: DataSourceConfig,
     validation: DataValidationConfig,
     split: SplitConfig,
     training: TrainingConfig,
     evaluation: EvaluationConfig,
     promotion: PromotionConfig,
-) -> None:
+) -> Any:
     """ingest -> validate data -> split -> train -> evaluate -> validate model -> register/promote.
 
     Both gates stop the line: bad data fails the run before training; a model
@@ -44,4 +45,10 @@ def training_pipeline(
     report = evaluate_model(model, test_set, evaluation, target)
     decision = validate_model(report, test_set, champion, promotion, target)
     registry_version = register_model(model, mlflow_model, report, decision)
-    promote_model(decision, champion, registry_version, promotion)
+    return promote_model(decision, champion, registry_version, promotion)
+
+
+#: run by `run.py train`, by a schedule, and in the dashboard
+training_pipeline = pipeline(name="training_pipeline")(train_and_promote)
+#: the same steps as a child run of the continuous-training loop, which branches on them
+retraining_pipeline = pipeline(dynamic=True, name="retraining_pipeline")(train_and_promote)

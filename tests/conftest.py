@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
 
 os.environ.update(
@@ -50,7 +47,9 @@ def zenml_repo() -> Path:
     repo = SESSION_DIR / "zenml-repo"
     if Client.find_repository() is None:
         Client.initialize(root=repo)
-    source_utils.set_custom_source_root(str(REPO_ROOT))
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    source_utils.set_custom_source_root(str(PROJECT_ROOT))
     return repo
 
 
@@ -59,8 +58,8 @@ def dev_stack(zenml_repo: Path) -> str:
     """The dev environment's stack, registered from its YAML and active."""
     from zenml.client import Client
 
-    from configs.loader import load_environment
-    from infra import stacks
+    from tabular_mlops.adapters import stacks
+    from tabular_mlops.adapters.config_files import load_environment
 
     environment = load_environment("dev")
     stacks.activate(Client(), environment, "configs/environments/dev.yaml")
@@ -68,21 +67,20 @@ def dev_stack(zenml_repo: Path) -> str:
 
 
 @pytest.fixture
-def free_port() -> Iterator[int]:
+def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    yield port
+    from tabular_mlops.adapters.net import free_port
+
+    return free_port()
 
 
 @pytest.fixture(scope="session")
 def churn():
     """A fitted churn model (categoricals, missing values, string labels), its data and
     its serving spec (model version "3")."""
-    from configs.schema import TrainingConfig
-    from service.spec import ServingSpec
-    from steps.training.model_factory import fit_model
+    from tabular_mlops.core.config import TrainingConfig
+    from tabular_mlops.core.model_factory import fit_model
+    from tabular_mlops.core.spec import ServingSpec
     from tests.helpers import customer_churn_frame
 
     frame = customer_churn_frame(rows=300)

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 def invoke(*args: str) -> Result:
     """Run ``python run.py ARGS`` in this process, against the session's ZenML store."""
-    from run import cli
+    from cli.main import cli
 
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 

@@ -5,9 +5,9 @@ from typing import Annotated
 import pandas as pd
 from zenml import log_metadata, step
 
-from configs.schema import DataSourceConfig
 from materializers.dataframe_materializer import ContentHashedDataFrameMaterializer
-from steps.data.sources import load_dataset
+from tabular_mlops.adapters.sources import load_dataset
+from tabular_mlops.core.config import DataSourceConfig
 
 
 # Never cached: the file behind a path can change between runs. The output is

@@ -6,8 +6,8 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from zenml import step
 
-from configs.schema import SplitConfig
 from materializers.dataframe_materializer import ContentHashedDataFrameMaterializer
+from tabular_mlops.core.config import SplitConfig
 
 
 @step(output_materializers=ContentHashedDataFrameMaterializer)

@@ -4,13 +4,14 @@ from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
+from zenml.client import Client
 from zenml.types import HTMLString
 
-from configs.schema import DataValidationConfig
 from materializers.dataframe_materializer import ContentHashedDataFrameMaterializer
-from steps.data.checks import check_dataset
-from steps.data.drift import build_report
-from steps.promotion.champion import Champion, load_artifact
+from tabular_mlops.adapters.champion import Champion, load_artifact
+from tabular_mlops.adapters.evidently_reports import build_report
+from tabular_mlops.core.checks import check_dataset
+from tabular_mlops.core.config import DataValidationConfig
 
 
 @step(output_materializers={"validated_dataset": ContentHashedDataFrameMaterializer})
@@ -33,7 +34,9 @@ def validate_data(
         load_artifact(champion.train_set_artifact_id) if champion.train_set_artifact_id else None
     )
     check_dataset(dataset, target, rules, reference)
-    summary, html = build_report(dataset, reference, target=target)
+    summary, html = build_report(
+        Client().active_stack.data_validator, dataset, reference, target=target
+    )
     log_metadata(
         metadata={"data_drift": summary.model_dump(exclude={"column_scores"})},
         artifact_name="data_report",

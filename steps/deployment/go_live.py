@@ -5,9 +5,10 @@ from typing import Annotated
 from zenml import log_metadata, step
 from zenml.client import Client
 
-from configs.schema import ServingConfig
-from steps.deployment.serving_target import RunningService, target_for
-from steps.deployment.smoke import SmokeReport
+from tabular_mlops.adapters.deployment.select import target_for
+from tabular_mlops.adapters.deployment.smoke import SmokeReport
+from tabular_mlops.adapters.deployment.target import RunningService
+from tabular_mlops.core.config import ServingConfig
 
 
 @step(enable_cache=False)

@@ -5,10 +5,11 @@ from typing import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 
-from configs.schema import ServingConfig
-from steps.deployment.packaging import build_bento
-from steps.deployment.serving_target import BentoPackage, target_for
-from steps.promotion.champion import load_staged_model
+from tabular_mlops.adapters.champion import load_staged_model
+from tabular_mlops.adapters.deployment.packaging import build_bento
+from tabular_mlops.adapters.deployment.select import target_for
+from tabular_mlops.adapters.deployment.target import BentoPackage
+from tabular_mlops.core.config import ServingConfig
 
 
 @step(enable_cache=False)

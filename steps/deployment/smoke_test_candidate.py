@@ -7,9 +7,10 @@ from sklearn.pipeline import Pipeline
 from zenml import get_step_context, step
 from zenml.client import Client
 
-from configs.schema import ServingConfig
-from steps.deployment.serving_target import RunningService, target_for
-from steps.deployment.smoke import SmokeReport, smoke_test
+from tabular_mlops.adapters.deployment.select import target_for
+from tabular_mlops.adapters.deployment.smoke import SmokeReport, smoke_test
+from tabular_mlops.adapters.deployment.target import RunningService
+from tabular_mlops.core.config import ServingConfig
 
 
 @step(enable_cache=False)

@@ -5,8 +5,9 @@ from typing import Annotated
 from zenml import step
 from zenml.client import Client
 
-from configs.schema import ServingConfig
-from steps.deployment.serving_target import BentoPackage, RunningService, target_for
+from tabular_mlops.adapters.deployment.select import target_for
+from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
+from tabular_mlops.core.config import ServingConfig
 
 
 @step(enable_cache=False)

@@ -7,10 +7,10 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from zenml import step
 
-from configs.schema import EvaluationConfig
 from materializers.evaluation_report_materializer import EvaluationReportMaterializer
-from steps.evaluation.metrics import evaluate
-from steps.evaluation.report import EvaluationReport
+from tabular_mlops.core.config import EvaluationConfig
+from tabular_mlops.core.metrics import evaluate
+from tabular_mlops.core.report import EvaluationReport
 
 
 @step(experiment_tracker=True, output_materializers=EvaluationReportMaterializer)

@@ -5,9 +5,9 @@ from typing import Annotated
 import pandas as pd
 from zenml import get_step_context, step
 
-from configs.schema import BatchConfig
-from steps.inference.batch import check_columns, read_sample
-from steps.promotion.champion import load_staged_model
+from tabular_mlops.adapters.batch import check_columns, read_sample
+from tabular_mlops.adapters.champion import load_staged_model
+from tabular_mlops.core.config import BatchConfig
 
 
 @step(enable_cache=False)

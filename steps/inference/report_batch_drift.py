@@ -4,10 +4,12 @@ from typing import Annotated
 
 import pandas as pd
 from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
 from zenml.types import HTMLString
 
-from steps.data.drift import DriftSummary, build_report
-from steps.promotion.champion import load_staged_model
+from tabular_mlops.adapters.champion import load_staged_model
+from tabular_mlops.adapters.evidently_reports import build_report
+from tabular_mlops.core.drift import DriftSummary
 
 
 @step
@@ -17,6 +19,11 @@ def report_batch_drift(
     """Evidently drift of the batch against the data the scoring model was trained on."""
     staged = load_staged_model(get_step_context().model)
     features = staged.features
-    summary, html = build_report(batch_sample[features], staged.train_set[features])
+    summary, html = build_report(
+        Client().active_stack.data_validator,
+        batch_sample[features],
+        staged.train_set[features],
+        presets=("DataDriftPreset",),
+    )
     log_metadata(metadata={"batch_drift": summary.model_dump(exclude={"column_scores"})})
     return summary, HTMLString(html)

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from zenml import get_step_context, log_metadata, step
 
-from configs.schema import BatchConfig
-from steps.data.drift import DriftSummary
-from steps.inference.batch import BatchResult, score_file
-from steps.promotion.champion import load_staged_model
+from tabular_mlops.adapters.batch import BatchResult, score_file
+from tabular_mlops.adapters.champion import load_staged_model
+from tabular_mlops.core.config import BatchConfig
+from tabular_mlops.core.drift import DriftSummary
 
 
 @step(enable_cache=False)
@@ -18,7 +18,8 @@ def score_batch(batch: BatchConfig, drift: DriftSummary) -> Annotated[BatchResul
 
     ``drift`` is taken so the report is made (and visible) before scoring starts.
     """
-    assert batch.input_path is not None  # read_batch_sample stopped the run otherwise
+    if batch.input_path is None:  # read_batch_sample stops the run before this
+        raise ValueError("parameters.batch.input_path: no batch file given (or pass --input)")
     staged = load_staged_model(get_step_context().model)
     now = datetime.now(UTC)
     result = score_file(

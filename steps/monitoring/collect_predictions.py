@@ -6,9 +6,9 @@ from typing import Annotated
 import pandas as pd
 from zenml import get_step_context, log_metadata, step
 
-from configs.schema import MonitoringConfig
-from steps.monitoring.signals import collect
-from steps.promotion.champion import load_staged_model
+from tabular_mlops.adapters.champion import load_staged_model
+from tabular_mlops.adapters.monitoring_data import collect
+from tabular_mlops.core.config import MonitoringConfig
 
 
 # Never cached: the logs grow between runs.

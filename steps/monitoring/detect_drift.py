@@ -4,12 +4,15 @@ from typing import Annotated
 
 import pandas as pd
 from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
 from zenml.types import HTMLString
 
-from configs.schema import MonitoringConfig
-from steps.data.drift import DriftSummary, build_report
-from steps.monitoring.signals import PREDICTION, MonitoringDecision, decide, performance
-from steps.promotion.champion import load_staged_model
+from tabular_mlops.adapters.champion import load_staged_model
+from tabular_mlops.adapters.evidently_reports import build_report
+from tabular_mlops.adapters.monitoring_data import performance
+from tabular_mlops.core.config import MonitoringConfig
+from tabular_mlops.core.drift import DriftSummary
+from tabular_mlops.core.signals import PREDICTION, MonitoringDecision, decide
 
 
 @step(enable_cache=False)  # the labels file and the production model change under it
@@ -28,7 +31,11 @@ def detect_drift(
     )
     if len(monitored_predictions) >= monitoring.min_rows:
         drift, html = build_report(
-            monitored_predictions[columns], reference[columns], prediction=PREDICTION
+            Client().active_stack.data_validator,
+            monitored_predictions[columns],
+            reference[columns],
+            presets=("DataDriftPreset",),
+            prediction=PREDICTION,
         )
     else:
         drift, html = (

@@ -7,9 +7,9 @@ from zenml.client import Client
 from zenml.enums import ModelStages
 from zenml.model_registries.base_model_registry import ModelVersionStage
 
-from configs.schema import PromotionConfig
-from steps.promotion.champion import Champion
-from steps.promotion.gate import PromotionDecision
+from tabular_mlops.adapters.champion import Champion
+from tabular_mlops.core.config import PromotionConfig
+from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome
 
 REGISTRY_STAGES = {
     "staging": ModelVersionStage.STAGING,
@@ -24,7 +24,7 @@ def promote_model(
     champion: Champion,
     registry_version: str,
     promotion: PromotionConfig,
-) -> Annotated[str, "promotion"]:
+) -> Annotated[PromotionOutcome, "promotion"]:
     """Move the candidate to the configured stage if, and only if, the gate approved it.
 
     A candidate whose model artifact *is* the champion's (a fully cached rerun
@@ -32,10 +32,12 @@ def promote_model(
     """
     context = get_step_context()
     candidate_artifact = context.model.get_artifact("model")
+    version = str(context.model.number)
+    reason = ""
     if not decision.approved:
-        outcome = f"not promoted: {'; '.join(decision.reasons)}"
+        reason = "; ".join(decision.reasons)
     elif candidate_artifact is not None and candidate_artifact.id == champion.model_artifact_id:
-        outcome = f"not promoted: identical to {promotion.stage} version {champion.version}"
+        reason = f"identical to {promotion.stage} version {champion.version}"
     else:
         context.model.set_stage(ModelStages(promotion.stage), force=True)
         registry = Client().active_stack.model_registry
@@ -45,6 +47,8 @@ def promote_model(
                 version=registry_version,
                 stage=REGISTRY_STAGES[promotion.stage],
             )
-        outcome = f"promoted to {promotion.stage}"
-    log_metadata(metadata={"promotion": outcome}, infer_model=True)
+    outcome = PromotionOutcome(
+        promoted=not reason, stage=promotion.stage, model_version=version, reason=reason
+    )
+    log_metadata(metadata={"promotion": str(outcome)}, infer_model=True)
     return outcome

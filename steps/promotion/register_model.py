@@ -8,10 +8,10 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
 
-from steps.evaluation.report import EvaluationReport
-from steps.promotion.gate import PromotionDecision
-from steps.promotion.lineage import code_version
-from steps.training.train_model import MlflowModel
+from tabular_mlops.adapters.lineage import code_version
+from tabular_mlops.adapters.mlflow_models import MlflowModel
+from tabular_mlops.core.gate import PromotionDecision
+from tabular_mlops.core.report import EvaluationReport
 
 
 # Never cached: every run's model version is recorded in the registry.

@@ -4,8 +4,8 @@ from typing import Annotated
 
 from zenml import get_step_context, step
 
-from configs.schema import PromotionConfig
-from steps.promotion.champion import Champion, find_champion
+from tabular_mlops.adapters.champion import Champion, find_champion
+from tabular_mlops.core.config import PromotionConfig
 
 
 # Never cached: it reads the current state of the model registry.

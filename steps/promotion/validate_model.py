@@ -6,11 +6,11 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from zenml import step
 
-from configs.schema import PromotionConfig
-from steps.evaluation.metrics import evaluate
-from steps.evaluation.report import EvaluationReport
-from steps.promotion.champion import Champion, load_artifact
-from steps.promotion.gate import PromotionDecision, decide
+from tabular_mlops.adapters.champion import Champion, load_artifact
+from tabular_mlops.core.config import PromotionConfig
+from tabular_mlops.core.gate import PromotionDecision, decide
+from tabular_mlops.core.metrics import evaluate
+from tabular_mlops.core.report import EvaluationReport
 
 
 @step

@@ -24,7 +24,7 @@ def staged(dev_stack):
     from zenml import Model
     from zenml.enums import ModelStages
 
-    from steps.promotion.champion import load_staged_model
+    from tabular_mlops.adapters.champion import load_staged_model
 
     result = invoke("train", "--set", f"model.name={MODEL}")
     assert result.exit_code == 0, result.output
@@ -75,7 +75,7 @@ def _monitor(log_dir, fresh_path, tmp_path):
 
 
 def test_no_drift_no_retraining_then_drift_retrains_and_promotes(staged, tmp_path):
-    from steps.monitoring.simulation import log_requests, shifted
+    from tabular_mlops.adapters.simulation import log_requests, shifted
 
     stable_log = tmp_path / "stable"
     log_requests(

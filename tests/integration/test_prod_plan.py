@@ -39,7 +39,7 @@ def test_every_pipeline_compiles_for_the_cluster(prod_plan):
         "training_pipeline",
         "deployment_pipeline",
         "batch_inference_pipeline",
-        "monitoring_pipeline",
+        "continuous_training_pipeline",
     ]
     for plan in prod_plan.values():
         assert plan["stack"]["name"] == "prod"
@@ -80,7 +80,8 @@ def test_the_deployment_serves_containers_on_the_cluster(prod_plan):
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "inference-log"
     assert stable["spec"]["type"] == "LoadBalancer"
     assert candidate["spec"]["selector"] == stable["spec"]["selector"]
-    collect = prod_plan["monitoring_pipeline"]["steps"]["collect_predictions"]
-    pod_settings = collect["settings"]["orchestrator:prod-kubernetes"]["pod_settings"]
+    # the loop is a dynamic pipeline: it configures its steps as it invokes them
+    collect = prod_plan["continuous_training_pipeline"]["step_options"]["collect_predictions"]
+    pod_settings = collect["settings"]["orchestrator"]["pod_settings"]
     mounts = pod_settings["volume_mounts"]
     assert mounts == [{"name": "inference-log", "mountPath": "/var/log/inference"}]

@@ -9,9 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from configs.schema import DataSourceConfig
-from steps.data.sources import load_dataset
-from steps.deployment import local_server
+from tabular_mlops.adapters.deployment import local as local_server
+from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+from tabular_mlops.adapters.net import free_port
+from tabular_mlops.adapters.sources import load_dataset
+from tabular_mlops.core.config import DataSourceConfig, ServingConfig
 from tests.helpers import invoke
 
 pytestmark = pytest.mark.integration
@@ -49,13 +51,17 @@ def live(dev_stack, paths):
     yield service
     result = deploy(paths, "--stop")
     assert "Stopped" in result.output
-    assert not local_server.is_answering(service)
+    assert not is_answering(service)
 
 
 @pytest.fixture(scope="module")
 def rows():
     frame = load_dataset(DataSourceConfig()).drop(columns=["target"])
     return json.loads(frame.head(3).to_json(orient="records"))
+
+
+def is_answering(service) -> bool:
+    return LocalProcessTarget(ServingConfig()).is_answering(service)
 
 
 def post(service, body: bytes | str) -> httpx.Response:
@@ -138,7 +144,7 @@ def test_health_metrics_and_openapi(live):
 
 def wait_until_logged(directory: Path, request_id: str, seconds: float = 5):
     """The log's records once ``request_id`` is among them: the writer flushes on a timer."""
-    from service.inference_log import read_records
+    from tabular_mlops.serving.inference_log import read_records
 
     deadline = time.monotonic() + seconds
     logged = read_records(directory)
@@ -164,7 +170,7 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
     from importlib.metadata import version
     from types import SimpleNamespace
 
-    from steps.deployment.container_image import build_bento_image
+    from tabular_mlops.adapters.deployment.container_image import build_bento_image
 
     received = {}
 
@@ -188,6 +194,20 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
     assert "--mount=type=cache" not in received["dockerfile"]  # Kaniko reads it
     assert any(f.startswith("models/") and f.endswith("model.pkl") for f in received["files"])
     assert f"scikit-learn=={version('scikit-learn')}" in received["requirements"]
+    assert "pandera" not in received["requirements"]
+    code = {f for f in received["files"] if f.endswith(".py")}
+    assert code == {
+        "src/tabular_mlops/__init__.py",
+        "src/tabular_mlops/core/__init__.py",
+        "src/tabular_mlops/core/columns.py",
+        "src/tabular_mlops/core/scoring.py",
+        "src/tabular_mlops/core/spec.py",
+        "src/tabular_mlops/core/transformers.py",
+        "src/tabular_mlops/serving/__init__.py",
+        "src/tabular_mlops/serving/app.py",
+        "src/tabular_mlops/serving/inference_log.py",
+        "src/tabular_mlops/serving/service.py",
+    }, code
 
 
 def test_the_pod_spec_serves_the_bento(live, rows, tmp_path):
@@ -202,16 +222,14 @@ def test_the_pod_spec_serves_the_bento(live, rows, tmp_path):
     import bentoml
     from zenml.integrations.kubernetes.flavors import KubernetesDeployerSettings
 
-    from configs.schema import ContainerServingConfig
-    from service.spec import ServingSettings
-    from steps.deployment.kubernetes_target import deployment_manifest
+    from tabular_mlops.adapters.deployment.kubernetes import deployment_manifest
+    from tabular_mlops.core.config import ContainerServingConfig
+    from tabular_mlops.core.spec import ServingSettings
 
     bento = bentoml.bentos.get(live.bento_tag)
     baked = {env.name: env.value for env in bento.info.envs}
     settings = ServingSettings.model_validate_json(baked["TABULAR_SERVING_SETTINGS"])
-    container = ContainerServingConfig(
-        port=local_server.free_port(), inference_log_mount=str(tmp_path / "log")
-    )
+    container = ContainerServingConfig(port=free_port(), inference_log_mount=str(tmp_path / "log"))
     pod = deployment_manifest(
         "release", MODEL, "image", settings, container, KubernetesDeployerSettings()
     )["spec"]["template"]["spec"]
@@ -249,7 +267,7 @@ def test_status_shows_the_live_service(live, paths):
 
 
 def test_failed_redeploy_leaves_the_old_service_answering(live, paths, rows):
-    result = deploy(paths, "--set", "parameters.serving.startup_timeout_seconds=0.5")
+    result = deploy(paths, "--force", "--set", "parameters.serving.startup_timeout_seconds=0.5")
     assert result.exit_code == 1
     assert "step 'start_candidate'" in result.output
     assert "did not become ready" in result.output
@@ -257,11 +275,20 @@ def test_failed_redeploy_leaves_the_old_service_answering(live, paths, rows):
     assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200
 
 
-def test_redeploy_switches_and_stops_the_old_service(live, paths, rows):
+def test_deploying_the_served_version_again_changes_nothing(live, paths):
     result = deploy(paths)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"Version 1 of '{MODEL}' is already served at {live.url}; nothing to do." in result.output
+    )
+    assert local_server.read_live(paths["state"], MODEL) == live
+
+
+def test_redeploy_switches_and_stops_the_old_service(live, paths, rows):
+    result = deploy(paths, "--force")
     assert result.exit_code == 0, result.output
     new = local_server.read_live(paths["state"], MODEL)
     assert new is not None and new.url != live.url
     assert post(new, json.dumps({"rows": rows[:1]})).status_code == 200
-    assert not local_server.is_answering(live)
+    assert not is_answering(live)
     live.__dict__.update(new.__dict__)  # the module fixture stops whichever is live

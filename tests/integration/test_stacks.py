@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from configs.loader import ConfigError, load_environment
-from configs.schema import ComponentSpec, EnvironmentConfig
-from infra import stacks
+from tabular_mlops.adapters import stacks
+from tabular_mlops.adapters.config_files import ConfigError, load_environment
+from tabular_mlops.core.config import ComponentSpec, EnvironmentConfig
 
 
 def _variant(environment: EnvironmentConfig, kind: str, **changes) -> EnvironmentConfig:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import yaml
 
-from steps.deployment.local_server import free_port
+from tabular_mlops.adapters.net import free_port
 from tests.helpers import invoke
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from configs.schema import DataSourceConfig
-from steps.data.sources import load_dataset
+from tabular_mlops.adapters.sources import load_dataset
+from tabular_mlops.core.config import DataSourceConfig
 from tests.helpers import customer_churn_frame, invoke, write_csv
 
 pytestmark = pytest.mark.integration

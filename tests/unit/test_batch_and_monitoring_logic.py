@@ -5,11 +5,12 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from configs.schema import MonitoringConfig
-from steps.data.drift import DriftSummary
-from steps.inference.batch import BatchSchemaError, check_columns, read_chunks, score_file
-from steps.monitoring.signals import LabelsError, collect, decide, performance
-from steps.monitoring.simulation import log_requests, shifted
+from tabular_mlops.adapters.batch import BatchSchemaError, check_columns, read_chunks, score_file
+from tabular_mlops.adapters.monitoring_data import LabelsError, collect, performance
+from tabular_mlops.adapters.simulation import log_requests, shifted
+from tabular_mlops.core.config import MonitoringConfig
+from tabular_mlops.core.drift import DriftSummary
+from tabular_mlops.core.signals import decide
 
 
 def test_bad_rows_are_written_aside_with_reasons(churn, tmp_path):

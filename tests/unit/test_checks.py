@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from configs.schema import DataValidationConfig
-from steps.data.checks import DataValidationError, check_dataset, find_violations
+from tabular_mlops.core.checks import DataValidationError, check_dataset, find_violations
+from tabular_mlops.core.config import DataValidationConfig
 
 RULES = DataValidationConfig(min_rows=10, min_class_count=2)
 

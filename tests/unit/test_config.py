@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from configs.loader import (
+from tabular_mlops.adapters.config_files import (
     ConfigError,
     apply_overrides,
     deep_merge,
@@ -13,7 +13,7 @@ from configs.loader import (
     read_yaml,
     validate,
 )
-from configs.schema import DataSourceConfig, EnvironmentConfig, TrainingRunConfig
+from tabular_mlops.core.config import DataSourceConfig, EnvironmentConfig, TrainingRunConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

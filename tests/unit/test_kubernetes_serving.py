@@ -15,10 +15,8 @@ import pytest
 from kubernetes import client as k8s
 from zenml.integrations.kubernetes.flavors import KubernetesDeployerSettings
 
-from configs.schema import ContainerServingConfig, ServingConfig
-from service.spec import SETTINGS_ENV, ServingSettings
-from steps.deployment.container_image import image_name
-from steps.deployment.kubernetes_target import (
+from tabular_mlops.adapters.deployment.container_image import image_name
+from tabular_mlops.adapters.deployment.kubernetes import (
     LIVE_RECORD,
     CandidateNotReadyError,
     KubernetesTarget,
@@ -26,7 +24,9 @@ from steps.deployment.kubernetes_target import (
     release_name,
     service_manifest,
 )
-from steps.deployment.serving_target import BentoPackage
+from tabular_mlops.adapters.deployment.target import BentoPackage
+from tabular_mlops.core.config import ContainerServingConfig, ServingConfig
+from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings
 
 SETTINGS = ServingSettings(
     model_tag="tabular_classifier:abc", inference_log_dir="/home/me/.local/log"
@@ -146,7 +146,7 @@ def test_candidate_runs_beside_the_live_release_until_the_switch(cluster):
     assert target.live("tabular_classifier") is None
     first = _start(target, "1", "aaaaaaaa")
     assert first.url == "http://tabular-classifier-v1-aaaaaaaa.mlops-serving.svc.cluster.local:3000"
-    pod = applier.objects[("Deployment", first.deployment)]["spec"]["template"]["spec"]
+    pod = applier.objects[("Deployment", first.runs_as.deployment)]["spec"]["template"]["spec"]
     settings = json.loads(pod["containers"][0]["env"][0]["value"])
     assert settings["inference_log_dir"] == "/var/log/inference"  # the pod's path, not ours
     live = target.switch(first)
@@ -155,7 +155,7 @@ def test_candidate_runs_beside_the_live_release_until_the_switch(cluster):
 
     second = _start(target, "2", "bbbbbbbb")
     stable = applier.objects[("Service", "tabular-classifier")]
-    assert stable["spec"]["selector"] == {"app.kubernetes.io/instance": first.deployment}
+    assert stable["spec"]["selector"] == {"app.kubernetes.io/instance": first.runs_as.deployment}
     previous = target.live("tabular_classifier")
     target.switch(second)
     assert previous is not None and previous.instance != second.instance
@@ -163,10 +163,10 @@ def test_candidate_runs_beside_the_live_release_until_the_switch(cluster):
 
     assert stable is not applier.objects[("Service", "tabular-classifier")]
     stable = applier.objects[("Service", "tabular-classifier")]
-    assert stable["spec"]["selector"] == {"app.kubernetes.io/instance": second.deployment}
+    assert stable["spec"]["selector"] == {"app.kubernetes.io/instance": second.runs_as.deployment}
     assert json.loads(stable["metadata"]["annotations"][LIVE_RECORD])["model_version"] == "2"
-    assert ("Deployment", first.deployment) not in applier.objects
-    assert ("Service", first.deployment) not in applier.objects
+    assert ("Deployment", first.runs_as.deployment) not in applier.objects
+    assert ("Service", first.runs_as.deployment) not in applier.objects
     assert target.is_answering(second)
 
 
@@ -192,20 +192,15 @@ def test_stop_and_forget_remove_every_resource(cluster):
 def test_the_stack_chooses_the_serving_target():
     from types import SimpleNamespace
 
-    from steps.deployment.local_server import LocalProcessTarget
-    from steps.deployment.serving_target import UnsupportedStackError, target_for
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+    from tabular_mlops.adapters.deployment.select import target_for
+    from tabular_mlops.adapters.deployment.target import UnsupportedStackError
 
-    def component(flavor: str | None) -> Any:
-        return None if flavor is None else SimpleNamespace(flavor=flavor)
-
-    def stack(deployer: str | None, model_deployer: str | None) -> Any:
+    def stack(deployer: str | None) -> Any:
         return SimpleNamespace(
-            name="s", deployer=component(deployer), model_deployer=component(model_deployer)
+            name="s", deployer=None if deployer is None else SimpleNamespace(flavor=deployer)
         )
 
     with pytest.raises(UnsupportedStackError, match="deployer has flavor 'docker'"):
-        target_for(stack("docker", "bentoml"), ServingConfig())
-    with pytest.raises(UnsupportedStackError, match="model deployer is missing"):
-        target_for(stack(None, None), ServingConfig())
-    assert isinstance(target_for(stack(None, "bentoml"), ServingConfig()), LocalProcessTarget)
-    assert isinstance(target_for(stack("local", "bentoml"), ServingConfig()), LocalProcessTarget)
+        target_for(stack("docker"), ServingConfig())
+    assert isinstance(target_for(stack(None), ServingConfig()), LocalProcessTarget)

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from service.app import describe_errors
-from service.fast_model import FastModel, PipelineScorer, UnsupportedPipelineError
-from service.spec import request_model
-from steps.deployment.packaging import bento_model_name
+from tabular_mlops.adapters.deployment.packaging import bento_model_name
+from tabular_mlops.core.scoring import FastModel, PipelineScorer, UnsupportedPipelineError
+from tabular_mlops.core.spec import request_model
+from tabular_mlops.serving.app import describe_errors
 
 
 def test_spec_follows_the_training_data(churn):
@@ -91,7 +91,12 @@ def test_bento_model_names_are_sanitised():
 def test_every_writer_has_its_own_log_file_and_all_are_read(tmp_path):
     from datetime import UTC, datetime
 
-    from service.inference_log import InferenceLogWriter, InferenceRecord, log_file, read_records
+    from tabular_mlops.serving.inference_log import (
+        InferenceLogWriter,
+        InferenceRecord,
+        log_file,
+        read_records,
+    )
 
     now = datetime.now(UTC)
     record = InferenceRecord(

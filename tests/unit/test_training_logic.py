@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from configs.schema import METRIC_NAMES, PromotionConfig, SearchConfig, TrainingConfig
-from steps.evaluation.metrics import evaluate
-from steps.promotion.gate import decide
-from steps.training.model_factory import TrainingConfigError, fit_model, make_estimator
+from tabular_mlops.core.config import METRIC_NAMES, PromotionConfig, SearchConfig, TrainingConfig
+from tabular_mlops.core.gate import decide
+from tabular_mlops.core.metrics import evaluate
+from tabular_mlops.core.model_factory import TrainingConfigError, fit_model, make_estimator
 from tests.helpers import customer_churn_frame
 
 
@@ -131,8 +131,8 @@ def test_evaluation_report_renders_metrics_and_plots():
 
 
 def test_sklearn_source_has_named_string_labels():
-    from configs.schema import DataSourceConfig
-    from steps.data.sources import load_dataset
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
 
     frame = load_dataset(DataSourceConfig(dataset="breast_cancer", target="diagnosis"))
     assert set(frame["diagnosis"]) == {"malignant", "benign"}
@@ -140,8 +140,8 @@ def test_sklearn_source_has_named_string_labels():
 
 
 def test_file_source_errors_name_the_file_and_column(tmp_path):
-    from configs.schema import DataSourceConfig
-    from steps.data.sources import DataSourceError, load_dataset
+    from tabular_mlops.adapters.sources import DataSourceError, load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
 
     missing = tmp_path / "nope.csv"
     with pytest.raises(DataSourceError, match=f"{missing}: no such data file"):

@@ -1,0 +1,182 @@
+"""What every command shares: options, config loading, the stack, running a pipeline."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from tabular_mlops.adapters.config_files import (
+    ConfigError,
+    available_environments,
+    environment_path,
+    load_environment,
+    load_run_config,
+)
+from tabular_mlops.adapters.paths import CONFIG_DIR, PROJECT_ROOT
+from tabular_mlops.core.config import EnvironmentConfig, StagedRunConfig
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from zenml.client import Client
+    from zenml.models import PipelineRunResponse
+
+ConfigT = TypeVar("ConfigT", bound="BaseModel")
+
+
+def env_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--env",
+        "env",
+        default="dev",
+        show_default=True,
+        metavar="NAME",
+        help="Environment: a file in configs/environments/ "
+        f"({', '.join(available_environments())}).",
+    )(function)
+
+
+def config_option(name: str) -> Callable[..., Any]:
+    """``--config``, defaulting to ``configs/<name>.yaml``."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=CONFIG_DIR / f"{name}.yaml",
+        show_default=f"configs/{name}.yaml",
+        help="Pipeline config file.",
+    )
+
+
+overrides_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one config key, e.g. --set parameters.split.test_size=0.3 (repeatable).",
+)
+
+
+def load_env(env: str) -> tuple[EnvironmentConfig, str]:
+    try:
+        return load_environment(env), str(environment_path(env))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def load_pipeline_config(
+    model: type[ConfigT], env: str, config_path: Path, overrides: tuple[str, ...] = ()
+) -> ConfigT:
+    """A pipeline config with the environment's overlay and ``--set`` flags, validated."""
+    environment, _ = load_env(env)
+    try:
+        return load_run_config(model, config_path, environment, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def zenml_client() -> Client:
+    """The ZenML client, with this checkout (or $ZENML_REPOSITORY_PATH) a ZenML repository."""
+    from zenml.client import Client
+
+    if Client.find_repository() is None:
+        Client.initialize(root=Path(os.environ.get("ZENML_REPOSITORY_PATH", PROJECT_ROOT)))
+    return Client()
+
+
+def activate_stack(env: str) -> EnvironmentConfig:
+    """Validate the environment, then register (idempotently) and activate its stack."""
+    from tabular_mlops.adapters import stacks
+
+    environment, source = load_env(env)
+    try:
+        stack_plan = stacks.activate(zenml_client(), environment, source)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not stack_plan.is_current:
+        click.echo(stack_plan.describe())
+    click.echo(f"Active stack: '{stack_plan.name}' (environment {env})")
+    return environment
+
+
+def zenml_run_config(settings: dict[str, Any], steps: dict[str, Any]) -> str | None:
+    """Pipeline settings and per-step configuration as a ZenML run-config file.
+
+    ZenML 0.98 drops per-step configuration given to `with_options(steps=...)`
+    when it compiles (it stores it as `step_configurations`, which compiling
+    does not read); a config file takes the documented path and is applied.
+    """
+    if not settings and not steps:
+        return None
+    import yaml
+
+    handle, path = tempfile.mkstemp(prefix="zenml-run-config-", suffix=".yaml")
+    with os.fdopen(handle, "w") as file:
+        yaml.safe_dump({"settings": settings, "steps": steps}, file)
+    return path
+
+
+def staged_pipeline(pipeline: Any, config: StagedRunConfig) -> Any:
+    """``pipeline`` configured to run on the model version at ``config.stage``."""
+    from zenml import Model
+
+    return pipeline.with_options(
+        model=Model(name=config.model.name, version=config.stage),
+        config_path=zenml_run_config(config.settings, config.steps),
+    )
+
+
+def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunResponse | None:
+    """Run ``pipeline``; a failed step becomes a CLI error carrying the step's own exception."""
+    started = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        run = pipeline(**parameters)
+    except RuntimeError as exc:
+        reason = failure_reason(started) or str(exc)
+        raise click.ClickException(f"{label} pipeline failed: {reason}") from None
+    except KeyError as exc:  # e.g. no model version at the requested stage
+        raise click.ClickException(f"{label} pipeline could not start: {exc}") from None
+    if run is None:  # an orchestrator that runs asynchronously
+        click.echo("Pipeline submitted; follow it in the dashboard.")
+    return run
+
+
+def failure_reason(since: datetime) -> str:
+    """The exceptions raised by failed steps of this user's runs started since ``since``
+    (the run itself and, for the continuous-training loop, its child runs)."""
+    import re
+
+    from zenml.client import Client
+
+    client = Client()
+    runs = client.list_pipeline_runs(
+        created=f"gte:{since:%Y-%m-%d %H:%M:%S}",
+        user=client.active_user.id,
+        status="failed",
+        sort_by="desc:created",
+        size=5,
+    ).items
+    reasons = []
+    for run in runs:
+        for name, step_run in run.steps.items():
+            info = step_run.exception_info
+            if step_run.status.value == "failed" and info is not None:
+                raised = list(
+                    re.finditer(r"^[\w.]+(?:Error|Exception)\b.*?: ", info.traceback, re.M)
+                )
+                text = info.traceback[raised[-1].start() :] if raised else info.traceback
+                reasons.append(f"step '{name}': {text.strip()}")
+    return "\n".join(reasons)
+
+
+def step_output(run: PipelineRunResponse, step_name: str, artifact: str) -> Any:
+    """The loaded output ``artifact`` of ``step_name`` in ``run``."""
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run.id)
+    return run.steps[step_name].outputs[artifact][0].load()

@@ -1,0 +1,129 @@
+"""``run.py deploy``: serve the staged model behind a smoke test; show or stop the service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from cli.common import (
+    activate_stack,
+    config_option,
+    env_option,
+    load_env,
+    load_pipeline_config,
+    overrides_option,
+    run_pipeline,
+    staged_pipeline,
+)
+from tabular_mlops.core.config import DeploymentRunConfig
+
+if TYPE_CHECKING:
+    from tabular_mlops.adapters.deployment.target import RunningService, ServingTarget
+
+
+@click.command()
+@env_option
+@config_option("deployment")
+@overrides_option
+@click.option("--status", is_flag=True, help="Show what is served where, and change nothing.")
+@click.option("--stop", "stop_service", is_flag=True, help="Stop the live service.")
+@click.option(
+    "--force", is_flag=True, help="Redeploy even when the staged version is already served."
+)
+def deploy(
+    env: str,
+    config_path: Path,
+    overrides: tuple[str, ...],
+    status: bool = False,
+    stop_service: bool = False,
+    force: bool = False,
+) -> None:
+    """Package the model at the configured stage as a Bento, start it beside the live
+    service, smoke-test it with rows of its own test split, and only then switch."""
+    config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
+    name = config.model.name
+    if status or stop_service:
+        target = serving_target(env, config, activate=False)
+        live = target.live(name)
+        if live is None:
+            click.echo(f"No live service for model '{name}'.")
+        elif stop_service:
+            target.stop(live)
+            target.forget(name)
+            click.echo(f"Stopped {live.url} (model '{name}' version {live.model_version}).")
+        else:
+            answering = "answering" if target.is_answering(live) else "NOT answering"
+            click.echo(
+                f"Model '{name}' version {live.model_version} at {live.url} ({answering})\n"
+                f"  {live.describe()}, since {live.started_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
+        return
+
+    target = serving_target(env, config, activate=True)
+    live = target.live(name)
+    staged = _staged_version(name, config.stage)
+    if (
+        live is not None
+        and not force
+        and live.model_version == staged
+        and target.is_answering(live)
+    ):
+        click.echo(f"Version {staged} of '{name}' is already served at {live.url}; nothing to do.")
+        _print_service(live, config)
+        return
+    from pipelines.deployment import deployment_pipeline
+
+    pipeline = staged_pipeline(deployment_pipeline, config)
+    if run_pipeline("deployment", pipeline, serving=config.parameters.serving) is None:
+        return
+    live = target.live(name)
+    if live is None:
+        raise click.ClickException(f"the deployment finished but no service of '{name}' is live")
+    _print_service(live, config)
+
+
+def _staged_version(model_name: str, stage: str) -> str | None:
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        return str(Client().get_model_version(model_name, ModelStages(stage)).number)
+    except KeyError:
+        return None
+
+
+def _print_service(live: RunningService, config: DeploymentRunConfig) -> None:
+    click.echo(
+        f"\nServing '{live.model_name}' version {live.model_version} at {live.url}\n"
+        f"  curl -X POST {live.url}/predict -H 'content-type: application/json' "
+        f"-d '{{\"rows\": [{{...}}]}}'\n"
+        f"  API docs: {live.url}/docs   metrics: {live.url}/metrics\n"
+        f"  requests are logged to {config.parameters.serving.inference_log_dir}"
+    )
+
+
+def serving_target(env: str, config: DeploymentRunConfig, activate: bool) -> ServingTarget:
+    """The target the environment's stack serves through.
+
+    A stack that declares no deployer serves local processes, whose state is a
+    file: reading it needs neither ZenML nor its store, so ``--status`` and
+    ``--stop`` answer at once. Any other stack is activated and asked.
+    """
+    environment, _ = load_env(env)
+    serving = config.parameters.serving
+    if environment.stack.components.deployer is None and not activate:
+        from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+
+        return LocalProcessTarget(serving)
+    activate_stack(env)
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.deployment.select import target_for
+    from tabular_mlops.adapters.deployment.target import UnsupportedStackError
+
+    try:
+        return target_for(Client().active_stack, serving)
+    except UnsupportedStackError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,58 @@
+"""``run.py infer``: score a batch file with the staged model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.common import (
+    activate_stack,
+    config_option,
+    env_option,
+    load_pipeline_config,
+    overrides_option,
+    run_pipeline,
+    staged_pipeline,
+    step_output,
+)
+from tabular_mlops.core.config import BatchRunConfig
+
+
+@click.command()
+@env_option
+@config_option("batch_inference")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The batch: a .csv or .parquet file (overrides parameters.batch.input_path).",
+)
+@overrides_option
+def infer(env: str, config_path: Path, input_path: Path | None, overrides: tuple[str, ...]) -> None:
+    """Score a batch file with the model at the configured stage: schema gate, Evidently
+    drift report, then chunked scoring to Parquet, with unusable rows written aside."""
+    if input_path is not None:
+        overrides = (*overrides, f"parameters.batch.input_path={input_path.resolve()}")
+    config = load_pipeline_config(BatchRunConfig, env, config_path, overrides)
+    batch = config.parameters.batch
+    if batch.input_path is None or not batch.input_path.is_file():
+        raise click.ClickException(
+            f"parameters.batch.input_path: {batch.input_path or 'not set'}: no such batch file"
+        )
+    activate_stack(env)
+    from pipelines.batch_inference import batch_inference_pipeline
+
+    run = run_pipeline(
+        "batch inference", staged_pipeline(batch_inference_pipeline, config), batch=batch
+    )
+    if run is None:
+        return
+    result = step_output(run, "score_batch", "batch_result")
+    click.echo(
+        f"\nBatch {result.batch_id}: {result.rows_scored} of {result.rows_read} rows scored "
+        f"by version {result.model_version} in {result.seconds:.1f} s\n"
+        f"  predictions: {result.predictions_path}"
+    )
+    if result.rejected_path:
+        click.echo(f"  {result.rows_rejected} rows rejected, with reasons: {result.rejected_path}")

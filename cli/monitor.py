@@ -1,0 +1,151 @@
+"""``run.py monitor`` and ``simulate``: the continuous-training loop, and a demonstration of it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from cli.common import (
+    activate_stack,
+    config_option,
+    env_option,
+    load_pipeline_config,
+    overrides_option,
+    run_pipeline,
+    staged_pipeline,
+)
+from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
+from tabular_mlops.core.config import (
+    DeploymentRunConfig,
+    MonitoringRunConfig,
+    RetrainingPlan,
+    TrainingRunConfig,
+)
+
+
+def retraining_plan(env: str, config: MonitoringRunConfig, retrain: bool) -> RetrainingPlan:
+    """What a ``retrain`` decision runs: training.yaml with the fresh data swapped in, and
+    deployment.yaml's serving, both with the environment's overlays."""
+    model = f"model.name={config.model.name}"
+    training = load_pipeline_config(TrainingRunConfig, env, CONFIG_DIR / "training.yaml", (model,))
+    serving = load_pipeline_config(
+        DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml", (model,)
+    )
+    parameters = training.parameters
+    if config.retraining.data is not None:
+        parameters = parameters.model_copy(update={"data": config.retraining.data})
+    return RetrainingPlan(
+        enabled=retrain and config.retraining.enabled,
+        model=training.model,
+        parameters=parameters,
+        redeploy=config.retraining.redeploy,
+        serving=serving.parameters.serving,
+        stage=serving.stage,
+        training_settings=training.settings,
+        deployment_settings=serving.settings,
+        step_options={**training.steps, **serving.steps, **config.steps},
+    )
+
+
+@click.command()
+@env_option
+@config_option("monitoring")
+@overrides_option
+@click.option("--no-retrain", is_flag=True, help="Report the decision; do not act on it.")
+def monitor(env: str, config_path: Path, overrides: tuple[str, ...], no_retrain: bool) -> None:
+    """Run the continuous-training loop once: compare the window's served and batch
+    predictions with the production model's training data (Evidently), decide (no action,
+    alert, or retrain), and on `retrain` train, gate, promote and redeploy."""
+    config = load_pipeline_config(MonitoringRunConfig, env, config_path, overrides)
+    plan = retraining_plan(env, config, retrain=not no_retrain)
+    activate_stack(env)
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    from pipelines.continuous_training import continuous_training_pipeline
+
+    run = run_pipeline(
+        "continuous training",
+        staged_pipeline(continuous_training_pipeline, config),
+        monitoring=config.parameters.monitoring,
+        plan=plan,
+    )
+    if run is None:
+        return
+    client = Client()
+    run = client.get_pipeline_run(run.id)
+    decision = run.steps["detect_drift"].outputs["monitoring_decision"][0].load()
+    click.echo(f"\nMonitoring decision: {decision.action.upper()} ({decision.rows} rows)")
+    for reason in decision.reasons:
+        click.echo(f"  - {reason}")
+    if decision.drifted_columns:
+        click.echo(f"  drifted: {', '.join(decision.drifted_columns)}")
+    for child in client.list_pipeline_runs(
+        created=f"gte:{run.start_time:%Y-%m-%d %H:%M:%S}", sort_by="asc:created", size=10
+    ).items:
+        if child.id == run.id or child.pipeline is None:
+            continue
+        if child.pipeline.name == "retraining_pipeline":
+            outcome = child.steps["promote_model"].outputs["promotion"][0].load()
+            click.echo(f"Retrained: version {outcome.model_version} {outcome}")
+        elif child.pipeline.name == "redeployment_pipeline":
+            live = child.steps["go_live"].outputs["live_service"][0].load()
+            click.echo(f"Redeployed: version {live.model_version} at {live.url}")
+    try:
+        production = client.get_model_version(config.model.name, ModelStages.PRODUCTION).name
+        click.echo(f"Production version of '{config.model.name}': {production}")
+    except KeyError:
+        pass
+
+
+@click.command()
+@env_option
+@click.option("--rows", default=400, show_default=True, help="Requests per phase.")
+@click.option(
+    "--shift", default=1.5, show_default=True, help="Drift of the second phase, in std devs."
+)
+@click.pass_context
+def simulate(ctx: click.Context, env: str, rows: int, shift: float) -> None:
+    """Demonstrate the loop: a stable stream (no action), then a drifting one that
+    monitoring catches, retraining on fresh data, and the new model promoted and served."""
+    from cli.train import train
+
+    config = load_pipeline_config(TrainingRunConfig, env, CONFIG_DIR / "training.yaml")
+    name = config.model.name
+    activate_stack(env)
+    from zenml import Model
+    from zenml.enums import ModelStages
+
+    from tabular_mlops.adapters.champion import load_staged_model
+    from tabular_mlops.adapters.simulation import log_requests, shifted
+
+    production = Model(name=name, version=ModelStages.PRODUCTION)
+    try:
+        staged = load_staged_model(production)
+    except (KeyError, RuntimeError):  # ZenML: no version at that stage
+        click.echo("No production model yet: training one first.")
+        ctx.invoke(train, env=env)
+        staged = load_staged_model(production)
+    target = staged.spec.target
+    workdir = LOCAL_DIR / "simulation" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    for phase, drift in (("stable", 0.0), ("drifting", shift)):
+        click.echo(f"\n=== phase '{phase}': {rows} requests, shift {drift} std devs")
+        world = shifted(staged.train_set, staged.spec, drift, seed=len(phase))
+        log_dir = workdir / phase / "inference_log"
+        log_requests(
+            world.sample(rows, replace=True, random_state=1), staged.model, staged.spec, log_dir
+        )
+        fresh = workdir / phase / "fresh_training_data.parquet"
+        world.to_parquet(fresh)  # the labelled data a retraining would use
+        ctx.invoke(
+            monitor,
+            env=env,
+            overrides=(
+                f"model.name={name}",
+                f"parameters.monitoring.inference_log_dir={log_dir}",
+                f"parameters.monitoring.batch_predictions_dir={workdir / phase / 'batches'}",
+                f"retraining.data={{source: file, path: '{fresh}', target: '{target}'}}",
+            ),
+        )

@@ -1,0 +1,145 @@
+"""``run.py train``: the training pipeline, now, on a schedule, or compiled as a plan."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from cli.common import (
+    activate_stack,
+    config_option,
+    env_option,
+    load_pipeline_config,
+    overrides_option,
+    run_pipeline,
+    staged_pipeline,
+    step_output,
+    zenml_run_config,
+)
+from tabular_mlops.adapters.paths import CONFIG_DIR, PROJECT_ROOT
+from tabular_mlops.core.config import TrainingRunConfig
+
+if TYPE_CHECKING:
+    from zenml.models import PipelineRunResponse
+
+
+@click.command()
+@env_option
+@config_option("training")
+@overrides_option
+@click.option("--no-cache", is_flag=True, help="Run every step, ignoring cached results.")
+@click.option(
+    "--schedule",
+    metavar="CRON",
+    help="Register a ZenML schedule instead of running now (orchestrators that support it).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Compile for the environment's stack and print the plan (steps, settings, image "
+    "requirements); run nothing.",
+)
+def train(
+    env: str,
+    config_path: Path,
+    overrides: tuple[str, ...],
+    no_cache: bool = False,
+    schedule: str | None = None,
+    dry_run: bool = False,
+) -> PipelineRunResponse | None:
+    """Run the training pipeline: ingest, validate data, split, train, evaluate,
+    validate the model against the production champion, register, promote."""
+    config = load_pipeline_config(TrainingRunConfig, env, config_path, overrides)
+    activate_stack(env)
+
+    from zenml import Model
+    from zenml.client import Client
+    from zenml.config.schedule import Schedule
+
+    from pipelines.training import training_pipeline
+
+    if schedule and not Client().active_stack.orchestrator.config.is_schedulable:
+        raise click.ClickException(
+            f"the '{env}' stack's orchestrator cannot run schedules; use cron: "
+            f"`0 3 * * * cd {PROJECT_ROOT} && .venv/bin/python run.py train --env {env}`"
+        )
+    pipeline = training_pipeline.with_options(
+        model=Model(**config.model.model_dump()),
+        enable_cache=config.enable_cache and not no_cache,
+        config_path=zenml_run_config(config.settings, config.steps),
+        schedule=Schedule(cron_expression=schedule) if schedule else None,
+    )
+    if dry_run:
+        _print_plans(env, pipeline, dict(config.parameters))
+        return None
+    run = run_pipeline("training", pipeline, **dict(config.parameters))
+    if run is not None and not schedule:
+        report_training(run)
+    return run
+
+
+def report_training(run: PipelineRunResponse) -> None:
+    """What the run did to the model, its test metrics, and where to look."""
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run.id)
+    cached = sum(step.status.value == "cached" for step in run.steps.values())
+    ended, started = run.end_time, run.start_time
+    seconds = (ended - started).total_seconds() if ended and started else 0.0
+    click.echo(
+        f"\nRun '{run.name}': {run.status.value} in {seconds:.1f} s "
+        f"({cached} of {len(run.steps)} steps cached)"
+    )
+    version = run.model_version
+    if version is not None:
+        outcome = step_output(run, "promote_model", "promotion")
+        report = step_output(run, "evaluate_model", "evaluation_report")
+        metrics = "  ".join(f"{k}={v:.4f}" for k, v in report.metrics.items())
+        click.echo(f"Model '{version.model.name}' version {version.name}: {outcome}")
+        click.echo(f"  test metrics: {metrics}")
+    tracker = Client().active_stack.experiment_tracker
+    click.echo("\nWhere to look:")
+    click.echo("  ZenML dashboard: python run.py dashboard")
+    if tracker is not None:
+        uri = tracker.get_tracking_uri()  # type: ignore[attr-defined]
+        if uri.startswith(("http://", "https://")):
+            click.echo(f"  MLflow UI:       {uri}")
+        else:
+            mlflow_bin = Path(sys.executable).parent / "mlflow"
+            click.echo(f"  MLflow UI:       {mlflow_bin} ui --backend-store-uri {uri}")
+
+
+def _print_plans(env: str, training: Any, parameters: dict[str, Any]) -> None:
+    """Compile every pipeline for the environment's stack and print what would run."""
+    import yaml
+    from zenml.client import Client
+
+    from cli.monitor import retraining_plan
+    from pipelines.batch_inference import batch_inference_pipeline
+    from pipelines.continuous_training import continuous_training_pipeline
+    from pipelines.deployment import deployment_pipeline
+    from tabular_mlops.adapters.deployment.select import target_for
+    from tabular_mlops.adapters.plan import dry_run_plan
+    from tabular_mlops.core.config import BatchRunConfig, DeploymentRunConfig, MonitoringRunConfig
+
+    plans = {"training_pipeline": dry_run_plan(training, **parameters)}
+    for file, model, pipeline in (
+        ("deployment.yaml", DeploymentRunConfig, deployment_pipeline),
+        ("batch_inference.yaml", BatchRunConfig, batch_inference_pipeline),
+        ("monitoring.yaml", MonitoringRunConfig, continuous_training_pipeline),
+    ):
+        config: Any = load_pipeline_config(model, env, CONFIG_DIR / file)
+        arguments = dict(config.parameters)
+        if isinstance(config, MonitoringRunConfig):
+            arguments["plan"] = retraining_plan(env, config, retrain=True)
+        plans[pipeline.name] = dry_run_plan(staged_pipeline(pipeline, config), **arguments)
+        if isinstance(config, MonitoringRunConfig):
+            # a dynamic pipeline configures its steps as it runs them
+            plans[pipeline.name]["step_options"] = arguments["plan"].step_options
+        if isinstance(config, DeploymentRunConfig):
+            target = target_for(Client().active_stack, config.parameters.serving)
+            plans[pipeline.name]["serving"] = target.plan(config.model.name)
+    click.echo(yaml.safe_dump(plans, sort_keys=False, width=100))

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from typing import Any
+
+from zenml import Model, pipeline
+from zenml.steps import BaseStep
+
+from pipelines import deployment, training
+from pipelines.deployment import redeployment_pipeline
+from pipelines.training import retraining_pipeline
+from steps.deployment.find_live_service import find_live_service
+from steps.monitoring.collect_predictions import collect_predictions
+from steps.monitoring.detect_drift import detect_drift
+from tabular_mlops.core.config import MonitoringConfig, RetrainingPlan
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def continuous_training_pipeline(monitoring: MonitoringConfig, plan: RetrainingPlan) -> None:
+    """monitor -> decide -> retrain -> gate -> promote -> redeploy.
+
+    Each stage runs only when the one before says so: a retraining is a child
+    run of the training pipeline, whose gates decide what is promoted; only a
+    promoted model is redeployed, and only where a service of it is live.
+    """
+    configure_steps(plan.step_options)
+    current = collect_predictions(monitoring)
+    decision, _ = detect_drift(current, monitoring)
+    if not plan.enabled or decision.load().action != "retrain":
+        return
+    # a child run: its outputs, not a run record (ZenML's annotation says the latter)
+    promotion: Any = retraining_pipeline.with_options(
+        model=Model(**plan.model.model_dump()), settings=plan.training_settings
+    )(**dict(plan.parameters))
+    if not plan.redeploy or not promotion.load().promoted:
+        return
+    if find_live_service(plan.serving).load():
+        redeployment_pipeline.with_options(
+            model=Model(name=plan.model.name, version=plan.stage),
+            settings=plan.deployment_settings,
+        )(serving=plan.serving)
+
+
+def configure_steps(step_options: dict[str, dict[str, Any]]) -> None:
+    """Apply the configs' per-step settings (e.g. prod's pod volumes and resources).
+
+    ZenML 0.98 ignores a run config's ``steps:`` in dynamic pipelines ("cannot be
+    applied to any pipeline step invocations"), so the step objects that this run
+    and its child runs invoke are configured directly.
+    """
+    known = {
+        candidate.name: candidate
+        for module in (training, deployment)
+        for candidate in vars(module).values()
+        if isinstance(candidate, BaseStep)
+    }
+    known.update({s.name: s for s in (collect_predictions, detect_drift, find_live_service)})
+    for name, options in step_options.items():
+        if name not in known:
+            raise ValueError(
+                f"steps.{name}: no step of that name in the loop; known: {sorted(known)}"
+            )
+        known[name].configure(**options)

@@ -1,0 +1,285 @@
+"""Score a file of rows with a model, chunk by chunk, file to file.
+
+Memory holds one chunk at a time, so a file larger than RAM scores as well
+as a small one. Rows the model cannot take (a number that is not one, a value
+missing where training data never had one) are written aside with the reason;
+they do not sink the batch. A batch without the model's columns stops at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
+
+from tabular_mlops.core.scoring import Scorer, scorer_for
+from tabular_mlops.core.spec import ServingSpec
+
+REASON = "rejection_reason"
+#: the file name prefix of the per-batch feature sample that monitoring reads
+MONITORING_SAMPLE_PREFIX = "monitoring-sample-"
+T = TypeVar("T")
+ROW_NUMBER = "row_number"
+PARQUET_READ_BUFFER = 1 << 20
+
+
+class BatchSchemaError(ValueError):
+    """The batch as a whole does not fit the model; the message names file and columns."""
+
+
+class BatchResult(BaseModel):
+    batch_id: str
+    model_version: str
+    rows_read: int
+    rows_scored: int
+    rows_rejected: int
+    predictions_path: str
+    rejected_path: str | None
+    seconds: float
+
+
+def file_columns(path: Path) -> list[str]:
+    if not path.is_file():
+        raise BatchSchemaError(f"{path}: no such batch file")
+    if path.suffix.lower() == ".parquet":
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    with pa_csv.open_csv(path) as reader:
+        return list(reader.schema.names)
+
+
+def check_columns(path: Path, spec: ServingSpec) -> None:
+    missing = [f.name for f in spec.features if f.name not in file_columns(path)]
+    if missing:
+        raise BatchSchemaError(
+            f"{path}: missing column(s) {missing} that model '{spec.model_name}' "
+            f"version {spec.model_version} was trained on"
+        )
+
+
+NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+def read_chunks(
+    path: Path, spec: ServingSpec, chunk_rows: int
+) -> Iterator[tuple[pd.DataFrame, pd.Series | None]]:
+    """Frames of at most about ``chunk_rows`` rows, numeric features as numbers, and per row
+    the values that could not be read as numbers (None: every value could). CSV features
+    arrive as text, so that a bad value is its row's problem, not a parse error for the
+    whole file."""
+    if path.suffix.lower() == ".parquet":
+        # Page by page through a small buffer, not whole column chunks pre-buffered:
+        # memory then follows ``chunk_rows`` whatever the file's row groups
+        # (bench/batch_levers.py, 3M rows in one row group: 152 MB of Arrow memory at
+        # most against 816 MB pre-buffered, and faster).
+        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_READ_BUFFER)
+        batches: Iterator[pa.RecordBatch] = parquet.iter_batches(batch_size=chunk_rows)
+    else:
+        as_text = {f.name: pa.string() for f in spec.features}
+        batches = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=64 << 20),
+            convert_options=pa_csv.ConvertOptions(column_types=as_text, strings_can_be_null=True),
+        )
+    numeric = [f.name for f in spec.features if f.kind == "numeric"]
+    for batch in batches:
+        yield _numbers_from_text(batch, numeric)
+
+
+def _numbers_from_text(
+    batch: pa.RecordBatch, numeric: list[str]
+) -> tuple[pd.DataFrame, pd.Series | None]:
+    """Cast text columns that should be numeric, in Arrow (vectorised); note the misfits."""
+    columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+    problems: list[tuple[str, pa.Array, pa.Array]] = []
+    for name in numeric:
+        text = columns[name]
+        if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
+            continue
+        try:  # the common case: every value is a number, and one cast does it
+            columns[name] = pc.cast(text, pa.float64())
+            continue
+        except pa.ArrowInvalid:
+            pass
+        is_number = pc.match_substring_regex(text, NUMBER)
+        bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(is_number, False)))
+        columns[name] = pc.cast(pc.if_else(is_number, text, None), pa.float64())
+        if pc.any(bad).as_py():
+            problems.append((name, bad, text))
+    frame = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns)).to_pandas()
+    if not problems:
+        return frame, None
+    reasons = pd.Series(None, index=frame.index, dtype=object)  # None: nothing wrong
+    for name, bad, text in problems:
+        mask = bad.to_numpy(zero_copy_only=False)
+        values = pd.Series(text.to_pylist())[mask]
+        reasons[mask] = reasons[mask].fillna("") + (
+            f"column '{name}': " + values.map(repr) + " is not a number; "
+        )
+    return frame, reasons
+
+
+def split_bad_rows(
+    chunk: pd.DataFrame, reasons: pd.Series | None, spec: ServingSpec
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows the model can score; rejected rows with the reason for each)."""
+    required = [f.name for f in spec.features if not f.nullable]
+    missing_required = any(chunk[name].isna().any() for name in required)  # no copy
+    if reasons is None and not missing_required:  # the common case: no copy
+        return chunk, chunk.iloc[:0].assign(**{REASON: pd.Series(dtype=object)})
+    if reasons is None:
+        reasons = pd.Series(None, index=chunk.index, dtype=object)
+    unreadable = reasons.notna()
+    if missing_required:
+        for name in required:
+            missing = chunk[name].isna() & ~unreadable
+            if missing.any():
+                reasons[missing] = reasons[missing].fillna("") + (
+                    f"column '{name}': missing, never missing in training; "
+                )
+    rejected = reasons.notna()
+    bad_rows = chunk[rejected].assign(**{REASON: reasons[rejected].str.rstrip("; ")})
+    return chunk[~rejected], bad_rows
+
+
+def score_file(
+    path: Path,
+    model: Pipeline,
+    spec: ServingSpec,
+    output_dir: Path,
+    batch_id: str,
+    chunk_rows: int,
+    now: datetime,
+    monitoring_sample_rows: int = 5_000,
+) -> BatchResult:
+    """Predictions carry the row number, the input's non-feature columns (ids), the label,
+    the class probabilities, model version, batch id and time. The features of the first
+    ``monitoring_sample_rows`` scored rows go to a sample file that monitoring reads:
+    rewriting every feature of every row would cost more than scoring them."""
+    started = time.perf_counter()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    predictions_path = output_dir / f"predictions-{batch_id}.parquet"
+    rejected_path = output_dir / f"rejected-{batch_id}.csv"
+    features = [f.name for f in spec.features]
+    classes = np.asarray(spec.classes, dtype=object)
+    writer: pq.ParquetWriter | None = None
+    scorer: Scorer | None = None
+    sample: list[pd.DataFrame] = []
+    rows_read = rows_scored = rows_rejected = sampled = 0
+    try:
+        for chunk, reasons in prefetched(read_chunks(path, spec, chunk_rows)):
+            chunk.insert(0, ROW_NUMBER, np.arange(rows_read, rows_read + len(chunk)))
+            rows_read += len(chunk)
+            good, bad = split_bad_rows(chunk, reasons, spec)
+            if len(bad):
+                bad.to_csv(rejected_path, mode="a", header=rows_rejected == 0, index=False)
+                rows_rejected += len(bad)
+            if good.empty:
+                continue
+            if scorer is None:
+                scorer = scorer_for(model, features, good.head(1000)[features])
+            probabilities = scorer.predict_proba_frame(good)
+            predicted = probabilities.argmax(axis=1)
+            labels = classes[predicted]
+            keys = good[[c for c in good.columns if c not in features]]
+            table = pa.Table.from_pandas(keys, preserve_index=False)
+            # Repeated strings as dictionaries: encoding a million copies costs more
+            # than the scoring.
+            constant = pa.array(np.zeros(len(good), dtype=np.int32))
+            outputs = {
+                "prediction": pa.DictionaryArray.from_arrays(
+                    pa.array(predicted.astype(np.int32)), pa.array(spec.classes)
+                ),
+                **{f"probability_{c}": probabilities[:, i] for i, c in enumerate(spec.classes)},
+                "model_version": pa.DictionaryArray.from_arrays(
+                    constant, pa.array([spec.model_version])
+                ),
+                "batch_id": pa.DictionaryArray.from_arrays(constant, pa.array([batch_id])),
+                "scored_at": pa.array(
+                    np.full(len(good), np.datetime64(now.replace(tzinfo=None), "us")),
+                    pa.timestamp("us", tz="UTC"),
+                ),
+            }
+            for name, column in outputs.items():
+                table = table.append_column(
+                    name, pa.array(column) if isinstance(column, np.ndarray) else column
+                )
+            if writer is None:
+                # Dictionary pages only where values repeat: trying them on every
+                # probability column made the write three times slower
+                # (bench/batch_levers.py).
+                repeating = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
+                writer = pq.ParquetWriter(predictions_path, table.schema, use_dictionary=repeating)
+            writer.write_table(table.cast(writer.schema))
+            if sampled < monitoring_sample_rows:
+                take = good.head(monitoring_sample_rows - sampled)[features]
+                sample.append(take.assign(prediction=labels[: len(take)]))
+                sampled += len(take)
+            rows_scored += len(good)
+    finally:
+        if writer is not None:
+            writer.close()
+    if sample:
+        pd.concat(sample, ignore_index=True).assign(scored_at=pd.Timestamp(now)).to_parquet(
+            output_dir / f"{MONITORING_SAMPLE_PREFIX}{batch_id}.parquet", index=False
+        )
+    return BatchResult(
+        batch_id=batch_id,
+        model_version=spec.model_version,
+        rows_read=rows_read,
+        rows_scored=rows_scored,
+        rows_rejected=rows_rejected,
+        predictions_path=str(predictions_path),
+        rejected_path=str(rejected_path) if rows_rejected else None,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Produce the next item on a thread while the caller works on this one: reading
+    and parsing (Arrow releases the GIL) overlap with scoring and writing."""
+    buffer: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+
+    def produce() -> None:
+        try:
+            for item in items:
+                buffer.put((True, item))
+            buffer.put((False, None))
+        except BaseException as exc:  # re-raised in the consumer
+            buffer.put((False, exc))
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        more, item = buffer.get()
+        if not more:
+            if item is not None:
+                raise item
+            return
+        yield item
+
+
+def read_sample(path: Path, spec: ServingSpec, rows: int) -> pd.DataFrame:
+    """The first ``rows`` scorable rows of the file, for the drift report."""
+    parts: list[pd.DataFrame] = []
+    taken = 0
+    for chunk, reasons in read_chunks(path, spec, rows):
+        good, _ = split_bad_rows(chunk, reasons, spec)
+        parts.append(good.head(rows - taken))
+        taken += len(parts[-1])
+        if taken >= rows:
+            break
+    if not parts:
+        return pd.DataFrame(columns=[f.name for f in spec.features])
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,107 @@
+"""The production champion: the model version at the promotion stage, if any."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import pandas as pd
+from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
+
+from tabular_mlops.core.spec import ServingSpec
+
+if TYPE_CHECKING:
+    from zenml import Model as ZenMLModel
+
+
+class Champion(BaseModel):
+    """A reference to the champion's artifacts.
+
+    Steps take it as an input, so their cache key changes exactly when the
+    champion does, while they stay cached across runs against the same one.
+    """
+
+    model_version_id: UUID | None = None
+    version: str | None = None
+    model_artifact_id: UUID | None = None
+    train_set_artifact_id: UUID | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.model_version_id is not None
+
+
+def find_champion(model_name: str, stage: str) -> Champion:
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        version = Client().get_model_version(model_name, ModelStages(stage))
+    except KeyError:
+        return Champion()
+    model = version.get_artifact("model")
+    train_set = version.get_artifact("train_set")
+    return Champion(
+        model_version_id=version.id,
+        version=version.name,
+        model_artifact_id=model.id if model else None,
+        train_set_artifact_id=train_set.id if train_set else None,
+    )
+
+
+def load_artifact(artifact_id: UUID) -> Any:
+    from zenml.client import Client
+
+    return Client().get_artifact_version(artifact_id).load()
+
+
+@dataclass(frozen=True)
+class StagedModel:
+    """A model version's fitted pipeline with the data and serving spec derived from it."""
+
+    model: Pipeline
+    train_set: pd.DataFrame
+    test_set: pd.DataFrame
+    spec: ServingSpec
+
+    @property
+    def features(self) -> list[str]:
+        return [f.name for f in self.spec.features]
+
+
+def load_staged_model(zenml_model: ZenMLModel) -> StagedModel:
+    """The artifacts of the run's model version (e.g. the one at `production`).
+
+    Several steps of a run need them; loaded once per version and process, the
+    local orchestrator's steps share one copy instead of reading it six times.
+    """
+    return _load_version(zenml_model.id)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_version(model_version_id: UUID) -> StagedModel:
+    from zenml.client import Client
+
+    version = Client().get_model_version(model_version_name_or_number_or_id=model_version_id)
+
+    def artifact(name: str) -> Any:
+        found = version.get_artifact(name)
+        if found is None:
+            raise LookupError(
+                f"model '{version.model.name}' version {version.name} has no '{name}' "
+                "artifact: was it made by this project's training pipeline?"
+            )
+        return found.load()
+
+    model: Pipeline = artifact("model")
+    train_set: pd.DataFrame = artifact("train_set")
+    test_set: pd.DataFrame = artifact("test_set")
+    features = list(model.feature_names_in_)
+    [target] = [c for c in train_set.columns if c not in features]
+    spec = ServingSpec.from_training_data(
+        version.model.name, str(version.number), train_set, target, list(model.classes_)
+    )
+    return StagedModel(model, train_set, test_set, spec)

@@ -1,0 +1,147 @@
+"""Load, overlay and validate the YAML configs.
+
+Precedence, lowest first: the pipeline config file, the environment's
+``overrides`` for that pipeline, then ``--set key.path=value`` flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tabular_mlops.adapters.paths import CONFIG_DIR, ENVIRONMENTS_DIR, PROJECT_ROOT
+from tabular_mlops.core.config import EnvironmentConfig
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config file or flag is wrong; the message names the file and the key."""
+
+
+def available_environments() -> list[str]:
+    return sorted(path.stem for path in ENVIRONMENTS_DIR.glob("*.yaml"))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overlay`` into ``base``: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Set ``dotted.key=value`` overrides; values are parsed as YAML (scalars, lists, mappings).
+
+    The value replaces what the key held, so ``--set parameters.training.params={}``
+    clears the estimator's parameters rather than merging nothing into them.
+    """
+    result = dict(data)
+    for override in overrides:
+        key, sep, raw_value = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set '{override}': expected KEY.PATH=VALUE")
+        try:
+            value = yaml.safe_load(raw_value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set '{override}': value is not valid YAML: {exc}") from exc
+        *parents, leaf = key.strip().split(".")
+        node = result
+        for part in parents:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[part]
+        node[leaf] = value
+    return result
+
+
+def validate(model: type[ModelT], data: Mapping[str, Any], source: str) -> ModelT:
+    """Validate ``data`` against ``model``; errors name ``source`` and each bad key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "<top level>"
+            message = error["msg"]
+            if error["type"] not in ("missing", "extra_forbidden") and "input" in error:
+                message += f" (got {error['input']!r})"
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (misspelt?)"
+            problems.append(f"  {key}: {message}")
+        raise ConfigError(f"{source}: invalid config\n" + "\n".join(problems)) from None
+
+
+def environment_path(env: str) -> Path:
+    """``configs/environments/<env>.yaml``, or ``env`` itself when it names a YAML file."""
+    if env.endswith((".yaml", ".yml")):
+        if not Path(env).is_file():
+            raise ConfigError(f"{env}: no such environment file")
+        return Path(env)
+    path = ENVIRONMENTS_DIR / f"{env}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown environment '{env}': no {path.relative_to(CONFIG_DIR.parent)}; "
+            f"available: {', '.join(available_environments())}"
+        )
+    return path
+
+
+def load_environment(env: str) -> EnvironmentConfig:
+    path = environment_path(env)
+    return validate(EnvironmentConfig, read_yaml(path), str(path))
+
+
+def load_run_config(
+    model: type[ModelT],
+    config_path: Path,
+    environment: EnvironmentConfig,
+    overrides: Iterable[str] = (),
+) -> ModelT:
+    """The pipeline config at ``config_path``, overlaid by the environment and ``--set`` flags."""
+    overrides = list(overrides)
+    data = read_yaml(config_path)
+    data = deep_merge(data, environment.overrides.get(config_path.stem, {}))
+    data = apply_overrides(data, overrides)
+    source = str(config_path)
+    if environment.overrides.get(config_path.stem) or overrides:
+        source += " (with environment overrides and --set flags applied)"
+    return anchor_paths(validate(model, data, source), PROJECT_ROOT)
+
+
+def anchor_paths(config: ModelT, root: Path) -> ModelT:
+    """Every relative path in ``config`` taken from ``root`` (the checkout), not from
+    wherever the command was started: ``.local/serving`` is the same directory for
+    ``deploy``, for the steps, and for ``deploy --status``."""
+    updates: dict[str, Any] = {}
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            updates[name] = root / value
+        elif isinstance(value, BaseModel):
+            anchored = anchor_paths(value, root)
+            if anchored is not value:
+                updates[name] = anchored
+    return config.model_copy(update=updates) if updates else config

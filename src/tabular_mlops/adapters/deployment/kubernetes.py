@@ -1,0 +1,337 @@
+"""Serve bentos as containers on Kubernetes, blue/green, through the stack's deployer.
+
+ZenML 0.98's ``kubernetes`` Deployer deploys pipeline snapshots, not bentos,
+so its cluster connection (kube context or service connector) and its
+settings (namespace, labels, annotations, pull secrets, service account) are
+used, and the resources are applied with ZenML's own ``KubernetesApplier``:
+
+- one Deployment and one Service per candidate, named after model version and
+  bento build, so a candidate never touches the live pods;
+- one stable Service per model, ``<model>``, whose selector the switch moves to
+  the smoke-tested candidate; it carries the live record as an annotation, so
+  the cluster itself says what is served.
+
+The smoke test reaches the candidate's in-cluster address: on prod the step
+runs in a pod of the same cluster (Kubernetes orchestrator).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from tabular_mlops.adapters.deployment.container_image import build_bento_image, image_name
+from tabular_mlops.adapters.deployment.packaging import bento_model_name
+from tabular_mlops.adapters.deployment.target import (
+    BentoPackage,
+    KubernetesRelease,
+    RunningService,
+    UnsupportedStackError,
+)
+from tabular_mlops.core.config import ContainerServingConfig, ServingConfig
+from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings
+
+if TYPE_CHECKING:
+    from zenml.container_registries import BaseContainerRegistry
+    from zenml.image_builders import BaseImageBuilder
+    from zenml.integrations.kubernetes.flavors import KubernetesDeployerSettings
+    from zenml.integrations.kubernetes.k8s_applier import KubernetesApplier
+    from zenml.stack import Stack
+
+LIVE_RECORD = "tabular-mlops/live-service"
+MODEL_LABEL = "app.kubernetes.io/name"
+RELEASE_LABEL = "app.kubernetes.io/instance"
+FIELD_MANAGER = "tabular-mlops"
+
+
+class CandidateNotReadyError(RuntimeError):
+    """The candidate's pods did not become ready; its resources were removed."""
+
+
+def dns_name(text: str, limit: int = 63) -> str:
+    """A Kubernetes object name (RFC 1123 label) from free text."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return name[:limit].rstrip("-")
+
+
+def release_name(model_name: str, model_version: str, bento_tag: str) -> str:
+    """``<model>-v<version>-<bento build>``: a redeploy of one version is a new release."""
+    build = bento_tag.partition(":")[2][:8] or "latest"
+    suffix = dns_name(f"-v{model_version}-{build}")
+    return f"{dns_name(model_name, 62 - len(suffix))}-{suffix}"
+
+
+def deployment_manifest(
+    release: str,
+    model_name: str,
+    image: str,
+    settings: ServingSettings,
+    container: ContainerServingConfig,
+    defaults: KubernetesDeployerSettings,
+) -> dict[str, Any]:
+    """The pod logs requests to the inference log mount, a volume when a claim is set."""
+    labels = {**defaults.labels, MODEL_LABEL: dns_name(model_name), RELEASE_LABEL: release}
+    in_pod = settings.model_copy(update={"inference_log_dir": container.inference_log_mount})
+    pod: dict[str, Any] = {
+        "containers": [
+            {
+                "name": "bento",
+                "image": image,
+                "imagePullPolicy": defaults.image_pull_policy,
+                "args": ["--port", str(container.port)],
+                "ports": [{"name": "http", "containerPort": container.port}],
+                "env": [{"name": SETTINGS_ENV, "value": in_pod.model_dump_json()}],
+                "resources": {
+                    "requests": {"cpu": container.cpu, "memory": container.memory},
+                    "limits": {"memory": container.memory},
+                },
+                "readinessProbe": _probe("/readyz", container.port),
+                "livenessProbe": {**_probe("/livez", container.port), "initialDelaySeconds": 30},
+            }
+        ],
+    }
+    if defaults.service_account_name:
+        pod["serviceAccountName"] = defaults.service_account_name
+    if defaults.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in defaults.image_pull_secrets]
+    if container.inference_log_claim:
+        pod["volumes"] = [
+            {
+                "name": "inference-log",
+                "persistentVolumeClaim": {"claimName": container.inference_log_claim},
+            }
+        ]
+        pod["containers"][0]["volumeMounts"] = [
+            {"name": "inference-log", "mountPath": container.inference_log_mount}
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": release, "labels": labels, "annotations": dict(defaults.annotations)},
+        "spec": {
+            "replicas": container.replicas,
+            "selector": {"matchLabels": {RELEASE_LABEL: release}},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+        },
+    }
+
+
+def _probe(path: str, port: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": 5, "timeoutSeconds": 3}
+
+
+def service_manifest(
+    name: str,
+    model_name: str,
+    release: str,
+    container: ContainerServingConfig,
+    service_type: str = "ClusterIP",
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "labels": {MODEL_LABEL: dns_name(model_name)},
+            "annotations": annotations or {},
+        },
+        "spec": {
+            "type": service_type,
+            "selector": {RELEASE_LABEL: release},
+            "ports": [{"name": "http", "port": container.port, "targetPort": "http"}],
+        },
+    }
+
+
+class KubernetesTarget:
+    def __init__(
+        self,
+        connect: Callable[[], KubernetesApplier],
+        image_builder: BaseImageBuilder,
+        container_registry: BaseContainerRegistry,
+        defaults: KubernetesDeployerSettings,
+        serving: ServingConfig,
+    ) -> None:
+        self._connect = connect
+        self.image_builder = image_builder
+        self.container_registry = container_registry
+        self.defaults = defaults
+        self.namespace = defaults.namespace
+        self.serving = serving
+
+    @property
+    def container(self) -> ContainerServingConfig:
+        return self.serving.container
+
+    @functools.cached_property
+    def applier(self) -> KubernetesApplier:
+        """Connected on first use: publishing the image needs no cluster access."""
+        return self._connect()
+
+    @classmethod
+    def from_stack(cls, stack: Stack, serving: ServingConfig) -> KubernetesTarget:
+        from zenml.integrations.kubernetes import kube_utils
+        from zenml.integrations.kubernetes.deployers import KubernetesDeployer
+        from zenml.integrations.kubernetes.k8s_applier import KubernetesApplier
+
+        deployer = stack.deployer
+        if not isinstance(deployer, KubernetesDeployer):
+            raise UnsupportedStackError(
+                f"the '{stack.name}' stack's deployer is not ZenML's kubernetes deployer"
+            )
+        builder, registry = stack.image_builder, stack.container_registry
+        if builder is None or registry is None:
+            missing = "an image_builder" if builder is None else "a container_registry"
+            raise UnsupportedStackError(
+                f"the '{stack.name}' stack serves containers through its kubernetes "
+                f"deployer, and needs {missing} to build and push the bento's image"
+            )
+
+        def connect() -> KubernetesApplier:
+            # Steps run in pods on prod, where the submitting machine's kube context
+            # does not exist: there the pod's own service account connects.
+            incluster = deployer.config.incluster or kube_utils.is_inside_kubernetes()
+            return KubernetesApplier(api_client=deployer.get_kube_client(incluster=incluster))
+
+        return cls(connect, builder, registry, deployer.config, serving)
+
+    def url(self, name: str) -> str:
+        return f"http://{name}.{self.namespace}.svc.cluster.local:{self.container.port}"
+
+    def publish(self, bento_tag: str) -> str:
+        return build_bento_image(bento_tag, self.image_builder, self.container_registry)
+
+    def start(self, package: BentoPackage) -> RunningService:
+        model_name, image = package.model_name, package.published
+        release = release_name(model_name, package.model_version, package.bento_tag)
+        self.applier.provision(
+            [
+                deployment_manifest(
+                    release, model_name, image, package.settings, self.container, self.defaults
+                ),
+                service_manifest(release, model_name, release, self.container),
+            ],
+            default_namespace=self.namespace,
+            field_manager=FIELD_MANAGER,
+        )
+        try:
+            self.applier.wait_for_deployment_ready(
+                release, self.namespace, timeout=self.container.ready_timeout_seconds
+            )
+        except Exception as exc:
+            self._delete(release)
+            raise CandidateNotReadyError(
+                f"deployment {self.namespace}/{release} (image {image}) did not "
+                f"become ready within {self.container.ready_timeout_seconds} s: {exc}; "
+                "its resources were removed, the live service is untouched"
+            ) from exc
+        return RunningService(
+            model_name=model_name,
+            model_version=package.model_version,
+            bento_tag=package.bento_tag,
+            url=self.url(release),
+            started_at=datetime.now(UTC),
+            runs_as=KubernetesRelease(namespace=self.namespace, deployment=release, image=image),
+        )
+
+    def live(self, model_name: str) -> RunningService | None:
+        stable = self._get("v1", "Service", dns_name(model_name))
+        annotations = (stable["metadata"].get("annotations") or {}) if stable else {}
+        record = annotations.get(LIVE_RECORD)
+        return None if record is None else RunningService.model_validate_json(record)
+
+    def switch(self, candidate: RunningService) -> RunningService:
+        release = candidate.runs_as
+        if not isinstance(release, KubernetesRelease):
+            raise TypeError(f"{candidate.instance} is not a Kubernetes release")
+        stable = dns_name(candidate.model_name)
+        record = candidate.model_copy(update={"url": self.url(stable)})
+        self.applier.provision(
+            [
+                service_manifest(
+                    stable,
+                    candidate.model_name,
+                    release.deployment,
+                    self.container,
+                    self.container.service_type,
+                    {**self.defaults.annotations, LIVE_RECORD: record.model_dump_json()},
+                )
+            ],
+            default_namespace=self.namespace,
+            field_manager=FIELD_MANAGER,
+        )
+        return record
+
+    def stop(self, service: RunningService) -> None:
+        if isinstance(service.runs_as, KubernetesRelease):
+            self._delete(service.runs_as.deployment)
+
+    def forget(self, model_name: str) -> None:
+        self._delete_items([("v1", "Service", dns_name(model_name))])
+
+    def is_answering(self, service: RunningService) -> bool:
+        """Ready replicas as the cluster reports them: its address is in-cluster only."""
+        if not isinstance(service.runs_as, KubernetesRelease):
+            return False
+        deployment = self._get("apps/v1", "Deployment", service.runs_as.deployment)
+        status = (deployment.get("status") or {}) if deployment else {}
+        return int(status.get("readyReplicas") or 0) > 0
+
+    def plan(self, model_name: str) -> dict[str, Any]:
+        """The image and the manifests of an example release (version 1, build 'example')."""
+        bento = f"{bento_model_name(model_name)}_service:example"
+        release = release_name(model_name, "1", bento)
+        image = image_name(self.container_registry.config.uri, bento)
+        settings = ServingSettings(
+            model_tag=f"{bento_model_name(model_name)}:example",
+            workers=self.serving.workers,
+            max_batch_rows=self.serving.max_batch_rows,
+        )
+        return {
+            "target": "kubernetes (one Deployment per release, stable Service switched)",
+            "namespace": self.namespace,
+            "image": f"{image}, built by the '{self.image_builder.flavor}' image builder",
+            "stable_url": self.url(dns_name(model_name)),
+            "manifests": [
+                deployment_manifest(
+                    release, model_name, image, settings, self.container, self.defaults
+                ),
+                service_manifest(release, model_name, release, self.container),
+                service_manifest(
+                    dns_name(model_name),
+                    model_name,
+                    release,
+                    self.container,
+                    self.container.service_type,
+                    dict(self.defaults.annotations),
+                ),
+            ],
+        }
+
+    def _get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        """The object as a plain dict, or None when the cluster has none of that name."""
+        from zenml.integrations.kubernetes.serialization_utils import (
+            normalize_resource_to_dict,
+        )
+
+        found = self.applier.get_resource(name, self.namespace, kind, api_version)
+        return None if found is None else normalize_resource_to_dict(found)
+
+    def _delete(self, release: str) -> None:
+        self._delete_items([("apps/v1", "Deployment", release), ("v1", "Service", release)])
+
+    def _delete_items(self, items: list[tuple[str, str, str]]) -> None:
+        from zenml.integrations.kubernetes.k8s_applier import ResourceInventoryItem
+
+        self.applier.delete_from_inventory(
+            [
+                ResourceInventoryItem(
+                    api_version=api_version, kind=kind, namespace=self.namespace, name=name
+                )
+                for api_version, kind, name in items
+            ]
+        )

@@ -1,0 +1,97 @@
+"""Package a trained model as a Bento: the service code, the model, pinned requirements."""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+import joblib
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from tabular_mlops.core.scoring import FastModel, scorer_for
+from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings, ServingSpec
+
+#: the directory that holds the ``tabular_mlops`` package: the bento's build context
+PACKAGE_PARENT = Path(__file__).resolve().parents[3]
+#: the only modules a server imports: the service, and the pure core it scores with
+SERVED_MODULES = [
+    "tabular_mlops/__init__.py",
+    "tabular_mlops/core/__init__.py",
+    "tabular_mlops/core/columns.py",
+    "tabular_mlops/core/scoring.py",
+    "tabular_mlops/core/spec.py",
+    "tabular_mlops/core/transformers.py",
+    "tabular_mlops/serving/*.py",
+]
+#: what the service imports at run time; pinned to the versions installed here
+SERVING_PACKAGES = (
+    "bentoml",
+    "fastapi",
+    "joblib",
+    "numpy",
+    "pandas",
+    "prometheus-client",
+    "pydantic",
+    "scikit-learn",
+)
+
+
+def bento_model_name(model_name: str) -> str:
+    """BentoML names allow lowercase letters, digits, '_', '-' and '.'."""
+    return re.sub(r"[^a-z0-9_.-]", "_", model_name.lower())
+
+
+def fast_path_works(model: Pipeline, spec: ServingSpec, sample: pd.DataFrame) -> bool:
+    return isinstance(scorer_for(model, [f.name for f in spec.features], sample), FastModel)
+
+
+def build_bento(
+    model: Pipeline,
+    spec: ServingSpec,
+    sample: pd.DataFrame,
+    workers: int,
+    max_batch_rows: int,
+    inference_log_dir: Path,
+) -> tuple[str, ServingSettings]:
+    """Save the model in BentoML's model store and build a bento around it.
+
+    Returns the bento tag and the settings a server of it must be started with.
+    """
+    import bentoml
+    from bentoml._internal.bento.build_config import BentoEnvSchema
+
+    name = bento_model_name(spec.model_name)
+    labels = {"zenml_model": name, "zenml_model_version": spec.model_version}
+    with bentoml.models.create(name, labels=labels, metadata=labels) as stored:
+        joblib.dump(model, stored.path_of("model.pkl"))
+        Path(stored.path_of("spec.json")).write_text(spec.model_dump_json(indent=2))
+    settings = ServingSettings(
+        model_tag=str(stored.tag),
+        workers=workers,
+        max_batch_rows=max_batch_rows,
+        inference_log_dir=str(inference_log_dir.resolve()),
+        fast_path=fast_path_works(model, spec, sample),
+    )
+    # Building imports the service module, which reads its settings from the environment.
+    previous = os.environ.get(SETTINGS_ENV)
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    try:
+        bento = bentoml.bentos.build(
+            "tabular_mlops.serving.service:TabularClassifierService",
+            name=f"{name}_service",
+            labels=labels,
+            build_ctx=str(PACKAGE_PARENT),
+            include=SERVED_MODULES,
+            python={"packages": [f"{p}=={version(p)}" for p in SERVING_PACKAGES]},
+            envs=[BentoEnvSchema(name=SETTINGS_ENV, value=settings.model_dump_json())],
+            models=[str(stored.tag)],
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(SETTINGS_ENV, None)
+        else:
+            os.environ[SETTINGS_ENV] = previous
+    return str(bento.tag), settings

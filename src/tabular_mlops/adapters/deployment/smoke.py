@@ -1,0 +1,77 @@
+"""Check a live endpoint against the model's offline answers on real rows."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
+
+from tabular_mlops.serving.app import SOURCE_HEADER
+
+
+class SmokeTestError(RuntimeError):
+    """The new service answered wrongly or not at all; it must not go live."""
+
+
+class SmokeReport(BaseModel):
+    url: str
+    rows: int
+    model_version: str
+    max_probability_difference: float
+
+
+def rows_as_json(rows: pd.DataFrame) -> list[dict[str, object]]:
+    """JSON-ready records: NaN becomes null, numpy scalars become Python ones."""
+    return json.loads(rows.to_json(orient="records"))
+
+
+def smoke_test(
+    url: str, model: Pipeline, rows: pd.DataFrame, expected_version: str, tolerance: float = 1e-6
+) -> SmokeReport:
+    """Send ``rows`` (features only) in one request; compare labels and probabilities."""
+    try:
+        response = httpx.post(
+            f"{url}/predict",
+            json={"rows": rows_as_json(rows)},
+            headers={SOURCE_HEADER: "smoke-test"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        raise SmokeTestError(f"{url}/predict did not answer: {exc}") from exc
+    if response.status_code != 200:
+        raise SmokeTestError(
+            f"{url}/predict answered {response.status_code}: {response.text[:500]}"
+        )
+    answer = response.json()
+    if answer.get("model_version") != expected_version:
+        raise SmokeTestError(
+            f"{url} serves model version {answer.get('model_version')!r}, "
+            f"expected {expected_version!r}"
+        )
+    classes = [str(c) for c in model.classes_]
+    expected = model.predict_proba(rows)
+    served = np.array([[p["probabilities"][c] for c in classes] for p in answer["predictions"]])
+    labels = [p["label"] for p in answer["predictions"]]
+    expected_labels = [classes[i] for i in expected.argmax(axis=1)]
+    if served.shape != expected.shape or labels != expected_labels:
+        wrong = sum(a != b for a, b in zip(labels, expected_labels, strict=False))
+        raise SmokeTestError(
+            f"{url} labels differ from the model's offline predictions on "
+            f"{wrong} of {len(rows)} rows"
+        )
+    difference = float(np.abs(served - expected).max())
+    if difference > tolerance:
+        raise SmokeTestError(
+            f"{url} probabilities differ from offline ones by up to {difference:.2e} "
+            f"(tolerance {tolerance:.0e})"
+        )
+    return SmokeReport(
+        url=url,
+        rows=len(rows),
+        model_version=expected_version,
+        max_probability_difference=difference,
+    )

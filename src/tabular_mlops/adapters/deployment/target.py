@@ -1,0 +1,110 @@
+"""Where a bento is served, chosen by the active stack, never by the pipeline's code.
+
+The deployment pipeline asks a target to publish the bento, start it beside
+the live service, make it live and stop the one it replaces. Two targets:
+
+- ``LocalProcessTarget`` (dev, staging): ``bentoml serve`` processes on
+  127.0.0.1, recorded in a state file per model;
+- ``KubernetesTarget`` (prod, when the stack has a ``kubernetes`` deployer):
+  the bento as an image built by the stack's image builder and pushed to its
+  container registry, one Deployment per model version, and a stable Service
+  whose selector is switched to the smoke-tested version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from tabular_mlops.core.spec import ServingSettings
+
+
+class LocalProcess(BaseModel):
+    """A ``bentoml serve`` process group on this machine."""
+
+    target: Literal["local"] = "local"
+    pid: int
+    port: int
+    log_file: str
+
+    @property
+    def instance(self) -> str:
+        return f"pid {self.pid}"
+
+    def describe(self, bento_tag: str) -> str:
+        return f"bento {bento_tag}, pid {self.pid}, log {self.log_file}"
+
+
+class KubernetesRelease(BaseModel):
+    """A Deployment (and its Service) of one model version on the cluster."""
+
+    target: Literal["kubernetes"] = "kubernetes"
+    namespace: str
+    deployment: str
+    image: str
+
+    @property
+    def instance(self) -> str:
+        return f"deployment {self.deployment}"
+
+    def describe(self, bento_tag: str) -> str:
+        return f"deployment {self.namespace}/{self.deployment}, image {self.image}"
+
+
+class RunningService(BaseModel):
+    """One served model version: what it is, where it answers, and what runs it."""
+
+    model_name: str
+    model_version: str
+    bento_tag: str
+    url: str
+    started_at: datetime
+    runs_as: LocalProcess | KubernetesRelease = Field(discriminator="target")
+
+    @property
+    def instance(self) -> str:
+        """What distinguishes two services of one model: process or Deployment."""
+        return self.runs_as.instance
+
+    def describe(self) -> str:
+        return self.runs_as.describe(self.bento_tag)
+
+
+class BentoPackage(BaseModel):
+    """A built bento, published where the target starts it from."""
+
+    model_name: str
+    model_version: str
+    bento_tag: str
+    #: what the target starts: the bento tag (local store) or the pushed image
+    published: str
+    settings: ServingSettings
+
+
+class ServingTarget(Protocol):
+    def publish(self, bento_tag: str) -> str:
+        """Make the bento startable where it will run; returns what ``start`` takes."""
+
+    def start(self, package: BentoPackage) -> RunningService:
+        """Start the candidate beside the live service and wait until it is ready."""
+
+    def live(self, model_name: str) -> RunningService | None: ...
+
+    def switch(self, candidate: RunningService) -> RunningService:
+        """Send the model's traffic to ``candidate``; returns the live record."""
+
+    def stop(self, service: RunningService) -> None: ...
+
+    def forget(self, model_name: str) -> None:
+        """Stop routing traffic for the model (after its live service was stopped)."""
+
+    def is_answering(self, service: RunningService) -> bool: ...
+
+    def plan(self, model_name: str) -> dict[str, Any]:
+        """Where and how a deployment of the model would serve, for ``--dry-run``."""
+
+
+class UnsupportedStackError(RuntimeError):
+    """The active stack has no component this pipeline can serve through."""

@@ -1,0 +1,63 @@
+"""What monitoring reads: the serving log, batch feature samples, and late labels."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+from sklearn.metrics import accuracy_score, f1_score
+
+from tabular_mlops.adapters.batch import MONITORING_SAMPLE_PREFIX
+from tabular_mlops.core.config import MonitoringConfig
+from tabular_mlops.core.signals import PREDICTION
+from tabular_mlops.serving.inference_log import read_records
+
+
+class LabelsError(ValueError):
+    """The labels file cannot be used; the message names the file and column."""
+
+
+def collect(
+    config: MonitoringConfig, features: list[str], start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Live requests from the serving log and the feature samples of batches scored in
+    [start, end)."""
+    frames = []
+    logged = read_records(config.inference_log_dir, start, end)
+    if not logged.empty:
+        live = logged[logged["source"] == "live"]
+        frames.append(live[[*features, PREDICTION, "request_id", "row"]].assign(origin="online"))
+    for path in sorted(Path(config.batch_predictions_dir).glob(f"{MONITORING_SAMPLE_PREFIX}*")):
+        table = pq.read_table(path, columns=[*features, PREDICTION, "scored_at"])
+        batch = table.to_pandas()
+        scored_at = pd.to_datetime(batch["scored_at"], utc=True)
+        in_window = (scored_at >= pd.Timestamp(start)) & (scored_at < pd.Timestamp(end))
+        if in_window.any():
+            frames.append(batch.loc[in_window, [*features, PREDICTION]].assign(origin="batch"))
+    if not frames:
+        return pd.DataFrame(columns=[*features, PREDICTION, "request_id", "row", "origin"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def performance(current: pd.DataFrame, labels_path: Path | None) -> dict[str, float] | None:
+    """Accuracy and macro F1 of logged predictions whose ground truth has arrived."""
+    if labels_path is None:
+        return None
+    if not labels_path.is_file():
+        raise LabelsError(f"{labels_path}: no such labels file")
+    labels = pd.read_csv(labels_path, dtype={"request_id": str})
+    missing = {"request_id", "row", "label"} - set(labels.columns)
+    if missing:
+        raise LabelsError(f"{labels_path}: missing column(s) {sorted(missing)}")
+    online = current.dropna(subset=["request_id"])
+    joined = online.merge(labels, on=["request_id", "row"], how="inner")
+    if joined.empty:
+        return None
+    truth, predicted = joined["label"].astype(str), joined[PREDICTION].astype(str)
+    return {
+        "labelled_rows": float(len(joined)),
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "f1_macro": float(f1_score(truth, predicted, average="macro")),
+    }

@@ -1,0 +1,44 @@
+"""Loopback networking shared by every local server this project starts and waits for."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+
+#: every local server binds here, never a public interface
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port on ``HOST`` that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(url: str, timeout: float = 2) -> bool:
+    """Whether ``url`` answers 200 to a GET."""
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    timeout: float,
+    gave_up: Callable[[], bool] = lambda: False,
+    interval: float = 0.2,
+) -> bool:
+    """Poll ``ready`` until it holds (True), ``gave_up`` holds or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return True
+        if gave_up():
+            return False
+        time.sleep(interval)
+    return ready()

@@ -1,0 +1,133 @@
+"""Start and stop the servers an environment's stack talks to (staging: MLflow, ZenML).
+
+Both bind 127.0.0.1. The MLflow server runs as its own process group, its pid
+in a file beside its store; the ZenML server is ZenML's own local daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tabular_mlops.adapters.config_files import anchor_paths
+from tabular_mlops.adapters.net import HOST, answers, wait_until
+from tabular_mlops.adapters.processes import stop_process_group
+from tabular_mlops.core.config import MlflowServerSpec, ServicesSpec
+
+if TYPE_CHECKING:
+    from zenml.client import Client
+
+BIN = Path(sys.executable).parent
+logger = logging.getLogger(__name__)
+
+
+class ServerError(RuntimeError):
+    """A server did not start or stop; the message says which and why."""
+
+
+def _pid_file(spec: MlflowServerSpec) -> Path:
+    return spec.backend_store.parent / "mlflow-server.pid"
+
+
+def mlflow_url(spec: MlflowServerSpec) -> str:
+    return f"http://{HOST}:{spec.port}"
+
+
+def start_mlflow(spec: MlflowServerSpec, timeout: float = 90) -> str:
+    url = mlflow_url(spec)
+    if answers(f"{url}/health"):
+        return url
+    spec.backend_store.parent.mkdir(parents=True, exist_ok=True)
+    spec.artifacts_destination.mkdir(parents=True, exist_ok=True)
+    log = (spec.backend_store.parent / "mlflow-server.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(BIN / "mlflow"), "server",
+            "--backend-store-uri", f"sqlite:///{spec.backend_store.resolve()}",
+            "--artifacts-destination", str(spec.artifacts_destination.resolve()),
+            "--host", HOST, "--port", str(spec.port), "--workers", "1",
+        ],
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    _pid_file(spec).write_text(str(process.pid))
+    logger.info("started mlflow server (pid %s) on %s", process.pid, url)
+    if wait_until(lambda: answers(f"{url}/health"), timeout, lambda: process.poll() is not None):
+        return url
+    if process.poll() is not None:
+        raise ServerError(f"mlflow server exited with {process.returncode}; see {log.name}")
+    stop_mlflow(spec)
+    raise ServerError(f"mlflow server did not answer on {url} within {timeout:.0f} s")
+
+
+def stop_mlflow(spec: MlflowServerSpec) -> bool:
+    pid_file = _pid_file(spec)
+    if not pid_file.is_file():
+        return False
+    pid = int(pid_file.read_text())
+    stop_process_group(pid, grace=10)
+    pid_file.unlink()
+    return True
+
+
+def _zenml(*args: str) -> None:
+    result = subprocess.run(
+        [str(BIN / "zenml"), *args],
+        env={**os.environ, "ZENML_AUTO_OPEN_DASHBOARD": "false"},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode:
+        raise ServerError(f"`zenml {' '.join(args)}` failed:\n{result.stdout}{result.stderr}")
+
+
+#: where ``zenml login --local`` serves when no port is given
+ZENML_DEFAULT_PORT = 8237
+
+
+def start_zenml(port: int | None = None) -> str:
+    """The local ZenML server (and its dashboard) over this machine's store, on ``HOST``."""
+    port = port or ZENML_DEFAULT_PORT
+    _zenml("login", "--local", "--ip-address", HOST, "--port", str(port))
+    return f"http://{HOST}:{port}"
+
+
+def stop_zenml() -> None:
+    _zenml("logout", "--local")
+
+
+def up(services: ServicesSpec, root: Path) -> dict[str, str]:
+    """Start what ``services`` declares (paths relative to ``root``); return name -> URL."""
+    services = anchor_paths(services, root)
+    urls = {}
+    if services.mlflow:
+        urls["MLflow"] = start_mlflow(services.mlflow)
+    if services.zenml:
+        urls["ZenML"] = start_zenml(services.zenml.port)
+    return urls
+
+
+def create_local_secrets(client: Client, services: ServicesSpec) -> None:
+    """The ZenML secrets the stack references, for local servers that ignore them."""
+    for name, values in services.local_secrets.items():
+        try:
+            client.get_secret(name)
+        except KeyError:
+            client.create_secret(name, values)
+
+
+def down(services: ServicesSpec, root: Path) -> list[str]:
+    services = anchor_paths(services, root)
+    stopped = []
+    if services.zenml:
+        stop_zenml()
+        stopped.append("ZenML")
+    if services.mlflow and stop_mlflow(services.mlflow):
+        stopped.append("MLflow")
+    return stopped

@@ -1,0 +1,184 @@
+"""Register an environment's ZenML stack from its YAML, idempotently.
+
+``plan`` compares the YAML with what the ZenML store holds; ``apply`` makes the
+store match (create what is missing, update changed configuration) and never
+touches a component whose flavor would have to change, since ZenML cannot
+change a flavor in place and deleting shared components is the user's call.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+
+from tabular_mlops.adapters.config_files import ConfigError
+from tabular_mlops.core.config import ComponentSpec, EnvironmentConfig
+
+if TYPE_CHECKING:
+    from zenml.client import Client
+
+Action = Literal["create", "update", "unchanged"]
+
+
+@dataclass(frozen=True)
+class ComponentPlan:
+    kind: str
+    spec: ComponentSpec
+    action: Action
+    #: configuration key -> (registered value, YAML value)
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    name: str
+    action: Action
+    components: list[ComponentPlan]
+    #: component type -> (registered component name, YAML component name)
+    component_changes: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+
+    @property
+    def is_current(self) -> bool:
+        return self.action == "unchanged" and all(c.action == "unchanged" for c in self.components)
+
+    def describe(self) -> str:
+        lines = [f"stack '{self.name}': {self.action}"]
+        for kind, (old, new) in self.component_changes.items():
+            lines.append(f"  {kind}: {old or '<none>'} -> {new}")
+        for comp in self.components:
+            lines.append(f"  {comp.kind} '{comp.spec.name}' ({comp.spec.flavor}): {comp.action}")
+            for key, (old, new) in comp.changes.items():
+                lines.append(f"      {key}: {old!r} -> {new!r}")
+        return "\n".join(lines)
+
+
+def _component_type(kind: str) -> Any:
+    from zenml.enums import StackComponentType
+
+    return StackComponentType(kind)
+
+
+def check_component(client: Client, kind: str, spec: ComponentSpec, source: str) -> None:
+    """Fail with the file and key when a flavor does not exist or rejects the configuration."""
+    from zenml.stack.flavor import Flavor
+
+    key = f"stack.components.{kind}"
+    try:
+        flavor_model = client.get_flavor_by_name_and_type(spec.flavor, _component_type(kind))
+    except KeyError:
+        known = sorted(f.name for f in client.get_flavors_by_type(_component_type(kind)))
+        raise ConfigError(
+            f"{source}: {key}.flavor: no {kind} flavor '{spec.flavor}'; "
+            f"available: {', '.join(known)}"
+        ) from None
+    try:
+        config_class = Flavor.from_model(flavor_model).config_class
+    except (ImportError, RuntimeError) as exc:
+        raise ConfigError(
+            f"{source}: {key}.flavor: flavor '{spec.flavor}' needs its ZenML integration "
+            f"installed ({exc})"
+        ) from exc
+    known = sorted(config_class.model_fields)
+    unknown = sorted(set(spec.configuration) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{source}: {key}.configuration.{unknown[0]}: unknown key for flavor "
+            f"'{spec.flavor}'; known keys: {', '.join(known) or '(none)'}"
+        )
+    try:
+        config_class(**spec.configuration)
+    except KeyError as exc:  # ZenML resolves {{ secret.key }} references while validating
+        secrets = sorted(set(re.findall(r"\{\{\s*(\w+)\.", str(spec.configuration))))
+        raise ConfigError(
+            f"{source}: {key}.configuration: {exc.args[0]} Create the secret(s) "
+            f"{', '.join(secrets)} first, e.g. `zenml secret create {secrets[0]} --KEY=VALUE`."
+        ) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        suffix = f".{where}" if where else ""
+        raise ConfigError(f"{source}: {key}.configuration{suffix}: {first['msg']}") from None
+
+
+def plan(client: Client, environment: EnvironmentConfig, source: str) -> StackPlan:
+    """What ``apply`` would do, after checking every component against its flavor."""
+    component_plans = []
+    for kind, spec in environment.stack.components.declared().items():
+        check_component(client, kind, spec, source)
+        try:
+            registered = client.get_stack_component(
+                _component_type(kind), spec.name, allow_name_prefix_match=False
+            )
+        except KeyError:
+            component_plans.append(ComponentPlan(kind, spec, "create"))
+            continue
+        if registered.flavor_name != spec.flavor:
+            raise ConfigError(
+                f"{source}: stack.components.{kind}.flavor: component '{spec.name}' is "
+                f"registered with flavor '{registered.flavor_name}', the YAML says "
+                f"'{spec.flavor}'. ZenML cannot change a flavor in place: give the "
+                f"component a new name, or delete it with "
+                f"`zenml {kind.replace('_', '-')} delete {spec.name}`."
+            )
+        existing = registered.configuration
+        keys = set(existing) | set(spec.configuration)
+        changes = {
+            k: (existing.get(k), spec.configuration.get(k))
+            for k in sorted(keys)
+            if existing.get(k) != spec.configuration.get(k)
+        }
+        component_plans.append(
+            ComponentPlan(kind, spec, "update" if changes else "unchanged", changes)
+        )
+
+    stack_name = environment.stack.name
+    try:
+        stack = client.get_stack(stack_name, allow_name_prefix_match=False)
+    except KeyError:
+        return StackPlan(stack_name, "create", component_plans)
+    registered_names = {
+        str(kind.value): comps[0].name for kind, comps in stack.components.items() if comps
+    }
+    component_changes = {
+        p.kind: (registered_names.get(p.kind), p.spec.name)
+        for p in component_plans
+        if registered_names.get(p.kind) != p.spec.name
+    }
+    action: Action = "update" if component_changes else "unchanged"
+    return StackPlan(stack_name, action, component_plans, component_changes)
+
+
+def apply(client: Client, stack_plan: StackPlan) -> None:
+    """Make the ZenML store match ``stack_plan``."""
+    for comp in stack_plan.components:
+        if comp.action == "create":
+            client.create_stack_component(
+                name=comp.spec.name,
+                flavor=comp.spec.flavor,
+                component_type=_component_type(comp.kind),
+                configuration=comp.spec.configuration,
+            )
+        elif comp.action == "update":
+            # ZenML merges the update into the stored configuration and drops
+            # keys set to None, which is how a key removed from the YAML goes.
+            client.update_stack_component(
+                comp.spec.name,
+                _component_type(comp.kind),
+                configuration={key: new for key, (_, new) in comp.changes.items()},
+            )
+    components = {_component_type(c.kind): c.spec.name for c in stack_plan.components}
+    if stack_plan.action == "create":
+        client.create_stack(name=stack_plan.name, components=components)
+    elif stack_plan.action == "update":
+        client.update_stack(stack_plan.name, component_updates=components)
+
+
+def activate(client: Client, environment: EnvironmentConfig, source: str) -> StackPlan:
+    """Register (or bring up to date) and activate the environment's stack."""
+    stack_plan = plan(client, environment, source)
+    apply(client, stack_plan)
+    client.activate_stack(stack_plan.name)
+    return stack_plan

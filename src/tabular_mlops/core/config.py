@@ -1,0 +1,376 @@
+"""Typed models for every YAML file under ``configs/``.
+
+Every model forbids unknown keys, so a misspelt key fails at load time with its
+dotted path instead of being silently ignored by a step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Metrics the evaluation step computes; all of them are "higher is better",
+#: which is what lets the promotion gate compare them without a direction table.
+MetricName = Literal[
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "precision_macro",
+    "recall_macro",
+    "roc_auc",
+]
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- #
+# Environments: one whole ZenML stack per file
+# --------------------------------------------------------------------------- #
+class ComponentSpec(StrictModel):
+    name: str = Field(min_length=1)
+    flavor: str = Field(min_length=1)
+    configuration: dict[str, Any] = Field(default_factory=dict)
+
+
+class StackComponents(StrictModel):
+    """The component types a stack of this project may declare, by ZenML's type name."""
+
+    orchestrator: ComponentSpec
+    artifact_store: ComponentSpec
+    experiment_tracker: ComponentSpec
+    model_registry: ComponentSpec
+    #: Evidently: profiles data for the data gate, batch drift and monitoring
+    data_validator: ComponentSpec
+    container_registry: ComponentSpec | None = None
+    image_builder: ComponentSpec | None = None
+    #: container serving on a cluster (flavor kubernetes); without one, models are
+    #: served as local `bentoml serve` processes (ZenML's BentoML model deployer
+    #: does not start with bentoml 1.4, so none is declared)
+    deployer: ComponentSpec | None = None
+
+    def declared(self) -> dict[str, ComponentSpec]:
+        """Component type name -> spec, for the components this stack declares."""
+        return {
+            kind: spec
+            for kind in type(self).model_fields
+            if (spec := getattr(self, kind)) is not None
+        }
+
+
+class StackSpec(StrictModel):
+    name: str = Field(min_length=1)
+    components: StackComponents
+
+
+class MlflowServerSpec(StrictModel):
+    """An `mlflow server` that `run.py stack up` starts on this machine."""
+
+    port: int = Field(ge=1, le=65535)
+    #: SQLite file of the tracking and registry store, and the artifact root
+    backend_store: Path
+    artifacts_destination: Path
+
+
+class ZenMLServerSpec(StrictModel):
+    """The local ZenML server (`zenml login --local`) that `run.py stack up` starts."""
+
+    port: int = Field(ge=1, le=65535)
+
+
+class ServicesSpec(StrictModel):
+    mlflow: MlflowServerSpec | None = None
+    zenml: ZenMLServerSpec | None = None
+    #: ZenML secrets `stack up` creates when missing (name -> key -> value); only
+    #: for local servers that ignore them, e.g. the staging MLflow's basic auth
+    local_secrets: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+class EnvironmentConfig(StrictModel):
+    """``configs/environments/<env>.yaml``: a stack plus overlays on pipeline configs."""
+
+    description: str = ""
+    stack: StackSpec
+    #: servers on this machine that the stack talks to (staging)
+    services: ServicesSpec | None = None
+    #: Pipeline config name (``training``) -> partial config merged over it.
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- #
+# Step parameters
+# --------------------------------------------------------------------------- #
+class DataSourceConfig(StrictModel):
+    """Where the training data comes from.
+
+    ``sklearn`` loads a real dataset shipped inside scikit-learn (no network);
+    ``file`` reads the user's CSV or Parquet file.
+    """
+
+    source: Literal["sklearn", "file"] = "sklearn"
+    dataset: Literal["breast_cancer", "wine", "iris"] = "breast_cancer"
+    path: Path | None = None
+    target: str = Field(default="target", min_length=1)
+
+    @model_validator(mode="after")
+    def _file_source_needs_a_readable_format(self) -> DataSourceConfig:
+        if self.source == "file":
+            if self.path is None:
+                raise ValueError("source 'file' needs 'path' (a .csv or .parquet file)")
+            if self.path.suffix.lower() not in (".csv", ".parquet"):
+                raise ValueError(
+                    f"path '{self.path}' has suffix '{self.path.suffix}'; expected .csv or .parquet"
+                )
+        return self
+
+
+class DataValidationConfig(StrictModel):
+    """Thresholds of the data gate."""
+
+    min_rows: int = Field(default=50, ge=1)
+    #: Largest share of missing values a feature column may have (an all-null
+    #: column always fails).
+    max_missing_fraction: float = Field(default=0.5, ge=0.0, lt=1.0)
+    allow_constant_columns: bool = False
+    min_class_count: int = Field(default=5, ge=1)
+    max_classes: int = Field(default=50, ge=2)
+    #: Columns that must be present even when no production model exists yet.
+    required_columns: list[str] = Field(default_factory=list)
+
+
+class SplitConfig(StrictModel):
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+    random_state: int = 42
+
+
+class SearchConfig(StrictModel):
+    """An optional small grid search over the estimator's hyperparameters."""
+
+    param_grid: dict[str, list[Any]] = Field(min_length=1)
+    cv: int = Field(default=3, ge=2)
+    scoring: MetricName = "roc_auc"
+
+
+class TrainingConfig(StrictModel):
+    #: Dotted path of a scikit-learn classifier class.
+    estimator: str = "sklearn.linear_model.LogisticRegression"
+    params: dict[str, Any] = Field(default_factory=dict)
+    search: SearchConfig | None = None
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator_is_a_dotted_path(cls, value: str) -> str:
+        if "." not in value:
+            raise ValueError(f"'{value}' is not a dotted class path like sklearn.svm.SVC")
+        return value
+
+
+class EvaluationConfig(StrictModel):
+    #: Column whose values (or quantile bins, for numeric columns) define the
+    #: slices metrics are reported for; ``null`` reports no slices.
+    slice_column: str | None = None
+    slice_bins: int = Field(default=4, ge=2, le=20)
+
+
+class PromotionConfig(StrictModel):
+    """The model gate: absolute floors, and no regression against the champion."""
+
+    stage: Literal["staging", "production"] = "production"
+    primary_metric: MetricName = "roc_auc"
+    min_metrics: dict[str, float] = Field(default_factory=dict)
+    #: How much worse than the champion (absolute, on the primary metric) a
+    #: candidate may be and still be promoted.
+    max_regression: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @field_validator("min_metrics")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(METRIC_NAMES))
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRIC_NAMES)}")
+        return value
+
+
+# --------------------------------------------------------------------------- #
+# Pipeline run configs
+# --------------------------------------------------------------------------- #
+class ModelBlock(StrictModel):
+    """The ZenML ``model:`` block: the Model every run's version belongs to."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    license: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class RunConfig(StrictModel):
+    """What every pipeline config file has besides its parameters."""
+
+    model: ModelBlock
+    #: Passed through to ZenML as pipeline-level settings (docker, resources...).
+    settings: dict[str, Any] = Field(default_factory=dict)
+    #: Passed through to ZenML as per-step configuration.
+    steps: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class StagedRunConfig(RunConfig):
+    """A pipeline that works with the model version at a stage."""
+
+    stage: Literal["staging", "production"] = "production"
+
+
+class TrainingParameters(StrictModel):
+    data: DataSourceConfig = DataSourceConfig()
+    validation: DataValidationConfig = DataValidationConfig()
+    split: SplitConfig = SplitConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    promotion: PromotionConfig = PromotionConfig()
+
+
+class TrainingRunConfig(RunConfig):
+    """``configs/training.yaml``."""
+
+    parameters: TrainingParameters = TrainingParameters()
+    enable_cache: bool = True
+
+
+class ContainerServingConfig(StrictModel):
+    """How a bento runs on a cluster: used when the stack has a ``kubernetes`` deployer,
+    whose own configuration gives the namespace, labels, pull secrets and account."""
+
+    replicas: int = Field(default=2, ge=1)
+    port: int = Field(default=3000, ge=1, le=65535)
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    #: the model's stable Service: ClusterIP inside the cluster, LoadBalancer outside
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    ready_timeout_seconds: int = Field(default=600, gt=0)
+    #: a ReadWriteMany PersistentVolumeClaim for the inference log that monitoring
+    #: reads; without one, each pod's log lives and dies with the pod
+    inference_log_claim: str | None = None
+    inference_log_mount: str = "/var/log/inference"
+
+
+class ServingConfig(StrictModel):
+    """How the deployment pipeline packages, starts and checks the service."""
+
+    workers: int = Field(default=2, ge=1, le=16)
+    max_batch_rows: int = Field(default=1000, ge=1)
+    startup_timeout_seconds: float = Field(default=120, gt=0)
+    #: rows of the model's own test split sent to the new service before it goes live
+    smoke_rows: int = Field(default=25, ge=1)
+    #: where the live deployment's address and process are recorded
+    state_dir: Path = Path(".local/serving")
+    #: where every prediction is logged (JSON Lines), for monitoring
+    inference_log_dir: Path = Path(".local/inference_log")
+    container: ContainerServingConfig = ContainerServingConfig()
+
+
+class DeploymentParameters(StrictModel):
+    serving: ServingConfig = ServingConfig()
+
+
+class DeploymentRunConfig(StagedRunConfig):
+    """``configs/deployment.yaml``."""
+
+    parameters: DeploymentParameters = DeploymentParameters()
+
+
+class BatchConfig(StrictModel):
+    """What the batch inference pipeline scores and where it writes."""
+
+    #: a .csv or .parquet file of feature rows (extra columns are carried along)
+    input_path: Path | None = None
+    output_dir: Path = Path(".local/batch_predictions")
+    chunk_rows: int = Field(default=200_000, ge=1)
+    #: rows read for the schema check and the Evidently drift report
+    drift_sample_rows: int = Field(default=5_000, ge=100)
+    #: scored rows whose features are kept for monitoring (the predictions file has none)
+    monitoring_sample_rows: int = Field(default=5_000, ge=0)
+
+    @field_validator("input_path")
+    @classmethod
+    def _readable_format(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in (".csv", ".parquet"):
+            raise ValueError(f"'{value}' has suffix '{value.suffix}'; expected .csv or .parquet")
+        return value
+
+
+class BatchParameters(StrictModel):
+    batch: BatchConfig = BatchConfig()
+
+
+class BatchRunConfig(StagedRunConfig):
+    """``configs/batch_inference.yaml``."""
+
+    parameters: BatchParameters = BatchParameters()
+
+
+class MonitoringConfig(StrictModel):
+    """What monitoring reads, and the thresholds of its decision."""
+
+    inference_log_dir: Path = Path(".local/inference_log")
+    batch_predictions_dir: Path = Path(".local/batch_predictions")
+    #: a CSV with columns request_id, row, label: ground truth for logged requests
+    labels_path: Path | None = None
+    #: the window looked at, ending now
+    window_hours: float = Field(default=24, gt=0)
+    #: fewer rows than this in the window: no decision either way
+    min_rows: int = Field(default=100, ge=1)
+    #: share of drifted feature columns that raises an alert / triggers retraining
+    alert_drift_share: float = Field(default=0.2, ge=0, le=1)
+    retrain_drift_share: float = Field(default=0.5, ge=0, le=1)
+    #: with labels: accuracy below this triggers retraining
+    retrain_below_accuracy: float = Field(default=0.85, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _alert_before_retrain(self) -> MonitoringConfig:
+        if self.alert_drift_share > self.retrain_drift_share:
+            raise ValueError("alert_drift_share must not exceed retrain_drift_share")
+        return self
+
+
+class RetrainingConfig(StrictModel):
+    """What a drift-triggered retraining trains on."""
+
+    enabled: bool = True
+    #: the fresh, labelled data; `null` retrains on the training config's own source
+    data: DataSourceConfig | None = None
+    #: redeploy the new model when the gates promote it and a service is live
+    redeploy: bool = True
+
+
+class MonitoringParameters(StrictModel):
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+
+class RetrainingPlan(StrictModel):
+    """What the continuous-training loop does after a ``retrain`` decision, assembled from
+    ``monitoring.yaml`` (``retraining:``), ``training.yaml`` and ``deployment.yaml``."""
+
+    enabled: bool
+    #: the training run's ``model:`` block and parameters, fresh data already swapped in
+    model: ModelBlock
+    parameters: TrainingParameters
+    #: redeploy a promoted model when a service of it is live
+    redeploy: bool
+    serving: ServingConfig
+    #: the stage the deployment serves from
+    stage: Literal["staging", "production"] = "production"
+    #: pipeline-level ZenML settings of the retraining and redeployment runs
+    training_settings: dict[str, Any] = Field(default_factory=dict)
+    deployment_settings: dict[str, Any] = Field(default_factory=dict)
+    #: step name -> ZenML step configuration, from the three configs' ``steps:``
+    step_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class MonitoringRunConfig(StagedRunConfig):
+    """``configs/monitoring.yaml``."""
+
+    parameters: MonitoringParameters = MonitoringParameters()
+    retraining: RetrainingConfig = RetrainingConfig()

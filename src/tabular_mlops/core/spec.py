@@ -1,0 +1,99 @@
+"""What the service needs to know about a model, derived from the model and its training data.
+
+The request schema is built from it, so a request is validated against the very
+features (names, kinds, nullability) the model was trained on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from tabular_mlops.core.columns import column_kind
+
+
+class FeatureSpec(BaseModel):
+    name: str
+    kind: Literal["numeric", "categorical"]
+    #: whether training data had missing values here, so null is a value the model knows
+    nullable: bool
+
+
+class ServingSpec(BaseModel):
+    model_name: str
+    model_version: str
+    target: str
+    features: list[FeatureSpec]
+    classes: list[str]
+
+    @classmethod
+    def from_training_data(
+        cls,
+        model_name: str,
+        model_version: str,
+        train_set: pd.DataFrame,
+        target: str,
+        classes: list[Any],
+    ) -> ServingSpec:
+        features = [
+            FeatureSpec(
+                name=str(column),
+                kind="numeric" if column_kind(train_set[column]) == "numeric" else "categorical",
+                nullable=bool(train_set[column].isna().any()),
+            )
+            for column in train_set.columns
+            if column != target
+        ]
+        return cls(
+            model_name=model_name,
+            model_version=model_version,
+            target=target,
+            features=features,
+            classes=[str(c) for c in classes],
+        )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def request_model(spec: ServingSpec, max_rows: int) -> type[BaseModel]:
+    """The pydantic model of a request body: ``{"rows": [{feature: value, ...}, ...]}``.
+
+    Fields carry the feature names as aliases (names like "mean radius" are not
+    identifiers); numbers must be finite; null only where training data had it.
+    """
+    fields: dict[str, Any] = {}
+    for index, feature in enumerate(spec.features):
+        python_type: Any = float if feature.kind == "numeric" else str
+        if feature.nullable:
+            python_type = python_type | None
+        fields[f"f{index}"] = (
+            python_type,
+            Field(..., alias=feature.name, allow_inf_nan=False)
+            if feature.kind == "numeric"
+            else Field(..., alias=feature.name),
+        )
+    row = create_model("Row", __base__=_Strict, **fields)
+    return create_model(
+        "PredictRequest",
+        __base__=_Strict,
+        rows=(list[row], Field(..., min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
+    )
+
+
+SETTINGS_ENV = "TABULAR_SERVING_SETTINGS"
+
+
+class ServingSettings(BaseModel):
+    """How one deployment runs; passed to every worker as JSON in ``$TABULAR_SERVING_SETTINGS``
+    (baked into the bento's environment too, for container builds)."""
+
+    model_tag: str
+    workers: int = 2
+    max_batch_rows: int = 1000
+    inference_log_dir: str | None = None
+    #: False when the numpy path could not reproduce the pipeline's answers
+    fast_path: bool = True

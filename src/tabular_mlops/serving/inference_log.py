@@ -1,0 +1,136 @@
+"""The durable log of every prediction the service makes, read back by monitoring.
+
+Format: JSON Lines, one record per predicted row, in daily files
+``<directory>/requests-YYYY-MM-DD-<host>-<pid>.jsonl`` (UTC): one file per
+writing process, so the workers of a server, and the pods of a cluster sharing
+one volume, never interleave their lines (appends from several processes are
+not atomic on network filesystems). Writing happens on a background thread fed
+by a queue, so a request never waits on disk; the thread flushes and fsyncs at
+least every ``flush_interval`` seconds, so a crash loses at most the records of
+that interval.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+
+class InferenceRecord(BaseModel):
+    request_id: str
+    #: index of the row within its request (batch requests share a request_id)
+    row: int = 0
+    timestamp: datetime
+    model_name: str
+    model_version: str
+    inputs: dict[str, Any]
+    prediction: Any
+    probabilities: dict[str, float]
+    #: who asked: "live" traffic, or e.g. "smoke-test"; monitoring reads live traffic
+    source: str = "live"
+
+
+def log_file(directory: Path, when: datetime) -> Path:
+    writer = f"{socket.gethostname()}-{os.getpid()}"
+    return directory / f"requests-{when.astimezone(UTC):%Y-%m-%d}-{writer}.jsonl"
+
+
+class InferenceLogWriter:
+    """Appends records from any thread; a single daemon thread does the I/O."""
+
+    def __init__(self, directory: Path, flush_interval: float = 0.2) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.flush_interval = flush_interval
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._drain, name="inference-log", daemon=True)
+        self._thread.start()
+
+    def write(self, records: Iterable[InferenceRecord]) -> None:
+        for record in records:
+            self._queue.put(record.model_dump_json())
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _drain(self) -> None:
+        handle = None
+        path: Path | None = None
+        try:
+            while True:
+                lines, stop = self._take_batch()
+                if lines:
+                    target = log_file(self.directory, datetime.now(UTC))
+                    if target != path or handle is None:
+                        if handle is not None:
+                            handle.close()
+                        path, handle = target, target.open("a", encoding="utf-8")
+                    handle.write("\n".join(lines) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                if stop:
+                    return
+        finally:
+            if handle is not None:
+                handle.close()
+
+    def _take_batch(self) -> tuple[list[str], bool]:
+        """Block for the first line, then take whatever else arrived within the interval."""
+        lines: list[str] = []
+        try:
+            first = self._queue.get(timeout=self.flush_interval)
+        except queue.Empty:
+            return lines, False
+        if first is None:
+            return lines, True
+        lines.append(first)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return lines, False
+            if item is None:
+                return lines, True
+            lines.append(item)
+
+
+def read_records(
+    directory: Path, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """Every logged row between ``start`` and ``end`` (UTC), one column per input feature
+    plus ``request_id``, ``row``, ``timestamp``, ``model_version``, ``prediction`` and
+    ``source``.
+
+    A truncated last line (a crash mid-write) is skipped, not fatal."""
+    rows = []
+    for path in sorted(Path(directory).glob("requests-*.jsonl")):
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = InferenceRecord.model_validate_json(line)
+                except ValueError:
+                    continue
+                if (start and record.timestamp < start) or (end and record.timestamp >= end):
+                    continue
+                rows.append(
+                    {
+                        **record.inputs,
+                        "request_id": record.request_id,
+                        "row": record.row,
+                        "timestamp": record.timestamp,
+                        "model_version": record.model_version,
+                        "prediction": record.prediction,
+                        "source": record.source,
+                    }
+                )
+    return pd.DataFrame(rows)
