@@ -103,7 +103,8 @@ def run_load(
     warmup_seconds: float = 2.0,
 ) -> LoadResult:
     """Load ``url`` (http://127.0.0.1:PORT/path only) and return what was measured."""
-    assert url.startswith("http://127.0.0.1:"), "the load generator only targets this machine"
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"{url}: the load generator only targets this machine (127.0.0.1)")
     hostport, _, path = url.removeprefix("http://").partition("/")
     host, _, port = hostport.partition(":")
     try:

@@ -81,7 +81,8 @@ def main(seconds: float) -> None:
     from tabular_mlops.core.config import DataSourceConfig, ServingConfig
 
     ours = read_live(scratch / "serving", "tabular_classifier")
-    assert ours is not None
+    if ours is None:
+        raise SystemExit("the deployment recorded no live service")
     version = Client().get_model_version("tabular_classifier", ModelStages.PRODUCTION)
     tracking_uri = Client().active_stack.experiment_tracker.get_tracking_uri()  # type: ignore[union-attr]
     model_uri = str(version.run_metadata["mlflow_model_uri"])
@@ -126,7 +127,8 @@ def main(seconds: float) -> None:
                 click.echo(result.row(f"{name}: {label}"))
         click.echo("\nin process (the ceiling), one call per row:")
         model_artifact = version.get_artifact("model")
-        assert model_artifact is not None
+        if model_artifact is None:
+            raise SystemExit("the production model version has no 'model' artifact")
         _in_process(model_artifact.load(), features)
         click.echo("\nratios, ours / mlflow models serve:")
         for label, _, _ in loads:

@@ -16,7 +16,7 @@ from cli.common import (
     run_pipeline,
     staged_pipeline,
 )
-from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
+from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR, PROJECT_ROOT
 from tabular_mlops.core.config import (
     DeploymentRunConfig,
     MonitoringRunConfig,
@@ -54,7 +54,19 @@ def retraining_plan(env: str, config: MonitoringRunConfig, retrain: bool) -> Ret
 @config_option("monitoring")
 @overrides_option
 @click.option("--no-retrain", is_flag=True, help="Report the decision; do not act on it.")
-def monitor(env: str, config_path: Path, overrides: tuple[str, ...], no_retrain: bool) -> None:
+@click.option(
+    "--schedule",
+    metavar="CRON",
+    help="Register the loop as a ZenML schedule instead of running it now (orchestrators "
+    "that support schedules; on the local one, use cron).",
+)
+def monitor(
+    env: str,
+    config_path: Path,
+    overrides: tuple[str, ...],
+    no_retrain: bool = False,
+    schedule: str | None = None,
+) -> None:
     """Run the continuous-training loop once: compare the window's served and batch
     predictions with the production model's training data (Evidently), decide (no action,
     alert, or retrain), and on `retrain` train, gate, promote and redeploy."""
@@ -62,17 +74,23 @@ def monitor(env: str, config_path: Path, overrides: tuple[str, ...], no_retrain:
     plan = retraining_plan(env, config, retrain=not no_retrain)
     activate_stack(env)
     from zenml.client import Client
+    from zenml.config.schedule import Schedule
     from zenml.enums import ModelStages
 
     from pipelines.continuous_training import continuous_training_pipeline
 
+    pipeline = staged_pipeline(continuous_training_pipeline, config)
+    if schedule:
+        if not Client().active_stack.orchestrator.config.is_schedulable:
+            raise click.ClickException(
+                f"the '{env}' stack's orchestrator cannot run schedules; use cron: "
+                f"`0 * * * * cd {PROJECT_ROOT} && .venv/bin/python run.py monitor --env {env}`"
+            )
+        pipeline = pipeline.with_options(schedule=Schedule(cron_expression=schedule))
     run = run_pipeline(
-        "continuous training",
-        staged_pipeline(continuous_training_pipeline, config),
-        monitoring=config.parameters.monitoring,
-        plan=plan,
+        "continuous training", pipeline, monitoring=config.parameters.monitoring, plan=plan
     )
-    if run is None:
+    if run is None or schedule:
         return
     client = Client()
     run = client.get_pipeline_run(run.id)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import pandas as pd
@@ -8,6 +9,8 @@ from zenml import log_metadata, step
 from materializers.dataframe_materializer import ContentHashedDataFrameMaterializer
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig
+
+logger = logging.getLogger(__name__)
 
 
 # Never cached: the file behind a path can change between runs. The output is
@@ -21,4 +24,5 @@ def ingest_data(source: DataSourceConfig) -> Annotated[pd.DataFrame, "raw_datase
         artifact_name="raw_dataset",
         infer_artifact=True,
     )
+    logger.info("read %d rows, %d columns from %s", len(frame), len(frame.columns), source.source)
     return frame

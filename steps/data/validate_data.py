@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import pandas as pd
@@ -12,6 +13,8 @@ from tabular_mlops.adapters.champion import Champion, load_artifact
 from tabular_mlops.adapters.evidently_reports import build_report
 from tabular_mlops.core.checks import check_dataset
 from tabular_mlops.core.config import DataValidationConfig
+
+logger = logging.getLogger(__name__)
 
 
 @step(output_materializers={"validated_dataset": ContentHashedDataFrameMaterializer})
@@ -41,5 +44,11 @@ def validate_data(
         metadata={"data_drift": summary.model_dump(exclude={"column_scores"})},
         artifact_name="data_report",
         infer_artifact=True,
+    )
+    logger.info(
+        "data gate passed: %d rows; drift share %.2f against %s",
+        len(dataset),
+        summary.drift_share,
+        "the champion's training data" if reference is not None else "nothing (first model)",
     )
     return dataset, HTMLString(html)

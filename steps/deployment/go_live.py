@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from zenml import log_metadata, step
@@ -9,6 +10,8 @@ from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.deployment.smoke import SmokeReport
 from tabular_mlops.adapters.deployment.target import RunningService
 from tabular_mlops.core.config import ServingConfig
+
+logger = logging.getLogger(__name__)
 
 
 @step(enable_cache=False)
@@ -30,4 +33,5 @@ def go_live(
         },
         infer_model=True,
     )
+    logger.info("live: %s version %s at %s", live.model_name, live.model_version, live.url)
     return live

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -10,6 +11,8 @@ from tabular_mlops.adapters.batch import BatchResult, score_file
 from tabular_mlops.adapters.champion import load_staged_model
 from tabular_mlops.core.config import BatchConfig
 from tabular_mlops.core.drift import DriftSummary
+
+logger = logging.getLogger(__name__)
 
 
 @step(enable_cache=False)
@@ -34,5 +37,12 @@ def score_batch(batch: BatchConfig, drift: DriftSummary) -> Annotated[BatchResul
     )
     log_metadata(
         metadata={**result.model_dump(exclude_none=True), "drift_share": drift.drift_share},
+    )
+    logger.info(
+        "scored %d of %d rows in %.1f s; %d rejected",
+        result.rows_scored,
+        result.rows_read,
+        result.seconds,
+        result.rows_rejected,
     )
     return result

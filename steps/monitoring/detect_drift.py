@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import pandas as pd
@@ -13,6 +14,8 @@ from tabular_mlops.adapters.monitoring_data import performance
 from tabular_mlops.core.config import MonitoringConfig
 from tabular_mlops.core.drift import DriftSummary
 from tabular_mlops.core.signals import PREDICTION, MonitoringDecision, decide
+
+logger = logging.getLogger(__name__)
 
 
 @step(enable_cache=False)  # the labels file and the production model change under it
@@ -59,4 +62,5 @@ def detect_drift(
             **({"accuracy": decision.performance["accuracy"]} if decision.performance else {}),
         }
     )
+    logger.info("monitoring decision: %s (%s)", decision.action, "; ".join(decision.reasons))
     return decision, HTMLString(html)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from zenml import get_step_context, log_metadata, step
@@ -15,6 +16,8 @@ REGISTRY_STAGES = {
     "staging": ModelVersionStage.STAGING,
     "production": ModelVersionStage.PRODUCTION,
 }
+
+logger = logging.getLogger(__name__)
 
 
 # Never cached: it changes which model is in production.
@@ -51,4 +54,5 @@ def promote_model(
         promoted=not reason, stage=promotion.stage, model_version=version, reason=reason
     )
     log_metadata(metadata={"promotion": str(outcome)}, infer_model=True)
+    logger.info("model version %s: %s", version, outcome)
     return outcome

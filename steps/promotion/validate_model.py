@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import pandas as pd
@@ -11,6 +12,8 @@ from tabular_mlops.core.config import PromotionConfig
 from tabular_mlops.core.gate import PromotionDecision, decide
 from tabular_mlops.core.metrics import evaluate
 from tabular_mlops.core.report import EvaluationReport
+
+logger = logging.getLogger(__name__)
 
 
 @step
@@ -29,4 +32,9 @@ def validate_model(
         champion_model: Pipeline = load_artifact(champion.model_artifact_id)
         champion_metrics = evaluate(champion_model, test_set, target).metrics
     decision = decide(report.metrics, champion_metrics, promotion, champion.version)
+    logger.info(
+        "model gate: %s (%s)",
+        "approved" if decision.approved else "rejected",
+        "; ".join(decision.reasons),
+    )
     return decision

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from importlib.metadata import version
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
 import joblib
 import pandas as pd
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from sklearn.pipeline import Pipeline
 
 from tabular_mlops.core.scoring import FastModel, scorer_for
@@ -42,6 +45,26 @@ SERVING_PACKAGES = (
 def bento_model_name(model_name: str) -> str:
     """BentoML names allow lowercase letters, digits, '_', '-' and '.'."""
     return re.sub(r"[^a-z0-9_.-]", "_", model_name.lower())
+
+
+def pinned_closure(packages: Iterable[str]) -> list[str]:
+    """``name==version`` for ``packages`` and everything they require, as installed here:
+    the image gets exactly the versions the tests ran against, resolved offline."""
+    pinned: dict[str, str] = {}
+    pending = list(packages)
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in pinned:
+            continue
+        try:
+            pinned[name] = version(name)
+        except PackageNotFoundError:  # an optional extra's package that is not installed
+            continue
+        for line in requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    return [f"{name}=={pinned[name]}" for name in sorted(pinned)]
 
 
 def fast_path_works(model: Pipeline, spec: ServingSpec, sample: pd.DataFrame) -> bool:
@@ -85,7 +108,9 @@ def build_bento(
             labels=labels,
             build_ctx=str(PACKAGE_PARENT),
             include=SERVED_MODULES,
-            python={"packages": [f"{p}=={version(p)}" for p in SERVING_PACKAGES]},
+            # Pinned here from the installed closure: BentoML's own locking would
+            # resolve against PyPI on every deploy (network, seconds).
+            python={"packages": pinned_closure(SERVING_PACKAGES), "lock_packages": False},
             envs=[BentoEnvSchema(name=SETTINGS_ENV, value=settings.model_dump_json())],
             models=[str(stored.tag)],
         )
