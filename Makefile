@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11:
-#   make run    create .venv from the lock file, register the dev stack, train
+#   make run    create .venv from the lock file, register the dev stack, then train,
+#               deploy and score a batch (run.py all)
 #   make test   create .venv from the lock file, run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -18,7 +19,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python run.py train --env dev
+	$(BIN)/python run.py all --env dev
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -89,10 +89,18 @@ def zenml_client() -> Client:
     return Client()
 
 
+#: environments whose stack this process has already registered and activated
+_ACTIVATED: dict[str, EnvironmentConfig] = {}
+
+
 def activate_stack(env: str) -> EnvironmentConfig:
-    """Validate the environment, then register (idempotently) and activate its stack."""
+    """Validate the environment, then register (idempotently) and activate its stack;
+    once per process (`run.py all` runs three pipelines on one stack)."""
     from tabular_mlops.adapters import stacks
 
+    known = _ACTIVATED.get(env)
+    if known is not None and zenml_client().active_stack_model.name == known.stack.name:
+        return known
     environment, source = load_env(env)
     try:
         stack_plan = stacks.activate(zenml_client(), environment, source)
@@ -101,6 +109,7 @@ def activate_stack(env: str) -> EnvironmentConfig:
     if not stack_plan.is_current:
         click.echo(stack_plan.describe())
     click.echo(f"Active stack: '{stack_plan.name}' (environment {env})")
+    _ACTIVATED[env] = environment
     return environment
 
 

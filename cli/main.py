@@ -10,6 +10,7 @@ from cli.deploy import deploy
 from cli.infer import infer
 from cli.loop import all_stages
 from cli.monitor import monitor, simulate
+from cli.report import report
 from cli.stack import dashboard, stack
 from cli.train import train
 
@@ -23,5 +24,5 @@ def cli() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-for command in (all_stages, train, deploy, infer, monitor, simulate, stack, dashboard):
+for command in (all_stages, train, deploy, infer, monitor, simulate, report, stack, dashboard):
     cli.add_command(command)

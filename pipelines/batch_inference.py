@@ -12,5 +12,5 @@ from tabular_mlops.core.config import BatchConfig
 def batch_inference_pipeline(batch: BatchConfig) -> None:
     """schema gate + sample -> drift report -> score in chunks, file to file."""
     sample = read_batch_sample(batch)
-    drift, _ = report_batch_drift(sample)
+    drift, _, _ = report_batch_drift(sample)
     score_batch(batch, drift)

@@ -24,7 +24,7 @@ def continuous_training_pipeline(monitoring: MonitoringConfig, plan: RetrainingP
     """
     configure_steps(plan.step_options)
     current = collect_predictions(monitoring)
-    decision, _ = detect_drift(current, monitoring)
+    decision, _, _ = detect_drift(current, monitoring)
     if not plan.enabled or decision.load().action != "retrain":
         return
     # a child run: its outputs, not a run record (ZenML's annotation says the latter)

@@ -39,7 +39,7 @@ def train_and_promote(
     target = data.target
     champion = resolve_champion(promotion)
     raw = ingest_data(data)
-    dataset, _ = validate_data(raw, champion, validation, target)
+    dataset, _, _ = validate_data(raw, champion, validation, target)
     train_set, test_set = split_data(dataset, split, target)
     model, mlflow_model = train_model(train_set, training, target)
     report = evaluate_model(model, test_set, evaluation, target)

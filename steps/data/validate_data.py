@@ -26,6 +26,7 @@ def validate_data(
 ) -> tuple[
     Annotated[pd.DataFrame, "validated_dataset"],
     Annotated[HTMLString, "data_report"],
+    Annotated[str, "data_report_evidently"],
 ]:
     """The data gate: schema and quality checks, then an Evidently report.
 
@@ -37,11 +38,15 @@ def validate_data(
         load_artifact(champion.train_set_artifact_id) if champion.train_set_artifact_id else None
     )
     check_dataset(dataset, target, rules, reference)
-    summary, html = build_report(
-        Client().active_stack.data_validator, dataset, reference, target=target
+    summary, html, snapshot = build_report(
+        Client().active_stack.data_validator,
+        dataset,
+        reference,
+        title="Data gate: the new data against the production model's training data",
+        target=target,
     )
     log_metadata(
-        metadata={"data_drift": summary.model_dump(exclude={"column_scores"})},
+        metadata={"data_drift": summary.model_dump(exclude={"columns"})},
         artifact_name="data_report",
         infer_artifact=True,
     )
@@ -51,4 +56,4 @@ def validate_data(
         summary.drift_share,
         "the champion's training data" if reference is not None else "nothing (first model)",
     )
-    return dataset, HTMLString(html)
+    return dataset, HTMLString(html), snapshot

@@ -15,15 +15,20 @@ from tabular_mlops.core.drift import DriftSummary
 @step
 def report_batch_drift(
     batch_sample: pd.DataFrame,
-) -> tuple[Annotated[DriftSummary, "batch_drift"], Annotated[HTMLString, "batch_drift_report"]]:
+) -> tuple[
+    Annotated[DriftSummary, "batch_drift"],
+    Annotated[HTMLString, "batch_drift_report"],
+    Annotated[str, "batch_drift_evidently"],
+]:
     """Evidently drift of the batch against the data the scoring model was trained on."""
     staged = load_staged_model(get_step_context().model)
     features = staged.features
-    summary, html = build_report(
+    summary, html, snapshot = build_report(
         Client().active_stack.data_validator,
         batch_sample[features],
         staged.train_set[features],
+        title=f"Batch drift against the training data of version {staged.spec.model_version}",
         presets=("DataDriftPreset",),
     )
-    log_metadata(metadata={"batch_drift": summary.model_dump(exclude={"column_scores"})})
-    return summary, HTMLString(html)
+    log_metadata(metadata={"batch_drift": summary.model_dump(exclude={"columns"})})
+    return summary, HTMLString(html), snapshot

@@ -24,6 +24,7 @@ def detect_drift(
 ) -> tuple[
     Annotated[MonitoringDecision, "monitoring_decision"],
     Annotated[HTMLString, "monitoring_report"],
+    Annotated[str, "monitoring_evidently"],
 ]:
     """Feature and prediction drift against the production model's training data
     (Evidently), performance where labels arrived, and the decision they lead to."""
@@ -33,18 +34,17 @@ def detect_drift(
         **{PREDICTION: staged.model.predict(staged.train_set[staged.features])}
     )
     if len(monitored_predictions) >= monitoring.min_rows:
-        drift, html = build_report(
+        drift, html, snapshot = build_report(
             Client().active_stack.data_validator,
             monitored_predictions[columns],
             reference[columns],
+            title="Served and batch predictions of the window against the training data",
             presets=("DataDriftPreset",),
             prediction=PREDICTION,
         )
     else:
-        drift, html = (
-            DriftSummary(compared_with_reference=False),
-            (f"<p>{len(monitored_predictions)} rows in the window: too few to compare.</p>"),
-        )
+        drift, snapshot = DriftSummary(compared_with_reference=False), ""
+        html = f"<p>{len(monitored_predictions)} rows in the window: too few to compare.</p>"
     decision = decide(
         len(monitored_predictions),
         drift,
@@ -63,4 +63,4 @@ def detect_drift(
         }
     )
     logger.info("monitoring decision: %s (%s)", decision.action, "; ".join(decision.reasons))
-    return decision, HTMLString(html)
+    return decision, HTMLString(html), snapshot

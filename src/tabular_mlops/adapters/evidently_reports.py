@@ -2,12 +2,20 @@
 
 The steps hand in the active stack's data validator (ZenML's Evidently flavor),
 so the component the environment declares is the one that profiles the data.
+What the dashboard shows is a static page of those figures: the open-source
+dashboard runs HTML visualizations in a sandbox without scripts, where
+Evidently's own pages stay blank, and rendering them costs most of a report's
+time. Evidently's full snapshot is kept beside it; ``python run.py report``
+turns it into the interactive page on demand.
 """
 
 from __future__ import annotations
 
+import html
+import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import pandas as pd
 
@@ -24,19 +32,27 @@ class NoDataValidatorError(RuntimeError):
     """The active stack declares no data validator that can profile data."""
 
 
+class DataReport(NamedTuple):
+    summary: DriftSummary
+    #: a static page of the summary: no scripts, readable in the dashboard's sandbox
+    html: str
+    #: Evidently's snapshot (JSON), from which its interactive page is rebuilt
+    snapshot: str
+
+
 def build_report(
     validator: BaseDataValidator | None,
     current: pd.DataFrame,
     reference: pd.DataFrame | None,
+    title: str,
     presets: Sequence[Preset] = ("DataDriftPreset", "DataQualityPreset"),
     target: str | None = None,
     prediction: str | None = None,
-) -> tuple[DriftSummary, str]:
+) -> DataReport:
     """Profile ``current`` (against ``reference`` when there is one) with the stack's validator.
 
-    Returns the drift summary and the report's HTML. Without a reference (the
-    first run of a project) only the presets that need none are run: drift has
-    nothing to be measured against.
+    Without a reference (the first run of a project) only the presets that need
+    none are run: drift has nothing to be measured against.
     """
     if validator is None or validator.flavor != "evidently":
         raise NoDataValidatorError(
@@ -65,9 +81,59 @@ def build_report(
         profile_list=[EvidentlyMetricConfig.metric(preset) for preset in presets],
         column_mapping=mapping,
     )
-    summary = (
-        DriftSummary(compared_with_reference=False)
-        if reference is None
-        else summarize(report.as_dict())
+    summary = summarize(report.as_dict(), compared_with_reference=reference is not None)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "snapshot.json"
+        report.save(str(path))
+        snapshot = path.read_text()
+    return DataReport(summary, render_summary(summary, title, len(current)), snapshot)
+
+
+def interactive_html(snapshot: str) -> str:
+    """Evidently's own page for a stored snapshot (scripts included: open it in a browser)."""
+    from evidently.legacy.report import Report
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "snapshot.json"
+        path.write_text(snapshot)
+        return str(Report.load(str(path)).get_html())
+
+
+def render_summary(summary: DriftSummary, title: str, rows: int) -> str:
+    """The summary as one static page that fits the dashboard's panel."""
+    esc = html.escape
+    if summary.compared_with_reference:
+        verdict = (
+            f"{len(summary.drifted_columns)} of {len(summary.columns)} columns drifted "
+            f"({summary.drift_share:.0%}); dataset drift: "
+            f"{'yes' if summary.dataset_drift else 'no'}"
+        )
+    else:
+        verdict = "no reference to compare with (the first model): quality figures only"
+    quality = "".join(
+        f"<tr><td>{esc(name.replace('_', ' '))}</td><td>{value:g}</td></tr>"
+        for name, value in summary.quality.items()
     )
-    return summary, report.get_html()
+    columns = "".join(
+        f'<tr class="{"drift" if c.drifted else ""}"><td>{esc(c.column)}</td>'
+        f"<td>{esc(c.test)}</td><td>{c.score:.4g}</td><td>{c.threshold:g}</td>"
+        f"<td>{'drifted' if c.drifted else 'ok'}</td></tr>"
+        for c in sorted(summary.columns, key=lambda c: (not c.drifted, c.column))
+    )
+    drift_table = (
+        "<table><thead><tr><th>column</th><th>test</th><th>score</th><th>threshold</th>"
+        f"<th>verdict</th></tr></thead><tbody>{columns}</tbody></table>"
+        if columns
+        else ""
+    )
+    quality_table = f"<table><tbody>{quality}</tbody></table>" if quality else ""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><style>
+body {{ font-family: sans-serif; margin: 0.8em; font-size: 14px; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
+tr.drift td {{ background: #fde2e2; }}
+</style></head><body>
+<h3>{esc(title)}</h3>
+<p>{rows} rows. {esc(verdict)}. Full Evidently report: <code>python run.py report</code>.</p>
+{quality_table}{drift_table}
+</body></html>"""
