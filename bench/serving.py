@@ -41,9 +41,9 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 def _wait(url: str, timeout: float = 120) -> None:
-    from tabular_mlops.adapters.net import answers, wait_until
+    from tabular_mlops.adapters.net import wait_for_url
 
-    if not wait_until(lambda: answers(url), timeout, interval=0.5):
+    if not wait_for_url(url, timeout):
         raise SystemExit(f"{url} did not come up")
 
 

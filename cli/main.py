@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import sys
 
 import click
 
@@ -26,3 +29,29 @@ def cli() -> None:
 
 for command in (all_stages, train, deploy, infer, monitor, simulate, report, stack, dashboard):
     cli.add_command(command)
+
+
+def main() -> None:
+    """Run the command line, then leave without tearing the interpreter down.
+
+    Finalising an interpreter that has loaded ZenML, MLflow, scikit-learn and
+    Evidently took 1.6 s after `infer` and 2.7 s after `all` here, every run,
+    after all work and every exit handler were done. The handler registered
+    here is the first, so it runs last: after ZenML's, MLflow's and
+    OpenTelemetry's, it flushes what is buffered and ends the process.
+    """
+    status: list[int] = [0]
+
+    def leave_now() -> None:
+        logging.shutdown()  # registered by `import logging`, before this handler
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status[0])
+
+    atexit.register(leave_now)
+    try:
+        cli.main()
+    except SystemExit as exc:  # click ends every command with one
+        code = exc.code
+        status[0] = code if isinstance(code, int) else (0 if code is None else 1)
+        raise

@@ -66,6 +66,21 @@ def dev_stack(zenml_repo: Path) -> str:
     return environment.stack.name
 
 
+#: the model the serving and loop tests share: trained once per test session
+SHARED_MODEL = "it_shared"
+
+
+@pytest.fixture(scope="session")
+def trained_model(dev_stack: str) -> str:
+    """The default training config's model (breast cancer), trained and promoted once for
+    every test that needs a production model and does not care which version it is."""
+    from tests.helpers import invoke
+
+    result = invoke("train", "--set", f"model.name={SHARED_MODEL}")
+    assert result.exit_code == 0, result.output
+    return SHARED_MODEL
+
+
 @pytest.fixture
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""

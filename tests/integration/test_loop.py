@@ -5,11 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from tests.conftest import SHARED_MODEL
 from tests.helpers import invoke
 
 pytestmark = pytest.mark.integration
 
-MODEL = "it_loop"
+MODEL = SHARED_MODEL
 
 
 def production_version() -> str:
@@ -20,14 +21,12 @@ def production_version() -> str:
 
 
 @pytest.fixture(scope="module")
-def staged(dev_stack):
+def staged(trained_model):
     from zenml import Model
     from zenml.enums import ModelStages
 
     from tabular_mlops.adapters.champion import load_staged_model
 
-    result = invoke("train", "--set", f"model.name={MODEL}")
-    assert result.exit_code == 0, result.output
     return load_staged_model(Model(name=MODEL, version=ModelStages.PRODUCTION))
 
 

@@ -11,14 +11,16 @@ import pytest
 
 from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.deployment.local import LocalProcessTarget
-from tabular_mlops.adapters.net import free_port
+from tabular_mlops.adapters.net import free_port, wait_for_url
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig, ServingConfig
+from tests.conftest import SHARED_MODEL
 from tests.helpers import invoke
 
 pytestmark = pytest.mark.integration
 
-MODEL = "it_serving"
+MODEL = SHARED_MODEL
+
 MAX_ROWS = 50
 
 
@@ -41,9 +43,7 @@ def deploy(paths, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def live(dev_stack, paths):
-    result = invoke("train", "--set", f"model.name={MODEL}")
-    assert result.exit_code == 0, result.output
+def live(trained_model, paths):
     result = deploy(paths)
     assert result.exit_code == 0, result.output
     service = local_server.read_live(paths["state"], MODEL)
@@ -79,7 +79,7 @@ def test_one_row_and_many_rows_match_the_model(live, rows):
 
     model = Client().get_model_version(MODEL, ModelStages.PRODUCTION).get_artifact("model").load()
     answer = post(live, json.dumps({"rows": rows})).json()
-    assert answer["model_name"] == MODEL and answer["model_version"] == "1"
+    assert answer["model_name"] == MODEL and answer["model_version"] == live.model_version
     import pandas as pd
 
     expected = model.predict(pd.DataFrame(rows))
@@ -134,7 +134,8 @@ def test_health_metrics_and_openapi(live):
     assert httpx.get(f"{live.url}/livez").status_code == 200
     assert httpx.get(f"{live.url}/readyz").status_code == 200
     metrics = httpx.get(f"{live.url}/metrics").text
-    assert 'tabular_predict_requests_total{model_version="1",outcome="ok"}' in metrics
+    ok = f'tabular_predict_requests_total{{model_version="{live.model_version}",outcome="ok"}}'
+    assert ok in metrics
     assert "tabular_predict_latency_seconds_bucket" in metrics
     spec = httpx.get(f"{live.url}/openapi.json").json()
     validate(spec)
@@ -241,14 +242,8 @@ def test_the_pod_spec_serves_the_bento(live, rows, tmp_path):
         [*command, bento.path], env=env, start_new_session=True, stdout=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 120
         ready = spec["readinessProbe"]["httpGet"]["path"]
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                if httpx.get(url + ready, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        assert wait_for_url(url + ready, 120, lambda: server.poll() is not None)
         assert httpx.get(url + spec["livenessProbe"]["httpGet"]["path"]).status_code == 200
         answer = httpx.post(url + "/predict", json={"rows": rows[:2]})
         assert answer.status_code == 200, answer.text
@@ -263,12 +258,13 @@ def test_the_pod_spec_serves_the_bento(live, rows, tmp_path):
 def test_status_shows_the_live_service(live, paths):
     result = deploy(paths, "--status")
     assert result.exit_code == 0
-    assert f"Model '{MODEL}' version 1 at {live.url} (answering)" in result.output
+    served = f"Model '{MODEL}' version {live.model_version} at {live.url} (answering)"
+    assert served in result.output
 
 
 def test_failed_redeploy_leaves_the_old_service_answering(live, paths, rows):
     result = deploy(paths, "--force", "--set", "parameters.serving.startup_timeout_seconds=0.5")
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     assert "step 'start_candidate'" in result.output
     assert "did not become ready" in result.output
     assert local_server.read_live(paths["state"], MODEL) == live
@@ -279,7 +275,8 @@ def test_deploying_the_served_version_again_changes_nothing(live, paths):
     result = deploy(paths)
     assert result.exit_code == 0, result.output
     assert (
-        f"Version 1 of '{MODEL}' is already served at {live.url}; nothing to do." in result.output
+        f"Version {live.model_version} of '{MODEL}' is already served at {live.url}; "
+        "nothing to do." in result.output
     )
     assert local_server.read_live(paths["state"], MODEL) == live
 

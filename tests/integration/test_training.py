@@ -65,6 +65,44 @@ def test_first_run_promotes_a_model_with_its_lineage(first_run):
     assert champion.tags["zenml_model_version"] == "1"
 
 
+def test_the_mlflow_model_ships_only_its_prediction_time_code(first_run, tmp_path):
+    """MLflow's own loader reads the model in a fresh process, importing the code the model
+    carries: the one module the fitted pipeline calls, and nothing else of the project."""
+    import subprocess
+    import sys
+
+    import mlflow
+    from zenml.client import Client
+
+    version = Client().get_model_version(MODEL, "1")
+    uri = str(version.run_metadata["mlflow_model_uri"])
+    mlflow.set_tracking_uri(Client().active_stack.experiment_tracker.get_tracking_uri())
+    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path)))
+    shipped = sorted(str(p.relative_to(local / "code")) for p in (local / "code").rglob("*.py"))
+    assert shipped == [
+        "tabular_mlops/__init__.py",
+        "tabular_mlops/core/__init__.py",
+        "tabular_mlops/core/transformers.py",
+    ]
+    probe = (
+        "import sys, mlflow, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model({str(local)!r})\n"
+        "print(model.predict(pd.read_json(sys.stdin, orient='records'))[:2])\n"
+        "print(sys.modules['tabular_mlops.core.transformers'].__file__)"
+    )
+    rows = load_dataset(DataSourceConfig()).drop(columns=["target"]).head(2)
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe],
+        input=rows.to_json(orient="records"),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert "malignant" in loaded.stdout or "benign" in loaded.stdout
+    assert str(local / "code" / "tabular_mlops" / "core" / "transformers.py") in loaded.stdout
+
+
 def test_rerun_on_the_same_data_is_cached_and_keeps_production(first_run):
     result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
     assert result.exit_code == 0, result.output

@@ -42,3 +42,18 @@ def wait_until(
             return False
         time.sleep(interval)
     return ready()
+
+
+def wait_for_url(url: str, timeout: float, gave_up: Callable[[], bool] = lambda: False) -> bool:
+    """Whether ``url`` answers 200 within ``timeout`` seconds, probing until then.
+
+    No probe outlives the deadline: a server that accepts connections before
+    it can answer (BentoML binds its socket first) does not stretch the wait.
+    """
+    deadline = time.monotonic() + timeout
+
+    def ready() -> bool:
+        left = deadline - time.monotonic()
+        return left > 0 and answers(url, timeout=min(2.0, left))
+
+    return wait_until(ready, timeout, gave_up)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tabular_mlops.adapters.config_files import anchor_paths
-from tabular_mlops.adapters.net import HOST, answers, wait_until
+from tabular_mlops.adapters.net import HOST, answers, wait_for_url
 from tabular_mlops.adapters.processes import stop_process_group
 from tabular_mlops.core.config import MlflowServerSpec, ServicesSpec
 
@@ -58,7 +58,7 @@ def start_mlflow(spec: MlflowServerSpec, timeout: float = 90) -> str:
     )  # fmt: skip
     _pid_file(spec).write_text(str(process.pid))
     logger.info("started mlflow server (pid %s) on %s", process.pid, url)
-    if wait_until(lambda: answers(f"{url}/health"), timeout, lambda: process.poll() is not None):
+    if wait_for_url(f"{url}/health", timeout, lambda: process.poll() is not None):
         return url
     if process.poll() is not None:
         raise ServerError(f"mlflow server exited with {process.returncode}; see {log.name}")

@@ -6,12 +6,12 @@ features (names, kinds, nullability) the model was trained on.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from tabular_mlops.core.columns import column_kind
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class FeatureSpec(BaseModel):
@@ -37,6 +37,9 @@ class ServingSpec(BaseModel):
         target: str,
         classes: list[Any],
     ) -> ServingSpec:
+        # here, not at the top: the service imports this module without pandas
+        from tabular_mlops.core.columns import column_kind
+
         features = [
             FeatureSpec(
                 name=str(column),

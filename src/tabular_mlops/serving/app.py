@@ -13,16 +13,18 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
 
-from tabular_mlops.core.scoring import Scorer
 from tabular_mlops.core.spec import ServingSpec, request_model
 from tabular_mlops.serving.inference_log import InferenceLogWriter, InferenceRecord
+
+if TYPE_CHECKING:
+    from tabular_mlops.core.scoring import Scorer
 
 PREDICTIONS = Counter(
     "tabular_predict_requests", "Prediction requests by outcome.", ["model_version", "outcome"]
@@ -55,9 +57,13 @@ def describe_errors(error: ValidationError) -> list[dict[str, str]]:
     ]
 
 
-def create_app(
-    model: Scorer, spec: ServingSpec, log: InferenceLogWriter | None, max_rows: int
-) -> FastAPI:
+def create_app(spec: ServingSpec, max_rows: int) -> FastAPI:
+    """The app, its routes and request schema; the model is bound later by :func:`bind`.
+
+    ``bentoml serve`` imports the service module in its supervising process too,
+    only to read the service's definition: building the app there costs nothing,
+    while loading the model would import scikit-learn (over a second) for nothing.
+    """
     body_model = request_model(spec, max_rows)
     parse = TypeAdapter(body_model).validate_json
     names = [feature.name for feature in spec.features]
@@ -81,6 +87,10 @@ def create_app(
     )
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
+        model: Scorer | None = getattr(app.state, "scorer", None)
+        if model is None:
+            return _json(503, {"error": "the model is still loading"})
+        log: InferenceLogWriter | None = app.state.inference_log
         try:
             parsed = parse(await request.body())
         except ValidationError as error:
@@ -127,3 +137,9 @@ def create_app(
         )
 
     return app
+
+
+def bind(app: FastAPI, scorer: Scorer, log: InferenceLogWriter | None) -> None:
+    """Give the app its model and inference log: in each worker, before it serves."""
+    app.state.scorer = scorer
+    app.state.inference_log = log

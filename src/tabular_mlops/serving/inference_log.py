@@ -19,10 +19,12 @@ import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class InferenceRecord(BaseModel):
@@ -112,6 +114,8 @@ def read_records(
     ``source``.
 
     A truncated last line (a crash mid-write) is skipped, not fatal."""
+    import pandas as pd
+
     rows = []
     for path in sorted(Path(directory).glob("requests-*.jsonl")):
         with path.open(encoding="utf-8") as handle:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tabular_mlops.adapters.deployment.target import BentoPackage, LocalProcess, RunningService
-from tabular_mlops.adapters.net import HOST, answers, free_port, wait_until
+from tabular_mlops.adapters.net import HOST, answers, free_port, wait_for_url
 from tabular_mlops.adapters.processes import is_alive, stop_process_group
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings
@@ -67,9 +67,7 @@ def start(
         runs_as=LocalProcess(pid=process.pid, port=port, log_file=str(log_file)),
     )
     logger.info("started %s (pid %s) on %s", bento_tag, process.pid, service.url)
-    if wait_until(
-        lambda: answers(f"{service.url}/readyz"), timeout, lambda: process.poll() is not None
-    ):
+    if wait_for_url(f"{service.url}/readyz", timeout, lambda: process.poll() is not None):
         return service
     stop_process_group(process.pid)
     tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-15:])
