@@ -87,7 +87,7 @@ def test_the_mlflow_model_ships_only_its_prediction_time_code(first_run, tmp_pat
     probe = (
         "import sys, mlflow, pandas as pd\n"
         f"model = mlflow.pyfunc.load_model({str(local)!r})\n"
-        "print(model.predict(pd.read_json(sys.stdin, orient='records'))[:2])\n"
+        "print(model.predict(pd.read_json(sys.stdin, orient='records').astype(float))[:2])\n"
         "print(sys.modules['tabular_mlops.core.transformers'].__file__)"
     )
     rows = load_dataset(DataSourceConfig()).drop(columns=["target"]).head(2)
