@@ -24,6 +24,7 @@ from tabular_mlops.core.config import EnvironmentConfig, StagedRunConfig
 if TYPE_CHECKING:
     from pydantic import BaseModel
     from zenml.client import Client
+    from zenml.config.schedule import Schedule
     from zenml.models import PipelineRunResponse
 
 ConfigT = TypeVar("ConfigT", bound="BaseModel")
@@ -138,6 +139,31 @@ def staged_pipeline(pipeline: Any, config: StagedRunConfig) -> Any:
         model=Model(name=config.model.name, version=config.stage),
         config_path=zenml_run_config(config.settings, config.steps),
     )
+
+
+def schedule_option(what: str) -> Callable[..., Any]:
+    """``--schedule CRON``: register ``what`` as a ZenML schedule instead of running it."""
+    return click.option(
+        "--schedule",
+        metavar="CRON",
+        help=f"Register {what} as a ZenML schedule instead of running it now (orchestrators "
+        "that support schedules; on the local one, use cron).",
+    )
+
+
+def zenml_schedule(cron: str | None, env: str, command: str) -> Schedule | None:
+    """The ZenML schedule for ``cron``, or an error naming the cron line to use instead."""
+    if cron is None:
+        return None
+    from zenml.client import Client
+    from zenml.config.schedule import Schedule
+
+    if not Client().active_stack.orchestrator.config.is_schedulable:
+        raise click.ClickException(
+            f"the '{env}' stack's orchestrator cannot run schedules; use cron: "
+            f"`{cron} cd {PROJECT_ROOT} && .venv/bin/python run.py {command} --env {env}`"
+        )
+    return Schedule(cron_expression=cron)
 
 
 def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunResponse | None:

@@ -14,9 +14,11 @@ from cli.common import (
     load_pipeline_config,
     overrides_option,
     run_pipeline,
+    schedule_option,
     staged_pipeline,
+    zenml_schedule,
 )
-from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR, PROJECT_ROOT
+from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
 from tabular_mlops.core.config import (
     DeploymentRunConfig,
     MonitoringRunConfig,
@@ -54,12 +56,7 @@ def retraining_plan(env: str, config: MonitoringRunConfig, retrain: bool) -> Ret
 @config_option("monitoring")
 @overrides_option
 @click.option("--no-retrain", is_flag=True, help="Report the decision; do not act on it.")
-@click.option(
-    "--schedule",
-    metavar="CRON",
-    help="Register the loop as a ZenML schedule instead of running it now (orchestrators "
-    "that support schedules; on the local one, use cron).",
-)
+@schedule_option("the continuous-training loop")
 def monitor(
     env: str,
     config_path: Path,
@@ -74,19 +71,13 @@ def monitor(
     plan = retraining_plan(env, config, retrain=not no_retrain)
     activate_stack(env)
     from zenml.client import Client
-    from zenml.config.schedule import Schedule
     from zenml.enums import ModelStages
 
     from pipelines.continuous_training import continuous_training_pipeline
 
-    pipeline = staged_pipeline(continuous_training_pipeline, config)
-    if schedule:
-        if not Client().active_stack.orchestrator.config.is_schedulable:
-            raise click.ClickException(
-                f"the '{env}' stack's orchestrator cannot run schedules; use cron: "
-                f"`0 * * * * cd {PROJECT_ROOT} && .venv/bin/python run.py monitor --env {env}`"
-            )
-        pipeline = pipeline.with_options(schedule=Schedule(cron_expression=schedule))
+    pipeline = staged_pipeline(continuous_training_pipeline, config).with_options(
+        schedule=zenml_schedule(schedule, env, "monitor")
+    )
     run = run_pipeline(
         "continuous training", pipeline, monitoring=config.parameters.monitoring, plan=plan
     )

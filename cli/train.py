@@ -15,11 +15,13 @@ from cli.common import (
     load_pipeline_config,
     overrides_option,
     run_pipeline,
+    schedule_option,
     staged_pipeline,
     step_output,
     zenml_run_config,
+    zenml_schedule,
 )
-from tabular_mlops.adapters.paths import CONFIG_DIR, PROJECT_ROOT
+from tabular_mlops.adapters.paths import CONFIG_DIR
 from tabular_mlops.core.config import TrainingRunConfig
 
 if TYPE_CHECKING:
@@ -31,11 +33,7 @@ if TYPE_CHECKING:
 @config_option("training")
 @overrides_option
 @click.option("--no-cache", is_flag=True, help="Run every step, ignoring cached results.")
-@click.option(
-    "--schedule",
-    metavar="CRON",
-    help="Register a ZenML schedule instead of running now (orchestrators that support it).",
-)
+@schedule_option("the training pipeline")
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -56,21 +54,14 @@ def train(
     activate_stack(env)
 
     from zenml import Model
-    from zenml.client import Client
-    from zenml.config.schedule import Schedule
 
     from pipelines.training import training_pipeline
 
-    if schedule and not Client().active_stack.orchestrator.config.is_schedulable:
-        raise click.ClickException(
-            f"the '{env}' stack's orchestrator cannot run schedules; use cron: "
-            f"`0 3 * * * cd {PROJECT_ROOT} && .venv/bin/python run.py train --env {env}`"
-        )
     pipeline = training_pipeline.with_options(
         model=Model(**config.model.model_dump()),
         enable_cache=config.enable_cache and not no_cache,
         config_path=zenml_run_config(config.settings, config.steps),
-        schedule=Schedule(cron_expression=schedule) if schedule else None,
+        schedule=zenml_schedule(schedule, env, "train"),
     )
     if dry_run:
         _print_plans(env, pipeline, dict(config.parameters))

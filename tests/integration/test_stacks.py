@@ -7,6 +7,7 @@ import pytest
 from tabular_mlops.adapters import stacks
 from tabular_mlops.adapters.config_files import ConfigError, load_environment
 from tabular_mlops.core.config import ComponentSpec, EnvironmentConfig
+from tests.helpers import invoke
 
 
 def _variant(environment: EnvironmentConfig, kind: str, **changes) -> EnvironmentConfig:
@@ -139,3 +140,12 @@ def _type(kind: str):
     from zenml.enums import StackComponentType
 
     return StackComponentType(kind)
+
+
+def test_a_schedule_on_the_local_orchestrator_names_the_cron_line_instead(dev_stack):
+    for command in ("train", "monitor"):
+        result = invoke(command, "--schedule", "0 3 * * *", "--set", "model.name=it_schedule")
+        assert result.exit_code == 1, result.output
+        assert "the 'dev' stack's orchestrator cannot run schedules; use cron:" in result.output
+        assert "`0 3 * * * cd " in result.output
+        assert f".venv/bin/python run.py {command} --env dev`" in result.output
