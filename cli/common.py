@@ -131,6 +131,22 @@ def zenml_run_config(settings: dict[str, Any], steps: dict[str, Any]) -> str | N
     return path
 
 
+def staged_version(config: StagedRunConfig) -> str:
+    """The number of the model version at ``config.stage``, or an error naming the model
+    and the stage (ZenML's own names the model by its id)."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        version = Client().get_model_version(config.model.name, ModelStages(config.stage))
+    except KeyError:
+        raise click.ClickException(
+            f"model '{config.model.name}' has no version in {config.stage} yet: "
+            f"train one first (python run.py train --set model.name={config.model.name})"
+        ) from None
+    return str(version.number)
+
+
 def staged_pipeline(pipeline: Any, config: StagedRunConfig) -> Any:
     """``pipeline`` configured to run on the model version at ``config.stage``."""
     from zenml import Model

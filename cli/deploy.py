@@ -16,6 +16,7 @@ from cli.common import (
     overrides_option,
     run_pipeline,
     staged_pipeline,
+    staged_version,
 )
 from tabular_mlops.core.config import DeploymentRunConfig
 
@@ -46,7 +47,7 @@ def deploy(
     name = config.model.name
     if status or stop_service:
         target = serving_target(env, config, activate=False)
-        live = target.live(name)
+        live = live_service(target, name)
         if live is None:
             click.echo(f"No live service for model '{name}'.")
         elif stop_service:
@@ -62,8 +63,8 @@ def deploy(
         return
 
     target = serving_target(env, config, activate=True)
-    live = target.live(name)
-    staged = _staged_version(name, config.stage)
+    live = live_service(target, name)
+    staged = staged_version(config)
     if (
         live is not None
         and not force
@@ -84,14 +85,14 @@ def deploy(
     _print_service(live, config)
 
 
-def _staged_version(model_name: str, stage: str) -> str | None:
-    from zenml.client import Client
-    from zenml.enums import ModelStages
+def live_service(target: ServingTarget, model_name: str) -> RunningService | None:
+    """The target's record of the live service; an unreadable one is a CLI error."""
+    from tabular_mlops.adapters.deployment.local import ServiceStateError
 
     try:
-        return str(Client().get_model_version(model_name, ModelStages(stage)).number)
-    except KeyError:
-        return None
+        return target.live(model_name)
+    except ServiceStateError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _print_service(live: RunningService, config: DeploymentRunConfig) -> None:

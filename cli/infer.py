@@ -14,6 +14,7 @@ from cli.common import (
     overrides_option,
     run_pipeline,
     staged_pipeline,
+    staged_version,
     step_output,
 )
 from tabular_mlops.core.config import BatchRunConfig
@@ -41,6 +42,7 @@ def infer(env: str, config_path: Path, input_path: Path | None, overrides: tuple
             f"parameters.batch.input_path: {batch.input_path or 'not set'}: no such batch file"
         )
     activate_stack(env)
+    staged_version(config)
     from pipelines.batch_inference import batch_inference_pipeline
 
     run = run_pipeline(

@@ -16,6 +16,7 @@ from cli.common import (
     run_pipeline,
     schedule_option,
     staged_pipeline,
+    staged_version,
     zenml_schedule,
 )
 from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
@@ -75,9 +76,10 @@ def monitor(
 
     from pipelines.continuous_training import continuous_training_pipeline
 
-    pipeline = staged_pipeline(continuous_training_pipeline, config).with_options(
-        schedule=zenml_schedule(schedule, env, "monitor")
-    )
+    cron = zenml_schedule(schedule, env, "monitor")
+    if cron is None:  # a schedule may be registered before there is a model
+        staged_version(config)
+    pipeline = staged_pipeline(continuous_training_pipeline, config).with_options(schedule=cron)
     run = run_pipeline(
         "continuous training", pipeline, monitoring=config.parameters.monitoring, plan=plan
     )

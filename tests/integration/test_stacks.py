@@ -149,3 +149,12 @@ def test_a_schedule_on_the_local_orchestrator_names_the_cron_line_instead(dev_st
         assert "the 'dev' stack's orchestrator cannot run schedules; use cron:" in result.output
         assert "`0 3 * * * cd " in result.output
         assert f".venv/bin/python run.py {command} --env dev`" in result.output
+
+
+def test_a_model_without_a_production_version_is_named(dev_stack, tmp_path):
+    batch = tmp_path / "batch.csv"
+    batch.write_text("a,b\n1,2\n")
+    for args in (("infer", "--input", str(batch)), ("deploy",), ("monitor",)):
+        result = invoke(*args, "--set", "model.name=it_never_trained")
+        assert result.exit_code == 1, result.output
+        assert "model 'it_never_trained' has no version in production yet" in result.output

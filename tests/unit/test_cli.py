@@ -51,3 +51,15 @@ def test_stack_show_prints_the_declared_components():
     result = invoke("stack", "show", "--env", "dev")
     assert result.exit_code == 0
     assert "experiment_tracker   dev-mlflow-tracker (mlflow)" in result.output
+
+
+def test_status_reads_the_state_file_without_zenml_and_names_a_broken_one(tmp_path):
+    (tmp_path / "tabular_classifier.json").write_text('{"broken')
+    result = invoke("deploy", "--status", "--set", f"parameters.serving.state_dir={tmp_path}")
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'tabular_classifier.json'}: not a service record" in result.output
+    assert "delete the file" in result.output
+    empty = tmp_path / "empty"
+    result = invoke("deploy", "--status", "--set", f"parameters.serving.state_dir={empty}")
+    assert result.exit_code == 0
+    assert "No live service for model 'tabular_classifier'." in result.output

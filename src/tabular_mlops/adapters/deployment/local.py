@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from tabular_mlops.adapters.deployment.target import BentoPackage, LocalProcess, RunningService
 from tabular_mlops.adapters.net import HOST, answers, free_port, wait_for_url
 from tabular_mlops.adapters.processes import is_alive, stop_process_group
@@ -81,11 +83,22 @@ def state_file(state_dir: Path, model_name: str) -> Path:
     return state_dir / f"{model_name}.json"
 
 
+class ServiceStateError(RuntimeError):
+    """A state file is not a service record; the message names the file."""
+
+
 def read_live(state_dir: Path, model_name: str) -> RunningService | None:
     path = state_file(state_dir, model_name)
     if not path.is_file():
         return None
-    return RunningService.model_validate_json(path.read_text())
+    try:
+        return RunningService.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"]
+        raise ServiceStateError(
+            f"{path}: not a service record ({problem}); if no service of '{model_name}' "
+            "runs, delete the file"
+        ) from None
 
 
 def record_live(state_dir: Path, service: RunningService) -> None:
