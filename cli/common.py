@@ -19,15 +19,14 @@ from tabular_mlops.adapters.config_files import (
     load_run_config,
 )
 from tabular_mlops.adapters.paths import CONFIG_DIR, PROJECT_ROOT
-from tabular_mlops.core.config import EnvironmentConfig, StagedRunConfig
+from tabular_mlops.core.config import EnvironmentConfig, RunConfig, StagedRunConfig
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
     from zenml.client import Client
     from zenml.config.schedule import Schedule
     from zenml.models import PipelineRunResponse
 
-ConfigT = TypeVar("ConfigT", bound="BaseModel")
+ConfigT = TypeVar("ConfigT", bound=RunConfig)
 
 
 def env_option(function: Callable[..., Any]) -> Callable[..., Any]:

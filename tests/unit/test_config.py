@@ -13,9 +13,8 @@ from tabular_mlops.adapters.config_files import (
     read_yaml,
     validate,
 )
+from tabular_mlops.adapters.paths import CONFIG_DIR as CONFIGS
 from tabular_mlops.core.config import DataSourceConfig, EnvironmentConfig, TrainingRunConfig
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_deep_merge_merges_mappings_and_replaces_the_rest():
@@ -110,3 +109,37 @@ def test_override_replaces_rather_than_merges():
         "training": {"params": {}, "estimator": "x"}
     }
     assert data == {"training": {"params": {"C": 1.0}, "estimator": "x"}}
+
+
+def test_an_environment_overlays_its_pipeline_whatever_the_config_file_is_called(tmp_path):
+    mine = tmp_path / "my_training.yaml"
+    mine.write_text((CONFIGS / "training.yaml").read_text())
+    config = load_run_config(TrainingRunConfig, mine, load_environment("prod"))
+    assert config.parameters.promotion.min_metrics == {"accuracy": 0.9, "roc_auc": 0.95}
+    assert config.parameters.promotion.max_regression == 0.0
+
+
+def test_a_misspelt_pipeline_in_overrides_is_an_error_naming_file_and_key(tmp_path):
+    env = tmp_path / "qa.yaml"
+    prod = read_yaml(CONFIGS / "environments" / "prod.yaml")
+    prod["overrides"]["trainig"] = prod["overrides"].pop("training")
+    import yaml
+
+    env.write_text(yaml.safe_dump(prod))
+    with pytest.raises(ConfigError) as error:
+        load_environment(str(env))
+    assert str(env) in str(error.value)
+    assert "overrides.trainig: unknown key (misspelt?)" in str(error.value)
+
+
+def test_a_misspelt_key_inside_an_overlay_is_an_error(tmp_path):
+    environment = EnvironmentConfig.model_validate(
+        {
+            **read_yaml(CONFIGS / "environments" / "dev.yaml"),
+            "overrides": {"training": {"parameters": {"promotion": {"max_regresion": 0}}}},
+        }
+    )
+    with pytest.raises(ConfigError) as error:
+        load_run_config(TrainingRunConfig, CONFIGS / "training.yaml", environment)
+    assert "with the environment's overrides.training applied" in str(error.value)
+    assert "parameters.promotion.max_regresion: unknown key (misspelt?)" in str(error.value)

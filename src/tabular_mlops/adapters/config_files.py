@@ -14,9 +14,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tabular_mlops.adapters.paths import CONFIG_DIR, ENVIRONMENTS_DIR, PROJECT_ROOT
-from tabular_mlops.core.config import EnvironmentConfig
+from tabular_mlops.core.config import EnvironmentConfig, RunConfig
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+RunT = TypeVar("RunT", bound=RunConfig)
 
 
 class ConfigError(ValueError):
@@ -115,19 +116,20 @@ def load_environment(env: str) -> EnvironmentConfig:
 
 
 def load_run_config(
-    model: type[ModelT],
+    model: type[RunT],
     config_path: Path,
     environment: EnvironmentConfig,
     overrides: Iterable[str] = (),
-) -> ModelT:
-    """The pipeline config at ``config_path``, overlaid by the environment and ``--set`` flags."""
+) -> RunT:
+    """The pipeline config at ``config_path``, overlaid by the environment's overrides for
+    that pipeline (whatever the file is called) and by ``--set`` flags."""
     overrides = list(overrides)
-    data = read_yaml(config_path)
-    data = deep_merge(data, environment.overrides.get(config_path.stem, {}))
+    overlay = environment.overrides.for_pipeline(model.PIPELINE)
+    data = deep_merge(read_yaml(config_path), overlay)
     data = apply_overrides(data, overrides)
-    source = str(config_path)
-    if environment.overrides.get(config_path.stem) or overrides:
-        source += " (with environment overrides and --set flags applied)"
+    applied = [f"the environment's overrides.{model.PIPELINE}"] if overlay else []
+    applied += ["--set flags"] if overrides else []
+    source = str(config_path) + (f" (with {' and '.join(applied)} applied)" if applied else "")
     return anchor_paths(validate(model, data, source), PROJECT_ROOT)
 
 

@@ -7,7 +7,7 @@ dotted path instead of being silently ignored by a step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -90,6 +90,22 @@ class ServicesSpec(StrictModel):
     local_secrets: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
+PipelineName = Literal["training", "deployment", "batch_inference", "monitoring"]
+
+
+class PipelineOverrides(StrictModel):
+    """Partial configs merged over each pipeline's config, whichever file it came from;
+    keyed by pipeline, so a misspelt pipeline is an error, not an overlay ignored."""
+
+    training: dict[str, Any] = Field(default_factory=dict)
+    deployment: dict[str, Any] = Field(default_factory=dict)
+    batch_inference: dict[str, Any] = Field(default_factory=dict)
+    monitoring: dict[str, Any] = Field(default_factory=dict)
+
+    def for_pipeline(self, pipeline: PipelineName) -> dict[str, Any]:
+        return dict(getattr(self, pipeline))
+
+
 class EnvironmentConfig(StrictModel):
     """``configs/environments/<env>.yaml``: a stack plus overlays on pipeline configs."""
 
@@ -97,8 +113,7 @@ class EnvironmentConfig(StrictModel):
     stack: StackSpec
     #: servers on this machine that the stack talks to (staging)
     services: ServicesSpec | None = None
-    #: Pipeline config name (``training``) -> partial config merged over it.
-    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    overrides: PipelineOverrides = PipelineOverrides()
 
 
 # --------------------------------------------------------------------------- #
@@ -210,6 +225,9 @@ class ModelBlock(StrictModel):
 class RunConfig(StrictModel):
     """What every pipeline config file has besides its parameters."""
 
+    #: which ``overrides:`` block of an environment applies to this config
+    PIPELINE: ClassVar[PipelineName]
+
     model: ModelBlock
     #: Passed through to ZenML as pipeline-level settings (docker, resources...).
     settings: dict[str, Any] = Field(default_factory=dict)
@@ -234,6 +252,8 @@ class TrainingParameters(StrictModel):
 
 class TrainingRunConfig(RunConfig):
     """``configs/training.yaml``."""
+
+    PIPELINE: ClassVar[PipelineName] = "training"
 
     parameters: TrainingParameters = TrainingParameters()
     enable_cache: bool = True
@@ -278,6 +298,8 @@ class DeploymentParameters(StrictModel):
 class DeploymentRunConfig(StagedRunConfig):
     """``configs/deployment.yaml``."""
 
+    PIPELINE: ClassVar[PipelineName] = "deployment"
+
     parameters: DeploymentParameters = DeploymentParameters()
 
 
@@ -307,6 +329,8 @@ class BatchParameters(StrictModel):
 
 class BatchRunConfig(StagedRunConfig):
     """``configs/batch_inference.yaml``."""
+
+    PIPELINE: ClassVar[PipelineName] = "batch_inference"
 
     parameters: BatchParameters = BatchParameters()
 
@@ -371,6 +395,8 @@ class RetrainingPlan(StrictModel):
 
 class MonitoringRunConfig(StagedRunConfig):
     """``configs/monitoring.yaml``."""
+
+    PIPELINE: ClassVar[PipelineName] = "monitoring"
 
     parameters: MonitoringParameters = MonitoringParameters()
     retraining: RetrainingConfig = RetrainingConfig()
