@@ -36,7 +36,9 @@ def retraining_plan(env: str, config: MonitoringRunConfig, retrain: bool) -> Ret
     serving = load_pipeline_config(
         DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml", (model,)
     )
-    parameters = training.parameters
+    # the decision to retrain was drift: the gate is told to accept it, and records that
+    validation = training.parameters.validation.model_copy(update={"accept_drift": True})
+    parameters = training.parameters.model_copy(update={"validation": validation})
     if config.retraining.data is not None:
         parameters = parameters.model_copy(update={"data": config.retraining.data})
     return RetrainingPlan(

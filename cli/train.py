@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 @config_option("training")
 @overrides_option
 @click.option("--no-cache", is_flag=True, help="Run every step, ignoring cached results.")
+@click.option(
+    "--accept-drift",
+    is_flag=True,
+    help="Let the data gate pass data that drifted from the production model's training data "
+    "(the world changed and the data is right); recorded on the model version.",
+)
 @schedule_option("the training pipeline")
 @click.option(
     "--dry-run",
@@ -45,11 +51,14 @@ def train(
     config_path: Path,
     overrides: tuple[str, ...],
     no_cache: bool = False,
+    accept_drift: bool = False,
     schedule: str | None = None,
     dry_run: bool = False,
 ) -> PipelineRunResponse | None:
     """Run the training pipeline: ingest, validate data, split, train, evaluate,
     validate the model against the production champion, register, promote."""
+    if accept_drift:
+        overrides = (*overrides, "parameters.validation.accept_drift=true")
     config = load_pipeline_config(TrainingRunConfig, env, config_path, overrides)
     activate_stack(env)
 

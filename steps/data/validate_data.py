@@ -11,7 +11,7 @@ from zenml.types import HTMLString
 from materializers.dataframe_materializer import ContentHashedDataFrameMaterializer
 from tabular_mlops.adapters.champion import Champion, load_artifact
 from tabular_mlops.adapters.evidently_reports import build_report
-from tabular_mlops.core.checks import check_dataset
+from tabular_mlops.core.checks import DataValidationError, check_dataset, drift_violations
 from tabular_mlops.core.config import DataValidationConfig
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ def validate_data(
     Annotated[HTMLString, "data_report"],
     Annotated[str, "data_report_evidently"],
 ]:
-    """The data gate: schema and quality checks, then an Evidently report.
+    """The data gate: schema and quality checks, departures from the reference, then
+    Evidently's drift, which blocks too unless the run accepts it.
 
     The reference is the data the production model was trained on, so a new
     dataset must still fit the model that serves today. On any violation the
@@ -45,11 +46,24 @@ def validate_data(
         title="Data gate: the new data against the production model's training data",
         target=target,
     )
+    drift = drift_violations(summary.drift_share, summary.drifted_columns, rules)
+    if drift:
+        raise DataValidationError(drift)
     log_metadata(
         metadata={"data_drift": summary.model_dump(exclude={"columns"})},
         artifact_name="data_report",
         infer_artifact=True,
     )
+    if rules.accept_drift and summary.drift_share > rules.max_drift_share:
+        log_metadata(
+            metadata={
+                "drift_accepted": {
+                    "drift_share": summary.drift_share,
+                    "columns": summary.drifted_columns,
+                }
+            },
+            infer_model=True,
+        )
     logger.info(
         "data gate passed: %d rows; drift share %.2f against %s",
         len(dataset),

@@ -152,8 +152,36 @@ def _breast_cancer_frame():
             lambda f: f.assign(target=(f["target"] == "benign").astype(int)),
             "[categorical] column 'target': expected categorical (string) values, got dtype int64",
         ),
+        (
+            lambda f: f.assign(**{"mean perimeter": f["mean perimeter"] * 1000}),
+            "[median_shift] column 'mean perimeter': median 8.624e+04, reference 86.21: "
+            "3.0 orders of magnitude (a unit change?)",
+        ),
+        (
+            lambda f: f.assign(
+                **{"mean texture": f["mean texture"].where(f.index % 7 != 0, "n/a")}
+            ),
+            "[missing_increase] column 'mean texture': 14.4% missing, reference 0.0% "
+            "(allowed +5% points)",
+        ),
+        (
+            lambda f: f.assign(**{"worst area": f["worst area"].where(f.index % 100 != 5, np.inf)}),
+            "[infinite] column 'worst area': 6 rows hold an infinite value (first at row 5)",
+        ),
+        (
+            lambda f: f.assign(**{c: f[c] + f[c].std() for c in f.columns if c != "target"}),
+            "of columns drifted (allowed 50%): ",
+        ),
     ],
-    ids=["missing-column", "all-null-column", "wrong-label-type"],
+    ids=[
+        "missing-column",
+        "all-null-column",
+        "wrong-label-type",
+        "unit-change",
+        "n/a-text",
+        "infinities",
+        "drift",
+    ],
 )
 def test_bad_data_fails_the_gate_and_leaves_production(first_run, tmp_path, corrupt, message):
     from zenml.client import Client
@@ -168,11 +196,33 @@ def test_bad_data_fails_the_gate_and_leaves_production(first_run, tmp_path, corr
     assert result.exit_code == 1
     assert "step 'validate_data'" in result.output
     assert "DataValidationError" in result.output
-    assert message in result.output
+    assert message in result.output, result.output
     assert production_version() == "1"
     run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
     assert run.steps["validate_data"].status.value == "failed"
     assert "train_model" not in run.steps or run.steps["train_model"].status.value != "completed"
+
+
+def test_accepted_drift_passes_the_gate_and_is_recorded(first_run, tmp_path):
+    from zenml.client import Client
+
+    frame = _breast_cancer_frame()
+    shifted = frame.assign(**{c: frame[c] + frame[c].std() for c in frame.columns if c != "target"})
+    path = write_csv(shifted, tmp_path / "drifted.csv")
+    result = invoke(
+        "train",
+        "--accept-drift",
+        "--set", f"model.name={MODEL}",
+        "--set", "parameters.data.source=file",
+        "--set", f"parameters.data.path={path}",
+        "--set", "parameters.promotion.min_metrics={}",
+        "--set", "parameters.promotion.max_regression=1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
+    accepted = run.model_version.run_metadata["drift_accepted"]
+    assert accepted["drift_share"] > 0.5
+    assert "mean radius" in accepted["columns"]
 
 
 def test_user_csv_with_categoricals_and_missing_values_trains_and_promotes(dev_stack, tmp_path):

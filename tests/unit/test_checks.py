@@ -96,3 +96,63 @@ def test_error_message_lists_every_violation(reference):
     assert "2 violation(s)" in message
     assert "[required_column] column 'plan': missing from the data" in message
     assert "[not_all_missing] column 'age': all 40 values are missing" in message
+
+
+# Against the reference: what the production model was trained on.
+def test_a_unit_change_is_out_of_range_and_a_median_shift(reference):
+    frame = reference.assign(age=reference["age"] * 1000)
+    problems = found(frame, reference)
+    assert problems[("out_of_range", "age")].startswith("100.0% of values outside [")
+    assert "candidate range [2e+04, 5.8e+04]" in problems[("out_of_range", "age")]
+    assert "3.0 orders of magnitude (a unit change?)" in problems[("median_shift", "age")]
+
+
+def test_a_missing_rate_jump_is_named_with_both_rates(reference):
+    frame = reference.copy()
+    frame.loc[:5, "age"] = np.nan  # 15% where the reference had none
+    assert found(frame, reference)[("missing_increase", "age")] == (
+        "15.0% missing, reference 0.0% (allowed +5% points)"
+    )
+
+
+def test_infinities_are_named_with_their_rows(reference):
+    frame = reference.copy()
+    frame.loc[[3, 7], "age"] = np.inf
+    assert found(frame)[("infinite", "age")] == "2 rows hold an infinite value (first at row 3)"
+
+
+def test_new_and_vanished_categories(reference):
+    frame = reference.assign(plan=np.where(reference.index < 10, "enterprise", "pro"))
+    problems = found(frame, reference)
+    assert (
+        "25.0% of rows hold categories the reference never had (allowed 5%), e.g. "
+        in (problems[("new_categories", "plan")])
+    )
+    assert "['enterprise']" in problems[("new_categories", "plan")]
+    assert "absent (allowed 20%), e.g. ['basic']" in problems[("vanished_categories", "plan")]
+
+
+def test_a_label_shift_names_each_share(reference):
+    frame = reference.assign(label=np.where(reference.index < 36, "yes", "no"))
+    detail = found(frame, reference)[("label_shift", "label")]
+    assert detail.startswith("label distribution moved by ")
+    assert "yes 90% (reference " in detail
+
+
+def test_an_identifier_column_is_named_with_the_fix(reference):
+    frame = reference.assign(customer=[f"c{i}" for i in range(len(reference))])
+    assert found(frame)[("id_like", "customer")] == (
+        "100% of values are distinct: an identifier, not a feature "
+        "(leave it out with data.drop_columns)"
+    )
+
+
+def test_drift_blocks_unless_accepted():
+    from tabular_mlops.core.checks import drift_violations
+
+    [violation] = drift_violations(0.8, ["age", "plan"], RULES)
+    assert str(violation).startswith("[drift] dataset: 80% of columns drifted (allowed 50%): ")
+    assert "rerun with --accept-drift" in str(violation)
+    accepting = RULES.model_copy(update={"accept_drift": True})
+    assert drift_violations(0.8, ["age"], accepting) == []
+    assert drift_violations(0.4, ["age"], RULES) == []

@@ -15,6 +15,13 @@ class DataSourceError(ValueError):
 def load_dataset(source: DataSourceConfig) -> pd.DataFrame:
     """Return features and the target column ``source.target`` in one frame."""
     frame = _load_sklearn(source) if source.source == "sklearn" else _load_file(source)
+    unknown = [c for c in source.drop_columns if c not in frame.columns]
+    if unknown:
+        raise DataSourceError(
+            f"{source.path or source.dataset}: data.drop_columns names {unknown}, "
+            f"which the data does not have; columns are {list(frame.columns)}"
+        )
+    frame = frame.drop(columns=source.drop_columns)
     if source.target not in frame.columns:
         raise DataSourceError(
             f"{source.path or source.dataset}: target column '{source.target}' not found; "
@@ -40,7 +47,7 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
         raise DataSourceError(f"{path}: no such data file")
     try:
         if path.suffix.lower() == ".csv":
-            return pd.read_csv(path)
+            return pd.read_csv(path, na_values=source.na_values, keep_default_na=False)
         return pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataSourceError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc

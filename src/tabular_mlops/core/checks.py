@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandas.api.types import is_float_dtype
@@ -128,12 +129,196 @@ def find_violations(
     rules: DataValidationConfig,
     reference: pd.DataFrame | None = None,
 ) -> list[Violation]:
+    """Every violation: the schema (pandera), values no model can take, and, when there
+    is a reference, every way the data left what the production model was trained on."""
     schema = build_schema(frame, target, rules, reference)
+    violations: list[Violation] = []
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        return _to_violations(exc.failure_cases, frame, rules)
-    return []
+        violations += _to_violations(exc.failure_cases, frame, rules)
+    violations += infinite_values(frame)
+    violations += id_like_columns(frame, target, rules)
+    if reference is not None:
+        violations += departures_from_reference(frame, reference, target, rules)
+    return violations
+
+
+def infinite_values(frame: pd.DataFrame) -> list[Violation]:
+    """±inf in any numeric column: no imputer or scaler can use it."""
+    violations = []
+    for name in frame.columns:
+        if column_kind(frame[name]) == "numeric" and frame[name].dtype != object:
+            infinite = np.isinf(frame[name].to_numpy(dtype=float, na_value=np.nan))
+            if infinite.any():
+                rows = np.flatnonzero(infinite)
+                violations.append(
+                    Violation(
+                        "infinite",
+                        str(name),
+                        f"{len(rows)} rows hold an infinite value (first at row {rows[0]})",
+                    )
+                )
+    return violations
+
+
+def id_like_columns(
+    frame: pd.DataFrame, target: str, rules: DataValidationConfig
+) -> list[Violation]:
+    """Identifiers: a model learns nothing from them that holds for the next row."""
+    if rules.max_unique_share >= 1 or len(frame) < 20:
+        return []
+    violations = []
+    for name in frame.columns:
+        if name == target:
+            continue
+        values = frame[name].dropna()
+        unique_share = values.nunique() / max(len(values), 1)
+        integral = column_kind(values) == "numeric" and bool((values % 1 == 0).all())
+        identifier = column_kind(values) == "categorical" or (
+            integral and values.is_monotonic_increasing
+        )
+        if identifier and len(values) >= 20 and unique_share >= rules.max_unique_share:
+            violations.append(
+                Violation(
+                    "id_like",
+                    str(name),
+                    f"{unique_share:.0%} of values are distinct: an identifier, not a feature "
+                    "(leave it out with data.drop_columns)",
+                )
+            )
+    return violations
+
+
+def departures_from_reference(
+    frame: pd.DataFrame, reference: pd.DataFrame, target: str, rules: DataValidationConfig
+) -> list[Violation]:
+    """Where the data left what the production model was trained on: value ranges and
+    medians, missing rates, categories, and the label's distribution."""
+    violations = []
+    for name in [c for c in frame.columns if c in reference.columns and c != target]:
+        new, old = frame[name], reference[name]
+        if new.isna().all() or column_kind(new) != column_kind(old):
+            continue  # the schema's own checks name an empty column or a changed kind
+        missing_new, missing_old = float(new.isna().mean()), float(old.isna().mean())
+        if missing_new > missing_old + rules.max_missing_increase:
+            violations.append(
+                Violation(
+                    "missing_increase",
+                    str(name),
+                    f"{missing_new:.1%} missing, reference {missing_old:.1%} "
+                    f"(allowed +{rules.max_missing_increase:.0%} points)",
+                )
+            )
+        if column_kind(new) == "numeric":
+            violations += _numeric_departures(str(name), new, old, rules)
+        else:
+            violations += _category_departures(str(name), new, old, rules)
+    if target in frame.columns and target in reference.columns:
+        new_labels = frame[target].astype(str).value_counts(normalize=True)
+        old_labels = reference[target].astype(str).value_counts(normalize=True)
+        distance = 0.5 * float(new_labels.sub(old_labels, fill_value=0).abs().sum())
+        if distance > rules.max_label_shift:
+            shares = ", ".join(
+                f"{label} {new_labels.get(label, 0):.0%} (reference {old_labels.get(label, 0):.0%})"
+                for label in sorted(set(new_labels.index) | set(old_labels.index))
+            )
+            violations.append(
+                Violation(
+                    "label_shift",
+                    target,
+                    f"label distribution moved by {distance:.2f} (total variation, allowed "
+                    f"{rules.max_label_shift}): {shares}",
+                )
+            )
+    return violations
+
+
+def _numeric_departures(
+    name: str, new: pd.Series, old: pd.Series, rules: DataValidationConfig
+) -> list[Violation]:
+    new, old = new.dropna(), old.dropna()
+    new = new[np.isfinite(new.to_numpy(dtype=float))]  # infinities are named on their own
+    if new.empty or old.empty:
+        return []
+    violations = []
+    low, high = float(old.min()), float(old.max())
+    margin = rules.range_margin * (high - low)
+    outside = float(((new < low - margin) | (new > high + margin)).mean())
+    if outside > rules.max_out_of_range_share:
+        violations.append(
+            Violation(
+                "out_of_range",
+                name,
+                f"{outside:.1%} of values outside [{low - margin:.4g}, {high + margin:.4g}] "
+                f"(reference range [{low:.4g}, {high:.4g}] widened by {rules.range_margin:g} "
+                f"spans; allowed {rules.max_out_of_range_share:.0%}); candidate range "
+                f"[{float(new.min()):.4g}, {float(new.max()):.4g}]",
+            )
+        )
+    median_new, median_old = float(new.median()), float(old.median())
+    if median_new and median_old:
+        decades = abs(np.log10(abs(median_new) / abs(median_old)))
+        if decades >= rules.max_median_shift_decades:
+            violations.append(
+                Violation(
+                    "median_shift",
+                    name,
+                    f"median {median_new:.4g}, reference {median_old:.4g}: "
+                    f"{decades:.1f} orders of magnitude (a unit change?)",
+                )
+            )
+    return violations
+
+
+def _category_departures(
+    name: str, new: pd.Series, old: pd.Series, rules: DataValidationConfig
+) -> list[Violation]:
+    new, old = new.dropna().astype(str), old.dropna().astype(str)
+    if new.empty or old.empty:
+        return []
+    violations = []
+    known, seen = set(old.unique()), set(new.unique())
+    unseen = ~new.isin(known)
+    if float(unseen.mean()) > rules.max_new_category_share:
+        examples = sorted(set(new[unseen]))[:5]
+        violations.append(
+            Violation(
+                "new_categories",
+                name,
+                f"{float(unseen.mean()):.1%} of rows hold categories the reference never had "
+                f"(allowed {rules.max_new_category_share:.0%}), e.g. {examples}",
+            )
+        )
+    gone = ~old.isin(seen)
+    if float(gone.mean()) > rules.max_vanished_category_share:
+        examples = sorted(set(old[gone]))[:5]
+        violations.append(
+            Violation(
+                "vanished_categories",
+                name,
+                f"categories covering {float(gone.mean()):.1%} of the reference rows are "
+                f"absent (allowed {rules.max_vanished_category_share:.0%}), e.g. {examples}",
+            )
+        )
+    return violations
+
+
+def drift_violations(
+    drift_share: float, drifted_columns: list[str], rules: DataValidationConfig
+) -> list[Violation]:
+    """Evidently's verdict as a gate: too many drifted columns block, unless accepted."""
+    if rules.accept_drift or drift_share <= rules.max_drift_share:
+        return []
+    return [
+        Violation(
+            "drift",
+            None,
+            f"{drift_share:.0%} of columns drifted (allowed {rules.max_drift_share:.0%}): "
+            f"{', '.join(drifted_columns)}; if the world changed and this data is right, "
+            "rerun with --accept-drift (recorded on the model version)",
+        )
+    ]
 
 
 def check_dataset(

@@ -130,6 +130,14 @@ class DataSourceConfig(StrictModel):
     dataset: Literal["breast_cancer", "wine", "iris"] = "breast_cancer"
     path: Path | None = None
     target: str = Field(default="target", min_length=1)
+    #: the text a CSV uses for "missing": exactly these cells are read as missing, nothing
+    #: else (pandas' longer default list is off); a numeric column holding any other text
+    #: is read as text, and the data gate names it
+    na_values: list[str] = Field(
+        default_factory=lambda: ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "?"]
+    )
+    #: columns read from the file but left out of training (ids, leaks, free text)
+    drop_columns: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _file_source_needs_a_readable_format(self) -> DataSourceConfig:
@@ -155,6 +163,30 @@ class DataValidationConfig(StrictModel):
     max_classes: int = Field(default=50, ge=2)
     #: Columns that must be present even when no production model exists yet.
     required_columns: list[str] = Field(default_factory=list)
+
+    # Against the data the production model was trained on (the reference):
+    #: a numeric value is out of range beyond this many reference spans (max - min)
+    #: from the reference's minimum or maximum...
+    range_margin: float = Field(default=1.0, ge=0)
+    #: ...and more than this share of a column's values out of range is a violation
+    max_out_of_range_share: float = Field(default=0.01, ge=0, le=1)
+    #: a median that moved by this many powers of ten (1 = tenfold) is a violation
+    max_median_shift_decades: float = Field(default=1.0, gt=0)
+    #: missing values may rise by at most this many points of share (0.05 = 5 points)
+    max_missing_increase: float = Field(default=0.05, ge=0, le=1)
+    #: categories never seen in the reference may cover at most this share of rows
+    max_new_category_share: float = Field(default=0.05, ge=0, le=1)
+    #: reference categories absent from the new data may cover at most this share
+    max_vanished_category_share: float = Field(default=0.2, ge=0, le=1)
+    #: total variation distance allowed between the label distributions
+    max_label_shift: float = Field(default=0.2, ge=0, le=1)
+    #: share of columns Evidently finds drifted above which the gate fails, unless
+    #: the run accepts the drift (``--accept-drift``; the retrain monitoring triggers does)
+    max_drift_share: float = Field(default=0.5, ge=0, le=1)
+    accept_drift: bool = False
+    #: a categorical feature with at least this share of distinct values is an id
+    #: (drop it with ``data.drop_columns``); 1.0 turns the check off
+    max_unique_share: float = Field(default=0.95, gt=0, le=1)
 
 
 class SplitConfig(StrictModel):
