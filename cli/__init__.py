@@ -1,4 +1,6 @@
 """The command line: parse options, assemble configs, call a pipeline, print where to look.
 
-Nothing here decides: gates, retraining and redeployment live in pipelines and steps.
+Gates, retraining and redeployment are decided in pipelines and steps; what is decided
+here is only what to run: whether a deploy has anything to do, and what a retraining
+would be given.
 """

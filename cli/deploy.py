@@ -71,7 +71,10 @@ def deploy(
         and live.model_version == staged
         and target.is_answering(live)
     ):
-        click.echo(f"Version {staged} of '{name}' is already served at {live.url}; nothing to do.")
+        click.echo(
+            f"Version {staged} of '{name}' is already served at {live.url}; nothing to do "
+            "(--force redeploys it, e.g. with other serving settings)."
+        )
         _print_service(live, config)
         return
     from pipelines.deployment import deployment_pipeline

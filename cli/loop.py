@@ -33,7 +33,8 @@ def all_stages(ctx: click.Context, env: str, input_path: Path | None) -> None:
         env=env,
         config_path=CONFIG_DIR / "batch_inference.yaml",
         input_path=input_path or _test_split_batch(env),
-        overrides=(),
+        # the model's own test rows are a demonstration, not traffic monitoring should see
+        overrides=() if input_path else ("parameters.batch.monitoring_sample_rows=0",),
     )
 
 

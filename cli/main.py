@@ -55,3 +55,9 @@ def main() -> None:
         code = exc.code
         status[0] = code if isinstance(code, int) else (0 if code is None else 1)
         raise
+    except KeyboardInterrupt:
+        status[0] = 130
+        raise
+    except BaseException:  # a crash: Python prints the traceback, the exit status says so
+        status[0] = 1
+        raise

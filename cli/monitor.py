@@ -17,8 +17,10 @@ from cli.common import (
     schedule_option,
     staged_pipeline,
     staged_version,
+    step_output,
     zenml_schedule,
 )
+from tabular_mlops.adapters.config_files import deep_merge
 from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
 from tabular_mlops.core.config import (
     DeploymentRunConfig,
@@ -50,7 +52,7 @@ def retraining_plan(env: str, config: MonitoringRunConfig, retrain: bool) -> Ret
         stage=serving.stage,
         training_settings=training.settings,
         deployment_settings=serving.settings,
-        step_options={**training.steps, **serving.steps, **config.steps},
+        step_options=deep_merge(deep_merge(training.steps, serving.steps), config.steps),
     )
 
 
@@ -74,7 +76,6 @@ def monitor(
     plan = retraining_plan(env, config, retrain=not no_retrain)
     activate_stack(env)
     from zenml.client import Client
-    from zenml.enums import ModelStages
 
     from pipelines.continuous_training import continuous_training_pipeline
 
@@ -87,30 +88,34 @@ def monitor(
     )
     if run is None or schedule:
         return
-    client = Client()
-    run = client.get_pipeline_run(run.id)
-    decision = run.steps["detect_drift"].outputs["monitoring_decision"][0].load()
+    decision = step_output(run, "detect_drift", "monitoring_decision")
     click.echo(f"\nMonitoring decision: {decision.action.upper()} ({decision.rows} rows)")
     for reason in decision.reasons:
         click.echo(f"  - {reason}")
     if decision.drifted_columns:
         click.echo(f"  drifted: {', '.join(decision.drifted_columns)}")
-    for child in client.list_pipeline_runs(
-        created=f"gte:{run.start_time:%Y-%m-%d %H:%M:%S}", sort_by="asc:created", size=10
-    ).items:
-        if child.id == run.id or child.pipeline is None:
+    client = Client()
+    for child in client.list_pipeline_runs(parent_run_id=run.id, sort_by="asc:created").items:
+        if child.pipeline is None:
             continue
         if child.pipeline.name == "retraining_pipeline":
-            outcome = child.steps["promote_model"].outputs["promotion"][0].load()
+            outcome = step_output(child, "promote_model", "promotion")
             click.echo(f"Retrained: version {outcome.model_version} {outcome}")
         elif child.pipeline.name == "redeployment_pipeline":
-            live = child.steps["go_live"].outputs["live_service"][0].load()
+            live = step_output(child, "go_live", "live_service")
             click.echo(f"Redeployed: version {live.model_version} at {live.url}")
+    production = production_version(config.model.name)
+    click.echo(f"Production version of '{config.model.name}': {production or 'none'}")
+
+
+def production_version(model_name: str) -> str | None:
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
     try:
-        production = client.get_model_version(config.model.name, ModelStages.PRODUCTION).name
-        click.echo(f"Production version of '{config.model.name}': {production}")
+        return str(Client().get_model_version(model_name, ModelStages.PRODUCTION).name)
     except KeyError:
-        pass
+        return None
 
 
 @click.command()
@@ -122,7 +127,8 @@ def monitor(
 @click.pass_context
 def simulate(ctx: click.Context, env: str, rows: int, shift: float) -> None:
     """Demonstrate the loop: a stable stream (no action), then a drifting one that
-    monitoring catches, retraining on fresh data, and the new model promoted and served."""
+    monitoring catches, retraining on fresh data, and the new model promoted (and
+    redeployed where a service of it is live)."""
     from cli.train import train
 
     config = load_pipeline_config(TrainingRunConfig, env, CONFIG_DIR / "training.yaml")
@@ -152,6 +158,7 @@ def simulate(ctx: click.Context, env: str, rows: int, shift: float) -> None:
         )
         fresh = workdir / phase / "fresh_training_data.parquet"
         world.to_parquet(fresh)  # the labelled data a retraining would use
+        before = production_version(name)
         ctx.invoke(
             monitor,
             env=env,
@@ -161,4 +168,7 @@ def simulate(ctx: click.Context, env: str, rows: int, shift: float) -> None:
                 f"parameters.monitoring.batch_predictions_dir={workdir / phase / 'batches'}",
                 f"retraining.data={{source: file, path: '{fresh}', target: '{target}'}}",
             ),
+        )
+        click.echo(
+            f"=== phase '{phase}': production version {before} -> {production_version(name)}"
         )

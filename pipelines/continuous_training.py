@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from zenml import Model, pipeline
@@ -22,30 +24,34 @@ def continuous_training_pipeline(monitoring: MonitoringConfig, plan: RetrainingP
     run of the training pipeline, whose gates decide what is promoted; only a
     promoted model is redeployed, and only where a service of it is live.
     """
-    configure_steps(plan.step_options)
-    current = collect_predictions(monitoring)
-    decision, _, _ = detect_drift(current, monitoring)
-    if not plan.enabled or decision.load().action != "retrain":
-        return
-    # a child run: its outputs, not a run record (ZenML's annotation says the latter)
-    promotion: Any = retraining_pipeline.with_options(
-        model=Model(**plan.model.model_dump()), settings=plan.training_settings
-    )(**dict(plan.parameters))
-    if not plan.redeploy or not promotion.load().promoted:
-        return
-    if find_live_service(plan.serving).load():
-        redeployment_pipeline.with_options(
-            model=Model(name=plan.model.name, version=plan.stage),
-            settings=plan.deployment_settings,
-        )(serving=plan.serving)
+    with configured_steps(plan.step_options):
+        current = collect_predictions(monitoring)
+        decision, _, _ = detect_drift(current, monitoring)
+        if not plan.enabled or decision.load().action != "retrain":
+            return
+        # a child run: its outputs, not a run record (ZenML's annotation says the latter)
+        promotion: Any = retraining_pipeline.with_options(
+            model=Model(**plan.model.model_dump()), settings=plan.training_settings
+        )(**dict(plan.parameters))
+        if not plan.redeploy or not promotion.load().promoted:
+            return
+        if find_live_service(plan.serving).load():
+            redeployment_pipeline.with_options(
+                model=Model(name=plan.model.name, version=plan.stage),
+                settings=plan.deployment_settings,
+            )(serving=plan.serving)
 
 
-def configure_steps(step_options: dict[str, dict[str, Any]]) -> None:
-    """Apply the configs' per-step settings (e.g. prod's pod volumes and resources).
+@contextlib.contextmanager
+def configured_steps(step_options: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """Apply the configs' per-step settings (e.g. prod's pod volumes and resources) for
+    this run only.
 
     ZenML 0.98 ignores a run config's ``steps:`` in dynamic pipelines ("cannot be
     applied to any pipeline step invocations"), so the step objects that this run
-    and its child runs invoke are configured directly.
+    and its child runs invoke are configured directly. ZenML keeps what a dynamic
+    run configures on the step object and merges it into every later compile of
+    that step in the process, so it is put back when the run ends.
     """
     known = {
         candidate.name: candidate
@@ -54,9 +60,16 @@ def configure_steps(step_options: dict[str, dict[str, Any]]) -> None:
         if isinstance(candidate, BaseStep)
     }
     known.update({s.name: s for s in (collect_predictions, detect_drift, find_live_service)})
-    for name, options in step_options.items():
-        if name not in known:
-            raise ValueError(
-                f"steps.{name}: no step of that name in the loop; known: {sorted(known)}"
-            )
-        known[name].configure(**options)
+    unknown = sorted(set(step_options) - set(known))
+    if unknown:
+        raise ValueError(
+            f"steps.{unknown[0]}: no step of that name in the loop; known: {sorted(known)}"
+        )
+    saved = {name: known[name]._dynamic_configuration for name in step_options}
+    try:
+        for name, options in step_options.items():
+            known[name].configure(**options)
+        yield
+    finally:
+        for name, configuration in saved.items():
+            known[name]._dynamic_configuration = configuration

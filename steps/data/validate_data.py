@@ -44,6 +44,7 @@ def validate_data(
         dataset,
         reference,
         title="Data gate: the new data against the production model's training data",
+        artifact="data_report_evidently",
         target=target,
     )
     drift = drift_violations(summary.drift_share, summary.drifted_columns, rules)

@@ -28,6 +28,7 @@ def report_batch_drift(
         batch_sample[features],
         staged.train_set[features],
         title=f"Batch drift against the training data of version {staged.spec.model_version}",
+        artifact="batch_drift_evidently",
         presets=("DataDriftPreset",),
     )
     log_metadata(metadata={"batch_drift": summary.model_dump(exclude={"columns"})})

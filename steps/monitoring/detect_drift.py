@@ -39,6 +39,7 @@ def detect_drift(
             monitored_predictions[columns],
             reference[columns],
             title="Served and batch predictions of the window against the training data",
+            artifact="monitoring_evidently",
             presets=("DataDriftPreset",),
             prediction=PREDICTION,
         )

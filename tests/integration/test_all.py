@@ -57,6 +57,7 @@ def test_all_trains_deploys_and_scores_then_reruns_without_redeploying(checkout)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "version 2: not promoted: identical to production version 1" in second.stdout
     assert "Version 1 of 'tabular_classifier' is already served at" in second.stdout
+    assert not list((root / ".local" / "batch_predictions").glob("monitoring-sample-*"))
     assert "rows scored by version 1" in second.stdout
 
     status = run("deploy", "--status")

@@ -276,7 +276,7 @@ def test_deploying_the_served_version_again_changes_nothing(live, paths):
     assert result.exit_code == 0, result.output
     assert (
         f"Version {live.model_version} of '{MODEL}' is already served at {live.url}; "
-        "nothing to do." in result.output
+        "nothing to do (--force redeploys it" in result.output
     )
     assert local_server.read_live(paths["state"], MODEL) == live
 

@@ -158,3 +158,28 @@ def test_a_model_without_a_production_version_is_named(dev_stack, tmp_path):
         result = invoke(*args, "--set", "model.name=it_never_trained")
         assert result.exit_code == 1, result.output
         assert "model 'it_never_trained' has no version in production yet" in result.output
+
+
+def test_a_component_no_longer_declared_leaves_the_stack(dev_stack):
+    """Stacks registered by earlier versions carry a BentoML model deployer the YAML no
+    longer declares; registering from the YAML takes it off the stack."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    client.create_stack_component(
+        name="it-old-bentoml-deployer",
+        flavor="bentoml",
+        component_type=StackComponentType.MODEL_DEPLOYER,
+        configuration={},
+    )
+    client.update_stack(
+        dev_stack,
+        component_updates={StackComponentType.MODEL_DEPLOYER: ["it-old-bentoml-deployer"]},
+    )
+    change = stacks.plan(client, load_environment("dev"), "dev.yaml")
+    assert change.component_changes == {"model_deployer": ("it-old-bentoml-deployer", None)}
+    assert "model_deployer: it-old-bentoml-deployer -> <removed>" in change.describe()
+    stacks.apply(client, change)
+    assert StackComponentType.MODEL_DEPLOYER not in client.get_stack(dev_stack).components
+    assert stacks.plan(client, load_environment("dev"), "dev.yaml").is_current

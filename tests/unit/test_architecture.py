@@ -23,7 +23,7 @@ def test_the_core_imports_without_zenml_or_serving_frameworks():
     module loads none of the heavy clients."""
     modules = sorted(
         f"tabular_mlops.core.{p.stem}"
-        for p in (PROJECT_ROOT / "src" / "tabular_mlops" / "core").glob("*.py")
+        for p in (PROJECT_ROOT / "tabular_mlops" / "core").glob("*.py")
         if p.stem != "__init__"
     )
     probe = (

@@ -63,3 +63,31 @@ def test_status_reads_the_state_file_without_zenml_and_names_a_broken_one(tmp_pa
     result = invoke("deploy", "--status", "--set", f"parameters.serving.state_dir={empty}")
     assert result.exit_code == 0
     assert "No live service for model 'tabular_classifier'." in result.output
+
+
+def test_a_crash_ends_with_a_failing_exit_status():
+    """The fast exit must not turn a traceback into success."""
+    import subprocess
+    import sys
+
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    probe = (
+        "import sys, click\n"
+        "import cli.main as entry\n"
+        "entry.cli.add_command(click.Command('boom', callback=lambda: 1 / 0))\n"
+        "sys.argv = ['run.py', 'boom']\n"
+        "entry.main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "ZeroDivisionError" in result.stderr
+    usage = subprocess.run(
+        [sys.executable, "run.py", "train", "--no-cahce"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert usage.returncode == 2

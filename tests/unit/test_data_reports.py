@@ -40,7 +40,11 @@ def frame(shift: float, rows: int = 300, seed: int = 0) -> pd.DataFrame:
 
 def test_drifted_columns_are_named_on_a_page_without_scripts(validator):
     summary, page, snapshot = build_report(
-        validator, frame(shift=25, seed=1), frame(shift=0), title="Batch <drift>"
+        validator,
+        frame(shift=25, seed=1),
+        frame(shift=0),
+        title="Batch <drift>",
+        artifact="batch_drift_evidently",
     )
     assert summary.compared_with_reference
     assert summary.drifted_columns == ["income"]
@@ -48,12 +52,15 @@ def test_drifted_columns_are_named_on_a_page_without_scripts(validator):
     assert "<script" not in page.lower()
     assert "Batch &lt;drift&gt;" in page  # names are escaped
     assert "1 of 3 columns drifted (33%)" in page
+    assert "python run.py report batch_drift_evidently" in page
     assert '<tr class="drift"><td>income</td>' in page
     assert "<script" in interactive_html(snapshot).lower()  # Evidently's own, interactive
 
 
 def test_without_a_reference_only_quality_is_reported(validator):
-    summary, page, _ = build_report(validator, frame(shift=0), None, title="First model")
+    summary, page, _ = build_report(
+        validator, frame(shift=0), None, title="First model", artifact="data_report_evidently"
+    )
     assert not summary.compared_with_reference
     assert summary.columns == []
     assert summary.quality["number_of_rows"] == 300
@@ -62,4 +69,6 @@ def test_without_a_reference_only_quality_is_reported(validator):
 
 def test_a_stack_without_an_evidently_validator_is_named():
     with pytest.raises(NoDataValidatorError, match=r"stack\.components\.data_validator"):
-        build_report(SimpleNamespace(flavor="great_expectations"), frame(0), None, title="x")
+        build_report(
+            SimpleNamespace(flavor="great_expectations"), frame(0), None, title="x", artifact="x"
+        )

@@ -115,3 +115,17 @@ def test_every_writer_has_its_own_log_file_and_all_are_read(tmp_path):
     other_pod = tmp_path / f"requests-{now:%Y-%m-%d}-other-pod-1.jsonl"
     other_pod.write_text(record.model_copy(update={"request_id": "r2"}).model_dump_json() + "\n{")
     assert sorted(read_records(tmp_path)["request_id"]) == ["r1", "r2"]  # a torn line is skipped
+
+
+def test_a_service_record_written_by_an_earlier_version_still_names_its_process():
+    from tabular_mlops.adapters.deployment.target import LocalProcess, RunningService
+
+    flat = (
+        '{"model_name": "m", "model_version": "1", "bento_tag": "b:1", '
+        '"url": "http://127.0.0.1:1", "started_at": "2026-11-24T10:00:00Z", "target": "local", '
+        '"pid": 123, "port": 1, "log_file": "x.log", "namespace": null, "deployment": null, '
+        '"image": null}'
+    )
+    assert RunningService.model_validate_json(flat).runs_as == LocalProcess(
+        pid=123, port=1, log_file="x.log"
+    )

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from zenml.client import Client
 
 Action = Literal["create", "update", "unchanged"]
+#: component kinds ZenML attaches to every stack by itself, which no YAML declares
+ZENML_MANAGED_KINDS = frozenset({"log_store"})
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class StackPlan:
     action: Action
     components: list[ComponentPlan]
     #: component type -> (registered component name, YAML component name)
-    component_changes: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    component_changes: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     @property
     def is_current(self) -> bool:
@@ -47,7 +49,7 @@ class StackPlan:
     def describe(self) -> str:
         lines = [f"stack '{self.name}': {self.action}"]
         for kind, (old, new) in self.component_changes.items():
-            lines.append(f"  {kind}: {old or '<none>'} -> {new}")
+            lines.append(f"  {kind}: {old or '<none>'} -> {new or '<removed>'}")
         for comp in self.components:
             lines.append(f"  {comp.kind} '{comp.spec.name}' ({comp.spec.flavor}): {comp.action}")
             for key, (old, new) in comp.changes.items():
@@ -142,11 +144,17 @@ def plan(client: Client, environment: EnvironmentConfig, source: str) -> StackPl
     registered_names = {
         str(kind.value): comps[0].name for kind, comps in stack.components.items() if comps
     }
-    component_changes = {
+    component_changes: dict[str, tuple[str | None, str | None]] = {
         p.kind: (registered_names.get(p.kind), p.spec.name)
         for p in component_plans
         if registered_names.get(p.kind) != p.spec.name
     }
+    # A component the YAML no longer declares leaves the stack (e.g. the BentoML model
+    # deployer earlier versions declared); the log store is ZenML's own default.
+    declared = {p.kind for p in component_plans}
+    for kind, name in registered_names.items():
+        if kind not in declared and kind not in ZENML_MANAGED_KINDS:
+            component_changes[kind] = (name, None)
     action: Action = "update" if component_changes else "unchanged"
     return StackPlan(stack_name, action, component_plans, component_changes)
 
@@ -169,7 +177,16 @@ def apply(client: Client, stack_plan: StackPlan) -> None:
                 _component_type(comp.kind),
                 configuration={key: new for key, (_, new) in comp.changes.items()},
             )
-    components = {_component_type(c.kind): c.spec.name for c in stack_plan.components}
+    components: dict[Any, Any] = {
+        _component_type(c.kind): c.spec.name for c in stack_plan.components
+    }
+    components.update(
+        {
+            _component_type(kind): []
+            for kind, (_, new) in stack_plan.component_changes.items()
+            if new is None
+        }
+    )
     if stack_plan.action == "create":
         client.create_stack(name=stack_plan.name, components=components)
     elif stack_plan.action == "update":

@@ -88,6 +88,8 @@ def request_model(spec: ServingSpec, max_rows: int) -> type[BaseModel]:
 
 
 SETTINGS_ENV = "TABULAR_SERVING_SETTINGS"
+#: requests that carry this header are logged with its value as their source
+SOURCE_HEADER = "x-request-source"
 
 
 class ServingSettings(BaseModel):

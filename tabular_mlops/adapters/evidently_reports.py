@@ -45,6 +45,7 @@ def build_report(
     current: pd.DataFrame,
     reference: pd.DataFrame | None,
     title: str,
+    artifact: str,
     presets: Sequence[Preset] = ("DataDriftPreset", "DataQualityPreset"),
     target: str | None = None,
     prediction: str | None = None,
@@ -52,7 +53,8 @@ def build_report(
     """Profile ``current`` (against ``reference`` when there is one) with the stack's validator.
 
     Without a reference (the first run of a project) only the presets that need
-    none are run: drift has nothing to be measured against.
+    none are run: drift has nothing to be measured against. ``artifact`` names the
+    step output that keeps the snapshot, for the page's pointer to the full report.
     """
     if validator is None or validator.flavor != "evidently":
         raise NoDataValidatorError(
@@ -62,6 +64,11 @@ def build_report(
     from evidently.legacy.pipeline.column_mapping import ColumnMapping
     from zenml.integrations.evidently.metrics import EvidentlyMetricConfig
 
+    if reference is None:
+        presets = [p for p in presets if p != "DataDriftPreset"] or ["DataQualityPreset"]
+    else:  # columns only one side has are the schema check's business, not drift's
+        shared = [c for c in reference.columns if c in current.columns]
+        reference, current = reference[shared], current[shared]
     features = [c for c in current.columns if c not in (target, prediction)]
     mapping = ColumnMapping(
         target=target if target in current.columns else None,
@@ -69,11 +76,6 @@ def build_report(
         numerical_features=[c for c in features if column_kind(current[c]) == "numeric"],
         categorical_features=[c for c in features if column_kind(current[c]) == "categorical"],
     )
-    if reference is None:
-        presets = [p for p in presets if p != "DataDriftPreset"] or ["DataQualityPreset"]
-    else:
-        shared = [c for c in reference.columns if c in current.columns]
-        reference, current = reference[shared], current[shared]
     report = validator.data_profiling(
         # ZenML's argument order: ``dataset`` is Evidently's reference data.
         dataset=reference,
@@ -86,7 +88,7 @@ def build_report(
         path = Path(scratch) / "snapshot.json"
         report.save(str(path))
         snapshot = path.read_text()
-    return DataReport(summary, render_summary(summary, title, len(current)), snapshot)
+    return DataReport(summary, render_summary(summary, title, len(current), artifact), snapshot)
 
 
 def interactive_html(snapshot: str) -> str:
@@ -99,7 +101,7 @@ def interactive_html(snapshot: str) -> str:
         return str(Report.load(str(path)).get_html())
 
 
-def render_summary(summary: DriftSummary, title: str, rows: int) -> str:
+def render_summary(summary: DriftSummary, title: str, rows: int, artifact: str) -> str:
     """The summary as one static page that fits the dashboard's panel."""
     esc = html.escape
     if summary.compared_with_reference:
@@ -134,6 +136,7 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
 tr.drift td {{ background: #fde2e2; }}
 </style></head><body>
 <h3>{esc(title)}</h3>
-<p>{rows} rows. {esc(verdict)}. Full Evidently report: <code>python run.py report</code>.</p>
+<p>{rows} rows. {esc(verdict)}.
+Full Evidently report: <code>python run.py report {esc(artifact)}</code>.</p>
 {quality_table}{drift_table}
 </body></html>"""

@@ -10,7 +10,7 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
-from tabular_mlops.serving.app import SOURCE_HEADER
+from tabular_mlops.core.spec import SOURCE_HEADER
 
 
 class SmokeTestError(RuntimeError):

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
 
-from tabular_mlops.core.spec import ServingSpec, request_model
+from tabular_mlops.core.spec import SOURCE_HEADER, ServingSpec, request_model
 from tabular_mlops.serving.inference_log import InferenceLogWriter, InferenceRecord
 
 if TYPE_CHECKING:
@@ -36,10 +36,6 @@ LATENCY = Histogram(
     ["model_version"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
-
-
-#: requests that carry this header are logged with its value as their source
-SOURCE_HEADER = "x-request-source"
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from tabular_mlops.core.spec import ServingSettings
 
@@ -62,6 +62,23 @@ class RunningService(BaseModel):
     url: str
     started_at: datetime
     runs_as: LocalProcess | KubernetesRelease = Field(discriminator="target")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_record(cls, data: Any) -> Any:
+        """Records written before ``runs_as`` kept its fields at the top level; reading
+        them keeps the pid of a service an older version started, so it can be stopped."""
+        if isinstance(data, dict) and "runs_as" not in data:
+            target = data.get("target", "local")
+            fields = (
+                ("pid", "port", "log_file")
+                if target == "local"
+                else ("namespace", "deployment", "image")
+            )
+            data = {k: v for k, v in data.items() if k not in (*fields, "target")} | {
+                "runs_as": {"target": target, **{k: data.get(k) for k in fields}}
+            }
+        return data
 
     @property
     def instance(self) -> str:

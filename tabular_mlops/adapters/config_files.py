@@ -133,14 +133,20 @@ def load_run_config(
     return anchor_paths(validate(model, data, source), PROJECT_ROOT)
 
 
+#: the user's own files (training data, labels, a batch): taken as given, relative to
+#: where the command runs, so that a file inside the checkout travels with the code to
+#: a cluster instead of becoming this machine's absolute path
+USER_FILE_FIELDS = frozenset({"path", "labels_path", "input_path"})
+
+
 def anchor_paths(config: ModelT, root: Path) -> ModelT:
-    """Every relative path in ``config`` taken from ``root`` (the checkout), not from
-    wherever the command was started: ``.local/serving`` is the same directory for
-    ``deploy``, for the steps, and for ``deploy --status``."""
+    """Every relative state path in ``config`` (logs, predictions, servers' stores) taken
+    from ``root``, the checkout, not from wherever the command was started:
+    ``.local/serving`` is the same directory for ``deploy``, its steps and ``--status``."""
     updates: dict[str, Any] = {}
     for name in type(config).model_fields:
         value = getattr(config, name)
-        if isinstance(value, Path) and not value.is_absolute():
+        if isinstance(value, Path) and not value.is_absolute() and name not in USER_FILE_FIELDS:
             updates[name] = root / value
         elif isinstance(value, BaseModel):
             anchored = anchor_paths(value, root)
