@@ -6,18 +6,18 @@ import zenml
 from sklearn.pipeline import Pipeline
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
-from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
+from zenml.integrations.mlflow.model_registries import MLFlowModelRegistry
 
 from tabular_mlops.adapters.lineage import code_version
-from tabular_mlops.adapters.mlflow_models import MlflowModel
+from tabular_mlops.adapters.mlflow_models import MlflowModel, register_version
 from tabular_mlops.core.gate import PromotionDecision
 from tabular_mlops.core.report import EvaluationReport
 
 
 # Never cached: every run's model version is recorded in the registry.
 # The experiment tracker points MLflow at the stack's store for this step; the
-# registry resolves the model URI through MLflow's global tracking URI, which
-# ZenML resets after each tracked step.
+# registry's client resolves the model through MLflow's global tracking URI,
+# which ZenML resets after each tracked step.
 @step(enable_cache=False, experiment_tracker=True)
 def register_model(
     model: Pipeline,
@@ -34,25 +34,25 @@ def register_model(
     context = get_step_context()
     model_version = context.model.number
     registry = Client().active_stack.model_registry
-    if registry is None:
-        raise RuntimeError("the active stack has no model registry; see configs/environments/")
+    if not isinstance(registry, MLFlowModelRegistry):
+        raise RuntimeError(
+            "the active stack has no MLflow model registry; see configs/environments/"
+        )
     run = context.pipeline_run
-    registered = registry.register_model_version(
-        name=context.model.name,
-        model_source_uri=mlflow_model.model_uri,
+    registered = register_version(
+        registry.mlflow_client,
+        context.model.name,
+        mlflow_model,
         description=f"ZenML {context.model.name} version {model_version}",
-        metadata=ModelRegistryModelMetadata.model_validate(
-            {
-                "zenml_version": zenml.__version__,
-                "zenml_run_name": run.name,
-                "zenml_pipeline_name": run.pipeline.name if run.pipeline else None,
-                "zenml_pipeline_run_uuid": str(run.id),
-                "zenml_step_name": context.step_run.name,
-                "zenml_model_version": str(model_version),
-                "mlflow_run_id": mlflow_model.run_id,  # links the version to its run
-                "gate": "approved" if decision.approved else "rejected",
-            }
-        ),
+        tags={
+            "zenml_version": zenml.__version__,
+            "zenml_run_name": run.name,
+            "zenml_pipeline_name": run.pipeline.name if run.pipeline else "",
+            "zenml_pipeline_run_uuid": str(run.id),
+            "zenml_step_name": context.step_run.name,
+            "zenml_model_version": str(model_version),
+            "gate": "approved" if decision.approved else "rejected",
+        },
     )
     classifier = model.named_steps["classifier"]
     log_metadata(
@@ -65,10 +65,10 @@ def register_model(
             "mlflow_run_id": mlflow_model.run_id,
             "mlflow_experiment_id": mlflow_model.experiment_id,
             "mlflow_model_uri": mlflow_model.model_uri,
-            "registry_version": str(registered.version),
+            "registry_version": registered,
             "gate": "approved" if decision.approved else "rejected",
             "gate_reasons": decision.reasons,
         },
         infer_model=True,
     )
-    return str(registered.version)
+    return registered

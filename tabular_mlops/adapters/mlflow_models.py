@@ -10,12 +10,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
 from tabular_mlops.core import transformers
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 MODEL_ARTIFACT = "model"
 
@@ -25,6 +29,8 @@ class MlflowModel(BaseModel):
 
     run_id: str
     experiment_id: str
+    #: MLflow 3's logged model, kept apart from its run's artifacts
+    model_id: str
     model_uri: str
 
 
@@ -59,7 +65,7 @@ def log_model(model: Pipeline, features: pd.DataFrame) -> MlflowModel:
         )
     sample = features.head(5)
     with tempfile.TemporaryDirectory() as scratch:
-        mlflow.sklearn.log_model(
+        logged = mlflow.sklearn.log_model(
             model,
             name=MODEL_ARTIFACT,
             signature=infer_signature(sample, model.predict(sample)),
@@ -75,8 +81,35 @@ def log_model(model: Pipeline, features: pd.DataFrame) -> MlflowModel:
     return MlflowModel(
         run_id=run.info.run_id,
         experiment_id=run.info.experiment_id,
-        # `runs:/…`, not the `models:/m-…` that log_model returns: an MLflow
-        # tracking server registers the latter only together with a model id,
-        # which ZenML's registry does not pass; the run form works everywhere.
-        model_uri=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}",
+        model_id=logged.model_id,
+        model_uri=logged.model_uri,  # models:/m-…
     )
+
+
+def register_version(
+    client: MlflowClient, name: str, model: MlflowModel, description: str, tags: dict[str, str]
+) -> str:
+    """A registry version of the logged model, with its run and model id; its number.
+
+    MLflow 3 keeps a logged model apart from its run's artifacts: a version whose
+    source is `runs:/<id>/model` does not load (`Could not find an "MLmodel"
+    configuration file`), and a tracking server accepts `models:/m-…` only with
+    the model's id, which ZenML's registry does not pass. Registered this way the
+    version loads by alias (`models:/NAME@champion`) with MLflow's own loader and
+    `mlflow models serve`.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+    version = client.create_model_version(
+        name,
+        source=model.model_uri,
+        run_id=model.run_id,
+        model_id=model.model_id,
+        tags=tags,
+        description=description,
+    )
+    return str(version.version)

@@ -64,6 +64,16 @@ def test_training_on_staging_shows_in_both_servers(staging_env):
     run = httpx.get(f"{api}/runs/get", params={"run_id": champion["run_id"]}).json()["run"]
     metrics = {m["key"] for m in run["data"]["metrics"]}
     assert {"train_accuracy", "test_roc_auc"} <= metrics
+    # MLflow's own loader, by alias, from the tracking server
+    import mlflow
+
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
+
+    mlflow.set_tracking_uri(mlflow_url)
+    rows = load_dataset(DataSourceConfig()).drop(columns=["target"]).head(2)
+    loaded = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    assert list(loaded.predict(rows)) == ["malignant", "malignant"]
 
     runs = httpx.get(f"{zenml_url}/api/v1/runs", params={"size": 100}).json()["items"]
     assert any(r["name"].startswith("training_pipeline-") for r in runs)

@@ -103,6 +103,54 @@ def test_the_mlflow_model_ships_only_its_prediction_time_code(first_run, tmp_pat
     assert str(local / "code" / "tabular_mlops" / "core" / "transformers.py") in loaded.stdout
 
 
+def test_the_registry_champion_loads_and_serves_with_mlflows_own_tools(first_run, tmp_path):
+    """`models:/NAME@champion` is what MLflow users reach for: its loader and `mlflow
+    models serve` must both work on what the model gate promoted."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    import mlflow
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.net import free_port, wait_for_url
+    from tabular_mlops.adapters.processes import stop_process_group
+
+    tracking = Client().active_stack.experiment_tracker.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking)
+    rows = load_dataset(DataSourceConfig()).drop(columns=["target"]).head(3)
+    champion = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    assert list(champion.predict(rows)) == ["malignant", "malignant", "malignant"]
+
+    port = free_port()
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    server = subprocess.Popen(
+        [mlflow_bin, "models", "serve", "-m", f"models:/{MODEL}@champion",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": tracking,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        },
+        stdout=(tmp_path / "serve.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert wait_for_url(f"{url}/ping", 120, lambda: server.poll() is not None), (
+            tmp_path / "serve.log"
+        ).read_text()[-2000:]
+        answer = httpx.post(
+            f"{url}/invocations", json={"dataframe_split": rows.to_dict(orient="split")}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == ["malignant", "malignant", "malignant"]
+    finally:
+        stop_process_group(server.pid)
+
+
 def test_rerun_on_the_same_data_is_cached_and_keeps_production(first_run):
     result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
     assert result.exit_code == 0, result.output
