@@ -18,7 +18,7 @@ from tabular_mlops.adapters.config_files import (
     load_environment,
     load_run_config,
 )
-from tabular_mlops.adapters.paths import CONFIG_DIR, PROJECT_ROOT
+from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR, PROJECT_ROOT
 from tabular_mlops.core.config import EnvironmentConfig, RunConfig, StagedRunConfig
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ def activate_stack(env: str) -> EnvironmentConfig:
     once per process (`run.py all` runs three pipelines on one stack)."""
     from tabular_mlops.adapters import stacks
 
+    reap_dead_runs()
     known = _ACTIVATED.get(env)
     if known is not None and zenml_client().active_stack_model.name == known.stack.name:
         return known
@@ -111,6 +112,17 @@ def activate_stack(env: str) -> EnvironmentConfig:
     click.echo(f"Active stack: '{stack_plan.name}' (environment {env})")
     _ACTIVATED[env] = environment
     return environment
+
+
+def reap_dead_runs() -> None:
+    """Mark failed the runs of commands that died mid-run (``kill -9``, a lost terminal)."""
+    from tabular_mlops.adapters.runs_in_flight import dead_calls, mark_failed
+
+    for path, record in dead_calls(LOCAL_DIR / "runs"):
+        reason = f"its process ({record.pid}) died before it finished"
+        for name in mark_failed(record, reason):
+            click.echo(f"Run '{name}' marked failed: {reason}.")
+        path.unlink(missing_ok=True)
 
 
 def zenml_run_config(settings: dict[str, Any], steps: dict[str, Any]) -> str | None:
@@ -183,9 +195,12 @@ def zenml_schedule(cron: str | None, env: str, command: str) -> Schedule | None:
 
 def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunResponse | None:
     """Run ``pipeline``; a failed step becomes a CLI error carrying the step's own exception."""
+    from tabular_mlops.adapters.runs_in_flight import in_flight
+
     started = datetime.now(UTC).replace(tzinfo=None)
     try:
-        run = pipeline(**parameters)
+        with in_flight(LOCAL_DIR / "runs", pipeline.name) as tag:
+            run = pipeline.with_options(tags=[tag])(**parameters)
     except RuntimeError as exc:
         reason = failure_reason(started) or str(exc)
         raise click.ClickException(f"{label} pipeline failed: {reason}") from None

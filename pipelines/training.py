@@ -9,6 +9,7 @@ from steps.data.split_data import split_data
 from steps.data.validate_data import validate_data
 from steps.evaluation.evaluate_model import evaluate_model
 from steps.promotion.promote_model import promote_model
+from steps.promotion.prune_candidates import prune_candidates
 from steps.promotion.register_model import register_model
 from steps.promotion.resolve_champion import resolve_champion
 from steps.promotion.validate_model import validate_model
@@ -45,7 +46,9 @@ def train_and_promote(
     report = evaluate_model(model, test_set, evaluation, target)
     decision = validate_model(report, test_set, champion, promotion, target)
     registry_version = register_model(model, mlflow_model, report, decision)
-    return promote_model(decision, champion, registry_version, promotion)
+    outcome = promote_model(decision, champion, registry_version, promotion, test_set, target)
+    prune_candidates(outcome, promotion)
+    return outcome
 
 
 #: run by `run.py train`, by a schedule, and in the dashboard

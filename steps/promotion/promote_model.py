@@ -3,14 +3,17 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+import pandas as pd
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.enums import ModelStages
 from zenml.model_registries.base_model_registry import ModelVersionStage
 
-from tabular_mlops.adapters.champion import Champion
+from tabular_mlops.adapters.champion import Champion, find_champion, load_artifact
+from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.core.config import PromotionConfig
-from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome
+from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome, decide
+from tabular_mlops.core.metrics import evaluate
 
 REGISTRY_STAGES = {
     "staging": ModelVersionStage.STAGING,
@@ -27,32 +30,75 @@ def promote_model(
     champion: Champion,
     registry_version: str,
     promotion: PromotionConfig,
+    test_set: pd.DataFrame,
+    target: str,
 ) -> Annotated[PromotionOutcome, "promotion"]:
-    """Move the candidate to the configured stage if, and only if, the gate approved it.
+    """Move the candidate to the configured stage if, and only if, the gate approved it
+    against the version that is there when it moves: a compare-and-swap.
 
-    A candidate whose model artifact *is* the champion's (a fully cached rerun
-    on unchanged data) is not promoted again: production stays as it is.
+    Under the model's promotion lock, the version at the stage is read again. If
+    another run promoted since this one was gated, the candidate is gated again,
+    against that version on the same test rows, and promoted or refused on that.
+    A candidate whose model artifact *is* the champion's (a fully cached rerun on
+    unchanged data) is not promoted again: production stays as it is.
     """
     context = get_step_context()
+    name = context.model.name
     candidate_artifact = context.model.get_artifact("model")
     version = str(context.model.number)
-    reason = ""
-    if not decision.approved:
-        reason = "; ".join(decision.reasons)
-    elif candidate_artifact is not None and candidate_artifact.id == champion.model_artifact_id:
-        reason = f"identical to {promotion.stage} version {champion.version}"
-    else:
-        context.model.set_stage(ModelStages(promotion.stage), force=True)
-        registry = Client().active_stack.model_registry
-        if registry is not None:
-            registry.update_model_version(
-                name=context.model.name,
-                version=registry_version,
-                stage=REGISTRY_STAGES[promotion.stage],
+    first_gated_against = champion.version
+    with promotion_lock(name, promotion.stage):
+        current = find_champion(name, promotion.stage)
+        if decision.approved and current.model_version_id != champion.model_version_id:
+            logger.info(
+                "production moved from version %s to %s since this run was gated: gating again",
+                champion.version,
+                current.version,
             )
+            decision = regate(decision, current, test_set, target, promotion)
+            champion = current
+        reason = ""
+        if not decision.approved:
+            reason = "; ".join(decision.reasons)
+        elif candidate_artifact is not None and candidate_artifact.id == champion.model_artifact_id:
+            reason = f"identical to {promotion.stage} version {champion.version}"
+        else:
+            context.model.set_stage(ModelStages(promotion.stage), force=True)
+            registry = Client().active_stack.model_registry
+            if registry is not None:
+                registry.update_model_version(
+                    name=name, version=registry_version, stage=REGISTRY_STAGES[promotion.stage]
+                )
     outcome = PromotionOutcome(
-        promoted=not reason, stage=promotion.stage, model_version=version, reason=reason
+        promoted=not reason,
+        stage=promotion.stage,
+        model_version=version,
+        reason=reason,
+        gated_against=champion.version,
     )
-    log_metadata(metadata={"promotion": str(outcome)}, infer_model=True)
+    log_metadata(
+        metadata={
+            "promotion": str(outcome),
+            "gated_against": champion.version or "none",
+            # differs from gated_against when another run promoted in between
+            "first_gated_against": first_gated_against or "none",
+        },
+        infer_model=True,
+    )
     logger.info("model version %s: %s", version, outcome)
     return outcome
+
+
+def regate(
+    decision: PromotionDecision,
+    champion: Champion,
+    test_set: pd.DataFrame,
+    target: str,
+    promotion: PromotionConfig,
+) -> PromotionDecision:
+    """The model gate again, against ``champion`` scored on the candidate's test rows."""
+    if champion.model_artifact_id is None:
+        return decide(decision.candidate_metrics, None, promotion)
+    champion_model = load_artifact(champion.model_artifact_id)
+    champion_metrics = evaluate(champion_model, test_set, target).metrics
+    return decide(decision.candidate_metrics, champion_metrics, promotion, champion.version)

@@ -232,6 +232,10 @@ class PromotionConfig(StrictModel):
     #: How much worse than the champion (absolute, on the primary metric) a
     #: candidate may be and still be promoted.
     max_regression: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: model versions never promoted (rejected, identical reruns, failed runs) kept
+    #: beyond the newest; older ones are deleted from ZenML and the MLflow registry,
+    #: while their pipeline runs and MLflow runs, the evidence, stay
+    keep_unpromoted_versions: int = Field(default=3, ge=0)
 
     @field_validator("min_metrics")
     @classmethod

@@ -54,6 +54,8 @@ class PromotionOutcome(BaseModel):
     stage: str
     model_version: str
     reason: str = ""
+    #: the version at the stage the candidate was last gated against (None: there was none)
+    gated_against: str | None = None
 
     def __str__(self) -> str:
         return f"promoted to {self.stage}" if self.promoted else f"not promoted: {self.reason}"

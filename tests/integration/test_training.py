@@ -161,7 +161,7 @@ def test_rerun_on_the_same_data_is_cached_and_keeps_production(first_run):
     rerun = Client().get_model_version(MODEL, "2")
     assert rerun.run_metadata["test_metrics"]["roc_auc"] > 0.95  # cached steps, full metadata
     result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
-    assert "(5 of 9 steps cached)" in result.output
+    assert "(5 of 10 steps cached)" in result.output
 
 
 def test_worse_model_is_recorded_but_not_promoted(first_run):
@@ -286,3 +286,131 @@ def test_user_csv_with_categoricals_and_missing_values_trains_and_promotes(dev_s
     assert result.exit_code == 0, result.output
     assert "Model 'it_churn' version 1: promoted to production" in result.output
     assert production_version("it_churn") == "1"
+
+
+def test_two_trainings_at_once_never_promote_a_version_gated_against_a_stale_champion(
+    dev_stack,
+):
+    """Each promotion replaces the very version it was gated against: the second of two
+    concurrent runs is gated again against the first's promoted version (twice over)."""
+    import subprocess
+    import sys
+
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    race = "it_race"
+    assert invoke("train", "--set", f"model.name={race}").exit_code == 0
+
+    def train(seed: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "run.py", "train", "--set", f"model.name={race}",
+             "--set", f"parameters.split.random_state={seed}"],
+            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    for round_seeds in ((1, 2), (3, 4)):
+        runs = [train(seed) for seed in round_seeds]
+        outputs = [run.communicate(timeout=600)[0] for run in runs]
+        assert all(run.returncode == 0 for run in runs), "\n".join(o[-3000:] for o in outputs)
+
+    replaced: dict[str, str] = {}
+    regated = 0
+    for version in Client().list_model_versions(race, size=50).items:
+        metadata = version.run_metadata
+        regated += metadata.get("first_gated_against") != metadata.get("gated_against")
+        if str(metadata.get("promotion", "")).startswith("promoted"):
+            against = str(metadata["gated_against"])
+            assert against not in replaced, (
+                f"versions {replaced[against]} and {version.name} both replaced {against}"
+            )
+            replaced[against] = version.name
+    # a chain from version 1 to today's production, each link gated against the one before
+    production = production_version(race)
+    chain, current = [], "1"
+    while current in replaced:
+        current = replaced[current]
+        chain.append(current)
+    assert chain and chain[-1] == production, (replaced, production)
+    assert regated >= 1  # the runs did overlap: some candidate met a newer champion
+
+
+def test_a_training_killed_mid_run_is_marked_failed_by_the_next_command(dev_stack):
+    """kill -9 of a `run.py train` in the middle of training: the next command marks its
+    ZenML run and its MLflow run failed, and says so."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+    from mlflow import MlflowClient
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    killed = "it_killed"
+    client = Client()
+    mlflow.set_tracking_uri(client.active_stack.experiment_tracker.get_tracking_uri())
+    MlflowClient().search_experiments()  # the store exists before two processes open it
+    process = subprocess.Popen(
+        [sys.executable, "run.py", "train", "--set", f"model.name={killed}",
+         "--set", "parameters.training.search={param_grid: {C: [0.01, 0.1, 1, 10, 100, 1000]},"
+                  " cv: 5}"],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+
+    def tracked(name: str) -> list:
+        return MlflowClient().search_runs(
+            [e.experiment_id for e in MlflowClient().search_experiments()],
+            filter_string=f"tags.mlflow.runName = '{name}'",
+        )
+
+    deadline, run = time.monotonic() + 120, None
+    while time.monotonic() < deadline and process.poll() is None:
+        runs = client.list_pipeline_runs(sort_by="desc:created", size=5).items
+        mine = [r for r in runs if r.model_version and r.model_version.model.name == killed]
+        if mine and "train_model" in mine[0].steps and tracked(mine[0].name):
+            run = mine[0]
+            break
+        time.sleep(0.05)
+    assert run is not None, "the training never reached its MLflow run"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert client.get_pipeline_run(run.id).status.value == "running"
+
+    result = invoke("stack", "register", "--env", "dev")
+    assert result.exit_code == 0, result.output
+    assert f"Run '{run.name}' marked failed: its process ({process.pid}) died" in result.output
+    after = client.get_pipeline_run(run.id)
+    assert after.status.value == "failed"
+    assert all(step.status.value != "running" for step in after.steps.values())
+    assert all(r.info.status == "FAILED" for r in tracked(run.name))
+
+
+def test_never_promoted_versions_are_pruned_and_their_runs_stay(dev_stack):
+    """Reruns and rejected candidates leave at most `keep_unpromoted_versions` versions;
+    the runs that made the pruned ones, with their gate decisions, remain."""
+    from zenml.client import Client
+
+    pruned_model = "it_prune"
+    for _ in range(4):
+        result = invoke(
+            "train",
+            "--set", f"model.name={pruned_model}",
+            "--set", "parameters.promotion.keep_unpromoted_versions=1",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    client = Client()
+    versions = client.list_model_versions(pruned_model, size=100).items
+    assert sorted(v.number for v in versions if v.stage is None) == [3, 4]  # kept, and own
+    assert production_version(pruned_model) == "1"
+    runs = [
+        r
+        for r in client.list_pipeline_runs(pipeline="training_pipeline", size=200).items
+        if "validate_model" in r.steps
+    ]
+    assert len(runs) >= 4  # every run's evidence is still there

@@ -1,0 +1,76 @@
+"""One promotion at a time per model and stage, across processes and machines.
+
+The lock is a ZenML tag with a unique name: creating it succeeds for exactly one
+caller, because the store (SQLite file or a ZenML server's database) enforces
+unique tag names. A holder that died (``kill -9``) cannot release it, so a lock
+older than ``stale_after`` seconds is taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zenml.client import Client
+
+logger = logging.getLogger(__name__)
+
+
+class PromotionLockTimeoutError(RuntimeError):
+    """Another promotion of the same model held the lock for too long."""
+
+
+def lock_name(model_name: str, stage: str) -> str:
+    return f"promotion-lock-{model_name}-{stage}"
+
+
+@contextlib.contextmanager
+def promotion_lock(
+    model_name: str, stage: str, timeout: float = 120, stale_after: float = 600
+) -> Iterator[None]:
+    """Hold the model's promotion lock for ``stage`` while the block runs."""
+    from zenml.client import Client
+    from zenml.exceptions import EntityExistsError
+
+    client = Client()
+    name = lock_name(model_name, stage)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.create_tag(name=name)
+            break
+        except EntityExistsError:
+            held_since = _created(client, name)
+            if held_since is not None and _age(held_since) > stale_after:
+                logger.warning("taking over %s, held since %s by a run that died", name, held_since)
+                with contextlib.suppress(KeyError):
+                    client.delete_tag(name)
+                continue
+            if time.monotonic() > deadline:
+                raise PromotionLockTimeoutError(
+                    f"another promotion of '{model_name}' to {stage} has held the lock since "
+                    f"{held_since} (tag '{name}'); retry, or delete the tag if no run is "
+                    "promoting: zenml tag delete " + name
+                ) from None
+            time.sleep(0.5)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(KeyError):
+            client.delete_tag(name)
+
+
+def _created(client: Client, name: str) -> datetime | None:
+    try:
+        return client.get_tag(name, allow_name_prefix_match=False).created
+    except KeyError:
+        return None
+
+
+def _age(created: datetime) -> float:
+    return (datetime.now(UTC) - created.replace(tzinfo=UTC)).total_seconds()

@@ -1,0 +1,137 @@
+"""Pipeline runs whose process died: found and marked failed the next time the CLI starts.
+
+With a local orchestrator the run lives in the command's own process; ``kill -9``
+of it leaves the ZenML run ``running`` and its MLflow run ``RUNNING`` forever. So
+each command that runs a pipeline tags the run with a tag naming its process,
+and leaves a record of itself (pid, the process's start time, that tag) for as
+long as the call lasts. A record whose process is gone, or whose pid now names
+another process, marks the runs carrying its tag (and their child runs) failed,
+in ZenML and in the stack's MLflow; runs of other commands are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    pid: int
+    #: psutil's create time: a pid reused by another process does not match it
+    process_started: float
+    pipeline: str
+    #: the ZenML tag on every run this call started
+    tag: str
+
+    def is_alive(self) -> bool:
+        try:
+            return psutil.Process(self.pid).create_time() == self.process_started
+        except psutil.NoSuchProcess:
+            return False
+
+
+@contextlib.contextmanager
+def in_flight(state_dir: Path, pipeline: str) -> Iterator[str]:
+    """Leave a record of this process running ``pipeline`` while the block runs; yields
+    the tag the run must carry."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    started = psutil.Process().create_time()
+    record = InFlight(
+        pid=os.getpid(),
+        process_started=started,
+        pipeline=pipeline,
+        tag=f"cli-process-{os.getpid()}-{int(started * 1000)}",
+    )
+    path = state_dir / f"{record.pid}-{pipeline}.json"
+    path.write_text(json.dumps(asdict(record)))
+    try:
+        yield record.tag
+    finally:
+        path.unlink(missing_ok=True)
+        _delete_tag(record.tag)
+
+
+def dead_calls(state_dir: Path) -> list[tuple[Path, InFlight]]:
+    """The records left by processes that died during their pipeline call."""
+    found = []
+    for path in sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []:
+        try:
+            record = InFlight(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            logger.warning("%s: not an in-flight record; removed", path)
+            path.unlink(missing_ok=True)
+            continue
+        if not record.is_alive():
+            found.append((path, record))
+    return found
+
+
+def mark_failed(record: InFlight, reason: str) -> list[str]:
+    """Mark the unfinished ZenML runs of ``record``'s call (and their MLflow runs) failed;
+    the names of the runs marked."""
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
+    from zenml.models import PipelineRunUpdate, StepRunUpdate
+
+    client = Client()
+    marked = []
+    tagged = client.list_pipeline_runs(tags=record.tag, size=50).items
+    children = [
+        child
+        for run in tagged
+        for child in client.list_pipeline_runs(parent_run_id=run.id, size=50).items
+    ]
+    for run in [*tagged, *children]:
+        if run.status in (ExecutionStatus.RUNNING, ExecutionStatus.INITIALIZING):
+            now = datetime.now(UTC).replace(tzinfo=None)
+            for step in run.steps.values():
+                if not step.status.is_finished:
+                    client.zen_store.update_run_step(
+                        step.id, StepRunUpdate(status=ExecutionStatus.FAILED, end_time=now)
+                    )
+            client.zen_store.update_run(
+                run.id,
+                PipelineRunUpdate(status=ExecutionStatus.FAILED, status_reason=reason),
+            )
+            marked.append(run.name)
+            _fail_mlflow_runs(run.name)
+    _delete_tag(record.tag)
+    return marked
+
+
+def _delete_tag(tag: str) -> None:
+    from zenml.client import Client
+
+    with contextlib.suppress(KeyError):
+        Client().delete_tag(tag)
+
+
+def _fail_mlflow_runs(run_name: str) -> None:
+    """The stack's MLflow runs of a ZenML run (ZenML names them after it) that still run."""
+    from zenml.client import Client
+
+    tracker = Client().active_stack.experiment_tracker
+    if tracker is None or tracker.flavor != "mlflow":
+        return
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracker.get_tracking_uri())  # type: ignore[attr-defined]
+    client = MlflowClient()
+    for experiment in client.search_experiments():
+        for mlflow_run in client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.mlflow.runName = '{run_name}' and attributes.status = 'RUNNING'",
+        ):
+            client.set_terminated(mlflow_run.info.run_id, status="FAILED")
