@@ -194,8 +194,17 @@ def apply(client: Client, stack_plan: StackPlan) -> None:
 
 
 def activate(client: Client, environment: EnvironmentConfig, source: str) -> StackPlan:
-    """Register (or bring up to date) and activate the environment's stack."""
+    """Register (or bring up to date) and activate the environment's stack, in the
+    environment's own ZenML project (created the first time)."""
     stack_plan = plan(client, environment, source)
     apply(client, stack_plan)
+    try:
+        client.set_active_project(environment.project)
+    except KeyError:
+        client.create_project(
+            name=environment.project,
+            description=f"models, runs and stages of the '{environment.project}' environment",
+        )
+        client.set_active_project(environment.project)
     client.activate_stack(stack_plan.name)
     return stack_plan

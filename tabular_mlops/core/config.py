@@ -110,6 +110,10 @@ class EnvironmentConfig(StrictModel):
     """``configs/environments/<env>.yaml``: a stack plus overlays on pipeline configs."""
 
     description: str = ""
+    #: the ZenML project the environment's models, runs and stages live in: two
+    #: environments sharing a store (staging's local server serves dev's store)
+    #: never see each other's production version
+    project: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9-]*$")
     stack: StackSpec
     #: servers on this machine that the stack talks to (staging)
     services: ServicesSpec | None = None

@@ -75,7 +75,20 @@ def test_training_on_staging_shows_in_both_servers(staging_env):
     loaded = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     assert list(loaded.predict(rows)) == ["malignant", "malignant"]
 
-    runs = httpx.get(f"{zenml_url}/api/v1/runs", params={"size": 100}).json()["items"]
+    # staging's production lives in staging's project: dev's production is untouched
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    assert Client().active_project.name == "staging"
+    assert invoke("stack", "register", "--env", "dev").exit_code == 0
+    assert Client().active_project.name == "default"
+    with pytest.raises(KeyError):
+        Client().get_model_version(MODEL, ModelStages.PRODUCTION)
+    assert invoke("stack", "register", "--env", str(path)).exit_code == 0
+
+    runs = httpx.get(
+        f"{zenml_url}/api/v1/runs", params={"size": 100, "project": "staging"}
+    ).json()["items"]
     assert any(r["name"].startswith("training_pipeline-") for r in runs)
     info = httpx.get(f"{zenml_url}/api/v1/info").json()
     assert info["version"] == "0.98.0"
