@@ -93,16 +93,21 @@ def zenml_client() -> Client:
 _ACTIVATED: dict[str, EnvironmentConfig] = {}
 
 
-def activate_stack(env: str) -> EnvironmentConfig:
-    """Validate the environment, then register (idempotently) and activate its stack;
-    once per process (`run.py all` runs three pipelines on one stack)."""
+def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
+    """Validate the environment, check that its servers answer (``preflight``), mark
+    failed the runs of commands that died, then register (idempotently) and activate
+    its stack; registered once per process (`run.py all` runs three pipelines)."""
     from tabular_mlops.adapters import stacks
+    from tabular_mlops.adapters.servers import unreachable
 
+    environment, source = load_env(env)
+    problems = unreachable(environment, env) if preflight else []
+    if problems:
+        raise click.ClickException("; ".join(problems))
     reap_dead_runs()
     known = _ACTIVATED.get(env)
     if known is not None and zenml_client().active_stack_model.name == known.stack.name:
         return known
-    environment, source = load_env(env)
     try:
         stack_plan = stacks.activate(zenml_client(), environment, source)
     except ConfigError as exc:

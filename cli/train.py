@@ -60,7 +60,7 @@ def train(
     if accept_drift:
         overrides = (*overrides, "parameters.validation.accept_drift=true")
     config = load_pipeline_config(TrainingRunConfig, env, config_path, overrides)
-    activate_stack(env)
+    activate_stack(env, preflight=not dry_run)  # a plan needs no server
 
     from zenml import Model
 

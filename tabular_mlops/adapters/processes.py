@@ -11,6 +11,8 @@ import logging
 import os
 import signal
 
+import psutil
+
 from tabular_mlops.adapters.net import wait_until
 
 logger = logging.getLogger(__name__)
@@ -47,3 +49,33 @@ def stop_process_group(pid: int, grace: float = 15) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
         logger.warning("process group %s ignored SIGTERM for %.0f s: killed", pid, grace)
+
+
+def identity(pid: int) -> float:
+    """What tells this process from a later one given the same pid: its start time."""
+    return float(psutil.Process(pid).create_time())
+
+
+def is_same_process(pid: int, started: float) -> bool:
+    """Whether ``pid`` still names the process that started at ``started``."""
+    try:
+        return identity(pid) == started
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop_process_tree(pid: int, grace: float = 15) -> None:
+    """Stop ``pid``, its process group and every descendant, wherever they moved
+    (uvicorn's workers of `mlflow server` outlived a group-only stop)."""
+    try:
+        tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    stop_process_group(pid, grace)
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()

@@ -6,6 +6,7 @@ in a file beside its store; the ZenML server is ZenML's own local daemon.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from tabular_mlops.adapters.config_files import anchor_paths
 from tabular_mlops.adapters.net import HOST, answers, wait_for_url
-from tabular_mlops.adapters.processes import stop_process_group
-from tabular_mlops.core.config import MlflowServerSpec, ServicesSpec
+from tabular_mlops.adapters.processes import identity, is_same_process, stop_process_tree
+from tabular_mlops.core.config import EnvironmentConfig, MlflowServerSpec, ServicesSpec
 
 if TYPE_CHECKING:
     from zenml.client import Client
@@ -56,7 +57,7 @@ def start_mlflow(spec: MlflowServerSpec, timeout: float = 90) -> str:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    _pid_file(spec).write_text(str(process.pid))
+    _pid_file(spec).write_text(json.dumps({"pid": process.pid, "started": identity(process.pid)}))
     logger.info("started mlflow server (pid %s) on %s", process.pid, url)
     if wait_for_url(f"{url}/health", timeout, lambda: process.poll() is not None):
         return url
@@ -67,13 +68,24 @@ def start_mlflow(spec: MlflowServerSpec, timeout: float = 90) -> str:
 
 
 def stop_mlflow(spec: MlflowServerSpec) -> bool:
+    """Stop the server `start_mlflow` started, if it is still that process: whether it was
+    running. A pid file whose process is gone, or whose pid now names another process,
+    is removed and nothing is signalled."""
     pid_file = _pid_file(spec)
     if not pid_file.is_file():
         return False
-    pid = int(pid_file.read_text())
-    stop_process_group(pid, grace=10)
+    try:
+        record = json.loads(pid_file.read_text())
+        pid, started = int(record["pid"]), float(record["started"])
+    except (ValueError, KeyError, TypeError):
+        logger.warning("%s: not a pid record; removed without signalling anything", pid_file)
+        pid_file.unlink()
+        return False
+    running = is_same_process(pid, started)
+    if running:
+        stop_process_tree(pid, grace=10)
     pid_file.unlink()
-    return True
+    return running
 
 
 def _zenml(*args: str) -> None:
@@ -123,11 +135,34 @@ def create_local_secrets(client: Client, services: ServicesSpec) -> None:
 
 
 def down(services: ServicesSpec, root: Path) -> list[str]:
+    """Stop what ``services`` declares; the names of the servers that were running."""
     services = anchor_paths(services, root)
     stopped = []
     if services.zenml:
-        stop_zenml()
-        stopped.append("ZenML")
+        was_running = answers(f"http://{HOST}:{services.zenml.port}/health")
+        stop_zenml()  # also points the client back at the embedded store
+        if was_running:
+            stopped.append("ZenML")
     if services.mlflow and stop_mlflow(services.mlflow):
         stopped.append("MLflow")
     return stopped
+
+
+def unreachable(environment: EnvironmentConfig, env: str) -> list[str]:
+    """The servers the environment's stack talks to that do not answer now, each with
+    its URL and what starts it; checked in seconds, before any pipeline or store call."""
+    problems = []
+    hint = (
+        f"start it with `python run.py stack up --env {env}`"
+        if environment.services
+        else "check that it runs and that this machine reaches it"
+    )
+    tracker = environment.stack.components.experiment_tracker.configuration
+    uri = str(tracker.get("tracking_uri") or "")
+    if uri.startswith(("http://", "https://")) and not answers(f"{uri.rstrip('/')}/health"):
+        problems.append(f"the MLflow tracking server at {uri} does not answer; {hint}")
+    if environment.services and environment.services.zenml:
+        url = f"http://{HOST}:{environment.services.zenml.port}"
+        if not answers(f"{url}/health"):
+            problems.append(f"the ZenML server at {url} does not answer; {hint}")
+    return problems

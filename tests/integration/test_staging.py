@@ -17,9 +17,8 @@ MODEL = "it_staging"
 STAGING = Path(__file__).resolve().parents[2] / "configs" / "environments" / "staging.yaml"
 
 
-@pytest.fixture
-def staging_env(dev_stack, tmp_path):
-    """staging.yaml on free ports, its stores in a temporary directory."""
+def staging_file(tmp_path: Path) -> tuple[Path, int, int]:
+    """staging.yaml on free ports, its stores in a temporary directory; nothing started."""
     config = yaml.safe_load(STAGING.read_text())
     mlflow_port, zenml_port = free_port(), free_port()
     config["services"]["mlflow"].update(
@@ -34,6 +33,13 @@ def staging_env(dev_stack, tmp_path):
     config["stack"]["name"] = "it-staging"
     path = tmp_path / "staging.yaml"
     path.write_text(yaml.safe_dump(config))
+    return path, mlflow_port, zenml_port
+
+
+@pytest.fixture
+def staging_env(dev_stack, tmp_path):
+    """staging's servers up on free ports, and down afterwards."""
+    path, mlflow_port, zenml_port = staging_file(tmp_path)
     try:
         result = invoke("stack", "up", "--env", str(path))
         assert result.exit_code == 0, result.output
@@ -86,9 +92,9 @@ def test_training_on_staging_shows_in_both_servers(staging_env):
         Client().get_model_version(MODEL, ModelStages.PRODUCTION)
     assert invoke("stack", "register", "--env", str(path)).exit_code == 0
 
-    runs = httpx.get(
-        f"{zenml_url}/api/v1/runs", params={"size": 100, "project": "staging"}
-    ).json()["items"]
+    runs = httpx.get(f"{zenml_url}/api/v1/runs", params={"size": 100, "project": "staging"}).json()[
+        "items"
+    ]
     assert any(r["name"].startswith("training_pipeline-") for r in runs)
     info = httpx.get(f"{zenml_url}/api/v1/info").json()
     assert info["version"] == "0.98.0"
@@ -104,3 +110,21 @@ def test_unknown_environment_file(dev_stack, tmp_path):
     result = invoke("stack", "up", "--env", str(tmp_path / "nope.yaml"))
     assert result.exit_code == 1
     assert "nope.yaml: no such environment file" in result.output
+
+
+def test_with_its_servers_down_staging_fails_before_any_pipeline_naming_url_and_fix(
+    dev_stack, tmp_path
+):
+    from zenml.client import Client
+
+    path, mlflow_port, zenml_port = staging_file(tmp_path)
+    runs_before = Client().list_pipeline_runs(size=1).total
+    result = invoke("train", "--env", str(path), "--set", f"model.name={MODEL}")
+    assert result.exit_code == 1
+    fix = f"start it with `python run.py stack up --env {path}`"
+    assert (
+        f"the MLflow tracking server at http://127.0.0.1:{mlflow_port} does not answer; {fix}"
+        in result.output
+    )
+    assert f"the ZenML server at http://127.0.0.1:{zenml_port} does not answer" in result.output
+    assert Client().list_pipeline_runs(size=1).total == runs_before

@@ -129,3 +129,20 @@ def test_a_service_record_written_by_an_earlier_version_still_names_its_process(
     assert RunningService.model_validate_json(flat).runs_as == LocalProcess(
         pid=123, port=1, log_file="x.log"
     )
+
+
+def test_a_pid_file_naming_another_process_signals_nothing(tmp_path):
+    """A stored pid is checked to still be the server it names before it is signalled."""
+    import json
+    import os
+
+    from tabular_mlops.adapters.servers import stop_mlflow
+    from tabular_mlops.core.config import MlflowServerSpec
+
+    spec = MlflowServerSpec(
+        port=1, backend_store=tmp_path / "mlflow.db", artifacts_destination=tmp_path / "a"
+    )
+    pid_file = tmp_path / "mlflow-server.pid"
+    pid_file.write_text(json.dumps({"pid": os.getpid(), "started": 1.0}))  # this test's pid
+    assert stop_mlflow(spec) is False  # not running: this pid is someone else now
+    assert not pid_file.exists()
