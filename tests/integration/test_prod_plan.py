@@ -22,11 +22,13 @@ def prod_plan(dev_stack):
     client = Client()
     for name, values in SECRETS.items():
         client.create_secret(name, values)
-    runs_before = client.list_pipeline_runs(size=1).total
+    runs_before = client.list_pipeline_runs(size=1, project="default").total
     try:
         result = invoke("train", "--env", "prod", "--dry-run")
         assert result.exit_code == 0, result.output
-        assert client.list_pipeline_runs(size=1).total == runs_before  # nothing ran
+        # nothing ran, in prod's project or dev's
+        assert client.list_pipeline_runs(size=1, project="prod").total == 0
+        assert client.list_pipeline_runs(size=1, project="default").total == runs_before
         yield yaml.safe_load(result.output[result.output.index("training_pipeline:") :])
     finally:
         invoke("stack", "register", "--env", "dev")
