@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -199,39 +198,69 @@ def zenml_schedule(cron: str | None, env: str, command: str) -> Schedule | None:
 
 
 def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunResponse | None:
-    """Run ``pipeline``; a failed step becomes a CLI error carrying the step's own exception."""
+    """Run ``pipeline``; a failed step becomes a CLI error carrying the step's own
+    exception, and ending with one line: the step, the check and the fix."""
     from tabular_mlops.adapters.runs_in_flight import in_flight
 
-    started = datetime.now(UTC).replace(tzinfo=None)
-    try:
-        with in_flight(LOCAL_DIR / "runs", pipeline.name) as tag:
+    with in_flight(LOCAL_DIR / "runs", pipeline.name) as tag:
+        try:
             run = pipeline.with_options(tags=[tag])(**parameters)
-    except RuntimeError as exc:
-        reason = failure_reason(started) or str(exc)
-        raise click.ClickException(f"{label} pipeline failed: {reason}") from None
-    except KeyError as exc:  # e.g. no model version at the requested stage
-        raise click.ClickException(f"{label} pipeline could not start: {exc}") from None
+        except RuntimeError as exc:
+            failures = failed_steps(tag)
+            if not failures:
+                raise click.ClickException(f"{label} pipeline failed: {exc}") from None
+            details = "\n".join(f"step '{step}': {text}" for step, text in failures)
+            raise click.ClickException(
+                f"{label} pipeline failed: {details}\n{one_line(*failures[0])}"
+            ) from None
+        except KeyError as exc:  # e.g. no model version at the requested stage
+            raise click.ClickException(f"{label} pipeline could not start: {exc}") from None
     if run is None:  # an orchestrator that runs asynchronously
         click.echo("Pipeline submitted; follow it in the dashboard.")
     return run
 
 
-def failure_reason(since: datetime) -> str:
-    """The exceptions raised by failed steps of this user's runs started since ``since``
-    (the run itself and, for the continuous-training loop, its child runs)."""
+#: exception class -> what to do about it, for the last line of a failure
+FIXES = {
+    "DataValidationError": "fix the data, or the thresholds under parameters.validation in "
+    "configs/training.yaml; if the data drifted because the world changed, --accept-drift",
+    "DataSourceError": "check parameters.data (path, target, drop_columns, na_values)",
+    "TrainingConfigError": "check parameters.training in configs/training.yaml",
+    "BatchSchemaError": "give a batch with the production model's columns",
+    "SmokeTestError": "the live service is unchanged; see the candidate's log under "
+    ".local/serving/logs",
+    "ServiceStartError": "the live service is unchanged; see the candidate's log under "
+    ".local/serving/logs",
+    "LabelsError": "check parameters.monitoring.labels_path",
+}
+
+
+def one_line(step: str, text: str) -> str:
+    """``→ step 'X' failed the check: first line of the reason. Fix: …``"""
+    check, _, reason = text.partition(": ")
+    kind = check.rsplit(".", 1)[-1]
+    lines = [line.strip(" -") for line in reason.splitlines() if line.strip()] or [""]
+    summary = lines[0]
+    if summary.endswith(":") and len(lines) > 1:  # a list of problems: name the first
+        more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+        summary = f"{summary[:-1]}, first {lines[1]}{more}"
+    fix = FIXES.get(kind, "rerun with --verbose for ZenML's traceback of the step")
+    return f"→ step '{step}' failed ({kind}): {summary}. Fix: {fix}."
+
+
+def failed_steps(tag: str) -> list[tuple[str, str]]:
+    """(step, the exception it raised) for the failed steps of the runs carrying ``tag``
+    (this command's) and of their child runs (the continuous-training loop's)."""
     import re
 
     from zenml.client import Client
 
     client = Client()
-    runs = client.list_pipeline_runs(
-        created=f"gte:{since:%Y-%m-%d %H:%M:%S}",
-        user=client.active_user.id,
-        status="failed",
-        sort_by="desc:created",
-        size=5,
-    ).items
-    reasons = []
+    runs = client.list_pipeline_runs(tags=tag, size=10).items
+    runs += [
+        child for run in runs for child in client.list_pipeline_runs(parent_run_id=run.id).items
+    ]
+    failures = []
     for run in runs:
         for name, step_run in run.steps.items():
             info = step_run.exception_info
@@ -240,8 +269,8 @@ def failure_reason(since: datetime) -> str:
                     re.finditer(r"^[\w.]+(?:Error|Exception)\b.*?: ", info.traceback, re.M)
                 )
                 text = info.traceback[raised[-1].start() :] if raised else info.traceback
-                reasons.append(f"step '{name}': {text.strip()}")
-    return "\n".join(reasons)
+                failures.append((name, text.strip()))
+    return failures
 
 
 def step_output(run: PipelineRunResponse, step_name: str, artifact: str) -> Any:

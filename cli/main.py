@@ -19,12 +19,30 @@ from cli.train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-def cli() -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Show ZenML's traceback when a step fails.")
+def cli(verbose: bool = False) -> None:
     """Train, gate and promote a tabular model with ZenML, on the stack of the environment
     you name. Every environment is a YAML file under configs/environments/; switching from
     a laptop to a cluster is `--env`, never a code edit."""
     # ZenML's handler prints every request httpx makes (health checks included)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not verbose:
+        # A failed step's traceback, logged by ZenML as it happens; the command ends
+        # with the step's own exception and one line naming step, check and fix.
+        for name in ZENML_FAILURE_LOGGERS:
+            logging.getLogger(name).addFilter(_without_errors)
+
+
+#: the ZenML loggers that log a failing step's traceback
+ZENML_FAILURE_LOGGERS = (
+    "zenml.orchestrators.step_launcher",
+    "zenml.orchestrators.local.local_orchestrator",
+)
+
+
+def _without_errors(record: logging.LogRecord) -> bool:
+    """Drop the traceback and the steps skipped after it; keep the progress lines."""
+    return record.levelno < logging.ERROR and not str(record.msg).startswith("Skipping step")
 
 
 for command in (all_stages, train, deploy, infer, monitor, simulate, report, stack, dashboard):

@@ -245,6 +245,7 @@ def test_bad_data_fails_the_gate_and_leaves_production(first_run, tmp_path, corr
     assert "step 'validate_data'" in result.output
     assert "DataValidationError" in result.output
     assert message in result.output, result.output
+    assert "\n→ step 'validate_data' failed (DataValidationError): " in result.output
     assert production_version() == "1"
     run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
     assert run.steps["validate_data"].status.value == "failed"
@@ -414,3 +415,35 @@ def test_never_promoted_versions_are_pruned_and_their_runs_stay(dev_stack):
         if "validate_model" in r.steps
     ]
     assert len(runs) >= 4  # every run's evidence is still there
+
+
+def test_a_failure_ends_with_one_line_and_the_traceback_only_with_verbose(first_run, tmp_path):
+    import subprocess
+    import sys
+
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    frame = _breast_cancer_frame()
+    path = write_csv(frame.assign(**{"worst area": np.nan}), tmp_path / "bad.csv")
+    args = ["train", "--set", f"model.name={MODEL}", "--set", "parameters.data.source=file",
+            "--set", f"parameters.data.path={path}"]  # fmt: skip
+
+    def run(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "run.py", *flags, *args],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+        )
+
+    quiet = run()
+    assert quiet.returncode == 1
+    output = quiet.stdout + quiet.stderr
+    assert "Traceback" not in output
+    last = [line for line in output.splitlines() if line.strip()][-1]
+    assert last.startswith("→ step 'validate_data' failed (DataValidationError): ")
+    assert "first [not_all_missing] column 'worst area'" in last
+    assert "Fix: fix the data, or the thresholds under parameters.validation" in last
+    verbose = run("--verbose")
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stdout + verbose.stderr
