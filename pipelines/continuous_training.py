@@ -10,13 +10,14 @@ from zenml.steps import BaseStep
 from pipelines import deployment, training
 from pipelines.deployment import redeployment_pipeline
 from pipelines.training import retraining_pipeline
+from steps.alerts.failure_hook import alert_on_failure
 from steps.deployment.find_live_service import find_live_service
 from steps.monitoring.collect_predictions import collect_predictions
 from steps.monitoring.detect_drift import detect_drift
 from tabular_mlops.core.config import MonitoringConfig, RetrainingPlan
 
 
-@pipeline(dynamic=True, enable_cache=False)
+@pipeline(dynamic=True, enable_cache=False, on_failure=alert_on_failure)
 def continuous_training_pipeline(monitoring: MonitoringConfig, plan: RetrainingPlan) -> None:
     """monitor -> decide -> retrain -> gate -> promote -> redeploy.
 

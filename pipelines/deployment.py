@@ -4,6 +4,7 @@ from typing import Any
 
 from zenml import pipeline
 
+from steps.alerts.failure_hook import alert_on_failure
 from steps.deployment.go_live import go_live
 from steps.deployment.package_model import package_model
 from steps.deployment.smoke_test_candidate import smoke_test_candidate
@@ -24,6 +25,10 @@ def package_and_switch(serving: ServingConfig) -> Any:
 
 
 #: run by `run.py deploy`
-deployment_pipeline = pipeline(name="deployment_pipeline")(package_and_switch)
+deployment_pipeline = pipeline(name="deployment_pipeline", on_failure=alert_on_failure)(
+    package_and_switch
+)
 #: the same steps as a child run of the continuous-training loop
-redeployment_pipeline = pipeline(dynamic=True, name="redeployment_pipeline")(package_and_switch)
+redeployment_pipeline = pipeline(
+    dynamic=True, name="redeployment_pipeline", on_failure=alert_on_failure
+)(package_and_switch)

@@ -4,6 +4,7 @@ from typing import Any
 
 from zenml import pipeline
 
+from steps.alerts.failure_hook import alert_on_failure
 from steps.data.ingest_data import ingest_data
 from steps.data.split_data import split_data
 from steps.data.validate_data import validate_data
@@ -52,6 +53,10 @@ def train_and_promote(
 
 
 #: run by `run.py train`, by a schedule, and in the dashboard
-training_pipeline = pipeline(name="training_pipeline")(train_and_promote)
+training_pipeline = pipeline(name="training_pipeline", on_failure=alert_on_failure)(
+    train_and_promote
+)
 #: the same steps as a child run of the continuous-training loop, which branches on them
-retraining_pipeline = pipeline(dynamic=True, name="retraining_pipeline")(train_and_promote)
+retraining_pipeline = pipeline(
+    dynamic=True, name="retraining_pipeline", on_failure=alert_on_failure
+)(train_and_promote)

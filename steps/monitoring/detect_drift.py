@@ -8,6 +8,7 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.types import HTMLString
 
+from tabular_mlops.adapters.alerts import notify
 from tabular_mlops.adapters.champion import load_staged_model
 from tabular_mlops.adapters.evidently_reports import build_report
 from tabular_mlops.adapters.monitoring_data import performance
@@ -64,4 +65,10 @@ def detect_drift(
         }
     )
     logger.info("monitoring decision: %s (%s)", decision.action, "; ".join(decision.reasons))
+    if decision.action != "none":
+        notify(
+            Client().active_stack,
+            f"monitoring of '{staged.spec.model_name}' version {staged.spec.model_version}: "
+            f"{decision.action.upper()}: {'; '.join(decision.reasons)}",
+        )
     return decision, HTMLString(html), snapshot

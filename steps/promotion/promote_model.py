@@ -9,6 +9,7 @@ from zenml.client import Client
 from zenml.enums import ModelStages
 from zenml.model_registries.base_model_registry import ModelVersionStage
 
+from tabular_mlops.adapters.alerts import notify
 from tabular_mlops.adapters.champion import Champion, find_champion, load_artifact
 from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.core.config import PromotionConfig
@@ -86,6 +87,8 @@ def promote_model(
         infer_model=True,
     )
     logger.info("model version %s: %s", version, outcome)
+    if not decision.approved:
+        notify(Client().active_stack, f"model '{name}' version {version} {outcome}")
     return outcome
 
 

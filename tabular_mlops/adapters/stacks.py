@@ -105,8 +105,24 @@ def check_component(client: Client, kind: str, spec: ComponentSpec, source: str)
         raise ConfigError(f"{source}: {key}.configuration{suffix}: {first['msg']}") from None
 
 
+def register_custom_flavors(client: Client) -> None:
+    """This project's own flavors (the local-file alerter), known to ZenML before any
+    component names them; registered once per store."""
+    from zenml.utils import source_utils
+
+    from tabular_mlops.adapters.alerts import CUSTOM_FLAVORS
+
+    for flavor_source in CUSTOM_FLAVORS:
+        flavor = source_utils.load(flavor_source)()
+        try:
+            client.get_flavor_by_name_and_type(flavor.name, flavor.type)
+        except KeyError:
+            client.create_flavor(source=flavor_source, component_type=flavor.type)
+
+
 def plan(client: Client, environment: EnvironmentConfig, source: str) -> StackPlan:
     """What ``apply`` would do, after checking every component against its flavor."""
+    register_custom_flavors(client)
     component_plans = []
     for kind, spec in environment.stack.components.declared().items():
         check_component(client, kind, spec, source)

@@ -48,6 +48,8 @@ class StackComponents(StrictModel):
     data_validator: ComponentSpec
     container_registry: ComponentSpec | None = None
     image_builder: ComponentSpec | None = None
+    #: where failures, gate rejections and monitoring decisions are posted
+    alerter: ComponentSpec | None = None
     #: container serving on a cluster (flavor kubernetes); without one, models are
     #: served as local `bentoml serve` processes (ZenML's BentoML model deployer
     #: does not start with bentoml 1.4, so none is declared)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from tabular_mlops.adapters.paths import LOCAL_DIR
 from tests.conftest import SHARED_MODEL
 from tests.helpers import invoke
 
@@ -94,5 +95,7 @@ def test_no_drift_no_retraining_then_drift_retrains_and_promotes(staged, tmp_pat
     result = _monitor(drift_log, fresh, tmp_path)
     assert result.exit_code == 0, result.output
     assert "Monitoring decision: RETRAIN (300 rows)" in result.output
+    alerts = (LOCAL_DIR / "alerts" / "dev.jsonl").read_text()
+    assert f"monitoring of '{MODEL}' version 1: RETRAIN: " in alerts
     assert "promoted to production" in result.output
     assert production_version() != "1"

@@ -447,3 +447,32 @@ def test_a_failure_ends_with_one_line_and_the_traceback_only_with_verbose(first_
     verbose = run("--verbose")
     assert verbose.returncode == 1
     assert "Traceback" in verbose.stdout + verbose.stderr
+
+
+def test_failures_and_rejections_reach_the_stacks_alerter(dev_stack, tmp_path):
+    """dev's alerter (the local-file flavor) gets a line for a failed run and for a
+    rejected candidate, each naming what happened."""
+    import json
+
+    from tabular_mlops.adapters.paths import LOCAL_DIR
+
+    alerted = "it_alerts"
+    assert invoke("train", "--set", f"model.name={alerted}").exit_code == 0
+    alerts = LOCAL_DIR / "alerts" / "dev.jsonl"
+    seen = alerts.read_text().count("\n") if alerts.exists() else 0
+    path = write_csv(_breast_cancer_frame().drop(columns=["mean radius"]), tmp_path / "bad.csv")
+    failed = invoke(
+        "train", "--set", f"model.name={alerted}", "--set", "parameters.data.source=file",
+        "--set", f"parameters.data.path={path}",
+    )  # fmt: skip
+    assert failed.exit_code == 1
+    rejected = invoke("train", "--set", f"model.name={alerted}",
+                      "--set", "parameters.training.params={C: 0.0001, max_iter: 5}",
+                      "--set", "parameters.split.random_state=7")  # fmt: skip
+    assert rejected.exit_code == 0, rejected.output
+    new = [json.loads(line)["message"] for line in alerts.read_text().splitlines()[seen:]]
+    assert any(
+        "failed at step 'validate_data': DataValidationError: data validation failed" in m
+        for m in new
+    ), new
+    assert any(f"model '{alerted}' version" in m and "not promoted: " in m for m in new), new
