@@ -214,13 +214,18 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
     environment's own ZenML project (created the first time)."""
     stack_plan = plan(client, environment, source)
     apply(client, stack_plan)
-    try:
-        client.set_active_project(environment.project)
-    except KeyError:
-        client.create_project(
-            name=environment.project,
-            description=f"models, runs and stages of the '{environment.project}' environment",
-        )
-        client.set_active_project(environment.project)
-    client.activate_stack(stack_plan.name)
+    # Only what changes is written: the client's config file is rewritten on every
+    # activation, and a second command starting at the same moment can read it
+    # half-written (seen with two trainings started together).
+    if client.active_project.name != environment.project:
+        try:
+            client.set_active_project(environment.project)
+        except KeyError:
+            client.create_project(
+                name=environment.project,
+                description=f"models, runs and stages of the '{environment.project}' environment",
+            )
+            client.set_active_project(environment.project)
+    if client.active_stack_model.name != stack_plan.name:
+        client.activate_stack(stack_plan.name)
     return stack_plan

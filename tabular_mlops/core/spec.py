@@ -59,7 +59,8 @@ class ServingSpec(BaseModel):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    #: strict: a number is a JSON number, not "17.99" or true; text is a JSON string
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def request_model(spec: ServingSpec, max_rows: int) -> type[BaseModel]:

@@ -10,11 +10,13 @@ and /metrics.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
@@ -42,15 +44,30 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
     return Response(json.dumps(payload), status_code=status, media_type="application/json")
 
 
+#: problems listed in one error answer; the rest are counted, not listed
+MAX_LISTED_PROBLEMS = 20
+#: what a request id may be: echoed and logged, so short and plain
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: bytes a row may take in a request body, generously (30 numbers take about 900)
+BYTES_PER_FEATURE = 64
+
+
 def describe_errors(error: ValidationError) -> list[dict[str, str]]:
-    """One entry per problem, each naming the field (``rows.0.mean radius``) and what is wrong."""
-    return [
+    """One entry per problem, each naming the field (``rows.0.mean radius``) and what is
+    wrong; at most ``MAX_LISTED_PROBLEMS``, then one entry counting the rest."""
+    problems = error.errors(include_url=False)
+    listed = [
         {
             "field": ".".join(str(part) for part in item["loc"]) or "(body)",
             "problem": item["msg"],
         }
-        for item in error.errors(include_url=False)
+        for item in problems[:MAX_LISTED_PROBLEMS]
     ]
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        listed.append(
+            {"field": "(body)", "problem": f"{len(problems) - MAX_LISTED_PROBLEMS} more problems"}
+        )
+    return listed
 
 
 def create_app(spec: ServingSpec, max_rows: int) -> FastAPI:
@@ -62,6 +79,7 @@ def create_app(spec: ServingSpec, max_rows: int) -> FastAPI:
     """
     body_model = request_model(spec, max_rows)
     parse = TypeAdapter(body_model).validate_json
+    max_bytes = max_rows * len(spec.features) * BYTES_PER_FEATURE + 4096
     names = [feature.name for feature in spec.features]
     classes = spec.classes
     version = spec.model_version
@@ -87,13 +105,35 @@ def create_app(spec: ServingSpec, max_rows: int) -> FastAPI:
         if model is None:
             return _json(503, {"error": "the model is still loading"})
         log: InferenceLogWriter | None = app.state.inference_log
+        refused = _refuse(request, max_bytes, max_rows)
+        if refused is not None:
+            PREDICTIONS.labels(version, "invalid").inc()
+            return refused
+        body = await request.body()
+        if len(body) > max_bytes:
+            PREDICTIONS.labels(version, "invalid").inc()
+            return _too_large(max_bytes, max_rows)
         try:
-            parsed = parse(await request.body())
+            parsed = parse(body)
         except ValidationError as error:
             PREDICTIONS.labels(version, "invalid").inc()
             return _json(400, {"error": "invalid request", "detail": describe_errors(error)})
         rows = [list(row.__dict__.values()) for row in parsed.rows]  # type: ignore[attr-defined]
         probabilities = model.predict_proba(rows)
+        finite = np.isfinite(probabilities).all(axis=1)
+        if not finite.all():
+            PREDICTIONS.labels(version, "unscorable").inc()
+            return _json(
+                422,
+                {
+                    "error": "the model cannot score these rows",
+                    "detail": [
+                        {"field": f"rows.{i}", "problem": "probabilities are not finite "
+                         "(values far outside anything the model was trained on?)"}
+                        for i in np.flatnonzero(~finite)[:MAX_LISTED_PROBLEMS].tolist()
+                    ],
+                },
+            )  # fmt: skip
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         predictions: list[dict[str, Any]] = [
             {
@@ -133,6 +173,58 @@ def create_app(spec: ServingSpec, max_rows: int) -> FastAPI:
         )
 
     return app
+
+
+def _refuse(request: Request, max_bytes: int, max_rows: int) -> Response | None:
+    """What can be refused before the body is read: its type, its declared size, and a
+    request id that cannot be echoed and logged as it is."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        return _json(
+            415,
+            {
+                "error": "unsupported media type",
+                "detail": [
+                    {
+                        "field": "content-type",
+                        "problem": f"{media_type or 'none'}; send application/json",
+                    }
+                ],
+            },
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return _too_large(max_bytes, max_rows)
+    request_id = request.headers.get("x-request-id")
+    if request_id is not None and not REQUEST_ID.match(request_id):
+        return _json(
+            400,
+            {
+                "error": "invalid request",
+                "detail": [
+                    {
+                        "field": "x-request-id",
+                        "problem": "1 to 128 characters of letters, digits and . _ : -",
+                    }
+                ],
+            },
+        )
+    return None
+
+
+def _too_large(max_bytes: int, max_rows: int) -> Response:
+    return _json(
+        413,
+        {
+            "error": "request too large",
+            "detail": [
+                {
+                    "field": "(body)",
+                    "problem": f"over {max_bytes} bytes; send at most {max_rows} rows",
+                }
+            ],
+        },
+    )
 
 
 def bind(app: FastAPI, scorer: Scorer, log: InferenceLogWriter | None) -> None:

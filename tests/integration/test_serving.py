@@ -128,6 +128,27 @@ def test_bad_requests_get_a_400_naming_the_field(live, rows, make_body, field, p
     assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200  # still serving
 
 
+def test_huge_finite_inputs_are_refused_not_answered_with_nan(live, rows):
+    """Every feature 1e308: finite, valid JSON, but the scaled values overflow."""
+    huge = {name: 1e308 for name in rows[0]}
+    response = post(live, json.dumps({"rows": [huge, rows[0]]}))
+    assert response.status_code == 422, response.text
+    assert [d["field"] for d in response.json()["detail"]] == ["rows.0"]
+    assert "NaN" not in response.text
+
+
+def test_the_http_contract_refuses_text_and_foreign_media_types(live, rows):
+    body = json.dumps({"rows": [{**rows[0], "mean radius": "17.99"}]})
+    assert post(live, body).status_code == 400
+    plain = httpx.post(
+        f"{live.url}/predict",
+        content=json.dumps({"rows": rows[:1]}),
+        headers={"content-type": "text/plain"},
+        timeout=10,
+    )
+    assert plain.status_code == 415
+
+
 def test_health_metrics_and_openapi(live):
     from openapi_spec_validator import validate
 

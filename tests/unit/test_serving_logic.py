@@ -146,3 +146,88 @@ def test_a_pid_file_naming_another_process_signals_nothing(tmp_path):
     pid_file.write_text(json.dumps({"pid": os.getpid(), "started": 1.0}))  # this test's pid
     assert stop_mlflow(spec) is False  # not running: this pid is someone else now
     assert not pid_file.exists()
+
+
+@pytest.fixture
+def service(churn):
+    """The prediction app with the churn model bound, as a worker serves it."""
+    from fastapi.testclient import TestClient
+
+    from tabular_mlops.core.scoring import FastModel
+    from tabular_mlops.serving.app import bind, create_app
+
+    _, model, spec = churn
+    app = create_app(spec, max_rows=5)
+    bind(app, FastModel(model, [f.name for f in spec.features]), None)
+    row = {
+        "tenure_months": 12.0,
+        "monthly_charges": 70.5,
+        "contract": "one-year",
+        "region": "north",
+    }
+    return TestClient(app), row
+
+
+def test_the_contract_takes_json_numbers_not_text_or_booleans(service):
+    client, row = service
+    assert client.post("/predict", json={"rows": [row]}).status_code == 200
+    for value in ("17.99", True):
+        answer = client.post("/predict", json={"rows": [{**row, "tenure_months": value}]})
+        assert answer.status_code == 400
+        [problem] = answer.json()["detail"]
+        assert problem["field"] == "rows.0.tenure_months"
+
+
+def test_only_json_is_scored(service):
+    client, row = service
+    import json
+
+    for media_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": media_type} if media_type else {}
+        answer = client.post("/predict", content=json.dumps({"rows": [row]}), headers=headers)
+        assert answer.status_code == 415
+        assert answer.json()["detail"][0]["field"] == "content-type"
+
+
+def test_too_many_rows_are_refused_by_size_before_they_are_read(service):
+    client, row = service
+    answer = client.post("/predict", json={"rows": [row] * 5000})
+    assert answer.status_code == 413
+    assert "send at most 5 rows" in answer.json()["detail"][0]["problem"]
+
+
+def test_an_error_answer_lists_at_most_twenty_problems(service):
+    client, row = service
+    bad = {**row, **{f"unknown_{i}": 1 for i in range(100)}}
+    answer = client.post("/predict", json={"rows": [bad]})
+    assert answer.status_code == 400
+    detail = answer.json()["detail"]
+    assert len(detail) == 21
+    assert detail[-1]["problem"] == "80 more problems"
+
+
+def test_a_request_id_must_be_short_and_plain(service):
+    client, row = service
+    answer = client.post("/predict", json={"rows": [row]}, headers={"x-request-id": "x" * 5000})
+    assert answer.status_code == 400
+    assert answer.json()["detail"][0]["field"] == "x-request-id"
+    ok = client.post("/predict", json={"rows": [row]}, headers={"x-request-id": "order-42"})
+    assert ok.json()["request_id"] == "order-42"
+
+
+def test_rows_the_model_cannot_score_are_refused_not_answered_with_nan(service, churn):
+    """A stand-in scorer gives what an overflow gives: NaN probabilities."""
+    import numpy as np
+
+    from tabular_mlops.serving.app import bind
+
+    client, row = service
+
+    class Overflowing:
+        def predict_proba(self, rows):
+            return np.array([[np.nan, np.nan]] * len(rows))
+
+    bind(client.app, Overflowing(), None)
+    answer = client.post("/predict", json={"rows": [row, row]})
+    assert answer.status_code == 422
+    assert [d["field"] for d in answer.json()["detail"]] == ["rows.0", "rows.1"]
