@@ -52,6 +52,15 @@ def live(trained_model, paths):
     result = deploy(paths, "--stop")
     assert "Stopped" in result.output
     assert not is_answering(service)
+    # BentoML's workers run in process groups of their own: none may outlive the stop
+    import psutil
+
+    left = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any(str(service.bento_tag) in part for part in (p.info["cmdline"] or []))
+    ]
+    assert left == [], f"processes of {service.bento_tag} still running: {left}"
 
 
 @pytest.fixture(scope="module")

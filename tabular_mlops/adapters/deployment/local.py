@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from tabular_mlops.adapters.deployment.target import BentoPackage, LocalProcess, RunningService
 from tabular_mlops.adapters.net import HOST, answers, free_port, wait_for_url
-from tabular_mlops.adapters.processes import is_alive, stop_process_group
+from tabular_mlops.adapters.processes import is_alive, stop_process_tree
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings
 
@@ -71,7 +71,7 @@ def start(
     logger.info("started %s (pid %s) on %s", bento_tag, process.pid, service.url)
     if wait_for_url(f"{service.url}/readyz", timeout, lambda: process.poll() is not None):
         return service
-    stop_process_group(process.pid)
+    stop_process_tree(process.pid)
     tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-15:])
     raise ServiceStartError(
         f"bento {bento_tag} did not become ready on {service.url} "
@@ -137,7 +137,7 @@ class LocalProcessTarget:
 
     def stop(self, service: RunningService) -> None:
         if isinstance(service.runs_as, LocalProcess):
-            stop_process_group(service.runs_as.pid)
+            stop_process_tree(service.runs_as.pid)
 
     def forget(self, model_name: str) -> None:
         state_file(self.serving.state_dir, model_name).unlink(missing_ok=True)
