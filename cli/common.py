@@ -253,15 +253,10 @@ def failed_steps(tag: str) -> list[tuple[str, str]]:
     (this command's) and of their child runs (the continuous-training loop's)."""
     import re
 
-    from zenml.client import Client
+    from tabular_mlops.adapters.runs_in_flight import runs_of
 
-    client = Client()
-    runs = client.list_pipeline_runs(tags=tag, size=10).items
-    runs += [
-        child for run in runs for child in client.list_pipeline_runs(parent_run_id=run.id).items
-    ]
     failures = []
-    for run in runs:
+    for run in runs_of(tag):
         for name, step_run in run.steps.items():
             info = step_run.exception_info
             if step_run.status.value == "failed" and info is not None:

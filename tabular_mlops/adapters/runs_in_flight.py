@@ -19,8 +19,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from zenml.models import PipelineRunResponse
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +90,7 @@ def mark_failed(record: InFlight, reason: str) -> list[str]:
 
     client = Client()
     marked = []
-    tagged = client.list_pipeline_runs(tags=record.tag, size=50).items
-    children = [
-        child
-        for run in tagged
-        for child in client.list_pipeline_runs(parent_run_id=run.id, size=50).items
-    ]
-    for run in [*tagged, *children]:
+    for run in runs_of(record.tag):
         if run.status in (ExecutionStatus.RUNNING, ExecutionStatus.INITIALIZING):
             now = datetime.now(UTC).replace(tzinfo=None)
             for step in run.steps.values():
@@ -115,6 +113,19 @@ def _delete_tag(tag: str) -> None:
 
     with contextlib.suppress(KeyError):
         Client().delete_tag(tag)
+
+
+def runs_of(tag: str) -> list[PipelineRunResponse]:
+    """The runs a command tagged, and their child runs (the continuous-training loop's)."""
+    from zenml.client import Client
+
+    client = Client()
+    tagged = client.list_pipeline_runs(tags=tag, size=50).items
+    return tagged + [
+        child
+        for run in tagged
+        for child in client.list_pipeline_runs(parent_run_id=run.id, size=50).items
+    ]
 
 
 def _fail_mlflow_runs(run_name: str) -> None:
