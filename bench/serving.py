@@ -1,9 +1,18 @@
-"""Serving benchmark: our BentoML service vs `mlflow models serve` vs in-process calls.
+"""Serving benchmark with wrk: ours vs `mlflow models serve` on the same model, side by side.
 
-Trains and deploys the dev model on a temporary ZenML store, starts `mlflow models
-serve` on the very same model (the one the training step logged to MLflow), then
-loads both with single-row requests (16 and 64 connections) and 100-row batches,
-and prints throughput, p50/p99 latency and our/MLflow ratios.
+Trains and deploys the dev model on a temporary ZenML store, then loads, one
+after the other on the same machine:
+
+- ours, through the model's stable address (the router, as clients use it);
+- ours, at the service's own port (what the router's hop costs);
+- the same bento under `bentoml serve` (what serving it with uvicorn removed);
+- `mlflow models serve` on the very model the training step logged to MLflow;
+
+with single-row requests at 16 and 64 connections and 100-row batches at 16,
+and prints requests/s, p50/p90/p99 and the ratios to MLflow. wrk is a C load
+generator: a Python one on 2 cores takes the CPU the servers need and hides
+their tails. The script finds `wrk` on PATH, or installs Debian's package when
+it runs as root.
 
     .venv/bin/python bench/serving.py [--seconds 10]
 
@@ -14,21 +23,79 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import pandas as pd
-from sklearn.pipeline import Pipeline
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from loadgen import HEADER, LoadResult, run_load
 
 from tabular_mlops.adapters.paths import PROJECT_ROOT as REPO_ROOT
+
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_second: float
+    percentiles_ms: dict[int, float]
+    errors: int
+
+    def row(self, label: str) -> str:
+        p = self.percentiles_ms
+        return (
+            f"  {label:<44}{self.requests_per_second:>9,.0f} req/s   p50 {p[50]:6.1f}  "
+            f"p90 {p[90]:6.1f}  p99 {p[99]:6.1f} ms   errors {self.errors}"
+        )
+
+
+def find_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        click.echo("installing wrk (Debian package) ...")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is needed: `apt-get install wrk` or `brew install wrk`")
+    return found
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Requests/s, the latency percentiles (``--latency``) and every kind of error."""
+    percentiles = {
+        int(q): float(value) * UNITS_MS[unit]
+        for q, value, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    }
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if rate is None or not percentiles:
+        raise SystemExit(f"unexpected wrk output:\n{output}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return WrkResult(
+        float(rate.group(1)), percentiles, errors + (int(non_2xx.group(1)) if non_2xx else 0)
+    )
+
+
+def run_wrk(wrk: str, url: str, body: str, connections: int, seconds: float) -> WrkResult:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = {json.dumps(body)}\n"
+        )
+    try:
+        run = subprocess.run(
+            [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", script.name,
+             url],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    finally:
+        Path(script.name).unlink()
+    return parse_wrk(run.stdout)
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -40,16 +107,22 @@ def _cli(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def _wait(url: str, timeout: float = 120) -> None:
+def _start(command: list[str], env: dict[str, str], log: Path, ready_url: str) -> int:
     from tabular_mlops.adapters.net import wait_for_url
 
-    if not wait_for_url(url, timeout):
-        raise SystemExit(f"{url} did not come up")
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    if not wait_for_url(ready_url, 180, lambda: process.poll() is not None):
+        raise SystemExit(f"{' '.join(command[:4])} did not come up; see {log}")
+    return process.pid
 
 
 @click.command()
 @click.option("--seconds", default=10.0, show_default=True, help="Measured time per load.")
 def main(seconds: float) -> None:
+    wrk = find_wrk()
     scratch = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     (scratch / "repo").mkdir()
     env = {
@@ -61,51 +134,63 @@ def main(seconds: float) -> None:
         "BENTOML_DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
+    os.environ.update(env)  # this process reads the same stores
+    from tabular_mlops.adapters.net import free_port
+
+    port = free_port()
     serving = [
         "--set", f"parameters.serving.state_dir={scratch / 'serving'}",
         "--set", f"parameters.serving.inference_log_dir={scratch / 'inference_log'}",
+        "--set", f"parameters.serving.port={port}",
     ]  # fmt: skip
     click.echo("training and deploying the dev model ...")
     _cli(env, "train", "--env", "dev")
     _cli(env, "deploy", "--env", "dev", *serving)
-    os.environ.update(env)  # this process now reads the same stores
 
-    from mlflow import MlflowClient
+    import bentoml
     from zenml.client import Client
     from zenml.enums import ModelStages
 
-    from tabular_mlops.adapters.deployment.local import LocalProcessTarget, read_live
-    from tabular_mlops.adapters.net import free_port
-    from tabular_mlops.adapters.processes import stop_process_group
+    from tabular_mlops.adapters.deployment.local import read_live
+    from tabular_mlops.adapters.deployment.target import LocalProcess
+    from tabular_mlops.adapters.processes import stop_process_tree
     from tabular_mlops.adapters.sources import load_dataset
-    from tabular_mlops.core.config import DataSourceConfig, ServingConfig
+    from tabular_mlops.core.config import DataSourceConfig
 
     ours = read_live(scratch / "serving", "tabular_classifier")
-    if ours is None:
-        raise SystemExit("the deployment recorded no live service")
+    if ours is None or not isinstance(ours.runs_as, LocalProcess):
+        raise SystemExit("the deployment recorded no live local service")
     version = Client().get_model_version("tabular_classifier", ModelStages.PRODUCTION)
     tracking_uri = Client().active_stack.experiment_tracker.get_tracking_uri()  # type: ignore[union-attr]
-    model_uri = str(version.run_metadata["mlflow_model_uri"])
-    MlflowClient(tracking_uri)  # fail early if the store is unreadable
-    mlflow_port = free_port()
-    mlflow_log = (scratch / "mlflow-serve.log").open("w")
-    mlflow_server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
-            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port),
-        ],
-        # it execs `uvicorn` from PATH
-        env={
-            **env,
-            "MLFLOW_TRACKING_URI": tracking_uri,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-        },
-        stdout=mlflow_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
+    started: list[int] = []
     try:
-        _wait(f"http://127.0.0.1:{mlflow_port}/ping")
+        mlflow_port = free_port()
+        started.append(
+            _start(
+                [
+                    str(Path(sys.executable).parent / "mlflow"), "models", "serve",
+                    "-m", str(version.run_metadata["mlflow_model_uri"]),
+                    "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port),
+                ],
+                # it execs `uvicorn` from PATH
+                {**env, "MLFLOW_TRACKING_URI": tracking_uri,
+                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"},
+                scratch / "mlflow-serve.log",
+                f"http://127.0.0.1:{mlflow_port}/ping",
+            )
+        )  # fmt: skip
+        bento = bentoml.bentos.get(ours.bento_tag)
+        baked = {e.name: e.value for e in bento.info.envs}
+        bentoml_port = free_port()
+        started.append(
+            _start(
+                [sys.executable, "-m", "bentoml", "serve", ours.bento_tag,
+                 "--host", "127.0.0.1", "--port", str(bentoml_port)],
+                {**env, **baked},  # the bento's settings: same app, same inference log
+                scratch / "bentoml-serve.log",
+                f"http://127.0.0.1:{bentoml_port}/readyz",
+            )
+        )  # fmt: skip
         features = load_dataset(DataSourceConfig()).drop(columns=["target"])
         one = json.loads(features.head(1).to_json(orient="records"))
         hundred = json.loads(features.sample(100, random_state=0).to_json(orient="records"))
@@ -114,50 +199,35 @@ def main(seconds: float) -> None:
             ("single row, 64 connections", one, 64),
             ("100-row batch, 16 connections", hundred, 16),
         ]
-        results: dict[tuple[str, str], LoadResult] = {}
-        click.echo("\n" + HEADER)
+        servers = [
+            ("ours, stable address (router)", f"{ours.url}/predict", "rows"),
+            ("ours, service's own port", f"{ours.runs_as.direct_url}/predict", "rows"),
+            ("same bento under `bentoml serve`", f"http://127.0.0.1:{bentoml_port}/predict",
+             "rows"),
+            ("mlflow models serve", f"http://127.0.0.1:{mlflow_port}/invocations",
+             "dataframe_records"),
+        ]  # fmt: skip
+        results: dict[tuple[str, str], WrkResult] = {}
         for label, rows, connections in loads:
-            for name, url, body in (
-                ("ours (BentoML)", f"{ours.url}/predict", {"rows": rows}),
-                ("mlflow models serve", f"http://127.0.0.1:{mlflow_port}/invocations",
-                 {"dataframe_records": rows}),
-            ):  # fmt: skip
-                result = run_load(url, json.dumps(body).encode(), connections, seconds)
+            click.echo(f"\n{label} (wrk -t1 -c{connections} -d{seconds:g}s):")
+            for name, url, key in servers:
+                result = run_wrk(wrk, url, json.dumps({key: rows}), connections, seconds)
                 results[(label, name)] = result
-                click.echo(result.row(f"{name}: {label}"))
-        click.echo("\nin process (the ceiling), one call per row:")
-        model_artifact = version.get_artifact("model")
-        if model_artifact is None:
-            raise SystemExit("the production model version has no 'model' artifact")
-        _in_process(model_artifact.load(), features)
-        click.echo("\nratios, ours / mlflow models serve:")
+                click.echo(result.row(name))
+        click.echo("\nratios to mlflow models serve (throughput), and p99:")
         for label, _, _ in loads:
-            a, b = results[(label, "ours (BentoML)")], results[(label, "mlflow models serve")]
-            click.echo(
-                f"  {label:<32} throughput x{a.throughput / b.throughput:.1f}   "
-                f"p99 {a.percentile(99):.1f} ms vs {b.percentile(99):.1f} ms"
-            )
+            mlflow = results[(label, "mlflow models serve")]
+            for name, _, _ in servers[:-1]:
+                mine = results[(label, name)]
+                ratio = mine.requests_per_second / mlflow.requests_per_second
+                click.echo(
+                    f"  {label:<30} {name:<34} x{ratio:5.1f}   p99 "
+                    f"{mine.percentiles_ms[99]:6.1f} ms vs {mlflow.percentiles_ms[99]:6.1f} ms"
+                )
     finally:
-        stop_process_group(mlflow_server.pid)
-        LocalProcessTarget(ServingConfig()).stop(ours)
-
-
-def _in_process(model: Pipeline, features: pd.DataFrame) -> None:
-    from tabular_mlops.core.scoring import FastModel
-
-    row = features.head(1)
-    values = row.to_numpy().tolist()
-    fast = FastModel(model, list(features.columns))
-    for name, call in (
-        ("Pipeline.predict_proba(1-row DataFrame)", lambda: model.predict_proba(row)),
-        ("FastModel.predict_proba(1 row)", lambda: fast.predict_proba(values)),
-    ):
-        call()
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < 3:
-            call()
-            count += 1
-        click.echo(f"  {name:<44}{count / (time.perf_counter() - started):>10.0f} calls/s")
+        for pid in started:
+            stop_process_tree(pid)
+        _cli(env, "deploy", "--env", "dev", "--stop", *serving)
 
 
 if __name__ == "__main__":

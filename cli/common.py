@@ -162,12 +162,13 @@ def staged_version(config: StagedRunConfig) -> str:
     return str(version.number)
 
 
-def staged_pipeline(pipeline: Any, config: StagedRunConfig) -> Any:
-    """``pipeline`` configured to run on the model version at ``config.stage``."""
+def staged_pipeline(pipeline: Any, config: StagedRunConfig, version: int | None = None) -> Any:
+    """``pipeline`` configured to run on the model version at ``config.stage`` (or on
+    ``version``, a number)."""
     from zenml import Model
 
     return pipeline.with_options(
-        model=Model(name=config.model.name, version=config.stage),
+        model=Model(name=config.model.name, version=version or config.stage),
         config_path=zenml_run_config(config.settings, config.steps),
     )
 

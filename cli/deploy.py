@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 @click.option(
     "--force", is_flag=True, help="Redeploy even when the staged version is already served."
 )
+@click.option(
+    "--version",
+    "model_version",
+    type=click.IntRange(min=1),
+    help="Serve this model version instead of the one at the stage (a rollback); it must "
+    "have passed the promotion gate once.",
+)
 def deploy(
     env: str,
     config_path: Path,
@@ -40,46 +47,57 @@ def deploy(
     status: bool = False,
     stop_service: bool = False,
     force: bool = False,
+    model_version: int | None = None,
 ) -> None:
     """Package the model at the configured stage as a Bento, start it beside the live
-    service, smoke-test it with rows of its own test split, and only then switch."""
+    service, smoke-test it with rows of its own test split, and only then switch the
+    model's stable address to it."""
     config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
     name = config.model.name
     if status or stop_service:
         target = serving_target(env, config, activate=False)
         live = live_service(target, name)
-        if live is None:
-            click.echo(f"No live service for model '{name}'.")
-        elif stop_service:
-            target.stop(live)
+        if stop_service:
+            if live is not None:
+                target.stop(live)
             target.forget(name)
-            click.echo(f"Stopped {live.url} (model '{name}' version {live.model_version}).")
-        else:
-            answering = "answering" if target.is_answering(live) else "NOT answering"
             click.echo(
-                f"Model '{name}' version {live.model_version} at {live.url} ({answering})\n"
+                f"Stopped {live.url} (model '{name}' version {live.model_version})."
+                if live is not None
+                else f"No live service for model '{name}'; nothing of it is left running."
+            )
+        elif live is None:
+            click.echo(f"No live service for model '{name}'.")
+        else:
+            problems = target.problems(live)
+            click.echo(
+                f"Model '{name}' version {live.model_version} at {live.url} "
+                f"({'answering' if not problems else 'NOT answering'})\n"
                 f"  {live.describe()}, since {live.started_at:%Y-%m-%d %H:%M:%S} UTC"
+                + "".join(f"\n  problem: {problem}" for problem in problems)
+                + ("\n  `python run.py deploy` starts it again" if problems else "")
             )
         return
 
     target = serving_target(env, config, activate=True)
     live = live_service(target, name)
-    staged = staged_version(config)
-    if (
-        live is not None
-        and not force
-        and live.model_version == staged
-        and target.is_answering(live)
-    ):
+    wanted = str(model_version) if model_version else staged_version(config)
+    if model_version:
+        check_was_promoted(name, wanted)
+    problems = target.problems(live) if live is not None else []
+    if live is not None and not force and live.model_version == wanted and not problems:
+        _stop_strays(target, name)
         click.echo(
-            f"Version {staged} of '{name}' is already served at {live.url}; nothing to do "
+            f"Version {wanted} of '{name}' is already served at {live.url}; nothing to do "
             "(--force redeploys it, e.g. with other serving settings)."
         )
         _print_service(live, config)
         return
+    if live is not None and problems:
+        click.echo(f"The live service has problems ({'; '.join(problems)}): redeploying.")
     from pipelines.deployment import deployment_pipeline
 
-    pipeline = staged_pipeline(deployment_pipeline, config)
+    pipeline = staged_pipeline(deployment_pipeline, config, version=model_version)
     if run_pipeline("deployment", pipeline, serving=config.parameters.serving) is None:
         return
     live = target.live(name)
@@ -96,6 +114,32 @@ def live_service(target: ServingTarget, model_name: str) -> RunningService | Non
         return target.live(model_name)
     except ServiceStateError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _stop_strays(target: ServingTarget, model_name: str) -> None:
+    """Processes a killed deployment left behind are stopped even when nothing is deployed."""
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+
+    if isinstance(target, LocalProcessTarget):
+        stopped = target.sweep_if_idle(model_name)
+        if stopped:
+            click.echo(f"Stopped {len(stopped)} process(es) an earlier deployment left running.")
+
+
+def check_was_promoted(model_name: str, version: str) -> None:
+    """A rollback serves a version that passed the promotion gate once, never one it refused."""
+    from zenml.client import Client
+
+    try:
+        found = Client().get_model_version(model_name, int(version))
+    except KeyError:
+        raise click.ClickException(f"model '{model_name}' has no version {version}") from None
+    outcome = str(found.run_metadata.get("promotion", ""))
+    if not outcome.startswith("promoted"):
+        raise click.ClickException(
+            f"model '{model_name}' version {version} never passed the promotion gate "
+            f"({outcome or 'no promotion recorded'}); only promoted versions are served"
+        )
 
 
 def _print_service(live: RunningService, config: DeploymentRunConfig) -> None:

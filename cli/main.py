@@ -16,6 +16,7 @@ from cli.monitor import monitor, simulate
 from cli.report import report
 from cli.stack import dashboard, stack
 from cli.train import train
+from tabular_mlops.adapters.paths import LOCAL_DIR
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -24,6 +25,9 @@ def cli(verbose: bool = False) -> None:
     """Train, gate and promote a tabular model with ZenML, on the stack of the environment
     you name. Every environment is a YAML file under configs/environments/; switching from
     a laptop to a cluster is `--env`, never a code edit."""
+    # BentoML's store (bentos, the models they carry) in the checkout's state, beside
+    # everything else this project writes, unless the user points it elsewhere
+    os.environ.setdefault("BENTOML_HOME", str(LOCAL_DIR / "bentoml"))
     # ZenML's handler prints every request httpx makes (health checks included)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not verbose:

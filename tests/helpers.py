@@ -42,3 +42,52 @@ def customer_churn_frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     frame.to_csv(path, index=False)
     return path
+
+
+class SteadyClient:
+    """``threads`` clients that keep one URL and post ``body`` back to back until stopped,
+    each on a keep-alive connection as an application's HTTP client would: the answers
+    by status (or exception) and the model versions that answered."""
+
+    def __init__(self, url: str, body: str, threads: int = 4) -> None:
+        import collections
+        import threading
+
+        self.url, self.body = url, body
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self.versions: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set():
+                try:
+                    answer = client.post(
+                        self.url, content=self.body, headers={"content-type": "application/json"}
+                    )
+                    outcome = str(answer.status_code)
+                    version = answer.json().get("model_version") if outcome == "200" else None
+                except Exception as exc:  # every failure is counted, by kind
+                    outcome, version = type(exc).__name__, None
+                with self._lock:
+                    self.outcomes[outcome] += 1
+                    if version is not None:
+                        self.versions[version] += 1
+
+    def __enter__(self) -> SteadyClient:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    @property
+    def failed(self) -> dict[str, int]:
+        return {k: v for k, v in self.outcomes.items() if k != "200"}

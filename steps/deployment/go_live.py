@@ -6,6 +6,7 @@ from typing import Annotated
 from zenml import log_metadata, step
 from zenml.client import Client
 
+from tabular_mlops.adapters.deployment.packaging import prune_bentos
 from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.deployment.smoke import SmokeReport
 from tabular_mlops.adapters.deployment.target import RunningService
@@ -18,12 +19,16 @@ logger = logging.getLogger(__name__)
 def go_live(
     candidate: RunningService, smoke: SmokeReport, serving: ServingConfig
 ) -> Annotated[RunningService, "live_service"]:
-    """Make the smoke-tested candidate the live service, then stop the one it replaces."""
+    """Make the smoke-tested candidate the live service, stop the one it replaces, and
+    prune bentos beyond the last ``serving.keep_bentos`` (never the served one)."""
     target = target_for(Client().active_stack, serving)
     previous = target.live(candidate.model_name)
     live = target.switch(candidate)
     if previous is not None and previous.instance != candidate.instance:
         target.stop(previous)
+    pruned = prune_bentos(live.model_name, serving.keep_bentos, {live.bento_tag})
+    if pruned:
+        logger.info("pruned from BentoML's store: %s", ", ".join(pruned))
     log_metadata(
         metadata={
             "serving_url": live.url,

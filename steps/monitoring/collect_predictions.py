@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -9,6 +10,8 @@ from zenml import get_step_context, log_metadata, step
 from tabular_mlops.adapters.champion import load_staged_model
 from tabular_mlops.adapters.monitoring_data import collect
 from tabular_mlops.core.config import MonitoringConfig
+
+logger = logging.getLogger(__name__)
 
 
 # Never cached: the logs grow between runs.
@@ -22,7 +25,18 @@ def collect_predictions(
     current = collect(
         monitoring, staged.features, end - timedelta(hours=monitoring.window_hours), end
     )
+    unreadable = int(current.attrs.get("unreadable_lines", 0))
+    if unreadable:
+        logger.warning(
+            "%s line(s) of the serving log under %s did not parse and were left out",
+            unreadable,
+            monitoring.inference_log_dir,
+        )
     log_metadata(
-        metadata={"rows": len(current), "online_rows": int((current["origin"] == "online").sum())}
+        metadata={
+            "rows": len(current),
+            "online_rows": int((current["origin"] == "online").sum()),
+            "unreadable_log_lines": unreadable,
+        }
     )
     return current

@@ -23,9 +23,10 @@ def collect(
     config: MonitoringConfig, features: list[str], start: datetime, end: datetime
 ) -> pd.DataFrame:
     """Live requests from the serving log and the feature samples of batches scored in
-    [start, end)."""
+    [start, end); ``attrs["unreadable_lines"]`` counts log lines that did not parse."""
     frames = []
     logged = read_records(config.inference_log_dir, start, end)
+    unreadable = int(logged.attrs.get("unreadable_lines", 0))
     if not logged.empty:
         live = logged[logged["source"] == "live"]
         frames.append(live[[*features, PREDICTION, "request_id", "row"]].assign(origin="online"))
@@ -37,8 +38,11 @@ def collect(
         if in_window.any():
             frames.append(batch.loc[in_window, [*features, PREDICTION]].assign(origin="batch"))
     if not frames:
-        return pd.DataFrame(columns=[*features, PREDICTION, "request_id", "row", "origin"])
-    return pd.concat(frames, ignore_index=True)
+        collected = pd.DataFrame(columns=[*features, PREDICTION, "request_id", "row", "origin"])
+    else:
+        collected = pd.concat(frames, ignore_index=True)
+    collected.attrs["unreadable_lines"] = unreadable
+    return collected
 
 
 def performance(current: pd.DataFrame, labels_path: Path | None) -> dict[str, float] | None:

@@ -57,9 +57,11 @@ def identity(pid: int) -> float:
 
 
 def is_same_process(pid: int, started: float) -> bool:
-    """Whether ``pid`` still names the process that started at ``started``."""
+    """Whether ``pid`` still names the process that started at ``started``, and it has not
+    exited (a zombie waits only for its parent to collect its exit status)."""
     try:
-        return identity(pid) == started
+        process = psutil.Process(pid)
+        return process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 

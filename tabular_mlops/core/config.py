@@ -321,6 +321,9 @@ class ContainerServingConfig(StrictModel):
 class ServingConfig(StrictModel):
     """How the deployment pipeline packages, starts and checks the service."""
 
+    #: the model's stable address on this machine (127.0.0.1:port), the same before and
+    #: after every deploy, rollback and failed deploy (local targets)
+    port: int = Field(default=3000, ge=1024, le=65535)
     workers: int = Field(default=2, ge=1, le=16)
     max_batch_rows: int = Field(default=1000, ge=1)
     startup_timeout_seconds: float = Field(default=120, gt=0)
@@ -330,6 +333,8 @@ class ServingConfig(StrictModel):
     state_dir: Path = Path(".local/serving")
     #: where every prediction is logged (JSON Lines), for monitoring
     inference_log_dir: Path = Path(".local/inference_log")
+    #: bentos kept per model in BentoML's store (the served one is always kept)
+    keep_bentos: int = Field(default=3, ge=1)
     container: ContainerServingConfig = ContainerServingConfig()
 
 

@@ -19,6 +19,10 @@ class FeatureSpec(BaseModel):
     kind: Literal["numeric", "categorical"]
     #: whether training data had missing values here, so null is a value the model knows
     nullable: bool
+    #: the range training data covered (numeric features): named when a value far
+    #: outside it makes the model's answer overflow
+    minimum: float | None = None
+    maximum: float | None = None
 
 
 class ServingSpec(BaseModel):
@@ -40,15 +44,21 @@ class ServingSpec(BaseModel):
         # here, not at the top: the service imports this module without pandas
         from tabular_mlops.core.columns import column_kind
 
-        features = [
-            FeatureSpec(
-                name=str(column),
-                kind="numeric" if column_kind(train_set[column]) == "numeric" else "categorical",
-                nullable=bool(train_set[column].isna().any()),
+        features = []
+        for column in train_set.columns:
+            if column == target:
+                continue
+            values = train_set[column]
+            numeric = column_kind(values) == "numeric"
+            features.append(
+                FeatureSpec(
+                    name=str(column),
+                    kind="numeric" if numeric else "categorical",
+                    nullable=bool(values.isna().any()),
+                    minimum=float(values.min()) if numeric and values.notna().any() else None,
+                    maximum=float(values.max()) if numeric and values.notna().any() else None,
+                )
             )
-            for column in train_set.columns
-            if column != target
-        ]
         return cls(
             model_name=model_name,
             model_version=model_version,
@@ -89,8 +99,10 @@ def request_model(spec: ServingSpec, max_rows: int) -> type[BaseModel]:
 
 
 SETTINGS_ENV = "TABULAR_SERVING_SETTINGS"
-#: requests that carry this header are logged with its value as their source
+#: requests that carry this header are logged with its value as their source...
 SOURCE_HEADER = "x-request-source"
+#: ...when this one carries the deployment's ``source_token``
+SOURCE_TOKEN_HEADER = "x-source-token"
 
 
 class ServingSettings(BaseModel):
@@ -103,3 +115,10 @@ class ServingSettings(BaseModel):
     inference_log_dir: str | None = None
     #: False when the numpy path could not reproduce the pipeline's answers
     fast_path: bool = True
+    #: where the model's files are (its directory in BentoML's model store); set when
+    #: the bento is served without BentoML's server, which would otherwise look it up
+    model_dir: str | None = None
+    #: the secret this deployment's own checks send with ``x-request-source``; any
+    #: other client that sets the header is refused, so nobody outside can hide its
+    #: traffic from monitoring. None: the header is refused from everyone.
+    source_token: str | None = Field(default=None, repr=False)

@@ -1,28 +1,45 @@
 """The prediction endpoint: strict input, label + probabilities + model version, logged.
 
-It is a FastAPI app mounted into the BentoML service rather than a
-``@bentoml.api`` method: measured on 2 cores, BentoML's API layer alone caps a
-no-op endpoint at about 1,800 requests/s, a mounted ASGI app at over 5,000.
-BentoML still serves, packages and supervises it, and keeps /livez, /readyz
-and /metrics.
+It is a FastAPI app, served either by uvicorn directly (local services: see
+``serving/server.py`` for why) or mounted into the BentoML service (the
+container image). Every limit is enforced before the work it protects:
+
+- media type, declared size and headers before the body is read (415, 413, 431);
+- duplicate keys while the JSON is parsed, the row count before any row is
+  validated (400);
+- each row against the features the model was trained on, strictly: numbers
+  are JSON numbers, not strings or booleans (400, naming each field);
+- probabilities that come out non-finite are never returned (422, naming the
+  features outside the range training covered).
+
+Error bodies list at most ``MAX_LISTED_PROBLEMS`` problems and count the rest.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from tabular_mlops.core.spec import SOURCE_HEADER, ServingSpec, request_model
+from tabular_mlops.core.spec import (
+    SOURCE_HEADER,
+    SOURCE_TOKEN_HEADER,
+    ServingSettings,
+    ServingSpec,
+    request_model,
+)
 from tabular_mlops.serving.inference_log import InferenceLogWriter, InferenceRecord
 
 if TYPE_CHECKING:
@@ -39,46 +56,227 @@ LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 
-
-def _json(status: int, payload: dict[str, Any]) -> Response:
-    return Response(json.dumps(payload), status_code=status, media_type="application/json")
-
-
 #: problems listed in one error answer; the rest are counted, not listed
 MAX_LISTED_PROBLEMS = 20
 #: what a request id may be: echoed and logged, so short and plain
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: bytes a row may take in a request body, generously (30 numbers take about 900)
 BYTES_PER_FEATURE = 64
+#: all request headers together (a browser sends about 1 KB)
+MAX_HEADER_BYTES = 8192
 
 
-def describe_errors(error: ValidationError) -> list[dict[str, str]]:
-    """One entry per problem, each naming the field (``rows.0.mean radius``) and what is
-    wrong; at most ``MAX_LISTED_PROBLEMS``, then one entry counting the rest."""
-    problems = error.errors(include_url=False)
-    listed = [
-        {
-            "field": ".".join(str(part) for part in item["loc"]) or "(body)",
-            "problem": item["msg"],
-        }
-        for item in problems[:MAX_LISTED_PROBLEMS]
-    ]
-    if len(problems) > MAX_LISTED_PROBLEMS:
-        listed.append(
-            {"field": "(body)", "problem": f"{len(problems) - MAX_LISTED_PROBLEMS} more problems"}
+class Problem(BaseModel):
+    field: str
+    problem: str
+
+
+class ErrorAnswer(BaseModel):
+    """Every 4xx/5xx answer: what went wrong, and each problem by field."""
+
+    error: str
+    detail: list[Problem] = []
+
+
+class Prediction(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+
+
+class PredictAnswer(BaseModel):
+    request_id: str
+    model_name: str
+    model_version: str
+    predictions: list[Prediction]
+
+
+class RefusedRequestError(ValueError):
+    """A request refused with ``status``; ``problems`` name the fields."""
+
+    def __init__(self, status: int, error: str, problems: list[Problem]) -> None:
+        super().__init__(error)
+        self.status, self.error, self.problems = status, error, problems
+
+    def answer(self) -> Response:
+        return _json(
+            self.status,
+            {"error": self.error, "detail": [p.model_dump() for p in self.problems]},
         )
-    return listed
 
 
-def create_app(spec: ServingSpec, max_rows: int) -> FastAPI:
+def _json(status: int, payload: dict[str, Any]) -> Response:
+    return Response(json.dumps(payload), status_code=status, media_type="application/json")
+
+
+def capped(problems: list[Problem]) -> list[Problem]:
+    """At most ``MAX_LISTED_PROBLEMS``, then one entry counting the rest."""
+    if len(problems) <= MAX_LISTED_PROBLEMS:
+        return problems
+    rest = len(problems) - MAX_LISTED_PROBLEMS
+    return [
+        *problems[:MAX_LISTED_PROBLEMS],
+        Problem(field="(body)", problem=f"{rest} more problems"),
+    ]
+
+
+def describe_errors(error: ValidationError) -> list[Problem]:
+    """One entry per problem, each naming the field (``rows.0.mean radius``) and what is
+    wrong; capped."""
+    return capped(
+        [
+            Problem(
+                field=".".join(str(part) for part in item["loc"]) or "(body)",
+                problem=item["msg"],
+            )
+            for item in error.errors(include_url=False)
+        ]
+    )
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects with a key twice are refused: which value was meant is a guess."""
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise RefusedRequestError(
+            400, "invalid request", [Problem(field="(body)", problem=f"duplicate key {twice!r}")]
+        )
+    return dict(pairs)
+
+
+def parse_body(body: bytes, max_rows: int, validate: Any) -> Any:
+    """The validated request, or :class:`RefusedRequestError`: JSON first (duplicate keys
+    refused), then the row count, and only then each row."""
+    try:
+        document = json.loads(body, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, RefusedRequestError):
+            raise
+        raise RefusedRequestError(
+            400, "invalid request", [Problem(field="(body)", problem=f"Invalid JSON: {exc}")]
+        ) from None
+    if not isinstance(document, dict):
+        raise RefusedRequestError(
+            400,
+            "invalid request",
+            [Problem(field="(body)", problem='Input should be an object: {"rows": [...]}')],
+        )
+    rows = document.get("rows")
+    if isinstance(rows, list) and len(rows) > max_rows:
+        raise RefusedRequestError(
+            400,
+            "invalid request",
+            [Problem(field="rows", problem=f"List should have at most {max_rows} items, "
+                     f"not {len(rows)}")],
+        )  # fmt: skip
+    try:
+        return validate(document)
+    except ValidationError as error:
+        raise RefusedRequestError(400, "invalid request", describe_errors(error)) from None
+
+
+def unscorable(spec: ServingSpec, rows: list[list[Any]], bad: list[int]) -> list[Problem]:
+    """For each row the model could not score, the features outside the range training
+    covered (the usual cause: far-out values overflow once scaled)."""
+    problems = []
+    for index in bad:
+        named = [
+            Problem(
+                field=f"rows.{index}.{feature.name}",
+                problem=f"{value!r} is far outside the range training covered "
+                f"[{feature.minimum:g}, {feature.maximum:g}]: the model's answer overflows",
+            )
+            for feature, value in zip(spec.features, rows[index], strict=True)
+            if isinstance(value, float)
+            and feature.minimum is not None
+            and feature.maximum is not None
+            and not feature.minimum <= value <= feature.maximum
+        ]
+        problems.extend(
+            named
+            or [Problem(field=f"rows.{index}", problem="the model's probabilities are not finite")]
+        )
+    return capped(problems)
+
+
+def _refuse(request: Request, max_bytes: int, max_rows: int) -> Response | None:
+    """What can be refused before the body is read: its type, its declared size, its
+    headers, and a request id that cannot be echoed and logged as it is."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        return RefusedRequestError(
+            415,
+            "unsupported media type",
+            [
+                Problem(
+                    field="content-type", problem=f"{media_type or 'none'}; send application/json"
+                )
+            ],
+        ).answer()
+    if sum(len(k) + len(v) for k, v in request.headers.raw) > MAX_HEADER_BYTES:
+        return RefusedRequestError(
+            431,
+            "request headers too large",
+            [Problem(field="(headers)", problem=f"over {MAX_HEADER_BYTES} bytes in all")],
+        ).answer()
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return _too_large(max_bytes, max_rows)
+    request_id = request.headers.get("x-request-id")
+    if request_id is not None and not REQUEST_ID.match(request_id):
+        return RefusedRequestError(
+            400,
+            "invalid request",
+            [Problem(field="x-request-id", problem="1 to 128 characters of letters, digits "
+                     "and . _ : -")],
+        ).answer()  # fmt: skip
+    return None
+
+
+def _too_large(max_bytes: int, max_rows: int) -> Response:
+    return RefusedRequestError(
+        413,
+        "request too large",
+        [Problem(field="(body)", problem=f"over {max_bytes} bytes; send at most {max_rows} rows")],
+    ).answer()
+
+
+def request_source(request: Request, token: str | None) -> str:
+    """ "live", or the source a deployment's own check declares with its secret token."""
+    source = request.headers.get(SOURCE_HEADER)
+    if source is None:
+        return "live"
+    offered = request.headers.get(SOURCE_TOKEN_HEADER, "")
+    if token is None or not hmac.compare_digest(offered.encode(), token.encode()):
+        raise RefusedRequestError(
+            403,
+            "forbidden",
+            [Problem(field=SOURCE_HEADER, problem="reserved for this deployment's own checks")],
+        )
+    return source[:64]
+
+
+ERROR_STATUSES = {
+    "400": "A field, the JSON or the row count is wrong; each problem names its field",
+    "403": f"{SOURCE_HEADER} was set without this deployment's token",
+    "413": "The body is larger than the row limit allows",
+    "415": "The body is not application/json",
+    "422": "A row is valid but the model cannot score it (values far outside training)",
+    "431": "The request headers are too large",
+    "503": "The model is still loading",
+}
+
+
+def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
     """The app, its routes and request schema; the model is bound later by :func:`bind`.
 
     ``bentoml serve`` imports the service module in its supervising process too,
     only to read the service's definition: building the app there costs nothing,
     while loading the model would import scikit-learn (over a second) for nothing.
     """
+    max_rows = settings.max_batch_rows
     body_model = request_model(spec, max_rows)
-    parse = TypeAdapter(body_model).validate_json
+    validate = TypeAdapter(body_model).validate_python
     max_bytes = max_rows * len(spec.features) * BYTES_PER_FEATURE + 4096
     names = [feature.name for feature in spec.features]
     classes = spec.classes
@@ -88,52 +286,43 @@ def create_app(spec: ServingSpec, max_rows: int) -> FastAPI:
         version=version,
         description=f"Predicts '{spec.target}'. Send one row or up to {max_rows} rows.",
     )
+    error = {"model": ErrorAnswer}
 
     @app.post(
         "/predict",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": body_model.model_json_schema()}},
-            },
-            "responses": {"400": {"description": "The request names each bad field"}},
-        },
-    )
+        response_model=PredictAnswer,
+        responses={int(status): {**error, "description": text} for status, text in
+                   ERROR_STATUSES.items()},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/PredictRequest"}}}}},
+    )  # fmt: skip
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
         model: Scorer | None = getattr(app.state, "scorer", None)
         if model is None:
-            return _json(503, {"error": "the model is still loading"})
+            return _json(503, {"error": "the model is still loading", "detail": []})
         log: InferenceLogWriter | None = app.state.inference_log
         refused = _refuse(request, max_bytes, max_rows)
         if refused is not None:
             PREDICTIONS.labels(version, "invalid").inc()
             return refused
         body = await request.body()
-        if len(body) > max_bytes:
-            PREDICTIONS.labels(version, "invalid").inc()
-            return _too_large(max_bytes, max_rows)
         try:
-            parsed = parse(body)
-        except ValidationError as error:
-            PREDICTIONS.labels(version, "invalid").inc()
-            return _json(400, {"error": "invalid request", "detail": describe_errors(error)})
-        rows = [list(row.__dict__.values()) for row in parsed.rows]  # type: ignore[attr-defined]
-        probabilities = model.predict_proba(rows)
-        finite = np.isfinite(probabilities).all(axis=1)
-        if not finite.all():
-            PREDICTIONS.labels(version, "unscorable").inc()
-            return _json(
-                422,
-                {
-                    "error": "the model cannot score these rows",
-                    "detail": [
-                        {"field": f"rows.{i}", "problem": "probabilities are not finite "
-                         "(values far outside anything the model was trained on?)"}
-                        for i in np.flatnonzero(~finite)[:MAX_LISTED_PROBLEMS].tolist()
-                    ],
-                },
-            )  # fmt: skip
+            if len(body) > max_bytes:
+                return _too_large(max_bytes, max_rows)
+            source = request_source(request, settings.source_token)
+            parsed = parse_body(body, max_rows, validate)
+            rows = [list(row.__dict__.values()) for row in parsed.rows]
+            probabilities = model.predict_proba(rows)
+            finite = np.isfinite(probabilities).all(axis=1)
+            if not finite.all():
+                bad = np.flatnonzero(~finite).tolist()
+                raise RefusedRequestError(
+                    422, "the model cannot score these rows", unscorable(spec, rows, bad)
+                )
+        except RefusedRequestError as problem:
+            PREDICTIONS.labels(version, "invalid" if problem.status != 422 else "unscorable").inc()
+            return problem.answer()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         predictions: list[dict[str, Any]] = [
             {
@@ -144,7 +333,6 @@ def create_app(spec: ServingSpec, max_rows: int) -> FastAPI:
         ]
         if log is not None:
             now = datetime.now(UTC)
-            source = request.headers.get(SOURCE_HEADER, "live")
             log.write(
                 InferenceRecord(
                     request_id=request_id,
@@ -172,62 +360,73 @@ def create_app(spec: ServingSpec, max_rows: int) -> FastAPI:
             },
         )
 
+    @app.get("/livez", include_in_schema=False)
+    async def livez() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        return Response(status_code=200 if getattr(app.state, "scorer", None) else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(prometheus_text(), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the request schema, whose definitions pydantic
+        writes under ``$defs``: moved to ``components`` so every reference resolves."""
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            request_schema = body_model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(request_schema.pop("$defs", {}))
+            schemas["PredictRequest"] = request_schema
+            document["components"]["schemas"]["Prediction"]["properties"]["label"]["enum"] = classes
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
-def _refuse(request: Request, max_bytes: int, max_rows: int) -> Response | None:
-    """What can be refused before the body is read: its type, its declared size, and a
-    request id that cannot be echoed and logged as it is."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        return _json(
-            415,
-            {
-                "error": "unsupported media type",
-                "detail": [
-                    {
-                        "field": "content-type",
-                        "problem": f"{media_type or 'none'}; send application/json",
-                    }
-                ],
-            },
-        )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        return _too_large(max_bytes, max_rows)
-    request_id = request.headers.get("x-request-id")
-    if request_id is not None and not REQUEST_ID.match(request_id):
-        return _json(
-            400,
-            {
-                "error": "invalid request",
-                "detail": [
-                    {
-                        "field": "x-request-id",
-                        "problem": "1 to 128 characters of letters, digits and . _ : -",
-                    }
-                ],
-            },
-        )
-    return None
+def prometheus_text() -> bytes:
+    """This process's metrics, or every worker's when they share a multiprocess directory."""
+    import os
 
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
-def _too_large(max_bytes: int, max_rows: int) -> Response:
-    return _json(
-        413,
-        {
-            "error": "request too large",
-            "detail": [
-                {
-                    "field": "(body)",
-                    "problem": f"over {max_bytes} bytes; send at most {max_rows} rows",
-                }
-            ],
-        },
-    )
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
 
 
 def bind(app: FastAPI, scorer: Scorer, log: InferenceLogWriter | None) -> None:
     """Give the app its model and inference log: in each worker, before it serves."""
     app.state.scorer = scorer
     app.state.inference_log = log
+
+
+def load_model(app: FastAPI, spec: ServingSpec, settings: ServingSettings, model_dir: Path) -> str:
+    """Load the model from its directory in the model store and bind it with the
+    inference log; returns which scoring path serves (numpy or the pipeline)."""
+    import joblib
+
+    from tabular_mlops.core.scoring import FastModel, PipelineScorer
+
+    pipeline = joblib.load(model_dir / "model.pkl")
+    names = [feature.name for feature in spec.features]
+    scorer = FastModel if settings.fast_path else PipelineScorer
+    log_dir = settings.inference_log_dir
+    bind(app, scorer(pipeline, names), InferenceLogWriter(Path(log_dir)) if log_dir else None)
+    return "numpy" if settings.fast_path else "pipeline"

@@ -113,16 +113,19 @@ def read_records(
     plus ``request_id``, ``row``, ``timestamp``, ``model_version``, ``prediction`` and
     ``source``.
 
-    A truncated last line (a crash mid-write) is skipped, not fatal."""
+    A line that does not parse (a crash mid-write, a disk error) is skipped, not
+    fatal, and counted: ``frame.attrs["unreadable_lines"]``, which monitoring reports."""
     import pandas as pd
 
     rows = []
+    unreadable = 0
     for path in sorted(Path(directory).glob("requests-*.jsonl")):
         with path.open(encoding="utf-8") as handle:
             for line in handle:
                 try:
                     record = InferenceRecord.model_validate_json(line)
                 except ValueError:
+                    unreadable += 1
                     continue
                 if (start and record.timestamp < start) or (end and record.timestamp >= end):
                     continue
@@ -137,4 +140,6 @@ def read_records(
                         "source": record.source,
                     }
                 )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["unreadable_lines"] = unreadable
+    return frame

@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
+from tabular_mlops.adapters.net import free_port
 from tabular_mlops.adapters.paths import CONFIG_DIR, PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -21,6 +23,11 @@ def checkout(tmp_path):
     ZenML store: nothing of the session's store or of the real checkout is touched."""
     root = tmp_path / "root"
     shutil.copytree(CONFIG_DIR, root / "configs")
+    # the model's stable address on a free port, not the configured 3000
+    deployment = root / "configs" / "deployment.yaml"
+    config = yaml.safe_load(deployment.read_text())
+    config["parameters"]["serving"]["port"] = free_port()
+    deployment.write_text(yaml.safe_dump(config))
     (tmp_path / "repo").mkdir()
     env = {
         **os.environ,

@@ -167,7 +167,7 @@ def test_candidate_runs_beside_the_live_release_until_the_switch(cluster):
     assert json.loads(stable["metadata"]["annotations"][LIVE_RECORD])["model_version"] == "2"
     assert ("Deployment", first.runs_as.deployment) not in applier.objects
     assert ("Service", first.runs_as.deployment) not in applier.objects
-    assert target.is_answering(second)
+    assert target.problems(second) == []
 
 
 def test_a_candidate_that_never_gets_ready_is_removed_and_the_live_one_kept(cluster):
@@ -178,7 +178,7 @@ def test_a_candidate_that_never_gets_ready_is_removed_and_the_live_one_kept(clus
         _start(target, "2", "bbbbbbbb")
     assert ("Deployment", "tabular-classifier-v2-bbbbbbbb") not in applier.objects
     assert target.live("tabular_classifier") == live
-    assert target.is_answering(live)
+    assert target.problems(live) == []
 
 
 def test_stop_and_forget_remove_every_resource(cluster):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,7 +35,7 @@ def test_request_model_is_strict_where_training_data_was(churn):
             '{"rows": [{"tenure_months": NaN, "monthly_charges": 1, "contract": null,'
             ' "region": "x", "plan": 1}]}'
         )
-    problems = {(d["field"], d["problem"]) for d in describe_errors(error.value)}
+    problems = {(d.field, d.problem) for d in describe_errors(error.value)}
     assert problems == {
         ("rows.0.tenure_months", "Input should be a finite number"),
         ("rows.0.contract", "Input should be a valid string"),
@@ -41,9 +43,9 @@ def test_request_model_is_strict_where_training_data_was(churn):
     }
     with pytest.raises(ValidationError) as error:
         body.model_validate({"rows": [row, row, row]})
-    assert describe_errors(error.value) == [
-        {"field": "rows", "problem": "List should have at most 2 items after validation, not 3"}
-    ]
+    [problem] = describe_errors(error.value)
+    assert problem.field == "rows"
+    assert problem.problem == "List should have at most 2 items after validation, not 3"
 
 
 def _as_rows(frame: pd.DataFrame) -> list[list[object]]:
@@ -114,7 +116,9 @@ def test_every_writer_has_its_own_log_file_and_all_are_read(tmp_path):
     assert log_file(tmp_path, now).exists()  # named after this host and process
     other_pod = tmp_path / f"requests-{now:%Y-%m-%d}-other-pod-1.jsonl"
     other_pod.write_text(record.model_copy(update={"request_id": "r2"}).model_dump_json() + "\n{")
-    assert sorted(read_records(tmp_path)["request_id"]) == ["r1", "r2"]  # a torn line is skipped
+    logged = read_records(tmp_path)
+    assert sorted(logged["request_id"]) == ["r1", "r2"]  # a torn line is skipped...
+    assert logged.attrs["unreadable_lines"] == 1  # ...and counted
 
 
 def test_a_service_record_written_by_an_earlier_version_still_names_its_process():
@@ -154,10 +158,12 @@ def service(churn):
     from fastapi.testclient import TestClient
 
     from tabular_mlops.core.scoring import FastModel
+    from tabular_mlops.core.spec import ServingSettings
     from tabular_mlops.serving.app import bind, create_app
 
     _, model, spec = churn
-    app = create_app(spec, max_rows=5)
+    settings = ServingSettings(model_tag="churn:1", max_batch_rows=5, source_token="s3cret")
+    app = create_app(spec, settings)
     bind(app, FastModel(model, [f.name for f in spec.features]), None)
     row = {
         "tenure_months": 12.0,
@@ -165,6 +171,7 @@ def service(churn):
         "contract": "one-year",
         "region": "north",
     }
+    app.state.churn = churn
     return TestClient(app), row
 
 
@@ -228,6 +235,70 @@ def test_rows_the_model_cannot_score_are_refused_not_answered_with_nan(service, 
             return np.array([[np.nan, np.nan]] * len(rows))
 
     bind(client.app, Overflowing(), None)
-    answer = client.post("/predict", json={"rows": [row, row]})
+    answer = client.post("/predict", json={"rows": [row, {**row, "monthly_charges": 1e308}]})
     assert answer.status_code == 422
-    assert [d["field"] for d in answer.json()["detail"]] == ["rows.0", "rows.1"]
+    assert [d["field"] for d in answer.json()["detail"]] == ["rows.0", "rows.1.monthly_charges"]
+    assert "outside the range training covered" in answer.json()["detail"][1]["problem"]
+
+
+def test_a_key_given_twice_is_refused(service):
+    client, row = service
+    body = '{"rows": [{"tenure_months": 1.0, ' + json.dumps(row)[1:] + "]}"
+    answer = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == [
+        {"field": "(body)", "problem": "duplicate key 'tenure_months'"}
+    ]
+
+
+def test_the_row_count_is_checked_before_any_row(service):
+    client, _ = service
+    answer = client.post("/predict", json={"rows": [{"junk": i} for i in range(6)]})
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == [
+        {"field": "rows", "problem": "List should have at most 5 items, not 6"}
+    ]
+
+
+def test_oversized_headers_are_refused(service):
+    client, row = service
+    answer = client.post("/predict", json={"rows": [row]}, headers={"x-padding": "p" * 9000})
+    assert answer.status_code == 431
+
+
+def test_only_the_deployment_can_tag_its_own_requests(service, tmp_path):
+    """``x-request-source`` keeps requests out of monitoring: it needs the deployment's token."""
+    from tabular_mlops.core.scoring import FastModel
+    from tabular_mlops.serving.app import bind
+    from tabular_mlops.serving.inference_log import InferenceLogWriter, read_records
+
+    client, row = service
+    _, model, spec = service_churn = client.app.state.churn
+    del service_churn
+    log = InferenceLogWriter(tmp_path)
+    bind(client.app, FastModel(model, [f.name for f in spec.features]), log)
+    spoofed = client.post(
+        "/predict", json={"rows": [row]}, headers={"x-request-source": "smoke-test"}
+    )
+    assert spoofed.status_code == 403
+    assert spoofed.json()["detail"][0]["field"] == "x-request-source"
+    wrong = {"x-request-source": "smoke-test", "x-source-token": "guess"}
+    assert client.post("/predict", json={"rows": [row]}, headers=wrong).status_code == 403
+    mine = {"x-request-source": "smoke-test", "x-source-token": "s3cret"}
+    assert client.post("/predict", json={"rows": [row]}, headers=mine).status_code == 200
+    assert client.post("/predict", json={"rows": [row]}).status_code == 200
+    log.close()
+    assert sorted(read_records(tmp_path)["source"]) == ["live", "smoke-test"]
+
+
+def test_the_openapi_document_resolves_and_declares_every_answer(service):
+    from openapi_spec_validator import validate
+
+    client, _ = service
+    document = client.get("/openapi.json").json()
+    validate(document)
+    operation = document["paths"]["/predict"]["post"]
+    assert set(operation["responses"]) == {"200", "400", "403", "413", "415", "422", "431", "503"}
+    assert "$defs" not in json.dumps(document)
+    labels = document["components"]["schemas"]["Prediction"]["properties"]["label"]
+    assert labels["enum"] == ["no", "yes"]

@@ -273,13 +273,16 @@ class KubernetesTarget:
     def forget(self, model_name: str) -> None:
         self._delete_items([("v1", "Service", dns_name(model_name))])
 
-    def is_answering(self, service: RunningService) -> bool:
+    def problems(self, service: RunningService) -> list[str]:
         """Ready replicas as the cluster reports them: its address is in-cluster only."""
         if not isinstance(service.runs_as, KubernetesRelease):
-            return False
+            return [f"{service.instance} is not a Kubernetes release"]
         deployment = self._get("apps/v1", "Deployment", service.runs_as.deployment)
-        status = (deployment.get("status") or {}) if deployment else {}
-        return int(status.get("readyReplicas") or 0) > 0
+        if deployment is None:
+            return [f"deployment {self.namespace}/{service.runs_as.deployment} does not exist"]
+        if int((deployment.get("status") or {}).get("readyReplicas") or 0) == 0:
+            return [f"deployment {self.namespace}/{service.runs_as.deployment} has no ready pod"]
+        return []
 
     def plan(self, model_name: str) -> dict[str, Any]:
         """The image and the manifests of an example release (version 1, build 'example')."""

@@ -1,158 +1,427 @@
-"""Run a bento as a local HTTP server that outlives the pipeline, and remember where it is.
+"""Local services (dev, staging): a process per model version behind the model's stable address.
 
-``bentoml serve <bento>`` runs as its own process group on 127.0.0.1; its pid,
-port and bento are recorded in a small JSON state file per model, which is all
-that ``deploy --status`` and ``--stop`` need to read.
+Clients use one address per model, ``127.0.0.1:<serving.port>``, for the
+model's whole life: a router process listens there (``serving/router.py``) and
+forwards to the live version's own process. A release starts the candidate on
+a free port, the deployment smoke-tests it there, and the switch rewrites the
+router's routes and signals it; the old process is stopped once the router has
+drained it. So a release, a failed release and a rollback cost a client no
+failed request.
+
+Files under ``serving.state_dir``, per model:
+
+- ``<model>.json``: the live service (what ``deploy --status`` reads);
+- ``<model>.router.json`` and ``<model>.routes.json``: the router and what it forwards to;
+- ``<model>.lock``: held by the deployment in progress (two at once would race);
+- ``logs/``: one log per process; ``metrics/<model>-v<version>-<port>/``: each
+  service's own Prometheus multiprocess directory, so one service's start never
+  touches another's counters.
+
+Every process started here carries ``TABULAR_MLOPS_SERVICE=<state dir>::<model>``
+in its environment: a deploy or ``--stop`` finds and stops any of them that is
+not the live service or its router (what a killed deploy, or the workers of a
+killed service, would leave behind).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from pydantic import ValidationError
+import httpx
+import psutil
+from pydantic import BaseModel, ValidationError
 
 from tabular_mlops.adapters.deployment.target import BentoPackage, LocalProcess, RunningService
-from tabular_mlops.adapters.net import HOST, answers, free_port, wait_for_url
-from tabular_mlops.adapters.processes import is_alive, stop_process_tree
+from tabular_mlops.adapters.net import HOST, answers, free_port, wait_for_url, wait_until
+from tabular_mlops.adapters.processes import identity, is_same_process, stop_process_tree
 from tabular_mlops.core.config import ServingConfig
-from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings
+from tabular_mlops.core.spec import SETTINGS_ENV
+from tabular_mlops.serving.router import ROUTES_PATH, Routes, Upstream, write_routes
 
 logger = logging.getLogger(__name__)
+
+#: names the deployment a process belongs to: ``<state dir>::<model>``
+MARKER_ENV = "TABULAR_MLOPS_SERVICE"
+#: how long a switch waits for the router to finish the old version's requests
+DRAIN_SECONDS = 30
+#: deployment locks this process holds, by lock file: steps of one run (each with a
+#: target of its own) take it in ``start`` and give it back in ``switch`` or ``stop``
+_HELD: dict[Path, IO[str]] = {}
 
 
 class ServiceStartError(RuntimeError):
     """The service did not become ready; the message carries the end of its log."""
 
 
-def start(
-    bento_tag: str,
-    settings: ServingSettings,
-    model_name: str,
-    model_version: str,
-    log_dir: Path,
-    timeout: float,
-) -> RunningService:
-    """Start ``bento_tag`` on a free port and wait until it answers /readyz."""
-    port = free_port()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = log_dir / f"{model_name}-v{model_version}-{port}.log"
-    with log_file.open("w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                bento_tag,
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-            ],
-            env={**os.environ, SETTINGS_ENV: settings.model_dump_json()},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: outlives us, stops as one
-        )
-    service = RunningService(
-        model_name=model_name,
-        model_version=model_version,
-        bento_tag=bento_tag,
-        url=f"http://{HOST}:{port}",
-        started_at=datetime.now(UTC),
-        runs_as=LocalProcess(pid=process.pid, port=port, log_file=str(log_file)),
-    )
-    logger.info("started %s (pid %s) on %s", bento_tag, process.pid, service.url)
-    if wait_for_url(f"{service.url}/readyz", timeout, lambda: process.poll() is not None):
-        return service
-    stop_process_tree(process.pid)
-    tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-15:])
-    raise ServiceStartError(
-        f"bento {bento_tag} did not become ready on {service.url} "
-        f"within {timeout:.0f} s; last lines of {log_file}:\n{tail}"
-    )
-
-
-def state_file(state_dir: Path, model_name: str) -> Path:
-    return state_dir / f"{model_name}.json"
-
-
 class ServiceStateError(RuntimeError):
     """A state file is not a service record; the message names the file."""
 
 
-def read_live(state_dir: Path, model_name: str) -> RunningService | None:
-    path = state_file(state_dir, model_name)
+class DeploymentInProgressError(RuntimeError):
+    """Another deployment of the same model holds its lock."""
+
+
+class RouterProcess(BaseModel):
+    pid: int
+    started: float
+    port: int
+    log_file: str
+
+
+def state_file(state_dir: Path, model_name: str, kind: str = "") -> Path:
+    return state_dir / f"{model_name}{kind}.json"
+
+
+def marker(state_dir: Path, model_name: str) -> str:
+    return f"{state_dir.resolve()}::{model_name}"
+
+
+def _spawn(command: list[str], env: dict[str, str], log: IO[str], cwd: Path | None = None) -> int:
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own group: outlives the deploy, and no Ctrl-C reaches it
+    )
+    return process.pid
+
+
+def _tail(log_file: Path, lines: int = 15) -> str:
+    return "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+
+
+def start_service(package: BentoPackage, state_dir: Path, timeout: float) -> RunningService:
+    """Start the bento's app on a free port (``serving/server.py``) and wait until it is ready."""
+    import bentoml
+
+    bento = bentoml.bentos.get(package.bento_tag)
+    source = Path(bento.path) / "src"
+    settings = package.settings.model_copy(
+        update={"model_dir": bentoml.models.get(package.settings.model_tag).path}
+    )
+    port = free_port()
+    label = f"{package.model_name}-v{package.model_version}-{port}"
+    metrics = metrics_dir(state_dir, label)
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
+    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+    log_file = state_dir / "logs" / f"{label}.log"
+    with log_file.open("w") as log:
+        pid = _spawn(
+            [sys.executable, "-m", "tabular_mlops.serving.server", HOST, str(port)],
+            {
+                SETTINGS_ENV: settings.model_dump_json(),
+                # the bento's copy of the code, not the checkout's
+                "PYTHONPATH": str(source),
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+                MARKER_ENV: marker(state_dir, package.model_name),
+            },
+            log,
+            cwd=source,
+        )
+    service = RunningService(
+        model_name=package.model_name,
+        model_version=package.model_version,
+        bento_tag=package.bento_tag,
+        url=f"http://{HOST}:{port}",
+        started_at=datetime.now(UTC),
+        runs_as=LocalProcess(pid=pid, started=identity(pid), port=port, log_file=str(log_file)),
+    )
+    logger.info("started %s (pid %s) on %s", package.bento_tag, pid, service.url)
+    if wait_for_url(f"{service.url}/readyz", timeout, lambda: not psutil.pid_exists(pid)):
+        return service
+    stop_process_tree(pid)
+    shutil.rmtree(metrics, ignore_errors=True)
+    raise ServiceStartError(
+        f"bento {package.bento_tag} did not become ready on {service.url} "
+        f"within {timeout:g} s; last lines of {log_file}:\n{_tail(log_file)}"
+    )
+
+
+def metrics_dir(state_dir: Path, label: str) -> Path:
+    """One service's Prometheus multiprocess directory: its workers' counters, nobody else's."""
+    return state_dir / "metrics" / label
+
+
+def _read(path: Path, model: type[BaseModel], what: str) -> Any:
     if not path.is_file():
         return None
     try:
-        return RunningService.model_validate_json(path.read_text())
+        return model.model_validate_json(path.read_text())
     except ValidationError as exc:
-        problem = exc.errors()[0]["msg"]
         raise ServiceStateError(
-            f"{path}: not a service record ({problem}); if no service of '{model_name}' "
-            "runs, delete the file"
+            f"{path}: not a {what} record ({exc.errors()[0]['msg']}); if nothing of this "
+            "model is served, delete the file"
         ) from None
 
 
-def record_live(state_dir: Path, service: RunningService) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_file(state_dir, service.model_name)
+def _write(path: Path, record: BaseModel) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(service.model_dump_json(indent=2))
+    temporary.write_text(record.model_dump_json(indent=2))
     temporary.replace(path)  # atomic: a reader sees the old or the new, never half
 
 
+def read_live(state_dir: Path, model_name: str) -> RunningService | None:
+    record: RunningService | None = _read(
+        state_file(state_dir, model_name), RunningService, "service"
+    )
+    return record
+
+
+def record_live(state_dir: Path, service: RunningService) -> None:
+    _write(state_file(state_dir, service.model_name), service)
+
+
+def router_status(url: str) -> dict[str, Any] | None:
+    try:
+        response = httpx.get(f"{url}{ROUTES_PATH}", timeout=2)
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _is_running(pid: int, started: float | None) -> bool:
+    return is_same_process(pid, started) if started is not None else psutil.pid_exists(pid)
+
+
+def stray_processes(state_dir: Path, model_name: str, keep: set[int]) -> list[psutil.Process]:
+    """Processes started for this model's deployments that are neither in ``keep`` nor
+    descendants of it: left by a killed deploy, or workers of a killed service."""
+    wanted = marker(state_dir, model_name)
+    kept = set(keep)
+    for pid in keep:
+        with contextlib.suppress(psutil.Error):
+            kept.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+    strays = []
+    for process in psutil.process_iter():
+        if process.pid in kept or process.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get(MARKER_ENV) == wanted:
+                strays.append(process)
+    return strays
+
+
 class LocalProcessTarget:
-    """``bentoml serve`` processes on this machine; the bento store is the registry."""
+    """Processes on this machine behind a router on ``serving.port``; the bento store is
+    the registry."""
 
     def __init__(self, serving: ServingConfig) -> None:
         self.serving = serving
+        self.state_dir = serving.state_dir
 
+    @property
+    def stable_url(self) -> str:
+        return f"http://{HOST}:{self.serving.port}"
+
+    # --- the deployment's lock ------------------------------------------------------------
+    def _lock_file(self, model_name: str) -> Path:
+        return (self.state_dir / f"{model_name}.lock").resolve()
+
+    def _acquire(self, model_name: str) -> None:
+        path = self._lock_file(model_name)
+        if path in _HELD:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise DeploymentInProgressError(
+                f"another deployment of '{model_name}' is in progress ({holder}); "
+                "wait for it to finish"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        _HELD[path] = handle
+
+    def _release(self, model_name: str) -> None:
+        handle = _HELD.pop(self._lock_file(model_name), None)
+        if handle is not None:
+            handle.close()  # closing drops the flock; so does the process dying
+
+    # --- ServingTarget ----------------------------------------------------------------------
     def publish(self, bento_tag: str) -> str:
         return bento_tag
 
     def start(self, package: BentoPackage) -> RunningService:
-        return start(
-            package.bento_tag,
-            package.settings,
-            package.model_name,
-            package.model_version,
-            self.serving.state_dir / "logs",
-            self.serving.startup_timeout_seconds,
-        )
+        self._acquire(package.model_name)
+        try:
+            self.sweep(package.model_name)
+            return start_service(
+                package,
+                self.state_dir,
+                self.serving.startup_timeout_seconds,
+            )
+        except BaseException:
+            self._release(package.model_name)
+            raise
 
     def live(self, model_name: str) -> RunningService | None:
-        return read_live(self.serving.state_dir, model_name)
+        return read_live(self.state_dir, model_name)
+
+    def router(self, model_name: str) -> RouterProcess | None:
+        record: RouterProcess | None = _read(
+            state_file(self.state_dir, model_name, ".router"), RouterProcess, "router"
+        )
+        return record
 
     def switch(self, candidate: RunningService) -> RunningService:
-        record_live(self.serving.state_dir, candidate)
-        return candidate
+        """Point the model's stable address at ``candidate``: the router is told (and started
+        if it is not running), and this returns once it has drained the old version."""
+        if not isinstance(candidate.runs_as, LocalProcess):
+            raise TypeError(f"{candidate.instance} is not a local process")
+        routes_file = state_file(self.state_dir, candidate.model_name, ".routes")
+        previous: Routes | None = _read(routes_file, Routes, "routes")
+        routes = Routes(
+            model_name=candidate.model_name,
+            generation=(previous.generation + 1) if previous else 1,
+            upstreams=[
+                Upstream(url=candidate.runs_as.direct_url, model_version=candidate.model_version)
+            ],
+        )
+        write_routes(routes_file, routes)
+        router = self._ensure_router(candidate.model_name, routes_file)
+        os.kill(router.pid, signal.SIGHUP)
+
+        def switched() -> bool:
+            status = router_status(self.stable_url) or {}
+            return status.get("generation") == routes.generation and not status.get("draining")
+
+        if not wait_until(switched, DRAIN_SECONDS, interval=0.05):
+            logger.warning("router still draining after %s s; stopping anyway", DRAIN_SECONDS)
+        live = candidate.model_copy(update={"url": self.stable_url})
+        record_live(self.state_dir, live)
+        self._release(candidate.model_name)
+        return live
+
+    def _ensure_router(self, model_name: str, routes_file: Path) -> RouterProcess:
+        record = self.router(model_name)
+        if record is not None and _is_running(record.pid, record.started):
+            status = router_status(f"http://{HOST}:{record.port}")
+            if record.port == self.serving.port and status and status["model_name"] == model_name:
+                return record
+            stop_process_tree(record.pid)  # a router on another port, or one that hangs
+        if answers(f"{self.stable_url}/livez") or router_status(self.stable_url):
+            raise ServiceStartError(
+                f"{self.stable_url} (parameters.serving.port) already answers for another "
+                "service; choose a free port for this model"
+            )
+        log_file = self.state_dir / "logs" / f"{model_name}-router.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("a") as log:
+            pid = _spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "tabular_mlops.serving.router",
+                    str(routes_file.resolve()),
+                    HOST,
+                    str(self.serving.port),
+                ],
+                {MARKER_ENV: marker(self.state_dir, model_name)},
+                log,
+            )
+        record = RouterProcess(
+            pid=pid, started=identity(pid), port=self.serving.port, log_file=str(log_file)
+        )
+        if not wait_until(
+            lambda: router_status(self.stable_url) is not None,
+            30,
+            lambda: not psutil.pid_exists(pid),
+        ):
+            stop_process_tree(pid)
+            raise ServiceStartError(
+                f"the router did not start on {self.stable_url}; last lines of {log_file}:\n"
+                f"{_tail(log_file)}"
+            )
+        _write(state_file(self.state_dir, model_name, ".router"), record)
+        logger.info("router (pid %s) serves %s at %s", pid, model_name, self.stable_url)
+        return record
 
     def stop(self, service: RunningService) -> None:
-        if isinstance(service.runs_as, LocalProcess):
-            stop_process_tree(service.runs_as.pid)
+        process = service.runs_as
+        if isinstance(process, LocalProcess):
+            if _is_running(process.pid, process.started):
+                stop_process_tree(process.pid)
+            label = f"{service.model_name}-v{service.model_version}-{process.port}"
+            shutil.rmtree(metrics_dir(self.state_dir, label), ignore_errors=True)
+        self._release(service.model_name)
 
     def forget(self, model_name: str) -> None:
-        state_file(self.serving.state_dir, model_name).unlink(missing_ok=True)
+        """Stop the router and anything else left of the model's deployments."""
+        router = self.router(model_name)
+        if router is not None and _is_running(router.pid, router.started):
+            stop_process_tree(router.pid)
+        self.sweep(model_name, keep_live=False)
+        for kind in ("", ".router", ".routes"):
+            state_file(self.state_dir, model_name, kind).unlink(missing_ok=True)
 
-    def is_answering(self, service: RunningService) -> bool:
-        return (
-            isinstance(service.runs_as, LocalProcess)
-            and is_alive(service.runs_as.pid)
-            and answers(f"{service.url}/readyz")
-        )
+    def sweep_if_idle(self, model_name: str) -> list[int]:
+        """:meth:`sweep` unless a deployment is in progress (its candidate is no stray)."""
+        try:
+            self._acquire(model_name)
+        except DeploymentInProgressError:
+            return []
+        try:
+            return self.sweep(model_name)
+        finally:
+            self._release(model_name)
+
+    def sweep(self, model_name: str, keep_live: bool = True) -> list[int]:
+        """Stop this model's processes that nothing records (see the module's docstring)."""
+        keep: set[int] = set()
+        live = self.live(model_name) if keep_live else None
+        router = self.router(model_name) if keep_live else None
+        if live is not None and isinstance(live.runs_as, LocalProcess):
+            keep.add(live.runs_as.pid)
+        if router is not None:
+            keep.add(router.pid)
+        strays = stray_processes(self.state_dir, model_name, keep)
+        for process in strays:
+            logger.warning("stopping pid %s: left over from an earlier deployment", process.pid)
+            stop_process_tree(process.pid)
+        return [process.pid for process in strays]
+
+    def problems(self, service: RunningService) -> list[str]:
+        process = service.runs_as
+        if not isinstance(process, LocalProcess):
+            return [f"{service.instance} is not a local process"]
+        found = []
+        router = self.router(service.model_name)
+        if router is None or not _is_running(router.pid, router.started):
+            found.append(f"the router of {self.stable_url} is not running")
+        if not _is_running(process.pid, process.started):
+            found.append(f"the service process (pid {process.pid}) is gone")
+        status = router_status(service.url)
+        served = ((status or {}).get("live") or {}).get("model_version")
+        if status is not None and served != service.model_version:
+            found.append(f"{service.url} forwards to version {served}")
+        if not answers(f"{service.url}/readyz"):
+            found.append(f"{service.url}/readyz does not answer")
+        return found
 
     def plan(self, model_name: str) -> dict[str, Any]:
         return {
-            "target": "local process (bentoml serve)",
-            "host": HOST,
-            "state_file": str(state_file(self.serving.state_dir, model_name)),
+            "target": "local processes behind a router on the model's stable address",
+            "stable_url": self.stable_url,
+            "state_file": str(state_file(self.state_dir, model_name)),
             "inference_log_dir": str(self.serving.inference_log_dir),
         }

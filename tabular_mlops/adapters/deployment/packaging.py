@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
@@ -31,6 +32,7 @@ SERVED_MODULES = [
 ]
 #: what the service imports at run time; pinned to the versions installed here
 SERVING_PACKAGES = (
+    "aiohttp",
     "bentoml",
     "fastapi",
     "joblib",
@@ -39,6 +41,7 @@ SERVING_PACKAGES = (
     "prometheus-client",
     "pydantic",
     "scikit-learn",
+    "uvicorn",
 )
 
 
@@ -97,6 +100,9 @@ def build_bento(
         max_batch_rows=max_batch_rows,
         inference_log_dir=str(inference_log_dir.resolve()),
         fast_path=fast_path_works(model, spec, sample),
+        # what the smoke test sends to tag its requests: one per build, so a client
+        # outside the deployment cannot pass its traffic off as a test
+        source_token=secrets.token_urlsafe(24),
     )
     # Building imports the service module, which reads its settings from the environment.
     previous = os.environ.get(SETTINGS_ENV)
@@ -120,3 +126,28 @@ def build_bento(
         else:
             os.environ[SETTINGS_ENV] = previous
     return str(bento.tag), settings
+
+
+def prune_bentos(model_name: str, keep: int, served: set[str]) -> list[str]:
+    """Delete this model's bentos beyond the ``keep`` newest, and the models in BentoML's
+    store only they used; a served bento is never deleted. Returns the deleted tags.
+
+    Every deploy builds a bento: without this the store grows by one per release."""
+    import bentoml
+
+    name = bento_model_name(model_name)
+    bentos = sorted(
+        bentoml.bentos.list(f"{name}_service"), key=lambda b: b.creation_time, reverse=True
+    )
+    kept = [b for i, b in enumerate(bentos) if i < keep or str(b.tag) in served]
+    deleted = [str(b.tag) for b in bentos if b not in kept]
+    for tag in deleted:
+        bentoml.bentos.delete(tag)
+    if not kept:
+        return deleted
+    used = {str(model.tag) for bento in kept for model in bento.info.all_models}
+    for model in bentoml.models.list(name):
+        if str(model.tag) not in used and model.creation_time < kept[-1].creation_time:
+            bentoml.models.delete(model.tag)
+            deleted.append(str(model.tag))
+    return deleted

@@ -10,7 +10,7 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
-from tabular_mlops.core.spec import SOURCE_HEADER
+from tabular_mlops.core.spec import SOURCE_HEADER, SOURCE_TOKEN_HEADER
 
 
 class SmokeTestError(RuntimeError):
@@ -30,14 +30,20 @@ def rows_as_json(rows: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def smoke_test(
-    url: str, model: Pipeline, rows: pd.DataFrame, expected_version: str, tolerance: float = 1e-6
+    url: str,
+    model: Pipeline,
+    rows: pd.DataFrame,
+    expected_version: str,
+    source_token: str | None,
+    tolerance: float = 1e-6,
 ) -> SmokeReport:
-    """Send ``rows`` (features only) in one request; compare labels and probabilities."""
+    """Send ``rows`` (features only) in one request, tagged as the deployment's own test
+    with its token (monitoring leaves them out); compare labels and probabilities."""
     try:
         response = httpx.post(
             f"{url}/predict",
             json={"rows": rows_as_json(rows)},
-            headers={SOURCE_HEADER: "smoke-test"},
+            headers={SOURCE_HEADER: "smoke-test", SOURCE_TOKEN_HEADER: source_token or ""},
             timeout=30,
         )
     except httpx.HTTPError as exc:

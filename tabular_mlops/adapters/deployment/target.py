@@ -3,8 +3,8 @@
 The deployment pipeline asks a target to publish the bento, start it beside
 the live service, make it live and stop the one it replaces. Two targets:
 
-- ``LocalProcessTarget`` (dev, staging): ``bentoml serve`` processes on
-  127.0.0.1, recorded in a state file per model;
+- ``LocalProcessTarget`` (dev, staging): a process per version on 127.0.0.1,
+  behind a router on the model's stable address, recorded in a state file;
 - ``KubernetesTarget`` (prod, when the stack has a ``kubernetes`` deployer):
   the bento as an image built by the stack's image builder and pushed to its
   container registry, one Deployment per model version, and a stable Service
@@ -22,10 +22,13 @@ from tabular_mlops.core.spec import ServingSettings
 
 
 class LocalProcess(BaseModel):
-    """A ``bentoml serve`` process group on this machine."""
+    """The uvicorn process (and its workers) serving one version on this machine."""
 
     target: Literal["local"] = "local"
     pid: int
+    #: the process's start time: a pid reused by another process is never signalled
+    started: float | None = None
+    #: the service's own port; clients use the model's stable address (the router's)
     port: int
     log_file: str
 
@@ -33,8 +36,12 @@ class LocalProcess(BaseModel):
     def instance(self) -> str:
         return f"pid {self.pid}"
 
+    @property
+    def direct_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def describe(self, bento_tag: str) -> str:
-        return f"bento {bento_tag}, pid {self.pid}, log {self.log_file}"
+        return f"bento {bento_tag}, pid {self.pid} on port {self.port}, log {self.log_file}"
 
 
 class KubernetesRelease(BaseModel):
@@ -117,7 +124,9 @@ class ServingTarget(Protocol):
     def forget(self, model_name: str) -> None:
         """Stop routing traffic for the model (after its live service was stopped)."""
 
-    def is_answering(self, service: RunningService) -> bool: ...
+    def problems(self, service: RunningService) -> list[str]:
+        """What is wrong with a live service: nothing when it answers at its address
+        with its version and every process it needs is running."""
 
     def plan(self, model_name: str) -> dict[str, Any]:
         """Where and how a deployment of the model would serve, for ``--dry-run``."""

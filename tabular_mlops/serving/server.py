@@ -1,0 +1,94 @@
+"""Serve the bento's app with uvicorn: how local services run (``deploy`` on dev, staging).
+
+Why not ``bentoml serve``: measured on 2 cores with wrk, BentoML 1.4's server
+adds a tail of hundreds of milliseconds (its ``TimeoutMiddleware`` keeps one
+timer per request alive for the whole timeout) and its OpenTelemetry
+middleware costs about two thirds of the throughput; the same app under
+uvicorn answers at p99 of a few ms (docs/benchmarks.md). The bento stays the
+packaged unit: this module is part of it, the deployment starts it from the
+bento's own ``src`` directory, and the model is read from BentoML's model
+store, the same files ``bentoml serve`` and the container image use.
+
+Supervision: uvicorn's supervisor restarts a worker that dies, and each worker
+leaves as soon as its supervisor is gone (``kill -9`` included), so no worker
+ever serves on alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings, ServingSpec
+from tabular_mlops.serving.app import create_app, load_model
+
+logger = logging.getLogger(__name__)
+#: set by the supervising process, read by its workers
+SUPERVISOR_ENV = "TABULAR_SERVER_SUPERVISOR"
+
+
+def app_factory() -> FastAPI:
+    """The app with its model loaded: called by uvicorn in every worker."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = ServingSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    if settings.model_dir is None:
+        raise SystemExit(f"{SETTINGS_ENV} has no model_dir: start this through the deployment")
+    model_dir = Path(settings.model_dir)
+    spec = ServingSpec.model_validate_json((model_dir / "spec.json").read_text())
+    app = create_app(spec, settings)
+    path = load_model(app, spec, settings, model_dir)
+    supervisor = int(os.environ.get(SUPERVISOR_ENV, "0"))
+    if supervisor and supervisor != os.getpid():
+        threading.Thread(
+            target=_leave_with, args=(supervisor,), name="supervisor-watch", daemon=True
+        ).start()
+    logger.info(
+        "pid %s serves %s version %s (%s scoring path) with the code in %s",
+        os.getpid(),
+        spec.model_name,
+        spec.model_version,
+        path,
+        Path(__file__).parents[1],
+    )
+    return app
+
+
+def _leave_with(supervisor: int) -> None:
+    """Stop this worker once its supervisor is gone: gracefully, then for sure."""
+    while os.getppid() == supervisor:
+        time.sleep(0.5)
+    logger.warning("supervisor %s is gone: worker %s stops", supervisor, os.getpid())
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+    os._exit(1)
+
+
+def main() -> None:
+    """``python -m tabular_mlops.serving.server HOST PORT``; settings in the environment."""
+    import uvicorn
+
+    host, port = sys.argv[1], int(sys.argv[2])
+    settings = ServingSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    uvicorn.run(
+        "tabular_mlops.serving.server:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=settings.workers,
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()
