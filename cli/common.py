@@ -229,10 +229,12 @@ FIXES = {
     "TrainingConfigError": "check parameters.training in configs/training.yaml",
     "BatchSchemaError": "give a batch with the production model's columns",
     "SmokeTestError": "the live service is unchanged; see the candidate's log under "
-    ".local/serving/logs",
+    "the serving state directory's logs/",
     "ServiceStartError": "the live service is unchanged; see the candidate's log under "
-    ".local/serving/logs",
+    "the serving state directory's logs/",
     "LabelsError": "check parameters.monitoring.labels_path",
+    "DeploymentInProgressError": "the live service is unchanged; run the command again once "
+    "the other deployment has finished",
 }
 
 

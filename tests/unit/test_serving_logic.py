@@ -302,3 +302,32 @@ def test_the_openapi_document_resolves_and_declares_every_answer(service):
     assert "$defs" not in json.dumps(document)
     labels = document["components"]["schemas"]["Prediction"]["properties"]["label"]
     assert labels["enum"] == ["no", "yes"]
+
+
+def test_the_router_switches_on_a_new_routes_file_and_keeps_its_routes_on_a_bad_one(tmp_path):
+    import asyncio
+
+    from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
+
+    routes_file = tmp_path / "m.routes.json"
+
+    async def scenario() -> list[dict]:
+        router = Router(routes_file)
+        seen = []
+        for generation, url in ((1, "http://127.0.0.1:1"), (2, "http://127.0.0.1:2")):
+            upstream = Upstream(url=url, model_version=str(generation))
+            write_routes(routes_file, Routes(model_name="m", generation=generation,
+                                             upstreams=[upstream]))  # fmt: skip
+            router.reload()
+            seen.append(router.status())
+        routes_file.write_text('{"model_name": "m", "upstreams": []}')  # no upstream
+        router.reload()
+        seen.append(router.status())
+        await asyncio.sleep(0)  # the idle old pool closes
+        return seen
+
+    first, second, after_bad = asyncio.run(scenario())
+    assert first["live"]["url"] == "http://127.0.0.1:1"
+    assert second["live"]["url"] == "http://127.0.0.1:2" and second["generation"] == 2
+    assert second["draining"] == []  # nothing was in flight on the old upstream
+    assert after_bad["generation"] == 2 and after_bad["live"]["url"] == "http://127.0.0.1:2"
