@@ -9,7 +9,11 @@ after the other on the same machine:
 - `mlflow models serve` on the very model the training step logged to MLflow;
 
 with single-row requests at 16 and 64 connections and 100-row batches at 16,
-and prints requests/s, p50/p90/p99 and the ratios to MLflow. wrk is a C load
+and prints requests/s, p50/p90/p99 and the ratios to MLflow. Then the routed
+paths of a rollout, single row at 16 connections: a canary holding half the
+traffic (champion and candidate both live) and a shadow (every request
+answered by the champion and mirrored to the candidate), against the
+one-version path of the same run. wrk is a C load
 generator: a Python one on 2 cores takes the CPU the servers need and hides
 their tails. The script finds `wrk` on PATH, or installs Debian's package when
 it runs as root.
@@ -224,10 +228,53 @@ def main(seconds: float) -> None:
                     f"  {label:<30} {name:<34} x{ratio:5.1f}   p99 "
                     f"{mine.percentiles_ms[99]:6.1f} ms vs {mlflow.percentiles_ms[99]:6.1f} ms"
                 )
+        _rollout_paths(wrk, env, serving, ours.url, json.dumps({"rows": one}), seconds,
+                       results[("single row, 16 connections", servers[0][0])],
+                       results[("single row, 16 connections", "mlflow models serve")])  # fmt: skip
     finally:
         for pid in started:
             stop_process_tree(pid)
         _cli(env, "deploy", "--env", "dev", "--stop", *serving)
+
+
+def _rollout_paths(
+    wrk: str,
+    env: dict[str, str],
+    serving: list[str],
+    url: str,
+    body: str,
+    seconds: float,
+    one_version: WrkResult,
+    mlflow: WrkResult,
+) -> None:
+    """A second version as candidate: canary at half the traffic, then shadow."""
+    import httpx
+
+    click.echo("\ntraining a second version (staging) for the rollout paths ...")
+    _cli(env, "train", "--env", "dev", "--set", "parameters.promotion.stage=staging",
+         "--set", "parameters.training.params.C=0.5", "--set", "enable_cache=false")  # fmt: skip
+    never = ["--set", "parameters.serving.rollout.hold_requests=1000000000"]
+    click.echo("\nsingle row, 16 connections, through the stable address:")
+    click.echo(one_version.row("one version (replace)"))
+    for strategy, extra in (
+        ("canary", ["--set", "parameters.serving.rollout.canary_steps=[0.5, 1.0]"]),
+        ("shadow", []),
+    ):
+        _cli(env, "deploy", "--env", "dev", *serving, "--set", "stage=staging",
+             "--strategy", strategy, *never, *extra)  # fmt: skip
+        result = run_wrk(wrk, f"{url}/predict", body, 16, seconds)
+        view = httpx.get(f"{url}/-/routes").json()
+        served = ", ".join(f"v{a['version']} {a['requests']:,}" for a in view["arms"])
+        click.echo(result.row(f"{strategy} (router state {view['state']})"))
+        click.echo(
+            f"    requests by version: {served}; shadow skipped {view['shadow']['skipped']:,}"
+        )
+        click.echo(
+            f"    x{result.requests_per_second / mlflow.requests_per_second:.1f} mlflow models "
+            f"serve; {result.requests_per_second / one_version.requests_per_second:.0%} of the "
+            "one-version path"
+        )
+        _cli(env, "rollout", "--env", "dev", *serving, "--abort")
 
 
 if __name__ == "__main__":

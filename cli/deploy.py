@@ -19,9 +19,10 @@ from cli.common import (
     staged_version,
 )
 from tabular_mlops.core.config import DeploymentRunConfig
+from tabular_mlops.core.rollout import STRATEGIES
 
 if TYPE_CHECKING:
-    from tabular_mlops.adapters.deployment.target import RunningService, ServingTarget
+    from tabular_mlops.adapters.deployment.target import Rollout, RunningService, ServingTarget
 
 
 @click.command()
@@ -40,6 +41,12 @@ if TYPE_CHECKING:
     help="Serve this model version instead of the one at the stage (a rollback); it must "
     "have passed the promotion gate once.",
 )
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    help="How the new version takes over (default: parameters.serving.rollout.strategy): "
+    "replace at once, or run an online experiment that `run.py rollout` decides.",
+)
 def deploy(
     env: str,
     config_path: Path,
@@ -48,12 +55,15 @@ def deploy(
     stop_service: bool = False,
     force: bool = False,
     model_version: int | None = None,
+    strategy: str | None = None,
 ) -> None:
     """Package the model at the configured stage as a Bento, start it beside the live
     service, smoke-test it with rows of its own test split, and only then switch the
     model's stable address to it."""
     config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
     name = config.model.name
+    if strategy is not None:
+        config.parameters.serving.rollout.strategy = strategy  # type: ignore[assignment]
     if status or stop_service:
         target = serving_target(env, config, activate=False)
         live = live_service(target, name)
@@ -70,12 +80,20 @@ def deploy(
             click.echo(f"No live service for model '{name}'.")
         else:
             problems = target.problems(live)
+            rollout = _rollout_in_progress(target, name)
             click.echo(
                 f"Model '{name}' version {live.model_version} at {live.url} "
                 f"({'answering' if not problems else 'NOT answering'})\n"
                 f"  {live.describe()}, since {live.started_at:%Y-%m-%d %H:%M:%S} UTC"
                 + "".join(f"\n  problem: {problem}" for problem in problems)
                 + ("\n  `python run.py deploy` starts it again" if problems else "")
+                + (
+                    f"\n  rollout {rollout.experiment} ({rollout.plan.strategy}): candidate "
+                    f"version {rollout.candidate.model_version} beside it; `run.py rollout "
+                    "--status`"
+                    if rollout
+                    else ""
+                )
             )
         return
 
@@ -84,6 +102,12 @@ def deploy(
     wanted = str(model_version) if model_version else staged_version(config)
     if model_version:
         check_was_promoted(name, wanted)
+    in_progress = _rollout_in_progress(target, name)
+    if in_progress is not None:
+        raise click.ClickException(
+            f"rollout {in_progress.experiment} of version {in_progress.candidate.model_version} "
+            "is in progress: decide it first (python run.py rollout, --promote or --abort)"
+        )
     problems = target.problems(live) if live is not None else []
     if live is not None and not force and live.model_version == wanted and not problems:
         _stop_strays(target, name)
@@ -114,6 +138,12 @@ def live_service(target: ServingTarget, model_name: str) -> RunningService | Non
         return target.live(model_name)
     except ServiceStateError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _rollout_in_progress(target: ServingTarget, model_name: str) -> Rollout | None:
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+
+    return target.rollout(model_name) if isinstance(target, LocalProcessTarget) else None
 
 
 def _stop_strays(target: ServingTarget, model_name: str) -> None:

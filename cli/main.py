@@ -14,6 +14,7 @@ from cli.infer import infer
 from cli.loop import all_stages
 from cli.monitor import monitor, simulate
 from cli.report import report
+from cli.rollout import rollout
 from cli.stack import dashboard, stack
 from cli.train import train
 from tabular_mlops.adapters.paths import LOCAL_DIR
@@ -49,7 +50,18 @@ def _without_errors(record: logging.LogRecord) -> bool:
     return record.levelno < logging.ERROR and not str(record.msg).startswith("Skipping step")
 
 
-for command in (all_stages, train, deploy, infer, monitor, simulate, report, stack, dashboard):
+for command in (
+    all_stages,
+    train,
+    deploy,
+    rollout,
+    infer,
+    monitor,
+    simulate,
+    report,
+    stack,
+    dashboard,
+):
     cli.add_command(command)
 
 

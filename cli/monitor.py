@@ -43,13 +43,21 @@ def retraining_plan(env: str, config: MonitoringRunConfig, retrain: bool) -> Ret
     parameters = training.parameters.model_copy(update={"validation": validation})
     if config.retraining.data is not None:
         parameters = parameters.model_copy(update={"data": config.retraining.data})
+    serving_config, stage = serving.parameters.serving, serving.stage
+    if config.retraining.strategy != "replace":
+        # a retrained model is a candidate: staging offline, production only if it wins
+        promotion = parameters.promotion.model_copy(update={"stage": "staging"})
+        parameters = parameters.model_copy(update={"promotion": promotion})
+        rollout = serving_config.rollout.model_copy(update={"strategy": config.retraining.strategy})
+        serving_config = serving_config.model_copy(update={"rollout": rollout})
+        stage = "staging"
     return RetrainingPlan(
         enabled=retrain and config.retraining.enabled,
         model=training.model,
         parameters=parameters,
         redeploy=config.retraining.redeploy,
-        serving=serving.parameters.serving,
-        stage=serving.stage,
+        serving=serving_config,
+        stage=stage,
         training_settings=training.settings,
         deployment_settings=serving.settings,
         step_options=deep_merge(deep_merge(training.steps, serving.steps), config.steps),

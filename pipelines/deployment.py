@@ -21,7 +21,7 @@ def package_and_switch(serving: ServingConfig) -> Any:
     package = package_model(serving)
     candidate = start_candidate(package, serving)
     smoke = smoke_test_candidate(package, candidate, serving)
-    return go_live(candidate, smoke, serving)
+    return go_live(package, candidate, smoke, serving)
 
 
 #: run by `run.py deploy`

@@ -9,7 +9,11 @@ from zenml.client import Client
 from tabular_mlops.adapters.deployment.packaging import prune_bentos
 from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.deployment.smoke import SmokeReport
-from tabular_mlops.adapters.deployment.target import RunningService
+from tabular_mlops.adapters.deployment.target import (
+    BentoPackage,
+    RunningService,
+    UnsupportedStackError,
+)
 from tabular_mlops.core.config import ServingConfig
 
 logger = logging.getLogger(__name__)
@@ -17,26 +21,56 @@ logger = logging.getLogger(__name__)
 
 @step(enable_cache=False)
 def go_live(
-    candidate: RunningService, smoke: SmokeReport, serving: ServingConfig
+    package: BentoPackage, candidate: RunningService, smoke: SmokeReport, serving: ServingConfig
 ) -> Annotated[RunningService, "live_service"]:
-    """Make the smoke-tested candidate the live service, stop the one it replaces, and
-    prune bentos beyond the last ``serving.keep_bentos`` (never the served one)."""
+    """Hand the model's address to the smoke-tested candidate.
+
+    ``replace`` (or no live service yet): the candidate takes all traffic and the
+    old version is stopped. Any other strategy starts an online experiment: the
+    live version stays the champion, the candidate gets the share the plan gives
+    it, and the rollout pipeline (``run.py rollout``) decides on the evidence.
+    Bentos beyond ``serving.keep_bentos`` are pruned (never a served one)."""
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+
     target = target_for(Client().active_stack, serving)
     previous = target.live(candidate.model_name)
-    live = target.switch(candidate)
-    if previous is not None and previous.instance != candidate.instance:
-        target.stop(previous)
-    pruned = prune_bentos(live.model_name, serving.keep_bentos, {live.bento_tag})
+    strategy = serving.rollout.strategy
+    experiment = None
+    if strategy == "replace" or previous is None:
+        live = target.switch(candidate)
+        if previous is not None and previous.instance != candidate.instance:
+            target.stop(previous)
+    elif not isinstance(target, LocalProcessTarget):
+        target.stop(candidate)
+        raise UnsupportedStackError(
+            f"the '{strategy}' strategy runs on local targets only so far; deploy with "
+            "--strategy replace on this stack"
+        )
+    else:
+        rollout = target.begin_rollout(
+            previous, candidate, serving.rollout, package.settings.source_token
+        )
+        live, experiment = previous, rollout.experiment
+    served = {live.bento_tag, candidate.bento_tag}
+    pruned = prune_bentos(live.model_name, serving.keep_bentos, served)
     if pruned:
         logger.info("pruned from BentoML's store: %s", ", ".join(pruned))
     log_metadata(
         metadata={
             "serving_url": live.url,
             "served_model_version": live.model_version,
-            "bento_tag": live.bento_tag,
+            "bento_tag": candidate.bento_tag,
             "smoke_test_rows": smoke.rows,
+            "rollout_strategy": strategy if experiment else "replace",
+            "rollout_experiment": experiment or "none",
         },
         infer_model=True,
     )
-    logger.info("live: %s version %s at %s", live.model_name, live.model_version, live.url)
+    if experiment:
+        logger.info(
+            "rollout %s: version %s beside version %s at %s (%s)",
+            experiment, candidate.model_version, live.model_version, live.url, strategy,
+        )  # fmt: skip
+    else:
+        logger.info("live: %s version %s at %s", live.model_name, live.model_version, live.url)
     return live

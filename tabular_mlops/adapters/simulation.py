@@ -3,12 +3,15 @@ would log them, and fresh labelled data for the retraining they should trigger."
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, Field
 from sklearn.pipeline import Pipeline
 
 from tabular_mlops.core.spec import ServingSpec
@@ -54,3 +57,72 @@ def log_requests(
         )
     writer.close()
     return request_ids
+
+
+class TrafficReport(BaseModel):
+    """What a stream of live requests got back, by model version, and the feedback sent."""
+
+    requests: int = 0
+    failed: dict[str, int] = Field(default_factory=dict)
+    answered_by: dict[str, int] = Field(default_factory=dict)
+    correct_by: dict[str, int] = Field(default_factory=dict)
+    feedback_sent: int = 0
+
+
+def drive_traffic(
+    url: str,
+    rows: pd.DataFrame,
+    target: str,
+    users: int = 200,
+    feedback: Literal["label", "reward"] | None = "label",
+    feedback_every: int = 500,
+    seed: int = 0,
+) -> TrafficReport:
+    """Post ``rows`` one request each to ``url`` (the model's stable address), as ``users``
+    distinct users (``x-user-id``), then tell the router what was true: the row's label,
+    or a reward of 1 for a right answer and 0 for a wrong one, every ``feedback_every``
+    answers: labels arrive after the answers, as they would in life."""
+    import httpx
+
+    rng = np.random.default_rng(seed)
+    report = TrafficReport()
+    truths: list[dict[str, object]] = []
+    features = rows.drop(columns=[target])
+    records = json.loads(features.to_json(orient="records"))
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for record, truth in zip(records, rows[target].astype(str), strict=True):
+            request_id = uuid.uuid4().hex
+            headers = {"x-request-id": request_id, "x-user-id": f"user-{rng.integers(users)}"}
+            report.requests += 1
+            try:
+                answer = client.post("/predict", json={"rows": [record]}, headers=headers)
+            except httpx.HTTPError as exc:
+                kind = type(exc).__name__
+                report.failed[kind] = report.failed.get(kind, 0) + 1
+                continue
+            if answer.status_code != 200:
+                kind = str(answer.status_code)
+                report.failed[kind] = report.failed.get(kind, 0) + 1
+                continue
+            body = answer.json()
+            version, label = body["model_version"], body["predictions"][0]["label"]
+            report.answered_by[version] = report.answered_by.get(version, 0) + 1
+            right = label == truth
+            report.correct_by[version] = report.correct_by.get(version, 0) + int(right)
+            if feedback == "label":
+                truths.append({"request_id": request_id, "row": 0, "label": truth})
+            elif feedback == "reward":
+                truths.append({"request_id": request_id, "row": 0, "reward": float(right)})
+            if len(truths) >= feedback_every:
+                report.feedback_sent += _send_feedback(client, truths)
+        report.feedback_sent += _send_feedback(client, truths)
+    return report
+
+
+def _send_feedback(client: Any, truths: list[dict[str, object]]) -> int:
+    """Post what is pending to ``/feedback`` and clear it; how many items went."""
+    sent = len(truths)
+    if truths:
+        client.post("/feedback", json=truths).raise_for_status()
+        truths.clear()
+    return sent

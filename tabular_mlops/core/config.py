@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tabular_mlops.core.rollout import RolloutPlan, Strategy
+
 #: Metrics the evaluation step computes; all of them are "higher is better",
 #: which is what lets the promotion gate compare them without a direction table.
 MetricName = Literal[
@@ -335,6 +337,9 @@ class ServingConfig(StrictModel):
     inference_log_dir: Path = Path(".local/inference_log")
     #: bentos kept per model in BentoML's store (the served one is always kept)
     keep_bentos: int = Field(default=3, ge=1)
+    #: how a new version takes over from the live one: at once (replace), or by an
+    #: online experiment the rollout pipeline decides (shadow, canary, ab, bandit)
+    rollout: RolloutPlan = RolloutPlan()
     container: ContainerServingConfig = ContainerServingConfig()
 
 
@@ -414,6 +419,10 @@ class RetrainingConfig(StrictModel):
     data: DataSourceConfig | None = None
     #: redeploy the new model when the gates promote it and a service is live
     redeploy: bool = True
+    #: how a retrained model enters: beside the live one in an online experiment the
+    #: rollout pipeline decides (promoted offline to staging, not production), or
+    #: ``replace`` (promoted to production by the offline gate, switched at once)
+    strategy: Strategy = "canary"
 
 
 class MonitoringParameters(StrictModel):

@@ -41,25 +41,26 @@ class InferenceRecord(BaseModel):
     source: str = "live"
 
 
-def log_file(directory: Path, when: datetime) -> Path:
+def log_file(directory: Path, when: datetime, prefix: str = "requests") -> Path:
     writer = f"{socket.gethostname()}-{os.getpid()}"
-    return directory / f"requests-{when.astimezone(UTC):%Y-%m-%d}-{writer}.jsonl"
+    return directory / f"{prefix}-{when.astimezone(UTC):%Y-%m-%d}-{writer}.jsonl"
 
 
-class InferenceLogWriter:
-    """Appends records from any thread; a single daemon thread does the I/O."""
+class JsonLinesLog:
+    """Appends JSON lines from any thread to ``<prefix>-<day>-<host>-<pid>.jsonl``; a single
+    daemon thread does the I/O, flushing and fsyncing at least every ``flush_interval``."""
 
-    def __init__(self, directory: Path, flush_interval: float = 0.2) -> None:
+    def __init__(self, directory: Path, prefix: str = "requests", flush_interval: float = 0.2):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.prefix = prefix
         self.flush_interval = flush_interval
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._drain, name="inference-log", daemon=True)
+        self._thread = threading.Thread(target=self._drain, name=f"{prefix}-log", daemon=True)
         self._thread.start()
 
-    def write(self, records: Iterable[InferenceRecord]) -> None:
-        for record in records:
-            self._queue.put(record.model_dump_json())
+    def append(self, line: str) -> None:
+        self._queue.put(line)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -72,7 +73,7 @@ class InferenceLogWriter:
             while True:
                 lines, stop = self._take_batch()
                 if lines:
-                    target = log_file(self.directory, datetime.now(UTC))
+                    target = log_file(self.directory, datetime.now(UTC), self.prefix)
                     if target != path or handle is None:
                         if handle is not None:
                             handle.close()
@@ -104,6 +105,14 @@ class InferenceLogWriter:
             if item is None:
                 return lines, True
             lines.append(item)
+
+
+class InferenceLogWriter(JsonLinesLog):
+    """The serving log: one line per predicted row."""
+
+    def write(self, records: Iterable[InferenceRecord]) -> None:
+        for record in records:
+            self.append(record.model_dump_json())
 
 
 def read_records(

@@ -74,7 +74,7 @@ def _monitor(log_dir, fresh_path, tmp_path):
     )  # fmt: skip
 
 
-def test_no_drift_no_retraining_then_drift_retrains_and_promotes(staged, tmp_path):
+def test_no_drift_no_retraining_then_drift_retrains_a_candidate(staged, tmp_path):
     from tabular_mlops.adapters.simulation import log_requests, shifted
 
     stable_log = tmp_path / "stable"
@@ -97,5 +97,6 @@ def test_no_drift_no_retraining_then_drift_retrains_and_promotes(staged, tmp_pat
     assert "Monitoring decision: RETRAIN (300 rows)" in result.output
     alerts = (LOCAL_DIR / "alerts" / "dev.jsonl").read_text()
     assert f"monitoring of '{MODEL}' version 1: RETRAIN: " in alerts
-    assert "promoted to production" in result.output
-    assert production_version() != "1"
+    # a retrained model is a candidate: staging offline, production only if it wins online
+    assert "promoted to staging" in result.output
+    assert production_version() == "1"

@@ -41,10 +41,16 @@ import httpx
 import psutil
 from pydantic import BaseModel, ValidationError
 
-from tabular_mlops.adapters.deployment.target import BentoPackage, LocalProcess, RunningService
+from tabular_mlops.adapters.deployment.target import (
+    BentoPackage,
+    LocalProcess,
+    Rollout,
+    RunningService,
+)
 from tabular_mlops.adapters.net import HOST, answers, free_port, wait_for_url, wait_until
 from tabular_mlops.adapters.processes import identity, is_same_process, stop_process_tree
 from tabular_mlops.core.config import ServingConfig
+from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import SETTINGS_ENV
 from tabular_mlops.serving.router import ROUTES_PATH, Routes, Upstream, write_routes
 
@@ -288,29 +294,128 @@ class LocalProcessTarget:
         if it is not running), and this returns once it has drained the old version."""
         if not isinstance(candidate.runs_as, LocalProcess):
             raise TypeError(f"{candidate.instance} is not a local process")
-        routes_file = state_file(self.state_dir, candidate.model_name, ".routes")
-        previous: Routes | None = _read(routes_file, Routes, "routes")
-        routes = Routes(
-            model_name=candidate.model_name,
-            generation=(previous.generation + 1) if previous else 1,
-            upstreams=[
-                Upstream(url=candidate.runs_as.direct_url, model_version=candidate.model_version)
-            ],
-        )
-        write_routes(routes_file, routes)
-        router = self._ensure_router(candidate.model_name, routes_file)
-        os.kill(router.pid, signal.SIGHUP)
-
-        def switched() -> bool:
-            status = router_status(self.stable_url) or {}
-            return status.get("generation") == routes.generation and not status.get("draining")
-
-        if not wait_until(switched, DRAIN_SECONDS, interval=0.05):
-            logger.warning("router still draining after %s s; stopping anyway", DRAIN_SECONDS)
+        upstream = Upstream(url=candidate.runs_as.direct_url, model_version=candidate.model_version)
+        self._publish(candidate.model_name, [upstream])
         live = candidate.model_copy(update={"url": self.stable_url})
         record_live(self.state_dir, live)
         self._release(candidate.model_name)
         return live
+
+    def evidence_dir(self, model_name: str) -> Path:
+        """Where the router writes the routing and feedback logs of the model."""
+        return (self.state_dir / "evidence" / model_name).resolve()
+
+    def _publish(
+        self,
+        model_name: str,
+        upstreams: list[Upstream],
+        plan: RolloutPlan | None = None,
+        experiment: str = "",
+    ) -> None:
+        """Write the routes, signal the router (starting it if needed) and wait until it
+        routes by them and has drained every upstream it no longer names."""
+        routes_file = state_file(self.state_dir, model_name, ".routes")
+        previous: Routes | None = _read(routes_file, Routes, "routes")
+        routes = Routes(
+            model_name=model_name,
+            generation=(previous.generation + 1) if previous else 1,
+            upstreams=upstreams,
+            plan=plan or RolloutPlan(),
+            experiment=experiment,
+            evidence_dir=str(self.evidence_dir(model_name)),
+        )
+        write_routes(routes_file, routes)
+        router = self._ensure_router(model_name, routes_file)
+        os.kill(router.pid, signal.SIGHUP)
+
+        def generation() -> Any:
+            return (router_status(self.stable_url) or {}).get("generation")
+
+        if not wait_until(lambda: generation() == routes.generation, 10, interval=0.05):
+            # the router kept its routes (e.g. it runs older code that cannot read these):
+            # put the file back as it routes, and change nothing else
+            if previous is not None:
+                write_routes(routes_file, previous)
+            raise ServiceStartError(
+                f"the router of {self.stable_url} (pid {router.pid}) did not take the new "
+                f"routes; see {router.log_file}. Nothing was switched; `deploy --stop` then "
+                "`deploy` starts a new router"
+            )
+
+        def drained() -> bool:
+            return not (router_status(self.stable_url) or {}).get("draining")
+
+        if not wait_until(drained, DRAIN_SECONDS, interval=0.05):
+            logger.warning("router still draining after %s s; going on", DRAIN_SECONDS)
+
+    # --- online experiments ---------------------------------------------------------------
+    def rollout(self, model_name: str) -> Rollout | None:
+        record: Rollout | None = _read(
+            state_file(self.state_dir, model_name, ".rollout"), Rollout, "rollout"
+        )
+        return record
+
+    def begin_rollout(
+        self, champion: RunningService, candidate: RunningService, plan: RolloutPlan,
+        source_token: str | None,
+    ) -> Rollout:  # fmt: skip
+        """The candidate joins the champion behind the model's address, by ``plan``."""
+        if not isinstance(candidate.runs_as, LocalProcess) or not isinstance(
+            champion.runs_as, LocalProcess
+        ):
+            raise TypeError("a local rollout needs local processes")
+        running = self.rollout(candidate.model_name)
+        if running is not None:
+            self.stop(candidate)
+            raise DeploymentInProgressError(
+                f"rollout {running.experiment} of version {running.candidate.model_version} is "
+                "in progress: decide it first (python run.py rollout, --promote or --abort)"
+            )
+        started = datetime.now(UTC)
+        rollout = Rollout(
+            experiment=f"{candidate.model_name}-v{candidate.model_version}-{started:%Y%m%dT%H%M%S}",
+            plan=plan,
+            champion=champion,
+            candidate=candidate,
+            started_at=started,
+        )
+        self._publish(
+            candidate.model_name,
+            [
+                Upstream(url=champion.runs_as.direct_url, model_version=champion.model_version),
+                Upstream(url=candidate.runs_as.direct_url, model_version=candidate.model_version,
+                         source_token=source_token),
+            ],
+            plan,
+            rollout.experiment,
+        )  # fmt: skip
+        _write(state_file(self.state_dir, candidate.model_name, ".rollout"), rollout)
+        self._release(candidate.model_name)
+        return rollout
+
+    def finish_rollout(self, model_name: str, promote: bool) -> RunningService:
+        """Give all traffic to the candidate (``promote``) or back to the champion, stop the
+        other one, and return what is live."""
+        rollout = self.rollout(model_name)
+        if rollout is None:
+            raise ServiceStateError(f"no rollout of '{model_name}' is in progress")
+        self._acquire(model_name)
+        try:
+            winner, loser = (
+                (rollout.candidate, rollout.champion)
+                if promote
+                else (rollout.champion, rollout.candidate)
+            )
+            live = self.switch(winner)
+            self.stop(loser)
+            state_file(self.state_dir, model_name, ".rollout").unlink(missing_ok=True)
+            return live
+        finally:
+            self._release(model_name)
+
+    def router_view(self, model_name: str) -> dict[str, Any] | None:
+        """What the router reports: routes, each arm's figures, the rollout's state."""
+        return router_status(self.stable_url)
 
     def _ensure_router(self, model_name: str, routes_file: Path) -> RouterProcess:
         record = self.router(model_name)
@@ -366,12 +471,16 @@ class LocalProcessTarget:
         self._release(service.model_name)
 
     def forget(self, model_name: str) -> None:
-        """Stop the router and anything else left of the model's deployments."""
+        """Stop the router, a rollout's candidate, and anything else left of the model's
+        deployments."""
         router = self.router(model_name)
         if router is not None and _is_running(router.pid, router.started):
             stop_process_tree(router.pid)
+        rollout = self.rollout(model_name)
+        if rollout is not None:
+            self.stop(rollout.candidate)
         self.sweep(model_name, keep_live=False)
-        for kind in ("", ".router", ".routes"):
+        for kind in ("", ".router", ".routes", ".rollout"):
             state_file(self.state_dir, model_name, kind).unlink(missing_ok=True)
 
     def sweep_if_idle(self, model_name: str) -> list[int]:
@@ -392,6 +501,9 @@ class LocalProcessTarget:
         router = self.router(model_name) if keep_live else None
         if live is not None and isinstance(live.runs_as, LocalProcess):
             keep.add(live.runs_as.pid)
+        rollout = self.rollout(model_name) if keep_live else None
+        if rollout is not None and isinstance(rollout.candidate.runs_as, LocalProcess):
+            keep.add(rollout.candidate.runs_as.pid)
         if router is not None:
             keep.add(router.pid)
         strays = stray_processes(self.state_dir, model_name, keep)

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
+from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import ServingSettings
 
 
@@ -94,6 +95,17 @@ class RunningService(BaseModel):
 
     def describe(self) -> str:
         return self.runs_as.describe(self.bento_tag)
+
+
+class Rollout(BaseModel):
+    """An online experiment in progress: the champion keeps the model's address, the
+    candidate gets the share of traffic the plan gives it."""
+
+    experiment: str
+    plan: RolloutPlan
+    champion: RunningService
+    candidate: RunningService
+    started_at: datetime
 
 
 class BentoPackage(BaseModel):

@@ -1,0 +1,89 @@
+"""``run.py rollout``: decide the online experiment a ``deploy --strategy`` started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.common import (
+    activate_stack,
+    config_option,
+    env_option,
+    load_pipeline_config,
+    overrides_option,
+    run_pipeline,
+)
+from tabular_mlops.core.config import DeploymentRunConfig
+
+
+@click.command()
+@env_option
+@config_option("deployment")
+@overrides_option
+@click.option("--status", is_flag=True, help="Show both arms' figures and what the rules say now.")
+@click.option("--promote", is_flag=True, help="Promote the candidate now, whatever the evidence.")
+@click.option("--abort", is_flag=True, help="Roll the candidate back now; production stays.")
+def rollout(
+    env: str,
+    config_path: Path,
+    overrides: tuple[str, ...],
+    status: bool = False,
+    promote: bool = False,
+    abort: bool = False,
+) -> None:
+    """Run the rollout pipeline on the experiment in progress: gather both arms' evidence
+    (answers, errors, latency, agreement, feedback), decide by the rules in
+    configs/deployment.yaml (parameters.serving.rollout) or as told, and carry it out:
+    promote (all traffic, production stage) or roll back (the champion keeps it all)."""
+    if promote and abort:
+        raise click.UsageError("--promote and --abort exclude each other")
+    config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
+    name, serving = config.model.name, config.parameters.serving
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+
+    target = LocalProcessTarget(serving)
+    current = target.rollout(name)
+    if current is None:
+        click.echo(f"No rollout of '{name}' is in progress (start one: deploy --strategy ...).")
+        return
+    if status:
+        from tabular_mlops.adapters.rollout_evidence import gather
+        from tabular_mlops.core.rollout import decide
+
+        view = target.router_view(name) or {}
+        evidence = gather(
+            current, target.evidence_dir(name), serving.inference_log_dir, view or None
+        )
+        decision = decide(evidence, serving.rollout)
+        share = view.get("candidate_share")
+        click.echo(
+            f"Rollout {current.experiment} ({current.plan.strategy}) at {target.stable_url}: "
+            f"champion version {current.champion.model_version}, candidate version "
+            f"{current.candidate.model_version}"
+            + (f", candidate share {share:.0%}" if isinstance(share, float) else "")
+            + f"; router: {view.get('state', 'not answering')} {view.get('reason', '')}".rstrip()
+        )
+        for role, arm in (("champion", evidence.champion), ("candidate", evidence.candidate)):
+            latency = (
+                f"p50 {arm.p50_ms:.1f} / p99 {arm.p99_ms:.1f} ms" if arm.p99_ms else "no latency"
+            )
+            click.echo(
+                f"  {role:<9} v{arm.version}: {arm.requests} requests, {arm.errors} errors, "
+                f"{latency}, {arm.correct}/{arm.labelled} labelled rows right, "
+                f"{arm.rewarded} rewards (sum {arm.reward_sum:.1f})"
+            )
+        if evidence.compared:
+            click.echo(f"  shadow: {evidence.agreed} of {evidence.compared} answers agree")
+        click.echo(f"The rules say now: {decision.action} ({'; '.join(decision.reasons)})")
+        return
+    activate_stack(env)
+    from pipelines.rollout import rollout_pipeline
+
+    by_hand = "promote" if promote else "rollback" if abort else None
+    run = run_pipeline(
+        "rollout", rollout_pipeline, model_name=name, serving=serving, by_hand=by_hand
+    )
+    if run is not None:
+        outcome = run.steps["apply_rollout_decision"].outputs["rollout_outcome"][0].load()
+        click.echo(f"Rollout {current.experiment}: {outcome}")

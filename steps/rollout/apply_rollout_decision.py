@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from zenml import log_metadata, step
+from zenml.client import Client
+from zenml.enums import ModelStages
+from zenml.model_registries.base_model_registry import ModelVersionStage
+
+from tabular_mlops.adapters.alerts import notify
+from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+from tabular_mlops.adapters.promotion_lock import promotion_lock
+from tabular_mlops.core.config import ServingConfig
+from tabular_mlops.core.rollout import RolloutDecision
+
+logger = logging.getLogger(__name__)
+
+
+@step(enable_cache=False)
+def apply_rollout_decision(
+    model_name: str, decision: RolloutDecision, serving: ServingConfig
+) -> Annotated[str, "rollout_outcome"]:
+    """Carry the decision out and record it, with its figures, on the candidate's model
+    version. Promote: the candidate takes all traffic and becomes production (ZenML stage
+    and MLflow registry); roll back: the champion takes all traffic back and production
+    stays as it was; continue: nothing changes."""
+    target = LocalProcessTarget(serving)
+    rollout = target.rollout(model_name)
+    if rollout is None:
+        raise LookupError(f"no rollout of '{model_name}' is in progress")
+    candidate = rollout.candidate.model_version
+    client = Client()
+    version = client.get_model_version(model_name, int(candidate))
+    log_metadata(
+        metadata={
+            "rollout_experiment": rollout.experiment,
+            "rollout_strategy": rollout.plan.strategy,
+            "rollout_decision": decision.action,
+            "rollout_reasons": decision.reasons,
+            "rollout_figures": decision.figures,
+        },
+        model_version_id=version.id,
+    )
+    if decision.action == "continue":
+        return f"continue: {'; '.join(decision.reasons)}"
+    if decision.action == "promote":
+        with promotion_lock(model_name, "production"):
+            version.set_stage(ModelStages.PRODUCTION, force=True)
+            registry = client.active_stack.model_registry
+            registry_version = version.run_metadata.get("registry_version")
+            if registry is not None and registry_version is not None:
+                registry.update_model_version(
+                    name=model_name,
+                    version=str(registry_version),
+                    stage=ModelVersionStage.PRODUCTION,
+                )
+    live = target.finish_rollout(model_name, promote=decision.action == "promote")
+    outcome = (
+        f"{decision.action}: version {live.model_version} serves all traffic at {live.url} "
+        f"({'; '.join(decision.reasons)})"
+    )
+    logger.info("rollout %s: %s", rollout.experiment, outcome)
+    notify(client.active_stack, f"model '{model_name}' rollout of version {candidate}: {outcome}")
+    return outcome

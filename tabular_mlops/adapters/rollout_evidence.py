@@ -1,0 +1,109 @@
+"""What an online experiment left behind, read back for its decision.
+
+Three durable sources, all JSON lines: the router's routing log (which version
+answered each request, its status and latency, the labels it returned, and the
+shadow's copy), its feedback log (true labels or rewards by request id and
+row), and the services' inference logs (every scored row with its prediction,
+live or shadow). Feedback is joined to the inference logs, so accuracy per
+version holds even across a router restart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tabular_mlops.adapters.deployment.target import Rollout
+from tabular_mlops.core.rollout import ArmEvidence, Evidence
+from tabular_mlops.serving.inference_log import read_records
+
+
+def read_lines(directory: Path, prefix: str, experiment: str) -> list[dict[str, Any]]:
+    """The experiment's records from ``<prefix>-*.jsonl``; a torn line is skipped."""
+    records = []
+    for path in sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("experiment") == experiment:
+                    records.append(record)
+    return records
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def gather(
+    rollout: Rollout,
+    evidence_dir: Path,
+    inference_log_dir: Path,
+    router: dict[str, Any] | None,
+    since: datetime | None = None,
+) -> Evidence:
+    """Both arms' figures for ``rollout`` (``router``: what the router reports now)."""
+    routing = read_lines(evidence_dir, "routing", rollout.experiment)
+    arms = {
+        version: ArmEvidence(version=version)
+        for version in (rollout.champion.model_version, rollout.candidate.model_version)
+    }
+    latencies: dict[str, list[float]] = defaultdict(list)
+    answered_labels: dict[str, list[str] | None] = {}
+    shadow_labels: dict[str, list[str] | None] = {}
+    for record in routing:
+        if "role" not in record or record["version"] not in arms:
+            continue
+        arm = arms[record["version"]]
+        arm.requests += 1
+        arm.errors += int(record["status"] >= 500)
+        latencies[arm.version].append(float(record["latency_ms"]))
+        (answered_labels if record["role"] == "answered" else shadow_labels)[
+            record["request_id"]
+        ] = record.get("labels")
+    for version, values in latencies.items():
+        arms[version].p50_ms = _percentile(values, 50)
+        arms[version].p99_ms = _percentile(values, 99)
+    compared = agreed = 0
+    for request_id, labels in shadow_labels.items():
+        answered = answered_labels.get(request_id)
+        if labels is not None and answered is not None:
+            compared += 1
+            agreed += int(labels == answered)
+
+    feedback = read_lines(evidence_dir, "feedback", rollout.experiment)
+    for item in feedback:
+        if item.get("reward") is not None and item.get("version") in arms:
+            arm = arms[item["version"]]
+            arm.rewarded += 1
+            arm.reward_sum += float(item["reward"])
+    labelled = {(f["request_id"], f["row"]): f["label"] for f in feedback if f.get("label")}
+    if labelled:
+        logged = read_records(inference_log_dir, start=since or rollout.started_at)
+        if not logged.empty:
+            for request_id, row, version, prediction in zip(
+                logged["request_id"], logged["row"], logged["model_version"],
+                logged["prediction"], strict=True,
+            ):  # fmt: skip
+                truth = labelled.get((request_id, int(row)))
+                if truth is not None and version in arms:
+                    arms[version].labelled += 1
+                    arms[version].correct += int(str(prediction) == str(truth))
+    same = router is not None and router.get("experiment") == rollout.experiment
+    return Evidence(
+        strategy=rollout.plan.strategy,
+        champion=arms[rollout.champion.model_version],
+        candidate=arms[rollout.candidate.model_version],
+        compared=compared,
+        agreed=agreed,
+        router_state=str(router.get("state", "running")) if same and router else "running",
+        router_reason=str(router.get("reason", "")) if same and router else "",
+    )
