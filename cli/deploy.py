@@ -141,9 +141,7 @@ def live_service(target: ServingTarget, model_name: str) -> RunningService | Non
 
 
 def _rollout_in_progress(target: ServingTarget, model_name: str) -> Rollout | None:
-    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
-
-    return target.rollout(model_name) if isinstance(target, LocalProcessTarget) else None
+    return target.rollout(model_name)
 
 
 def _stop_strays(target: ServingTarget, model_name: str) -> None:

@@ -116,6 +116,67 @@ def monitor(
     click.echo(f"Production version of '{config.model.name}': {production or 'none'}")
 
 
+def staged_version_or_none(model_name: str, stage: str) -> str | None:
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        return str(Client().get_model_version(model_name, ModelStages(stage)).name)
+    except KeyError:
+        return None
+
+
+def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
+    """A/B test of a deliberately weakened candidate against the live model: users send
+    requests, labels come back, the rollout pipeline rolls the candidate back."""
+    from cli.deploy import deploy, serving_target
+    from cli.rollout import rollout
+    from cli.train import train
+    from tabular_mlops.adapters.simulation import drive_traffic
+    from tabular_mlops.adapters.sources import load_dataset
+
+    deployment = load_pipeline_config(DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml")
+    training = load_pipeline_config(TrainingRunConfig, env, CONFIG_DIR / "training.yaml")
+    name = deployment.model.name
+    live = serving_target(env, deployment, activate=False).live(name)
+    if live is None:
+        click.echo("=== no live service: training and deploying one first")
+        ctx.invoke(train, env=env)
+        ctx.invoke(deploy, env=env)
+    click.echo("\n=== a candidate, weakened on purpose (C=0.0005), gated offline into staging")
+    ctx.invoke(
+        train,
+        env=env,
+        overrides=(
+            "parameters.training.params.C=0.0005",
+            "parameters.promotion.stage=staging",
+            "parameters.promotion.max_regression=1.0",
+            "enable_cache=false",
+        ),
+    )
+    click.echo("\n=== A/B test: half the users get the candidate")
+    ctx.invoke(deploy, env=env, overrides=("stage=staging",), strategy="ab")
+    target = serving_target(env, deployment, activate=False)
+    live = target.live(name)
+    if live is None:
+        raise click.ClickException(f"no service of '{name}' is live after the deployment")
+    url = live.url
+    frame = load_dataset(training.parameters.data)
+    target_column = training.parameters.data.target
+    report = drive_traffic(url, frame.sample(rows, replace=True, random_state=0), target_column)
+    answered = ", ".join(
+        f"version {v}: {n} ({report.correct_by.get(v, 0)} right)"
+        for v, n in sorted(report.answered_by.items())
+    )
+    click.echo(
+        f"{report.requests} requests, {sum(report.failed.values())} failed; answered by "
+        f"{answered}; {report.feedback_sent} labels fed back to {url}/feedback"
+    )
+    ctx.invoke(rollout, env=env, status=True)
+    click.echo("\n=== the rollout pipeline decides")
+    ctx.invoke(rollout, env=env)
+
+
 def production_version(model_name: str) -> str | None:
     from zenml.client import Client
     from zenml.enums import ModelStages
@@ -128,16 +189,29 @@ def production_version(model_name: str) -> str | None:
 
 @click.command()
 @env_option
+@click.option(
+    "--scenario",
+    type=click.Choice(["drift", "rollout"]),
+    default="drift",
+    show_default=True,
+    help="drift: monitoring catches a drifting stream and retrains; rollout: a weakened "
+    "candidate in an A/B test against the live model, decided on simulated feedback.",
+)
 @click.option("--rows", default=400, show_default=True, help="Requests per phase.")
 @click.option(
     "--shift", default=1.5, show_default=True, help="Drift of the second phase, in std devs."
 )
 @click.pass_context
-def simulate(ctx: click.Context, env: str, rows: int, shift: float) -> None:
+def simulate(ctx: click.Context, env: str, scenario: str, rows: int, shift: float) -> None:
     """Demonstrate the loop: a stable stream (no action), then a drifting one that
-    monitoring catches, retraining on fresh data, and the new model promoted (and
-    redeployed where a service of it is live)."""
+    monitoring catches, retraining on fresh data, and the new model entering as a
+    candidate (as a canary beside the live service, if one runs). Or, with
+    ``--scenario rollout``, an online experiment from start to decision."""
     from cli.train import train
+
+    if scenario == "rollout":
+        simulate_rollout(ctx, env, rows)
+        return
 
     config = load_pipeline_config(TrainingRunConfig, env, CONFIG_DIR / "training.yaml")
     name = config.model.name
@@ -179,4 +253,5 @@ def simulate(ctx: click.Context, env: str, rows: int, shift: float) -> None:
         )
         click.echo(
             f"=== phase '{phase}': production version {before} -> {production_version(name)}"
+            f"; staging: {staged_version_or_none(name, 'staging') or 'none'}"
         )

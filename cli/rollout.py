@@ -40,9 +40,9 @@ def rollout(
         raise click.UsageError("--promote and --abort exclude each other")
     config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
     name, serving = config.model.name, config.parameters.serving
-    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+    from cli.deploy import serving_target
 
-    target = LocalProcessTarget(serving)
+    target = serving_target(env, config, activate=False)
     current = target.rollout(name)
     if current is None:
         click.echo(f"No rollout of '{name}' is in progress (start one: deploy --strategy ...).")
@@ -58,7 +58,7 @@ def rollout(
         decision = decide(evidence, serving.rollout)
         share = view.get("candidate_share")
         click.echo(
-            f"Rollout {current.experiment} ({current.plan.strategy}) at {target.stable_url}: "
+            f"Rollout {current.experiment} ({current.plan.strategy}) at {current.champion.url}: "
             f"champion version {current.champion.model_version}, candidate version "
             f"{current.candidate.model_version}"
             + (f", candidate share {share:.0%}" if isinstance(share, float) else "")

@@ -9,11 +9,7 @@ from zenml.client import Client
 from tabular_mlops.adapters.deployment.packaging import prune_bentos
 from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.deployment.smoke import SmokeReport
-from tabular_mlops.adapters.deployment.target import (
-    BentoPackage,
-    RunningService,
-    UnsupportedStackError,
-)
+from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
 from tabular_mlops.core.config import ServingConfig
 
 logger = logging.getLogger(__name__)
@@ -30,8 +26,6 @@ def go_live(
     live version stays the champion, the candidate gets the share the plan gives
     it, and the rollout pipeline (``run.py rollout``) decides on the evidence.
     Bentos beyond ``serving.keep_bentos`` are pruned (never a served one)."""
-    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
-
     target = target_for(Client().active_stack, serving)
     previous = target.live(candidate.model_name)
     strategy = serving.rollout.strategy
@@ -40,12 +34,6 @@ def go_live(
         live = target.switch(candidate)
         if previous is not None and previous.instance != candidate.instance:
             target.stop(previous)
-    elif not isinstance(target, LocalProcessTarget):
-        target.stop(candidate)
-        raise UnsupportedStackError(
-            f"the '{strategy}' strategy runs on local targets only so far; deploy with "
-            "--strategy replace on this stack"
-        )
     else:
         rollout = target.begin_rollout(
             previous, candidate, serving.rollout, package.settings.source_token

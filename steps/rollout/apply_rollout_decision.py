@@ -9,7 +9,7 @@ from zenml.enums import ModelStages
 from zenml.model_registries.base_model_registry import ModelVersionStage
 
 from tabular_mlops.adapters.alerts import notify
-from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.rollout import RolloutDecision
@@ -25,7 +25,7 @@ def apply_rollout_decision(
     version. Promote: the candidate takes all traffic and becomes production (ZenML stage
     and MLflow registry); roll back: the champion takes all traffic back and production
     stays as it was; continue: nothing changes."""
-    target = LocalProcessTarget(serving)
+    target = target_for(Client().active_stack, serving)
     rollout = target.rollout(model_name)
     if rollout is None:
         raise LookupError(f"no rollout of '{model_name}' is in progress")

@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from zenml import step
+from zenml.client import Client
 
-from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.rollout_evidence import gather
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.rollout import Evidence
@@ -17,7 +18,7 @@ def gather_rollout_evidence(
 ) -> Annotated[Evidence, "rollout_evidence"]:
     """Both arms' answers, errors, latencies, agreement and feedback since the rollout began,
     from the router's logs, the services' inference logs and the router itself."""
-    target = LocalProcessTarget(serving)
+    target = target_for(Client().active_stack, serving)
     rollout = target.rollout(model_name)
     if rollout is None:
         raise LookupError(f"no rollout of '{model_name}' is in progress: deploy with --strategy")

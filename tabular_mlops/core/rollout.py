@@ -54,6 +54,9 @@ class RolloutPlan(BaseModel):
     min_agreement: float = Field(default=0.98, ge=0, le=1)
     #: shadow: requests mirrored before a decision
     shadow_requests: int = Field(default=500, ge=1)
+    #: shadow: the share of live requests mirrored; every mirror is a second scoring on
+    #: the same machines (measured on 2 cores: mirroring all of them halved throughput)
+    shadow_share: float = Field(default=0.1, gt=0, le=1)
 
     @model_validator(mode="after")
     def _steps_rise_to_all(self) -> RolloutPlan:

@@ -6,7 +6,8 @@ The router keeps the address (``serving.port``, 127.0.0.1:3000 by default) for
 the model's whole life, and a release only changes where it forwards:
 
 - the routes live in a JSON file (:class:`Routes`); ``SIGHUP`` makes the router
-  read it again, and the switch is one assignment in its event loop, so every
+  read it again (so does a change to the file, within 2 s: on Kubernetes it is a
+  ConfigMap), and the switch is one assignment in its event loop, so every
   request goes wholly to the old or wholly to the new upstream;
 - requests already sent to an upstream that left the routes finish there: its
   connection pool is closed once its last request has answered, and
@@ -230,6 +231,7 @@ class Router:
         self.random = random.Random()
         self.routing_log: Any = None
         self.feedback_log: Any = None
+        self._watch: asyncio.Task[None] | None = None
 
     # --- routes -----------------------------------------------------------------
     def reload(self) -> None:
@@ -263,6 +265,17 @@ class Router:
             routes.plan.strategy if len(arms) > 1 else "one version",
             ", ".join(f"version {a.version} at {a.pool.upstream.url}" for a in arms),
         )
+
+    async def _watch_routes(self, interval: float = 2.0) -> None:
+        """Reload when the routes file changes without a signal: on Kubernetes it is a
+        ConfigMap the kubelet updates in place (a symlink swap), and nobody sends SIGHUP."""
+        seen = _identity(self.routes_file)
+        while True:
+            await asyncio.sleep(interval)
+            current = _identity(self.routes_file)
+            if current != seen:
+                seen = current
+                self.reload()
 
     def _open_logs(self, routes: Routes) -> None:
         from tabular_mlops.serving.inference_log import JsonLinesLog
@@ -328,7 +341,8 @@ class Router:
         if strategy == "replace":
             return 0, None
         if strategy == "shadow":
-            return 0, 1
+            share = self.routes.plan.shadow_share  # type: ignore[union-attr]
+            return 0, (1 if self.random.random() < share else None)
         if self.state == "rolled_back":
             return 0, None
         plan = self.routes.plan  # type: ignore[union-attr]
@@ -425,7 +439,9 @@ class Router:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.reload()
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGHUP, self.reload)
+                self._watch = loop.create_task(self._watch_routes())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for pool in [*self.draining, *(arm.pool for arm in self.arms)]:
@@ -577,6 +593,15 @@ class Router:
                 break
             pool = self.arms[0].pool
         return _json(503, {"error": "the model service is not answering; try again shortly"})
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """What changes when the file is replaced or rewritten (a ConfigMap swaps a symlink)."""
+    try:
+        stat = path.resolve().stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -87,3 +89,19 @@ def test_the_deployment_serves_containers_on_the_cluster(prod_plan):
     pod_settings = collect["settings"]["orchestrator"]["pod_settings"]
     mounts = pod_settings["volume_mounts"]
     assert mounts == [{"name": "inference-log", "mountPath": "/var/log/inference"}]
+
+
+def test_a_rollout_on_the_cluster_is_shown_with_the_router_in_front(prod_plan):
+    from tests.unit.test_kubernetes_serving import _as_client_model
+
+    rollout = prod_plan["deployment_pipeline"]["serving"]["rollout_manifests"]
+    assert rollout["strategy"] == "canary"  # prod's plan is replace: a canary is shown
+    config_map, router, stable = rollout["manifests"]
+    for manifest, kind in ((config_map, "V1ConfigMap"), (router, "V1Deployment"),
+                           (stable, "V1Service")):  # fmt: skip
+        assert _as_client_model(manifest, kind) == manifest
+    routes = json.loads(config_map["data"]["routes.json"])
+    assert routes["plan"]["strategy"] == "canary"
+    assert routes["evidence_dir"] == "/var/log/inference/evidence/tabular_classifier"
+    assert [u["model_version"] for u in routes["upstreams"]] == ["1", "2"]
+    assert stable["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]

@@ -150,7 +150,15 @@ def test_shadow_answers_are_logged_and_never_returned(service, traffic):
 
     champion = production_version()
     train("0.5", "staging")
-    deploy(service, "--set", "stage=staging", "--strategy", "shadow")
+    deploy(
+        service,
+        "--set",
+        "stage=staging",
+        "--strategy",
+        "shadow",
+        "--set",
+        "parameters.serving.rollout.shadow_share=1.0",
+    )  # every request, for the count
     candidate = target(service).rollout(MODEL).candidate.model_version
     report = simulation.drive_traffic(url(service), traffic(200, 6), "target")
     assert report.failed == {}

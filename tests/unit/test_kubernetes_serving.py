@@ -204,3 +204,58 @@ def test_the_stack_chooses_the_serving_target():
     with pytest.raises(UnsupportedStackError, match="deployer has flavor 'docker'"):
         target_for(stack("docker"), ServingConfig())
     assert isinstance(target_for(stack(None), ServingConfig()), LocalProcessTarget)
+
+
+def test_the_router_manifests_are_valid_kubernetes_objects():
+    from tabular_mlops.adapters.deployment.kubernetes import router_manifests
+    from tabular_mlops.core.rollout import RolloutPlan
+    from tabular_mlops.serving.router import Routes, Upstream
+
+    container = ContainerServingConfig(inference_log_claim="inference-log")
+    routes = Routes(
+        model_name="tabular_classifier",
+        upstreams=[Upstream(url="http://a:3000", model_version="1"),
+                   Upstream(url="http://b:3000", model_version="2")],
+        plan=RolloutPlan(strategy="ab"),
+        experiment="e1",
+        evidence_dir="/var/log/inference/evidence/tabular_classifier",
+    )  # fmt: skip
+    config_map, deployment = router_manifests(
+        "tabular_classifier", routes, "registry/img@sha256:1", container, DEFAULTS
+    )
+    assert _as_client_model(config_map, "V1ConfigMap") == config_map
+    assert _as_client_model(deployment, "V1Deployment") == deployment
+    assert Routes.model_validate_json(config_map["data"]["routes.json"]) == routes
+    (router,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert router["command"][:3] == ["python", "-m", "tabular_mlops.serving.router"]
+    assert router["readinessProbe"]["httpGet"]["path"] == "/-/routes"
+    mounts = {m["mountPath"] for m in router["volumeMounts"]}
+    assert mounts == {"/etc/tabular-mlops", "/var/log/inference"}  # routes, and the evidence
+
+
+def test_a_rollout_puts_the_router_in_front_until_it_is_decided(cluster):
+    from tabular_mlops.core.rollout import RolloutPlan
+    from tabular_mlops.serving.router import Routes
+
+    applier, target = cluster
+    champion = target.switch(_start(target, "1", "aaaaaaaa"))
+    candidate = _start(target, "2", "bbbbbbbb")
+    rollout = target.begin_rollout(champion, candidate, RolloutPlan(strategy="canary"), "t0k")
+    stable = applier.objects[("Service", "tabular-classifier")]
+    assert stable["spec"]["selector"] == {"app.kubernetes.io/instance": "tabular-classifier-router"}
+    assert target.rollout("tabular_classifier") == rollout
+    routes = Routes.model_validate_json(
+        applier.objects[("ConfigMap", "tabular-classifier-router-routes")]["data"]["routes.json"]
+    )
+    assert [u.model_version for u in routes.upstreams] == ["1", "2"]
+    assert routes.upstreams[1].url == candidate.url and routes.upstreams[1].source_token == "t0k"
+
+    live = target.finish_rollout("tabular_classifier", promote=True)
+    assert live.model_version == "2"
+    stable = applier.objects[("Service", "tabular-classifier")]
+    assert stable["spec"]["selector"] == {
+        "app.kubernetes.io/instance": candidate.runs_as.deployment
+    }
+    assert target.rollout("tabular_classifier") is None
+    assert ("Deployment", "tabular-classifier-router") not in applier.objects
+    assert ("Deployment", champion.runs_as.deployment) not in applier.objects

@@ -9,7 +9,12 @@ used, and the resources are applied with ZenML's own ``KubernetesApplier``:
   bento build, so a candidate never touches the live pods;
 - one stable Service per model, ``<model>``, whose selector the switch moves to
   the smoke-tested candidate; it carries the live record as an annotation, so
-  the cluster itself says what is served.
+  the cluster itself says what is served;
+- during an online experiment (``deploy --strategy shadow|canary|ab|bandit``),
+  the same router as on a laptop (``serving/router.py``, shipped in every bento
+  image) runs as ``<model>-router``, its routes a ConfigMap it reloads when the
+  kubelet updates it, its evidence on the inference-log claim; the stable
+  Service selects the router until the rollout pipeline promotes or rolls back.
 
 The smoke test reaches the candidate's in-cluster address: on prod the step
 runs in a pod of the same cluster (Kubernetes orchestrator).
@@ -21,6 +26,7 @@ import functools
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tabular_mlops.adapters.deployment.container_image import build_bento_image, image_name
@@ -28,11 +34,14 @@ from tabular_mlops.adapters.deployment.packaging import bento_model_name
 from tabular_mlops.adapters.deployment.target import (
     BentoPackage,
     KubernetesRelease,
+    Rollout,
     RunningService,
     UnsupportedStackError,
 )
 from tabular_mlops.core.config import ContainerServingConfig, ServingConfig
+from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings
+from tabular_mlops.serving.router import Routes, Upstream
 
 if TYPE_CHECKING:
     from zenml.container_registries import BaseContainerRegistry
@@ -42,6 +51,10 @@ if TYPE_CHECKING:
     from zenml.stack import Stack
 
 LIVE_RECORD = "tabular-mlops/live-service"
+ROLLOUT_RECORD = "tabular-mlops/rollout"
+#: where a bento image keeps the bento's code (BentoML's Dockerfile template)
+BENTO_SOURCE = "/home/bentoml/bento/src"
+ROUTES_MOUNT = "/etc/tabular-mlops"
 MODEL_LABEL = "app.kubernetes.io/name"
 RELEASE_LABEL = "app.kubernetes.io/instance"
 FIELD_MANAGER = "tabular-mlops"
@@ -147,6 +160,70 @@ def service_manifest(
     }
 
 
+def router_manifests(
+    model_name: str,
+    routes: Routes,
+    image: str,
+    container: ContainerServingConfig,
+    defaults: KubernetesDeployerSettings,
+) -> list[dict[str, Any]]:
+    """The model's router during a rollout: its routes as a ConfigMap, and a Deployment
+    running ``python -m tabular_mlops.serving.router`` from the champion's image."""
+    name = f"{dns_name(model_name, 55)}-router"
+    labels = {**defaults.labels, MODEL_LABEL: dns_name(model_name), RELEASE_LABEL: name}
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{name}-routes", "labels": labels},
+        "data": {"routes.json": routes.model_dump_json(indent=2)},
+    }
+    mounts = [{"name": "routes", "mountPath": ROUTES_MOUNT, "readOnly": True}]
+    volumes: list[dict[str, Any]] = [{"name": "routes", "configMap": {"name": f"{name}-routes"}}]
+    if container.inference_log_claim:
+        mounts.append({"name": "inference-log", "mountPath": container.inference_log_mount})
+        volumes.append(
+            {
+                "name": "inference-log",
+                "persistentVolumeClaim": {"claimName": container.inference_log_claim},
+            }
+        )
+    pod: dict[str, Any] = {
+        "containers": [
+            {
+                "name": "router",
+                "image": image,
+                "imagePullPolicy": defaults.image_pull_policy,
+                "command": ["python", "-m", "tabular_mlops.serving.router",
+                            f"{ROUTES_MOUNT}/routes.json", "0.0.0.0", str(container.port)],
+                "workingDir": BENTO_SOURCE,
+                "env": [{"name": "PYTHONPATH", "value": BENTO_SOURCE}],
+                "ports": [{"name": "http", "containerPort": container.port}],
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
+                              "limits": {"memory": "256Mi"}},
+                "readinessProbe": _probe("/-/routes", container.port),
+                "volumeMounts": mounts,
+            }
+        ],
+        "volumes": volumes,
+    }  # fmt: skip
+    if defaults.service_account_name:
+        pod["serviceAccountName"] = defaults.service_account_name
+    if defaults.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in defaults.image_pull_secrets]
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels, "annotations": dict(defaults.annotations)},
+        "spec": {
+            # one replica: the canary's steps and the bandit's posteriors live in its memory
+            "replicas": 1,
+            "selector": {"matchLabels": {RELEASE_LABEL: name}},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+        },
+    }
+    return [config_map, deployment]
+
+
 class KubernetesTarget:
     def __init__(
         self,
@@ -248,17 +325,28 @@ class KubernetesTarget:
         release = candidate.runs_as
         if not isinstance(release, KubernetesRelease):
             raise TypeError(f"{candidate.instance} is not a Kubernetes release")
-        stable = dns_name(candidate.model_name)
-        record = candidate.model_copy(update={"url": self.url(stable)})
+        return self._point_stable(candidate, release.deployment, {})
+
+    def _point_stable(
+        self, live: RunningService, selected: str, annotations: dict[str, str]
+    ) -> RunningService:
+        """The model's stable Service, selecting the pods of ``selected`` (a release, or the
+        router), annotated with the live record (and the rollout's, during one)."""
+        stable = dns_name(live.model_name)
+        record = live.model_copy(update={"url": self.url(stable)})
         self.applier.provision(
             [
                 service_manifest(
                     stable,
-                    candidate.model_name,
-                    release.deployment,
+                    live.model_name,
+                    selected,
                     self.container,
                     self.container.service_type,
-                    {**self.defaults.annotations, LIVE_RECORD: record.model_dump_json()},
+                    {
+                        **self.defaults.annotations,
+                        LIVE_RECORD: record.model_dump_json(),
+                        **annotations,
+                    },
                 )
             ],
             default_namespace=self.namespace,
@@ -271,7 +359,105 @@ class KubernetesTarget:
             self._delete(service.runs_as.deployment)
 
     def forget(self, model_name: str) -> None:
-        self._delete_items([("v1", "Service", dns_name(model_name))])
+        router = f"{dns_name(model_name, 55)}-router"
+        self._delete_items(
+            [
+                ("apps/v1", "Deployment", router),
+                ("v1", "ConfigMap", f"{router}-routes"),
+                ("v1", "Service", dns_name(model_name)),
+            ]
+        )
+
+    # --- online experiments ---------------------------------------------------------------
+    def evidence_dir(self, model_name: str) -> Path:
+        """On the inference-log claim, where the router pod writes and pipeline pods read."""
+        return Path(self.container.inference_log_mount) / "evidence" / model_name
+
+    def routes_for(
+        self, champion: RunningService, candidate: RunningService, plan: RolloutPlan,
+        experiment: str, source_token: str | None,
+    ) -> Routes:  # fmt: skip
+        """The router's routes: each release's own Service, in-cluster."""
+
+        def release(service: RunningService) -> str:
+            if not isinstance(service.runs_as, KubernetesRelease):
+                raise TypeError(f"{service.instance} is not a Kubernetes release")
+            return self.url(service.runs_as.deployment)
+
+        return Routes(
+            model_name=candidate.model_name,
+            generation=1,
+            upstreams=[
+                Upstream(url=release(champion), model_version=champion.model_version),
+                Upstream(url=release(candidate), model_version=candidate.model_version,
+                         source_token=source_token),
+            ],
+            plan=plan,
+            experiment=experiment,
+            evidence_dir=str(self.evidence_dir(candidate.model_name)),
+        )  # fmt: skip
+
+    def rollout(self, model_name: str) -> Rollout | None:
+        stable = self._get("v1", "Service", dns_name(model_name))
+        annotations = (stable["metadata"].get("annotations") or {}) if stable else {}
+        record = annotations.get(ROLLOUT_RECORD)
+        return None if record is None else Rollout.model_validate_json(record)
+
+    def begin_rollout(
+        self, champion: RunningService, candidate: RunningService, plan: RolloutPlan,
+        source_token: str | None,
+    ) -> Rollout:  # fmt: skip
+        """Start the router beside both releases, then point the stable Service at it."""
+        if self.rollout(candidate.model_name) is not None:
+            self.stop(candidate)
+            raise UnsupportedStackError(
+                f"a rollout of '{candidate.model_name}' is in progress: decide it first"
+            )
+        started = datetime.now(UTC)
+        rollout = Rollout(
+            experiment=f"{candidate.model_name}-v{candidate.model_version}-{started:%Y%m%dT%H%M%S}",
+            plan=plan, champion=champion, candidate=candidate, started_at=started,
+        )  # fmt: skip
+        routes = self.routes_for(champion, candidate, plan, rollout.experiment, source_token)
+        image = champion.runs_as.image if isinstance(champion.runs_as, KubernetesRelease) else ""
+        manifests = router_manifests(
+            candidate.model_name, routes, image, self.container, self.defaults
+        )
+        self.applier.provision(manifests, default_namespace=self.namespace,
+                               field_manager=FIELD_MANAGER)  # fmt: skip
+        router = manifests[1]["metadata"]["name"]
+        self.applier.wait_for_deployment_ready(
+            router, self.namespace, timeout=self.container.ready_timeout_seconds
+        )
+        self._point_stable(champion, router, {ROLLOUT_RECORD: rollout.model_dump_json()})
+        return rollout
+
+    def finish_rollout(self, model_name: str, promote: bool) -> RunningService:
+        rollout = self.rollout(model_name)
+        if rollout is None:
+            raise UnsupportedStackError(f"no rollout of '{model_name}' is in progress")
+        winner, loser = (
+            (rollout.candidate, rollout.champion)
+            if promote
+            else (rollout.champion, rollout.candidate)
+        )
+        live = self.switch(winner)  # the stable Service selects the winner, no rollout record
+        router = f"{dns_name(model_name, 55)}-router"
+        self._delete_items(
+            [("apps/v1", "Deployment", router), ("v1", "ConfigMap", f"{router}-routes")]
+        )
+        self.stop(loser)
+        return live
+
+    def router_view(self, model_name: str) -> dict[str, Any] | None:
+        """The router's own report, at its in-cluster address (from a pod of the cluster)."""
+        import httpx
+
+        try:
+            answer = httpx.get(f"{self.url(dns_name(model_name))}/-/routes", timeout=5)
+            return answer.json() if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
 
     def problems(self, service: RunningService) -> list[str]:
         """Ready replicas as the cluster reports them: its address is in-cluster only."""
@@ -313,7 +499,33 @@ class KubernetesTarget:
                     dict(self.defaults.annotations),
                 ),
             ],
+            "rollout_manifests": self._example_rollout(model_name, release, image),
         }
+
+    def _example_rollout(self, model_name: str, champion: str, image: str) -> dict[str, Any]:
+        """What ``deploy --strategy`` adds beside version 1 for a version 2 (the configured
+        plan, or a canary when the plan is ``replace``)."""
+        plan = self.serving.rollout
+        if plan.strategy == "replace":
+            plan = plan.model_copy(update={"strategy": "canary"})
+        candidate = release_name(model_name, "2", f"{bento_model_name(model_name)}_service:next")
+
+        def release(name: str, version: str) -> RunningService:
+            return RunningService(
+                model_name=model_name, model_version=version, bento_tag="example",
+                url=self.url(name), started_at=datetime(2026, 1, 1, tzinfo=UTC),
+                runs_as=KubernetesRelease(namespace=self.namespace, deployment=name, image=image),
+            )  # fmt: skip
+
+        routes = self.routes_for(
+            release(champion, "1"), release(candidate, "2"), plan, "example", None
+        )
+        router = router_manifests(model_name, routes, image, self.container, self.defaults)
+        stable = service_manifest(
+            dns_name(model_name), model_name, router[1]["metadata"]["name"], self.container,
+            self.container.service_type, dict(self.defaults.annotations),
+        )  # fmt: skip
+        return {"strategy": plan.strategy, "manifests": [*router, stable]}
 
     def _get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         """The object as a plain dict, or None when the cluster has none of that name."""

@@ -14,6 +14,7 @@ the live service, make it live and stop the one it replaces. Two targets:
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, model_validator
@@ -142,6 +143,28 @@ class ServingTarget(Protocol):
 
     def plan(self, model_name: str) -> dict[str, Any]:
         """Where and how a deployment of the model would serve, for ``--dry-run``."""
+
+    # online experiments: the router between the champion and a candidate
+    def rollout(self, model_name: str) -> Rollout | None: ...
+
+    def begin_rollout(
+        self,
+        champion: RunningService,
+        candidate: RunningService,
+        plan: RolloutPlan,
+        source_token: str | None,
+    ) -> Rollout:
+        """Put the candidate beside the champion behind the model's address, by ``plan``."""
+
+    def finish_rollout(self, model_name: str, promote: bool) -> RunningService:
+        """All traffic to the candidate (``promote``) or back to the champion; the other
+        one stopped; returns what is live."""
+
+    def evidence_dir(self, model_name: str) -> Path:
+        """Where the router writes its routing and feedback logs."""
+
+    def router_view(self, model_name: str) -> dict[str, Any] | None:
+        """What the router reports now, when it can be reached from here."""
 
 
 class UnsupportedStackError(RuntimeError):
