@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -172,6 +173,7 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
         f"{report.requests} requests, {sum(report.failed.values())} failed; answered by "
         f"{answered}; {report.feedback_sent} labels fed back to {url}/feedback"
     )
+    time.sleep(0.5)  # the router's and the services' logs are written every 0.2 s
     ctx.invoke(rollout, env=env, status=True)
     click.echo("\n=== the rollout pipeline decides")
     ctx.invoke(rollout, env=env)

@@ -518,7 +518,10 @@ class Router:
         started = time.perf_counter()
         answer = await self._send(arm, scope["method"], path, body, headers)
         latency = (time.perf_counter() - started) * 1000
-        labels = _labels(answer[2]) if answer[0] == 200 else None
+        # labels only where something reads them: the bandit's rewards by label, and a
+        # shadow's agreement (the analysis joins feedback to the inference logs instead)
+        wanted = mirror is not None or self.strategy == "bandit"
+        labels = _labels(answer[2]) if wanted and answer[0] == 200 else None
         arm.requests += 1
         arm.errors += answer[0] >= 500
         arm.latencies_ms.append(latency)

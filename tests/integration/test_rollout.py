@@ -10,6 +10,7 @@ answers are logged and never returned; a bandit moves traffic to the better arm.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -103,6 +104,11 @@ def url(paths) -> str:
     return f"http://127.0.0.1:{paths['port']}"
 
 
+def settle() -> None:
+    """The router and the services write their logs every 0.2 s: let the last lines land."""
+    time.sleep(0.6)
+
+
 def test_ab_a_truly_better_candidate_wins_and_is_promoted(service, traffic):
     champion = production_version()
     train(STRONG, "staging")
@@ -113,6 +119,7 @@ def test_ab_a_truly_better_candidate_wins_and_is_promoted(service, traffic):
     report = simulation.drive_traffic(url(service), traffic(800, 1), "target")
     assert report.failed == {}
     assert set(report.answered_by) == {champion, candidate}  # both arms answered
+    settle()
     status = invoke("rollout", *serving_args(service), "--status")
     assert "The rules say now: promote" in status.output, status.output
     decided = rollout(service)
@@ -136,6 +143,7 @@ def test_canary_a_truly_worse_candidate_is_rolled_back_with_no_failed_request(se
                                           .to_json(orient="records"))})  # fmt: skip
     with SteadyClient(f"{url(service)}/predict", body, threads=2) as steady:
         report = simulation.drive_traffic(url(service), traffic(900, 4), "target")
+        settle()
         decided = rollout(service)
     assert report.failed == {} and steady.failed == {}, (report.failed, steady.outcomes)
     assert "rollback: version" in decided.output, decided.output
@@ -193,6 +201,7 @@ def test_a_bandit_shifts_traffic_toward_the_better_arm(service, traffic):
         url(service), traffic(300, 8), "target", feedback="reward", feedback_every=10
     )
     assert early.failed == {} and late.failed == {}
+    settle()
     share = late.answered_by.get(candidate, 0) / 300
     assert share < 0.3, (early.answered_by, late.answered_by)
     decided = rollout(service)
