@@ -133,7 +133,7 @@ class Feedback(BaseModel):
         return self
 
 
-FEEDBACK: TypeAdapter[Feedback | list[Feedback]] = TypeAdapter(Feedback | list[Feedback])
+FEEDBACK_ITEMS: TypeAdapter[list[Feedback]] = TypeAdapter(list[Feedback])
 
 
 class _Pool:
@@ -455,12 +455,18 @@ class Router:
     def _feedback(self, body: bytes) -> Answer:
         """Store each item durably and count it for the arm that answered it."""
         try:
-            parsed = FEEDBACK.validate_json(body)
+            document = json.loads(body)
+        except ValueError as exc:
+            return _json(400, {"error": "invalid feedback", "detail": [
+                {"field": "(body)", "problem": f"Invalid JSON: {exc}"}]})  # fmt: skip
+        single = not isinstance(document, list)
+        try:
+            items = FEEDBACK_ITEMS.validate_python([document] if single else document)
         except ValidationError as exc:
             return _json(400, {"error": "invalid feedback", "detail": [
-                {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]}
+                {"field": ".".join(str(p) for p in e["loc"][1 if single else 0:]) or "(item)",
+                 "problem": e["msg"]}
                 for e in exc.errors(include_url=False)[:20]]})  # fmt: skip
-        items = parsed if isinstance(parsed, list) else [parsed]
         if len(items) > MAX_FEEDBACK_ITEMS:
             problem = f"at most {MAX_FEEDBACK_ITEMS} items"
             return _json(413, {"error": "too much feedback at once",

@@ -331,3 +331,34 @@ def test_the_router_switches_on_a_new_routes_file_and_keeps_its_routes_on_a_bad_
     assert second["live"]["url"] == "http://127.0.0.1:2" and second["generation"] == 2
     assert second["draining"] == []  # nothing was in flight on the old upstream
     assert after_bad["generation"] == 2 and after_bad["live"]["url"] == "http://127.0.0.1:2"
+
+
+def test_feedback_is_checked_item_by_item_and_stored(tmp_path):
+    import asyncio
+
+    from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
+
+    routes_file = tmp_path / "m.routes.json"
+    write_routes(routes_file, Routes(model_name="m", evidence_dir=str(tmp_path / "evidence"),
+                                     upstreams=[Upstream(url="http://127.0.0.1:1",
+                                                         model_version="1")]))  # fmt: skip
+
+    async def scenario() -> list[tuple[int, dict]]:
+        router = Router(routes_file)
+        router.reload()
+        answers = []
+        two = b'[{"request_id": "r1", "label": "yes"}, {"request_id": "r2", "reward": 1}]'
+        for body in (b'{"request_id": "r1", "reward": 2}', b"[{}]", b"nope", two):
+            status, _, answer = router._feedback(body)
+            answers.append((status, json.loads(answer)))
+        router.feedback_log.close()
+        return answers
+
+    reward, missing, garbage, stored = asyncio.run(scenario())
+    assert reward == (400, {"error": "invalid feedback", "detail": [
+        {"field": "reward", "problem": "Input should be less than or equal to 1"}]})  # fmt: skip
+    assert missing[1]["detail"][0]["field"] == "0.request_id"
+    assert garbage[1]["detail"][0]["problem"].startswith("Invalid JSON")
+    assert stored == (202, {"accepted": 2, "matched": 0})
+    [log] = (tmp_path / "evidence").glob("feedback-*.jsonl")
+    assert [json.loads(line)["request_id"] for line in log.read_text().splitlines()] == ["r1", "r2"]
