@@ -80,8 +80,13 @@ def load_pipeline_config(
 
 
 def zenml_client() -> Client:
-    """The ZenML client, with this checkout (or $ZENML_REPOSITORY_PATH) a ZenML repository."""
+    """The ZenML client, with this checkout (or $ZENML_REPOSITORY_PATH) a ZenML repository,
+    whose config files are written atomically (two commands may start together)."""
     from zenml.client import Client
+
+    from tabular_mlops.adapters.zenml_files import write_yaml_atomically
+
+    write_yaml_atomically()
 
     if Client.find_repository() is None:
         Client.initialize(root=Path(os.environ.get("ZENML_REPOSITORY_PATH", PROJECT_ROOT)))
@@ -98,7 +103,9 @@ def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
     its stack; registered once per process (`run.py all` runs three pipelines)."""
     from tabular_mlops.adapters import stacks
     from tabular_mlops.adapters.servers import unreachable
+    from tabular_mlops.adapters.zenml_files import write_yaml_atomically
 
+    write_yaml_atomically()  # before any ZenML client starts, and rewrites, its config
     environment, source = load_env(env)
     problems = unreachable(environment, env) if preflight else []
     if problems:
@@ -204,8 +211,11 @@ def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunRes
     from tabular_mlops.adapters.runs_in_flight import in_flight
 
     with in_flight(LOCAL_DIR / "runs", pipeline.name) as tag:
+        # ZenML names a run by the time to the microsecond: two started together by two
+        # processes collided here (EntityExistsError), so the process joins the name
+        unique = f"{pipeline.name}-{{date}}-{{time}}-{os.getpid()}"
         try:
-            run = pipeline.with_options(tags=[tag])(**parameters)
+            run = pipeline.with_options(tags=[tag], run_name=unique)(**parameters)
         except RuntimeError as exc:
             failures = failed_steps(tag)
             if not failures:
