@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tabular_mlops.adapters.deployment.target import Rollout
-from tabular_mlops.core.rollout import ArmEvidence, Evidence
+from tabular_mlops.core.rollout import ArmEvidence, Evidence, percentile
 from tabular_mlops.serving.inference_log import read_records
 
 
@@ -34,13 +34,6 @@ def read_lines(directory: Path, prefix: str, experiment: str) -> list[dict[str, 
                 if record.get("experiment") == experiment:
                     records.append(record)
     return records
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 def gather(
@@ -70,8 +63,8 @@ def gather(
             record["request_id"]
         ] = record.get("labels")
     for version, values in latencies.items():
-        arms[version].p50_ms = _percentile(values, 50)
-        arms[version].p99_ms = _percentile(values, 99)
+        arms[version].p50_ms = percentile(values, 50)
+        arms[version].p99_ms = percentile(values, 99)
     compared = agreed = 0
     for request_id, labels in shadow_labels.items():
         answered = answered_labels.get(request_id)

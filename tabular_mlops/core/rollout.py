@@ -88,6 +88,14 @@ def too_slow(candidate_p99: float, champion_p99: float, plan: RolloutPlan) -> bo
     return candidate_p99 > max(plan.max_latency_ratio * champion_p99, plan.latency_budget_ms)
 
 
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile by rank (no interpolation); None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
 # --- evidence ---------------------------------------------------------------------------
 class ArmEvidence(BaseModel):
     """What one version's answers showed during the experiment."""
@@ -189,55 +197,49 @@ def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
     and canary once each arm has the planned sample, the probability to beat the
     champion for the bandit."""
     champion, candidate = evidence.champion, evidence.candidate
+
     figures = {
         "champion_requests": float(champion.requests),
         "candidate_requests": float(candidate.requests),
         "candidate_error_rate": candidate.error_rate,
         "champion_error_rate": champion.error_rate,
     }
+
+    def verdict(action: Action, reason: str) -> RolloutDecision:
+        return RolloutDecision(action=action, reasons=[reason], figures=figures)
+
     if evidence.router_state == "rolled_back":
-        return RolloutDecision(
-            action="rollback", reasons=[f"the router pulled it back: {evidence.router_reason}"],
-            figures=figures,
-        )  # fmt: skip
+        return verdict("rollback", f"the router pulled it back: {evidence.router_reason}")
     if candidate.requests and candidate.error_rate > plan.max_error_rate:
-        return RolloutDecision(
-            action="rollback",
-            reasons=[f"error rate {candidate.error_rate:.2%} over {plan.max_error_rate:.2%}"],
-            figures=figures,
+        return verdict(
+            "rollback", f"error rate {candidate.error_rate:.2%} over {plan.max_error_rate:.2%}"
         )
     if candidate.p99_ms is not None and champion.p99_ms:
         ratio = candidate.p99_ms / champion.p99_ms
         figures["p99_ratio"] = ratio
         if candidate.requests >= 100 and too_slow(candidate.p99_ms, champion.p99_ms, plan):
-            return RolloutDecision(
-                action="rollback",
-                reasons=[f"p99 {candidate.p99_ms:.1f} ms is {ratio:.2f}x the champion's "
-                         f"and over the {plan.latency_budget_ms:g} ms budget"],
-                figures=figures,
-            )  # fmt: skip
+            return verdict(
+                "rollback",
+                f"p99 {candidate.p99_ms:.1f} ms is {ratio:.2f}x the champion's "
+                f"and over the {plan.latency_budget_ms:g} ms budget",
+            )
     if evidence.strategy == "shadow" and not (candidate.labelled or candidate.rewarded):
         agreement = evidence.agreed / evidence.compared if evidence.compared else 0.0
         figures["agreement"] = agreement
         if evidence.compared < plan.shadow_requests:
-            return RolloutDecision(
-                action="continue",
-                reasons=[f"{evidence.compared} of {plan.shadow_requests} mirrored requests"],
-                figures=figures,
+            return verdict(
+                "continue", f"{evidence.compared} of {plan.shadow_requests} mirrored requests"
             )
         if agreement >= plan.min_agreement:
-            return RolloutDecision(
-                action="promote",
-                reasons=[f"agrees with the champion on {agreement:.2%} of "
-                         f"{evidence.compared} requests"],
-                figures=figures,
-            )  # fmt: skip
-        return RolloutDecision(
-            action="rollback",
-            reasons=[f"agrees with the champion on only {agreement:.2%} "
-                     f"(needs {plan.min_agreement:.0%}) and no feedback says it is better"],
-            figures=figures,
-        )  # fmt: skip
+            return verdict(
+                "promote",
+                f"agrees with the champion on {agreement:.2%} of {evidence.compared} requests",
+            )
+        return verdict(
+            "rollback",
+            f"agrees with the champion on only {agreement:.2%} "
+            f"(needs {plan.min_agreement:.0%}) and no feedback says it is better",
+        )
     s_champion, f_champion = champion.successes
     s_candidate, f_candidate = candidate.successes
     n_champion, n_candidate = int(s_champion + f_champion), int(s_candidate + f_candidate)
@@ -254,40 +256,26 @@ def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
     figures["sample_size_per_arm"] = float(needed)
     if evidence.strategy == "bandit":
         if beat >= plan.promote_probability and n_candidate >= 30:
-            return RolloutDecision(
-                action="promote",
-                reasons=[f"P(candidate beats champion) = {beat:.3f}"],
-                figures=figures,
-            )
+            return verdict("promote", f"P(candidate beats champion) = {beat:.3f}")
         if beat <= 1 - plan.promote_probability and n_champion >= 30:
-            return RolloutDecision(
-                action="rollback",
-                reasons=[f"P(candidate beats champion) = {beat:.3f}"],
-                figures=figures,
-            )
-        return RolloutDecision(
-            action="continue", reasons=[f"P(beats) = {beat:.3f}, not yet decisive"],
-            figures=figures,
-        )  # fmt: skip
+            return verdict("rollback", f"P(candidate beats champion) = {beat:.3f}")
+        return verdict("continue", f"P(beats) = {beat:.3f}, not yet decisive")
     if min(n_champion, n_candidate) < needed:
-        return RolloutDecision(
-            action="continue",
-            reasons=[f"feedback on {n_champion} / {n_candidate} rows of the {needed} per arm "
-                     f"needed to detect a {plan.min_effect:.0%} difference"],
-            figures=figures,
-        )  # fmt: skip
+        return verdict(
+            "continue",
+            f"feedback on {n_champion} / {n_candidate} rows of the {needed} per arm "
+            f"needed to detect a {plan.min_effect:.0%} difference",
+        )
     p_value = two_proportion_p_value(s_champion, n_champion, s_candidate, n_candidate)
     figures["p_value"] = p_value
     better = figures["candidate_rate"] > figures["champion_rate"]
     if p_value < plan.significance:
-        return RolloutDecision(
-            action="promote" if better else "rollback",
-            reasons=[f"candidate {figures['candidate_rate']:.3f} vs champion "
-                     f"{figures['champion_rate']:.3f}, p = {p_value:.4f}"],
-            figures=figures,
-        )  # fmt: skip
-    return RolloutDecision(
-        action="promote" if beat >= plan.promote_probability else "rollback",
-        reasons=[f"no significant difference (p = {p_value:.3f}); P(beats) = {beat:.3f}"],
-        figures=figures,
+        return verdict(
+            "promote" if better else "rollback",
+            f"candidate {figures['candidate_rate']:.3f} vs champion "
+            f"{figures['champion_rate']:.3f}, p = {p_value:.4f}",
+        )
+    return verdict(
+        "promote" if beat >= plan.promote_probability else "rollback",
+        f"no significant difference (p = {p_value:.3f}); P(beats) = {beat:.3f}",
     )

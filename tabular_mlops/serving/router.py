@@ -53,7 +53,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
-from tabular_mlops.core.rollout import RolloutPlan, sticky_bucket, thompson_choice
+from tabular_mlops.core.rollout import (
+    RolloutPlan,
+    percentile,
+    sticky_bucket,
+    thompson_choice,
+    too_slow,
+)
 from tabular_mlops.core.spec import SOURCE_HEADER, SOURCE_TOKEN_HEADER
 
 logger = logging.getLogger(__name__)
@@ -171,10 +177,7 @@ class _Arm:
         return self.pool.upstream.model_version
 
     def percentile(self, q: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+        return percentile(self.latencies_ms, q)
 
     def successes(self) -> tuple[float, float]:
         if self.rewarded:
@@ -232,6 +235,8 @@ class Router:
         self.routing_log: Any = None
         self.feedback_log: Any = None
         self._watch: asyncio.Task[None] | None = None
+        #: what is passed upstream: FORWARDED, and the A/B plan's sticky header
+        self.forwarded_headers: frozenset[str] = FORWARDED
 
     # --- routes -----------------------------------------------------------------
     def reload(self) -> None:
@@ -251,6 +256,7 @@ class Router:
             kept = known.get(upstream.url) if same_experiment else None
             arms.append(kept if kept is not None else _Arm(pool))
         self.routes, self.arms = routes, arms
+        self.forwarded_headers = FORWARDED | {routes.plan.sticky_header}
         if not same_experiment:
             self.step, self.at_step, self.state, self.reason = 0, 0, "running", ""
             self.compared = self.agreed = self.mirrors_skipped = 0
@@ -375,14 +381,10 @@ class Router:
         ):
             return
         p99_candidate, p99_champion = candidate.percentile(99), champion.percentile(99)
-        if (
-            p99_candidate
-            and p99_champion
-            and p99_candidate > plan.max_latency_ratio * max(p99_champion, 1.0)
-        ):
+        if p99_candidate and p99_champion and too_slow(p99_candidate, p99_champion, plan):
             self._roll_back(
                 f"p99 {p99_candidate:.1f} ms over {plan.max_latency_ratio}x the champion's "
-                f"{p99_champion:.1f} ms"
+                f"{p99_champion:.1f} ms and the {plan.latency_budget_ms:g} ms budget"
             )
             return
         # the last step, all traffic, is the promotion itself: the rollout pipeline's
@@ -497,7 +499,7 @@ class Router:
     async def _forward(self, scope: dict[str, Any], receive: Receive) -> Answer:
         headers: dict[str, str] = {}
         size = 0
-        forwarded = FORWARDED | {self.routes.plan.sticky_header} if self.routes else FORWARDED
+        forwarded = self.forwarded_headers
         for name, value in scope["headers"]:
             size += len(name) + len(value)
             key = name.decode("latin-1")
