@@ -10,15 +10,16 @@ after the other on the same machine:
 
 with single-row requests at 16 and 64 connections and 100-row batches at 16,
 and prints requests/s, p50/p90/p99 and the ratios to MLflow. Then the routed
-paths of a rollout, single row at 16 connections: a canary holding half the
-traffic (champion and candidate both live) and a shadow (every request
-answered by the champion and mirrored to the candidate), against the
-one-version path of the same run. wrk is a C load
+paths of a rollout, single row at 16 connections, with a second version live
+beside the champion: the champion alone, a canary holding half the traffic,
+and a shadow (answered by the champion, ``shadow_share`` of the requests
+mirrored to the candidate in batches), in alternation, ``--rollout-rounds``
+times, with the medians and what each costs against the champion alone. wrk is a C load
 generator: a Python one on 2 cores takes the CPU the servers need and hides
 their tails. The script finds `wrk` on PATH, or installs Debian's package when
 it runs as root.
 
-    .venv/bin/python bench/serving.py [--seconds 10]
+    .venv/bin/python bench/serving.py [--seconds 10] [--rollout-rounds 3]
 
 Everything binds 127.0.0.1; every server started here is stopped at the end.
 """
@@ -26,6 +27,7 @@ Everything binds 127.0.0.1; every server started here is stopped at the end.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -125,8 +127,13 @@ def _start(command: list[str], env: dict[str, str], log: Path, ready_url: str) -
 
 @click.command()
 @click.option("--seconds", default=10.0, show_default=True, help="Measured time per load.")
-def main(seconds: float) -> None:
+@click.option(
+    "--rollout-rounds", default=3, show_default=True,
+    help="Alternations of the rollout paths (champion alone, canary, shadow).",
+)  # fmt: skip
+def main(seconds: float, rollout_rounds: int) -> None:
     wrk = find_wrk()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     scratch = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     (scratch / "repo").mkdir()
     env = {
@@ -228,8 +235,8 @@ def main(seconds: float) -> None:
                     f"  {label:<30} {name:<34} x{ratio:5.1f}   p99 "
                     f"{mine.percentiles_ms[99]:6.1f} ms vs {mlflow.percentiles_ms[99]:6.1f} ms"
                 )
-        _rollout_paths(wrk, env, serving, ours.url, json.dumps({"rows": one}), seconds,
-                       results[("single row, 16 connections", servers[0][0])],
+        _rollout_paths(wrk, env, serving, scratch / "serving", ours.url,
+                       json.dumps({"rows": one}), seconds, rollout_rounds,
                        results[("single row, 16 connections", "mlflow models serve")])  # fmt: skip
     finally:
         for pid in started:
@@ -241,40 +248,98 @@ def _rollout_paths(
     wrk: str,
     env: dict[str, str],
     serving: list[str],
+    state_dir: Path,
     url: str,
     body: str,
     seconds: float,
-    one_version: WrkResult,
+    rounds: int,
     mlflow: WrkResult,
 ) -> None:
-    """A second version as candidate: canary at half the traffic, then shadow."""
+    """A second version beside the champion: the champion alone, a canary at half the
+    traffic, and a shadow, measured in alternation.
+
+    Both versions stay live throughout: ``deploy --strategy shadow`` starts the
+    candidate, then the router's routes are switched between the three plans
+    (the champion alone, canary 50/50, the deployed shadow), ``rounds`` times
+    over, and the medians compared, so the machine's drift over the run falls on
+    every side alike."""
     import httpx
+
+    from tabular_mlops.adapters.deployment.local import state_file
+    from tabular_mlops.core.rollout import RolloutPlan
+    from tabular_mlops.serving.router import Routes, write_routes
 
     click.echo("\ntraining a second version (staging) for the rollout paths ...")
     _cli(env, "train", "--env", "dev", "--set", "parameters.promotion.stage=staging",
          "--set", "parameters.training.params.C=0.5", "--set", "enable_cache=false")  # fmt: skip
     never = ["--set", "parameters.serving.rollout.hold_requests=1000000000"]
-    click.echo("\nsingle row, 16 connections, through the stable address:")
-    click.echo(one_version.row("one version (replace)"))
-    for strategy, extra in (
-        ("canary", ["--set", "parameters.serving.rollout.canary_steps=[0.5, 1.0]"]),
-        ("shadow", []),
-    ):
-        _cli(env, "deploy", "--env", "dev", *serving, "--set", "stage=staging",
-             "--strategy", strategy, *never, *extra)  # fmt: skip
-        result = run_wrk(wrk, f"{url}/predict", body, 16, seconds)
+    _cli(env, "deploy", "--env", "dev", *serving, "--set", "stage=staging",
+         "--strategy", "shadow", *never)  # fmt: skip
+    routes_file = state_file(state_dir, "tabular_classifier", ".routes")
+    shadow = Routes.model_validate_json(routes_file.read_text())
+    canary_plan = RolloutPlan(
+        **{**shadow.plan.model_dump(), "strategy": "canary", "canary_steps": [0.5, 1.0]}
+    )
+    plans = {
+        "champion alone": shadow.model_copy(update={"upstreams": shadow.upstreams[:1]}),
+        "canary 50%": shadow.model_copy(update={"plan": canary_plan}),
+        f"shadow {shadow.plan.shadow_share:.0%}": shadow,
+    }
+    click.echo(
+        f"\nsingle row, 16 connections, through the stable address, both versions live, "
+        f"{rounds} rounds in alternation (wrk -c16 -d{seconds:g}s each):"
+    )
+    measured: dict[str, list[WrkResult]] = {name: [] for name in plans}
+    for _ in range(rounds):
+        for name, routes in plans.items():
+            write_routes(routes_file, routes)
+            _wait_for_arms(url, len(routes.upstreams), routes.plan.strategy)
+            before = httpx.get(f"{url}/-/routes").json()
+            result = run_wrk(wrk, f"{url}/predict", body, 16, seconds)
+            after = httpx.get(f"{url}/-/routes").json()
+            measured[name].append(result)
+            served = ", ".join(
+                f"v{a['version']} {a['requests'] - b['requests']:,}"
+                for a, b in zip(after["arms"], before["arms"], strict=True)
+            )
+            skipped = after["shadow"]["skipped"] - before["shadow"]["skipped"]
+            click.echo(result.row(name) + f"   by version: {served}; shadow skipped {skipped}")
+    median = {name: _median(results) for name, results in measured.items()}
+    alone = median["champion alone"]
+    click.echo("  medians:")
+    for name, (rate, p99) in median.items():
+        click.echo(
+            f"  {name:<44}{rate:>9,.0f} req/s   p99 {p99:6.1f} ms   "
+            f"x{rate / mlflow.requests_per_second:.1f} mlflow models serve, "
+            f"{rate / alone[0]:.1%} of the champion alone"
+        )
+    _cli(env, "rollout", "--env", "dev", *serving, "--abort")
+
+
+def _median(results: list[WrkResult]) -> tuple[float, float]:
+    """The median throughput and the median p99 of repeated runs."""
+    middle = len(results) // 2
+    return (
+        sorted(r.requests_per_second for r in results)[middle],
+        sorted(r.percentiles_ms[99] for r in results)[middle],
+    )
+
+
+def _wait_for_arms(url: str, arms: int, strategy: str) -> None:
+    """Until the router has read the routes file (it checks every 2 s)."""
+    import time
+
+    import httpx
+
+    def taken() -> bool:
         view = httpx.get(f"{url}/-/routes").json()
-        served = ", ".join(f"v{a['version']} {a['requests']:,}" for a in view["arms"])
-        click.echo(result.row(f"{strategy} (router state {view['state']})"))
-        click.echo(
-            f"    requests by version: {served}; shadow skipped {view['shadow']['skipped']:,}"
-        )
-        click.echo(
-            f"    x{result.requests_per_second / mlflow.requests_per_second:.1f} mlflow models "
-            f"serve; {result.requests_per_second / one_version.requests_per_second:.0%} of the "
-            "one-version path"
-        )
-        _cli(env, "rollout", "--env", "dev", *serving, "--abort")
+        return len(view["arms"]) == arms and (arms == 1 or view["strategy"] == strategy)
+
+    deadline = time.monotonic() + 10
+    while not taken():
+        if time.monotonic() > deadline:
+            raise SystemExit("the router did not take the new routes within 10 s")
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ SETTINGS_ENV = "TABULAR_SERVING_SETTINGS"
 SOURCE_HEADER = "x-request-source"
 #: ...when this one carries the deployment's ``source_token``
 SOURCE_TOKEN_HEADER = "x-source-token"
+#: where a shadow candidate takes the router's batches of mirrored live requests
+SHADOW_PATH = "/-/shadow"
 
 
 class ServingSettings(BaseModel):

@@ -31,9 +31,10 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from tabular_mlops.core.spec import (
+    SHADOW_PATH,
     SOURCE_HEADER,
     SOURCE_TOKEN_HEADER,
     ServingSettings,
@@ -88,6 +89,20 @@ class PredictAnswer(BaseModel):
     model_name: str
     model_version: str
     predictions: list[Prediction]
+
+
+#: mirrored requests in one shadow batch
+MAX_SHADOW_REQUESTS = 256
+
+
+class ShadowItem(BaseModel):
+    request_id: str = Field(pattern=REQUEST_ID.pattern)
+    #: the live request's body, as the client sent it
+    body: str
+
+
+class ShadowBatch(BaseModel):
+    requests: list[ShadowItem] = Field(min_length=1, max_length=MAX_SHADOW_REQUESTS)
 
 
 class RefusedRequestError(ValueError):
@@ -173,6 +188,11 @@ def parse_body(body: bytes, max_rows: int, validate: Any) -> Any:
         return validate(document)
     except ValidationError as error:
         raise RefusedRequestError(400, "invalid request", describe_errors(error)) from None
+
+
+def rows_of(parsed: Any) -> list[list[Any]]:
+    """A validated request's rows as lists of values, in the features' order."""
+    return [list(row.__dict__.values()) for row in parsed.rows]
 
 
 def unscorable(spec: ServingSpec, rows: list[list[Any]], bad: list[int]) -> list[Problem]:
@@ -301,7 +321,6 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         model: Scorer | None = getattr(app.state, "scorer", None)
         if model is None:
             return _json(503, {"error": "the model is still loading", "detail": []})
-        log: InferenceLogWriter | None = app.state.inference_log
         refused = _refuse(request, max_bytes, max_rows)
         if refused is not None:
             PREDICTIONS.labels(version, "invalid").inc()
@@ -311,26 +330,91 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             if len(body) > max_bytes:
                 return _too_large(max_bytes, max_rows)
             source = request_source(request, settings.source_token)
-            parsed = parse_body(body, max_rows, validate)
-            rows = [list(row.__dict__.values()) for row in parsed.rows]
-            probabilities = model.predict_proba(rows)
-            finite = np.isfinite(probabilities).all(axis=1)
-            if not finite.all():
-                bad = np.flatnonzero(~finite).tolist()
-                raise RefusedRequestError(
-                    422, "the model cannot score these rows", unscorable(spec, rows, bad)
-                )
+            rows = rows_of(parse_body(body, max_rows, validate))
+            predictions = answers(model.predict_proba(rows), rows)
         except RefusedRequestError as problem:
             PREDICTIONS.labels(version, "invalid" if problem.status != 422 else "unscorable").inc()
             return problem.answer()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        predictions: list[dict[str, Any]] = [
+        log_answers(request_id, rows, predictions, source)
+        LATENCY.labels(version).observe(time.perf_counter() - started)
+        return _json(
+            200,
+            {
+                "request_id": request_id,
+                "model_name": spec.model_name,
+                "model_version": version,
+                "predictions": predictions,
+            },
+        )
+
+    @app.post(SHADOW_PATH, include_in_schema=False)
+    async def shadow(request: Request) -> Response:
+        """A batch of mirrored live requests, scored in one call, each answered and logged
+        under its own request id as ``shadow`` (see the router: one call per batch instead
+        of one per request is what keeps a shadow's cost on the answered path small).
+
+        Only the deployment's router may send them: the source token is required."""
+        model: Scorer | None = getattr(app.state, "scorer", None)
+        if model is None:
+            return _json(503, {"error": "the model is still loading", "detail": []})
+        try:
+            if request_source(request, settings.source_token) == "live":
+                raise RefusedRequestError(
+                    403, "forbidden", [Problem(field=SOURCE_HEADER, problem="required")]
+                )
+            batch = ShadowBatch.model_validate_json(await request.body())
+        except ValidationError as error:
+            return RefusedRequestError(400, "invalid request", describe_errors(error)).answer()
+        except RefusedRequestError as problem:
+            return problem.answer()
+        parsed: list[list[list[Any]] | RefusedRequestError] = []
+        for item in batch.requests:
+            try:
+                parsed.append(rows_of(parse_body(item.body.encode(), max_rows, validate)))
+            except RefusedRequestError as problem:
+                parsed.append(problem)
+        scored = [rows for rows in parsed if not isinstance(rows, RefusedRequestError)]
+        every_row = [row for rows in scored for row in rows]
+        probabilities = model.predict_proba(every_row) if every_row else np.empty((0, 0))
+        results, offset = [], 0
+        for item, rows in zip(batch.requests, parsed, strict=True):
+            try:
+                if isinstance(rows, RefusedRequestError):
+                    raise rows
+                offset += len(rows)
+                predictions = answers(probabilities[offset - len(rows) : offset], rows)
+            except RefusedRequestError as problem:
+                outcome = "invalid" if problem.status != 422 else "unscorable"
+                PREDICTIONS.labels(version, outcome).inc()
+                results.append({"request_id": item.request_id, "status": problem.status})
+            else:
+                log_answers(item.request_id, rows, predictions, "shadow")
+                labels = [answer["label"] for answer in predictions]
+                results.append({"request_id": item.request_id, "status": 200, "labels": labels})
+        return _json(200, {"model_version": version, "answers": results})
+
+    def answers(probabilities: np.ndarray, rows: list[list[Any]]) -> list[dict[str, Any]]:
+        """Label and probabilities per row; rows whose probabilities are not finite are
+        refused (422, naming the features outside the range training covered)."""
+        finite = np.isfinite(probabilities).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite).tolist()
+            raise RefusedRequestError(
+                422, "the model cannot score these rows", unscorable(spec, rows, bad)
+            )
+        return [
             {
                 "label": classes[int(p.argmax())],
                 "probabilities": dict(zip(classes, p.tolist(), strict=True)),
             }
             for p in probabilities
         ]
+
+    def log_answers(
+        request_id: str, rows: list[list[Any]], predictions: list[dict[str, Any]], source: str
+    ) -> None:
+        log: InferenceLogWriter | None = app.state.inference_log
         if log is not None:
             now = datetime.now(UTC)
             log.write(
@@ -349,16 +433,6 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             )
         PREDICTIONS.labels(version, "ok").inc()
         ROWS.labels(version).inc(len(rows))
-        LATENCY.labels(version).observe(time.perf_counter() - started)
-        return _json(
-            200,
-            {
-                "request_id": request_id,
-                "model_name": spec.model_name,
-                "model_version": version,
-                "predictions": predictions,
-            },
-        )
 
     @app.get("/livez", include_in_schema=False)
     async def livez() -> Response:

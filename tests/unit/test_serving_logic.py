@@ -291,6 +291,49 @@ def test_only_the_deployment_can_tag_its_own_requests(service, tmp_path):
     assert sorted(read_records(tmp_path)["source"]) == ["live", "smoke-test"]
 
 
+def test_a_shadow_batch_is_answered_and_logged_request_by_request(service, tmp_path):
+    """The router's batch of mirrored requests: one scoring call, each request answered
+    (or refused) on its own and logged under its own id as shadow; only with the token."""
+    from tabular_mlops.core.scoring import FastModel
+    from tabular_mlops.core.spec import SHADOW_PATH
+    from tabular_mlops.serving.app import bind
+    from tabular_mlops.serving.inference_log import InferenceLogWriter, read_records
+
+    client, row = service
+    _, model, spec = client.app.state.churn
+    log = InferenceLogWriter(tmp_path)
+    bind(client.app, FastModel(model, [f.name for f in spec.features]), log)
+    single = client.post("/predict", json={"rows": [row]}).json()["predictions"][0]["label"]
+    batch = {"requests": [
+        {"request_id": "a", "body": json.dumps({"rows": [row]})},
+        {"request_id": "b", "body": json.dumps({"rows": [{**row, "tenure_months": "x"}]})},
+        {"request_id": "c", "body": json.dumps({"rows": [row, row]})},
+        {"request_id": "d", "body": "{not json"},
+    ]}  # fmt: skip
+    assert client.post(SHADOW_PATH, json=batch).status_code == 403  # no token: not the router
+    tagged = {"x-request-source": "shadow", "x-source-token": "s3cret"}
+    answer = client.post(SHADOW_PATH, json=batch, headers=tagged)
+    assert answer.status_code == 200
+    assert answer.json()["answers"] == [
+        {"request_id": "a", "status": 200, "labels": [single]},
+        {"request_id": "b", "status": 400},
+        {"request_id": "c", "status": 200, "labels": [single, single]},
+        {"request_id": "d", "status": 400},
+    ]
+    bad_id = {"requests": [{"request_id": "x" * 500, "body": "{}"}]}
+    refused = client.post(SHADOW_PATH, json=bad_id, headers=tagged)
+    assert refused.status_code == 400
+    assert refused.json()["detail"][0]["field"] == "requests.0.request_id"
+    log.close()
+    logged = read_records(tmp_path)
+    shadow = logged[logged["source"] == "shadow"]
+    assert sorted(zip(shadow["request_id"], shadow["row"], strict=True)) == [
+        ("a", 0),
+        ("c", 0),
+        ("c", 1),
+    ]
+
+
 def test_the_openapi_document_resolves_and_declares_every_answer(service):
     from openapi_spec_validator import validate
 
