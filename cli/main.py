@@ -12,6 +12,7 @@ import click
 from cli.deploy import deploy
 from cli.infer import infer
 from cli.loop import all_stages
+from cli.models import models
 from cli.monitor import monitor, simulate
 from cli.report import report
 from cli.rollout import rollout
@@ -55,6 +56,7 @@ for command in (
     train,
     deploy,
     rollout,
+    models,
     infer,
     monitor,
     simulate,

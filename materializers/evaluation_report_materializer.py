@@ -12,6 +12,7 @@ from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
+from tabular_mlops.core.pages import number, page, table
 from tabular_mlops.core.report import EvaluationReport
 
 
@@ -26,21 +27,24 @@ class EvaluationReportMaterializer(PydanticMaterializer):
         return {path: VisualizationType.HTML}
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _png(figure: object) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)  # type: ignore[attr-defined]
+    plt.close(figure)  # type: ignore[arg-type]
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _plots_png(report: EvaluationReport) -> str:
+def _plots_png(report: EvaluationReport) -> tuple[str, str]:
+    """The confusion matrix and the ROC curves, each a picture of its own, so the page
+    stacks them in the dashboard's narrow panel instead of cutting one off."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (confusion, roc) = plt.subplots(1, 2, figsize=(11, 4.5))
+    figure, confusion = plt.subplots(figsize=(4.6, 4))
     confusion.imshow(report.confusion_matrix, cmap="Blues")
     ticks = range(len(report.classes))
     confusion.set_xticks(ticks, report.classes, rotation=45, ha="right")
@@ -53,6 +57,9 @@ def _plots_png(report: EvaluationReport) -> str:
         for j, count in enumerate(row):
             color = "white" if count > darkest / 2 else "black"
             confusion.text(j, i, str(count), ha="center", va="center", color=color)
+    figure.tight_layout()
+    confusion_png = _png(figure)
+    figure, roc = plt.subplots(figsize=(4.6, 4))
     for cls, (fpr, tpr) in report.roc_curves.items():
         roc.plot(fpr, tpr, label=cls)
     roc.plot([0, 1], [0, 1], linestyle="--", color="grey")
@@ -61,32 +68,29 @@ def _plots_png(report: EvaluationReport) -> str:
     roc.set_title("ROC (one vs rest)")
     roc.legend(loc="lower right")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return confusion_png, _png(figure)
 
 
 def render_html(report: EvaluationReport) -> str:
-    metrics = _table(
-        ["metric", "value"], [[name, f"{value:.4f}"] for name, value in report.metrics.items()]
-    )
-    slices = ""
+    """Metrics, slices (``n/a`` where a metric is undefined, e.g. ROC AUC on a slice with
+    one class), then the two plots stacked: a static page for the dashboard's panel."""
+    sections = [
+        f"<h2>Evaluation on {report.rows} held-out rows</h2>",
+        table(["metric", "value"], [[name, number(v)] for name, v in report.metrics.items()]),
+    ]
     if report.slices:
         names = sorted({name for s in report.slices for name in s.metrics})
-        slices = f"<h3>By {html.escape(str(report.slice_column))}</h3>" + _table(
-            ["slice", "rows", *names],
-            [
-                [s.value, str(s.rows), *(f"{s.metrics.get(n, float('nan')):.4f}" for n in names)]
-                for s in report.slices
-            ],
+        sections.append(f"<h3>By {html.escape(str(report.slice_column))}</h3>")
+        sections.append(
+            table(
+                ["slice", "rows", *names],
+                [
+                    [s.value, str(s.rows), *(number(s.metrics.get(n)) for n in names)]
+                    for s in report.slices
+                ],
+            )
         )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><style>
-body {{ font-family: sans-serif; margin: 1em; }}
-table {{ border-collapse: collapse; margin-bottom: 1em; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
-</style></head><body>
-<h2>Evaluation on {report.rows} held-out rows</h2>
-{metrics}{slices}
-<img alt="confusion matrix and ROC curves" src="data:image/png;base64,{_plots_png(report)}">
-</body></html>"""
+    confusion, roc = _plots_png(report)
+    sections.append(f'<img alt="confusion matrix" src="data:image/png;base64,{confusion}">')
+    sections.append(f'<img alt="ROC curves" src="data:image/png;base64,{roc}">')
+    return page("Evaluation report", "\n".join(sections))

@@ -12,6 +12,7 @@ from pipelines.deployment import redeployment_pipeline
 from pipelines.training import retraining_pipeline
 from steps.alerts.failure_hook import alert_on_failure
 from steps.deployment.find_live_service import find_live_service
+from steps.monitoring.chart_monitoring_trend import chart_monitoring_trend
 from steps.monitoring.collect_predictions import collect_predictions
 from steps.monitoring.detect_drift import detect_drift
 from tabular_mlops.core.config import MonitoringConfig, RetrainingPlan
@@ -19,7 +20,7 @@ from tabular_mlops.core.config import MonitoringConfig, RetrainingPlan
 
 @pipeline(dynamic=True, enable_cache=False, on_failure=alert_on_failure)
 def continuous_training_pipeline(monitoring: MonitoringConfig, plan: RetrainingPlan) -> None:
-    """monitor -> decide -> retrain -> gate -> promote -> redeploy.
+    """monitor -> decide (and chart the trend) -> retrain -> gate -> promote -> redeploy.
 
     Each stage runs only when the one before says so: a retraining is a child
     run of the training pipeline, whose gates decide what is promoted; only a
@@ -28,6 +29,7 @@ def continuous_training_pipeline(monitoring: MonitoringConfig, plan: RetrainingP
     with configured_steps(plan.step_options):
         current = collect_predictions(monitoring)
         decision, _, _ = detect_drift(current, monitoring)
+        chart_monitoring_trend(decision)
         if not plan.enabled or decision.load().action != "retrain":
             return
         # a child run: its outputs, not a run record (ZenML's annotation says the latter)
@@ -60,7 +62,12 @@ def configured_steps(step_options: dict[str, dict[str, Any]]) -> Iterator[None]:
         for candidate in vars(module).values()
         if isinstance(candidate, BaseStep)
     }
-    known.update({s.name: s for s in (collect_predictions, detect_drift, find_live_service)})
+    known.update(
+        {
+            s.name: s
+            for s in (collect_predictions, detect_drift, chart_monitoring_trend, find_live_service)
+        }
+    )
     unknown = sorted(set(step_options) - set(known))
     if unknown:
         raise ValueError(

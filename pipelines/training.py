@@ -14,6 +14,7 @@ from steps.promotion.prune_candidates import prune_candidates
 from steps.promotion.register_model import register_model
 from steps.promotion.resolve_champion import resolve_champion
 from steps.promotion.validate_model import validate_model
+from steps.promotion.write_model_card import write_model_card
 from steps.training.train_model import train_model
 from tabular_mlops.core.config import (
     DataSourceConfig,
@@ -33,7 +34,8 @@ def train_and_promote(
     evaluation: EvaluationConfig,
     promotion: PromotionConfig,
 ) -> Any:
-    """ingest -> validate data -> split -> train -> evaluate -> validate model -> register/promote.
+    """ingest -> validate data -> split -> train -> evaluate -> validate model -> register/promote
+    -> model card.
 
     Both gates stop the line: bad data fails the run before training; a model
     that fails the model gate is registered but never promoted.
@@ -48,6 +50,7 @@ def train_and_promote(
     decision = validate_model(report, test_set, champion, promotion, target)
     registry_version = register_model(model, mlflow_model, report, decision)
     outcome = promote_model(decision, champion, registry_version, promotion, test_set, target)
+    write_model_card(outcome, decision)
     prune_candidates(outcome, promotion)
     return outcome
 

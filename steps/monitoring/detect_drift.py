@@ -4,7 +4,7 @@ import logging
 from typing import Annotated
 
 import pandas as pd
-from zenml import get_step_context, log_metadata, step
+from zenml import get_step_context, step
 from zenml.client import Client
 from zenml.types import HTMLString
 
@@ -52,17 +52,6 @@ def detect_drift(
         drift,
         performance(monitored_predictions, monitoring.labels_path),
         monitoring,
-    )
-    # Charted across runs in the dashboard: one metadata entry per figure.
-    log_metadata(
-        metadata={
-            "action": decision.action,
-            "drift_share": decision.drift_share,
-            "drifted_columns": len(decision.drifted_columns),
-            "prediction_drift": decision.prediction_drift,
-            "rows": decision.rows,
-            **({"accuracy": decision.performance["accuracy"]} if decision.performance else {}),
-        }
     )
     logger.info("monitoring decision: %s (%s)", decision.action, "; ".join(decision.reasons))
     if decision.action != "none":

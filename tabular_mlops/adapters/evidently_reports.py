@@ -21,6 +21,7 @@ import pandas as pd
 
 from tabular_mlops.core.columns import column_kind
 from tabular_mlops.core.drift import DriftSummary, summarize
+from tabular_mlops.core.pages import distributions_svg, number, page, table
 
 if TYPE_CHECKING:
     from zenml.data_validators import BaseDataValidator
@@ -102,7 +103,9 @@ def interactive_html(snapshot: str) -> str:
 
 
 def render_summary(summary: DriftSummary, title: str, rows: int, artifact: str) -> str:
-    """The summary as one static page that fits the dashboard's panel."""
+    """The summary as one static page that fits the dashboard's panel: the verdict, the
+    quality figures, then per column its test, score, threshold, verdict and both
+    distributions (drifted columns first, shaded)."""
     esc = html.escape
     if summary.compared_with_reference:
         verdict = (
@@ -112,31 +115,31 @@ def render_summary(summary: DriftSummary, title: str, rows: int, artifact: str) 
         )
     else:
         verdict = "no reference to compare with (the first model): quality figures only"
-    quality = "".join(
-        f"<tr><td>{esc(name.replace('_', ' '))}</td><td>{value:g}</td></tr>"
-        for name, value in summary.quality.items()
-    )
-    columns = "".join(
-        f'<tr class="{"drift" if c.drifted else ""}"><td>{esc(c.column)}</td>'
-        f"<td>{esc(c.test)}</td><td>{c.score:.4g}</td><td>{c.threshold:g}</td>"
-        f"<td>{'drifted' if c.drifted else 'ok'}</td></tr>"
-        for c in sorted(summary.columns, key=lambda c: (not c.drifted, c.column))
-    )
-    drift_table = (
-        "<table><thead><tr><th>column</th><th>test</th><th>score</th><th>threshold</th>"
-        f"<th>verdict</th></tr></thead><tbody>{columns}</tbody></table>"
-        if columns
-        else ""
-    )
-    quality_table = f"<table><tbody>{quality}</tbody></table>" if quality else ""
-    return f"""<!doctype html><html><head><meta charset="utf-8"><style>
-body {{ font-family: sans-serif; margin: 0.8em; font-size: 14px; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
-tr.drift td {{ background: #fde2e2; }}
-</style></head><body>
-<h3>{esc(title)}</h3>
-<p>{rows} rows. {esc(verdict)}.
-Full Evidently report: <code>python run.py report {esc(artifact)}</code>.</p>
-{quality_table}{drift_table}
-</body></html>"""
+    sections = [
+        f"<h3>{esc(title)}</h3>",
+        f"<p>{rows} rows. {esc(verdict)}. Full Evidently report: "
+        f"<code>python run.py report {esc(artifact)}</code>.</p>",
+    ]
+    if summary.quality:
+        sections.append(
+            table(["quality", "value"],
+                  [[n.replace("_", " "), number(v)] for n, v in summary.quality.items()])
+        )  # fmt: skip
+    ordered = sorted(summary.columns, key=lambda c: (not c.drifted, c.column))
+    if ordered:
+        header = ["column", "test", "score", "threshold", "verdict"]
+        cells = [[c.column, c.test, number(c.score), number(c.threshold),
+                  "drifted" if c.drifted else "ok"] for c in ordered]  # fmt: skip
+        sections.append(table(header, cells, numeric_from=2, bad_rows=[c.drifted for c in ordered]))
+        drawn = [
+            f"<tr><td>{esc(c.column)}</td><td>"
+            f"{distributions_svg(c.reference_distribution, c.current_distribution)}</td></tr>"
+            for c in ordered
+            if c.reference_distribution and c.current_distribution
+        ]
+        if drawn:
+            sections.append(
+                "<h3>Distributions: reference (grey), current (blue)</h3>"
+                f"<table><tbody>{''.join(drawn)}</tbody></table>"
+            )
+    return page(title, "\n".join(sections))

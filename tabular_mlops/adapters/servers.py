@@ -107,7 +107,35 @@ def start_zenml(port: int | None = None) -> str:
     """The local ZenML server (and its dashboard) over this machine's store, on ``HOST``."""
     port = port or ZENML_DEFAULT_PORT
     _zenml("login", "--local", "--ip-address", HOST, "--port", str(port))
-    return f"http://{HOST}:{port}"
+    url = f"http://{HOST}:{port}"
+    skip_onboarding_survey(url)
+    return url
+
+
+def skip_onboarding_survey(url: str) -> None:
+    """Answer the dashboard's first-visit survey (name, e-mail, newsletter, "what are you
+    building"): no e-mail, no newsletter, survey finished.
+
+    The dashboard shows the survey while the user's ``email_opted_in`` is unset or
+    its metadata lacks ``finished_onboarding_survey``; this is the request the
+    survey itself sends (``PUT /api/v1/current-user``) to the local server, which
+    needs no login. ZenML's client cannot do it: its ``update_user`` goes through
+    ``/users/{id}``, which drops ``email_opted_in`` (ZenML 0.98)."""
+    import httpx
+
+    try:
+        current = httpx.get(f"{url}/api/v1/current-user", timeout=10).json()
+        answer = {
+            "name": current["name"],
+            "email_opted_in": False,
+            "user_metadata": {
+                **current["metadata"]["user_metadata"],
+                "finished_onboarding_survey": True,
+            },
+        }
+        httpx.put(f"{url}/api/v1/current-user", json=answer, timeout=10).raise_for_status()
+    except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+        logger.warning("the dashboard will ask its first-visit survey (%s)", exc)
 
 
 def stop_zenml() -> None:

@@ -228,4 +228,8 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
             client.set_active_project(environment.project)
     if client.active_stack_model.name != stack_plan.name:
         client.activate_stack(stack_plan.name)
+    if environment.stack.components.orchestrator.flavor == "local":
+        from tabular_mlops.adapters import code_repository
+
+        code_repository.register(client)
     return stack_plan

@@ -15,6 +15,9 @@ class ColumnDrift(BaseModel):
     score: float
     threshold: float
     drifted: bool
+    #: Evidently's small histograms of the column: (bin edges or categories, heights)
+    reference_distribution: tuple[list[Any], list[float]] | None = None
+    current_distribution: tuple[list[Any], list[float]] | None = None
 
 
 class DriftSummary(BaseModel):
@@ -66,8 +69,17 @@ def summarize(report: dict[str, Any], compared_with_reference: bool = True) -> D
                 score=float(r["drift_score"]),
                 threshold=float(r["stattest_threshold"]),
                 drifted=bool(r["drift_detected"]),
+                reference_distribution=_histogram(r.get("reference")),
+                current_distribution=_histogram(r.get("current")),
             )
             for name, r in columns.items()
         ],
         quality={k: float(quality[k]) for k in QUALITY_FIGURES if quality.get(k) is not None},
     )
+
+
+def _histogram(side: dict[str, Any] | None) -> tuple[list[Any], list[float]] | None:
+    distribution = (side or {}).get("small_distribution") or {}
+    if not distribution.get("x") or not distribution.get("y"):
+        return None
+    return list(distribution["x"]), [float(v) for v in distribution["y"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -94,10 +95,12 @@ def _slices(
         )
     values = test_set[column]
     if column_kind(values) == "numeric" and values.nunique() > bins:
-        values = pd.qcut(values, q=bins, duplicates="drop")
-    keys = values.astype(str).fillna("<missing>").to_numpy()
+        keys, order = quantile_bins(values, bins)
+    else:
+        keys = values.astype(str).where(values.notna(), "<missing>").to_numpy()
+        order = sorted(set(keys))
     result = []
-    for key in sorted(set(keys)):
+    for key in order:
         mask = keys == key
         result.append(
             SliceMetrics(
@@ -107,3 +110,16 @@ def _slices(
             )
         )
     return result
+
+
+def quantile_bins(values: pd.Series, bins: int) -> tuple[np.ndarray, list[str]]:
+    """Each value's quantile bin as a readable label (``(7.759, 11.67]``: edges to 4
+    significant digits, not ``(7.7589999999999995, 11.665]``), and the labels in order."""
+    codes, edges = pd.qcut(values, q=bins, labels=False, retbins=True, duplicates="drop")
+    labels = [
+        f"{'[' if i == 0 else '('}{low:.4g}, {high:.4g}]"
+        for i, (low, high) in enumerate(itertools.pairwise(edges))
+    ]
+    keys = np.array([labels[int(c)] if c == c else "<missing>" for c in codes], dtype=object)
+    present = set(keys)
+    return keys, [label for label in [*labels, "<missing>"] if label in present]

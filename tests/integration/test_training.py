@@ -151,6 +151,44 @@ def test_the_registry_champion_loads_and_serves_with_mlflows_own_tools(first_run
         stop_process_group(server.pid)
 
 
+def test_the_model_card_shows_the_version_its_gates_and_lineage(first_run, tmp_path):
+    """What the dashboard shows instead of ZenML Pro's model pages, and `run.py models`."""
+    from zenml.client import Client
+
+    version = Client().get_model_version(MODEL, "1")
+    card = str(version.get_artifact("model_card").load())
+    assert "<script" not in card.lower()
+    train_set = version.get_artifact("train_set")
+    for expected in (f"{MODEL} version 1", "production", "approved", "no champion (first model)",
+                     train_set.content_hash[:16], version.run_metadata["mlflow_run_id"],
+                     version.run_metadata["code_version"]["git_commit"], "roc_auc"):  # fmt: skip
+        assert expected in card, expected
+    listing = invoke("models", "--env", "dev", "--set", f"model.name={MODEL}")
+    assert listing.exit_code == 0, listing.output
+    assert "  1       production  approved" in listing.output
+    path = tmp_path / "card.html"
+    written = invoke("models", "--env", "dev", "--set", f"model.name={MODEL}", "--card", str(path))
+    assert written.exit_code == 0, written.output
+    assert path.read_text() == card
+
+
+def test_no_visualization_this_project_writes_has_a_script(first_run):
+    """The dashboard shows HTML visualizations in <iframe sandbox="">: a script would leave
+    the panel blank, so every page is static."""
+    from zenml.client import Client
+    from zenml.enums import VisualizationType
+    from zenml.io import fileio
+
+    html_pages = 0
+    for artifact in Client().list_artifact_versions(size=1000, hydrate=True).items:
+        for visualization in artifact.visualizations or []:
+            if visualization.type == VisualizationType.HTML:
+                with fileio.open(visualization.uri) as handle:
+                    assert "<script" not in handle.read().lower(), artifact.name
+                html_pages += 1
+    assert html_pages >= 3  # data report, evaluation report, model card
+
+
 def test_rerun_on_the_same_data_is_cached_and_keeps_production(first_run):
     result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
     assert result.exit_code == 0, result.output
@@ -161,7 +199,7 @@ def test_rerun_on_the_same_data_is_cached_and_keeps_production(first_run):
     rerun = Client().get_model_version(MODEL, "2")
     assert rerun.run_metadata["test_metrics"]["roc_auc"] > 0.95  # cached steps, full metadata
     result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
-    assert "(5 of 10 steps cached)" in result.output
+    assert "(5 of 11 steps cached)" in result.output
 
 
 def test_worse_model_is_recorded_but_not_promoted(first_run):

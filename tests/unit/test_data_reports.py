@@ -53,7 +53,8 @@ def test_drifted_columns_are_named_on_a_page_without_scripts(validator):
     assert "Batch &lt;drift&gt;" in page  # names are escaped
     assert "1 of 3 columns drifted (33%)" in page
     assert "python run.py report batch_drift_evidently" in page
-    assert '<tr class="drift"><td>income</td>' in page
+    assert '<tr class="bad"><td>income</td>' in page  # drifted: first, shaded
+    assert page.count("<svg") == 3  # each column's reference and current distributions
     assert "<script" in interactive_html(snapshot).lower()  # Evidently's own, interactive
 
 
