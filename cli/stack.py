@@ -79,6 +79,16 @@ def stack_register(env: str) -> None:
     activate_stack(env)
 
 
+#: what a first visit looks like, and where this project's reports are
+DASHBOARD_GUIDE = """\
+  First visit: its account survey is already answered (no e-mail, no newsletter).
+  A run: Pipelines > training_pipeline > a run shows the DAG; click an artifact
+    (data_report, evaluation_report, model_card; monitoring_report, monitoring_trend
+    in continuous_training_pipeline) > Visualization > Load Preview.
+  Its Models and Artifacts tabs are ZenML Pro pages: versions, stages and what is
+    served are listed by `python run.py models`."""
+
+
 @click.command()
 @click.option(
     "--port", type=click.IntRange(1, 65535), help="Port on 127.0.0.1 (ZenML's default: 8237)."
@@ -99,5 +109,6 @@ def dashboard(port: int | None, stop: bool) -> None:
             click.echo("Stopped the local ZenML server; the client uses the embedded store again.")
         else:
             click.echo(f"Dashboard: {servers.start_zenml(port)}")
+            click.echo(DASHBOARD_GUIDE)
     except servers.ServerError as exc:
         raise click.ClickException(str(exc)) from None

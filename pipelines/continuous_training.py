@@ -4,13 +4,12 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from zenml import Model, pipeline
+from zenml import Model
 from zenml.steps import BaseStep
 
-from pipelines import deployment, training
+from pipelines import deployment, lifecycle_pipeline, training
 from pipelines.deployment import redeployment_pipeline
 from pipelines.training import retraining_pipeline
-from steps.alerts.failure_hook import alert_on_failure
 from steps.deployment.find_live_service import find_live_service
 from steps.monitoring.chart_monitoring_trend import chart_monitoring_trend
 from steps.monitoring.collect_predictions import collect_predictions
@@ -18,7 +17,7 @@ from steps.monitoring.detect_drift import detect_drift
 from tabular_mlops.core.config import MonitoringConfig, RetrainingPlan
 
 
-@pipeline(dynamic=True, enable_cache=False, on_failure=alert_on_failure)
+@lifecycle_pipeline(dynamic=True, enable_cache=False)
 def continuous_training_pipeline(monitoring: MonitoringConfig, plan: RetrainingPlan) -> None:
     """monitor -> decide (and chart the trend) -> retrain -> gate -> promote -> redeploy.
 

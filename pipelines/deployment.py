@@ -2,9 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zenml import pipeline
-
-from steps.alerts.failure_hook import alert_on_failure
+from pipelines import lifecycle_pipeline
 from steps.deployment.go_live import go_live
 from steps.deployment.package_model import package_model
 from steps.deployment.smoke_test_candidate import smoke_test_candidate
@@ -25,10 +23,8 @@ def package_and_switch(serving: ServingConfig) -> Any:
 
 
 #: run by `run.py deploy`
-deployment_pipeline = pipeline(name="deployment_pipeline", on_failure=alert_on_failure)(
+deployment_pipeline = lifecycle_pipeline(name="deployment_pipeline")(package_and_switch)
+#: the same steps as a child run of the continuous-training loop
+redeployment_pipeline = lifecycle_pipeline(dynamic=True, name="redeployment_pipeline")(
     package_and_switch
 )
-#: the same steps as a child run of the continuous-training loop
-redeployment_pipeline = pipeline(
-    dynamic=True, name="redeployment_pipeline", on_failure=alert_on_failure
-)(package_and_switch)

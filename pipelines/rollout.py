@@ -2,16 +2,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from zenml import pipeline
-
-from steps.alerts.failure_hook import alert_on_failure
+from pipelines import lifecycle_pipeline
 from steps.rollout.apply_rollout_decision import apply_rollout_decision
 from steps.rollout.decide_rollout import decide_rollout
 from steps.rollout.gather_rollout_evidence import gather_rollout_evidence
 from tabular_mlops.core.config import ServingConfig
 
 
-@pipeline(name="rollout_pipeline", on_failure=alert_on_failure)
+@lifecycle_pipeline(name="rollout_pipeline")
 def rollout_pipeline(
     model_name: str,
     serving: ServingConfig,

@@ -2,9 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zenml import pipeline
-
-from steps.alerts.failure_hook import alert_on_failure
+from pipelines import lifecycle_pipeline
 from steps.data.ingest_data import ingest_data
 from steps.data.split_data import split_data
 from steps.data.validate_data import validate_data
@@ -56,10 +54,8 @@ def train_and_promote(
 
 
 #: run by `run.py train`, by a schedule, and in the dashboard
-training_pipeline = pipeline(name="training_pipeline", on_failure=alert_on_failure)(
+training_pipeline = lifecycle_pipeline(name="training_pipeline")(train_and_promote)
+#: the same steps as a child run of the continuous-training loop, which branches on them
+retraining_pipeline = lifecycle_pipeline(dynamic=True, name="retraining_pipeline")(
     train_and_promote
 )
-#: the same steps as a child run of the continuous-training loop, which branches on them
-retraining_pipeline = pipeline(
-    dynamic=True, name="retraining_pipeline", on_failure=alert_on_failure
-)(train_and_promote)

@@ -81,6 +81,7 @@ def test_a_first_time_user_reads_every_report_in_the_dashboard(trained_model, fr
     try:
         started = invoke("dashboard", "--port", str(free_port))
         assert started.exit_code == 0, started.output
+        assert "Load Preview" in started.output and "python run.py models" in started.output
         base = f"http://127.0.0.1:{free_port}"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
@@ -93,6 +94,9 @@ def test_a_first_time_user_reads_every_report_in_the_dashboard(trained_model, fr
                 page.goto(f"{base}/projects/default/runs/{run.id}", wait_until="networkidle")
                 page.get_by_text("write_model_card", exact=True).wait_for(timeout=30_000)
                 page.screenshot(path=shots / "run_dag.png")
+                page.get_by_text("validate_data", exact=True).first.click()
+                settings = page.get_by_text("Artifact visualization").locator("xpath=..")
+                assert "Enable" in settings.inner_text(timeout=30_000)  # not "Disabled"
                 for artifact, texts in expected.items():
                     page.goto(f"{base}/projects/default/runs/{run.id}", wait_until="networkidle")
                     page.get_by_text(artifact, exact=True).first.click()

@@ -92,3 +92,28 @@ def test_no_page_has_a_script():
     ]
     for html in pages:
         assert "<script" not in html.lower()
+
+
+def test_this_checkout_is_a_code_repository_that_records_clean_commits(tmp_path):
+    """Runs record the commit of a clean work tree (any git checkout, no remote needed)."""
+    import subprocess
+
+    from tabular_mlops.adapters.code_repository import GitCheckout
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "run.py").write_text("print('hi')\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    repository = GitCheckout.__new__(GitCheckout)  # the ZenML record is not needed here
+    context = repository.get_local_context(str(tmp_path))
+    assert context is not None
+    assert context.current_commit == git("rev-parse", "HEAD")
+    assert not context.is_dirty
+    assert context.has_local_changes  # never offered for code downloads
+    (tmp_path / "new.py").write_text("")
+    assert context.is_dirty  # an untracked file: the commit would not describe the code
+    assert repository.get_local_context(str(tmp_path.parent / "elsewhere")) is None
