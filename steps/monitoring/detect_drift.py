@@ -14,6 +14,7 @@ from tabular_mlops.adapters.evidently_reports import build_report
 from tabular_mlops.adapters.monitoring_data import performance
 from tabular_mlops.core.config import MonitoringConfig
 from tabular_mlops.core.drift import DriftSummary
+from tabular_mlops.core.pages import page
 from tabular_mlops.core.signals import PREDICTION, MonitoringDecision, decide
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,11 @@ def detect_drift(
         )
     else:
         drift, snapshot = DriftSummary(compared_with_reference=False), ""
-        html = f"<p>{len(monitored_predictions)} rows in the window: too few to compare.</p>"
+        html = page(
+            "Monitoring",
+            f"<h3>Monitoring</h3><p>{len(monitored_predictions)} rows in the window: fewer "
+            f"than {monitoring.min_rows}, too few to compare.</p>",
+        )
     decision = decide(
         len(monitored_predictions),
         drift,

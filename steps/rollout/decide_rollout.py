@@ -7,6 +7,7 @@ from zenml import step
 from zenml.types import HTMLString
 
 from tabular_mlops.core.config import ServingConfig
+from tabular_mlops.core.pages import badge, number, page, table
 from tabular_mlops.core.rollout import Evidence, RolloutDecision, decide
 
 
@@ -30,43 +31,33 @@ def decide_rollout(
 
 
 def experiment_report(evidence: Evidence, decision: RolloutDecision) -> str:
-    """Both arms side by side, the decision and its figures, as static HTML."""
-
-    def row(label: str, champion: object, candidate: object) -> str:
-        return f"<tr><th>{label}</th><td>{champion}</td><td>{candidate}</td></tr>"
+    """Both arms side by side, the decision and its figures, as a static page."""
 
     def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1f} ms"
+        return "n/a" if value is None else f"{value:.1f} ms"
 
     a, b = evidence.champion, evidence.candidate
-    rows = [
-        row("requests answered", a.requests, b.requests),
-        row("errors", f"{a.errors} ({a.error_rate:.2%})", f"{b.errors} ({b.error_rate:.2%})"),
-        row("latency p50 / p99", f"{ms(a.p50_ms)} / {ms(a.p99_ms)}", f"{ms(b.p50_ms)} / {ms(b.p99_ms)}"),  # noqa: E501
-        row("labelled rows, correct", f"{a.labelled}, {a.correct}", f"{b.labelled}, {b.correct}"),
-        row("rewards, sum", f"{a.rewarded}, {a.reward_sum:.1f}", f"{b.rewarded}, {b.reward_sum:.1f}"),  # noqa: E501
-    ]  # fmt: skip
-    figures = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{v:.4g}</td></tr>" for k, v in decision.figures.items()
-    )
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in decision.reasons)
-    colour = {"promote": "#1b7f3b", "rollback": "#b42318", "continue": "#555"}[decision.action]
-    table = '<table border="1" cellpadding="6" style="border-collapse: collapse">'
-    heading = (
-        f"<h2>Rollout ({html.escape(evidence.strategy)}): "
-        f'<span style="color:{colour}">{decision.action}</span></h2>'
-    )
-    arms = f"<tr><th></th><th>champion v{a.version}</th><th>candidate v{b.version}</th></tr>"
-    router = f"{evidence.router_state} {evidence.router_reason}".strip()
-    return "\n".join(
+    arms = table(
+        ["", f"champion v{a.version}", f"candidate v{b.version}"],
         [
-            '<html><body style="font-family: sans-serif; max-width: 52em">',
-            heading,
-            f"<ul>{reasons}</ul>",
-            f"{table}{arms}{''.join(rows)}</table>",
-            f"<p>Shadow: {evidence.agreed} of {evidence.compared} mirrored requests agreed. "
-            f"Router: {html.escape(router)}</p>",
-            f"<h3>Figures</h3>{table}{figures}</table>",
-            "</body></html>",
-        ]
-    )
+            ["requests answered", str(a.requests), str(b.requests)],
+            ["errors", f"{a.errors} ({a.error_rate:.2%})", f"{b.errors} ({b.error_rate:.2%})"],
+            ["latency p50 / p99", f"{ms(a.p50_ms)} / {ms(a.p99_ms)}",
+             f"{ms(b.p50_ms)} / {ms(b.p99_ms)}"],
+            ["labelled rows, correct", f"{a.labelled}, {a.correct}", f"{b.labelled}, {b.correct}"],
+            ["rewards, sum", f"{a.rewarded}, {a.reward_sum:.1f}",
+             f"{b.rewarded}, {b.reward_sum:.1f}"],
+        ],
+    )  # fmt: skip
+    router = f"{evidence.router_state} {evidence.router_reason}".strip()
+    sections = [
+        f"<h2>Rollout ({html.escape(evidence.strategy)}): "
+        f"{badge(decision.action, decision.action != 'rollback')}</h2>",
+        "<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in decision.reasons) + "</ul>",
+        arms,
+        f"<p>Shadow: {evidence.agreed} of {evidence.compared} mirrored requests agreed. "
+        f"Router: {html.escape(router)}</p>",
+        "<h3>Figures</h3>",
+        table(["figure", "value"], [[k, number(v)] for k, v in decision.figures.items()]),
+    ]
+    return page(f"Rollout: {decision.action}", "\n".join(sections))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -100,3 +102,24 @@ def test_no_drift_no_retraining_then_drift_retrains_a_candidate(staged, tmp_path
     # a retrained model is a candidate: staging offline, production only if it wins online
     assert "promoted to staging" in result.output
     assert production_version() == "1"
+    _assert_monitoring_runs_are_followed_across_runs(["none", "retrain"])
+
+
+def _assert_monitoring_runs_are_followed_across_runs(actions: list[str]) -> None:
+    """Each monitoring run's decision figures are *run* metadata (the run's Metadata tab),
+    and its monitoring_trend artifact charts them with the runs before it."""
+    from zenml.client import Client
+
+    runs = Client().list_pipeline_runs(
+        pipeline_name="continuous_training_pipeline", sort_by="desc:created", size=2,
+        hydrate=True,
+    ).items  # fmt: skip
+    assert [run.run_metadata["action"] for run in reversed(runs)] == actions
+    assert runs[0].run_metadata["rows"] == 300
+    assert 0.5 < float(runs[0].run_metadata["drift_share"]) <= 1.0  # type: ignore[arg-type]
+    trend = str(runs[0].steps["chart_monitoring_trend"].outputs["monitoring_trend"][0].load())
+    assert "<script" not in trend.lower()
+    shown = re.search(r"Monitoring over the last (\d+) runs", trend)
+    assert shown and int(shown.group(1)) >= 2
+    assert "<polyline" in trend  # the drift share line across both runs
+    assert trend.index("retrain") < trend.index("none")  # newest first in the table

@@ -133,6 +133,15 @@ def test_ab_a_truly_better_candidate_wins_and_is_promoted(service, traffic):
     recorded = Client().get_model_version(MODEL, int(candidate)).run_metadata
     assert recorded["rollout_decision"] == "promote"
     assert recorded["rollout_figures"]["p_value"] < 0.05
+    run = (
+        Client()
+        .list_pipeline_runs(pipeline_name="rollout_pipeline", sort_by="desc:created", size=1)
+        .items[0]
+    )
+    page = str(run.steps["decide_rollout"].outputs["rollout_report"][0].load())
+    assert "<script" not in page.lower()  # the dashboard's panel runs no scripts
+    for shown in ("Rollout (ab)", "promote", f"candidate v{candidate}", "p_value"):
+        assert shown in page, shown
 
 
 def test_canary_a_truly_worse_candidate_is_rolled_back_with_no_failed_request(service, traffic):
