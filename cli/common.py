@@ -236,7 +236,12 @@ FIXES = {
     "DataValidationError": "fix the data, or the thresholds under parameters.validation in "
     "configs/training.yaml; if the data drifted because the world changed, --accept-drift",
     "DataSourceError": "check parameters.data (path, target, drop_columns, na_values)",
-    "TrainingConfigError": "check parameters.training in configs/training.yaml",
+    "TrainingConfigError": "check parameters.training (and evaluation.cost) in "
+    "configs/training.yaml",
+    "GovernanceConfigError": "check parameters.evaluation (fairness, robustness) in "
+    "configs/training.yaml: it names a column or label the data does not have",
+    "LatencyBudgetError": "the live service is unchanged; a faster model, or the budget "
+    "under parameters.serving in configs/deployment.yaml",
     "BatchSchemaError": "give a batch with the production model's columns",
     "SmokeTestError": "the live service is unchanged; see the candidate's log under "
     "the serving state directory's logs/",

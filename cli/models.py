@@ -107,6 +107,5 @@ def _write_card(client: Client, name: str, version: str | ModelStages, path: Pat
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(str(card.load()))
-    click.echo(
-        f"Model card of '{name}' version {model_version.number} ({model_version.stage}): {path}"
-    )
+    stage = model_version.stage or "no stage"
+    click.echo(f"Model card of '{name}' version {model_version.number} ({stage}): {path}")

@@ -127,11 +127,15 @@ def staged_version_or_none(model_name: str, stage: str) -> str | None:
         return None
 
 
+#: rounds of users the rollout scenario sends at most before the rules decide
+MAX_ROLLOUT_ROUNDS = 5
+
+
 def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
     """A/B test of a deliberately weakened candidate against the live model: users send
     requests, labels come back, the rollout pipeline rolls the candidate back."""
     from cli.deploy import deploy, serving_target
-    from cli.rollout import rollout
+    from cli.rollout import rollout, rules_now
     from cli.train import train
     from tabular_mlops.adapters.simulation import drive_traffic
     from tabular_mlops.adapters.sources import load_dataset
@@ -164,16 +168,26 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
     url = live.url
     frame = load_dataset(training.parameters.data)
     target_column = training.parameters.data.target
-    report = drive_traffic(url, frame.sample(rows, replace=True, random_state=0), target_column)
-    answered = ", ".join(
-        f"version {v}: {n} ({report.correct_by.get(v, 0)} right)"
-        for v, n in sorted(report.answered_by.items())
-    )
-    click.echo(
-        f"{report.requests} requests, {sum(report.failed.values())} failed; answered by "
-        f"{answered}; {report.feedback_sent} labels fed back to {url}/feedback"
-    )
-    time.sleep(0.5)  # the router's and the services' logs are written every 0.2 s
+    experiment = target.rollout(name)
+    # users keep coming until the A/B sample the plan sized is complete (a few rounds)
+    for round_number in range(1, MAX_ROLLOUT_ROUNDS + 1):
+        users = frame.sample(rows, replace=True, random_state=round_number)
+        report = drive_traffic(url, users, target_column)
+        answered = ", ".join(
+            f"version {v}: {n} ({report.correct_by.get(v, 0)} right)"
+            for v, n in sorted(report.answered_by.items())
+        )
+        click.echo(
+            f"round {round_number}: {report.requests} requests, {sum(report.failed.values())} "
+            f"failed; answered by {answered}; {report.feedback_sent} labels fed back to "
+            f"{url}/feedback"
+        )
+        time.sleep(0.5)  # the router's and the services' logs are written every 0.2 s
+        if (
+            experiment is None
+            or rules_now(target, experiment, deployment.parameters.serving)[2].action != "continue"
+        ):
+            break
     ctx.invoke(rollout, env=env, status=True)
     click.echo("\n=== the rollout pipeline decides")
     ctx.invoke(rollout, env=env)

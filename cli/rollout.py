@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,7 +15,11 @@ from cli.common import (
     overrides_option,
     run_pipeline,
 )
-from tabular_mlops.core.config import DeploymentRunConfig
+from tabular_mlops.core.config import DeploymentRunConfig, ServingConfig
+
+if TYPE_CHECKING:
+    from tabular_mlops.adapters.deployment.target import Rollout, ServingTarget
+    from tabular_mlops.core.rollout import Evidence, RolloutDecision
 
 
 @click.command()
@@ -48,14 +53,7 @@ def rollout(
         click.echo(f"No rollout of '{name}' is in progress (start one: deploy --strategy ...).")
         return
     if status:
-        from tabular_mlops.adapters.rollout_evidence import gather
-        from tabular_mlops.core.rollout import decide
-
-        view = target.router_view(name) or {}
-        evidence = gather(
-            current, target.evidence_dir(name), serving.inference_log_dir, view or None
-        )
-        decision = decide(evidence, serving.rollout)
+        view, evidence, decision = rules_now(target, current, serving)
         share = view.get("candidate_share")
         click.echo(
             f"Rollout {current.experiment} ({current.plan.strategy}) at {current.champion.url}: "
@@ -87,3 +85,16 @@ def rollout(
     if run is not None:
         outcome = run.steps["apply_rollout_decision"].outputs["rollout_outcome"][0].load()
         click.echo(f"Rollout {current.experiment}: {outcome}")
+
+
+def rules_now(
+    target: ServingTarget, current: Rollout, serving: ServingConfig
+) -> tuple[dict[str, Any], Evidence, RolloutDecision]:
+    """What the router reports, both arms' evidence, and what the plan's rules decide now."""
+    from tabular_mlops.adapters.rollout_evidence import gather
+    from tabular_mlops.core.rollout import decide
+
+    name = current.champion.model_name
+    view = target.router_view(name) or {}
+    evidence = gather(current, target.evidence_dir(name), serving.inference_log_dir, view or None)
+    return view, evidence, decide(evidence, serving.rollout)

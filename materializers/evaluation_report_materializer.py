@@ -12,6 +12,7 @@ from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
+from tabular_mlops.core.model_card import governance_sections
 from tabular_mlops.core.pages import number, page, table
 from tabular_mlops.core.report import EvaluationReport
 
@@ -90,6 +91,8 @@ def render_html(report: EvaluationReport) -> str:
                 ],
             )
         )
+    if report.governance is not None:
+        sections.extend(governance_sections(report.governance))
     confusion, roc = _plots_png(report)
     sections.append(f'<img alt="confusion matrix" src="data:image/png;base64,{confusion}">')
     sections.append(f'<img alt="ROC curves" src="data:image/png;base64,{roc}">')

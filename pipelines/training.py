@@ -43,11 +43,15 @@ def train_and_promote(
     raw = ingest_data(data)
     dataset, _, _ = validate_data(raw, champion, validation, target)
     train_set, test_set = split_data(dataset, split, target)
-    model, mlflow_model = train_model(train_set, training, target)
+    model, mlflow_model = train_model(
+        train_set, training, target, evaluation.cost, data.assessment_columns
+    )
     report = evaluate_model(model, test_set, evaluation, target)
-    decision = validate_model(report, test_set, champion, promotion, target)
-    registry_version = register_model(model, mlflow_model, report, decision)
-    outcome = promote_model(decision, champion, registry_version, promotion, test_set, target)
+    decision = validate_model(report, test_set, champion, promotion, evaluation, target)
+    registry_version = register_model(model, mlflow_model, report, decision, target)
+    outcome = promote_model(
+        decision, champion, registry_version, promotion, evaluation, test_set, target
+    )
     write_model_card(outcome, decision)
     prune_candidates(outcome, promotion)
     return outcome

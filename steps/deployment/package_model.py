@@ -10,6 +10,8 @@ from tabular_mlops.adapters.deployment.packaging import build_bento
 from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.deployment.target import BentoPackage
 from tabular_mlops.core.config import ServingConfig
+from tabular_mlops.core.latency import LatencyBudgetError, measure, over_budget
+from tabular_mlops.core.scoring import rows_of_frame, scorer_for
 
 
 @step(enable_cache=False)
@@ -18,11 +20,24 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
     it where the stack serves: the local bento store, or an image in the stack's
     container registry (built here, where the bento is).
 
-    The request schema is derived from the model's own training data, and the
-    numpy scoring path is checked against the pipeline on its test rows.
+    The deployment gate comes first: the scoring path the service will run is
+    timed on the model's test rows (single-row p99, batch rows/s) and a model over
+    the budget in ``serving`` is refused before anything is built. The request
+    schema is derived from the model's own training data, and the numpy scoring
+    path is checked against the pipeline on its test rows.
     """
     model = get_step_context().model
     staged = load_staged_model(model)
+    sample = staged.test_set[staged.features]
+    scorer = scorer_for(staged.model, staged.features, sample)
+    latency = measure(scorer, staged.spec.label_indexes, rows_of_frame(sample))
+    log_metadata(metadata={"scoring_latency": latency.model_dump()}, infer_model=True)
+    problems = over_budget(latency, serving)
+    if problems:  # before anything is built: the live service is not touched
+        raise LatencyBudgetError(
+            f"model '{model.name}' version {model.number} is over the latency budget: "
+            + "; ".join(problems)
+        )
     bento_tag, settings = build_bento(
         staged.model,
         staged.spec,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 import mlflow
@@ -9,15 +10,32 @@ from zenml import step
 
 from materializers.evaluation_report_materializer import EvaluationReportMaterializer
 from tabular_mlops.core.config import EvaluationConfig
+from tabular_mlops.core.governance import assess, decision_rule, governance_metrics
+from tabular_mlops.core.latency import measure
 from tabular_mlops.core.metrics import evaluate
 from tabular_mlops.core.report import EvaluationReport
+from tabular_mlops.core.scoring import rows_of_frame, scorer_for
+from tabular_mlops.core.spec import label_indexes
 
 
 @step(experiment_tracker=True, output_materializers=EvaluationReportMaterializer)
 def evaluate_model(
     model: Pipeline, test_set: pd.DataFrame, evaluation: EvaluationConfig, target: str
 ) -> Annotated[EvaluationReport, "evaluation_report"]:
-    """Held-out metrics, per-slice metrics and curves; the report renders in the dashboard."""
+    """Held-out metrics, per-slice metrics and curves, and the governance figures (fairness,
+    calibration, robustness, importance, cost); the report renders in the dashboard."""
     report = evaluate(model, test_set, target, evaluation.slice_column, evaluation.slice_bins)
-    mlflow.log_metrics({f"test_{name}": value for name, value in report.metrics.items()})
+    governance = assess(model, test_set, target, evaluation)
+    features = test_set[list(model.feature_names_in_)]
+    scorer = scorer_for(model, list(features.columns), features)
+    positive, threshold = decision_rule(model)
+    rule = functools.partial(
+        label_indexes, classes=report.classes, positive_label=positive, threshold=threshold
+    )
+    governance.latency = measure(scorer, rule, rows_of_frame(features))
+    report = report.model_copy(update={"governance": governance})
+    mlflow.log_metrics(
+        {f"test_{name}": value for name, value in report.metrics.items()}
+        | governance_metrics(report.governance)
+    )
     return report

@@ -12,9 +12,8 @@ from zenml.model_registries.base_model_registry import ModelVersionStage
 from tabular_mlops.adapters.alerts import notify
 from tabular_mlops.adapters.champion import Champion, find_champion, load_artifact
 from tabular_mlops.adapters.promotion_lock import promotion_lock
-from tabular_mlops.core.config import PromotionConfig
-from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome, decide
-from tabular_mlops.core.metrics import evaluate
+from tabular_mlops.core.config import EvaluationConfig, PromotionConfig
+from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome, judge
 
 REGISTRY_STAGES = {
     "staging": ModelVersionStage.STAGING,
@@ -31,6 +30,7 @@ def promote_model(
     champion: Champion,
     registry_version: str,
     promotion: PromotionConfig,
+    evaluation: EvaluationConfig,
     test_set: pd.DataFrame,
     target: str,
 ) -> Annotated[PromotionOutcome, "promotion"]:
@@ -56,7 +56,7 @@ def promote_model(
                 champion.version,
                 current.version,
             )
-            decision = regate(decision, current, test_set, target, promotion)
+            decision = regate(decision, current, test_set, target, promotion, evaluation)
             champion = current
         reason = ""
         if not decision.approved:
@@ -98,10 +98,13 @@ def regate(
     test_set: pd.DataFrame,
     target: str,
     promotion: PromotionConfig,
+    evaluation: EvaluationConfig,
 ) -> PromotionDecision:
     """The model gate again, against ``champion`` scored on the candidate's test rows."""
-    if champion.model_artifact_id is None:
-        return decide(decision.candidate_metrics, None, promotion)
-    champion_model = load_artifact(champion.model_artifact_id)
-    champion_metrics = evaluate(champion_model, test_set, target).metrics
-    return decide(decision.candidate_metrics, champion_metrics, promotion, champion.version)
+    champion_model = (
+        load_artifact(champion.model_artifact_id) if champion.model_artifact_id else None
+    )
+    return judge(
+        decision.candidate_metrics, decision.governance, champion_model, champion.version,
+        test_set, target, promotion, evaluation,
+    )  # fmt: skip

@@ -11,6 +11,8 @@ from zenml.integrations.mlflow.model_registries import MLFlowModelRegistry
 from tabular_mlops.adapters.lineage import code_version
 from tabular_mlops.adapters.mlflow_models import MlflowModel, register_version
 from tabular_mlops.core.gate import PromotionDecision
+from tabular_mlops.core.governance import governance_metrics
+from tabular_mlops.core.model_factory import base_estimator
 from tabular_mlops.core.report import EvaluationReport
 
 
@@ -24,6 +26,7 @@ def register_model(
     mlflow_model: MlflowModel,
     report: EvaluationReport,
     decision: PromotionDecision,
+    target: str,
 ) -> Annotated[str, "registry_version"]:
     """Record the candidate, approved or not, in the stack's model registry and on its
     ZenML model version, with the lineage needed to reproduce it.
@@ -54,13 +57,17 @@ def register_model(
             "gate": "approved" if decision.approved else "rejected",
         },
     )
-    classifier = model.named_steps["classifier"]
+    classifier = base_estimator(model.named_steps["classifier"])
+    governance = report.governance
     log_metadata(
         metadata={
             "code_version": code_version(),
+            "target": target,
             "estimator": type(classifier).__module__ + "." + type(classifier).__name__,
             "hyperparameters": {k: str(v) for k, v in classifier.get_params().items()},
             "test_metrics": report.metrics,
+            "governance": governance_metrics(governance),
+            "feature_importance": governance.importance if governance else {},
             "candidate_vs_champion": decision.model_dump(mode="json"),
             "mlflow_run_id": mlflow_model.run_id,
             "mlflow_experiment_id": mlflow_model.experiment_id,

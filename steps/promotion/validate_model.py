@@ -8,9 +8,8 @@ from sklearn.pipeline import Pipeline
 from zenml import step
 
 from tabular_mlops.adapters.champion import Champion, load_artifact
-from tabular_mlops.core.config import PromotionConfig
-from tabular_mlops.core.gate import PromotionDecision, decide
-from tabular_mlops.core.metrics import evaluate
+from tabular_mlops.core.config import EvaluationConfig, PromotionConfig
+from tabular_mlops.core.gate import PromotionDecision, judge
 from tabular_mlops.core.report import EvaluationReport
 
 logger = logging.getLogger(__name__)
@@ -22,16 +21,20 @@ def validate_model(
     test_set: pd.DataFrame,
     champion: Champion,
     promotion: PromotionConfig,
+    evaluation: EvaluationConfig,
     target: str,
 ) -> Annotated[PromotionDecision, "promotion_decision"]:
-    """The model gate. The champion is scored on the candidate's own test rows,
-    so the comparison is like for like even when the data has changed since
-    the champion was trained."""
-    champion_metrics = None
-    if champion.model_artifact_id is not None:
-        champion_model: Pipeline = load_artifact(champion.model_artifact_id)
-        champion_metrics = evaluate(champion_model, test_set, target).metrics
-    decision = decide(report.metrics, champion_metrics, promotion, champion.version)
+    """The model gate: floors, no regression and no higher cost than the champion, and the
+    fairness, calibration and robustness limits. The champion is scored on the
+    candidate's own test rows, so the comparison is like for like even when the data
+    has changed since the champion was trained."""
+    champion_model: Pipeline | None = (
+        load_artifact(champion.model_artifact_id) if champion.model_artifact_id else None
+    )
+    decision = judge(
+        report.metrics, report.governance, champion_model, champion.version, test_set, target,
+        promotion, evaluation,
+    )  # fmt: skip
     logger.info(
         "model gate: %s (%s)",
         "approved" if decision.approved else "rejected",

@@ -191,7 +191,7 @@ def score_file(
             if scorer is None:
                 scorer = scorer_for(model, features, good.head(1000)[features])
             probabilities = scorer.predict_proba_frame(good)
-            predicted = probabilities.argmax(axis=1)
+            predicted = spec.label_indexes(probabilities)
             labels = classes[predicted]
             keys = good[[c for c in good.columns if c not in features]]
             table = pa.Table.from_pandas(keys, preserve_index=False)

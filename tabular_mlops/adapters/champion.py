@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
+from tabular_mlops.core.governance import decision_rule
 from tabular_mlops.core.spec import ServingSpec
 
 if TYPE_CHECKING:
@@ -100,8 +101,12 @@ def _load_version(model_version_id: UUID) -> StagedModel:
     train_set: pd.DataFrame = artifact("train_set")
     test_set: pd.DataFrame = artifact("test_set")
     features = list(model.feature_names_in_)
-    [target] = [c for c in train_set.columns if c not in features]
+    others = [c for c in train_set.columns if c not in features]
+    # beside the target, the training data may keep assessment-only columns
+    target = others[0] if len(others) == 1 else str(version.run_metadata["target"])
+    positive, threshold = decision_rule(model)
     spec = ServingSpec.from_training_data(
-        version.model.name, str(version.number), train_set, target, list(model.classes_)
-    )
+        version.model.name, str(version.number), train_set[[*features, target]], target,
+        list(model.classes_), positive, threshold,
+    )  # fmt: skip
     return StagedModel(model, train_set, test_set, spec)

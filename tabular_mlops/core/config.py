@@ -146,6 +146,9 @@ class DataSourceConfig(StrictModel):
     )
     #: columns read from the file but left out of training (ids, leaks, free text)
     drop_columns: list[str] = Field(default_factory=list)
+    #: columns kept beside the features only to assess the model (e.g. a sensitive
+    #: attribute for the fairness gate): in the datasets, never a model input
+    assessment_columns: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _file_source_needs_a_readable_format(self) -> DataSourceConfig:
@@ -215,6 +218,9 @@ class TrainingConfig(StrictModel):
     estimator: str = "sklearn.linear_model.LogisticRegression"
     params: dict[str, Any] = Field(default_factory=dict)
     search: SearchConfig | None = None
+    #: calibrate the classifier's probabilities (scikit-learn's CalibratedClassifierCV,
+    #: 5 folds): the served probabilities are then the calibrated ones
+    calibration: Literal["sigmoid", "isotonic"] | None = None
 
     @field_validator("estimator")
     @classmethod
@@ -224,11 +230,73 @@ class TrainingConfig(StrictModel):
         return value
 
 
+class FairnessConfig(StrictModel):
+    """Group metrics over sensitive columns (fairlearn's ``MetricFrame``) and their gaps."""
+
+    #: columns whose groups are compared: features, or columns kept beside the features
+    #: only for this assessment (``data.assessment_columns``)
+    sensitive_columns: list[str] = Field(default_factory=list)
+    #: the gate fails above these (None: reported, not gated)
+    max_demographic_parity_difference: float | None = Field(default=None, ge=0, le=1)
+    max_equalized_odds_difference: float | None = Field(default=None, ge=0, le=1)
+    #: groups with fewer test rows are reported but left out of the gaps (too noisy)
+    min_group_rows: int = Field(default=20, ge=1)
+
+
+class CalibrationConfig(StrictModel):
+    """How well the probabilities mean what they say (binary models)."""
+
+    bins: int = Field(default=10, ge=2, le=50)
+    #: the gate fails above this expected calibration error (None: reported only)
+    max_expected_calibration_error: float | None = Field(default=None, gt=0, le=1)
+
+
+class DirectionalExpectation(StrictModel):
+    """``feature`` raised by ``step`` must not move P(``label``) against ``direction`` by
+    more than ``tolerance`` (e.g. more capital gain never lowers P(>50K) by over 0.01)."""
+
+    feature: str
+    step: float = Field(gt=0)
+    label: str
+    direction: Literal["increases", "decreases"] = "increases"
+    tolerance: float = Field(default=0.01, ge=0, le=1)
+
+
+class RobustnessConfig(StrictModel):
+    #: Gaussian noise on every numeric feature, as a share of that feature's std
+    noise_scale: float = Field(default=0.05, ge=0, le=1)
+    #: the gate fails when noise flips more than this share of predicted labels
+    max_flip_share: float | None = Field(default=0.05, ge=0, le=1)
+    directional: list[DirectionalExpectation] = Field(default_factory=list)
+    #: rows named per violation
+    examples: int = Field(default=3, ge=1, le=20)
+
+
+class CostConfig(StrictModel):
+    """What each decision is worth: ``matrix[true label][predicted label]`` is the cost of
+    that outcome (a negative cost is a gain). Binary models only."""
+
+    matrix: dict[str, dict[str, float]] = Field(default_factory=dict)
+    #: with a matrix: choose the decision threshold that minimises the expected cost
+    #: (scikit-learn's TunedThresholdClassifierCV on the training split); serving, batch
+    #: and the smoke test use it
+    tune_threshold: bool = True
+    #: the gate fails when the candidate's cost per 1,000 predictions is above the
+    #: champion's (same rows) by more than this
+    max_increase_per_1000: float = Field(default=0.0, ge=0)
+
+
 class EvaluationConfig(StrictModel):
     #: Column whose values (or quantile bins, for numeric columns) define the
     #: slices metrics are reported for; ``null`` reports no slices.
     slice_column: str | None = None
     slice_bins: int = Field(default=4, ge=2, le=20)
+    fairness: FairnessConfig = FairnessConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    robustness: RobustnessConfig = RobustnessConfig()
+    #: permutation importance on the test split: repeats per feature
+    importance_repeats: int = Field(default=5, ge=1, le=50)
+    cost: CostConfig = CostConfig()
 
 
 class PromotionConfig(StrictModel):
@@ -329,6 +397,10 @@ class ServingConfig(StrictModel):
     workers: int = Field(default=2, ge=1, le=16)
     max_batch_rows: int = Field(default=1000, ge=1)
     startup_timeout_seconds: float = Field(default=120, gt=0)
+    #: the deployment gate: the packaged scoring path, measured when the model is
+    #: packaged, must score one row within this p99 and batches at this rate (None: off)
+    max_single_row_p99_ms: float | None = Field(default=5.0, gt=0)
+    min_rows_per_second: float | None = Field(default=20_000, gt=0)
     #: rows of the model's own test split sent to the new service before it goes live
     smoke_rows: int = Field(default=25, ge=1)
     #: where the live deployment's address and process are recorded

@@ -54,7 +54,8 @@ def evaluate(
     slice_column: str | None = None,
     slice_bins: int = 4,
 ) -> EvaluationReport:
-    features, labels = test_set.drop(columns=[target]), test_set[target]
+    # the model's inputs only: the test set may keep assessment-only columns beside them
+    features, labels = test_set[list(model.feature_names_in_)], test_set[target]
     classes = list(model.classes_)
     y_pred = model.predict(features)
     proba = model.predict_proba(features)

@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome
-from tabular_mlops.core.pages import badge, number, page, table
+from tabular_mlops.core.governance import GovernanceReport, importance_shift
+from tabular_mlops.core.pages import badge, number, page, reliability_svg, table
 
 
 class DatasetLineage(BaseModel):
@@ -93,6 +94,11 @@ def render_model_card(card: ModelCard) -> str:
         f"<h3>Model gate {verdict}</h3>",
         f"<p>Against {against}: {esc('; '.join(decision.reasons))}.</p>",
         table(["test metric", "this version", "champion, same rows"], metric_rows),
+        *(
+            governance_sections(decision.governance, decision.champion_governance)
+            if decision.governance
+            else []
+        ),
         "<h3>Data gate</h3>",
         data_gate,
         "<h3>Lineage</h3>",
@@ -103,3 +109,110 @@ def render_model_card(card: ModelCard) -> str:
         table(["hyperparameter", "value"], sorted([k, v] for k, v in card.hyperparameters.items())),
     ]
     return page(f"{card.model_name} version {card.model_version}", "\n".join(sections))
+
+
+def governance_sections(
+    candidate: GovernanceReport, champion: GovernanceReport | None = None
+) -> list[str]:
+    """The governance figures as page sections: decision rule and cost, fairness by group,
+    calibration with its reliability diagram, robustness, importance (and what changed
+    from the champion), and the scoring path's speed."""
+    esc = html.escape
+    sections = ["<h3>Decision rule and cost</h3>"]
+    rule = (
+        f"'{esc(candidate.positive_label)}' when its probability is at least "
+        f"{candidate.decision_threshold:.3f} (tuned to the cost matrix)"
+        if candidate.decision_threshold is not None and candidate.positive_label
+        else "the most probable class"
+    )
+    cost = ""
+    if candidate.cost_per_1000 is not None:
+        theirs = champion.cost_per_1000 if champion else None
+        cost = f" Expected cost per 1,000 predictions: {number(candidate.cost_per_1000)}" + (
+            f" (champion, same rows: {number(theirs)})." if theirs is not None else "."
+        )
+    sections.append(f"<p>Answers {rule}.{cost}</p>")
+    for result in candidate.fairness:
+        gaps = (
+            f"demographic-parity difference {number(result.demographic_parity_difference)}, "
+            f"equalized-odds difference {number(result.equalized_odds_difference)}"
+        )
+        small = (
+            "; groups under the minimum rows, not in the gaps: "
+            + esc(", ".join(result.small_groups))
+            if result.small_groups
+            else ""
+        )
+        sections.append(f"<h3>Fairness by {esc(result.column)}</h3><p>{gaps}{small}</p>")
+        sections.append(
+            table(
+                [
+                    "group",
+                    "rows",
+                    "accuracy",
+                    "selection rate",
+                    "true positive rate",
+                    "false positive rate",
+                ],
+                [
+                    [
+                        g.group,
+                        str(g.rows),
+                        number(g.accuracy),
+                        number(g.selection_rate),
+                        number(g.true_positive_rate),
+                        number(g.false_positive_rate),
+                    ]
+                    for g in result.groups
+                ],
+            )
+        )
+    if candidate.calibration is not None:
+        c = candidate.calibration
+        sections.append(
+            f"<h3>Calibration</h3><p>Brier score {number(c.brier_score)}, expected calibration "
+            f"error {number(c.expected_calibration_error)}.</p>{reliability_svg(c.curve)}"
+        )
+    if candidate.robustness is not None:
+        r = candidate.robustness
+        sections.append(
+            f"<h3>Robustness</h3><p>Noise of {r.noise_scale:g} std on the numeric features "
+            f"flips {r.flip_share:.1%} of predictions"
+            + (f" (e.g. rows {esc(str(r.flipped_rows))})" if r.flipped_rows else "")
+            + ".</p>"
+        )
+        if r.directional:
+            sections.append(
+                table(
+                    ["expectation", "worst move against it", "rows breaking it", "e.g. rows"],
+                    [
+                        [
+                            f"+{d.step:g} {d.feature}: P({d.label}) {d.direction}",
+                            number(d.worst_move),
+                            str(d.violations),
+                            str(d.example_rows),
+                        ]
+                        for d in r.directional
+                    ],
+                    bad_rows=[d.violations > 0 for d in r.directional],
+                )
+            )
+    if candidate.importance:
+        top = list(candidate.importance.items())[:10]
+        sections.append("<h3>Feature importance (accuracy drop when shuffled)</h3>")
+        sections.append(table(["feature", "importance"], [[n, number(v)] for n, v in top]))
+        if champion is not None and champion.importance:
+            shift = importance_shift(candidate.importance, champion.importance)
+            sections.append("<p>Changed most since the champion:</p>")
+            sections.append(
+                table(["feature", "champion", "this version"],
+                      [[n, number(a), number(b)] for n, a, b in shift])
+            )  # fmt: skip
+    if candidate.latency is not None:
+        t = candidate.latency
+        sections.append(
+            f"<h3>Scoring speed</h3><p>{esc(t.scoring_path)}: one row p50 "
+            f"{t.single_row_p50_ms:.3f} ms, p99 {t.single_row_p99_ms:.3f} ms; "
+            f"{t.rows_per_second:,.0f} rows/s in a batch of {t.batch_rows:,}.</p>"
+        )
+    return sections

@@ -142,8 +142,10 @@ def line_svg(series: Mapping[str, Sequence[float | None]], labels: Sequence[str]
         f'<text x="2" y="{y(0) + 4:.1f}" font-size="10">0</text>',
     ]
     for i, label in enumerate(labels):
+        # the end labels lean inwards, so the panel's edge does not cut them
+        anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
         parts.append(
-            f'<text x="{x(i):.1f}" y="{height - 6}" font-size="10" text-anchor="middle">'
+            f'<text x="{x(i):.1f}" y="{height - 6}" font-size="10" text-anchor="{anchor}">'
             f"{html.escape(label)}</text>"
         )
     for k, (name, values) in enumerate(series.items()):
@@ -169,4 +171,35 @@ def line_svg(series: Mapping[str, Sequence[float | None]], labels: Sequence[str]
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img">{"".join(parts)}</svg>'
+    )
+
+
+def reliability_svg(curve: Sequence[tuple[float, float, int]], size: int = 180) -> str:
+    """A reliability diagram: observed share of positives against the mean predicted
+    probability per bin (dot size by rows), with the diagonal of perfect calibration."""
+    pad = 22
+    span = size - 2 * pad
+
+    def at(v: float) -> float:
+        return pad + span * min(max(v, 0.0), 1.0)
+
+    def up(v: float) -> float:
+        return size - pad - span * min(max(v, 0.0), 1.0)
+
+    biggest = max((rows for _, _, rows in curve), default=1)
+    points = " ".join(f"{at(p):.1f},{up(o):.1f}" for p, o, _ in curve)
+    dots = "".join(
+        f'<circle cx="{at(p):.1f}" cy="{up(o):.1f}" r="{2 + 4 * (rows / biggest) ** 0.5:.1f}" '
+        'fill="#0969da" fill-opacity="0.7"/>'
+        for p, o, rows in curve
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
+        f'viewBox="0 0 {size} {size}" role="img"><title>reliability: observed vs predicted'
+        f'</title><rect x="{pad}" y="{pad}" width="{span}" height="{span}" fill="none" '
+        f'stroke="#d0d7de"/><line x1="{at(0)}" y1="{up(0)}" x2="{at(1)}" y2="{up(1)}" '
+        f'stroke="#afb8c1" stroke-dasharray="4 3"/>'
+        f'<polyline fill="none" stroke="#0969da" points="{points}"/>{dots}'
+        f'<text x="{pad}" y="{size - 6}" font-size="10">predicted P(positive)</text>'
+        f'<text x="2" y="{pad - 8}" font-size="10">observed</text></svg>'
     )

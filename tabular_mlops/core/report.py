@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from tabular_mlops.core.governance import GovernanceReport
+
 
 class SliceMetrics(BaseModel):
     value: str
@@ -21,3 +23,5 @@ class EvaluationReport(BaseModel):
     roc_curves: dict[str, tuple[list[float], list[float]]]
     slice_column: str | None = None
     slices: list[SliceMetrics] = []
+    #: fairness, calibration, robustness, importance, cost and the decision threshold
+    governance: GovernanceReport | None = None

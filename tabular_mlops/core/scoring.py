@@ -115,7 +115,7 @@ class FastModel:
 
     def verify(self, sample: pd.DataFrame) -> None:
         """Fail unless this path gives the pipeline's probabilities on ``sample``."""
-        rows = sample.astype(object).where(sample.notna(), None).to_numpy().tolist()
+        rows = rows_of_frame(sample)
         expected = self.model.predict_proba(sample)
         for served in (self.predict_proba(rows), self.predict_proba_frame(sample)):
             if not np.allclose(served, expected, atol=1e-9):
@@ -138,6 +138,11 @@ class PipelineScorer:
 
 
 Scorer = FastModel | PipelineScorer
+
+
+def rows_of_frame(frame: pd.DataFrame) -> list[list[Any]]:
+    """A frame's rows as a request gives them: lists of values, None where missing."""
+    return frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
 
 
 def scorer_for(model: Pipeline, feature_names: Sequence[str], sample: pd.DataFrame) -> Scorer:

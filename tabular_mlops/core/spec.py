@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 if TYPE_CHECKING:
@@ -31,6 +32,18 @@ class ServingSpec(BaseModel):
     target: str
     features: list[FeatureSpec]
     classes: list[str]
+    #: a binary model's decision rule when its threshold was tuned (to a cost matrix):
+    #: ``positive_label`` is said when its probability is at least ``decision_threshold``;
+    #: None: the most probable class
+    positive_label: str | None = None
+    decision_threshold: float | None = None
+
+    def label_indexes(self, probabilities: np.ndarray) -> np.ndarray:
+        """The class each row of probabilities is answered with, by the model's own rule:
+        serving and batch scoring decide through here."""
+        return label_indexes(
+            probabilities, self.classes, self.positive_label, self.decision_threshold
+        )
 
     @classmethod
     def from_training_data(
@@ -40,6 +53,8 @@ class ServingSpec(BaseModel):
         train_set: pd.DataFrame,
         target: str,
         classes: list[Any],
+        positive_label: str | None = None,
+        decision_threshold: float | None = None,
     ) -> ServingSpec:
         # here, not at the top: the service imports this module without pandas
         from tabular_mlops.core.columns import column_kind
@@ -65,7 +80,23 @@ class ServingSpec(BaseModel):
             target=target,
             features=features,
             classes=[str(c) for c in classes],
+            positive_label=positive_label,
+            decision_threshold=decision_threshold,
         )
+
+
+def label_indexes(
+    probabilities: np.ndarray,
+    classes: list[str],
+    positive_label: str | None,
+    threshold: float | None,
+) -> np.ndarray:
+    """The most probable class, or for a tuned binary model ``positive_label`` wherever its
+    probability is at least ``threshold`` (as scikit-learn's tuned classifier decides)."""
+    if threshold is None or positive_label is None:
+        return probabilities.argmax(axis=1)
+    positive = classes.index(positive_label)
+    return np.where(probabilities[:, positive] >= threshold, positive, 1 - positive)
 
 
 class _Strict(BaseModel):

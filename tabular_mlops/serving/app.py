@@ -404,11 +404,8 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
                 422, "the model cannot score these rows", unscorable(spec, rows, bad)
             )
         return [
-            {
-                "label": classes[int(p.argmax())],
-                "probabilities": dict(zip(classes, p.tolist(), strict=True)),
-            }
-            for p in probabilities
+            {"label": classes[int(i)], "probabilities": dict(zip(classes, p.tolist(), strict=True))}
+            for i, p in zip(spec.label_indexes(probabilities), probabilities, strict=True)
         ]
 
     def log_answers(

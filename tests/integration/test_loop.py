@@ -122,4 +122,5 @@ def _assert_monitoring_runs_are_followed_across_runs(actions: list[str]) -> None
     shown = re.search(r"Monitoring over the last (\d+) runs", trend)
     assert shown and int(shown.group(1)) >= 2
     assert "<polyline" in trend  # the drift share line across both runs
-    assert trend.index("retrain") < trend.index("none")  # newest first in the table
+    decisions = trend[trend.index("<table") :]
+    assert decisions.index(">retrain<") < decisions.index(">none<")  # newest first

@@ -63,6 +63,12 @@ def test_settings_and_overlays_are_resolved(prod_plan):
     assert train_step["experiment_tracker"] is True
     gate = training["steps"]["validate_model"]["parameters"]["promotion"]
     assert gate["min_metrics"] == {"accuracy": 0.9, "roc_auc": 0.95}  # prod's stricter overlay
+    governance = training["steps"]["validate_model"]["parameters"]["evaluation"]
+    assert governance["calibration"]["max_expected_calibration_error"] == 0.08
+    assert governance["robustness"]["max_flip_share"] == 0.02  # dev: 0.05
+    assert governance["fairness"]["max_demographic_parity_difference"] == 0.1
+    budget = prod_plan["deployment_pipeline"]["steps"]["package_model"]["parameters"]["serving"]
+    assert budget["max_single_row_p99_ms"] == 2  # dev: 5
     requirements = training["docker"]["requirements_files"]
     integration = requirements[".zenml_stack_integration_requirements"]
     assert any(r.startswith("kubernetes") for r in integration)

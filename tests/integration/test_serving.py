@@ -327,6 +327,21 @@ def test_failed_redeploy_leaves_the_old_service_and_its_counters(live, paths, ro
     assert ok_count(live) == before + 1
 
 
+def test_a_model_over_the_latency_budget_is_refused_before_anything_is_built(live, paths, rows):
+    from zenml.client import Client
+
+    result = deploy(paths, "--force", "--set", "parameters.serving.max_single_row_p99_ms=0.0001")
+    assert result.exit_code == 1, result.output
+    assert "step 'package_model'" in result.output
+    assert "over the latency budget: single-row p99" in result.output
+    assert "0.0001 ms budget (serving.max_single_row_p99_ms)" in result.output
+    assert local_server.read_live(paths["state"], MODEL) == live  # the live one serves on
+    assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200
+    measured = Client().get_model_version(MODEL, int(live.model_version)).run_metadata
+    latency = measured["scoring_latency"]
+    assert latency["scoring_path"] == "FastModel" and latency["rows_per_second"] > 0
+
+
 def test_deploying_the_served_version_again_changes_nothing(live, paths):
     result = deploy(paths)
     assert result.exit_code == 0, result.output

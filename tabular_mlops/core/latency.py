@@ -1,0 +1,83 @@
+"""How fast the packaged scoring path answers: the deployment gate's latency budget.
+
+Measured in process on the scorer the service will run (numpy path or pipeline),
+with the model's own decision rule, on rows of its test split: a single row at
+a time (the online case, p50/p99 over ``calls``) and one large batch (rows/s).
+It leaves out HTTP and the router, which ``bench/serving.py`` measures with wrk:
+this is the model's share of the budget, the part a new version can change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from tabular_mlops.core.config import ServingConfig
+from tabular_mlops.core.scoring import Scorer
+
+
+class LatencyBudgetError(RuntimeError):
+    """The packaged scoring path is slower than ``serving``'s budget allows."""
+
+
+class ScoringLatency(BaseModel):
+    scoring_path: str
+    single_row_p50_ms: float
+    single_row_p99_ms: float
+    rows_per_second: float
+    batch_rows: int
+
+
+def measure(
+    scorer: Scorer,
+    decide_labels: Callable[[np.ndarray], np.ndarray],
+    rows: Sequence[Sequence[Any]],
+    calls: int = 500,
+    batch_rows: int = 10_000,
+) -> ScoringLatency:
+    """Single-row latency percentiles and batch throughput of ``scorer`` on ``rows``, with
+    the labels decided as the service decides them (``ServingSpec.label_indexes``)."""
+    if not rows:
+        raise ValueError("no rows to measure the scoring path on")
+    spent = []
+    for i in range(calls):
+        row = [rows[i % len(rows)]]
+        started = time.perf_counter()
+        decide_labels(scorer.predict_proba(row))
+        spent.append(time.perf_counter() - started)
+    batch = [rows[i % len(rows)] for i in range(batch_rows)]
+    started = time.perf_counter()
+    decide_labels(scorer.predict_proba(batch))
+    elapsed = time.perf_counter() - started
+    milliseconds = np.array(spent) * 1000
+    return ScoringLatency(
+        scoring_path=type(scorer).__name__,
+        single_row_p50_ms=float(np.percentile(milliseconds, 50)),
+        single_row_p99_ms=float(np.percentile(milliseconds, 99)),
+        rows_per_second=batch_rows / elapsed,
+        batch_rows=batch_rows,
+    )
+
+
+def over_budget(latency: ScoringLatency, serving: ServingConfig) -> list[str]:
+    """What breaks the budget, with both figures."""
+    found = []
+    if serving.max_single_row_p99_ms is not None and (
+        latency.single_row_p99_ms > serving.max_single_row_p99_ms
+    ):
+        found.append(
+            f"single-row p99 {latency.single_row_p99_ms:.2f} ms over the "
+            f"{serving.max_single_row_p99_ms:g} ms budget (serving.max_single_row_p99_ms)"
+        )
+    if serving.min_rows_per_second is not None and (
+        latency.rows_per_second < serving.min_rows_per_second
+    ):
+        found.append(
+            f"{latency.rows_per_second:,.0f} rows/s under the {serving.min_rows_per_second:,.0f} "
+            "rows/s budget (serving.min_rows_per_second)"
+        )
+    return found
