@@ -93,8 +93,8 @@ def case(name: str, train: Any, test: Any, target: str, training: TrainingConfig
 @click.command()
 @click.option("--repeats", default=5, show_default=True)
 def main(repeats: int) -> None:
+    from tabular_mlops.adapters.simulation import census_frame
     from tabular_mlops.adapters.sources import load_dataset
-    from tests.helpers import census_frame
 
     cancer = load_dataset(DataSourceConfig()).sample(frac=1.0, random_state=42)
     cut = int(len(cancer) * 0.75)

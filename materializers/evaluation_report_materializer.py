@@ -4,7 +4,6 @@ a metrics table, per-slice metrics, a confusion matrix and ROC curves."""
 from __future__ import annotations
 
 import base64
-import html
 import io
 from typing import ClassVar
 
@@ -12,7 +11,7 @@ from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
-from tabular_mlops.core.model_card import governance_sections
+from tabular_mlops.core.model_card import governance_sections, slice_sections
 from tabular_mlops.core.pages import number, page, table
 from tabular_mlops.core.report import EvaluationReport
 
@@ -79,18 +78,7 @@ def render_html(report: EvaluationReport) -> str:
         f"<h2>Evaluation on {report.rows} held-out rows</h2>",
         table(["metric", "value"], [[name, number(v)] for name, v in report.metrics.items()]),
     ]
-    if report.slices:
-        names = sorted({name for s in report.slices for name in s.metrics})
-        sections.append(f"<h3>By {html.escape(str(report.slice_column))}</h3>")
-        sections.append(
-            table(
-                ["slice", "rows", *names],
-                [
-                    [s.value, str(s.rows), *(number(s.metrics.get(n)) for n in names)]
-                    for s in report.slices
-                ],
-            )
-        )
+    sections.extend(slice_sections(report.slice_column, report.slices))
     if report.governance is not None:
         sections.extend(governance_sections(report.governance))
     confusion, roc = _plots_png(report)

@@ -52,7 +52,7 @@ def train_and_promote(
     outcome = promote_model(
         decision, champion, registry_version, promotion, evaluation, test_set, target
     )
-    write_model_card(outcome, decision)
+    write_model_card(outcome, decision, report)
     prune_candidates(outcome, promotion)
     return outcome
 

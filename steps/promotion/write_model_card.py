@@ -9,11 +9,12 @@ from zenml.types import HTMLString
 from tabular_mlops.adapters.model_cards import model_card
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome
 from tabular_mlops.core.model_card import render_model_card
+from tabular_mlops.core.report import EvaluationReport
 
 
 @step(enable_cache=False)  # it reads the version's stage and metadata as they are now
 def write_model_card(
-    outcome: PromotionOutcome, decision: PromotionDecision
+    outcome: PromotionOutcome, decision: PromotionDecision, report: EvaluationReport
 ) -> Annotated[HTMLString, "model_card"]:
     """The model version's card, as the dashboard shows it: stage, both gates' decisions
     with their figures, and the lineage (datasets with content hashes, hyperparameters,
@@ -27,5 +28,5 @@ def write_model_card(
     version = client.get_model_version(context.model.name, context.model.number)
     tracker = client.active_stack.experiment_tracker
     tracking_uri = getattr(tracker, "get_tracking_uri", lambda: None)()
-    card = model_card(version, outcome, decision, context.pipeline_run.name, tracking_uri)
+    card = model_card(version, outcome, decision, context.pipeline_run.name, tracking_uri, report)
     return HTMLString(render_model_card(card))

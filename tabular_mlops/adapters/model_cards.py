@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome
 from tabular_mlops.core.model_card import DatasetLineage, ModelCard
+from tabular_mlops.core.report import EvaluationReport
 
 if TYPE_CHECKING:
     from zenml.models import ArtifactVersionResponse, ModelVersionResponse
@@ -39,11 +40,12 @@ def model_card(
     decision: PromotionDecision,
     pipeline_run: str,
     tracking_uri: str | None,
+    report: EvaluationReport | None = None,
 ) -> ModelCard:
     """The card of ``version`` (hydrated) as it stands after its promotion decision."""
     metadata: dict[str, Any] = dict(version.run_metadata)
-    report = version.get_artifact("data_report")
-    drift = report.run_metadata.get("data_drift") if report else None
+    data_report = version.get_artifact("data_report")
+    drift = data_report.run_metadata.get("data_drift") if data_report else None
     data_gate: dict[str, Any] = dict(drift) if isinstance(drift, dict) else {}
     if data_gate and metadata.get("drift_accepted"):
         data_gate["drift_accepted"] = True
@@ -68,4 +70,6 @@ def model_card(
         code=dict(metadata.get("code_version") or {}),
         mlflow={k: v for k, v in mlflow.items() if v},
         pipeline_run=pipeline_run,
+        slice_column=report.slice_column if report else None,
+        slices=report.slices if report else [],
     )

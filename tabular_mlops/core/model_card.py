@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome
 from tabular_mlops.core.governance import GovernanceReport, importance_shift
 from tabular_mlops.core.pages import badge, number, page, reliability_svg, table
+from tabular_mlops.core.report import SliceMetrics
 
 
 class DatasetLineage(BaseModel):
@@ -47,6 +48,9 @@ class ModelCard(BaseModel):
     #: run id, experiment id, model URI, registry version, tracking URI
     mlflow: dict[str, str]
     pipeline_run: str
+    #: the evaluation's per-slice metrics (column, slices)
+    slice_column: str | None = None
+    slices: list[SliceMetrics] = []
 
 
 def render_model_card(card: ModelCard) -> str:
@@ -94,6 +98,7 @@ def render_model_card(card: ModelCard) -> str:
         f"<h3>Model gate {verdict}</h3>",
         f"<p>Against {against}: {esc('; '.join(decision.reasons))}.</p>",
         table(["test metric", "this version", "champion, same rows"], metric_rows),
+        *slice_sections(card.slice_column, card.slices),
         *(
             governance_sections(decision.governance, decision.champion_governance)
             if decision.governance
@@ -216,3 +221,17 @@ def governance_sections(
             f"{t.rows_per_second:,.0f} rows/s in a batch of {t.batch_rows:,}.</p>"
         )
     return sections
+
+
+def slice_sections(column: str | None, slices: list[SliceMetrics]) -> list[str]:
+    """Per-slice metrics as a heading and a table (``n/a`` where a metric is undefined)."""
+    if not slices:
+        return []
+    names = sorted({name for s in slices for name in s.metrics})
+    return [
+        f"<h3>By {html.escape(str(column))}</h3>",
+        table(
+            ["slice", "rows", *names],
+            [[s.value, str(s.rows), *(number(s.metrics.get(n)) for n in names)] for s in slices],
+        ),
+    ]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from tabular_mlops.adapters.net import free_port
-from tests.helpers import census_frame, invoke, write_csv
+from tabular_mlops.adapters.simulation import census_frame
+from tests.helpers import invoke, write_csv
 
 pytestmark = pytest.mark.integration
 

@@ -172,6 +172,18 @@ def test_the_model_card_shows_the_version_its_gates_and_lineage(first_run, tmp_p
     assert path.read_text() == card
 
 
+def test_evidentlys_interactive_page_is_built_from_the_runs_snapshot(first_run):
+    """The dashboard shows the static summary; `run.py report` builds Evidently's own page
+    (scripts and all) from the snapshot the run kept, to open in a browser."""
+    from zenml.client import Client
+
+    assert not Client().get_artifact_version("data_report_evidently").visualizations
+    result = invoke("report", "data_report_evidently")
+    assert result.exit_code == 0, result.output
+    written = Path(result.output.strip().rsplit(": ", 1)[-1])
+    assert "<script" in written.read_text().lower()  # Evidently's own, interactive
+
+
 def test_no_visualization_this_project_writes_has_a_script(first_run):
     """The dashboard shows HTML visualizations in <iframe sandbox="">: a script would leave
     the panel blank, so every page is static."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tabular_mlops.adapters.simulation import census_frame
 from tabular_mlops.core.config import (
     CalibrationConfig,
     CostConfig,
@@ -19,7 +20,6 @@ from tabular_mlops.core.governance import assess, decision_rule, importance_shif
 from tabular_mlops.core.model_factory import TrainingConfigError, fit_model
 from tabular_mlops.core.scoring import FastModel
 from tabular_mlops.core.spec import ServingSpec
-from tests.helpers import census_frame
 
 TARGET = "income"
 
@@ -162,3 +162,25 @@ def test_an_assessment_only_column_is_never_a_model_input():
     assert "race" not in model.feature_names_in_
     config = EvaluationConfig(fairness=FairnessConfig(sensitive_columns=["race"]))
     assert assess(model, test, TARGET, config).fairness[0].column == "race"
+
+
+def test_batch_scoring_decides_by_the_tuned_threshold(tmp_path):
+    """The batch pipeline's scorer answers with the model's own rule, like the service."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from tabular_mlops.adapters.batch import score_file
+
+    train, test = _split(census_frame(rows=1500))
+    costly_misses = CostConfig(matrix={">50K": {"<=50K": 10.0}, "<=50K": {">50K": 1.0}})
+    model, _ = fit_model(train, TARGET, TrainingConfig(params={"max_iter": 2000}), costly_misses)
+    positive, threshold = decision_rule(model)
+    spec = ServingSpec.from_training_data("m", "1", train, TARGET, list(model.classes_),
+                                          positive, threshold)  # fmt: skip
+    features = test.drop(columns=[TARGET])
+    features.to_parquet(tmp_path / "batch.parquet")
+    result = score_file(tmp_path / "batch.parquet", model, spec, tmp_path / "out", "b1", 100,
+                        datetime.now(UTC))  # fmt: skip
+    scored = pd.read_parquet(result.predictions_path)
+    assert scored["prediction"].tolist() == list(model.predict(features))
