@@ -68,7 +68,10 @@ def register_model(
             "test_metrics": report.metrics,
             "governance": governance_metrics(governance),
             "feature_importance": governance.importance if governance else {},
-            "candidate_vs_champion": decision.model_dump(mode="json"),
+            # the governance figures are logged apart, above
+            "candidate_vs_champion": decision.model_dump(
+                mode="json", exclude={"governance", "champion_governance"}
+            ),
             "mlflow_run_id": mlflow_model.run_id,
             "mlflow_experiment_id": mlflow_model.experiment_id,
             "mlflow_model_uri": mlflow_model.model_uri,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 
+import pandas as pd
 import pytest
 
 from tabular_mlops.adapters import simulation
@@ -181,14 +182,20 @@ def test_shadow_answers_are_logged_and_never_returned(service, traffic):
     assert report.failed == {}
     assert report.answered_by == {champion: 200}  # the shadow never answers
 
-    def both_logged() -> bool:
+    def answers() -> tuple[pd.DataFrame, pd.DataFrame]:
         logged = read_records(service["log"])
-        return int((logged["source"] == "shadow").sum()) >= 200
+        shadow = logged[logged["source"] == "shadow"]
+        live = logged[
+            (logged["source"] == "live") & logged["request_id"].isin(shadow["request_id"])
+        ]
+        return shadow, live
 
-    assert wait_until(both_logged, 10)
-    logged = read_records(service["log"])
-    shadow = logged[logged["source"] == "shadow"]
-    live = logged[(logged["source"] == "live") & logged["request_id"].isin(shadow["request_id"])]
+    def both_logged() -> bool:  # each writer flushes every 0.2 s, the shadow's in batches
+        shadow, live = answers()
+        return len(shadow) >= 200 and len(live) == len(shadow)
+
+    wait_until(both_logged, 10)
+    shadow, live = answers()
     assert set(shadow["model_version"]) == {candidate}
     assert set(live["model_version"]) == {champion}
     assert len(live) == len(shadow)  # one answer of each, under the same request id

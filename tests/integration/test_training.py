@@ -176,8 +176,10 @@ def test_evidentlys_interactive_page_is_built_from_the_runs_snapshot(first_run):
     """The dashboard shows the static summary; `run.py report` builds Evidently's own page
     (scripts and all) from the snapshot the run kept, to open in a browser."""
     from zenml.client import Client
+    from zenml.enums import VisualizationType
 
-    assert not Client().get_artifact_version("data_report_evidently").visualizations
+    stored = Client().get_artifact_version("data_report_evidently")
+    assert VisualizationType.HTML not in {v.type for v in stored.visualizations or []}
     result = invoke("report", "data_report_evidently")
     assert result.exit_code == 0, result.output
     written = Path(result.output.strip().rsplit(": ", 1)[-1])
