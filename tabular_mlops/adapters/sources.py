@@ -15,11 +15,18 @@ class DataSourceError(ValueError):
 def load_dataset(source: DataSourceConfig) -> pd.DataFrame:
     """Return features and the target column ``source.target`` in one frame."""
     frame = _load_sklearn(source) if source.source == "sklearn" else _load_file(source)
-    unknown = [c for c in source.drop_columns if c not in frame.columns]
-    if unknown:
+    for key, named in (("drop_columns", source.drop_columns),
+                       ("assessment_columns", source.assessment_columns)):  # fmt: skip
+        unknown = [c for c in named if c not in frame.columns]
+        if unknown:
+            raise DataSourceError(
+                f"{source.path or source.dataset}: data.{key} names {unknown}, "
+                f"which the data does not have; columns are {list(frame.columns)}"
+            )
+    if source.target in source.assessment_columns:
         raise DataSourceError(
-            f"{source.path or source.dataset}: data.drop_columns names {unknown}, "
-            f"which the data does not have; columns are {list(frame.columns)}"
+            f"{source.path or source.dataset}: data.assessment_columns names the target "
+            f"'{source.target}'"
         )
     frame = frame.drop(columns=source.drop_columns)
     if source.target not in frame.columns:

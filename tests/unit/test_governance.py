@@ -184,3 +184,20 @@ def test_batch_scoring_decides_by_the_tuned_threshold(tmp_path):
                         datetime.now(UTC))  # fmt: skip
     scored = pd.read_parquet(result.predictions_path)
     assert scored["prediction"].tolist() == list(model.predict(features))
+
+
+def test_a_sensitive_or_assessment_column_the_data_lacks_is_named(tmp_path):
+    from tabular_mlops.adapters.sources import DataSourceError, load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
+    from tests.helpers import write_csv
+
+    train, test = _split(census_frame())
+    model, _ = fit_model(train, TARGET, TrainingConfig(params={"max_iter": 2000}))
+    missing = EvaluationConfig(fairness=FairnessConfig(sensitive_columns=["gender"]))
+    with pytest.raises(ValueError, match="sensitive_columns: 'gender' is not in the data"):
+        assess(model, test, TARGET, missing)
+    path = write_csv(census_frame(rows=50), tmp_path / "census.csv")
+    source = DataSourceConfig(source="file", path=path, target=TARGET,
+                              assessment_columns=["ethnicity"])  # fmt: skip
+    with pytest.raises(DataSourceError, match=r"data.assessment_columns names \['ethnicity'\]"):
+        load_dataset(source)
