@@ -89,3 +89,10 @@ def register(client: Client) -> None:
             description="the local git checkout: runs record the commit they ran",
         )
         logger.info("registered code repository '%s'", NAME)
+        # ZenML caches "no code repository here" per path for the process the first time
+        # it resolves a source (registering the stack's flavors does); without this the
+        # very first run of a new store would record no commit. A private cache of
+        # zenml.utils.code_repository_utils (0.98): forget what it said before.
+        from zenml.utils import code_repository_utils
+
+        code_repository_utils._CODE_REPOSITORY_CACHE.clear()

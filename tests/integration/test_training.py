@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -528,3 +529,31 @@ def test_failures_and_rejections_reach_the_stacks_alerter(dev_stack, tmp_path):
         for m in new
     ), new
     assert any(f"model '{alerted}' version" in m and "not promoted: " in m for m in new), new
+
+
+def test_a_new_store_records_the_commit_from_its_first_run(dev_stack, tmp_path):
+    """ZenML remembers "no code repository here" per path from the first source it
+    resolves; registering this checkout's repository must make it look again."""
+    import subprocess
+
+    from zenml.client import Client
+    from zenml.utils import code_repository_utils
+
+    from tabular_mlops.adapters import code_repository
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "run.py").write_text("")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-qm", "one"], check=True)  # fmt: skip
+    client = Client()
+    with contextlib.suppress(KeyError):
+        client.delete_code_repository(code_repository.NAME)
+    code_repository_utils._CODE_REPOSITORY_CACHE.clear()
+    assert code_repository_utils.find_active_code_repository(str(tmp_path)) is None  # cached
+    code_repository.register(client)
+    found = code_repository_utils.find_active_code_repository(str(tmp_path))
+    assert found is not None and found.code_repository.name == code_repository.NAME
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    assert found.current_commit == head and not found.is_dirty
