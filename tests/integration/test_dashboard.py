@@ -34,12 +34,18 @@ def test_dashboard_starts_serves_and_stops(dev_stack, free_port):
 
 
 def _chromium() -> str:
-    """Debian's Chromium (`.ci/run` installs it): Playwright drives it and never downloads
-    a browser of its own."""
+    """Debian's Chromium (`.ci/run` installs it), or the Chrome a hosted CI runner ships:
+    Playwright drives it and never downloads a browser of its own."""
     import os
     import shutil
 
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    names = (
+        "chromium",
+        "chromium-browser",
+        "google-chrome-stable",
+        "google-chrome",
+    )  # Debian, hosted CI
+    found = next((path for name in names if (path := shutil.which(name))), None)
     if found is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed: .ci/run installs it with apt-get")
