@@ -9,6 +9,7 @@ from sklearn.base import ClassifierMixin
 
 from tabular_mlops.core.config import EvaluationConfig, PromotionConfig
 from tabular_mlops.core.governance import GovernanceReport, assess, violations
+from tabular_mlops.core.metrics import evaluate
 
 
 class PromotionDecision(BaseModel):
@@ -36,8 +37,6 @@ def judge(
     """The whole model gate: floors, no regression on the primary metric and no higher
     cost than the champion (scored on the candidate's own test rows), and the limits on
     fairness, calibration and robustness."""
-    from tabular_mlops.core.metrics import evaluate
-
     champion_metrics = champion_governance = None
     if champion_model is not None:
         champion_metrics = evaluate(champion_model, test_set, target).metrics
