@@ -89,10 +89,17 @@ def register(client: Client) -> None:
             description="the local git checkout: runs record the commit they ran",
         )
         logger.info("registered code repository '%s'", NAME)
-        # ZenML caches "no code repository here" per path for the process the first time
-        # it resolves a source (registering the stack's flavors does); without this the
-        # very first run of a new store would record no commit. A private cache of
-        # zenml.utils.code_repository_utils (0.98): forget what it said before.
-        from zenml.utils import code_repository_utils
 
-        code_repository_utils._CODE_REPOSITORY_CACHE.clear()
+
+def forget_cached() -> None:
+    """Make ZenML look for the code repository again.
+
+    ZenML caches its answer per path for the whole process, the first time it resolves
+    a source (registering the stack's flavors does): "none here" before this checkout
+    was registered, so the first run of a new store recorded no commit; or a repository
+    of the project active then, which a run in another project then names and fails
+    on ("code repository ... not found in the project"). Called on every stack
+    activation. A private cache of ``zenml.utils.code_repository_utils`` (0.98)."""
+    from zenml.utils import code_repository_utils
+
+    code_repository_utils._CODE_REPOSITORY_CACHE.clear()

@@ -228,8 +228,9 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
             client.set_active_project(environment.project)
     if client.active_stack_model.name != stack_plan.name:
         client.activate_stack(stack_plan.name)
-    if environment.stack.components.orchestrator.flavor == "local":
-        from tabular_mlops.adapters import code_repository
+    from tabular_mlops.adapters import code_repository
 
+    if environment.stack.components.orchestrator.flavor == "local":
         code_repository.register(client)
+    code_repository.forget_cached()  # the project, and so its repositories, may have changed
     return stack_plan

@@ -552,6 +552,7 @@ def test_a_new_store_records_the_commit_from_its_first_run(dev_stack, tmp_path):
     code_repository_utils._CODE_REPOSITORY_CACHE.clear()
     assert code_repository_utils.find_active_code_repository(str(tmp_path)) is None  # cached
     code_repository.register(client)
+    code_repository.forget_cached()  # as every stack activation does after registering
     found = code_repository_utils.find_active_code_repository(str(tmp_path))
     assert found is not None and found.code_repository.name == code_repository.NAME
     head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], check=True,
