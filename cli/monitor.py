@@ -166,7 +166,10 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
     if live is None:
         raise click.ClickException(f"no service of '{name}' is live after the deployment")
     url = live.url
-    frame = load_dataset(training.parameters.data)
+    # users send the model's inputs: assessment-only columns stay behind
+    frame = load_dataset(training.parameters.data).drop(
+        columns=training.parameters.data.assessment_columns
+    )
     target_column = training.parameters.data.target
     experiment = target.rollout(name)
     # users keep coming until the A/B sample the plan sized is complete (a few rounds)

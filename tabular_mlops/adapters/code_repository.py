@@ -78,16 +78,20 @@ class CheckoutContext(LocalRepositoryContext):
 def register(client: Client) -> None:
     """Register this checkout in the active project, once."""
     from zenml.config.source import Source
+    from zenml.exceptions import EntityExistsError
 
     try:
         client.get_code_repository(NAME)
     except KeyError:
-        client.create_code_repository(
-            name=NAME,
-            config={},
-            source=Source.from_import_path(f"{__name__}.{GitCheckout.__name__}"),
-            description="the local git checkout: runs record the commit they ran",
-        )
+        try:
+            client.create_code_repository(
+                name=NAME,
+                config={},
+                source=Source.from_import_path(f"{__name__}.{GitCheckout.__name__}"),
+                description="the local git checkout: runs record the commit they ran",
+            )
+        except EntityExistsError:  # another command registered it a moment ago
+            return
         logger.info("registered code repository '%s'", NAME)
 
 

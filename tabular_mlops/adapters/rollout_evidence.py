@@ -58,7 +58,8 @@ def gather(
         arm = arms[record["version"]]
         arm.requests += 1
         arm.errors += int(record["status"] >= 500)
-        latencies[arm.version].append(float(record["latency_ms"]))
+        if record["role"] == "answered":  # a shadow's latency is its batch's, not comparable
+            latencies[arm.version].append(float(record["latency_ms"]))
         (answered_labels if record["role"] == "answered" else shadow_labels)[
             record["request_id"]
         ] = record.get("labels")

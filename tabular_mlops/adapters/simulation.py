@@ -52,7 +52,7 @@ def log_requests(
                     model_name=spec.model_name,
                     model_version=spec.model_version,
                     inputs={k: (None if pd.isna(v) else v) for k, v in row.items()},
-                    prediction=spec.classes[int(proba.argmax())],
+                    prediction=spec.classes[int(spec.label_indexes(proba[None, :])[0])],
                     probabilities=dict(zip(spec.classes, proba.tolist(), strict=True)),
                 )
             ]

@@ -591,6 +591,7 @@ class Router:
         )
         headers = {"content-type": "application/json", SOURCE_HEADER: "shadow",
                    SOURCE_TOKEN_HEADER: arm.pool.upstream.source_token or ""}  # fmt: skip
+        experiment = self.routes.experiment if self.routes else ""
         started = time.perf_counter()
         try:
             status, _, answer = await self._send(
@@ -599,22 +600,26 @@ class Router:
         finally:
             self.shadow_batches_in_flight -= 1
         latency = (time.perf_counter() - started) * 1000
-        results: dict[str, dict[str, Any]] = {}
+        if self.routes is None or self.routes.experiment != experiment:
+            return  # the experiment changed meanwhile: these answers are not its evidence
+        results: list[dict[str, Any]] = [{}] * len(batch)
         if status == 200:
-            try:
-                results = {item["request_id"]: item for item in json.loads(answer)["answers"]}
+            try:  # one answer per request, in the batch's order (request ids may repeat)
+                results = list(json.loads(answer)["answers"])
+                if len(results) != len(batch):
+                    raise ValueError("answers and requests differ in number")
             except (ValueError, KeyError, TypeError):
-                status = 502
-        for request_id, _, answered in batch:
-            result = results.get(request_id, {})
+                results, status = [{}] * len(batch), 502
+        for (request_id, _, answered), result in zip(batch, results, strict=True):
             item_status = int(result.get("status", status if status != 200 else 502))
             labels = result.get("labels") if item_status == 200 else None
             arm.requests += 1
             arm.errors += item_status >= 500
-            arm.latencies_ms.append(latency)
             if labels is not None and answered is not None:
                 self.compared += 1
                 self.agreed += labels == answered
+            # a batch's time, not a request's: logged, but no latency evidence (see
+            # adapters/rollout_evidence.py), and kept out of the arm's percentiles
             self._record("shadow", arm, request_id, item_status, latency, labels)
 
     async def _send(self, arm: _Arm, method: str, path: str, body: bytes,
