@@ -10,6 +10,7 @@ import sys
 import click
 
 from cli.deploy import deploy
+from cli.export import export
 from cli.infer import infer
 from cli.loop import all_stages
 from cli.models import models
@@ -17,6 +18,7 @@ from cli.monitor import monitor, simulate
 from cli.report import report
 from cli.rollout import rollout
 from cli.stack import dashboard, stack
+from cli.stream import stream
 from cli.train import train
 from tabular_mlops.adapters.paths import LOCAL_DIR
 
@@ -60,6 +62,8 @@ for command in (
     infer,
     monitor,
     simulate,
+    stream,
+    export,
     report,
     stack,
     dashboard,

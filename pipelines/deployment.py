@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines import lifecycle_pipeline
+from steps.deployment.export_onnx_model import export_onnx_model
 from steps.deployment.go_live import go_live
 from steps.deployment.package_model import package_model
 from steps.deployment.smoke_test_candidate import smoke_test_candidate
@@ -11,12 +12,14 @@ from tabular_mlops.core.config import ServingConfig
 
 
 def package_and_switch(serving: ServingConfig) -> Any:
-    """package -> start beside the live service -> smoke-test -> go live.
+    """export for embedding -> package -> start beside the live service -> smoke-test ->
+    go live.
 
-    Until the last step the live service is not touched: a failed build, start
-    or smoke test leaves it answering, and the production model as it was.
+    Until the last step the live service is not touched: a failed export, build,
+    start or smoke test leaves it answering, and the production model as it was.
     """
-    package = package_model(serving)
+    exported = export_onnx_model() if serving.export_onnx else None
+    package = package_model(serving, after=exported)
     candidate = start_candidate(package, serving)
     smoke = smoke_test_candidate(package, candidate, serving)
     return go_live(package, candidate, smoke, serving)

@@ -36,6 +36,7 @@ def collect_predictions(
         metadata={
             "rows": len(current),
             "online_rows": int((current["origin"] == "online").sum()),
+            "streamed_rows": int((current["origin"] == "stream").sum()),
             "unreadable_log_lines": unreadable,
         }
     )

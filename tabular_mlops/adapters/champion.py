@@ -79,11 +79,11 @@ def load_staged_model(zenml_model: ZenMLModel) -> StagedModel:
     Several steps of a run need them; loaded once per version and process, the
     local orchestrator's steps share one copy instead of reading it six times.
     """
-    return _load_version(zenml_model.id)
+    return load_version(zenml_model.id)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_version(model_version_id: UUID) -> StagedModel:
+def load_version(model_version_id: UUID) -> StagedModel:
     from zenml.client import Client
 
     version = Client().get_model_version(model_version_name_or_number_or_id=model_version_id)

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from sklearn.metrics import accuracy_score, f1_score
 
 from tabular_mlops.adapters.batch import MONITORING_SAMPLE_PREFIX
+from tabular_mlops.adapters.streaming.consumer import SOURCE as STREAM_SOURCE
 from tabular_mlops.core.config import MonitoringConfig
 from tabular_mlops.core.signals import PREDICTION
 from tabular_mlops.serving.inference_log import read_records
@@ -22,14 +23,18 @@ class LabelsError(ValueError):
 def collect(
     config: MonitoringConfig, features: list[str], start: datetime, end: datetime
 ) -> pd.DataFrame:
-    """Live requests from the serving log and the feature samples of batches scored in
-    [start, end); ``attrs["unreadable_lines"]`` counts log lines that did not parse."""
+    """Live requests and streamed events from the inference log and the feature samples of
+    batches scored in [start, end); ``attrs["unreadable_lines"]`` counts log lines that
+    did not parse."""
     frames = []
     logged = read_records(config.inference_log_dir, start, end)
     unreadable = int(logged.attrs.get("unreadable_lines", 0))
     if not logged.empty:
-        live = logged[logged["source"] == "live"]
-        frames.append(live[[*features, PREDICTION, "request_id", "row"]].assign(origin="online"))
+        for source, origin in (("live", "online"), (STREAM_SOURCE, "stream")):
+            traffic = logged[logged["source"] == source]
+            if not traffic.empty:
+                columns = [*features, PREDICTION, "request_id", "row"]
+                frames.append(traffic[columns].assign(origin=origin))
     for path in sorted(Path(config.batch_predictions_dir).glob(f"{MONITORING_SAMPLE_PREFIX}*")):
         table = pq.read_table(path, columns=[*features, PREDICTION, "scored_at"])
         batch = table.to_pandas()

@@ -7,9 +7,12 @@ stop reaches its workers too, and a Ctrl-C in the starting terminal does not.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
+from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -81,3 +84,37 @@ def stop_process_tree(pid: int, grace: float = 15) -> None:
     for process in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
+
+
+def record_process(pid_file: Path, pid: int, **details: Any) -> None:
+    """Write ``pid`` and its start time (and ``details``) to ``pid_file``, so a later
+    command stops this process and never another one that was given the same pid."""
+    pid_file.write_text(json.dumps({"pid": pid, "started": identity(pid), **details}))
+
+
+def read_process_record(pid_file: Path) -> dict[str, Any] | None:
+    """The record of a recorded process that still runs; None (and the file removed) when
+    it is gone, its pid names another process now, or the file is not a record."""
+    if not pid_file.is_file():
+        return None
+    try:
+        record = json.loads(pid_file.read_text())
+        pid, started = int(record["pid"]), float(record["started"])
+    except (ValueError, KeyError, TypeError):
+        logger.warning("%s: not a pid record; removed without signalling anything", pid_file)
+        pid_file.unlink(missing_ok=True)
+        return None
+    if not is_same_process(pid, started):
+        pid_file.unlink(missing_ok=True)
+        return None
+    return dict(record)
+
+
+def stop_recorded_process(pid_file: Path, grace: float = 10) -> bool:
+    """Stop the process ``pid_file`` records, if it is still that process: whether it was
+    running. The file is removed either way."""
+    record = read_process_record(pid_file)
+    if record is not None:
+        stop_process_tree(int(record["pid"]), grace=grace)
+    pid_file.unlink(missing_ok=True)
+    return record is not None

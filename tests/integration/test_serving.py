@@ -4,6 +4,8 @@ the contract, the address across releases, supervision, and schemathesis against
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.deployment.local import LocalProcessTarget
 from tabular_mlops.adapters.net import answers, free_port, wait_for_url
+from tabular_mlops.adapters.paths import PROJECT_ROOT
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig, ServingConfig
 from tests.conftest import SHARED_MODEL
@@ -244,6 +247,7 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
         "src/tabular_mlops/__init__.py",
         "src/tabular_mlops/core/__init__.py",
         "src/tabular_mlops/core/columns.py",
+        "src/tabular_mlops/core/problems.py",
         "src/tabular_mlops/core/scoring.py",
         "src/tabular_mlops/core/spec.py",
         "src/tabular_mlops/core/transformers.py",
@@ -298,6 +302,29 @@ def test_the_pod_spec_serves_the_bento(live, rows, tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_the_deployment_exports_the_model_for_embedding(live, rows, tmp_path):
+    """The deployed version's `onnx_model` artifact, written by `run.py export`, scored by
+    the standalone scorer: the live service's labels and probabilities."""
+    result = invoke("export", "--format", "onnx", "--set", f"model.name={MODEL}",
+                    "--output", str(tmp_path / "export"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"the `onnx_model` artifact of version {live.model_version}" in result.output
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["model_version"] == live.model_version
+    assert [f["name"] for f in manifest["features"]] == list(rows[0])
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    embedded = subprocess.run(
+        [sys.executable, "-m", "embedded", str(tmp_path / "export"), str(tmp_path / "rows.json")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    answers_embedded = [json.loads(line) for line in embedded.stdout.splitlines()]
+    served = post(live, json.dumps({"rows": rows})).json()["predictions"]
+    assert [a["label"] for a in answers_embedded] == [p["label"] for p in served]
+    for mine, theirs in zip(answers_embedded, served, strict=True):
+        for label, probability in theirs["probabilities"].items():
+            assert abs(mine["probabilities"][label] - probability) <= 1e-5
 
 
 def test_status_shows_the_live_service(live, paths):

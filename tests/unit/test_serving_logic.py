@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from tabular_mlops.adapters.deployment.packaging import bento_model_name
+from tabular_mlops.core.problems import describe_errors
 from tabular_mlops.core.scoring import FastModel, PipelineScorer, UnsupportedPipelineError
 from tabular_mlops.core.spec import request_model
-from tabular_mlops.serving.app import describe_errors
 
 
 def test_spec_follows_the_training_data(churn):

@@ -25,6 +25,7 @@ SERVED_MODULES = [
     "tabular_mlops/__init__.py",
     "tabular_mlops/core/__init__.py",
     "tabular_mlops/core/columns.py",
+    "tabular_mlops/core/problems.py",
     "tabular_mlops/core/scoring.py",
     "tabular_mlops/core/spec.py",
     "tabular_mlops/core/transformers.py",

@@ -1,0 +1,78 @@
+"""``run.py export``: the production model as files another program embeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.common import (
+    activate_stack,
+    config_option,
+    env_option,
+    load_pipeline_config,
+    overrides_option,
+)
+from tabular_mlops.adapters.paths import LOCAL_DIR
+from tabular_mlops.core.config import DeploymentRunConfig
+
+
+@click.command()
+@env_option
+@config_option("deployment")
+@click.option("--format", "file_format", type=click.Choice(["onnx"]), default="onnx",
+              show_default=True, help="What to export to.")  # fmt: skip
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
+              default=LOCAL_DIR / "embedded", show_default=".local/embedded",
+              help="Folder for model.onnx and manifest.json.")  # fmt: skip
+@click.option("--version", help="This model version instead of the one at the stage.")
+@overrides_option
+def export(
+    env: str,
+    config_path: Path,
+    file_format: str,
+    output: Path,
+    version: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Write the model at the configured stage as model.onnx and manifest.json (model
+    version, feature order, classes, decision rule, checksum) for embedding: the
+    version's `onnx_model` artifact from its deployment, or exported now, checked the
+    same way (identical labels, probabilities within 1e-5 of the pipeline on its test
+    split). Score it with `python -m embedded FOLDER rows.csv`."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    from tabular_mlops.adapters.champion import load_version
+    from tabular_mlops.adapters.onnx_export import OnnxExportError, export_onnx, write
+
+    config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
+    activate_stack(env)
+    name = config.model.name
+    try:
+        found = Client().get_model_version(name, version or ModelStages(config.stage))
+    except KeyError:
+        raise click.ClickException(
+            f"model '{name}' has no version {version or f'at {config.stage}'}; train one "
+            "with `python run.py train`"
+        ) from None
+    artifact = found.get_artifact("onnx_model")
+    if artifact is not None:
+        exported, origin = artifact.load(), f"the `onnx_model` artifact of version {found.number}"
+    else:
+        staged = load_version(found.id)
+        try:
+            exported = export_onnx(staged.model, staged.spec, staged.test_set[staged.features])
+        except OnnxExportError as exc:
+            raise click.ClickException(str(exc)) from None
+        origin = f"version {found.number}, exported now"
+    onnx_path, manifest_path = write(exported, output)
+    check = exported.manifest["check"]
+    click.echo(
+        f"Exported model '{name}' {origin} ({file_format}):\n"
+        f"  {onnx_path} ({exported.manifest['bytes']:,} bytes, sha256 "
+        f"{exported.manifest['sha256'][:12]}…)\n  {manifest_path}\n"
+        f"  checked on {check['rows']} test rows: labels identical, probabilities within "
+        f"{check['max_probability_difference']:.1e}\n"
+        f"Score rows with it: python -m embedded {output} rows.csv"
+    )

@@ -1,0 +1,99 @@
+"""The embedded scorer: the manifest says what the file takes and how to decide."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+
+
+class InvalidRowError(ValueError):
+    """A row the model cannot take; the message names the row and the feature."""
+
+
+class EmbeddedModel:
+    """One exported model: ``predict_proba`` and ``predict`` over rows given as dicts of
+    feature name -> value (numbers for numeric features, text for categorical ones,
+    None where the manifest says the feature may be missing)."""
+
+    def __init__(self, session: onnxruntime.InferenceSession, manifest: Mapping[str, Any]):
+        self.session, self.manifest = session, manifest
+        self.features: list[dict[str, Any]] = list(manifest["features"])
+        self.classes: list[str] = list(manifest["classes"])
+        self.positive_label: str | None = manifest.get("positive_label")
+        self.threshold: float | None = manifest.get("decision_threshold")
+        outputs = [output.name for output in session.get_outputs()]
+        self._probabilities = "probabilities" if "probabilities" in outputs else outputs[-1]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> EmbeddedModel:
+        """``model.onnx`` and ``manifest.json`` from ``directory``; a file whose checksum is
+        not the manifest's is refused."""
+        directory = Path(directory)
+        manifest = json.loads((directory / "manifest.json").read_text())
+        return cls.from_bytes((directory / "model.onnx").read_bytes(), manifest)
+
+    @classmethod
+    def from_bytes(cls, onnx: bytes, manifest: Mapping[str, Any]) -> EmbeddedModel:
+        digest = hashlib.sha256(onnx).hexdigest()
+        if digest != manifest["sha256"]:
+            raise ValueError(
+                f"model.onnx has checksum {digest}, the manifest says {manifest['sha256']}: "
+                "the file is not the one exported with this manifest"
+            )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # one row at a time: threads cost more than they save
+        session = onnxruntime.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        return cls(session, manifest)
+
+    def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """One row of probabilities (in ``classes`` order) per row."""
+        if not rows:
+            return np.empty((0, len(self.classes)), dtype=np.float32)
+        feeds = {feature["input"]: self._column(feature, rows) for feature in self.features}
+        return np.asarray(self.session.run([self._probabilities], feeds)[0], dtype=np.float64)
+
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+        return self.labels(self.predict_proba(rows))
+
+    def labels(self, probabilities: np.ndarray) -> list[str]:
+        """The model's rule: the most probable class, or for a threshold tuned to a cost
+        matrix the positive label wherever its probability reaches the threshold."""
+        if self.threshold is None or self.positive_label is None:
+            indexes = probabilities.argmax(axis=1)
+        else:
+            positive = self.classes.index(self.positive_label)
+            indexes = np.where(probabilities[:, positive] >= self.threshold, positive, 1 - positive)
+        return [self.classes[int(i)] for i in indexes]
+
+    def _column(self, feature: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        name = feature["name"]
+        values = []
+        for number, row in enumerate(rows):
+            if name not in row:
+                raise InvalidRowError(f"row {number}: feature '{name}' is missing")
+            value = row[name]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                if not feature["nullable"]:
+                    raise InvalidRowError(
+                        f"row {number}: feature '{name}' is missing a value; training never did"
+                    )
+                value = None
+            elif feature["kind"] == "numeric" and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
+                raise InvalidRowError(f"row {number}: feature '{name}': {value!r} is not a number")
+            elif feature["kind"] == "categorical" and not isinstance(value, str):
+                raise InvalidRowError(f"row {number}: feature '{name}': {value!r} is not text")
+            values.append(value)
+        if feature["kind"] == "numeric":
+            column = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+        else:  # a missing category is the training data's most frequent, as the imputer did
+            column = np.array([feature["fill"] if v is None else v for v in values], dtype=object)
+        return column.reshape(-1, 1)

@@ -1,0 +1,83 @@
+"""Stores an exported ONNX model as the two files an application embeds, ``model.onnx``
+and ``manifest.json``, and shows the manifest in the dashboard."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, ClassVar
+
+from zenml.enums import ArtifactType, VisualizationType
+from zenml.io import fileio
+from zenml.materializers.base_materializer import BaseMaterializer
+
+from tabular_mlops.adapters.onnx_export import OnnxModel
+from tabular_mlops.core.pages import badge, number, page, table
+
+
+class OnnxModelMaterializer(BaseMaterializer):
+    ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (OnnxModel,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
+
+    def load(self, data_type: type[Any]) -> OnnxModel:
+        with fileio.open(f"{self.uri}/model.onnx", "rb") as handle:
+            onnx = handle.read()
+        with fileio.open(f"{self.uri}/manifest.json", "r") as handle:
+            manifest = json.loads(handle.read())
+        return OnnxModel(onnx, manifest)
+
+    def save(self, data: OnnxModel) -> None:
+        with fileio.open(f"{self.uri}/model.onnx", "wb") as handle:
+            handle.write(data.onnx)
+        with fileio.open(f"{self.uri}/manifest.json", "w") as handle:
+            handle.write(json.dumps(data.manifest, indent=2))
+
+    def save_visualizations(self, data: OnnxModel) -> dict[str, VisualizationType]:
+        path = f"{self.uri}/onnx_model.html"
+        with fileio.open(path, "w") as handle:
+            handle.write(render_html(data.manifest))
+        return {path: VisualizationType.HTML}
+
+    def extract_metadata(self, data: OnnxModel) -> dict[str, Any]:
+        return {"sha256": data.manifest["sha256"], "bytes": data.manifest["bytes"]}
+
+
+def render_html(manifest: dict[str, Any]) -> str:
+    check = manifest["check"]
+    rule = (
+        f"'{manifest['positive_label']}' when its probability is at least "
+        f"{number(manifest['decision_threshold'])}"
+        if manifest.get("decision_threshold") is not None
+        else "the most probable class"
+    )
+    name = html.escape(f"{manifest['model_name']} v{manifest['model_version']}")
+    return page(
+        f"ONNX export of {name}",
+        "".join(
+            [
+                f"<h2>ONNX export: {name} {badge('checked', True)}</h2>",
+                f"<p>{manifest['bytes']:,} bytes, opset {manifest['opset']}, sha256 "
+                f"<code>{manifest['sha256'][:16]}…</code>. Labels identical to the scikit-learn "
+                f"pipeline on {check['rows']} test rows; probabilities within "
+                f"{check['max_probability_difference']:.1e}. Decides: {html.escape(rule)}.</p>",
+                "<p>Embed it: <code>python run.py export --format onnx</code> writes model.onnx "
+                "and manifest.json; <code>embedded/</code> scores them with onnxruntime and "
+                "numpy only.</p>",
+                table(
+                    ["feature", "kind", "ONNX input", "missing becomes"],
+                    [
+                        [
+                            f["name"],
+                            f["kind"],
+                            f["input"],
+                            f.get("fill", "NaN (imputed in the graph)")
+                            if f["nullable"]
+                            else "refused",
+                        ]
+                        for f in manifest["features"]
+                    ],
+                    numeric_from=4,
+                ),
+            ]
+        ),
+    )

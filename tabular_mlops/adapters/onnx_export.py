@@ -1,0 +1,176 @@
+"""Export a fitted pipeline to ONNX for embedding, and refuse any file that does not
+answer as the pipeline does.
+
+skl2onnx converts the preprocessing and the estimator into one graph with one
+input per feature (numbers as float32, categories as strings). What it cannot
+take is rewritten to what it can, with the same fitted numbers:
+
+- the categorical branch's ``FunctionTransformer(missing_as_nan)`` and its
+  most-frequent imputer have no ONNX converter for text: the graph takes the
+  one-hot encoder alone, and the manifest names each categorical's fill value,
+  which the embedded scorer puts in for a missing one (what the imputer does);
+- a threshold tuned to a cost matrix (``FixedThresholdClassifier``) is not an
+  ONNX operator: the graph gives the probabilities of the estimator inside, and
+  the manifest carries the positive label and threshold the scorer decides by.
+
+Then the file is run with onnxruntime on the model's test split through the
+embedded scorer's own code, and refused unless every label is the pipeline's and
+every probability within ``PROBABILITY_TOLERANCE`` of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from tabular_mlops.adapters.paths import PROJECT_ROOT
+from tabular_mlops.core.governance import decision_rule
+from tabular_mlops.core.spec import ServingSpec
+
+PROBABILITY_TOLERANCE = 1e-5
+#: the ONNX opset the file targets (onnxruntime 1.22+ runs it)
+TARGET_OPSET = 18
+
+
+class OnnxExportError(ValueError):
+    """The model cannot be exported, or the file does not answer as the pipeline does;
+    the message says which and why."""
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """A checked ONNX file and the manifest an application embeds it with."""
+
+    onnx: bytes
+    manifest: dict[str, Any]
+
+
+def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> OnnxModel:
+    """The pipeline as ONNX, checked on ``test_rows`` (the model's test split)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    graph_model, fills = convertible(model)
+    # named by feature, as the column transformer selects them; onnxruntime may rename an
+    # input (spaces), so the manifest names each feature's input as the file has it
+    initial_types = [
+        (f.name, FloatTensorType([None, 1]) if f.kind == "numeric" else StringTensorType([None, 1]))
+        for f in spec.features
+    ]
+    classifier = graph_model.steps[-1][1]
+    try:
+        onnx_model = convert_sklearn(
+            graph_model,
+            initial_types=initial_types,
+            target_opset=TARGET_OPSET,
+            options={id(classifier): {"zipmap": False}},
+        )
+    except Exception as exc:  # skl2onnx raises many kinds; the first line names the part
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise OnnxExportError(
+            f"model '{spec.model_name}' version {spec.model_version} cannot be converted to "
+            f"ONNX: {type(exc).__name__}: {reason}"
+        ) from None
+    onnx = onnx_model.SerializeToString()
+    inputs = [graph_input.name for graph_input in onnx_model.graph.input]
+    positive, threshold = decision_rule(model)
+    manifest: dict[str, Any] = {
+        "format": "onnx",
+        "model_name": spec.model_name,
+        "model_version": spec.model_version,
+        "target": spec.target,
+        "features": [
+            {
+                "name": f.name,
+                "kind": f.kind,
+                "input": input_name,
+                "nullable": f.nullable,
+                **({"fill": fills[f.name]} if f.kind == "categorical" else {}),
+            }
+            for f, input_name in zip(spec.features, inputs, strict=True)
+        ],
+        "classes": spec.classes,
+        "positive_label": positive if threshold is not None else None,
+        "decision_threshold": threshold,
+        "opset": TARGET_OPSET,
+        "sha256": hashlib.sha256(onnx).hexdigest(),
+        "bytes": len(onnx),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    manifest["check"] = check(model, onnx, manifest, test_rows)
+    return OnnxModel(onnx, manifest)
+
+
+def convertible(model: Pipeline) -> tuple[Pipeline, dict[str, str]]:
+    """A copy of the fitted pipeline skl2onnx converts, and each categorical's fill value
+    (see the module's docstring); anything else goes to skl2onnx as it is."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    preprocess = copy.deepcopy(model.named_steps["preprocess"])
+    classifier = model.named_steps["classifier"]
+    fills: dict[str, str] = {}
+    for index, (name, transformer, columns) in enumerate(preprocess.transformers_):
+        if name == "categorical" and isinstance(transformer, Pipeline) and len(columns):
+            imputer = transformer.named_steps["impute"]
+            fills = {str(c): str(v) for c, v in zip(columns, imputer.statistics_, strict=True)}
+            preprocess.transformers_[index] = (name, transformer.named_steps["encode"], columns)
+    if isinstance(classifier, FixedThresholdClassifier):
+        classifier = classifier.estimator_
+        classifier = getattr(classifier, "estimator", classifier)  # inside FrozenEstimator
+    return Pipeline([("preprocess", preprocess), ("classifier", classifier)]), fills
+
+
+def check(model: Pipeline, onnx: bytes, manifest: dict[str, Any], rows: pd.DataFrame) -> dict:
+    """Score ``rows`` with the file through the embedded scorer; refuse it unless labels
+    are identical and probabilities within ``PROBABILITY_TOLERANCE`` of the pipeline's."""
+    embedded = embedded_scorer()
+    scorer = embedded.EmbeddedModel.from_bytes(onnx, manifest)
+    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    probabilities = scorer.predict_proba(records)
+    expected = np.asarray(model.predict_proba(rows))
+    difference = float(np.abs(probabilities - expected).max()) if len(rows) else 0.0
+    labels = scorer.labels(probabilities)
+    disagree = int(sum(a != str(b) for a, b in zip(labels, model.predict(rows), strict=True)))
+    name = f"model '{manifest['model_name']}' version {manifest['model_version']}"
+    if disagree:
+        raise OnnxExportError(
+            f"{name}: the ONNX file gives a different label than the pipeline on {disagree} of "
+            f"{len(rows)} test rows; not exported"
+        )
+    if difference > PROBABILITY_TOLERANCE:
+        raise OnnxExportError(
+            f"{name}: the ONNX file's probabilities differ from the pipeline's by up to "
+            f"{difference:.2e} on the test rows (tolerance {PROBABILITY_TOLERANCE:g}); "
+            "not exported"
+        )
+    return {"rows": len(rows), "labels_identical": True, "max_probability_difference": difference}
+
+
+def embedded_scorer() -> Any:
+    """The standalone scorer (``embedded/`` at the top of the checkout): the check runs the
+    very code an application embeds."""
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    import embedded
+
+    return embedded
+
+
+def write(exported: OnnxModel, directory: Path) -> tuple[Path, Path]:
+    """``model.onnx`` and ``manifest.json`` in ``directory``."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx_path, manifest_path = directory / "model.onnx", directory / "manifest.json"
+    onnx_path.write_bytes(exported.onnx)
+    manifest_path.write_text(json.dumps(exported.manifest, indent=2) + "\n")
+    return onnx_path, manifest_path

@@ -1,0 +1,252 @@
+"""The scoring consumer: events in, predictions and dead letters out, nothing lost.
+
+Events arrive from a durable JetStream consumer into a buffer; each turn of the
+loop takes what has arrived (up to ``max_batch_events``), scores it as one
+micro-batch (``core.events``), publishes the batch's predictions as one message
+and a dead letter per refused event, waits for the broker to confirm each, and
+only then acknowledges the events. A consumer killed anywhere in between leaves
+its events unacknowledged (their log lines may be on disk already: a redelivered event
+can be logged twice, under its one id): the broker delivers them again after
+``ack_wait_seconds``, to this consumer restarted or to another one of the same
+durable name (consumers of one name share the events: a queue group), and
+they are predicted again under the same event id (the
+consumer counts them as redelivered; a reader keeps the first prediction of an
+id). The broker holds at most ``max_ack_pending`` unacknowledged events per
+durable consumer, which is the back-pressure.
+
+The model is the version at the configured stage. A background task asks which
+version that is every ``model_check_seconds`` and loads a new one beside the
+current; the loop switches between micro-batches, so no event waits on a load
+and no micro-batch is scored by two versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic_core import to_json
+
+from tabular_mlops.adapters.streaming.broker import connect, ensure_streams
+from tabular_mlops.core.config import StreamingConfig
+from tabular_mlops.core.events import Event, EventScorer, ScoredBatch
+from tabular_mlops.serving.inference_log import SyncedLog, row_lines
+
+logger = logging.getLogger(__name__)
+#: the header a publisher names its event with (the broker dedups by it, too)
+EVENT_ID = "Nats-Msg-Id"
+#: how often an idle consumer looks at the clock (events wake it at once)
+IDLE_CHECK_SECONDS = 0.5
+#: what streamed predictions are logged as; monitoring reads them beside live requests
+SOURCE = "stream"
+
+
+class ModelSource(Protocol):
+    """Which model version is at the stage, and its scorer."""
+
+    def current_version(self) -> str | None: ...
+
+    def load(self, version: str) -> EventScorer: ...
+
+
+@dataclass
+class ConsumerStats:
+    events: int = 0
+    predictions: int = 0
+    dead_letters: int = 0
+    #: events delivered more than once (a consumer died before acknowledging them)
+    redelivered: int = 0
+    batches: int = 0
+    #: versions in the order they scored
+    versions: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.events} events in {self.batches} micro-batches: {self.predictions} "
+            f"predictions, {self.dead_letters} dead letters, {self.redelivered} redelivered; "
+            f"model version(s) {', '.join(self.versions) or '-'}"
+        )
+
+
+def event_of(message: Msg, stream: str) -> Event:
+    metadata = message.metadata
+    headers = message.headers
+    event_id = headers.get(EVENT_ID) if headers else None
+    return Event(
+        event_id=event_id or f"{stream}:{metadata.sequence.stream}",
+        data=message.data,
+        published_at=metadata.timestamp.timestamp(),
+        deliveries=metadata.num_delivered,
+    )
+
+
+class Consumer:
+    def __init__(
+        self,
+        config: StreamingConfig,
+        models: ModelSource,
+        on_batch: Callable[[ScoredBatch, ConsumerStats], None] | None = None,
+    ) -> None:
+        self.config, self.models, self.on_batch = config, models, on_batch
+        self.stats = ConsumerStats()
+        self.stop = asyncio.Event()
+        self._arrived: list[Msg] = []
+        self._wake = asyncio.Event()
+        self._current: EventScorer | None = None
+        self._next: EventScorer | None = None
+
+    async def run(self, idle_exit: float | None = None) -> ConsumerStats:
+        """Consume until :attr:`stop` is set, or ``idle_exit`` seconds pass without events."""
+        config = self.config
+        client = await connect(config, name=f"tabular-consumer-{config.consumer}")
+        log = SyncedLog(config.inference_log_dir) if config.inference_log_dir else None
+        watcher = asyncio.create_task(self._watch_model())
+        try:
+            js = client.jetstream()
+            await ensure_streams(js, config)
+            await js.subscribe(  # a queue group: consumers of one name share the events
+                config.events.subject,
+                queue=config.consumer,
+                durable=config.consumer,
+                stream=config.events.stream,
+                cb=self._arrive,
+                manual_ack=True,
+                pending_msgs_limit=40 * config.max_batch_events,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=config.ack_wait_seconds,
+                    max_ack_pending=20 * config.max_batch_events,
+                ),
+            )
+            idle_since = time.monotonic()
+            while not self.stop.is_set():
+                if self._next is not None:
+                    self._switch()
+                if self._current is None or not self._arrived:
+                    # no version at the stage yet (events wait in the stream), or nothing new
+                    await self._sleep(IDLE_CHECK_SECONDS)
+                    if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                        break
+                    continue
+                messages = self._arrived[: config.max_batch_events]
+                del self._arrived[: len(messages)]
+                await self._handle(js, messages, self._current, log)
+                idle_since = time.monotonic()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            if log is not None:
+                log.close()
+            with contextlib.suppress(Exception):
+                await client.flush(timeout=5)  # the last acknowledgements
+            await client.close()
+        return self.stats
+
+    async def _arrive(self, message: Msg) -> None:
+        self._arrived.append(message)
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Until an event arrives, :attr:`stop` is set, or ``seconds`` pass."""
+        self._wake.clear()
+        if self._arrived and self._current is not None:
+            return
+        stop = asyncio.ensure_future(self.stop.wait())
+        wake = asyncio.ensure_future(self._wake.wait())
+        await asyncio.wait({stop, wake}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        wake.cancel()
+
+    async def _handle(
+        self, js: JetStreamContext, messages: list[Msg], scorer: EventScorer,
+        log: SyncedLog | None,
+    ) -> None:  # fmt: skip
+        config = self.config
+        events = [event_of(message, config.events.stream) for message in messages]
+        batch = scorer.score(events, config.max_deliveries, time.time())
+        try:
+            pending = [
+                await js.publish_async(
+                    config.dead_letters.subject,
+                    json.dumps(letter).encode(),
+                    headers={EVENT_ID: event.event_id},
+                )
+                for event, letter in batch.dead_letters
+            ]
+            if batch.predictions:
+                first, last = batch.predictions[0], batch.predictions[-1]
+                pending.append(
+                    await js.publish_async(
+                        config.predictions.subject,
+                        to_json(batch.message()),
+                        headers={EVENT_ID: f"{first['event_id']}..{last['event_id']}"},
+                    )
+                )
+            await asyncio.gather(*pending)
+        except Exception as exc:  # the broker refused or went away: deliver them again
+            logger.warning("publishing a micro-batch failed (%s); its %s events will be "
+                           "delivered again", exc, len(messages))  # fmt: skip
+            for message in messages:
+                with contextlib.suppress(Exception):
+                    await message.nak(delay=1)
+            return
+        if log is not None:  # on disk before any event is acknowledged
+            lines = row_lines(
+                scorer.spec.model_name, scorer.version, SOURCE,
+                [feature.name for feature in scorer.spec.features],
+                ((p["event_id"], row, p["label"], p["probabilities"])
+                 for p, row in zip(batch.predictions, batch.rows, strict=True)),
+            )  # fmt: skip
+            await asyncio.to_thread(log.write, lines)
+        for message in messages:  # only now: every event has its prediction or dead letter
+            await message.ack()
+        self._count(events, batch, scorer.version)
+
+    def _count(self, events: list[Event], batch: ScoredBatch, version: str) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.events += len(events)
+        stats.predictions += len(batch.predictions)
+        stats.dead_letters += len(batch.dead_letters)
+        stats.redelivered += sum(event.deliveries > 1 for event in events)
+        if not stats.versions or stats.versions[-1] != version:
+            stats.versions.append(version)
+        if self.on_batch is not None:
+            self.on_batch(batch, stats)
+
+    def _switch(self) -> None:
+        previous = self._current.version if self._current else None
+        self._current, self._next = self._next, None
+        if previous is not None and self._current is not None:
+            logger.info("model version %s -> %s, between micro-batches",
+                        previous, self._current.version)  # fmt: skip
+
+    async def _watch_model(self) -> None:
+        """Every ``model_check_seconds``: which version is at the stage; a new one is
+        loaded here, off the loop's path, and handed over for the next micro-batch."""
+        warned = False
+        while True:
+            try:
+                version = await asyncio.to_thread(self.models.current_version)
+                held = self._next or self._current
+                if version is not None and (held is None or held.version != version):
+                    self._next = await asyncio.to_thread(self.models.load, version)
+                    self._wake.set()
+                elif version is None and held is None and not warned:
+                    logger.warning("no model version at the stage yet; events wait in the "
+                                   "stream")  # fmt: skip
+                    warned = True
+            except Exception:  # a store hiccup must not stop scoring with the current model
+                logger.exception("checking the model version failed; scoring carries on")
+            await asyncio.sleep(self.config.model_check_seconds)

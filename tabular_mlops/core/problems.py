@@ -1,0 +1,77 @@
+"""What is wrong with an input, field by field: the one vocabulary of the service's 4xx
+answers, batch rejections and the stream's dead letters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from tabular_mlops.core.spec import ServingSpec
+
+#: problems listed in one answer; the rest are counted, not listed
+MAX_LISTED_PROBLEMS = 20
+
+
+class Problem(BaseModel):
+    field: str
+    problem: str
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names a key twice: which value was meant is a guess."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r}")
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads(..., object_pairs_hook=unique_keys)``: objects with a key twice are
+    refused with :class:`DuplicateKeyError`."""
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise DuplicateKeyError(next(key for key in keys if keys.count(key) > 1))
+    return dict(pairs)
+
+
+def capped(problems: list[Problem]) -> list[Problem]:
+    """At most ``MAX_LISTED_PROBLEMS``, then one entry counting the rest."""
+    if len(problems) <= MAX_LISTED_PROBLEMS:
+        return problems
+    rest = len(problems) - MAX_LISTED_PROBLEMS
+    return [
+        *problems[:MAX_LISTED_PROBLEMS],
+        Problem(field="(body)", problem=f"{rest} more problems"),
+    ]
+
+
+def describe_errors(error: ValidationError, prefix: str = "") -> list[Problem]:
+    """One entry per problem, each naming the field (``rows.0.mean radius``) and what is
+    wrong; capped."""
+    return capped(
+        [
+            Problem(
+                field=prefix + (".".join(str(part) for part in item["loc"]) or "(body)"),
+                problem=item["msg"],
+            )
+            for item in error.errors(include_url=False)
+        ]
+    )
+
+
+def out_of_range(spec: ServingSpec, row: list[Any], prefix: str) -> list[Problem]:
+    """The features of a row the model could not score that lie outside the range training
+    covered (the usual cause: far-out values overflow once scaled), as ``prefix + name``."""
+    return [
+        Problem(
+            field=f"{prefix}{feature.name}",
+            problem=f"{value!r} is far outside the range training covered "
+            f"[{feature.minimum:g}, {feature.maximum:g}]: the model's answer overflows",
+        )
+        for feature, value in zip(spec.features, row, strict=True)
+        if isinstance(value, float)
+        and feature.minimum is not None
+        and feature.maximum is not None
+        and not feature.minimum <= value <= feature.maximum
+    ]

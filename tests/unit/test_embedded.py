@@ -1,0 +1,142 @@
+"""The ONNX export and the standalone scorer: same answers as the pipeline, nothing else
+imported, and a file that does not answer as the pipeline does is never written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tabular_mlops.adapters.onnx_export import OnnxExportError, export_onnx, write
+from tabular_mlops.adapters.paths import PROJECT_ROOT
+from tabular_mlops.core.config import CostConfig, TrainingConfig
+from tabular_mlops.core.governance import decision_rule
+from tabular_mlops.core.model_factory import fit_model
+from tabular_mlops.core.spec import ServingSpec
+from tests.helpers import customer_churn_frame
+
+
+def exported(frame, target, training=None, cost=None):
+    model, _ = fit_model(frame, target, training or TrainingConfig(), cost)
+    positive, threshold = decision_rule(model)
+    spec = ServingSpec.from_training_data(
+        "m", "4", frame, target, list(model.classes_), positive, threshold
+    )
+    features = [feature.name for feature in spec.features]
+    return model, spec, export_onnx(model, spec, frame[features]), frame[features]
+
+
+@pytest.mark.parametrize(
+    "training, cost",
+    [
+        (None, None),
+        (TrainingConfig(calibration="sigmoid"), None),
+        (None, CostConfig(matrix={"yes": {"no": 10, "yes": 0}, "no": {"yes": 1, "no": 0}})),
+    ],
+    ids=["plain", "calibrated", "cost-tuned threshold"],
+)
+def test_the_embedded_file_answers_as_the_pipeline(training, cost):
+    from embedded import EmbeddedModel
+
+    frame = customer_churn_frame(rows=500)  # categoricals, missing values, string labels
+    model, spec, result, features = exported(frame, "churn", training, cost)
+    assert result.manifest["check"]["labels_identical"]
+    embedded = EmbeddedModel.from_bytes(result.onnx, result.manifest)
+    rows = features.astype(object).where(features.notna(), None).to_dict("records")
+    probabilities = embedded.predict_proba(rows)
+    assert np.abs(probabilities - model.predict_proba(features)).max() <= 1e-5
+    assert embedded.predict(rows) == list(model.predict(features))
+    if cost is not None:
+        assert result.manifest["decision_threshold"] < 0.5
+        assert embedded.predict(rows) != [spec.classes[i] for i in probabilities.argmax(axis=1)]
+    assert result.manifest["features"][2] == {
+        "name": "contract", "kind": "categorical", "input": "contract", "nullable": False,
+        "fill": "month-to-month",
+    }  # fmt: skip
+
+
+def test_a_file_that_disagrees_with_the_pipeline_is_refused(monkeypatch):
+    import embedded.scorer
+
+    frame = customer_churn_frame(rows=300)
+    real = embedded.scorer.EmbeddedModel.predict_proba
+    monkeypatch.setattr(
+        embedded.scorer.EmbeddedModel, "predict_proba", lambda self, rows: real(self, rows) + 1e-4
+    )
+    with pytest.raises(OnnxExportError, match=r"differ from the pipeline's by up to 1\.00e-04"):
+        exported(frame, "churn")
+
+
+def test_an_estimator_skl2onnx_cannot_convert_is_refused_with_the_reason():
+    training = TrainingConfig(estimator="sklearn.semi_supervised.LabelSpreading")
+    refused = r"cannot be converted to ONNX: MissingShapeCalculator: .* type .*LabelSpreading"
+    with pytest.raises(OnnxExportError, match=refused):
+        exported(customer_churn_frame(rows=200), "churn", training)
+
+
+def test_a_forest_whose_float32_splits_move_rows_is_refused_naming_the_difference():
+    training = TrainingConfig(estimator="sklearn.ensemble.RandomForestClassifier",
+                              params={"random_state": 0})  # fmt: skip
+    with pytest.raises(OnnxExportError, match=r"probabilities differ from the pipeline's by up"):
+        exported(customer_churn_frame(rows=300), "churn", training)
+
+
+def test_the_standalone_scorer_imports_neither_sklearn_pandas_zenml_nor_mlflow(tmp_path):
+    frame = customer_churn_frame(rows=300)
+    model, _, result, features = exported(frame, "churn")
+    write(result, tmp_path / "export")
+    rows = features.head(5)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    program = (
+        "import sys, json\n"
+        "from embedded import EmbeddedModel\n"
+        f"model = EmbeddedModel.load({str(tmp_path / 'export')!r})\n"
+        "labels = model.predict([{'tenure_months': 3.0, 'monthly_charges': 99.0,"
+        " 'contract': 'month-to-month', 'region': None}])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'sklearn', 'pandas', 'zenml', 'mlflow', 'tabular_mlops'})\n"
+        "print(json.dumps({'labels': labels, 'heavy': heavy}))\n"
+    )
+    answer = subprocess.run([sys.executable, "-c", program], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(answer.stdout) == {"labels": ["yes"], "heavy": []}
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "embedded", str(tmp_path / "export"), str(tmp_path / "rows.csv")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = [json.loads(line) for line in cli.stdout.splitlines()]
+    assert [line["label"] for line in lines] == list(model.predict(rows))
+
+    rows.head(2).to_json(tmp_path / "rows.json", orient="records")
+    as_json = subprocess.run(
+        [sys.executable, "-m", "embedded", str(tmp_path / "export"), str(tmp_path / "rows.json")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert len(as_json.stdout.splitlines()) == 2
+
+
+def test_the_scorer_names_a_bad_row_and_refuses_a_tampered_file(tmp_path):
+    from embedded import EmbeddedModel, InvalidRowError
+
+    frame = customer_churn_frame(rows=300)
+    _, _, result, _ = exported(frame, "churn")
+    model = EmbeddedModel.from_bytes(result.onnx, result.manifest)
+    good = {"tenure_months": 3.0, "monthly_charges": 99.0, "contract": "one-year", "region": None}
+    with pytest.raises(InvalidRowError, match=r"row 1: feature 'tenure_months': 'abc' is not"):
+        model.predict([good, {**good, "tenure_months": "abc"}])
+    with pytest.raises(InvalidRowError, match=r"row 0: feature 'contract' is missing a value"):
+        model.predict([{**good, "contract": None}])
+    with pytest.raises(InvalidRowError, match=r"row 0: feature 'region' is missing$"):
+        model.predict([{k: v for k, v in good.items() if k != "region"}])
+    with pytest.raises(ValueError, match="not the one exported with this manifest"):
+        EmbeddedModel.from_bytes(result.onnx + b"x", result.manifest)
+    write(result, tmp_path)
+    cli = subprocess.run(
+        [sys.executable, "-m", "embedded", str(tmp_path), "-"], input='{"tenure_months": 1}',
+        cwd=PROJECT_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert cli.returncode == 2 and "feature 'monthly_charges' is missing" in cli.stderr

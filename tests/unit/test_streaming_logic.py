@@ -1,0 +1,133 @@
+"""A micro-batch of events: validated like requests, scored together, nothing dropped."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from tabular_mlops.core.events import Event, EventScorer
+from tabular_mlops.core.scoring import scorer_for
+from tabular_mlops.serving.inference_log import SyncedLog, read_records, row_lines
+
+
+@pytest.fixture(scope="module")
+def scorer(churn):
+    frame, model, spec = churn
+    names = [feature.name for feature in spec.features]
+    return EventScorer(spec, scorer_for(model, names, frame[names])), frame, model
+
+
+@pytest.fixture(scope="module")
+def breast_cancer_scorer():
+    from sklearn.datasets import load_breast_cancer
+
+    from tabular_mlops.core.config import TrainingConfig
+    from tabular_mlops.core.model_factory import fit_model
+    from tabular_mlops.core.spec import ServingSpec
+
+    frame = load_breast_cancer(as_frame=True).frame
+    model, _ = fit_model(frame, "target", TrainingConfig())
+    spec = ServingSpec.from_training_data("bc", "1", frame, "target", list(model.classes_))
+    names = [feature.name for feature in spec.features]
+    return EventScorer(spec, scorer_for(model, names, frame[names]))
+
+
+def event(number: int, payload: object, deliveries: int = 1) -> Event:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return Event(f"e:{number}", data, 1_700_000_000.0 + number, deliveries)
+
+
+GOOD = {"tenure_months": 12.0, "monthly_charges": 80.5, "contract": "one-year", "region": None}
+
+
+TWICE = (
+    b'{"tenure_months": 1.0, "tenure_months": 2.0, "monthly_charges": 80.5, '
+    b'"contract": "one-year", "region": null}'
+)
+
+
+def test_every_event_ends_as_a_prediction_or_a_dead_letter_with_the_reason(scorer):
+    events_scorer, _, _ = scorer
+    events = [
+        event(0, GOOD),
+        event(1, b'{"tenure_months": 1'),
+        event(2, {**GOOD, "tenure_months": "12"}),
+        event(3, {**GOOD, "colour": "red"}),
+        event(4, TWICE),
+        event(5, [1, 2]),
+        event(6, GOOD, deliveries=6),
+        event(7, {**GOOD, "contract": 'say "two-year"'}),  # escaped quotes: not a duplicate
+    ]
+    batch = events_scorer.score(events, max_deliveries=5, now=time.time())
+    assert [p["event_id"] for p in batch.predictions] == ["e:0", "e:7"]
+    letters = {e.event_id: letter for e, letter in batch.dead_letters}
+    assert sorted(letters) == ["e:1", "e:2", "e:3", "e:4", "e:5", "e:6"]
+    problem = {k: (v["reason"], v["problems"][0]["field"], v["problems"][0]["problem"])
+               for k, v in letters.items()}  # fmt: skip
+    assert problem["e:1"][0] == "invalid" and "Invalid JSON" in problem["e:1"][2]
+    assert problem["e:2"] == ("invalid", "tenure_months", "Input should be a valid number")
+    assert problem["e:3"][1:] == ("colour", "Extra inputs are not permitted")
+    assert problem["e:4"] == ("invalid", "(event)", "duplicate key 'tenure_months'")
+    assert problem["e:5"][0] == "invalid"
+    assert problem["e:6"] == ("poison", "(event)", "delivered 6 times without a prediction")
+    assert letters["e:2"]["event"] == json.dumps({**GOOD, "tenure_months": "12"})
+    assert len(batch.rows) == len(batch.predictions) == 2
+
+
+def test_streamed_labels_and_probabilities_are_the_pipelines(scorer):
+    events_scorer, frame, model = scorer
+    features = frame.drop(columns="churn").head(50)
+    events = [
+        event(i, {k: (None if v != v else v) for k, v in row.items()})
+        for i, row in enumerate(features.astype(object).to_dict("records"))
+    ]
+    batch = events_scorer.score(events, max_deliveries=5, now=time.time())
+    assert not batch.dead_letters
+    expected = model.predict_proba(features)
+    served = np.array([list(p["probabilities"].values()) for p in batch.predictions])
+    assert np.allclose(served, expected, atol=1e-9)
+    assert [p["label"] for p in batch.predictions] == list(model.predict(features))
+    message = batch.message()
+    assert message["model_version"] == "3" and len(message["predictions"]) == 50
+
+
+def test_a_value_far_outside_training_is_dead_lettered_naming_the_feature(breast_cancer_scorer):
+    row = {feature.name: 1e308 for feature in breast_cancer_scorer.spec.features}  # overflows
+    batch = breast_cancer_scorer.score([event(0, row)], max_deliveries=5, now=time.time())
+    [(_, letter)] = batch.dead_letters
+    assert letter["reason"] == "unscorable"
+    assert letter["problems"][0]["field"] == "mean radius"
+    assert "far outside the range training covered" in letter["problems"][0]["problem"]
+
+
+def test_streamed_rows_are_read_back_as_monitoring_reads_the_log(scorer, tmp_path):
+    events_scorer, _, _ = scorer
+    batch = events_scorer.score([event(0, GOOD)], max_deliveries=5, now=time.time())
+    log = SyncedLog(tmp_path)
+    names = [feature.name for feature in events_scorer.spec.features]
+    [prediction] = batch.predictions
+    log.write(row_lines("churn", "3", "stream", names, [
+        (prediction["event_id"], batch.rows[0], prediction["label"], prediction["probabilities"])
+    ]))  # fmt: skip
+    log.close()
+    frame = read_records(tmp_path)
+    assert frame.attrs["unreadable_lines"] == 0
+    assert frame.loc[0, "request_id"] == "e:0" and frame.loc[0, "source"] == "stream"
+    assert frame.loc[0, "contract"] == "one-year" and frame.loc[0, "region"] is None
+
+
+def test_a_replayed_file_sends_numbers_as_numbers_even_beside_a_bad_cell(tmp_path):
+    from tabular_mlops.adapters.streaming.broker import BrokerError
+    from tabular_mlops.adapters.streaming.replay import read_events
+
+    path = tmp_path / "events.csv"
+    path.write_text("a,b,target\n1.5,x,0\nabc,,1\n")
+    assert [json.loads(p) for p in read_events(path, drop=["target"])] == [
+        {"a": 1.5, "b": "x"},
+        {"a": "abc", "b": None},
+    ]
+    with pytest.raises(BrokerError, match=r"no column\(s\) \['label'\] to drop"):
+        read_events(path, drop=["label"])
