@@ -2,10 +2,12 @@
 in process, in one run.
 
 1. Sustained rate: ``--events`` events are published to the dev broker (a real
-   nats-server with JetStream, on a free port, in a temporary store), then the
-   consumer drains them: validate, score, publish the predictions and wait for the
-   broker's confirmation, acknowledge. Timed from its start until the last event is
-   acknowledged. Beside it, on the same rows: the in-process ceiling of the same
+   nats-server with JetStream, on a free port, in a temporary store), then a
+   consumer process drains them: validate, score, log (fsynced), publish the
+   predictions and wait for the broker's confirmation, acknowledge. Timed from the
+   end of its first micro-batch to the end of its last (start-up is not throughput);
+   then the same with two consumer processes of one queue group. Beside it, on the
+   same rows: the in-process ceiling of the same
    work without a broker (``EventScorer.score``: validation and scoring, micro-batches
    of the same size), and bare batch scoring of the rows as one frame (the numpy path,
    ``predict_proba_frame``).
@@ -21,11 +23,14 @@ The model is the default breast-cancer one (30 numeric features). Medians of ``-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
+import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +42,7 @@ import uvloop
 from tabular_mlops.adapters.net import free_port
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.adapters.streaming import broker
-from tabular_mlops.adapters.streaming.consumer import Consumer
+from tabular_mlops.adapters.streaming.consumer import Consumer, prepare_process
 from tabular_mlops.adapters.streaming.replay import publish
 from tabular_mlops.core.config import (
     DataSourceConfig,
@@ -78,30 +83,60 @@ def payloads(count: int) -> list[bytes]:
     return [json.dumps(row).encode() for row in sample.to_dict("records")]
 
 
-def configuration(root: Path, port: int, consumer: str) -> StreamingConfig:
-    return StreamingConfig(
-        servers=[f"nats://127.0.0.1:{port}"],
+@contextlib.contextmanager
+def fresh_broker() -> Iterator[StreamingConfig]:
+    """A dev broker of its own (free port, empty store) for one measurement: a consumer
+    reads a stream from its start, so nothing of another measurement may be in it."""
+    root = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
+    config = StreamingConfig(
+        servers=[f"nats://127.0.0.1:{free_port()}"],
         local_broker=LocalBrokerConfig(store_dir=root / "nats"),
-        consumer=consumer,
         inference_log_dir=root / "log",
     )
+    broker.start_local_broker(config)
+    try:
+        yield config
+    finally:
+        broker.stop_local_broker(config)
+        shutil.rmtree(root, ignore_errors=True)
 
 
-def sustained(config: StreamingConfig, events: list[bytes]) -> float:
-    asyncio.run(publish(config, events, id_prefix=f"sustained-{config.consumer}"))
+def drain(config_json: str, results: Any) -> None:
+    """One consumer process: drain the stream, then report (first batch's end, events in
+    it, last batch's end, events) so that start-up is not counted as throughput."""
+    config = StreamingConfig.model_validate_json(config_json)
     consumer = Consumer(config, Static())
+    marks: list[tuple[float, int]] = []
 
-    def done(_: Any, stats: Any) -> None:
-        if stats.events >= len(events):
-            consumer.stop.set()
+    def mark(_: Any, stats: Any) -> None:
+        marks.append((time.perf_counter(), stats.events))
 
-    consumer.on_batch = done
-    started = time.perf_counter()
-    stats = uvloop.run(consumer.run())
-    seconds = time.perf_counter() - started
-    if stats.events != len(events) or stats.dead_letters:
-        raise RuntimeError(f"the consumer ended with {stats.summary()}")
-    return len(events) / seconds
+    consumer.on_batch = mark
+    prepare_process()  # as `run.py stream` does
+    stats = uvloop.run(consumer.run(idle_exit=2.0))
+    if not marks:  # the other consumer drained it all first
+        marks.append((float("inf"), 0))
+    results.put((marks[0][0], marks[0][1], marks[-1][0], stats.events, stats.dead_letters))
+
+
+def sustained(config: StreamingConfig, events: list[bytes], consumers: int) -> float:
+    """Events/s of ``consumers`` consumer processes (one queue group) draining a backlog,
+    from the end of each one's first micro-batch to the end of the last one."""
+    asyncio.run(publish(config, events, id_prefix="sustained"))
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    processes = [context.Process(target=drain, args=(config.model_dump_json(), results))
+                 for _ in range(consumers)]  # fmt: skip
+    for process in processes:
+        process.start()
+    reports = [results.get(timeout=300) for _ in processes]
+    for process in processes:
+        process.join()
+    if sum(r[3] for r in reports) != len(events) or any(r[4] for r in reports):
+        raise RuntimeError(f"the consumers ended with {reports}")
+    counted = len(events) - sum(r[1] for r in reports)
+    ends = [r[2] for r in reports if r[2] != float("inf")]
+    return counted / (max(ends) - min(r[0] for r in reports))
 
 
 def in_process(events: list[bytes], batch: int) -> float:
@@ -126,26 +161,35 @@ def batch_frame(count: int) -> float:
 
 def run_consumer(config_json: str, idle_exit: float) -> None:
     config = StreamingConfig.model_validate_json(config_json)
-    uvloop.run(Consumer(config, Static()).run(idle_exit=idle_exit))
+    consumer = Consumer(config, Static())
+    prepare_process()  # as `run.py stream` does
+    uvloop.run(consumer.run(idle_exit=idle_exit))
 
 
 def at_rate(config: StreamingConfig, rate: float, seconds: float) -> tuple[float, float, int]:
+    count = int(rate * seconds)
+    events = payloads(count)
     process = multiprocessing.get_context("spawn").Process(
-        target=run_consumer, args=(config.model_dump_json(), 3.0)
+        target=run_consumer, args=(config.model_dump_json(), 5.0)
     )
     process.start()
-    time.sleep(3)  # the consumer imports and subscribes before the first event
-    count = int(rate * seconds)
-    asyncio.run(publish(config, payloads(count), id_prefix=f"rate-{config.consumer}", rate=rate))
+    asyncio.run(publish(config, payloads(1), id_prefix="warm-up"))  # not timed: the consumer
+    deadline = time.monotonic() + 120  # imports, subscribes and loads the model first
+    while not asyncio.run(broker.read_stream(config, config.predictions)):
+        if time.monotonic() > deadline or not process.is_alive():
+            raise RuntimeError("the consumer did not start")
+        time.sleep(0.2)
+    asyncio.run(publish(config, events, id_prefix="rate", rate=rate))
     process.join(timeout=120)
     latencies = []
     for message in asyncio.run(broker.read_stream(config, config.predictions)):
         body = json.loads(message)
         predicted = datetime.fromisoformat(body["predicted_at"])
         for prediction in body["predictions"]:
-            if prediction["event_id"].startswith(f"rate-{config.consumer}:"):
-                published = datetime.fromisoformat(prediction["published_at"])
-                latencies.append((predicted - published).total_seconds() * 1000)
+            if prediction["event_id"].startswith("warm-up:"):
+                continue
+            published = datetime.fromisoformat(prediction["published_at"])
+            latencies.append((predicted - published).total_seconds() * 1000)
     if len(latencies) != count:
         raise RuntimeError(f"{len(latencies)} predictions for {count} events")
     return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), count
@@ -157,32 +201,30 @@ def at_rate(config: StreamingConfig, rate: float, seconds: float) -> tuple[float
 @click.option("--seconds", default=10.0, show_default=True)
 @click.option("--rounds", default=3, show_default=True)
 def main(events: int, rate: float, seconds: float, rounds: int) -> None:
-    root = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
-    config = configuration(root, free_port(), "bench")
-    broker.start_local_broker(config)
-    try:
-        data = payloads(events)
-        results: dict[str, list[float]] = {"stream": [], "in_process": [], "frame": []}
-        latency: list[tuple[float, float, int]] = []
-        for round_number in range(rounds):
-            round_config = config.model_copy(update={"consumer": f"bench{round_number}"})
-            results["stream"].append(sustained(round_config, data))
-            results["in_process"].append(in_process(data, config.max_batch_events))
-            results["frame"].append(batch_frame(events))
-            latency.append(at_rate(round_config.model_copy(
-                update={"consumer": f"rate{round_number}"}), rate, seconds))  # fmt: skip
-            print(f"round {round_number + 1}: stream {results['stream'][-1]:,.0f} events/s, "
-                  f"in process {results['in_process'][-1]:,.0f}/s, frame "
-                  f"{results['frame'][-1]:,.0f} rows/s; at {rate:,.0f}/s p50 "
-                  f"{latency[-1][0]:.1f} ms p99 {latency[-1][1]:.1f} ms")  # fmt: skip
-    finally:
-        broker.stop_local_broker(config)
+    data = payloads(events)
+    results: dict[str, list[float]] = {"stream": [], "two": [], "in_process": [], "frame": []}
+    latency: list[tuple[float, float, int]] = []
+    for round_number in range(rounds):
+        with fresh_broker() as config:
+            results["stream"].append(sustained(config, data, consumers=1))
+        with fresh_broker() as config:
+            results["two"].append(sustained(config, data, consumers=2))
+        results["in_process"].append(in_process(data, StreamingConfig().max_batch_events))
+        results["frame"].append(batch_frame(events))
+        with fresh_broker() as config:
+            latency.append(at_rate(config, rate, seconds))
+        print(f"round {round_number + 1}: stream {results['stream'][-1]:,.0f} events/s (two "
+              f"consumers {results['two'][-1]:,.0f}), "
+              f"in process {results['in_process'][-1]:,.0f}/s, frame "
+              f"{results['frame'][-1]:,.0f} rows/s; at {rate:,.0f}/s p50 "
+              f"{latency[-1][0]:.1f} ms p99 {latency[-1][1]:.1f} ms")  # fmt: skip
     median = {name: statistics.median(values) for name, values in results.items()}
     p50 = statistics.median(point[0] for point in latency)
     p99 = statistics.median(point[1] for point in latency)
     print(f"\n{events:,} events, medians of {rounds} rounds:")
     print(f"  through the broker (validate, score, publish, confirm, ack): "
           f"{median['stream']:,.0f} events/s")  # fmt: skip
+    print(f"  two consumers (one queue group, two processes): {median['two']:,.0f} events/s")
     print(f"  in process, no broker (validate + score, same micro-batches): "
           f"{median['in_process']:,.0f} events/s -> broker path at "
           f"{median['stream'] / median['in_process']:.2f}x of it")  # fmt: skip

@@ -98,7 +98,7 @@ def _replay(
 def _consume(streaming: StreamingConfig, model_name: str, stage: str, idle: float | None) -> None:
     import uvloop
 
-    from tabular_mlops.adapters.streaming.consumer import Consumer, ConsumerStats
+    from tabular_mlops.adapters.streaming.consumer import Consumer, ConsumerStats, prepare_process
     from tabular_mlops.adapters.streaming.models import StagedModels
 
     last_report = [time.monotonic(), 0]
@@ -123,5 +123,6 @@ def _consume(streaming: StreamingConfig, model_name: str, stage: str, idle: floa
         f"'{model_name}' at {stage} -> '{streaming.predictions.subject}', dead letters -> "
         f"'{streaming.dead_letters.subject}' (Ctrl-C stops after the current micro-batch)"
     )
+    prepare_process()
     stats = uvloop.run(run())
     click.echo(f"Stopped: {stats.summary()}")

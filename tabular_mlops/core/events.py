@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 MAX_KEPT_PAYLOAD = 16_384
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Event:
     """One message as the consumer received it."""
 

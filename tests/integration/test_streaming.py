@@ -166,7 +166,7 @@ def test_killed_mid_stream_and_restarted_every_event_ends_predicted_or_dead_lett
     logged = read_records(dev_broker.config.inference_log_dir)
     assert set(logged["source"]) == {"stream"}
     assert set(logged["request_id"]) <= every_id
-    # the log is written (and fsynced) before an event is acknowledged: none is missing
+    # the log is written through before an event is acknowledged: none is missing
     assert set(logged["request_id"]) == set(predicted_ids)
 
 

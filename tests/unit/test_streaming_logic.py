@@ -10,7 +10,7 @@ import pytest
 
 from tabular_mlops.core.events import Event, EventScorer
 from tabular_mlops.core.scoring import scorer_for
-from tabular_mlops.serving.inference_log import SyncedLog, read_records, row_lines
+from tabular_mlops.serving.inference_log import FlushedLog, read_records, row_lines
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_a_value_far_outside_training_is_dead_lettered_naming_the_feature(breast
 def test_streamed_rows_are_read_back_as_monitoring_reads_the_log(scorer, tmp_path):
     events_scorer, _, _ = scorer
     batch = events_scorer.score([event(0, GOOD)], max_deliveries=5, now=time.time())
-    log = SyncedLog(tmp_path)
+    log = FlushedLog(tmp_path)
     names = [feature.name for feature in events_scorer.spec.features]
     [prediction] = batch.predictions
     log.write(row_lines("churn", "3", "stream", names, [
