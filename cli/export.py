@@ -60,10 +60,10 @@ def export(
     if artifact is not None:
         exported, origin = artifact.load(), f"the `onnx_model` artifact of version {found.number}"
     else:
-        staged = load_version(found.id)
         try:
+            staged = load_version(found.id)
             exported = export_onnx(staged.model, staged.spec, staged.test_set[staged.features])
-        except OnnxExportError as exc:
+        except (LookupError, OnnxExportError) as exc:
             raise click.ClickException(str(exc)) from None
         origin = f"version {found.number}, exported now"
     onnx_path, manifest_path = write(exported, output)

@@ -57,7 +57,14 @@ class EmbeddedModel:
         if not rows:
             return np.empty((0, len(self.classes)), dtype=np.float32)
         feeds = {feature["input"]: self._column(feature, rows) for feature in self.features}
-        return np.asarray(self.session.run([self._probabilities], feeds)[0], dtype=np.float64)
+        probabilities = np.asarray(self.session.run([self._probabilities], feeds)[0], np.float64)
+        finite = np.isfinite(probabilities).all(axis=1)
+        if not finite.all():  # as the service: no answer rather than a made-up one
+            raise InvalidRowError(
+                f"row {int(np.flatnonzero(~finite)[0])}: the model's probabilities are not "
+                "finite (values far outside the range training covered?)"
+            )
+        return probabilities
 
     def predict(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
         return self.labels(self.predict_proba(rows))
@@ -83,34 +90,48 @@ class EmbeddedModel:
             raise InvalidRowError(f"row {number}: feature '{name}' is missing") from None
         kinds = set(map(type, values))
         if not kinds <= (NUMBERS if numeric else TEXT):
-            self._name_the_bad_row(feature, values)
+            values = self._checked(feature, values)
+            kinds = set(map(type, values))
         if numeric:
-            column = np.array(values, dtype=np.float32).reshape(-1, 1)  # None -> NaN
-            if not feature["nullable"] and np.isnan(column).any():
-                self._name_the_bad_row(feature, values)
+            wide = np.array(values, dtype=np.float64)  # None -> NaN
+            if np.isinf(wide).any() or (not feature["nullable"] and np.isnan(wide).any()):
+                self._checked(feature, values)  # names the row
+            column = wide.astype(np.float32).reshape(-1, 1)
+            if np.isinf(column).any():  # finite, but beyond float32
+                number = int(np.flatnonzero(np.isinf(column))[0])
+                raise InvalidRowError(f"row {number}: feature '{name}': {values[number]!r} "
+                                      "is too large")  # fmt: skip
             return column
         if type(None) in kinds:
             if not feature["nullable"]:
-                self._name_the_bad_row(feature, values)
+                self._checked(feature, values)
             # a missing category is the training data's most frequent, as the imputer did
             values = [feature["fill"] if value is None else value for value in values]
         return np.array(values, dtype=object).reshape(-1, 1)
 
     @staticmethod
-    def _name_the_bad_row(feature: Mapping[str, Any], values: list[Any]) -> None:
-        name = feature["name"]
+    def _checked(feature: Mapping[str, Any], values: list[Any]) -> list[Any]:
+        """The values as plain Python (NumPy numbers accepted; NaN a missing value), or
+        InvalidRowError naming the first row at fault."""
+        name, numeric = feature["name"], feature["kind"] == "numeric"
+        checked = []
         for number, value in enumerate(values):
+            if isinstance(value, np.generic):
+                value = value.item()
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 if not feature["nullable"]:
                     raise InvalidRowError(
                         f"row {number}: feature '{name}' is missing a value; training never did"
                     )
-            elif feature["kind"] == "numeric" and (
-                isinstance(value, bool) or not isinstance(value, (int, float))
-            ):
+                value = None
+            elif numeric and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise InvalidRowError(f"row {number}: feature '{name}': {value!r} is not a number")
-            elif feature["kind"] == "categorical" and not isinstance(value, str):
+            elif numeric and math.isinf(value):
+                raise InvalidRowError(f"row {number}: feature '{name}': {value!r} is not finite")
+            elif not numeric and not isinstance(value, str):
                 raise InvalidRowError(f"row {number}: feature '{name}': {value!r} is not text")
+            checked.append(value)
+        return checked
 
 
 #: the value types a numeric / categorical feature takes (bool is not a number here)

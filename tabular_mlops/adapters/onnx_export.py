@@ -132,21 +132,26 @@ def convertible(model: Pipeline) -> tuple[Pipeline, dict[str, str]]:
 def check(model: Pipeline, onnx: bytes, manifest: dict[str, Any], rows: pd.DataFrame) -> dict:
     """Score ``rows`` with the file through the embedded scorer; refuse it unless labels
     are identical and probabilities within ``PROBABILITY_TOLERANCE`` of the pipeline's."""
+    name = f"model '{manifest['model_name']}' version {manifest['model_version']}"
+    if rows.empty:
+        raise OnnxExportError(f"{name}: no test rows to check the ONNX file on; not exported")
     embedded = embedded_scorer()
     scorer = embedded.EmbeddedModel.from_bytes(onnx, manifest)
     records = rows.astype(object).where(rows.notna(), None).to_dict("records")
-    probabilities = scorer.predict_proba(records)
+    try:
+        probabilities = scorer.predict_proba(records)
+    except ValueError as exc:  # the scorer refused a test row, or onnxruntime failed
+        raise OnnxExportError(f"{name}: the ONNX file cannot score the test rows: {exc}") from None
     expected = np.asarray(model.predict_proba(rows))
-    difference = float(np.abs(probabilities - expected).max()) if len(rows) else 0.0
+    difference = float(np.abs(probabilities - expected).max())
     labels = scorer.labels(probabilities)
     disagree = int(sum(a != str(b) for a, b in zip(labels, model.predict(rows), strict=True)))
-    name = f"model '{manifest['model_name']}' version {manifest['model_version']}"
     if disagree:
         raise OnnxExportError(
             f"{name}: the ONNX file gives a different label than the pipeline on {disagree} of "
             f"{len(rows)} test rows; not exported"
         )
-    if difference > PROBABILITY_TOLERANCE:
+    if not difference <= PROBABILITY_TOLERANCE:  # NaN too
         raise OnnxExportError(
             f"{name}: the ONNX file's probabilities differ from the pipeline's by up to "
             f"{difference:.2e} on the test rows (tolerance {PROBABILITY_TOLERANCE:g}); "

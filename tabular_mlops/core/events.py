@@ -106,7 +106,12 @@ class EventScorer:
                 accepted.append(event)
         if not accepted:
             return batch
-        probabilities = self.scorer.predict_proba(rows)
+        try:
+            probabilities = self.scorer.predict_proba(rows)
+        except Exception:  # one row the model chokes on must not sink the others
+            accepted, rows, probabilities = self._one_by_one(accepted, rows, batch)
+            if not accepted:
+                return batch
         finite = np.isfinite(probabilities).all(axis=1)
         labels = self.spec.label_indexes(np.where(finite[:, None], probabilities, 0.0))
         classes = self._classes
@@ -129,6 +134,26 @@ class EventScorer:
                 }
             )
         return batch
+
+    def _one_by_one(
+        self, events: list[Event], rows: list[list[Any]], batch: ScoredBatch
+    ) -> tuple[list[Event], list[list[Any]], np.ndarray]:
+        """Score row by row after the micro-batch failed as a whole: the rows that fail
+        alone are dead-lettered with the model's error, the others scored."""
+        kept_events, kept_rows, scored = [], [], []
+        for event, row in zip(events, rows, strict=True):
+            try:
+                scored.append(self.scorer.predict_proba([row])[0])
+            except Exception as exc:
+                problem = Problem(field="(event)", problem=f"the model failed on it: "
+                                  f"{type(exc).__name__}: {exc}"[:500])  # fmt: skip
+                batch.dead_letters.append(
+                    (event, self._dead_letter(event, "unscorable", [problem]))
+                )
+            else:
+                kept_events.append(event)
+                kept_rows.append(row)
+        return kept_events, kept_rows, np.array(scored).reshape(len(scored), -1)
 
     def row(self, data: bytes) -> list[Any]:
         """The event's feature values in the model's order, or :class:`InvalidEventError`

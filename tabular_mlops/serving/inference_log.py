@@ -13,6 +13,7 @@ interval.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import socket
 import threading
@@ -26,6 +27,9 @@ from pydantic_core import to_json
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+logger = logging.getLogger(__name__)
 
 
 class InferenceRecord(BaseModel):
@@ -191,6 +195,9 @@ class FlushedLog:
                 descriptor, self._unsynced = os.dup(self._handle.fileno()), False
             try:
                 os.fsync(descriptor)
+            except OSError as exc:  # the next interval tries again; writes carry on
+                logger.warning("fsync of the inference log failed: %s", exc)
+                self._unsynced = True
             finally:
                 os.close(descriptor)
 

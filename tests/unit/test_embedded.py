@@ -132,6 +132,12 @@ def test_the_scorer_names_a_bad_row_and_refuses_a_tampered_file(tmp_path):
         model.predict([{**good, "contract": None}])
     with pytest.raises(InvalidRowError, match=r"row 0: feature 'region' is missing$"):
         model.predict([{k: v for k, v in good.items() if k != "region"}])
+    with pytest.raises(InvalidRowError, match=r"row 0: feature 'tenure_months': inf is not finite"):
+        model.predict([{**good, "tenure_months": float("inf")}])
+    with pytest.raises(InvalidRowError, match=r"row 0: feature 'tenure_months': True is not a"):
+        model.predict([{**good, "tenure_months": True}])
+    as_pandas_gives = {**good, "tenure_months": np.float32(3.0), "region": float("nan")}
+    assert model.predict_proba([as_pandas_gives]) == pytest.approx(model.predict_proba([good]))
     with pytest.raises(ValueError, match="not the one exported with this manifest"):
         EmbeddedModel.from_bytes(result.onnx + b"x", result.manifest)
     write(result, tmp_path)

@@ -131,3 +131,41 @@ def test_a_replayed_file_sends_numbers_as_numbers_even_beside_a_bad_cell(tmp_pat
     ]
     with pytest.raises(BrokerError, match=r"no column\(s\) \['label'\] to drop"):
         read_events(path, drop=["label"])
+
+
+def test_a_row_the_model_chokes_on_is_dead_lettered_alone(scorer):
+    events_scorer, _, _ = scorer
+
+    class Choking:
+        """The real scorer, except that it raises on one tenure, as a model can."""
+
+        def predict_proba(self, rows):
+            if any(row[0] == 13.0 for row in rows):
+                raise ValueError("cannot take 13")
+            return events_scorer.scorer.predict_proba(rows)
+
+    choking = EventScorer(events_scorer.spec, Choking())
+    events = [event(i, {**GOOD, "tenure_months": float(10 + i)}) for i in range(5)]
+    batch = choking.score(events, max_deliveries=5, now=time.time())
+    assert [p["event_id"] for p in batch.predictions] == ["e:0", "e:1", "e:2", "e:4"]
+    [(_, letter)] = batch.dead_letters
+    assert letter["event_id"] == "e:3" and letter["reason"] == "unscorable"
+    assert "ValueError: cannot take 13" in letter["problems"][0]["problem"]
+
+
+def test_predictions_messages_fit_the_broker_and_are_named_by_their_events(scorer):
+    from tabular_mlops.adapters.streaming.consumer import prediction_messages
+
+    events_scorer, _, _ = scorer
+    batch = events_scorer.score([event(i, GOOD) for i in range(8)], 5, time.time())
+    [(whole_id, whole)] = prediction_messages(batch, max_payload=1 << 20)
+    assert len(json.loads(whole)["predictions"]) == 8
+    parts = prediction_messages(batch, max_payload=len(whole) // 3)
+    assert all(len(body) <= len(whole) // 3 for _, body in parts)
+    ids = [p["event_id"] for _, body in parts for p in json.loads(body)["predictions"]]
+    assert ids == [f"e:{i}" for i in range(8)]
+    assert len({message_id for message_id, _ in parts}) == len(parts)
+    again = events_scorer.score([event(i, GOOD) for i in range(8)], 5, time.time() + 5)
+    assert prediction_messages(again, 1 << 20)[0][0] == whole_id  # the same batch again
+    other = events_scorer.score([event(i, GOOD) for i in (0, 2, 1, 3, 4, 5, 6, 7)], 5, 0)
+    assert prediction_messages(other, 1 << 20)[0][0] != whole_id

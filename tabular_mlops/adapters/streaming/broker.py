@@ -10,6 +10,7 @@ the URLs name the platform's cluster and nothing here is started.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -95,26 +96,40 @@ def stop_local_broker(config: StreamingConfig) -> bool:
     return stop_recorded_process(_pid_file(config), grace=10)
 
 
+#: how long a command waits for the broker to answer the first time
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 async def connect(config: StreamingConfig, name: str) -> NatsClient:
-    """A connection that reconnects by itself; a broker that never answered is an error
-    naming the URLs (and what starts the dev one)."""
+    """A connection that reconnects by itself once made; a broker that does not answer
+    within ``CONNECT_TIMEOUT_SECONDS`` is an error naming the URLs (and what starts the
+    dev one). The client's own errors are logged in one line, not as tracebacks."""
+
+    async def report(error: Exception) -> None:
+        logger.warning("broker %s: %s", ", ".join(config.servers), error or type(error).__name__)
+
     try:
-        return await nats.connect(
-            servers=config.servers,
-            name=name,
-            connect_timeout=5,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            allow_reconnect=True,
+        return await asyncio.wait_for(
+            nats.connect(
+                servers=config.servers,
+                name=name,
+                connect_timeout=5,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
+                error_cb=report,
+            ),
+            CONNECT_TIMEOUT_SECONDS,
         )
-    except Exception as exc:  # nats-py raises its own and OSError alike
+    except Exception as exc:  # nats-py raises its own, OSError and timeouts alike
         hint = (
             "; `python run.py stream` starts the dev broker"
             if config.local_broker is not None
             else ""
         )
+        reason = str(exc) or f"no answer within {CONNECT_TIMEOUT_SECONDS} s"
         raise BrokerError(
-            f"cannot reach the broker at {', '.join(config.servers)}: {exc}{hint}"
+            f"cannot reach the broker at {', '.join(config.servers)}: {reason}{hint}"
         ) from None
 
 

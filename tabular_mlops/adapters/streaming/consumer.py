@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import json
 import logging
 import time
@@ -32,12 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic_core import to_json
 
-from tabular_mlops.adapters.streaming.broker import connect, ensure_streams
+from tabular_mlops.adapters.streaming.broker import BrokerError, connect, ensure_streams
 from tabular_mlops.core.config import StreamingConfig
 from tabular_mlops.core.events import Event, EventScorer, ScoredBatch
 from tabular_mlops.serving.inference_log import FlushedLog, row_lines
@@ -47,6 +49,9 @@ logger = logging.getLogger(__name__)
 EVENT_ID = "Nats-Msg-Id"
 #: how often an idle consumer looks at the clock (events wake it at once)
 IDLE_CHECK_SECONDS = 0.5
+#: how long the broker has to confirm a micro-batch's messages before its events are
+#: handed back (a confirmation lost with a connection never comes)
+CONFIRMATION_TIMEOUT_SECONDS = 10
 #: what streamed predictions are logged as; monitoring reads them beside live requests
 SOURCE = "stream"
 
@@ -76,6 +81,31 @@ class ConsumerStats:
             f"predictions, {self.dead_letters} dead letters, {self.redelivered} redelivered; "
             f"model version(s) {', '.join(self.versions) or '-'}"
         )
+
+
+def prediction_messages(batch: ScoredBatch, max_payload: int) -> list[tuple[str, bytes]]:
+    """The batch's predictions as (id, message) of at most ``max_payload`` bytes each (the
+    broker's limit, 1 MB by default): one message when it fits, else the predictions
+    halved until each part does.
+
+    The id is a hash of the version and the events: a micro-batch published again after
+    a crash (same events, same version) is stored once; any other set of events is
+    another message, never mistaken for a copy."""
+    if not batch.predictions:
+        return []
+    body = to_json(batch.message())
+    if len(body) > max_payload and len(batch.predictions) > 1:
+        half = len(batch.predictions) // 2
+        parts = []
+        for predictions in (batch.predictions[:half], batch.predictions[half:]):
+            part = ScoredBatch(batch.model_name, batch.model_version, batch.predicted_at)
+            part.predictions = predictions
+            parts.extend(prediction_messages(part, max_payload))
+        return parts
+    digest = hashlib.sha256(batch.model_version.encode())
+    for prediction in batch.predictions:
+        digest.update(b"\0" + prediction["event_id"].encode())
+    return [(digest.hexdigest(), body)]
 
 
 def prepare_process() -> None:
@@ -114,39 +144,33 @@ class Consumer:
         self.stop = asyncio.Event()
         self._arrived: list[Msg] = []
         self._wake = asyncio.Event()
+        self._max_payload = 1 << 20
         self._current: EventScorer | None = None
         self._next: EventScorer | None = None
 
     async def run(self, idle_exit: float | None = None) -> ConsumerStats:
-        """Consume until :attr:`stop` is set, or ``idle_exit`` seconds pass without events."""
+        """Consume until :attr:`stop` is set, or ``idle_exit`` seconds pass without events.
+
+        Nothing is taken from the broker before a model is loaded: until a version is at
+        the stage, events wait in the stream, not in this process."""
         config = self.config
         client = await connect(config, name=f"tabular-consumer-{config.consumer}")
         log = FlushedLog(config.inference_log_dir) if config.inference_log_dir else None
         watcher = asyncio.create_task(self._watch_model())
+        self._max_payload = client.max_payload
         try:
             js = client.jetstream()
             await ensure_streams(js, config)
-            await js.subscribe(  # a queue group: consumers of one name share the events
-                config.events.subject,
-                queue=config.consumer,
-                durable=config.consumer,
-                stream=config.events.stream,
-                cb=self._arrive,
-                manual_ack=True,
-                pending_msgs_limit=40 * config.max_batch_events,
-                config=ConsumerConfig(
-                    ack_policy=AckPolicy.EXPLICIT,
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_wait=config.ack_wait_seconds,
-                    max_ack_pending=20 * config.max_batch_events,
-                ),
-            )
             idle_since = time.monotonic()
+            while self._next is None and not self.stop.is_set():
+                await self._sleep(IDLE_CHECK_SECONDS)
+                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                    return self.stats
+            await self._subscribe(js)
             while not self.stop.is_set():
                 if self._next is not None:
                     self._switch()
                 if self._current is None or not self._arrived:
-                    # no version at the stage yet (events wait in the stream), or nothing new
                     await self._sleep(IDLE_CHECK_SECONDS)
                     if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
                         break
@@ -165,6 +189,30 @@ class Consumer:
                 await client.flush(timeout=5)  # the last acknowledgements
             await client.close()
         return self.stats
+
+    async def _subscribe(self, js: JetStreamContext) -> None:
+        config = self.config
+        try:
+            await js.subscribe(  # a queue group: consumers of one name share the events
+                config.events.subject,
+                queue=config.consumer,
+                durable=config.consumer,
+                stream=config.events.stream,
+                cb=self._arrive,
+                manual_ack=True,
+                pending_msgs_limit=40 * config.max_batch_events,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=config.ack_wait_seconds,
+                    max_ack_pending=20 * config.max_batch_events,
+                ),
+            )
+        except nats.js.errors.Error as exc:  # e.g. a durable of that name made otherwise
+            raise BrokerError(
+                f"cannot consume '{config.events.stream}' as '{config.consumer}': {exc}; "
+                "choose another parameters.streaming.consumer, or delete that consumer"
+            ) from None
 
     async def _arrive(self, message: Msg) -> None:
         self._arrived.append(message)
@@ -185,10 +233,14 @@ class Consumer:
         self, js: JetStreamContext, messages: list[Msg], scorer: EventScorer,
         log: FlushedLog | None,
     ) -> None:  # fmt: skip
+        """One micro-batch. Whatever fails on the way (the broker, the disk, a confirmation
+        that never comes) leaves its events unacknowledged and asked again in a second:
+        the consumer carries on with the next micro-batch."""
         config = self.config
-        events = [event_of(message, config.events.stream) for message in messages]
-        batch = scorer.score(events, config.max_deliveries, time.time())
+        max_payload = self._max_payload
         try:
+            events = [event_of(message, config.events.stream) for message in messages]
+            batch = scorer.score(events, config.max_deliveries, time.time())
             pending = [
                 await js.publish_async(
                     config.dead_letters.subject,
@@ -197,33 +249,30 @@ class Consumer:
                 )
                 for event, letter in batch.dead_letters
             ]
-            if batch.predictions:
-                first, last = batch.predictions[0], batch.predictions[-1]
+            for message_id, body in prediction_messages(batch, max_payload):
                 pending.append(
                     await js.publish_async(
-                        config.predictions.subject,
-                        to_json(batch.message()),
-                        headers={EVENT_ID: f"{first['event_id']}..{last['event_id']}"},
+                        config.predictions.subject, body, headers={EVENT_ID: message_id}
                     )
                 )
-            await asyncio.gather(*pending)
-        except Exception as exc:  # the broker refused or went away: deliver them again
-            logger.warning("publishing a micro-batch failed (%s); its %s events will be "
-                           "delivered again", exc, len(messages))  # fmt: skip
+            await asyncio.wait_for(asyncio.gather(*pending), CONFIRMATION_TIMEOUT_SECONDS)
+            if log is not None:  # written through before any event is acknowledged
+                lines = row_lines(
+                    scorer.spec.model_name, scorer.version, SOURCE,
+                    [feature.name for feature in scorer.spec.features],
+                    ((p["event_id"], row, p["label"], p["probabilities"])
+                     for p, row in zip(batch.predictions, batch.rows, strict=True)),
+                )  # fmt: skip
+                log.write(lines)
+            for message in messages:  # only now: every event has its prediction or dead letter
+                await message.ack()
+        except Exception as exc:  # whatever it was, the events come again
+            logger.warning("a micro-batch of %s events failed (%s: %s); they will be "
+                           "delivered again", len(messages), type(exc).__name__, exc)  # fmt: skip
             for message in messages:
                 with contextlib.suppress(Exception):
                     await message.nak(delay=1)
             return
-        if log is not None:  # written through before any event is acknowledged
-            lines = row_lines(
-                scorer.spec.model_name, scorer.version, SOURCE,
-                [feature.name for feature in scorer.spec.features],
-                ((p["event_id"], row, p["label"], p["probabilities"])
-                 for p, row in zip(batch.predictions, batch.rows, strict=True)),
-            )  # fmt: skip
-            log.write(lines)
-        for message in messages:  # only now: every event has its prediction or dead letter
-            await message.ack()
         self._count(events, batch, scorer.version)
 
     def _count(self, events: list[Event], batch: ScoredBatch, version: str) -> None:

@@ -41,7 +41,10 @@ def read_events(path: Path, drop: Sequence[str] = ()) -> list[bytes]:
     """The file's rows as event payloads; ``drop`` names columns left out (e.g. the target)."""
     if not path.is_file():
         raise BrokerError(f"{path}: no such file to replay")
-    frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    except (ValueError, OSError) as exc:  # pandas' parser errors are ValueErrors
+        raise BrokerError(f"{path}: cannot be read as a table: {exc}") from None
     unknown = [column for column in drop if column not in frame.columns]
     if unknown:
         raise BrokerError(f"{path}: no column(s) {unknown} to drop; it has {list(frame.columns)}")
@@ -51,7 +54,8 @@ def read_events(path: Path, drop: Sequence[str] = ()) -> list[bytes]:
         numbers = pd.to_numeric(frame[column], errors="coerce")
         frame[column] = numbers.astype(object).where(numbers.notna(), frame[column])
     rows: list[dict[str, Any]] = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    return [json.dumps(row).encode() for row in rows]
+    # dates and times go as ISO text: a producer's JSON has no other way to say them
+    return [json.dumps(row, default=str).encode() for row in rows]
 
 
 async def publish(
