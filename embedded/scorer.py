@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,8 @@ class EmbeddedModel:
         self.classes: list[str] = list(manifest["classes"])
         self.positive_label: str | None = manifest.get("positive_label")
         self.threshold: float | None = manifest.get("decision_threshold")
+        self._numerics = [f for f in self.features if f["kind"] == "numeric"]
+        self._categoricals = [f for f in self.features if f["kind"] != "numeric"]
         outputs = [output.name for output in session.get_outputs()]
         self._probabilities = "probabilities" if "probabilities" in outputs else outputs[-1]
 
@@ -56,7 +59,12 @@ class EmbeddedModel:
         """One row of probabilities (in ``classes`` order) per row."""
         if not rows:
             return np.empty((0, len(self.classes)), dtype=np.float32)
-        feeds = {feature["input"]: self._column(feature, rows) for feature in self.features}
+        if len(rows) <= FEW_ROWS:
+            feeds = self._numeric_columns(rows)
+            for feature in self._categoricals:
+                feeds[feature["input"]] = self._column(feature, rows)
+        else:
+            feeds = {feature["input"]: self._column(feature, rows) for feature in self.features}
         probabilities = np.asarray(self.session.run([self._probabilities], feeds)[0], np.float64)
         finite = np.isfinite(probabilities).all(axis=1)
         if not finite.all():  # as the service: no answer rather than a made-up one
@@ -78,6 +86,36 @@ class EmbeddedModel:
             positive = self.classes.index(self.positive_label)
             indexes = np.where(probabilities[:, positive] >= self.threshold, positive, 1 - positive)
         return [self.classes[int(i)] for i in indexes]
+
+    def _numeric_columns(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """Every numeric input of a few rows at once: one matrix, checked and cast in a few
+        NumPy calls (per feature, for one row, the calls cost more than onnxruntime's run;
+        for many rows, building the matrix costs more than the calls); a value
+        that is not a finite number (or missing where training never was) is named by
+        the per-feature check."""
+        if not self._numerics:
+            return {}
+        names = [feature["name"] for feature in self._numerics]
+        try:
+            table = [[row[name] for name in names] for row in rows]
+        except KeyError:
+            for feature in self._numerics:
+                self._column(feature, rows)  # names the row and feature
+            raise
+        kinds = set(map(type, itertools.chain.from_iterable(table)))
+        wide = None
+        if kinds <= NUMBERS:
+            wide = np.array(table, dtype=np.float64)  # None -> NaN
+            nullable = np.array([feature["nullable"] for feature in self._numerics])
+            missing = np.isnan(wide)
+            if np.isinf(wide).any() or (missing & ~nullable).any():
+                wide = None
+        if wide is None:  # the slow path finds and names the row at fault
+            return {feature["input"]: self._column(feature, rows) for feature in self._numerics}
+        narrow = np.asfortranarray(wide, dtype=np.float32)
+        if np.isinf(narrow).any():
+            return {feature["input"]: self._column(feature, rows) for feature in self._numerics}
+        return {feature["input"]: narrow[:, j : j + 1] for j, feature in enumerate(self._numerics)}
 
     def _column(self, feature: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """One input column, checked. The common case, every value of the right type, is
@@ -134,6 +172,9 @@ class EmbeddedModel:
         return checked
 
 
+#: up to this many rows, numeric inputs are checked as one matrix, beyond it per feature
+#: (``bench/embedded_scoring.py``: one row 0.21 -> 0.06 ms; 100,000 rows 2.2x slower)
+FEW_ROWS = 64
 #: the value types a numeric / categorical feature takes (bool is not a number here)
 NUMBERS = frozenset({float, int, type(None)})
 TEXT = frozenset({str, type(None)})
