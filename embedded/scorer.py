@@ -31,6 +31,8 @@ class EmbeddedModel:
         self.threshold: float | None = manifest.get("decision_threshold")
         self._numerics = [f for f in self.features if f["kind"] == "numeric"]
         self._categoricals = [f for f in self.features if f["kind"] != "numeric"]
+        self._numeric_names = [f["name"] for f in self._numerics]
+        self._numeric_nullable = np.array([bool(f["nullable"]) for f in self._numerics])
         outputs = [output.name for output in session.get_outputs()]
         self._probabilities = "probabilities" if "probabilities" in outputs else outputs[-1]
 
@@ -60,11 +62,9 @@ class EmbeddedModel:
         if not rows:
             return np.empty((0, len(self.classes)), dtype=np.float32)
         if len(rows) <= FEW_ROWS:
-            feeds = self._numeric_columns(rows)
-            for feature in self._categoricals:
-                feeds[feature["input"]] = self._column(feature, rows)
+            feeds = {**self._numeric_columns(rows), **self._columns(self._categoricals, rows)}
         else:
-            feeds = {feature["input"]: self._column(feature, rows) for feature in self.features}
+            feeds = self._columns(self.features, rows)
         probabilities = np.asarray(self.session.run([self._probabilities], feeds)[0], np.float64)
         finite = np.isfinite(probabilities).all(axis=1)
         if not finite.all():  # as the service: no answer rather than a made-up one
@@ -95,27 +95,23 @@ class EmbeddedModel:
         the per-feature check."""
         if not self._numerics:
             return {}
-        names = [feature["name"] for feature in self._numerics]
         try:
-            table = [[row[name] for name in names] for row in rows]
+            table = [[row[name] for name in self._numeric_names] for row in rows]
         except KeyError:
-            for feature in self._numerics:
-                self._column(feature, rows)  # names the row and feature
-            raise
-        kinds = set(map(type, itertools.chain.from_iterable(table)))
-        wide = None
-        if kinds <= NUMBERS:
+            return self._columns(self._numerics, rows)  # names the row and feature
+        if set(map(type, itertools.chain.from_iterable(table))) <= NUMBERS:
             wide = np.array(table, dtype=np.float64)  # None -> NaN
-            nullable = np.array([feature["nullable"] for feature in self._numerics])
-            missing = np.isnan(wide)
-            if np.isinf(wide).any() or (missing & ~nullable).any():
-                wide = None
-        if wide is None:  # the slow path finds and names the row at fault
-            return {feature["input"]: self._column(feature, rows) for feature in self._numerics}
-        narrow = np.asfortranarray(wide, dtype=np.float32)
-        if np.isinf(narrow).any():
-            return {feature["input"]: self._column(feature, rows) for feature in self._numerics}
-        return {feature["input"]: narrow[:, j : j + 1] for j, feature in enumerate(self._numerics)}
+            missing = np.isnan(wide) & ~self._numeric_nullable
+            if not (np.isinf(wide).any() or missing.any()):
+                narrow = np.asfortranarray(wide, dtype=np.float32)
+                if not np.isinf(narrow).any():
+                    return {f["input"]: narrow[:, j : j + 1] for j, f in enumerate(self._numerics)}
+        return self._columns(self._numerics, rows)  # the slow path names the row at fault
+
+    def _columns(
+        self, features: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
+    ) -> dict[str, np.ndarray]:
+        return {feature["input"]: self._column(feature, rows) for feature in features}
 
     def _column(self, feature: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """One input column, checked. The common case, every value of the right type, is

@@ -16,6 +16,7 @@ from tabular_mlops.core.spec import ServingSpec
 
 if TYPE_CHECKING:
     from zenml import Model as ZenMLModel
+    from zenml.models import ModelVersionResponse
 
 
 class Champion(BaseModel):
@@ -35,13 +36,20 @@ class Champion(BaseModel):
         return self.model_version_id is not None
 
 
-def find_champion(model_name: str, stage: str) -> Champion:
+def version_at_stage(model_name: str, stage: str) -> ModelVersionResponse | None:
+    """The model's version at ``stage`` in the ZenML store, if any."""
     from zenml.client import Client
     from zenml.enums import ModelStages
 
     try:
-        version = Client().get_model_version(model_name, ModelStages(stage))
+        return Client().get_model_version(model_name, ModelStages(stage))
     except KeyError:
+        return None
+
+
+def find_champion(model_name: str, stage: str) -> Champion:
+    version = version_at_stage(model_name, stage)
+    if version is None:
         return Champion()
     model = version.get_artifact("model")
     train_set = version.get_artifact("train_set")

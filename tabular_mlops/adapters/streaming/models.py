@@ -4,14 +4,10 @@ spec and the verified scoring path the online service uses."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
-from tabular_mlops.adapters.champion import load_version
+from tabular_mlops.adapters.champion import load_version, version_at_stage
 from tabular_mlops.core.events import EventScorer
 from tabular_mlops.core.scoring import scorer_for
-
-if TYPE_CHECKING:
-    from zenml.models import ModelVersionResponse
 
 logger = logging.getLogger(__name__)
 
@@ -24,13 +20,13 @@ class StagedModels:
 
     def current_version(self) -> str | None:
         """The number of the version at the stage (what the serving spec calls it)."""
-        found = self._at_stage()
+        found = version_at_stage(self.model_name, self.stage)
         return str(found.number) if found else None
 
     def load(self, version: str) -> EventScorer:
         """The version's scorer: the numpy path when it reproduces the pipeline on the
         version's own test rows (as the service checks at packaging), else the pipeline."""
-        found = self._at_stage()
+        found = version_at_stage(self.model_name, self.stage)
         if found is None or str(found.number) != version:
             raise LookupError(f"model '{self.model_name}' has no version {version} at "
                               f"'{self.stage}' any more")  # fmt: skip
@@ -39,12 +35,3 @@ class StagedModels:
         logger.info("loaded model '%s' version %s (%s scoring path)", self.model_name, version,
                     type(scorer).__name__)  # fmt: skip
         return EventScorer(staged.spec, scorer)
-
-    def _at_stage(self) -> ModelVersionResponse | None:
-        from zenml.client import Client
-        from zenml.enums import ModelStages
-
-        try:
-            return Client().get_model_version(self.model_name, ModelStages(self.stage))
-        except KeyError:
-            return None
