@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -62,10 +64,60 @@ overrides_option = click.option(
 
 
 def load_env(env: str) -> tuple[EnvironmentConfig, str]:
+    """The environment's config and file, with this process's ZenML client switched to
+    the environment's own client state."""
     try:
-        return load_environment(env), str(environment_path(env))
+        environment, source = load_environment(env), str(environment_path(env))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    use_client_state(env, environment)
+    return environment, source
+
+
+#: ZenML's global config as this process started: dev's, and every environment's that
+#: has no ZenML server of its own
+_BASE_ZENML_CONFIG: list[str] = []
+#: where a process started by this one finds that base
+BASE_ZENML_CONFIG_VARIABLE = "TABULAR_MLOPS_ZENML_BASE_CONFIG"
+#: the key of the environment whose client state is in use
+_CURRENT_ENV: list[str] = ["dev"]
+
+
+def environment_key(env: str) -> str:
+    """A name for the environment's state on disk: its name, or its file's stem."""
+    return Path(env).stem if env.endswith((".yaml", ".yml")) else env
+
+
+def use_client_state(env: str, environment: EnvironmentConfig) -> None:
+    """Give an environment that runs a ZenML server of its own (staging) its own ZenML
+    client state (server URL, active project and stack), under the global config's
+    ``environments/<env>``: `zenml login` to its server, or that server dying, then
+    changes nothing for dev or any other environment."""
+    from tabular_mlops.adapters.zenml_compat import default_global_config, use_global_config
+
+    if not _BASE_ZENML_CONFIG:
+        # kept in the environment: a child process (a step, `zenml login`) starts with
+        # ZENML_CONFIG_PATH already pointing at an environment's own state
+        _BASE_ZENML_CONFIG.append(
+            os.environ.get(BASE_ZENML_CONFIG_VARIABLE)
+            or os.environ.get("ZENML_CONFIG_PATH")
+            or default_global_config()
+        )
+        os.environ[BASE_ZENML_CONFIG_VARIABLE] = _BASE_ZENML_CONFIG[0]
+    base = _BASE_ZENML_CONFIG[0]
+    own = environment.services is not None and environment.services.zenml is not None
+    directory = str(Path(base) / "environments" / environment_key(env)) if own else base
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    if use_global_config(directory):
+        _ACTIVATED.clear()
+    _CURRENT_ENV[0] = environment_key(env)
+
+
+def runs_dir() -> Path:
+    """Where commands of the current environment leave their in-flight records: a run
+    lives in its environment's store, and only a command of that environment can mark it
+    failed."""
+    return LOCAL_DIR / "runs" / _CURRENT_ENV[0]
 
 
 def load_pipeline_config(
@@ -129,7 +181,7 @@ def reap_dead_runs() -> None:
     """Mark failed the runs of commands that died mid-run (``kill -9``, a lost terminal)."""
     from tabular_mlops.adapters.runs_in_flight import dead_calls, mark_failed
 
-    for path, record in dead_calls(LOCAL_DIR / "runs"):
+    for path, record in dead_calls(runs_dir()):
         reason = f"its process ({record.pid}) died before it finished"
         for name in mark_failed(record, reason):
             click.echo(f"Run '{name}' marked failed: {reason}.")
@@ -210,7 +262,7 @@ def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunRes
     exception, and ending with one line: the step, the check and the fix."""
     from tabular_mlops.adapters.runs_in_flight import in_flight
 
-    with in_flight(LOCAL_DIR / "runs", pipeline.name) as tag:
+    with in_flight(runs_dir(), pipeline.name) as tag:
         # ZenML names a run by the time to the microsecond: two started together by two
         # processes collided here (EntityExistsError), so the process joins the name
         unique = f"{pipeline.name}-{{date}}-{{time}}-{os.getpid()}"
@@ -250,7 +302,39 @@ FIXES = {
     "LabelsError": "check parameters.monitoring.labels_path",
     "DeploymentInProgressError": "the live service is unchanged; run the command again once "
     "the other deployment has finished",
+    "ArrowInvalid": "the file is empty or not a table: give a CSV with a header row and rows, "
+    "or a Parquet file",
+    "EmptyDataError": "the file is empty: give a CSV with a header row and rows",
+    "OperationalError": "a SQLite store (ZenML's or MLflow's) cannot be written: check that "
+    "its directory is writable and the disk has room",
+    "ConnectionError": "a server this command talks to does not answer: `python run.py stack "
+    "up --env ENV` starts an environment's servers, `python run.py deploy` the model's",
 }
+
+#: what an operating-system error number means for the user, and the fix
+OS_FIXES = {
+    errno.EROFS: "the file system is read-only: point the state (.local, ZENML_CONFIG_PATH, "
+    "the artifact store's path) at a writable directory, or remount it read-write",
+    errno.ENOSPC: "the disk is full: free space (old bentos in .local/bentoml, logs, "
+    "predictions) and run the command again",
+    errno.EACCES: "no permission: run as the user who owns the checkout's state, or fix "
+    "the directory's permissions",
+    errno.ENOENT: "no such file or directory: check the path",
+}
+
+
+def cause_and_fix(exc: BaseException) -> str:
+    """One line for an error no command expected: what it was and what to do."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    kind = type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno in OS_FIXES:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"→ failed ({kind}){where}: {exc.strerror}. Fix: {OS_FIXES[exc.errno]}."
+    if "Error connecting to" in first or "Connection refused" in first:
+        kind = "ConnectionError"
+    fix = FIXES.get(kind, "rerun with --verbose for the traceback")
+    return f"→ failed ({kind}): {first}. Fix: {fix}."
 
 
 def one_line(step: str, text: str) -> str:
@@ -262,7 +346,12 @@ def one_line(step: str, text: str) -> str:
     if summary.endswith(":") and len(lines) > 1:  # a list of problems: name the first
         more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
         summary = f"{summary[:-1]}, first {lines[1]}{more}"
-    fix = FIXES.get(kind, "rerun with --verbose for ZenML's traceback of the step")
+    os_error = re.search(r"\[Errno (\d+)\]", summary)
+    fix = (
+        FIXES.get(kind)
+        or (OS_FIXES.get(int(os_error.group(1)), "") if os_error else "")
+        or "rerun with --verbose for ZenML's traceback of the step"
+    )
     return f"→ step '{step}' failed ({kind}): {summary}. Fix: {fix}."
 
 

@@ -41,6 +41,11 @@ def infer(env: str, config_path: Path, input_path: Path | None, overrides: tuple
         raise click.ClickException(
             f"parameters.batch.input_path: {batch.input_path or 'not set'}: no such batch file"
         )
+    if batch.input_path.stat().st_size == 0:
+        raise click.ClickException(
+            f"{batch.input_path}: the file is empty; give a CSV with a header row and rows, "
+            "or a Parquet file"
+        )
     activate_stack(env)
     staged_version(config)
     from pipelines.batch_inference import batch_inference_pipeline

@@ -6,9 +6,11 @@ import atexit
 import logging
 import os
 import sys
+import traceback
 
 import click
 
+from cli.common import cause_and_fix
 from cli.deploy import deploy
 from cli.export import export
 from cli.infer import infer
@@ -98,6 +100,8 @@ def main() -> None:
     except KeyboardInterrupt:
         status[0] = 130
         raise
-    except BaseException:  # a crash: Python prints the traceback, the exit status says so
+    except Exception as exc:  # none of the commands expected it: still one line, and a fix
         status[0] = 1
-        raise
+        if {"-v", "--verbose"} & set(sys.argv[1:]):
+            traceback.print_exc()
+        click.echo(cause_and_fix(exc), err=True)

@@ -19,7 +19,7 @@ from cli.common import (
     load_pipeline_config,
     overrides_option,
 )
-from tabular_mlops.adapters.paths import PROJECT_ROOT
+from tabular_mlops.adapters.paths import LOCAL_DIR
 from tabular_mlops.core.config import DeploymentRunConfig
 
 if TYPE_CHECKING:
@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     "card_path",
     type=click.Path(dir_okay=False, path_type=Path),
     is_flag=False,
-    flag_value=PROJECT_ROOT / "docs" / "model_card.html",
-    help="Write the production version's model card (default docs/model_card.html).",
+    flag_value=LOCAL_DIR / "model_cards" / "model_card.html",
+    help="Write the production version's model card "
+    "(default .local/model_cards/model_card.html; --card PATH elsewhere).",
 )
 @click.option("--version", "card_version", help="With --card: this version instead.")
 def models(

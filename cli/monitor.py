@@ -31,14 +31,18 @@ from tabular_mlops.core.config import (
 )
 
 
-def retraining_plan(env: str, config: MonitoringRunConfig, retrain: bool) -> RetrainingPlan:
+def retraining_plan(
+    env: str,
+    config: MonitoringRunConfig,
+    retrain: bool,
+    training_path: Path = CONFIG_DIR / "training.yaml",
+    deployment_path: Path = CONFIG_DIR / "deployment.yaml",
+) -> RetrainingPlan:
     """What a ``retrain`` decision runs: training.yaml with the fresh data swapped in, and
     deployment.yaml's serving, both with the environment's overlays."""
     model = f"model.name={config.model.name}"
-    training = load_pipeline_config(TrainingRunConfig, env, CONFIG_DIR / "training.yaml", (model,))
-    serving = load_pipeline_config(
-        DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml", (model,)
-    )
+    training = load_pipeline_config(TrainingRunConfig, env, training_path, (model,))
+    serving = load_pipeline_config(DeploymentRunConfig, env, deployment_path, (model,))
     # the decision to retrain was drift: the gate is told to accept it, and records that
     validation = training.parameters.validation.model_copy(update={"accept_drift": True})
     parameters = training.parameters.model_copy(update={"validation": validation})
@@ -70,19 +74,35 @@ def retraining_plan(env: str, config: MonitoringRunConfig, retrain: bool) -> Ret
 @config_option("monitoring")
 @overrides_option
 @click.option("--no-retrain", is_flag=True, help="Report the decision; do not act on it.")
+@click.option(
+    "--training-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=CONFIG_DIR / "training.yaml",
+    show_default="configs/training.yaml",
+    help="The training config a retraining runs.",
+)
+@click.option(
+    "--deployment-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=CONFIG_DIR / "deployment.yaml",
+    show_default="configs/deployment.yaml",
+    help="The deployment config a redeployment runs (where the service is).",
+)
 @schedule_option("the continuous-training loop")
 def monitor(
     env: str,
     config_path: Path,
     overrides: tuple[str, ...],
     no_retrain: bool = False,
+    training_config: Path = CONFIG_DIR / "training.yaml",
+    deployment_config: Path = CONFIG_DIR / "deployment.yaml",
     schedule: str | None = None,
 ) -> None:
     """Run the continuous-training loop once: compare the window's served and batch
     predictions with the production model's training data (Evidently), decide (no action,
     alert, or retrain), and on `retrain` train, gate, promote and redeploy."""
     config = load_pipeline_config(MonitoringRunConfig, env, config_path, overrides)
-    plan = retraining_plan(env, config, retrain=not no_retrain)
+    plan = retraining_plan(env, config, not no_retrain, training_config, deployment_config)
     activate_stack(env)
     from zenml.client import Client
 
@@ -98,7 +118,10 @@ def monitor(
     if run is None or schedule:
         return
     decision = step_output(run, "detect_drift", "monitoring_decision")
-    click.echo(f"\nMonitoring decision: {decision.action.upper()} ({decision.rows} rows)")
+    collected = run.steps["collect_predictions"].run_metadata
+    duplicates = int(str(collected.get("duplicate_rows_left_out", 0)))
+    left_out = f"; {duplicates} repeated predictions left out" if duplicates else ""
+    click.echo(f"\nMonitoring decision: {decision.action.upper()} ({decision.rows} rows{left_out})")
     for reason in decision.reasons:
         click.echo(f"  - {reason}")
     if decision.drifted_columns:
@@ -112,7 +135,15 @@ def monitor(
             click.echo(f"Retrained: version {outcome.model_version} {outcome}")
         elif child.pipeline.name == "redeployment_pipeline":
             live = step_output(child, "go_live", "live_service")
-            click.echo(f"Redeployed: version {live.model_version} at {live.url}")
+            candidate = step_output(child, "start_candidate", "candidate_service")
+            if candidate.model_version == live.model_version:
+                click.echo(f"Redeployed: version {live.model_version} at {live.url}")
+            else:
+                click.echo(
+                    f"Version {candidate.model_version} entered a {plan.serving.rollout.strategy} "
+                    f"experiment beside version {live.model_version} at {live.url}; "
+                    "`python run.py rollout` decides it on the evidence (--status shows it)"
+                )
     production = production_version(config.model.name)
     click.echo(f"Production version of '{config.model.name}': {production or 'none'}")
 
@@ -143,6 +174,13 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
     deployment = load_pipeline_config(DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml")
     training = load_pipeline_config(TrainingRunConfig, env, CONFIG_DIR / "training.yaml")
     name = deployment.model.name
+    running = serving_target(env, deployment, activate=False).rollout(name)
+    if running is not None:
+        raise click.ClickException(
+            f"rollout {running.experiment} of version {running.candidate.model_version} is in "
+            "progress and this scenario starts one of its own: decide it first (python run.py "
+            "rollout, --promote or --abort)"
+        )
     live = serving_target(env, deployment, activate=False).live(name)
     if live is None:
         click.echo("=== no live service: training and deploying one first")
@@ -194,6 +232,12 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
     ctx.invoke(rollout, env=env, status=True)
     click.echo("\n=== the rollout pipeline decides")
     ctx.invoke(rollout, env=env)
+    left = target.live(name)
+    click.echo(
+        f"Left: version {production_version(name)} in production"
+        + (f", serving alone at {left.url}" if left and target.rollout(name) is None else "")
+        + f"; staging: {staged_version_or_none(name, 'staging') or 'none'}"
+    )
 
 
 def production_version(model_name: str) -> str | None:
@@ -223,9 +267,10 @@ def production_version(model_name: str) -> str | None:
 @click.pass_context
 def simulate(ctx: click.Context, env: str, scenario: str, rows: int, shift: float) -> None:
     """Demonstrate the loop: a stable stream (no action), then a drifting one that
-    monitoring catches, retraining on fresh data, and the new model entering as a
-    candidate (as a canary beside the live service, if one runs). Or, with
-    ``--scenario rollout``, an online experiment from start to decision."""
+    monitoring catches, retraining on fresh data, and the new version gated against
+    production, promoted to staging and started as a canary beside the live service
+    (if one runs), which the simulation, having no users, then promotes by hand. Or,
+    with ``--scenario rollout``, an online experiment from start to decision."""
     from cli.train import train
 
     if scenario == "rollout":
@@ -274,3 +319,27 @@ def simulate(ctx: click.Context, env: str, scenario: str, rows: int, shift: floa
             f"=== phase '{phase}': production version {before} -> {production_version(name)}"
             f"; staging: {staged_version_or_none(name, 'staging') or 'none'}"
         )
+    end_own_experiment(ctx, env)
+
+
+def end_own_experiment(ctx: click.Context, env: str) -> None:
+    """The retrained version entered the configured experiment beside the live service;
+    a simulation has no users to decide it, so it is promoted by hand and recorded so,
+    leaving one model at the address for the next command."""
+    from cli.deploy import serving_target
+    from cli.rollout import rollout
+
+    deployment = load_pipeline_config(DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml")
+    experiment = serving_target(env, deployment, activate=False).rollout(deployment.model.name)
+    if experiment is None:
+        return
+    click.echo(
+        f"\n=== version {experiment.candidate.model_version} runs as a "
+        f"{experiment.plan.strategy} beside version {experiment.champion.model_version}. With "
+        "real users, `python run.py rollout` decides it on their feedback; this simulation "
+        "has none, so it promotes it by hand (`python run.py rollout --promote`)"
+    )
+    ctx.invoke(rollout, env=env, promote=True)
+    click.echo(
+        f"Left: version {production_version(deployment.model.name)} in production, served alone"
+    )

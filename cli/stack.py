@@ -49,11 +49,12 @@ def stack_up(env: str) -> None:
     environment, _ = load_env(env)
     if environment.services is None:
         raise click.ClickException(f"environment '{env}' declares no services to start")
-    servers.create_local_secrets(zenml_client(), environment.services)
     try:
         urls = servers.up(environment.services, PROJECT_ROOT)
     except servers.ServerError as exc:
         raise click.ClickException(str(exc)) from None
+    # after the servers: the client talks to the one just started, never to a dead one
+    servers.create_local_secrets(zenml_client(), environment.services)
     for name, url in urls.items():
         click.echo(f"{name} server: {url}")
     activate_stack(env)

@@ -8,6 +8,7 @@ from steps.deployment.go_live import go_live
 from steps.deployment.package_model import package_model
 from steps.deployment.smoke_test_candidate import smoke_test_candidate
 from steps.deployment.start_candidate import start_candidate
+from tabular_mlops.adapters.zenml_compat import dynamic_run_name
 from tabular_mlops.core.config import ServingConfig
 
 
@@ -19,7 +20,9 @@ def package_and_switch(serving: ServingConfig) -> Any:
     start or smoke test leaves it answering, and the production model as it was.
     """
     exported = export_onnx_model() if serving.export_onnx else None
-    package = package_model(serving, after=exported)
+    # compiled, `after` orders the steps; in a dynamic (child) run the export has already
+    # finished when the call returns, and ZenML refuses its outputs as `after`
+    package = package_model(serving, after=None if dynamic_run_name() else exported)
     candidate = start_candidate(package, serving)
     smoke = smoke_test_candidate(package, candidate, serving)
     return go_live(package, candidate, smoke, serving)

@@ -18,6 +18,7 @@ from tabular_mlops.core.config import (
     DataSourceConfig,
     DataValidationConfig,
     EvaluationConfig,
+    ModelCardConfig,
     PromotionConfig,
     SplitConfig,
     TrainingConfig,
@@ -31,6 +32,7 @@ def train_and_promote(
     training: TrainingConfig,
     evaluation: EvaluationConfig,
     promotion: PromotionConfig,
+    card: ModelCardConfig,
 ) -> Any:
     """ingest -> validate data -> split -> train -> evaluate -> validate model -> register/promote
     -> model card.
@@ -52,7 +54,7 @@ def train_and_promote(
     outcome = promote_model(
         decision, champion, registry_version, promotion, evaluation, test_set, target
     )
-    write_model_card(outcome, decision, report)
+    write_model_card(outcome, decision, report, data, card)
     prune_candidates(outcome, promotion)
     return outcome
 

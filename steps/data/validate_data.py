@@ -4,12 +4,12 @@ import logging
 from typing import Annotated
 
 import pandas as pd
-from zenml import log_metadata, step
+from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.types import HTMLString
 
 from materializers.dataframe_materializer import ContentHashedDataFrameMaterializer
-from tabular_mlops.adapters.champion import Champion, load_artifact
+from tabular_mlops.adapters.champion import Champion, find_version, load_artifact, reference_name
 from tabular_mlops.adapters.evidently_reports import build_report
 from tabular_mlops.core.checks import DataValidationError, check_dataset, drift_violations
 from tabular_mlops.core.config import DataValidationConfig
@@ -31,19 +31,26 @@ def validate_data(
     """The data gate: schema and quality checks, departures from the reference, then
     Evidently's drift, which blocks too unless the run accepts it.
 
-    The reference is the data the production model was trained on, so a new
-    dataset must still fit the model that serves today. On any violation the
-    step raises and nothing downstream runs.
+    The reference is the data the production model was trained on (the champion),
+    so a new dataset must still fit the model that serves today, or the version
+    ``rules.reference_version`` names. On any violation the step raises and
+    nothing downstream runs.
     """
-    reference = (
-        load_artifact(champion.train_set_artifact_id) if champion.train_set_artifact_id else None
+    source = (
+        find_version(get_step_context().model.name, rules.reference_version)
+        if rules.reference_version is not None
+        else champion
     )
+    reference = (
+        load_artifact(source.train_set_artifact_id) if source.train_set_artifact_id else None
+    )
+    described = reference_name(source)
     check_dataset(dataset, target, rules, reference)
     summary, html, snapshot = build_report(
         Client().active_stack.data_validator,
         dataset,
         reference,
-        title="Data gate: the new data against the production model's training data",
+        title=f"Data gate: the new data against {described}",
         artifact="data_report_evidently",
         target=target,
     )
@@ -51,7 +58,10 @@ def validate_data(
     if drift:
         raise DataValidationError(drift)
     log_metadata(
-        metadata={"data_drift": summary.model_dump(exclude={"columns"})},
+        metadata={
+            "data_drift": summary.model_dump(exclude={"columns"}),
+            "data_reference": {"version": source.version or "none", "stage": source.stage or ""},
+        },
         artifact_name="data_report",
         infer_artifact=True,
     )
@@ -69,6 +79,6 @@ def validate_data(
         "data gate passed: %d rows; drift share %.2f against %s",
         len(dataset),
         summary.drift_share,
-        "the champion's training data" if reference is not None else "nothing (first model)",
+        described,
     )
     return dataset, HTMLString(html), snapshot

@@ -32,9 +32,17 @@ def collect_predictions(
             unreadable,
             monitoring.inference_log_dir,
         )
+    duplicates = int(current.attrs.get("duplicate_rows", 0))
+    if duplicates:
+        logger.info(
+            "%s repeated prediction(s) of the same id, row and inputs left out (a stream's "
+            "redeliveries, a client's retries): each counts once",
+            duplicates,
+        )
     log_metadata(
         metadata={
             "rows": len(current),
+            "duplicate_rows_left_out": duplicates,
             "online_rows": int((current["origin"] == "online").sum()),
             "streamed_rows": int((current["origin"] == "stream").sum()),
             "unreadable_log_lines": unreadable,

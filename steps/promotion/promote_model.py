@@ -49,10 +49,11 @@ def promote_model(
     version = str(context.model.number)
     first_gated_against = champion.version
     with promotion_lock(name, promotion.stage):
-        current = find_champion(name, promotion.stage)
+        current = find_champion(name, promotion.champion_stage)
         if decision.approved and current.model_version_id != champion.model_version_id:
             logger.info(
-                "production moved from version %s to %s since this run was gated: gating again",
+                "%s moved from version %s to %s since this run was gated: gating again",
+                promotion.champion_stage,
                 champion.version,
                 current.version,
             )
@@ -62,7 +63,7 @@ def promote_model(
         if not decision.approved:
             reason = "; ".join(decision.reasons)
         elif candidate_artifact is not None and candidate_artifact.id == champion.model_artifact_id:
-            reason = f"identical to {promotion.stage} version {champion.version}"
+            reason = f"identical to {promotion.champion_stage} version {champion.version}"
         else:
             context.model.set_stage(ModelStages(promotion.stage), force=True)
             registry = Client().active_stack.model_registry

@@ -11,6 +11,6 @@ from tabular_mlops.core.config import PromotionConfig
 # Never cached: it reads the current state of the model registry.
 @step(enable_cache=False)
 def resolve_champion(promotion: PromotionConfig) -> Annotated[Champion, "champion"]:
-    """Look up the model version currently at the promotion stage, to compare against."""
+    """Look up the model version at the champion's stage (production), to gate against."""
     model = get_step_context().model
-    return find_champion(model.name, promotion.stage)
+    return find_champion(model.name, promotion.champion_stage)

@@ -23,8 +23,8 @@ def apply_rollout_decision(
 ) -> Annotated[str, "rollout_outcome"]:
     """Carry the decision out and record it, with its figures, on the candidate's model
     version. Promote: the candidate takes all traffic and becomes production (ZenML stage
-    and MLflow registry); roll back: the champion takes all traffic back and production
-    stays as it was; continue: nothing changes."""
+    and MLflow registry); roll back: the champion takes all traffic back, production
+    stays as it was and the candidate is archived; continue: nothing changes."""
     target = target_for(Client().active_stack, serving)
     rollout = target.rollout(model_name)
     if rollout is None:
@@ -44,18 +44,20 @@ def apply_rollout_decision(
     )
     if decision.action == "continue":
         return f"continue: {'; '.join(decision.reasons)}"
-    if decision.action == "promote":
-        with promotion_lock(model_name, "production"):
-            version.set_stage(ModelStages.PRODUCTION, force=True)
-            registry = client.active_stack.model_registry
-            registry_version = version.run_metadata.get("registry_version")
-            if registry is not None and registry_version is not None:
-                registry.update_model_version(
-                    name=model_name,
-                    version=str(registry_version),
-                    stage=ModelVersionStage.PRODUCTION,
-                )
-    live = target.finish_rollout(model_name, promote=decision.action == "promote")
+    promote = decision.action == "promote"
+    stage = ModelStages.PRODUCTION if promote else ModelStages.ARCHIVED
+    # a rolled-back candidate leaves staging, so no later deploy of staging serves it again
+    with promotion_lock(model_name, stage.value):
+        version.set_stage(stage, force=True)
+        registry = client.active_stack.model_registry
+        registry_version = version.run_metadata.get("registry_version")
+        if registry is not None and registry_version is not None:
+            registry.update_model_version(
+                name=model_name,
+                version=str(registry_version),
+                stage=ModelVersionStage.PRODUCTION if promote else ModelVersionStage.ARCHIVED,
+            )
+    live = target.finish_rollout(model_name, promote=promote)
     outcome = (
         f"{decision.action}: version {live.model_version} serves all traffic at {live.url} "
         f"({'; '.join(decision.reasons)})"

@@ -1,4 +1,4 @@
-"""The production champion: the model version at the promotion stage, if any."""
+"""The champion: the model version at ``promotion.champion_stage`` (production), if any."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class Champion(BaseModel):
 
     model_version_id: UUID | None = None
     version: str | None = None
+    stage: str | None = None
     model_artifact_id: UUID | None = None
     train_set_artifact_id: UUID | None = None
 
@@ -51,14 +52,44 @@ def find_champion(model_name: str, stage: str) -> Champion:
     version = version_at_stage(model_name, stage)
     if version is None:
         return Champion()
+    return champion_of(version, stage)
+
+
+def find_version(model_name: str, number: int) -> Champion:
+    """A version named by its number (e.g. ``validation.reference_version``), or a
+    LookupError naming it."""
+    from zenml.client import Client
+
+    try:
+        version = Client().get_model_version(model_name, number)
+    except KeyError:
+        raise LookupError(
+            f"model '{model_name}' has no version {number}: set "
+            "parameters.validation.reference_version to an existing version, or null for "
+            "the production version"
+        ) from None
+    stage = getattr(version.stage, "value", version.stage)
+    return champion_of(version, str(stage) if stage else None)
+
+
+def champion_of(version: ModelVersionResponse, stage: str | None) -> Champion:
     model = version.get_artifact("model")
     train_set = version.get_artifact("train_set")
     return Champion(
         model_version_id=version.id,
         version=version.name,
+        stage=stage,
         model_artifact_id=model.id if model else None,
         train_set_artifact_id=train_set.id if train_set else None,
     )
+
+
+def reference_name(reference: Champion) -> str:
+    """How reports and logs name a data reference: which version, at which stage."""
+    if reference.train_set_artifact_id is None:
+        return "no reference: no production version yet (the first model)"
+    at = f" ({reference.stage})" if reference.stage else ""
+    return f"the training data of version {reference.version}{at}"
 
 
 def load_artifact(artifact_id: UUID) -> Any:

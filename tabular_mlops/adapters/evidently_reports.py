@@ -114,7 +114,12 @@ def render_summary(summary: DriftSummary, title: str, rows: int, artifact: str) 
             f"{'yes' if summary.dataset_drift else 'no'}"
         )
     else:
-        verdict = "no reference to compare with (the first model): quality figures only"
+        verdict = (
+            "no reference to compare with yet (no model version is in production): quality "
+            "figures only. Once one is, the next run compares every column with that "
+            "version's training data: per column the drift test, its score and threshold, "
+            "the verdict and both distributions"
+        )
     sections = [
         f"<h3>{esc(title)}</h3>",
         f"<p>{rows} rows. {esc(verdict)}. Full Evidently report: "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tabular_mlops.core.config import ModelCardConfig
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome
 from tabular_mlops.core.model_card import DatasetLineage, ModelCard
 from tabular_mlops.core.report import EvaluationReport
@@ -41,6 +42,8 @@ def model_card(
     pipeline_run: str,
     tracking_uri: str | None,
     report: EvaluationReport | None = None,
+    purpose: ModelCardConfig | None = None,
+    source: str = "",
 ) -> ModelCard:
     """The card of ``version`` (hydrated) as it stands after its promotion decision."""
     metadata: dict[str, Any] = dict(version.run_metadata)
@@ -72,4 +75,15 @@ def model_card(
         pipeline_run=pipeline_run,
         slice_column=report.slice_column if report else None,
         slices=report.slices if report else [],
+        purpose=purpose or ModelCardConfig(),
+        source=source,
+        target=str(metadata.get("target", "")),
+        label_counts=label_counts(report) if report else {},
     )
+
+
+def label_counts(report: EvaluationReport) -> dict[str, int]:
+    """Each class's rows in the test split (the confusion matrix's row sums)."""
+    return {
+        c: int(sum(row)) for c, row in zip(report.classes, report.confusion_matrix, strict=True)
+    }

@@ -25,11 +25,20 @@ def collect(
 ) -> pd.DataFrame:
     """Live requests and streamed events from the inference log and the feature samples of
     batches scored in [start, end); ``attrs["unreadable_lines"]`` counts log lines that
-    did not parse."""
+    did not parse, ``attrs["duplicate_rows"]`` the repeated predictions left out.
+
+    A stream delivers at least once: after a crash an event is predicted again under its
+    id, and a client may retry a request under its id. The first prediction of a
+    (source, id, row) with the same inputs is what monitoring reads, once."""
     frames = []
     logged = read_records(config.inference_log_dir, start, end)
     unreadable = int(logged.attrs.get("unreadable_lines", 0))
+    duplicates = 0
     if not logged.empty:
+        logged = logged.sort_values("timestamp", kind="stable")
+        first = ~logged.duplicated(subset=["source", "request_id", "row", *features])
+        duplicates = int((~first).sum())
+        logged = logged[first]
         for source, origin in (("live", "online"), (STREAM_SOURCE, "stream")):
             traffic = logged[logged["source"] == source]
             if not traffic.empty:
@@ -47,11 +56,13 @@ def collect(
     else:
         collected = pd.concat(frames, ignore_index=True)
     collected.attrs["unreadable_lines"] = unreadable
+    collected.attrs["duplicate_rows"] = duplicates
     return collected
 
 
 def performance(current: pd.DataFrame, labels_path: Path | None) -> dict[str, float] | None:
-    """Accuracy and macro F1 of logged predictions whose ground truth has arrived."""
+    """How many labels the file holds and how many match a logged prediction (by
+    ``request_id`` and ``row``), with accuracy and macro F1 on those."""
     if labels_path is None:
         return None
     if not labels_path.is_file():
@@ -62,11 +73,12 @@ def performance(current: pd.DataFrame, labels_path: Path | None) -> dict[str, fl
         raise LabelsError(f"{labels_path}: missing column(s) {sorted(missing)}")
     online = current.dropna(subset=["request_id"])
     joined = online.merge(labels, on=["request_id", "row"], how="inner")
+    counts = {"labels": float(len(labels)), "labelled_rows": float(len(joined))}
     if joined.empty:
-        return None
+        return counts
     truth, predicted = joined["label"].astype(str), joined[PREDICTION].astype(str)
     return {
-        "labelled_rows": float(len(joined)),
+        **counts,
         "accuracy": float(accuracy_score(truth, predicted)),
         "f1_macro": float(f1_score(truth, predicted, average="macro")),
     }

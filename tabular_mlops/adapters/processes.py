@@ -110,11 +110,40 @@ def read_process_record(pid_file: Path) -> dict[str, Any] | None:
     return dict(record)
 
 
+def orphans_of_group(pid: int) -> list[psutil.Process]:
+    """The processes still in the group that ``pid`` led, when ``pid`` itself is gone
+    (``kill -9`` of `mlflow server` left its uvicorn serving the port). Linux never gives
+    a new process the id of a group that still has members, so they are that leader's."""
+    if is_alive(pid):
+        return []
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError, PermissionError):
+            if os.getpgid(process.pid) == pid:
+                found.append(process)
+    return found
+
+
 def stop_recorded_process(pid_file: Path, grace: float = 10) -> bool:
-    """Stop the process ``pid_file`` records, if it is still that process: whether it was
-    running. The file is removed either way."""
+    """Stop the process ``pid_file`` records, if it is still that process, and whatever
+    of its group outlived it: whether anything was running. The file is removed either
+    way."""
+    raw_pid = None
+    with contextlib.suppress(ValueError, KeyError, TypeError, OSError):
+        raw_pid = int(json.loads(pid_file.read_text())["pid"])
     record = read_process_record(pid_file)
     if record is not None:
         stop_process_tree(int(record["pid"]), grace=grace)
+    orphans = orphans_of_group(raw_pid) if raw_pid is not None and record is None else []
+    for process in orphans:
+        logger.info(
+            "stopping %s (pid %s), left by its group's killed leader", process.name(), process.pid
+        )
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(orphans, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
     pid_file.unlink(missing_ok=True)
-    return record is not None
+    return record is not None or bool(orphans)

@@ -59,11 +59,12 @@ def in_flight(state_dir: Path, pipeline: str) -> Iterator[str]:
     )
     path = state_dir / f"{record.pid}-{pipeline}.json"
     path.write_text(json.dumps(asdict(record)))
-    try:
-        yield record.tag
-    finally:
-        path.unlink(missing_ok=True)
-        _delete_tag(record.tag)
+    yield record.tag
+    # Only a call that returned forgets its record. One that raised may have left its
+    # run `running` (its store went away mid-run): the next command of the environment
+    # finds the record, the process gone, and marks whatever still runs failed.
+    path.unlink(missing_ok=True)
+    _delete_tag(record.tag)
 
 
 def dead_calls(state_dir: Path) -> list[tuple[Path, InFlight]]:

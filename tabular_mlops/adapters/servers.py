@@ -90,6 +90,10 @@ ZENML_DEFAULT_PORT = 8237
 def start_zenml(port: int | None = None) -> str:
     """The local ZenML server (and its dashboard) over this machine's store, on ``HOST``."""
     port = port or ZENML_DEFAULT_PORT
+    if not answers(f"http://{HOST}:{port}/health"):
+        # a server that died (kill -9) is still the client's server and ZenML's record of
+        # a running local daemon: forget both, or `login` tries to reach it
+        subprocess.run([str(BIN / "zenml"), "logout", "--local"], capture_output=True)
     _zenml("login", "--local", "--ip-address", HOST, "--port", str(port))
     url = f"http://{HOST}:{port}"
     skip_onboarding_survey(url)

@@ -209,6 +209,15 @@ def apply(client: Client, stack_plan: StackPlan) -> None:
         client.update_stack(stack_plan.name, component_updates=components)
 
 
+def active_project_name(client: Client) -> str | None:
+    """The client's active project, or None when the store has none of that id (the
+    repository's config named a project of another environment's store)."""
+    try:
+        return str(client.active_project.name)
+    except RuntimeError:
+        return None
+
+
 def activate(client: Client, environment: EnvironmentConfig, source: str) -> StackPlan:
     """Register (or bring up to date) and activate the environment's stack, in the
     environment's own ZenML project (created the first time)."""
@@ -217,7 +226,7 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
     # Only what changes is written: the client's config file is rewritten on every
     # activation, and a second command starting at the same moment can read it
     # half-written (seen with two trainings started together).
-    if client.active_project.name != environment.project:
+    if active_project_name(client) != environment.project:
         try:
             client.set_active_project(environment.project)
         except KeyError:

@@ -196,6 +196,9 @@ class DataValidationConfig(StrictModel):
     #: the run accepts the drift (``--accept-drift``; the retrain monitoring triggers does)
     max_drift_share: float = Field(default=0.5, ge=0, le=1)
     accept_drift: bool = False
+    #: the model version whose training data is the reference; null: the version
+    #: at ``promotion.champion_stage`` (production), the model that serves today
+    reference_version: int | None = Field(default=None, ge=1)
     #: a categorical feature with at least this share of distinct values is an id
     #: (drop it with ``data.drop_columns``); 1.0 turns the check off
     max_unique_share: float = Field(default=0.95, gt=0, le=1)
@@ -304,6 +307,11 @@ class PromotionConfig(StrictModel):
     """The model gate: absolute floors, and no regression against the champion."""
 
     stage: Literal["staging", "production"] = "production"
+    #: the stage of the champion: the version a candidate is gated against, whose
+    #: training data is the data gate's reference. Production, also when a candidate
+    #: goes to staging for an online experiment: it must hold its own against the
+    #: model that serves today, not against an earlier candidate.
+    champion_stage: Literal["staging", "production"] = "production"
     primary_metric: MetricName = "roc_auc"
     min_metrics: dict[str, float] = Field(default_factory=dict)
     #: How much worse than the champion (absolute, on the primary metric) a
@@ -354,6 +362,31 @@ class StagedRunConfig(RunConfig):
     stage: Literal["staging", "production"] = "production"
 
 
+class ModelCardConfig(StrictModel):
+    """What only people can say about a model, shown on every version's model card."""
+
+    #: who uses the predictions, for which decision
+    intended_use: str = (
+        "Decision support on rows like the training data described below, with a person "
+        "accountable for each decision."
+    )
+    out_of_scope_use: list[str] = Field(
+        default_factory=lambda: [
+            "Rows unlike the training data: other populations, periods or units (the data "
+            "gate and the service refuse the most obvious ones, not all).",
+            "Decisions about people made without review by a person.",
+        ]
+    )
+    #: who or what the rows describe, and how they were collected
+    population: str = ""
+    #: the period the data covers, e.g. "2021-01 to 2023-06"
+    period: str = ""
+    #: what each label value means
+    label_meaning: str = ""
+    #: known limitations and caveats, beside those the card derives itself
+    limitations: list[str] = Field(default_factory=list)
+
+
 class TrainingParameters(StrictModel):
     data: DataSourceConfig = DataSourceConfig()
     validation: DataValidationConfig = DataValidationConfig()
@@ -361,6 +394,7 @@ class TrainingParameters(StrictModel):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     promotion: PromotionConfig = PromotionConfig()
+    card: ModelCardConfig = ModelCardConfig()
 
 
 class TrainingRunConfig(RunConfig):
@@ -478,6 +512,8 @@ class MonitoringConfig(StrictModel):
     #: share of drifted feature columns that raises an alert / triggers retraining
     alert_drift_share: float = Field(default=0.2, ge=0, le=1)
     retrain_drift_share: float = Field(default=0.5, ge=0, le=1)
+    #: a labels file matching fewer than this share of its rows is named as suspect
+    min_label_match: float = Field(default=0.5, ge=0, le=1)
     #: with labels: accuracy below this triggers retraining
     retrain_below_accuracy: float = Field(default=0.85, ge=0, le=1)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tabular_mlops.core.config import DataSourceConfig, ModelCardConfig
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome
 from tabular_mlops.core.governance import GovernanceReport, importance_shift
 from tabular_mlops.core.pages import badge, number, page, reliability_svg, table
@@ -51,6 +52,101 @@ class ModelCard(BaseModel):
     #: the evaluation's per-slice metrics (column, slices)
     slice_column: str | None = None
     slices: list[SliceMetrics] = []
+    #: intended and out-of-scope use, population, period, label meaning, limitations
+    purpose: ModelCardConfig = ModelCardConfig()
+    #: where the data came from, in words
+    source: str = ""
+    target: str = ""
+    #: rows of each class in the test split
+    label_counts: dict[str, int] = {}
+
+
+def describe_source(data: DataSourceConfig) -> str:
+    """Where the training data came from, in words."""
+    where = (
+        f"scikit-learn's bundled '{data.dataset}' dataset"
+        if data.source == "sklearn"
+        else f"the file {data.path}"
+    )
+    left = f"; columns left out: {', '.join(data.drop_columns)}" if data.drop_columns else ""
+    kept = (
+        f"; kept only to assess the model (never inputs): {', '.join(data.assessment_columns)}"
+        if data.assessment_columns
+        else ""
+    )
+    return f"{where}{left}{kept}"
+
+
+def derived_limitations(card: ModelCard) -> list[str]:
+    """Caveats the card can state from its own figures."""
+    said = []
+    test_rows = sum(card.label_counts.values())
+    accuracy = card.decision.candidate_metrics.get("accuracy")
+    if test_rows and accuracy is not None:
+        margin = 1.96 * (accuracy * (1 - accuracy) / test_rows) ** 0.5
+        said.append(
+            f"Measured on {test_rows} held-out rows: test accuracy {accuracy:.3f} is known to "
+            f"about ±{margin:.3f} (95% normal interval); smaller differences between versions "
+            "are noise."
+        )
+    rare = [c for c, n in card.label_counts.items() if test_rows and n < 0.1 * test_rows]
+    if rare:
+        said.append(f"Rare classes in the test split ({', '.join(rare)}): their figures are noisy.")
+    if card.data_gate.get("drift_accepted"):
+        said.append(
+            "Trained on data that drifted from the previous production model's, accepted by the "
+            "run: the world it learned is not the one earlier versions saw."
+        )
+    said.append(
+        "Valid for rows like its training data: numbers far outside the ranges it saw and "
+        "categories it never saw are answered with less evidence behind them."
+    )
+    return said
+
+
+def purpose_sections(card: ModelCard) -> list[str]:
+    """Intended use, out-of-scope use, the data described, limitations."""
+    esc = html.escape
+    p = card.purpose
+    unset = (
+        '<span class="muted">not described (set parameters.card.{} in configs/training.yaml)</span>'
+    )
+    counts = ", ".join(f"{esc(c)} ({n} test rows)" for c, n in card.label_counts.items())
+    rows = {d.role: d.rows for d in card.datasets}
+    data_rows = [
+        ["source", esc(card.source) or unset.format("source")],
+        ["rows", ", ".join(f"{esc(r)}: {n}" for r, n in rows.items() if n is not None) or "n/a"],
+        ["population", esc(p.population) or unset.format("population")],
+        ["period", esc(p.period) or unset.format("period")],
+        ["label", f"<code>{esc(card.target)}</code>: {counts}" if counts else esc(card.target)],
+        ["label meaning", esc(p.label_meaning) or unset.format("label_meaning")],
+    ]
+    out_of_scope = "".join(f"<li>{esc(u)}</li>" for u in p.out_of_scope_use)
+    limits = "".join(f"<li>{esc(x)}</li>" for x in [*p.limitations, *derived_limitations(card)])
+    return [
+        "<h3>Intended use</h3>",
+        f"<p>{esc(p.intended_use)}</p>",
+        "<h3>Out of scope</h3>",
+        f"<ul>{out_of_scope}</ul>" if out_of_scope else "<p>Nothing stated.</p>",
+        "<h3>Data</h3>",
+        "<table><tbody>"
+        + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in data_rows)
+        + "</tbody></table>",
+        "<h3>Limitations and caveats</h3>",
+        f"<ul>{limits}</ul>",
+    ]
+
+
+def fairness_not_assessed(governance: GovernanceReport | None) -> list[str]:
+    """The explicit statement a card makes when no group was compared."""
+    if governance is not None and governance.fairness:
+        return []
+    return [
+        "<h3>Fairness</h3>",
+        "<p><b>Not assessed</b>: no sensitive column is configured "
+        "(<code>parameters.evaluation.fairness.sensitive_columns</code>), so no group's "
+        "accuracy or selection rate was compared with another's.</p>",
+    ]
 
 
 def render_model_card(card: ModelCard) -> str:
@@ -95,6 +191,7 @@ def render_model_card(card: ModelCard) -> str:
         f"<h2>{esc(card.model_name)} version {esc(card.model_version)}</h2>",
         f"<p>Stage: <b>{esc(card.stage or 'none')}</b> · {badge(str(outcome), outcome.promoted)}"
         f" · <code>{esc(card.estimator)}</code></p>",
+        *purpose_sections(card),
         f"<h3>Model gate {verdict}</h3>",
         f"<p>Against {against}: {esc('; '.join(decision.reasons))}.</p>",
         table(["test metric", "this version", "champion, same rows"], metric_rows),
@@ -104,6 +201,7 @@ def render_model_card(card: ModelCard) -> str:
             if decision.governance
             else []
         ),
+        *fairness_not_assessed(decision.governance),
         "<h3>Data gate</h3>",
         data_gate,
         "<h3>Lineage</h3>",

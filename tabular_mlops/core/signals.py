@@ -25,6 +25,20 @@ class MonitoringDecision(BaseModel):
     performance: dict[str, float] | None = None
 
 
+def label_match(measured: dict[str, float], least: float) -> str:
+    """What the labels file gave: how many of its labels matched a logged prediction."""
+    labels, matched = int(measured["labels"]), int(measured["labelled_rows"])
+    if matched == 0:
+        return (
+            f"labels: none of the file's {labels} labels matches a logged prediction by "
+            "request_id and row (ids from another service or window?): accuracy not measured"
+        )
+    said = f"labels: {matched} of {labels} match a logged prediction"
+    if matched < least * labels:
+        said += f" (under {least:.0%}: ids from another service or window?)"
+    return f"{said}; accuracy {measured['accuracy']:.3f}, F1 {measured['f1_macro']:.3f}"
+
+
 def decide(
     rows: int,
     drift: DriftSummary,
@@ -47,7 +61,11 @@ def decide(
             reasons.append(
                 f"{share:.0%} of features drifted, at or above {config.alert_drift_share:.0%}"
             )
-        if measured and measured["accuracy"] < config.retrain_below_accuracy:
+        if (
+            measured
+            and "accuracy" in measured
+            and measured["accuracy"] < config.retrain_below_accuracy
+        ):
             action = "retrain"
             reasons.append(
                 f"accuracy {measured['accuracy']:.3f} on {int(measured['labelled_rows'])} "
@@ -55,6 +73,8 @@ def decide(
             )
         if not reasons:
             reasons.append(f"{share:.0%} of features drifted; below every threshold")
+    if measured is not None:
+        reasons.append(label_match(measured, config.min_label_match))
     features_drifted = [c for c in drift.drifted_columns if c != PREDICTION]
     return MonitoringDecision(
         action=action,

@@ -127,4 +127,70 @@ def test_with_its_servers_down_staging_fails_before_any_pipeline_naming_url_and_
         in result.output
     )
     assert f"the ZenML server at http://127.0.0.1:{zenml_port} does not answer" in result.output
+    assert invoke("stack", "register", "--env", "dev").exit_code == 0
     assert Client().list_pipeline_runs(size=1).total == runs_before
+
+
+def _listener(port: int) -> int:
+    import psutil
+
+    for connection in psutil.net_connections("tcp"):
+        if connection.laddr and connection.laddr.port == port and connection.status == "LISTEN":
+            return int(connection.pid)
+    raise LookupError(f"nothing listens on {port}")
+
+
+def test_staging_server_killed_mid_run_breaks_only_staging_and_stack_up_recovers(staging_env):
+    """kill -9 of staging's ZenML server while `train --env staging` runs, and of the
+    command: dev keeps working (its client state is its own), staging stops at once
+    with the cause and the fix, `stack up` recovers, and the killed run is marked
+    failed by the next staging command."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    path, _, zenml_url = staging_env
+    zenml_port = int(zenml_url.rsplit(":", 1)[1])
+    command = subprocess.Popen(
+        [sys.executable, "run.py", "train", "--env", str(path), "--set", "model.name=it_killed"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert command.stdout is not None
+        deadline = time.monotonic() + 120
+        seen = []
+        for line in command.stdout:
+            seen.append(line)
+            if "has started" in line or time.monotonic() > deadline:
+                break
+        print("".join(seen))
+        os.kill(_listener(zenml_port), signal.SIGKILL)
+        command.kill()
+    finally:
+        command.kill()
+        command.wait(timeout=30)
+
+    # dev: untouched by staging's dead server
+    result = invoke("stack", "register", "--env", "dev")
+    assert result.exit_code == 0, result.output
+    assert Client().active_stack_model.name == "dev"
+    # staging: stops before any pipeline, one line with the cause and the fix
+    started = time.monotonic()
+    result = invoke("train", "--env", str(path), "--set", "model.name=it_killed")
+    assert result.exit_code == 1
+    assert f"the ZenML server at {zenml_url} does not answer; start it with" in result.output
+    assert time.monotonic() - started < 20
+    # stack up recovers from the dead server; the killed run is marked failed
+    result = invoke("stack", "up", "--env", str(path))
+    assert result.exit_code == 0, result.output
+    runs = Client().list_pipeline_runs(size=50, hydrate=True).items
+    assert all(r.status.value != "running" for r in runs), [(r.name, r.status) for r in runs]

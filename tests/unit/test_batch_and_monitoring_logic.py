@@ -79,7 +79,11 @@ CONFIG = MonitoringConfig(min_rows=10, alert_drift_share=0.2, retrain_drift_shar
 )
 def test_decision_follows_the_thresholds(share, rows, accuracy, action):
     drift = DriftSummary(compared_with_reference=True, drift_share=share)
-    measured = None if accuracy is None else {"accuracy": accuracy, "labelled_rows": 50.0}
+    measured = (
+        None
+        if accuracy is None
+        else {"labels": 50.0, "labelled_rows": 50.0, "accuracy": accuracy, "f1_macro": accuracy}
+    )
     assert decide(rows, drift, measured, CONFIG).action == action
 
 
@@ -99,6 +103,44 @@ def test_collect_and_join_labels(churn, tmp_path):
     pd.DataFrame({"request_id": ids}).to_csv(labels, index=False)
     with pytest.raises(LabelsError, match=r"labels.csv: missing column\(s\) \['label', 'row'\]"):
         performance(current, labels)
+
+
+def test_a_repeated_prediction_counts_once_and_is_counted(churn, tmp_path):
+    """A stream redelivers after a crash and a client retries: same id, row and inputs,
+    logged twice (even in another file), read once; the repeats are counted."""
+    import shutil
+
+    frame, model, spec = churn
+    config = CONFIG.model_copy(
+        update={"inference_log_dir": tmp_path / "log", "batch_predictions_dir": tmp_path / "b"}
+    )
+    log_requests(frame.head(30), model, spec, config.inference_log_dir)
+    (logged,) = config.inference_log_dir.glob("requests-*.jsonl")
+    shutil.copy(logged, logged.with_name(logged.name.replace(".jsonl", "-again.jsonl")))
+    now = datetime.now(UTC)
+    current = collect(config, [f.name for f in spec.features], now - timedelta(hours=1), now)
+    assert len(current) == 30
+    assert current.attrs["duplicate_rows"] == 30
+
+
+def test_a_labels_file_that_matches_little_is_named_with_the_counts(churn, tmp_path):
+    frame, model, spec = churn
+    config = CONFIG.model_copy(
+        update={"inference_log_dir": tmp_path / "log", "batch_predictions_dir": tmp_path / "b"}
+    )
+    ids = log_requests(frame.head(20), model, spec, config.inference_log_dir)
+    now = datetime.now(UTC)
+    current = collect(config, [f.name for f in spec.features], now - timedelta(hours=1), now)
+    labels = tmp_path / "labels.csv"
+    drift = DriftSummary(compared_with_reference=True, drift_share=0.0)
+    pd.DataFrame({"request_id": ["elsewhere"] * 20, "row": 0, "label": "yes"}).to_csv(labels)
+    measured = performance(current, labels)
+    assert measured == {"labels": 20.0, "labelled_rows": 0.0}
+    reasons = decide(len(current), drift, measured, CONFIG.model_copy(update={"min_rows": 1}))
+    assert any("none of the file's 20 labels matches" in r for r in reasons.reasons)
+    pd.DataFrame({"request_id": [*ids[:5], *["x"] * 15], "row": 0, "label": "yes"}).to_csv(labels)
+    reasons = decide(len(current), drift, performance(current, labels), CONFIG)
+    assert any("5 of 20 match" in r and "under 50%" in r for r in reasons.reasons)
 
 
 def test_shift_moves_numbers_not_labels(churn):

@@ -91,3 +91,30 @@ def test_a_crash_ends_with_a_failing_exit_status():
         text=True,
     )
     assert usage.returncode == 2
+
+
+def test_an_unexpected_error_still_ends_with_its_cause_and_a_fix():
+    import errno
+
+    from cli.common import cause_and_fix
+
+    read_only = OSError(errno.EROFS, "Read-only file system", "/mnt/store/x")
+    assert cause_and_fix(read_only) == (
+        "→ failed (OSError) (/mnt/store/x): Read-only file system. Fix: the file system is "
+        "read-only: point the state (.local, ZENML_CONFIG_PATH, the artifact store's path) at "
+        "a writable directory, or remount it read-write."
+    )
+    full = cause_and_fix(OSError(errno.ENOSPC, "No space left on device", "/x"))
+    assert "Fix: the disk is full" in full
+    lost = cause_and_fix(RuntimeError("Error connecting to URL http://127.0.0.1:8238/api/v1"))
+    assert lost.startswith("→ failed (ConnectionError): Error connecting to URL")
+    assert "python run.py stack up --env ENV" in lost
+    assert cause_and_fix(ValueError("odd")).endswith("Fix: rerun with --verbose for the traceback.")
+
+
+def test_an_empty_batch_file_is_named(tmp_path):
+    empty = tmp_path / "batch.csv"
+    empty.write_text("")
+    result = invoke("infer", "--input", str(empty))
+    assert result.exit_code == 1
+    assert f"{empty}: the file is empty" in result.output

@@ -1,0 +1,136 @@
+"""The continuous-training loop while a model is served, for every strategy.
+
+A drifted stream is logged, `run.py monitor` decides `retrain`, the retraining child
+run gates the new version against production (on production's training data as the
+data reference) and the redeployment child run puts it beside (or in place of) the
+live service, behind the same address, with real processes and real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import yaml
+
+from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
+from tabular_mlops.core.config import ServingConfig
+from tests.helpers import invoke
+
+pytestmark = pytest.mark.integration
+
+MODEL = "it_continuous"
+
+
+def production_version() -> str | None:
+    from tabular_mlops.adapters.champion import version_at_stage
+
+    version = version_at_stage(MODEL, "production")
+    return None if version is None else str(version.number)
+
+
+@pytest.fixture(scope="module")
+def loop(dev_stack, tmp_path_factory):
+    """Version 1 trained and served; a deployment config pointing at the test's port and
+    state; a drifted world's log and its labelled data for retraining."""
+    from tabular_mlops.adapters.champion import load_staged_model
+    from tabular_mlops.adapters.net import free_port
+    from tabular_mlops.adapters.simulation import log_requests, shifted
+
+    root = tmp_path_factory.mktemp("continuous")
+    deployment = yaml.safe_load((CONFIG_DIR / "deployment.yaml").read_text())
+    deployment["model"]["name"] = MODEL
+    deployment["parameters"]["serving"].update(
+        port=free_port(),
+        state_dir=str(root / "state"),
+        inference_log_dir=str(root / "served"),
+        workers=1,
+    )
+    deployment_path = root / "deployment.yaml"
+    deployment_path.write_text(yaml.safe_dump(deployment))
+    result = invoke("train", "--set", f"model.name={MODEL}")
+    assert result.exit_code == 0, result.output
+    result = invoke("deploy", "--config", str(deployment_path))
+    assert result.exit_code == 0, result.output
+    from zenml import Model
+    from zenml.enums import ModelStages
+
+    staged = load_staged_model(Model(name=MODEL, version=ModelStages.PRODUCTION))
+    world = shifted(staged.train_set, staged.spec, 1.5, seed=1)
+    fresh = root / "fresh.parquet"
+    world.to_parquet(fresh)
+    drifted = root / "drifted_log"
+    log_requests(world.sample(300, random_state=0), staged.model, staged.spec, drifted)
+    target = LocalProcessTarget(ServingConfig.model_validate(deployment["parameters"]["serving"]))
+    yield {"deployment": deployment_path, "fresh": fresh, "log": drifted, "target": target}
+    invoke("deploy", "--config", str(deployment_path), "--stop")
+
+
+def monitor(loop, strategy: str):
+    return invoke(
+        "monitor",
+        "--deployment-config", str(loop["deployment"]),
+        "--set", f"model.name={MODEL}",
+        "--set", f"parameters.monitoring.inference_log_dir={loop['log']}",
+        "--set", "parameters.monitoring.batch_predictions_dir=/nonexistent",
+        "--set", f"retraining.data={{source: file, path: '{loop['fresh']}', target: target}}",
+        "--set", f"retraining.strategy={strategy}",
+    )  # fmt: skip
+
+
+def served_version(loop) -> str:
+    live = loop["target"].live(MODEL)
+    answer = httpx.get(f"{live.url}/readyz", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return str(live.model_version)
+
+
+def latest_data_reference() -> dict[str, str]:
+    from zenml.client import Client
+
+    run = (
+        Client()
+        .list_pipeline_runs(
+            pipeline_name="retraining_pipeline", sort_by="desc:created", size=1, hydrate=True
+        )
+        .items[0]
+    )
+    report = run.steps["validate_data"].outputs["data_report"][0]
+    return dict(report.run_metadata["data_reference"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("strategy", ["shadow", "canary", "ab", "bandit", "replace"])
+def test_a_retraining_reaches_the_live_service(loop, strategy):
+    before = production_version()
+    alerts = LOCAL_DIR / "alerts" / "dev.jsonl"
+    alerts_before = alerts.read_text() if alerts.exists() else ""
+    result = monitor(loop, strategy)
+    assert result.exit_code == 0, result.output
+    assert "Monitoring decision: RETRAIN (300 rows)" in result.output
+    # the data gate compared with production's training data, and said so
+    assert latest_data_reference() == {"version": before, "stage": "production"}
+    new_alerts = alerts.read_text()[len(alerts_before) :]
+    assert "failed" not in new_alerts, new_alerts
+    retrained = json.dumps(result.output)
+    if strategy == "replace":
+        assert "promoted to production" in result.output, retrained
+        assert production_version() != before
+        assert served_version(loop) == production_version()
+        assert loop["target"].rollout(MODEL) is None
+        return
+    assert "promoted to staging" in result.output, retrained
+    assert f"entered a {strategy} experiment beside version {before}" in result.output
+    experiment = loop["target"].rollout(MODEL)
+    assert experiment is not None and experiment.plan.strategy == strategy
+    assert str(experiment.champion.model_version) == before
+    assert served_version(loop) == before
+    aborted = invoke("rollout", "--config", str(loop["deployment"]), "--abort")
+    assert aborted.exit_code == 0, aborted.output
+    assert loop["target"].rollout(MODEL) is None
+    assert production_version() == before
+    from tabular_mlops.adapters.champion import version_at_stage
+
+    # the rolled-back candidate left staging: no later deploy of staging serves it
+    assert version_at_stage(MODEL, "staging") is None

@@ -1,0 +1,144 @@
+"""The README, walked as a new user walks it: its commands, in its order, as real
+processes on a fresh clone and a fresh store, with a live service, each checked for
+the outcome the README states, and the clone's tracked tree clean after each."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tabular_mlops.adapters.net import free_port
+from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """This checkout's tracked files in a git repository of their own (a fresh clone),
+    its service on a free port, a ZenML store, BentoML home and state of its own."""
+    root = tmp_path_factory.mktemp("walkthrough")
+    checkout = root / "clone"
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, tracked):
+        source = PROJECT_ROOT / name
+        if source.is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, checkout / name)
+    port = free_port()
+    deployment = checkout / "configs" / "deployment.yaml"
+    config = yaml.safe_load(deployment.read_text())
+    config["parameters"]["serving"]["port"] = port
+    deployment.write_text(yaml.safe_dump(config, sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=checkout, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=checkout, check=True)
+    subprocess.run([*git, "commit", "-qm", "clone"], cwd=checkout, check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "TABULAR_MLOPS_"))}
+    env.update(
+        ZENML_CONFIG_PATH=str(root / "zenml"),
+        ZENML_ANALYTICS_OPT_IN="false",
+        ZENML_ENABLE_RICH_TRACEBACK="false",
+        ZENML_AUTO_OPEN_DASHBOARD="false",
+        TABULAR_MLOPS_ROOT=str(checkout),
+        BENTOML_HOME=str(checkout / ".local" / "bentoml"),
+    )
+    state = {"path": checkout, "env": env, "url": f"http://127.0.0.1:{port}"}
+    yield state
+    run(state, "deploy", "--stop")
+
+
+def run(clone, *args: str, expect: int = 0) -> str:
+    """``python run.py ARGS`` in the clone; its output. The clone's tracked files must be
+    as committed afterwards: no command writes into the tree unless asked."""
+    done = subprocess.run(
+        [sys.executable, "run.py", *args],
+        cwd=clone["path"],
+        env=clone["env"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == expect, f"run.py {' '.join(args)}:\n{output[-6000:]}"
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=clone["path"], capture_output=True, text=True
+    ).stdout
+    assert status == "", f"run.py {' '.join(args)} left the tree dirty:\n{status}"
+    return output
+
+
+def predict(clone) -> dict:
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
+
+    row = load_dataset(DataSourceConfig()).drop(columns=["target"]).iloc[0].to_dict()
+    answer = httpx.post(f"{clone['url']}/predict", json={"rows": [row]}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_the_readme_in_its_order(clone):
+    # Quick start: `make run` is `python run.py all`
+    out = run(clone, "all", "--env", "dev")
+    assert "Model 'tabular_classifier' version 1: promoted to production" in out
+    assert f"Serving 'tabular_classifier' version 1 at {clone['url']}" in out
+    assert "143 of 143 rows scored by version 1" in out
+    assert predict(clone)["model_version"] == "1"
+    # the dashboard table: versions, stages, the served version; the card to a file
+    out = run(clone, "models")
+    assert "production" in out
+    # Serving
+    out = run(clone, "deploy", "--status")
+    assert "version 1" in out
+    # the continuous-training loop with the live service: retrained, gated against
+    # production, into staging, a canary beside version 1, then promoted by the demo
+    out = run(clone, "simulate")
+    assert "Monitoring decision: NONE" in out and "Monitoring decision: RETRAIN" in out
+    assert "promoted to staging" in out
+    assert "entered a canary experiment beside version 1" in out
+    assert "Left: version 2 in production, served alone" in out
+    assert predict(clone)["model_version"] == "2"
+    # the rollout scenario right after: its own candidate, rolled back
+    out = run(clone, "simulate", "--scenario", "rollout")
+    assert "rollback" in out
+    assert "Left: version 2 in production" in out and "staging: none" in out
+    assert predict(clone)["model_version"] == "2"
+    # and the loop again, on the store both left
+    out = run(clone, "simulate")
+    assert "Left: version" in out and "in production, served alone" in out
+    # batch, monitoring, the model card, reports, the embedded model
+    batch = clone["path"].parent / "new_rows.csv"
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
+
+    load_dataset(DataSourceConfig()).drop(columns=["target"]).head(50).to_csv(batch, index=False)
+    out = run(clone, "infer", "--input", str(batch))
+    assert "50 of 50 rows scored" in out
+    out = run(clone, "monitor", "--no-retrain")
+    assert "Monitoring decision:" in out
+    out = run(clone, "models", "--card")
+    card = clone["path"] / ".local" / "model_cards" / "model_card.html"
+    assert str(card) in out
+    page = card.read_text()
+    for section in ("Intended use", "Out of scope", "Limitations and caveats", "Fairness"):
+        assert section in page
+    out = run(clone, "report")
+    assert ".local/reports/" in out
+    out = run(clone, "export", "--format", "onnx")
+    manifest = json.loads((clone["path"] / ".local" / "embedded" / "manifest.json").read_text())
+    assert manifest["model_name"] == "tabular_classifier"
+    out = run(clone, "deploy", "--stop")
+    assert "Stopped" in out
