@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -162,18 +164,17 @@ def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
     problems = unreachable(environment, env) if preflight else []
     if problems:
         raise click.ClickException("; ".join(problems))
-    reap_dead_runs()
     known = _ACTIVATED.get(env)
-    if known is not None and zenml_client().active_stack_model.name == known.stack.name:
-        return known
-    try:
-        stack_plan = stacks.activate(zenml_client(), environment, source)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if not stack_plan.is_current:
-        click.echo(stack_plan.describe())
-    click.echo(f"Active stack: '{stack_plan.name}' (environment {env})")
-    _ACTIVATED[env] = environment
+    if known is None or zenml_client().active_stack_model.name != known.stack.name:
+        try:
+            stack_plan = stacks.activate(zenml_client(), environment, source)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not stack_plan.is_current:
+            click.echo(stack_plan.describe())
+        click.echo(f"Active stack: '{stack_plan.name}' (environment {env})")
+        _ACTIVATED[env] = environment
+    reap_dead_runs()  # in the environment's project, now active
     return environment
 
 
@@ -257,12 +258,47 @@ def zenml_schedule(cron: str | None, env: str, command: str) -> Schedule | None:
     return Schedule(cron_expression=cron)
 
 
+@contextlib.contextmanager
+def logged_errors() -> Iterator[list[BaseException]]:
+    """The exceptions ZenML logs while the block runs (with their traceback), newest last:
+    a step that fails before its run records an exception (a read-only artifact store
+    fails on the step's own log file) is otherwise known only from its traceback."""
+    raised: list[BaseException] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            keep_logged_error(record)
+
+    handler = Keep(level=logging.ERROR)
+    logger = logging.getLogger("zenml")
+    logger.addHandler(handler)
+    _LOGGED_ERRORS.append(raised)
+    try:
+        yield raised
+    finally:
+        _LOGGED_ERRORS.remove(raised)
+        logger.removeHandler(handler)
+
+
+#: the lists ``logged_errors`` blocks collect into
+_LOGGED_ERRORS: list[list[BaseException]] = []
+
+
+def keep_logged_error(record: logging.LogRecord) -> None:
+    """Keep the exception a ZenML log record carries (also those the CLI's quiet mode
+    filters out before any handler sees them) for the command's last line."""
+    if record.exc_info and isinstance(record.exc_info[1], BaseException):
+        for raised in _LOGGED_ERRORS:
+            if record.exc_info[1] not in raised:
+                raised.append(record.exc_info[1])
+
+
 def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunResponse | None:
     """Run ``pipeline``; a failed step becomes a CLI error carrying the step's own
     exception, and ending with one line: the step, the check and the fix."""
     from tabular_mlops.adapters.runs_in_flight import in_flight
 
-    with in_flight(runs_dir(), pipeline.name) as tag:
+    with in_flight(runs_dir(), pipeline.name) as tag, logged_errors() as raised:
         # ZenML names a run by the time to the microsecond: two started together by two
         # processes collided here (EntityExistsError), so the process joins the name
         unique = f"{pipeline.name}-{{date}}-{{time}}-{os.getpid()}"
@@ -270,8 +306,9 @@ def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunRes
             run = pipeline.with_options(tags=[tag], run_name=unique)(**parameters)
         except RuntimeError as exc:
             failures = failed_steps(tag)
-            if not failures:
-                raise click.ClickException(f"{label} pipeline failed: {exc}") from None
+            if not failures:  # a step that failed before ZenML recorded why (its log file)
+                cause = f"\n{cause_and_fix(raised[-1])}" if raised else ""
+                raise click.ClickException(f"{label} pipeline failed: {exc}{cause}") from None
             details = "\n".join(f"step '{step}': {text}" for step, text in failures)
             raise click.ClickException(
                 f"{label} pipeline failed: {details}\n{one_line(*failures[0])}"

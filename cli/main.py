@@ -10,7 +10,7 @@ import traceback
 
 import click
 
-from cli.common import cause_and_fix
+from cli.common import cause_and_fix, keep_logged_error
 from cli.deploy import deploy
 from cli.export import export
 from cli.infer import infer
@@ -51,7 +51,9 @@ ZENML_FAILURE_LOGGERS = (
 
 
 def _without_errors(record: logging.LogRecord) -> bool:
-    """Drop the traceback and the steps skipped after it; keep the progress lines."""
+    """Drop the traceback and the steps skipped after it (the exception is kept for the
+    command's last line); keep the progress lines."""
+    keep_logged_error(record)
     return record.levelno < logging.ERROR and not str(record.msg).startswith("Skipping step")
 
 

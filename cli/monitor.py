@@ -169,10 +169,8 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
     from cli.rollout import rollout, rules_now
     from cli.train import train
     from tabular_mlops.adapters.simulation import drive_traffic
-    from tabular_mlops.adapters.sources import load_dataset
 
     deployment = load_pipeline_config(DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml")
-    training = load_pipeline_config(TrainingRunConfig, env, CONFIG_DIR / "training.yaml")
     name = deployment.model.name
     running = serving_target(env, deployment, activate=False).rollout(name)
     if running is not None:
@@ -186,11 +184,33 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
         click.echo("=== no live service: training and deploying one first")
         ctx.invoke(train, env=env)
         ctx.invoke(deploy, env=env)
-    click.echo("\n=== a candidate, weakened on purpose (C=0.0005), gated offline into staging")
+    # the candidate learns, and the users come from, the world production lives in (after
+    # `simulate`, a drifted one): the production version's own labelled rows
+    activate_stack(env)
+    import pandas as pd
+    from zenml import Model
+    from zenml.enums import ModelStages
+
+    from tabular_mlops.adapters.champion import load_staged_model
+
+    staged = load_staged_model(Model(name=name, version=ModelStages.PRODUCTION))
+    world = pd.concat([staged.train_set, staged.test_set], ignore_index=True)
+    world_path = LOCAL_DIR / "simulation" / datetime.now(UTC).strftime("rollout-%Y%m%dT%H%M%S")
+    world_path.mkdir(parents=True, exist_ok=True)
+    world_path = world_path / "world.parquet"
+    world.to_parquet(world_path)
+    target_column = staged.spec.target
+    click.echo(
+        f"\n=== a candidate, weakened on purpose (C=0.0005), trained on production version "
+        f"{staged.spec.model_version}'s {len(world)} labelled rows, gated offline into staging"
+    )
     ctx.invoke(
         train,
         env=env,
         overrides=(
+            "parameters.data.source=file",
+            f"parameters.data.path={world_path}",
+            f"parameters.data.target={target_column}",
             "parameters.training.params.C=0.0005",
             "parameters.promotion.stage=staging",
             "parameters.promotion.max_regression=1.0",
@@ -205,10 +225,7 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
         raise click.ClickException(f"no service of '{name}' is live after the deployment")
     url = live.url
     # users send the model's inputs: assessment-only columns stay behind
-    frame = load_dataset(training.parameters.data).drop(
-        columns=training.parameters.data.assessment_columns
-    )
-    target_column = training.parameters.data.target
+    frame = world[[*staged.features, target_column]]
     experiment = target.rollout(name)
     # users keep coming until the A/B sample the plan sized is complete (a few rounds)
     for round_number in range(1, MAX_ROLLOUT_ROUNDS + 1):

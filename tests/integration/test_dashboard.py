@@ -82,7 +82,16 @@ def test_a_first_time_user_reads_every_report_in_the_dashboard(trained_model, fr
     expected = {
         "data_report": ["Data gate", "columns drifted", "threshold", "<svg"],
         "evaluation_report": ["Evaluation on", "roc_auc", "data:image/png"],
-        "model_card": [f"{trained_model} version", "Model gate", "Lineage", "content hash"],
+        "model_card": [
+            f"{trained_model} version",
+            "Intended use",
+            "Out of scope",
+            "Limitations and caveats",
+            "Model gate",
+            "Not assessed",
+            "Lineage",
+            "content hash",
+        ],
     }
     try:
         started = invoke("dashboard", "--port", str(free_port))

@@ -14,6 +14,7 @@ from tests.helpers import invoke
 pytestmark = pytest.mark.integration
 
 MODEL = "it_staging"
+KILLED = "it_staging_killed"
 STAGING = Path(__file__).resolve().parents[2] / "configs" / "environments" / "staging.yaml"
 
 
@@ -158,26 +159,26 @@ def test_staging_server_killed_mid_run_breaks_only_staging_and_stack_up_recovers
     path, _, zenml_url = staging_env
     zenml_port = int(zenml_url.rsplit(":", 1)[1])
     command = subprocess.Popen(
-        [sys.executable, "run.py", "train", "--env", str(path), "--set", "model.name=it_killed"],
+        [sys.executable, "run.py", "train", "--env", str(path), "--set", f"model.name={KILLED}"],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        assert command.stdout is not None
-        deadline = time.monotonic() + 120
-        seen = []
-        for line in command.stdout:
-            seen.append(line)
-            if "has started" in line or time.monotonic() > deadline:
+        deadline, started_run = time.monotonic() + 180, None
+        while time.monotonic() < deadline and command.poll() is None:
+            runs = Client().list_pipeline_runs(sort_by="desc:created", size=5).items
+            mine = [r for r in runs if r.model_version and r.model_version.model.name == KILLED]
+            if mine and mine[0].steps:
+                started_run = mine[0]
                 break
-        print("".join(seen))
+            time.sleep(0.2)
+        assert started_run is not None, "the staging training never started a step"
         os.kill(_listener(zenml_port), signal.SIGKILL)
-        command.kill()
     finally:
         command.kill()
-        command.wait(timeout=30)
+        command.communicate(timeout=60)
 
     # dev: untouched by staging's dead server
     result = invoke("stack", "register", "--env", "dev")
@@ -185,12 +186,14 @@ def test_staging_server_killed_mid_run_breaks_only_staging_and_stack_up_recovers
     assert Client().active_stack_model.name == "dev"
     # staging: stops before any pipeline, one line with the cause and the fix
     started = time.monotonic()
-    result = invoke("train", "--env", str(path), "--set", "model.name=it_killed")
+    result = invoke("train", "--env", str(path), "--set", f"model.name={KILLED}")
     assert result.exit_code == 1
     assert f"the ZenML server at {zenml_url} does not answer; start it with" in result.output
     assert time.monotonic() - started < 20
     # stack up recovers from the dead server; the killed run is marked failed
     result = invoke("stack", "up", "--env", str(path))
     assert result.exit_code == 0, result.output
+    assert "marked failed: its process" in result.output, result.output
     runs = Client().list_pipeline_runs(size=50, hydrate=True).items
+    assert started_run.id in {r.id for r in runs}
     assert all(r.status.value != "running" for r in runs), [(r.name, r.status) for r in runs]

@@ -118,3 +118,23 @@ def test_an_empty_batch_file_is_named(tmp_path):
     result = invoke("infer", "--input", str(empty))
     assert result.exit_code == 1
     assert f"{empty}: the file is empty" in result.output
+
+
+def test_an_error_zenml_only_logged_is_kept_for_the_last_line():
+    """A step failing before ZenML records why (a read-only artifact store fails on the
+    step's log file) is known only from ZenML's logged traceback: it is kept."""
+    import errno
+    import logging
+
+    from cli.common import cause_and_fix, logged_errors
+
+    with logged_errors() as raised:
+        try:
+            raise OSError(errno.EROFS, "Read-only file system", "/store/logs/x.log")
+        except OSError:
+            logging.getLogger("zenml.orchestrators.step_launcher").exception("step failed")
+    assert len(raised) == 1
+    assert cause_and_fix(raised[-1]).startswith(
+        "→ failed (OSError) (/store/logs/x.log): Read-only file system. Fix: the file system is "
+        "read-only"
+    )
