@@ -44,15 +44,17 @@ def env_option(function: Callable[..., Any]) -> Callable[..., Any]:
     )(function)
 
 
-def config_option(name: str) -> Callable[..., Any]:
-    """``--config``, defaulting to ``configs/<name>.yaml``."""
+def config_option(
+    name: str, flag: str = "--config", help: str = "Pipeline config file."
+) -> Callable[..., Any]:
+    """``--config`` (or ``flag``), defaulting to ``configs/<name>.yaml``."""
     return click.option(
-        "--config",
-        "config_path",
+        flag,
+        "config_path" if flag == "--config" else flag.lstrip("-").replace("-", "_"),
         type=click.Path(dir_okay=False, path_type=Path),
         default=CONFIG_DIR / f"{name}.yaml",
         show_default=f"configs/{name}.yaml",
-        help="Pipeline config file.",
+        help=help,
     )
 
 

@@ -74,20 +74,8 @@ def retraining_plan(
 @config_option("monitoring")
 @overrides_option
 @click.option("--no-retrain", is_flag=True, help="Report the decision; do not act on it.")
-@click.option(
-    "--training-config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=CONFIG_DIR / "training.yaml",
-    show_default="configs/training.yaml",
-    help="The training config a retraining runs.",
-)
-@click.option(
-    "--deployment-config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=CONFIG_DIR / "deployment.yaml",
-    show_default="configs/deployment.yaml",
-    help="The deployment config a redeployment runs (where the service is).",
-)
+@config_option("training", "--training-config", "The training config a retraining runs.")
+@config_option("deployment", "--deployment-config", "The deployment config a redeployment runs.")
 @schedule_option("the continuous-training loop")
 def monitor(
     env: str,

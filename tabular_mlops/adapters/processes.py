@@ -77,10 +77,15 @@ def stop_process_tree(pid: int, grace: float = 15) -> None:
     except psutil.NoSuchProcess:
         tree = []
     stop_process_group(pid, grace)
-    for process in tree:
+    terminate(tree, grace)
+
+
+def terminate(processes: list[psutil.Process], grace: float) -> None:
+    """SIGTERM each; SIGKILL those still there after ``grace`` s."""
+    for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=grace)
+    _, alive = psutil.wait_procs(processes, timeout=grace)
     for process in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
@@ -135,15 +140,9 @@ def stop_recorded_process(pid_file: Path, grace: float = 10) -> bool:
     if record is not None:
         stop_process_tree(int(record["pid"]), grace=grace)
     orphans = orphans_of_group(raw_pid) if raw_pid is not None and record is None else []
-    for process in orphans:
-        logger.info(
-            "stopping %s (pid %s), left by its group's killed leader", process.name(), process.pid
-        )
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, alive = psutil.wait_procs(orphans, timeout=grace)
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
+    if orphans:
+        logger.info("stopping pids %s, left by their group's killed leader %s",
+                    [p.pid for p in orphans], raw_pid)  # fmt: skip
+    terminate(orphans, grace)
     pid_file.unlink(missing_ok=True)
     return record is not None or bool(orphans)

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from tabular_mlops.adapters.net import answers
+
 if TYPE_CHECKING:
     from zenml.models import PipelineRunResponse
 
@@ -139,8 +141,12 @@ def _fail_mlflow_runs(run_name: str) -> None:
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracker.get_tracking_uri())  # type: ignore[attr-defined]
+    uri = tracker.get_tracking_uri()  # type: ignore[attr-defined]
+    mlflow.set_tracking_uri(uri)
     client = MlflowClient()
+    if uri.startswith(("http://", "https://")) and not answers(f"{uri.rstrip('/')}/health"):
+        logger.warning("MLflow runs of %s not marked failed: %s does not answer", run_name, uri)
+        return
     for experiment in client.search_experiments():
         for mlflow_run in client.search_runs(
             [experiment.experiment_id],

@@ -223,6 +223,10 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
     environment's own ZenML project (created the first time)."""
     stack_plan = plan(client, environment, source)
     apply(client, stack_plan)
+    if not stack_plan.is_current:
+        from tabular_mlops.adapters.zenml_compat import forget_cached_stacks
+
+        forget_cached_stacks()
     # Only what changes is written: the client's config file is rewritten on every
     # activation, and a second command starting at the same moment can read it
     # half-written (seen with two trainings started together).

@@ -50,3 +50,15 @@ def default_global_config() -> str:
     from zenml.utils.io_utils import get_global_config_directory
 
     return get_global_config_directory()
+
+
+def forget_cached_stacks() -> None:
+    """Drop ZenML's process-wide cache of stack objects.
+
+    ZenML 0.98 caches a ``Stack`` by the stack's id and update time; updating one of
+    its *components* (a new tracking URI) leaves that time as it was, so the process
+    kept using the old component configuration (seen: a reaper talking to the MLflow
+    server of an earlier staging, dead, for minutes)."""
+    from zenml.stack import stack
+
+    stack._STACK_CACHE.clear()

@@ -134,3 +134,22 @@ def test_a_retraining_reaches_the_live_service(loop, strategy):
 
     # the rolled-back candidate left staging: no later deploy of staging serves it
     assert version_at_stage(MODEL, "staging") is None
+
+
+def test_a_retraining_that_fails_alerts_and_leaves_the_service_as_it_was(loop, tmp_path):
+    """The retraining child run fails (its data is not there): the run-level failure hook,
+    which ZenML calls outside any step in a dynamic run, still reaches the alerter, and
+    production and the live service are as they were."""
+    before, served = production_version(), served_version(loop)
+    alerts = LOCAL_DIR / "alerts" / "dev.jsonl"
+    alerts_before = alerts.read_text() if alerts.exists() else ""
+    missing = tmp_path / "not_there.parquet"
+    loop = {**loop, "fresh": missing}
+    result = monitor(loop, "canary")
+    assert result.exit_code == 1
+    assert "→ step 'ingest_data' failed" in result.output
+    new_alerts = alerts.read_text()[len(alerts_before) :]
+    assert "run 'retraining_pipeline-" in new_alerts and "failed" in new_alerts, new_alerts
+    assert production_version() == before
+    assert served_version(loop) == served
+    assert loop["target"].rollout(MODEL) is None

@@ -168,6 +168,22 @@ def test_killed_mid_stream_and_restarted_every_event_ends_predicted_or_dead_lett
     assert set(logged["request_id"]) <= every_id
     # the log is written through before an event is acknowledged: none is missing
     assert set(logged["request_id"]) == set(predicted_ids)
+    # monitoring reads each event once, however often it was predicted, and counts the rest
+    from datetime import UTC, datetime, timedelta
+
+    from tabular_mlops.adapters.monitoring_data import collect
+    from tabular_mlops.core.config import MonitoringConfig
+
+    bookkeeping = {"request_id", "row", "timestamp", "model_version", "prediction", "source"}
+    features = [c for c in logged.columns if c not in bookkeeping]
+    now = datetime.now(UTC)
+    monitored = collect(
+        MonitoringConfig(inference_log_dir=dev_broker.config.inference_log_dir,
+                         batch_predictions_dir=dev_broker.config.inference_log_dir / "none"),
+        features, now - timedelta(hours=1), now + timedelta(minutes=1),
+    )  # fmt: skip
+    assert len(monitored) == len(predicted_ids)
+    assert monitored.attrs["duplicate_rows"] == len(logged) - len(predicted_ids)
 
 
 def test_a_new_production_version_is_picked_up_between_micro_batches(two_versions, dev_broker):

@@ -41,6 +41,10 @@ def clone(tmp_path_factory):
     config = yaml.safe_load(deployment.read_text())
     config["parameters"]["serving"]["port"] = port
     deployment.write_text(yaml.safe_dump(config, sort_keys=False))
+    streaming = checkout / "configs" / "streaming.yaml"
+    config = yaml.safe_load(streaming.read_text())
+    config["parameters"]["streaming"]["servers"] = [f"nats://127.0.0.1:{free_port()}"]
+    streaming.write_text(yaml.safe_dump(config, sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q"], cwd=checkout, check=True)
     subprocess.run([*git, "add", "-A"], cwd=checkout, check=True)
@@ -57,6 +61,7 @@ def clone(tmp_path_factory):
     state = {"path": checkout, "env": env, "url": f"http://127.0.0.1:{port}"}
     yield state
     run(state, "deploy", "--stop")
+    run(state, "stream", "--stop-broker")
 
 
 def run(clone, *args: str, expect: int = 0) -> str:
@@ -89,6 +94,23 @@ def predict(clone) -> dict:
     return dict(answer.json())
 
 
+def python(clone, *args: str) -> str:
+    """``python ARGS`` in the clone, as the README's `python -m embedded` line."""
+    done = subprocess.run(
+        [sys.executable, *args], cwd=clone["path"], env=clone["env"], capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def rows(count: int):
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
+
+    return load_dataset(DataSourceConfig()).head(count)
+
+
 def test_the_readme_in_its_order(clone):
     # Quick start: `make run` is `python run.py all`
     out = run(clone, "all", "--env", "dev")
@@ -96,48 +118,77 @@ def test_the_readme_in_its_order(clone):
     assert f"Serving 'tabular_classifier' version 1 at {clone['url']}" in out
     assert "143 of 143 rows scored by version 1" in out
     assert predict(clone)["model_version"] == "1"
-    # the dashboard table: versions, stages, the served version; the card to a file
-    out = run(clone, "models")
-    assert "production" in out
+    # the dashboard table's terminal side: versions, stages, the served version
+    assert "production" in run(clone, "models")
+    assert ".local/reports/" in run(clone, "report")
+    # Configuration and environments
+    out = run(clone, "train", "--env", "dev")
+    assert "version 2: not promoted: identical to production version 1" in out
+    assert "stack 'dev'" in run(clone, "stack", "diff", "--env", "dev")
+    assert "kubernetes" in run(clone, "stack", "show", "--env", "prod")
     # Serving
-    out = run(clone, "deploy", "--status")
-    assert "version 1" in out
-    # the continuous-training loop with the live service: retrained, gated against
-    # production, into staging, a canary beside version 1, then promoted by the demo
-    out = run(clone, "simulate")
-    assert "Monitoring decision: NONE" in out and "Monitoring decision: RETRAIN" in out
+    assert "version 1" in run(clone, "deploy", "--status")
+    # Progressive delivery: a candidate gated offline into staging, an A/B test, feedback,
+    # the rules, then promoted by hand
+    out = run(
+        clone, "train", "--set", "parameters.promotion.stage=staging",
+        "--set", "parameters.training.params.C=0.1",
+    )  # fmt: skip
     assert "promoted to staging" in out
-    assert "entered a canary experiment beside version 1" in out
-    assert "Left: version 2 in production, served alone" in out
-    assert predict(clone)["model_version"] == "2"
-    # the rollout scenario right after: its own candidate, rolled back
+    run(clone, "deploy", "--set", "stage=staging", "--strategy", "ab")
+    answered = predict(clone)
+    feedback = httpx.post(
+        f"{clone['url']}/feedback",
+        json={"request_id": answered["request_id"], "row": 0, "label": "malignant"},
+        timeout=30,
+    )
+    assert feedback.status_code == 202, feedback.text
+    assert "The rules say now: continue" in run(clone, "rollout", "--status")
+    assert "continue" in run(clone, "rollout")
+    out = run(clone, "rollout", "--promote")
+    assert "promote: version 3 serves all traffic" in out
+    assert predict(clone)["model_version"] == "3"
+    # the rollout scenario: its own weakened candidate, rolled back
     out = run(clone, "simulate", "--scenario", "rollout")
     assert "rollback" in out
-    assert "Left: version 2 in production" in out and "staging: none" in out
-    assert predict(clone)["model_version"] == "2"
-    # and the loop again, on the store both left
-    out = run(clone, "simulate")
-    assert "Left: version" in out and "in production, served alone" in out
-    # batch, monitoring, the model card, reports, the embedded model
+    assert "Left: version 3 in production" in out and "staging: none" in out
+    assert predict(clone)["model_version"] == "3"
+    # Batch inference, monitoring and retraining
     batch = clone["path"].parent / "new_rows.csv"
-    from tabular_mlops.adapters.sources import load_dataset
-    from tabular_mlops.core.config import DataSourceConfig
-
-    load_dataset(DataSourceConfig()).drop(columns=["target"]).head(50).to_csv(batch, index=False)
-    out = run(clone, "infer", "--input", str(batch))
-    assert "50 of 50 rows scored" in out
-    out = run(clone, "monitor", "--no-retrain")
-    assert "Monitoring decision:" in out
+    rows(50).drop(columns=["target"]).to_csv(batch, index=False)
+    assert "50 of 50 rows scored" in run(clone, "infer", "--input", str(batch))
+    assert "Monitoring decision:" in run(clone, "monitor")
+    # the loop with the live service: retrained, gated against production, into staging,
+    # a canary beside the live version, then promoted by the demo; twice in a row
+    for _ in range(2):
+        served = predict(clone)["model_version"]
+        out = run(clone, "simulate")
+        assert "Monitoring decision: NONE" in out and "Monitoring decision: RETRAIN" in out
+        assert "promoted to staging" in out
+        assert f"entered a canary experiment beside version {served}" in out
+        assert "in production, served alone" in out
+        assert predict(clone)["model_version"] != served
+    # Streaming: a file's rows as events, the consumer, what each stream holds
+    events = clone["path"].parent / "events.csv"
+    rows(20).to_csv(events, index=False)
+    assert "Published 20 events" in run(
+        clone, "stream", "--replay", str(events), "--drop", "target"
+    )
+    out = run(clone, "stream", "--idle-exit", "3")
+    assert "Stopped: 20 events in" in out and "20 predictions, 0 dead letters" in out
+    assert "TABULAR_PREDICTIONS" in run(clone, "stream", "--status")
+    run(clone, "stream", "--stop-broker")
+    # Embedded: the production version as ONNX, scored without the project
+    run(clone, "export", "--format", "onnx")
+    manifest = json.loads((clone["path"] / ".local" / "embedded" / "manifest.json").read_text())
+    assert manifest["model_name"] == "tabular_classifier"
+    scored = python(clone, "-m", "embedded", ".local/embedded", str(batch))
+    assert scored.count("benign") + scored.count("malignant") >= 50
+    # the model card, written outside the tracked tree
     out = run(clone, "models", "--card")
     card = clone["path"] / ".local" / "model_cards" / "model_card.html"
     assert str(card) in out
     page = card.read_text()
     for section in ("Intended use", "Out of scope", "Limitations and caveats", "Fairness"):
         assert section in page
-    out = run(clone, "report")
-    assert ".local/reports/" in out
-    out = run(clone, "export", "--format", "onnx")
-    manifest = json.loads((clone["path"] / ".local" / "embedded" / "manifest.json").read_text())
-    assert manifest["model_name"] == "tabular_classifier"
-    out = run(clone, "deploy", "--stop")
-    assert "Stopped" in out
+    assert "Stopped" in run(clone, "deploy", "--stop")

@@ -87,14 +87,26 @@ def test_decision_follows_the_thresholds(share, rows, accuracy, action):
     assert decide(rows, drift, measured, CONFIG).action == action
 
 
-def test_collect_and_join_labels(churn, tmp_path):
+def logged(churn, tmp_path, rows: int, copies: int = 1):
+    """``rows`` churn rows logged as live requests (the log file ``copies`` times), and
+    what monitoring collects of the last hour: (request ids, collected frame)."""
+    import shutil
+
     frame, model, spec = churn
     config = CONFIG.model_copy(
         update={"inference_log_dir": tmp_path / "log", "batch_predictions_dir": tmp_path / "b"}
     )
-    ids = log_requests(frame.head(20), model, spec, config.inference_log_dir)
+    ids = log_requests(frame.head(rows), model, spec, config.inference_log_dir)
+    (written,) = config.inference_log_dir.glob("requests-*.jsonl")
+    for copy in range(1, copies):
+        shutil.copy(written, written.with_name(written.name.replace(".jsonl", f"-{copy}.jsonl")))
     now = datetime.now(UTC)
-    current = collect(config, [f.name for f in spec.features], now - timedelta(hours=1), now)
+    return ids, collect(config, [f.name for f in spec.features], now - timedelta(hours=1), now)
+
+
+def test_collect_and_join_labels(churn, tmp_path):
+    frame = churn[0]
+    ids, current = logged(churn, tmp_path, 20)
     assert len(current) == 20 and set(current["origin"]) == {"online"}
     labels = tmp_path / "labels.csv"
     pd.DataFrame({"request_id": ids, "row": 0, "label": frame.head(20)["churn"]}).to_csv(labels)
@@ -108,29 +120,13 @@ def test_collect_and_join_labels(churn, tmp_path):
 def test_a_repeated_prediction_counts_once_and_is_counted(churn, tmp_path):
     """A stream redelivers after a crash and a client retries: same id, row and inputs,
     logged twice (even in another file), read once; the repeats are counted."""
-    import shutil
-
-    frame, model, spec = churn
-    config = CONFIG.model_copy(
-        update={"inference_log_dir": tmp_path / "log", "batch_predictions_dir": tmp_path / "b"}
-    )
-    log_requests(frame.head(30), model, spec, config.inference_log_dir)
-    (logged,) = config.inference_log_dir.glob("requests-*.jsonl")
-    shutil.copy(logged, logged.with_name(logged.name.replace(".jsonl", "-again.jsonl")))
-    now = datetime.now(UTC)
-    current = collect(config, [f.name for f in spec.features], now - timedelta(hours=1), now)
+    _, current = logged(churn, tmp_path, 30, copies=2)
     assert len(current) == 30
     assert current.attrs["duplicate_rows"] == 30
 
 
 def test_a_labels_file_that_matches_little_is_named_with_the_counts(churn, tmp_path):
-    frame, model, spec = churn
-    config = CONFIG.model_copy(
-        update={"inference_log_dir": tmp_path / "log", "batch_predictions_dir": tmp_path / "b"}
-    )
-    ids = log_requests(frame.head(20), model, spec, config.inference_log_dir)
-    now = datetime.now(UTC)
-    current = collect(config, [f.name for f in spec.features], now - timedelta(hours=1), now)
+    ids, current = logged(churn, tmp_path, 20)
     labels = tmp_path / "labels.csv"
     drift = DriftSummary(compared_with_reference=True, drift_share=0.0)
     pd.DataFrame({"request_id": ["elsewhere"] * 20, "row": 0, "label": "yes"}).to_csv(labels)

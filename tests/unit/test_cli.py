@@ -138,3 +138,30 @@ def test_an_error_zenml_only_logged_is_kept_for_the_last_line():
         "→ failed (OSError) (/store/logs/x.log): Read-only file system. Fix: the file system is "
         "read-only"
     )
+
+
+def test_stop_reaches_what_a_killed_server_left_in_its_group(tmp_path):
+    """kill -9 of a server's leader (`mlflow server`) leaves its children (uvicorn)
+    serving: `stack down` stops what is left of the recorded group."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    from tabular_mlops.adapters.processes import record_process, stop_recorded_process
+
+    leader = subprocess.Popen(["sh", "-c", "sleep 300 & wait"], start_new_session=True)
+    record = tmp_path / "server.pid"
+    record_process(record, leader.pid)
+    deadline = time.monotonic() + 10
+    while not psutil.Process(leader.pid).children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (child,) = psutil.Process(leader.pid).children()
+    os.kill(leader.pid, signal.SIGKILL)
+    leader.wait()
+    assert child.is_running()
+    assert stop_recorded_process(record, grace=5) is True
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert not record.exists()

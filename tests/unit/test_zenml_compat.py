@@ -27,3 +27,9 @@ def test_outside_a_dynamic_run_there_is_no_run_name():
     from tabular_mlops.adapters.zenml_compat import dynamic_run_name
 
     assert dynamic_run_name() is None
+
+
+def test_the_stack_cache_is_where_it_was():
+    from zenml.stack import stack
+
+    assert isinstance(stack._STACK_CACHE, dict)
