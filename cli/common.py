@@ -306,8 +306,14 @@ def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunRes
         unique = f"{pipeline.name}-{{date}}-{{time}}-{os.getpid()}"
         try:
             run = pipeline.with_options(tags=[tag], run_name=unique)(**parameters)
-        except RuntimeError as exc:
+        except KeyError as exc:  # e.g. no model version at the requested stage
+            raise click.ClickException(f"{label} pipeline could not start: {exc}") from None
+        except Exception as exc:
+            # a static run raises RuntimeError; a dynamic one (the loop's child runs) the
+            # failed step's own exception
             failures = failed_steps(tag)
+            if not failures and not isinstance(exc, RuntimeError):
+                raise
             if not failures:  # a step that failed before ZenML recorded why (its log file)
                 cause = f"\n{cause_and_fix(raised[-1])}" if raised else ""
                 raise click.ClickException(f"{label} pipeline failed: {exc}{cause}") from None
@@ -315,8 +321,6 @@ def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunRes
             raise click.ClickException(
                 f"{label} pipeline failed: {details}\n{one_line(*failures[0])}"
             ) from None
-        except KeyError as exc:  # e.g. no model version at the requested stage
-            raise click.ClickException(f"{label} pipeline could not start: {exc}") from None
     if run is None:  # an orchestrator that runs asynchronously
         click.echo("Pipeline submitted; follow it in the dashboard.")
     return run
