@@ -52,6 +52,30 @@ def _prediction_time_code(root: Path) -> Path:
     return package
 
 
+#: where the types of a model this project fits come from: what skops may load of it
+TRUSTED_MODULES = ("sklearn.", "numpy", "scipy.", f"{transformers.__name__}.")
+
+
+def trusted_types(model: Pipeline) -> list[str]:
+    """The types skops must be told to trust to load ``model`` again.
+
+    MLflow 3 stores scikit-learn models with skops, which loads only trusted types;
+    a tree's ``sklearn.tree._tree.Tree`` (the README's random-forest example) is not
+    trusted by default. This process fitted the model, so the types it is made of
+    are listed from its own dump, and only those of scikit-learn, NumPy, SciPy and
+    this project's transformers: anything else is named, not trusted blindly."""
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    foreign = sorted(t for t in found if not t.startswith(TRUSTED_MODULES))
+    if foreign:
+        raise TypeError(
+            f"the model holds types skops will not load without trusting them: {foreign}; "
+            "only scikit-learn, NumPy, SciPy and this project's transformers are trusted"
+        )
+    return sorted(found)
+
+
 def log_model(model: Pipeline, features: pd.DataFrame) -> MlflowModel:
     """Log ``model`` to the active run; raise if there is none (no tracker on the step)."""
     import mlflow
@@ -70,12 +94,7 @@ def log_model(model: Pipeline, features: pd.DataFrame) -> MlflowModel:
             name=MODEL_ARTIFACT,
             signature=infer_signature(sample, model.predict(sample)),
             pip_requirements=_requirements(),
-            # MLflow stores scikit-learn models with skops, which loads only the
-            # types it is told to trust: dtypes, and our one prediction-time function.
-            skops_trusted_types=[
-                "numpy.dtype",
-                f"{transformers.__name__}.{transformers.missing_as_nan.__name__}",
-            ],
+            skops_trusted_types=trusted_types(model),
             code_paths=[str(_prediction_time_code(Path(scratch)))],
         )
     return MlflowModel(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,17 +125,28 @@ def test_the_readme_in_its_order(clone):
     # Configuration and environments
     out = run(clone, "train", "--env", "dev")
     assert "version 2: not promoted: identical to production version 1" in out
+    out = run(clone, "train", "--set", "parameters.split.test_size=0.3")
+    assert re.search(r"version 3: (promoted to production|not promoted)", out), out
+    out = run(
+        clone, "train",
+        "--set", "parameters.training.estimator=sklearn.ensemble.RandomForestClassifier",
+        "--set", "parameters.training.params={n_estimators: 200}",
+    )  # fmt: skip
+    assert re.search(r"version 4: (promoted to production|not promoted)", out), out
     assert "stack 'dev'" in run(clone, "stack", "diff", "--env", "dev")
     assert "kubernetes" in run(clone, "stack", "show", "--env", "prod")
-    # Serving
+    # Serving: what is served, and a rollback to a version the gate passed (already served)
     assert "version 1" in run(clone, "deploy", "--status")
+    run(clone, "deploy", "--version", "1")
+    assert predict(clone)["model_version"] == "1"
     # Progressive delivery: a candidate gated offline into staging, an A/B test, feedback,
     # the rules, then promoted by hand
     out = run(
         clone, "train", "--set", "parameters.promotion.stage=staging",
         "--set", "parameters.training.params.C=0.1",
     )  # fmt: skip
-    assert "promoted to staging" in out
+    candidate = re.search(r"version (\d+): promoted to staging", out)
+    assert candidate, out
     run(clone, "deploy", "--set", "stage=staging", "--strategy", "ab")
     answered = predict(clone)
     feedback = httpx.post(
@@ -146,21 +158,26 @@ def test_the_readme_in_its_order(clone):
     assert "The rules say now: continue" in run(clone, "rollout", "--status")
     assert "continue" in run(clone, "rollout")
     out = run(clone, "rollout", "--promote")
-    assert "promote: version 3 serves all traffic" in out
-    assert predict(clone)["model_version"] == "3"
+    assert f"promote: version {candidate[1]} serves all traffic" in out
+    assert predict(clone)["model_version"] == candidate[1]
     # the rollout scenario: its own weakened candidate, rolled back
     out = run(clone, "simulate", "--scenario", "rollout")
     assert "rollback" in out
-    assert "Left: version 3 in production" in out and "staging: none" in out
-    assert predict(clone)["model_version"] == "3"
+    assert f"Left: version {candidate[1]} in production" in out and "staging: none" in out
+    assert predict(clone)["model_version"] == candidate[1]
     # Batch inference, monitoring and retraining
     batch = clone["path"].parent / "new_rows.csv"
     rows(50).drop(columns=["target"]).to_csv(batch, index=False)
     assert "50 of 50 rows scored" in run(clone, "infer", "--input", str(batch))
     assert "Monitoring decision:" in run(clone, "monitor")
     # the loop with the live service: retrained, gated against production, into staging,
-    # a canary beside the live version, then promoted by the demo; twice in a row
-    for _ in range(2):
+    # a canary beside the live version, then promoted by the demo; then the rollout
+    # scenario and the loop again, on the store each leaves
+    for scenario in ("drift", "rollout", "drift"):
+        if scenario == "rollout":
+            out = run(clone, "simulate", "--scenario", "rollout")
+            assert "rollback" in out and "staging: none" in out
+            continue
         served = predict(clone)["model_version"]
         out = run(clone, "simulate")
         assert "Monitoring decision: NONE" in out and "Monitoring decision: RETRAIN" in out

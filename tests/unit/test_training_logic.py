@@ -156,3 +156,27 @@ def test_file_source_errors_name_the_file_and_column(tmp_path):
     garbage.write_text("not parquet")
     with pytest.raises(DataSourceError, match=r"garbage\.parquet: cannot be read as parquet"):
         load_dataset(DataSourceConfig(source="file", path=garbage))
+
+
+def test_a_tree_model_is_saved_with_the_types_skops_must_trust_to_load_it():
+    """The README's estimator example (a random forest): MLflow 3 saves it with skops,
+    which refused `sklearn.tree._tree.Tree`; the types are listed from the model's own
+    dump, and it loads back with them."""
+    import skops.io
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from tabular_mlops.adapters.mlflow_models import trusted_types
+
+    x, y = load_breast_cancer(return_X_y=True)
+    forest = Pipeline([("model", RandomForestClassifier(n_estimators=3, random_state=0))])
+    forest.fit(x, y)
+    trusted = trusted_types(forest)
+    assert "sklearn.tree._tree.Tree" in trusted
+    loaded = skops.io.loads(skops.io.dumps(forest), trusted=trusted)
+    assert (loaded.predict(x[:20]) == forest.predict(x[:20])).all()
+    foreign = Pipeline([("f", FunctionTransformer(print)), ("model", forest)])
+    with pytest.raises(TypeError, match=r"builtins\.print"):
+        trusted_types(foreign)
