@@ -184,12 +184,10 @@ def test_staging_server_killed_mid_run_breaks_only_staging_and_stack_up_recovers
     result = invoke("stack", "register", "--env", "dev")
     assert result.exit_code == 0, result.output
     assert Client().active_stack_model.name == "dev"
-    # staging: stops before any pipeline, one line with the cause and the fix
-    started = time.monotonic()
+    # staging: stops before any pipeline (the preflight), one line with the cause and the fix
     result = invoke("train", "--env", str(path), "--set", f"model.name={KILLED}")
     assert result.exit_code == 1
     assert f"the ZenML server at {zenml_url} does not answer; start it with" in result.output
-    assert time.monotonic() - started < 20
     # stack up recovers from the dead server; the killed run is marked failed
     result = invoke("stack", "up", "--env", str(path))
     assert result.exit_code == 0, result.output
