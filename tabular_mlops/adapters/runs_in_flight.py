@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -57,7 +58,8 @@ def in_flight(state_dir: Path, pipeline: str) -> Iterator[str]:
         pid=os.getpid(),
         process_started=started,
         pipeline=pipeline,
-        tag=f"cli-process-{os.getpid()}-{int(started * 1000)}",
+        # one tag per call: a process may make several (`run.py all`, a test session)
+        tag=f"cli-process-{os.getpid()}-{int(started * 1000)}-{uuid.uuid4().hex[:8]}",
     )
     path = state_dir / f"{record.pid}-{pipeline}.json"
     path.write_text(json.dumps(asdict(record)))

@@ -143,8 +143,17 @@ def test_a_retraining_that_fails_alerts_and_leaves_the_service_as_it_was(loop, t
     before, served = production_version(), served_version(loop)
     alerts = LOCAL_DIR / "alerts" / "dev.jsonl"
     alerts_before = alerts.read_text() if alerts.exists() else ""
-    missing = tmp_path / "not_there.parquet"
-    loop = {**loop, "fresh": missing}
+    from zenml import Model
+    from zenml.enums import ModelStages
+
+    from tabular_mlops.adapters.champion import load_staged_model
+    from tabular_mlops.adapters.simulation import log_requests, shifted
+
+    # a stream drifted from whatever production is now (the strategies above moved it)
+    staged = load_staged_model(Model(name=MODEL, version=ModelStages.PRODUCTION))
+    world = shifted(staged.train_set, staged.spec, 1.5, seed=2)
+    log_requests(world.sample(300, random_state=0), staged.model, staged.spec, tmp_path / "log")
+    loop = {**loop, "fresh": tmp_path / "not_there.parquet", "log": tmp_path / "log"}
     result = monitor(loop, "canary")
     assert result.exit_code == 1
     assert "→ step 'ingest_data' failed" in result.output
