@@ -160,14 +160,15 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
 
     deployment = load_pipeline_config(DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml")
     name = deployment.model.name
-    running = serving_target(env, deployment, activate=False).rollout(name)
+    before = serving_target(env, deployment, activate=False)
+    running = before.rollout(name)
     if running is not None:
         raise click.ClickException(
             f"rollout {running.experiment} of version {running.candidate.model_version} is in "
             "progress and this scenario starts one of its own: decide it first (python run.py "
             "rollout, --promote or --abort)"
         )
-    live = serving_target(env, deployment, activate=False).live(name)
+    live = before.live(name)
     if live is None:
         click.echo("=== no live service: training and deploying one first")
         ctx.invoke(train, env=env)
