@@ -66,6 +66,13 @@ def export(
         except (LookupError, OnnxExportError) as exc:
             raise click.ClickException(str(exc)) from None
         origin = f"version {found.number}, exported now"
+    if exported.skipped:
+        raise click.ClickException(
+            f"model '{name}' version {found.number} has no ONNX export: {exported.skipped}. "
+            "Its services, batch scoring and stream score it with its scikit-learn pipeline; "
+            "to embed a model, train one the check accepts (a linear model, or a tree "
+            "ensemble whose labels ONNX reproduces)"
+        )
     onnx_path, manifest_path = write(exported, output)
     check = exported.manifest["check"]
     click.echo(

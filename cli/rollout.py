@@ -97,4 +97,4 @@ def rules_now(
     name = current.champion.model_name
     view = target.router_view(name) or {}
     evidence = gather(current, target.evidence_dir(name), serving.inference_log_dir, view or None)
-    return view, evidence, decide(evidence, serving.rollout)
+    return view, evidence, decide(evidence, evidence.plan or serving.rollout)

@@ -21,7 +21,11 @@ class InvalidRowError(ValueError):
 class EmbeddedModel:
     """One exported model: ``predict_proba`` and ``predict`` over rows given as dicts of
     feature name -> value (numbers for numeric features, text for categorical ones,
-    None where the manifest says the feature may be missing)."""
+    None where the manifest says the feature may be missing).
+
+    Rows are read as the training data was (the manifest's data contract): text equal
+    to one of ``na_values`` is a missing value in any feature, and keys that are not
+    features are ignored, or refused when ``unknown_columns`` is ``refuse``."""
 
     def __init__(self, session: onnxruntime.InferenceSession, manifest: Mapping[str, Any]):
         self.session, self.manifest = session, manifest
@@ -33,6 +37,9 @@ class EmbeddedModel:
         self._categoricals = [f for f in self.features if f["kind"] != "numeric"]
         self._numeric_names = [f["name"] for f in self._numerics]
         self._numeric_nullable = np.array([bool(f["nullable"]) for f in self._numerics])
+        self.na_values = frozenset(manifest.get("na_values", ()))
+        self._refuse_unknown = manifest.get("unknown_columns") == "refuse"
+        self._known = {f["name"] for f in self.features} | set(manifest.get("other_columns", ()))
         outputs = [output.name for output in session.get_outputs()]
         self._probabilities = "probabilities" if "probabilities" in outputs else outputs[-1]
 
@@ -61,6 +68,14 @@ class EmbeddedModel:
         """One row of probabilities (in ``classes`` order) per row."""
         if not rows:
             return np.empty((0, len(self.classes)), dtype=np.float32)
+        if self._refuse_unknown:
+            for number, row in enumerate(rows):
+                unknown = sorted(set(row) - self._known)
+                if unknown:
+                    raise InvalidRowError(
+                        f"row {number}: {unknown} are not features of this model "
+                        "(unknown_columns: refuse)"
+                    )
         if len(rows) <= FEW_ROWS:
             feeds = {**self._numeric_columns(rows), **self._columns(self._categoricals, rows)}
         else:
@@ -123,6 +138,10 @@ class EmbeddedModel:
             number = next(i for i, row in enumerate(rows) if name not in row)
             raise InvalidRowError(f"row {number}: feature '{name}' is missing") from None
         kinds = set(map(type, values))
+        if str in kinds and self.na_values:  # missing markers, read as the training data was
+            marker = self.na_values.__contains__
+            values = [None if isinstance(v, str) and marker(v) else v for v in values]
+            kinds = set(map(type, values))
         if not kinds <= (NUMBERS if numeric else TEXT):
             values = self._checked(feature, values)
             kinds = set(map(type, values))

@@ -39,10 +39,20 @@ class OnnxModelMaterializer(BaseMaterializer):
         return {path: VisualizationType.HTML}
 
     def extract_metadata(self, data: OnnxModel) -> dict[str, Any]:
+        if data.skipped:
+            return {"skipped": data.skipped}
         return {"sha256": data.manifest["sha256"], "bytes": data.manifest["bytes"]}
 
 
 def render_html(manifest: dict[str, Any]) -> str:
+    if manifest.get("skipped"):
+        name = html.escape(f"{manifest['model_name']} v{manifest['model_version']}")
+        return page(
+            f"ONNX export of {name}",
+            f"<h2>ONNX export: {name} {badge('not exported', False)}</h2>"
+            f"<p>{html.escape(manifest['skipped'])}</p><p>The services, batch scoring and "
+            "the stream score this version with its scikit-learn pipeline.</p>",
+        )
     check = manifest["check"]
     rule = (
         f"'{manifest['positive_label']}' when its probability is at least "

@@ -43,7 +43,7 @@ def train_and_promote(
     target = data.target
     champion = resolve_champion(promotion)
     raw = ingest_data(data)
-    dataset, _, _ = validate_data(raw, champion, validation, target)
+    dataset, _, _ = validate_data(raw, champion, validation, target, data.assessment_columns)
     train_set, test_set = split_data(dataset, split, target)
     model, mlflow_model = train_model(
         train_set, training, target, evaluation.cost, data.assessment_columns

@@ -23,13 +23,15 @@ def validate_data(
     champion: Champion,
     rules: DataValidationConfig,
     target: str,
+    assessment_columns: list[str],
 ) -> tuple[
     Annotated[pd.DataFrame, "validated_dataset"],
     Annotated[HTMLString, "data_report"],
     Annotated[str, "data_report_evidently"],
 ]:
-    """The data gate: schema and quality checks, departures from the reference, then
-    Evidently's drift, which blocks too unless the run accepts it.
+    """The data gate: schema and quality checks (dates or numbers read as text, duplicated
+    rows, a column that gives the label away), columns added or removed and departures
+    from the reference, then Evidently's drift, which blocks too unless the run accepts it.
 
     The reference is the data the production model was trained on (the champion),
     so a new dataset must still fit the model that serves today, or the version
@@ -45,7 +47,7 @@ def validate_data(
         load_artifact(source.train_set_artifact_id) if source.train_set_artifact_id else None
     )
     described = reference_name(source)
-    check_dataset(dataset, target, rules, reference)
+    check_dataset(dataset, target, rules, reference, not_features=assessment_columns)
     summary, html, snapshot = build_report(
         Client().active_stack.data_validator,
         dataset,

@@ -6,11 +6,13 @@ from typing import Annotated
 from zenml import log_metadata, step
 from zenml.client import Client
 
+from tabular_mlops.adapters.champion import recorded_accuracy
 from tabular_mlops.adapters.deployment.packaging import prune_bentos
 from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.deployment.smoke import SmokeReport
 from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
 from tabular_mlops.core.config import ServingConfig
+from tabular_mlops.core.rollout import planned
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +37,11 @@ def go_live(
         if previous is not None and previous.instance != candidate.instance:
             target.stop(previous)
     else:
-        rollout = target.begin_rollout(
-            previous, candidate, serving.rollout, package.settings.source_token
+        # the experiment's sample is fixed now, on the champion's recorded accuracy
+        plan = planned(
+            serving.rollout, recorded_accuracy(previous.model_name, previous.model_version)
         )
+        rollout = target.begin_rollout(previous, candidate, plan, package.settings.source_token)
         live, experiment = previous, rollout.experiment
     served = {live.bento_tag, candidate.bento_tag}
     pruned = prune_bentos(live.model_name, serving.keep_bentos, served)

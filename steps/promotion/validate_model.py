@@ -5,7 +5,7 @@ from typing import Annotated
 
 import pandas as pd
 from sklearn.pipeline import Pipeline
-from zenml import step
+from zenml import log_metadata, step
 
 from tabular_mlops.adapters.champion import Champion, load_artifact
 from tabular_mlops.core.config import EvaluationConfig, PromotionConfig
@@ -40,4 +40,8 @@ def validate_model(
         "approved" if decision.approved else "rejected",
         "; ".join(decision.reasons),
     )
+    if decision.accepted_implausible:  # on the version, where a reviewer looks
+        log_metadata(
+            metadata={"accepted_implausible": decision.accepted_implausible}, infer_model=True
+        )
     return decision

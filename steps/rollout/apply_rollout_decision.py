@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+import json
 import logging
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from zenml import log_metadata, step
 from zenml.client import Client
 from zenml.enums import ModelStages
-from zenml.model_registries.base_model_registry import ModelVersionStage
+from zenml.model_registries.base_model_registry import (
+    ModelRegistryModelMetadata,
+    ModelVersionStage,
+)
 
 from tabular_mlops.adapters.alerts import notify
 from tabular_mlops.adapters.deployment.select import target_for
+from tabular_mlops.adapters.deployment.target import Rollout
 from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.rollout import RolloutDecision
@@ -32,6 +38,15 @@ def apply_rollout_decision(
     candidate = rollout.candidate.model_version
     client = Client()
     version = client.get_model_version(model_name, int(candidate))
+    if decision.action == "continue":
+        log_metadata(
+            metadata={"rollout_last_look": decision_record(rollout, decision)},
+            model_version_id=version.id,
+        )
+        return f"continue: {'; '.join(decision.reasons)}"
+    # every experiment the version entered, appended: an earlier rollback stays on record
+    earlier = version.run_metadata.get("rollout_history")
+    history = [*(earlier if isinstance(earlier, list) else []), decision_record(rollout, decision)]
     log_metadata(
         metadata={
             "rollout_experiment": rollout.experiment,
@@ -39,11 +54,10 @@ def apply_rollout_decision(
             "rollout_decision": decision.action,
             "rollout_reasons": decision.reasons,
             "rollout_figures": decision.figures,
+            "rollout_history": history,
         },
         model_version_id=version.id,
     )
-    if decision.action == "continue":
-        return f"continue: {'; '.join(decision.reasons)}"
     promote = decision.action == "promote"
     stage = ModelStages.PRODUCTION if promote else ModelStages.ARCHIVED
     # a rolled-back candidate leaves staging, so no later deploy of staging serves it again
@@ -52,9 +66,16 @@ def apply_rollout_decision(
         registry = client.active_stack.model_registry
         registry_version = version.run_metadata.get("registry_version")
         if registry is not None and registry_version is not None:
+            # the decision on the registry version too, one tag per experiment
+            tags = {
+                f"rollout_{len(history)}": json.dumps(history[-1], sort_keys=True)[:5000],
+                "rollout_decision": decision.action,
+                "stage": stage.value,
+            }
             registry.update_model_version(
                 name=model_name,
                 version=str(registry_version),
+                metadata=ModelRegistryModelMetadata(**tags),
                 stage=ModelVersionStage.PRODUCTION if promote else ModelVersionStage.ARCHIVED,
             )
     live = target.finish_rollout(model_name, promote=promote)
@@ -65,3 +86,17 @@ def apply_rollout_decision(
     logger.info("rollout %s: %s", rollout.experiment, outcome)
     notify(client.active_stack, f"model '{model_name}' rollout of version {candidate}: {outcome}")
     return outcome
+
+
+def decision_record(rollout: Rollout, decision: RolloutDecision) -> dict[str, Any]:
+    """One experiment's decision with its figures, as the version's history keeps it."""
+    return {
+        "experiment": rollout.experiment,
+        "strategy": rollout.plan.strategy,
+        "champion": rollout.champion.model_version,
+        "decision": decision.action,
+        "reasons": decision.reasons,
+        "figures": decision.figures,
+        "sample_size_per_arm": rollout.plan.sample_size_per_arm,
+        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -19,7 +19,7 @@ def decide_rollout(
 ) -> tuple[Annotated[RolloutDecision, "rollout_decision"], Annotated[HTMLString, "rollout_report"]]:
     """Promote, roll back or continue by the plan's rules (or as decided by hand), and the
     experiment's report: a static page the dashboard shows."""
-    decision = decide(evidence, serving.rollout)
+    decision = decide(evidence, evidence.plan or serving.rollout)
     if by_hand is not None:
         decision = RolloutDecision(
             action=by_hand,

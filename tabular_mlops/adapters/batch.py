@@ -34,6 +34,8 @@ MONITORING_SAMPLE_PREFIX = "monitoring-sample-"
 T = TypeVar("T")
 ROW_NUMBER = "row_number"
 PARQUET_READ_BUFFER = 1 << 20
+#: a CSV's read size: Arrow reads up to 32 blocks ahead, so this bounds that memory
+CSV_BLOCK_BYTES = 1 << 20
 
 
 class BatchSchemaError(ValueError):
@@ -54,6 +56,8 @@ class BatchResult(BaseModel):
 def file_columns(path: Path) -> list[str]:
     if not path.is_file():
         raise BatchSchemaError(f"{path}: no such batch file")
+    if path.stat().st_size == 0:
+        raise BatchSchemaError(f"{path}: the file is empty (0 bytes); expected a header and rows")
     if path.suffix.lower() == ".parquet":
         return list(pq.ParquetFile(path).schema_arrow.names)
     with pa_csv.open_csv(path) as reader:
@@ -61,12 +65,22 @@ def file_columns(path: Path) -> list[str]:
 
 
 def check_columns(path: Path, spec: ServingSpec) -> None:
-    missing = [f.name for f in spec.features if f.name not in file_columns(path)]
+    columns = file_columns(path)
+    missing = [f.name for f in spec.features if f.name not in columns]
     if missing:
         raise BatchSchemaError(
             f"{path}: missing column(s) {missing} that model '{spec.model_name}' "
             f"version {spec.model_version} was trained on"
         )
+    if spec.reading.unknown_columns == "refuse":
+        known = {f.name for f in spec.features} | set(spec.reading.other_columns)
+        unknown = [c for c in columns if c not in known]
+        if unknown:
+            raise BatchSchemaError(
+                f"{path}: column(s) {unknown} are not features of model '{spec.model_name}' "
+                f"version {spec.model_version} (data.unknown_columns: refuse); leave them "
+                "out of the file, or train with data.unknown_columns: ignore"
+            )
 
 
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
@@ -75,10 +89,11 @@ NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 def read_chunks(
     path: Path, spec: ServingSpec, chunk_rows: int
 ) -> Iterator[tuple[pd.DataFrame, pd.Series | None]]:
-    """Frames of at most about ``chunk_rows`` rows, numeric features as numbers, and per row
-    the values that could not be read as numbers (None: every value could). CSV features
-    arrive as text, so that a bad value is its row's problem, not a parse error for the
-    whole file."""
+    """Frames of at most about ``chunk_rows`` rows, read as the training data was (the
+    model's data contract: text equal to a missing marker is missing), numeric features
+    as numbers, and per row the values that could not be read as numbers (None: every
+    value could). CSV features arrive as text, so that a bad value is its row's problem,
+    not a parse error for the whole file."""
     if path.suffix.lower() == ".parquet":
         # Page by page through a small buffer, not whole column chunks pre-buffered:
         # memory then follows ``chunk_rows`` whatever the file's row groups
@@ -88,21 +103,55 @@ def read_chunks(
         batches: Iterator[pa.RecordBatch] = parquet.iter_batches(batch_size=chunk_rows)
     else:
         as_text = {f.name: pa.string() for f in spec.features}
-        batches = pa_csv.open_csv(
+        batches = _rows_together(pa_csv.open_csv(
             path,
-            read_options=pa_csv.ReadOptions(block_size=64 << 20),
-            convert_options=pa_csv.ConvertOptions(column_types=as_text, strings_can_be_null=True),
-        )
+            # Arrow's streaming CSV reader reads up to 32 blocks ahead of its consumer:
+            # small blocks bound that (64 MB blocks let a 2M-row file's peak grow to
+            # 1.2 GB against 0.5 GB for 200k rows; bench/batch_inference.py), and
+            # their batches are put back together into chunks of ``chunk_rows``
+            read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=as_text,
+                # exactly the training reader's markers (pandas' na_values), not Arrow's list
+                null_values=spec.reading.na_values,
+                strings_can_be_null=True,
+            ),
+        ), chunk_rows)  # fmt: skip
     numeric = [f.name for f in spec.features if f.kind == "numeric"]
+    # Parquet's text has no markers applied yet (a CSV's had, while parsing)
+    markers = (
+        pa.array(spec.reading.na_values, pa.string()) if path.suffix.lower() == ".parquet" else None
+    )
     for batch in batches:
-        yield _numbers_from_text(batch, numeric)
+        yield _numbers_from_text(batch, numeric, markers)
+
+
+def _rows_together(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Small record batches gathered into batches of about ``rows`` rows."""
+    held: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        held.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(held).combine_chunks().to_batches()[0]
+            held, count = [], 0
+    if count:
+        yield pa.Table.from_batches(held).combine_chunks().to_batches()[0]
 
 
 def _numbers_from_text(
-    batch: pa.RecordBatch, numeric: list[str]
+    batch: pa.RecordBatch, numeric: list[str], markers: pa.Array | None = None
 ) -> tuple[pd.DataFrame, pd.Series | None]:
-    """Cast text columns that should be numeric, in Arrow (vectorised); note the misfits."""
+    """Missing markers in text columns as missing (a Parquet file's text); then cast text
+    columns that should be numeric, in Arrow (vectorised); note the misfits."""
     columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+    if markers is not None and len(markers):
+        for name, values in columns.items():
+            if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+                marked = pc.is_in(values, value_set=markers.cast(values.type))
+                if pc.any(marked).as_py():
+                    columns[name] = pc.if_else(marked, None, values)
     problems: list[tuple[str, pa.Array, pa.Array]] = []
     for name in numeric:
         text = columns[name]

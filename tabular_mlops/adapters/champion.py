@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
 from tabular_mlops.core.governance import decision_rule
-from tabular_mlops.core.spec import ServingSpec
+from tabular_mlops.core.spec import DataContract, ServingSpec
 
 if TYPE_CHECKING:
     from zenml import Model as ZenMLModel
@@ -144,8 +144,21 @@ def load_version(model_version_id: UUID) -> StagedModel:
     # beside the target, the training data may keep assessment-only columns
     target = others[0] if len(others) == 1 else str(version.run_metadata["target"])
     positive, threshold = decision_rule(model)
+    recorded = version.run_metadata.get("data_contract")
+    # a version trained before contracts were recorded was read with the defaults
+    reading = DataContract.model_validate(recorded) if isinstance(recorded, dict) else None
     spec = ServingSpec.from_training_data(
         version.model.name, str(version.number), train_set[[*features, target]], target,
-        list(model.classes_), positive, threshold,
+        list(model.classes_), positive, threshold, reading,
     )  # fmt: skip
     return StagedModel(model, train_set, test_set, spec)
+
+
+def recorded_accuracy(model_name: str, version: str) -> float | None:
+    """The test accuracy the model gate recorded on a version (None: none recorded)."""
+    from zenml.client import Client
+
+    metadata = Client().get_model_version(model_name, int(version)).run_metadata
+    metrics = metadata.get("test_metrics")
+    accuracy = metrics.get("accuracy") if isinstance(metrics, dict) else None
+    return float(accuracy) if isinstance(accuracy, (int, float)) else None

@@ -48,10 +48,23 @@ class OnnxExportError(ValueError):
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """A checked ONNX file and the manifest an application embeds it with."""
+    """A checked ONNX file and the manifest an application embeds it with; or, for a
+    model the check refused, no file and the reason (``skipped``)."""
 
     onnx: bytes
     manifest: dict[str, Any]
+
+    @property
+    def skipped(self) -> str | None:
+        return self.manifest.get("skipped")
+
+    @classmethod
+    def not_exported(cls, spec: ServingSpec, reason: str) -> OnnxModel:
+        return cls(
+            b"",
+            {"format": "onnx", "model_name": spec.model_name,
+             "model_version": spec.model_version, "skipped": reason},
+        )  # fmt: skip
 
 
 def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> OnnxModel:
@@ -99,6 +112,11 @@ def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> 
             for f, input_name in zip(spec.features, inputs, strict=True)
         ],
         "classes": spec.classes,
+        #: how the training data was read (the data contract): text equal to one of
+        #: these is missing, in any feature; other columns are ignored or refused
+        "na_values": spec.reading.na_values,
+        "unknown_columns": spec.reading.unknown_columns,
+        "other_columns": spec.reading.other_columns,
         "positive_label": positive if threshold is not None else None,
         "decision_threshold": threshold,
         "opset": TARGET_OPSET,

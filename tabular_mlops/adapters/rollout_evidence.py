@@ -52,17 +52,25 @@ def gather(
     latencies: dict[str, list[float]] = defaultdict(list)
     answered_labels: dict[str, list[str] | None] = {}
     shadow_labels: dict[str, list[str] | None] = {}
+    #: the bandit's requests sent to an arm drawn at random: what its test reads
+    explored: set[str] = set()
     for record in routing:
         if "role" not in record or record["version"] not in arms:
             continue
         arm = arms[record["version"]]
+        # every attempt counts for the version that made it: a "failed" one (refused or
+        # reset, the champion's retry answered) is the chosen version's error
         arm.requests += 1
         arm.errors += int(record["status"] >= 500)
         if record["role"] == "answered":  # a shadow's latency is its batch's, not comparable
             latencies[arm.version].append(float(record["latency_ms"]))
-        (answered_labels if record["role"] == "answered" else shadow_labels)[
-            record["request_id"]
-        ] = record.get("labels")
+            answered_labels[record["request_id"]] = record.get("labels")
+            if record.get("explore"):
+                explored.add(record["request_id"])
+        elif record["role"] == "shadow":
+            shadow_labels[record["request_id"]] = record.get("labels")
+            if record.get("service_ms") is not None:  # its own time, not its batch's
+                latencies[arm.version].append(float(record["service_ms"]))
     for version, values in latencies.items():
         arms[version].p50_ms = percentile(values, 50)
         arms[version].p99_ms = percentile(values, 99)
@@ -79,6 +87,9 @@ def gather(
             arm = arms[item["version"]]
             arm.rewarded += 1
             arm.reward_sum += float(item["reward"])
+            if item["request_id"] in explored:
+                arm.randomized += 1
+                arm.randomized_successes += float(item["reward"])
     labelled = {(f["request_id"], f["row"]): f["label"] for f in feedback if f.get("label")}
     if labelled:
         logged = read_records(inference_log_dir, start=since or rollout.started_at)
@@ -89,8 +100,13 @@ def gather(
             ):  # fmt: skip
                 truth = labelled.get((request_id, int(row)))
                 if truth is not None and version in arms:
+                    right = int(str(prediction) == str(truth))
                     arms[version].labelled += 1
-                    arms[version].correct += int(str(prediction) == str(truth))
+                    arms[version].correct += right
+                    # an arm scored by rewards is tested on rewards (``successes``)
+                    if request_id in explored and not arms[version].rewarded:
+                        arms[version].randomized += 1
+                        arms[version].randomized_successes += right
     same = router is not None and router.get("experiment") == rollout.experiment
     return Evidence(
         strategy=rollout.plan.strategy,
@@ -100,4 +116,5 @@ def gather(
         agreed=agreed,
         router_state=str(router.get("state", "running")) if same and router else "running",
         router_reason=str(router.get("reason", "")) if same and router else "",
+        plan=rollout.plan,
     )

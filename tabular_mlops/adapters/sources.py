@@ -52,9 +52,16 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
     path = source.path
     if path is None or not path.is_file():
         raise DataSourceError(f"{path}: no such data file")
+    if path.stat().st_size == 0:
+        raise DataSourceError(f"{path}: the file is empty (0 bytes); expected a header and rows")
     try:
         if path.suffix.lower() == ".csv":
             return pd.read_csv(path, na_values=source.na_values, keep_default_na=False)
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataSourceError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc
+    # A Parquet file's text gets the markers a CSV's gets while parsing: one reading
+    for name in frame.columns:
+        if frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name]):
+            frame[name] = frame[name].mask(frame[name].isin(source.na_values))
+    return frame

@@ -7,7 +7,7 @@ and the same kind of label, so a model trained on it can serve the same requests
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,10 +104,9 @@ def build_schema(
     rules: DataValidationConfig,
     reference: pd.DataFrame | None = None,
 ) -> pa.DataFrameSchema:
-    """The schema ``frame`` must satisfy: every column it has, plus those required of it."""
+    """The schema ``frame`` must satisfy: every column it has, plus those required of it
+    (a column of the reference's that is gone is :func:`column_changes`' to name)."""
     expected = set(rules.required_columns) | {target}
-    if reference is not None:
-        expected |= set(reference.columns)
     columns = {}
     for name in [*frame.columns, *sorted(expected - set(frame.columns))]:
         kind = column_kind(reference[name]) if reference is not None and name in reference else None
@@ -128,9 +127,12 @@ def find_violations(
     target: str,
     rules: DataValidationConfig,
     reference: pd.DataFrame | None = None,
+    not_features: Sequence[str] = (),
 ) -> list[Violation]:
-    """Every violation: the schema (pandera), values no model can take, and, when there
-    is a reference, every way the data left what the production model was trained on."""
+    """Every violation: the schema (pandera), values no model can take, text that is
+    really dates or numbers, duplicated rows, a column that gives the label away, and,
+    when there is a reference, every way the data left what the production model was
+    trained on (columns added or removed first)."""
     schema = build_schema(frame, target, rules, reference)
     violations: list[Violation] = []
     try:
@@ -138,9 +140,211 @@ def find_violations(
     except pa.errors.SchemaErrors as exc:
         violations += _to_violations(exc.failure_cases, frame, rules)
     violations += infinite_values(frame)
-    violations += id_like_columns(frame, target, rules)
+    misread = misread_text(frame, target)
+    violations += misread
+    violations += id_like_columns(frame, target, rules, skip={v.column for v in misread})
+    violations += duplicated_rows(frame, rules)
+    violations += leaking_columns(frame, target, rules, not_features)
     if reference is not None:
+        violations += column_changes(frame, reference, target, rules)
         violations += departures_from_reference(frame, reference, target, rules)
+    return violations
+
+
+#: text that is a date or a time: 2015-02-04, 04/02/2015, 2015-02-04 17:51:00, 17:51, ...
+DATE_OR_TIME = (
+    r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
+    r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
+    r"|^\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*$"
+)
+#: a number written with a decimal comma (and maybe dots between thousands): 3,14; 1.234,5
+DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$"
+#: a number as a CSV writes it
+NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+#: share of a text column's values that must match for it to be called dates or numbers
+MOSTLY = 0.9
+
+
+def misread_text(frame: pd.DataFrame, target: str) -> list[Violation]:
+    """Text columns that are really dates or times (a model would learn each day as a
+    category, and know nothing of tomorrow) or numbers with decimal commas."""
+    violations = []
+    for name in frame.columns:
+        if name == target or column_kind(frame[name]) != "categorical":
+            continue
+        values = frame[name].dropna()
+        if values.empty:
+            continue
+        sample = pd.Series(values.unique()[:1000]).astype(str)
+        example = str(sample.iloc[0])
+        if float(sample.str.match(DATE_OR_TIME).mean()) >= MOSTLY:
+            violations.append(
+                Violation(
+                    "date_column",
+                    str(name),
+                    f"values are dates or times (e.g. {example!r}): as text, every day is a "
+                    "category of its own and a new day is one the model never saw; leave the "
+                    "column out (data.drop_columns) or add features derived from it to the "
+                    "file (day of week, month, hour)",
+                )
+            )
+        elif MOSTLY <= (numbers := float(sample.str.match(NUMBER).mean())) < 1:
+            text = sorted(set(sample[~sample.str.match(NUMBER)]))[:5]
+            violations.append(
+                Violation(
+                    "numbers_as_text",
+                    str(name),
+                    f"{numbers:.0%} of distinct values are numbers, the rest text ({text}): "
+                    "read as text, the column would be one category per number; if that text "
+                    "means missing, add it to data.na_values",
+                )
+            )
+        elif float(sample.str.match(DECIMAL_COMMA).mean()) >= MOSTLY:
+            violations.append(
+                Violation(
+                    "decimal_comma",
+                    str(name),
+                    f"numbers written with a decimal comma (e.g. {example!r}) were read as "
+                    "text; write the file with decimal points (pandas: "
+                    "to_csv(decimal='.'))",
+                )
+            )
+    return violations
+
+
+def duplicated_rows(frame: pd.DataFrame, rules: DataValidationConfig) -> list[Violation]:
+    """Rows that repeat an earlier row exactly (a replayed or twice-appended partition):
+    the share, and the largest group of copies."""
+    if frame.empty or rules.max_duplicate_share >= 1:
+        return []
+    repeated = frame.duplicated(keep="first")
+    share = float(repeated.mean())
+    if share <= rules.max_duplicate_share:
+        return []
+    copies = frame[frame.duplicated(keep=False)]
+    groups = copies.groupby(list(frame.columns), dropna=False, sort=False).size()
+    largest = int(groups.max())
+    first = int(np.flatnonzero(frame.duplicated(keep=False))[0])
+    return [
+        Violation(
+            "duplicate_rows",
+            None,
+            f"{share:.1%} of rows ({int(repeated.sum())}) repeat an earlier row exactly "
+            f"(allowed {rules.max_duplicate_share:.0%}); {len(groups)} distinct rows are "
+            f"repeated, the largest {largest} times (first at row {first}): a partition "
+            "read twice?",
+        )
+    ]
+
+
+def column_changes(
+    frame: pd.DataFrame, reference: pd.DataFrame, target: str, rules: DataValidationConfig
+) -> list[Violation]:
+    """Columns the reference did not have, and reference columns that are gone: each must
+    be accepted by name (``validation.accept_column_changes``)."""
+    accepted = set(rules.accept_column_changes)
+    added = [c for c in frame.columns if c not in reference.columns and c not in accepted]
+    removed = [c for c in reference.columns if c not in frame.columns and c not in accepted]
+    hint = "if the change is meant, name it in validation.accept_column_changes"
+    return [
+        *(
+            Violation(
+                "column_added",
+                str(name),
+                f"the reference (the production model's training data) has no such column; {hint}",
+            )
+            for name in added
+        ),
+        *(
+            Violation(
+                "column_removed",
+                str(name),
+                f"the reference (the production model's training data) has it, this data does "
+                f"not{' (the label!)' if name == target else ''}; {hint}",
+            )
+            for name in removed
+            if name != target
+        ),
+    ]
+
+
+#: folds of the one-column models; rows needed before the check means anything
+LEAK_FOLDS, LEAK_MIN_ROWS, LEAK_BINS = 5, 50, 20
+
+
+def single_column_scores(
+    frame: pd.DataFrame, target: str, not_features: Sequence[str] = ()
+) -> dict[str, float]:
+    """For each feature, how well it predicts the label on its own: the balanced accuracy
+    of a one-column model (each value, or each of up to 20 quantile bins of a numeric
+    column, answers its most frequent label), scored out of fold (5 folds, seeded)."""
+    labels, classes = pd.factorize(frame[target].astype(str))
+    n_classes = len(classes)
+    folds = np.random.default_rng(0).permutation(len(frame)) % LEAK_FOLDS
+    fallback = int(np.bincount(labels, minlength=n_classes).argmax())
+    class_rows = np.bincount(labels, minlength=n_classes)
+    scores = {}
+    for name in frame.columns:
+        if name == target or name in not_features:
+            continue
+        values = frame[name]
+        if column_kind(values) == "numeric" and values.nunique() > LEAK_BINS:
+            ranks = values.rank(method="first", pct=True).to_numpy()
+            keys = np.where(np.isnan(ranks), LEAK_BINS + 1, np.floor(ranks * LEAK_BINS)).astype(
+                np.int64
+            )
+        else:
+            keys, _ = pd.factorize(values.astype(str))
+        n_keys = int(keys.max()) + 1
+        correct = np.zeros(n_classes)
+        for fold in range(LEAK_FOLDS):
+            train, held = folds != fold, folds == fold
+            counts = np.bincount(
+                keys[train] * n_classes + labels[train], minlength=n_keys * n_classes
+            ).reshape(n_keys, n_classes)
+            # a value never seen in training answers the most frequent label overall
+            majority = np.where(counts.sum(axis=1) > 0, counts.argmax(axis=1), fallback)
+            hits = majority[keys[held]] == labels[held]
+            correct += np.bincount(labels[held][hits], minlength=n_classes)
+        scores[str(name)] = float(np.mean(correct / np.maximum(class_rows, 1)))
+    return scores
+
+
+def leaking_columns(
+    frame: pd.DataFrame,
+    target: str,
+    rules: DataValidationConfig,
+    not_features: Sequence[str] = (),
+) -> list[Violation]:
+    """A column that predicts the label almost perfectly on its own: the label leaked in
+    (a code derived from it, a column filled in after the outcome), or it is a function
+    of another column. Named with its score beside the next best column's."""
+    if rules.max_single_column_score >= 1 or target not in frame or len(frame) < LEAK_MIN_ROWS:
+        return []
+    if frame[target].isna().any() or frame[target].nunique() < 2:
+        return []  # the schema names the label's own problems
+    scores = single_column_scores(frame, target, not_features)
+    ranked = sorted(scores.items(), key=lambda item: -item[1])
+    violations = []
+    for name, score in ranked:
+        if score < rules.max_single_column_score or name in rules.accept_predictive_columns:
+            continue
+        others = [(n, s) for n, s in ranked if n != name]
+        beside = (
+            f"; the next best column, '{others[0][0]}', scores {others[0][1]:.3f}"
+            if (others)
+            else ""
+        )
+        violations.append(
+            Violation(
+                "label_leak",
+                name,
+                f"predicts '{target}' on its own with balanced accuracy {score:.3f} (out of "
+                f"fold; limit {rules.max_single_column_score}){beside}: a leak of the label, or "
+                "a label that is a function of this column; drop it (data.drop_columns) or, "
+                "if it is a real feature, name it in validation.accept_predictive_columns",
+            )
+        )
     return violations
 
 
@@ -163,14 +367,17 @@ def infinite_values(frame: pd.DataFrame) -> list[Violation]:
 
 
 def id_like_columns(
-    frame: pd.DataFrame, target: str, rules: DataValidationConfig
+    frame: pd.DataFrame,
+    target: str,
+    rules: DataValidationConfig,
+    skip: set[str | None] | None = None,
 ) -> list[Violation]:
     """Identifiers: a model learns nothing from them that holds for the next row."""
     if rules.max_unique_share >= 1 or len(frame) < 20:
         return []
     violations = []
     for name in frame.columns:
-        if name == target:
+        if name == target or (skip and name in skip):
             continue
         values = frame[name].dropna()
         unique_share = values.nunique() / max(len(values), 1)
@@ -326,9 +533,10 @@ def check_dataset(
     target: str,
     rules: DataValidationConfig,
     reference: pd.DataFrame | None = None,
+    not_features: Sequence[str] = (),
 ) -> None:
     """Raise :class:`DataValidationError` listing every violation, or return quietly."""
-    violations = find_violations(frame, target, rules, reference)
+    violations = find_violations(frame, target, rules, reference, not_features)
     if violations:
         raise DataValidationError(violations)
 

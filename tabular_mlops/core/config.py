@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tabular_mlops.core.rollout import RolloutPlan, Strategy
+from tabular_mlops.core.spec import DEFAULT_NA_VALUES, DataContract
 
 #: Metrics the evaluation step computes; all of them are "higher is better",
 #: which is what lets the promotion gate compare them without a direction table.
@@ -142,14 +143,23 @@ class DataSourceConfig(StrictModel):
     #: the text a CSV uses for "missing": exactly these cells are read as missing, nothing
     #: else (pandas' longer default list is off); a numeric column holding any other text
     #: is read as text, and the data gate names it
-    na_values: list[str] = Field(
-        default_factory=lambda: ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "?"]
-    )
+    na_values: list[str] = Field(default_factory=lambda: list(DEFAULT_NA_VALUES))
     #: columns read from the file but left out of training (ids, leaks, free text)
     drop_columns: list[str] = Field(default_factory=list)
     #: columns kept beside the features only to assess the model (e.g. a sensitive
     #: attribute for the fairness gate): in the datasets, never a model input
     assessment_columns: list[str] = Field(default_factory=list)
+    #: what every reader of the model (batch, service, stream, embedded) does with a column
+    #: that is neither a feature nor one of the above: ``ignore`` it, or ``refuse`` the record
+    unknown_columns: Literal["ignore", "refuse"] = "ignore"
+
+    def contract(self) -> DataContract:
+        """How this data is read, recorded on the model version and applied by every reader."""
+        return DataContract(
+            na_values=self.na_values,
+            other_columns=[self.target, *self.drop_columns, *self.assessment_columns],
+            unknown_columns=self.unknown_columns,
+        )
 
     @model_validator(mode="after")
     def _file_source_needs_a_readable_format(self) -> DataSourceConfig:
@@ -202,6 +212,17 @@ class DataValidationConfig(StrictModel):
     #: a categorical feature with at least this share of distinct values is an id
     #: (drop it with ``data.drop_columns``); 1.0 turns the check off
     max_unique_share: float = Field(default=0.95, gt=0, le=1)
+    #: columns added to or removed from the reference's: each one must be named here
+    #: (a column that appears from nowhere is how a label leak arrives)
+    accept_column_changes: list[str] = Field(default_factory=list)
+    #: a single column that predicts the label on its own this well (balanced accuracy of
+    #: its out-of-fold, one-column model) stops the gate: a leak, or a label that is a
+    #: function of another column; 1.0 turns the check off
+    max_single_column_score: float = Field(default=0.99, gt=0, le=1)
+    #: columns known to predict the label that well on their own, and why that is right
+    accept_predictive_columns: list[str] = Field(default_factory=list)
+    #: largest share of rows that repeat an earlier row exactly (a replayed partition)
+    max_duplicate_share: float = Field(default=0.1, ge=0, le=1)
 
 
 class SplitConfig(StrictModel):
@@ -303,6 +324,10 @@ class EvaluationConfig(StrictModel):
     cost: CostConfig = CostConfig()
 
 
+#: the metrics a too-good-to-be-true score is looked for in, by default
+PLAUSIBILITY_CEILING_METRICS: tuple[MetricName, ...] = ("roc_auc", "accuracy")
+
+
 class PromotionConfig(StrictModel):
     """The model gate: absolute floors, and no regression against the champion."""
 
@@ -321,8 +346,17 @@ class PromotionConfig(StrictModel):
     #: beyond the newest; older ones are deleted from ZenML and the MLflow registry,
     #: while their pipeline runs and MLflow runs, the evidence, stay
     keep_unpromoted_versions: int = Field(default=3, ge=0)
+    #: a test score at or above its ceiling is too good to be true (a leak is likelier than
+    #: a perfect model) and stops the gate...
+    plausibility_ceiling: dict[MetricName, float] = Field(
+        default_factory=lambda: dict.fromkeys(PLAUSIBILITY_CEILING_METRICS, 0.999)
+    )
+    #: ...on a test split of at least this many rows (a perfect score on 30 rows is luck)
+    plausibility_min_rows: int = Field(default=100, ge=1)
+    #: why a score above the ceiling is real: the gate then passes, and records the reason
+    accept_implausible: str | None = Field(default=None, min_length=10)
 
-    @field_validator("min_metrics")
+    @field_validator("min_metrics", "plausibility_ceiling")
     @classmethod
     def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
         unknown = sorted(set(value) - set(METRIC_NAMES))

@@ -23,7 +23,7 @@ from tabular_mlops.core.problems import (
     out_of_range,
     unique_keys,
 )
-from tabular_mlops.core.spec import ServingSpec, row_model
+from tabular_mlops.core.spec import ServingSpec, read_row, row_model
 
 if TYPE_CHECKING:
     from tabular_mlops.core.scoring import Scorer
@@ -77,7 +77,8 @@ class EventScorer:
 
     def __init__(self, spec: ServingSpec, scorer: Scorer) -> None:
         self.spec, self.scorer = spec, scorer
-        self._validate_json = TypeAdapter(row_model(spec)).validate_json
+        adapter = TypeAdapter(row_model(spec))
+        self._validate_json, self._validate_python = adapter.validate_json, adapter.validate_python
         self._classes = spec.classes
         self._categorical = [i for i, f in enumerate(spec.features) if f.kind == "categorical"]
         self._key_quotes = 2 * len(spec.features)
@@ -156,23 +157,45 @@ class EventScorer:
         return kept_events, kept_rows, np.array(scored).reshape(len(scored), -1)
 
     def row(self, data: bytes) -> list[Any]:
-        """The event's feature values in the model's order, or :class:`InvalidEventError`
-        naming each problem (the service's rules: strict types, finite numbers, null only
-        where training had it, no unknown field, no key twice)."""
+        """The event's feature values in the model's order, read as the training data was,
+        or :class:`InvalidEventError` naming each problem (the service's rules: strict
+        types, finite numbers, null only where training had it, no key twice; missing
+        markers and columns that are not model inputs as the data contract says)."""
         try:
             values = list(self._validate_json(data).__dict__.values())
         except ValidationError as error:
-            raise InvalidEventError(describe_errors(error)) from None
+            # Validated again from the parsed record, as the service reads it: a missing
+            # marker in a numeric field, a target or assessment-only column under
+            # ``unknown_columns: refuse``, or a real problem to name.
+            return self._read_slowly(data, error)
         # A key given twice is refused, as by the service; pydantic keeps the last. Exact
         # and cheap: every key and string value brings two quotes, escaped quotes more, so
         # only a count above this row's own needs the full parse to tell.
         strings = sum(values[i] is not None for i in self._categorical) if self._categorical else 0
         if data.count(b'"') != self._key_quotes + 2 * strings:
-            try:
-                json.loads(data, object_pairs_hook=unique_keys)
-            except DuplicateKeyError as exc:
-                raise InvalidEventError([Problem(field="(event)", problem=str(exc))]) from None
+            return self._read_slowly(data)
+        if self._categorical:
+            markers = [i for i in self._categorical if self.spec.reading.missing(values[i])]
+            if markers:
+                return self._read_slowly(data)
         return values
+
+    def _read_slowly(self, data: bytes, error: ValidationError | None = None) -> list[Any]:
+        try:
+            record = json.loads(data, object_pairs_hook=unique_keys)
+        except DuplicateKeyError as exc:
+            raise InvalidEventError([Problem(field="(event)", problem=str(exc))]) from None
+        except (ValueError, RecursionError) as exc:
+            problems = (
+                describe_errors(error)
+                if error is not None
+                else [Problem(field="(event)", problem=f"Invalid JSON: {exc}"[:500])]
+            )
+            raise InvalidEventError(problems) from None
+        try:
+            return list(self._validate_python(read_row(record, self.spec)).__dict__.values())
+        except ValidationError as error:
+            raise InvalidEventError(describe_errors(error)) from None
 
     def _dead_letter(self, event: Event, reason: str, problems: list[Problem]) -> dict[str, Any]:
         return {

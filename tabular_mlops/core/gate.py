@@ -22,6 +22,8 @@ class PromotionDecision(BaseModel):
     #: fairness, calibration, robustness, importance and cost of both, same rows
     governance: GovernanceReport | None = None
     champion_governance: GovernanceReport | None = None
+    #: scores above the plausibility ceiling that the config accepted, and its reason
+    accepted_implausible: list[str] = []
 
 
 def judge(
@@ -48,7 +50,9 @@ def judge(
         if candidate_governance is not None
         else []
     )
-    decision = decide(candidate_metrics, champion_metrics, promotion, champion_version, found)
+    decision = decide(
+        candidate_metrics, champion_metrics, promotion, champion_version, found, len(test_set)
+    )
     return decision.model_copy(
         update={"governance": candidate_governance, "champion_governance": champion_governance}
     )
@@ -60,8 +64,19 @@ def decide(
     promotion: PromotionConfig,
     champion_version: str | None = None,
     governance_violations: list[str] | None = None,
+    test_rows: int | None = None,
 ) -> PromotionDecision:
     reasons = []
+    implausible = too_good_to_be_true(candidate, promotion, test_rows)
+    accepted = []
+    if implausible and promotion.accept_implausible:
+        accepted = [f"{text}; accepted: {promotion.accept_implausible}" for text in implausible]
+    else:
+        reasons += [
+            f"{text}: a leak (a column that carries the label) is likelier than a perfect "
+            "model; if the score is real, say why in promotion.accept_implausible"
+            for text in implausible
+        ]
     for name, floor in sorted(promotion.min_metrics.items()):
         value = candidate.get(name)
         if value is None:
@@ -84,7 +99,23 @@ def decide(
         candidate_metrics=candidate,
         champion_metrics=champion,
         champion_version=champion_version,
+        accepted_implausible=accepted,
     )
+
+
+def too_good_to_be_true(
+    metrics: dict[str, float], promotion: PromotionConfig, test_rows: int | None
+) -> list[str]:
+    """Each test score at or above its plausibility ceiling, on a test split large enough
+    for the score to mean something (``promotion.plausibility_min_rows``)."""
+    if test_rows is None or test_rows < promotion.plausibility_min_rows:
+        return []
+    return [
+        f"{name} = {metrics[name]:.4f} on {test_rows} test rows is at or above the "
+        f"plausibility ceiling {ceiling}"
+        for name, ceiling in sorted(promotion.plausibility_ceiling.items())
+        if name in metrics and metrics[name] >= ceiling
+    ]
 
 
 class PromotionOutcome(BaseModel):

@@ -53,11 +53,17 @@ def describe_errors(error: ValidationError, prefix: str = "") -> list[Problem]:
         [
             Problem(
                 field=prefix + (".".join(str(part) for part in item["loc"]) or "(body)"),
-                problem=item["msg"],
+                problem=MISSING
+                if item["input"] is None and item["type"] in ("float_type", "string_type")
+                else item["msg"],
             )
             for item in error.errors(include_url=False)
         ]
     )
+
+
+#: a value missing (null, or a missing marker of ``data.na_values``) where training had none
+MISSING = "missing, never missing in training"
 
 
 def out_of_range(spec: ServingSpec, row: list[Any], prefix: str) -> list[Problem]:

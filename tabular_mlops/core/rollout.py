@@ -43,13 +43,27 @@ class RolloutPlan(BaseModel):
     #: champion's p99 and the absolute budget (a cold first request is not a regression)
     max_latency_ratio: float = Field(default=1.5, ge=1)
     latency_budget_ms: float = Field(default=25.0, gt=0)
-    #: decision: the smallest accuracy (or reward) difference worth detecting
+    #: decision (ab, canary, bandit): one one-sided test, once the planned sample is in,
+    #: of whether the candidate's accuracy (or reward rate) beats the champion's. A
+    #: candidate no better is promoted with probability at most ``significance`` (the
+    #: false-promotion rate); one better by ``min_effect`` with about ``power``
     min_effect: float = Field(default=0.05, gt=0, lt=1)
     significance: float = Field(default=0.05, gt=0, lt=0.5)
     power: float = Field(default=0.8, gt=0.5, lt=1)
-    #: decision: probability the candidate beats the champion needed to promote it
-    #: (bandit, and A/B once the sample is complete and no test is significant)
+    #: the champion's success rate the sample is planned on; null: its test accuracy,
+    #: read when the experiment starts
+    baseline_rate: float | None = Field(default=None, gt=0, lt=1)
+    #: feedback rows per arm the test waits for: fixed when the experiment starts (from
+    #: ``baseline_rate``, ``min_effect``, ``significance`` and ``power``), never recomputed
+    #: from what the arms show on the way
+    sample_size_per_arm: int | None = Field(default=None, ge=1)
+    #: bandit: it stops early, never promoting, once P(candidate beats champion) falls to
+    #: 1 - this (futility); the traffic it sends each arm follows Thompson sampling
     promote_probability: float = Field(default=0.95, gt=0.5, lt=1)
+    #: bandit: the share of requests sent to an arm drawn uniformly at random, whose
+    #: feedback alone the test reads: a test on Thompson-sampled traffic promoted a
+    #: candidate no better 13.7% of the time at significance 0.05 (tests/unit)
+    explore_share: float = Field(default=0.2, gt=0, le=1)
     #: shadow: agreement with the champion needed to promote without feedback
     min_agreement: float = Field(default=0.98, ge=0, le=1)
     #: shadow: requests mirrored before a decision
@@ -111,6 +125,10 @@ class ArmEvidence(BaseModel):
     #: rewards posted for this arm's answers (bandit): count and sum
     rewarded: int = 0
     reward_sum: float = 0.0
+    #: bandit: the feedback on the requests sent to this arm at random (the exploration
+    #: share): rows and successes, what the bandit's test reads
+    randomized: int = 0
+    randomized_successes: float = 0.0
 
     @property
     def error_rate(self) -> float:
@@ -134,6 +152,8 @@ class Evidence(BaseModel):
     #: what the router did on its own (e.g. a canary pulled back by a guardrail)
     router_state: str = "running"
     router_reason: str = ""
+    #: the plan the experiment started with (its sample size fixed then): what decides it
+    plan: RolloutPlan | None = None
 
 
 Action = Literal["promote", "rollback", "continue"]
@@ -145,14 +165,23 @@ class RolloutDecision(BaseModel):
     figures: dict[str, float] = Field(default_factory=dict)
 
 
+#: the baseline a plan without ``baseline_rate`` or a champion's accuracy is planned on
+DEFAULT_BASELINE = 0.9
+#: rows each arm needs before a bandit may stop for futility
+MIN_FUTILITY_ROWS = 30
+
+
 def sample_size(baseline: float, min_effect: float, significance: float, power: float) -> int:
-    """Rows per arm for a two-sided two-proportion test to detect ``min_effect``."""
+    """Rows per arm for a one-sided two-proportion test at ``significance`` to detect, with
+    ``power``, a candidate better than ``baseline`` by ``min_effect`` (or, above 1, a
+    difference of ``min_effect`` just below it, the same variance)."""
     from statistics import NormalDist
 
     normal = NormalDist()
     p1 = min(max(baseline, 0.01), 0.99)
-    p2 = min(max(p1 - min_effect, 0.001), 0.999) if p1 > 0.5 else min(p1 + min_effect, 0.999)
-    z_alpha, z_beta = normal.inv_cdf(1 - significance / 2), normal.inv_cdf(power)
+    p2 = p1 + min_effect if p1 + min_effect < 1 else p1 - min_effect
+    p2 = min(max(p2, 0.001), 0.999)
+    z_alpha, z_beta = normal.inv_cdf(1 - significance), normal.inv_cdf(power)
     mean = (p1 + p2) / 2
     numerator = (
         z_alpha * math.sqrt(2 * mean * (1 - mean))
@@ -161,8 +190,18 @@ def sample_size(baseline: float, min_effect: float, significance: float, power: 
     return math.ceil(numerator / (p1 - p2) ** 2)
 
 
-def two_proportion_p_value(s1: float, n1: int, s2: float, n2: int) -> float:
-    """Two-sided p-value that two success rates are equal (pooled z-test)."""
+def planned(plan: RolloutPlan, champion_accuracy: float | None) -> RolloutPlan:
+    """The plan with its sample size fixed, as an experiment starts: on ``baseline_rate``,
+    else the champion's test accuracy, else ``DEFAULT_BASELINE``."""
+    if plan.sample_size_per_arm is not None:
+        return plan
+    baseline = plan.baseline_rate or champion_accuracy or DEFAULT_BASELINE
+    size = sample_size(baseline, plan.min_effect, plan.significance, plan.power)
+    return plan.model_copy(update={"baseline_rate": baseline, "sample_size_per_arm": size})
+
+
+def one_sided_p_value(s1: float, n1: int, s2: float, n2: int) -> float:
+    """P-value that the second rate is no better than the first (pooled z-test, one-sided)."""
     from statistics import NormalDist
 
     if not n1 or not n2:
@@ -172,30 +211,35 @@ def two_proportion_p_value(s1: float, n1: int, s2: float, n2: int) -> float:
     if spread == 0:
         return 1.0
     z = (s2 / n2 - s1 / n1) / spread
-    return 2 * (1 - NormalDist().cdf(abs(z)))
+    return 1 - NormalDist().cdf(z)
 
 
-def probability_to_beat(
-    champion: tuple[float, float], candidate: tuple[float, float], draws: int = 20_000
-) -> float:
-    """P(candidate's rate > champion's) under Beta(1 + s, 1 + f) posteriors (Monte Carlo,
-    fixed seed so a decision is reproducible)."""
-    rng = random.Random(0)
-    wins = sum(
-        rng.betavariate(1 + candidate[0], 1 + candidate[1])
-        > rng.betavariate(1 + champion[0], 1 + champion[1])
-        for _ in range(draws)
-    )
-    return wins / draws
+def probability_to_beat(champion: tuple[float, float], candidate: tuple[float, float]) -> float:
+    """P(candidate's rate > champion's) under Beta(1 + s, 1 + f) posteriors: the integral of
+    the candidate's density times the champion's distribution function, on a fine grid
+    (deterministic, and fast enough to call at every look: about 0.3 ms)."""
+    import numpy as np
+    from scipy.stats import beta
+
+    posterior = beta(1 + candidate[0], 1 + candidate[1])
+    # where the candidate's posterior has its mass, however narrow
+    low, high = posterior.ppf([1e-9, 1 - 1e-9])
+    grid = np.linspace(float(low), float(high), 801)
+    density = posterior.pdf(grid)
+    below = beta.cdf(grid, 1 + champion[0], 1 + champion[1])
+    weights = density * below
+    return float(np.clip(np.trapezoid(weights, grid), 0.0, 1.0))
 
 
 def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
     """Promote, roll back or continue, by the plan's rules, with the figures behind it.
 
     Guardrails first (the router's own verdict, errors, latency), then the
-    experiment: agreement for shadow, a two-proportion test on accuracy for A/B
-    and canary once each arm has the planned sample, the probability to beat the
-    champion for the bandit."""
+    experiment: agreement for shadow; for A/B and canary one one-sided
+    two-proportion test once each arm has the sample planned when the experiment
+    started, no sooner (so the false-promotion rate is ``significance``, whatever
+    the number of looks); for the bandit the same test on the requests it sent to
+    an arm at random (``explore_share``), or an early rollback when it is futile."""
     champion, candidate = evidence.champion, evidence.candidate
 
     figures = {
@@ -230,6 +274,8 @@ def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
             return verdict(
                 "continue", f"{evidence.compared} of {plan.shadow_requests} mirrored requests"
             )
+        if agreement >= plan.min_agreement and candidate.p99_ms is None:
+            return verdict("continue", "agrees, but no latency of its own measured yet")
         if agreement >= plan.min_agreement:
             return verdict(
                 "promote",
@@ -243,39 +289,57 @@ def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
     s_champion, f_champion = champion.successes
     s_candidate, f_candidate = candidate.successes
     n_champion, n_candidate = int(s_champion + f_champion), int(s_candidate + f_candidate)
-    beat = probability_to_beat((s_champion, f_champion), (s_candidate, f_candidate))
+    needed = plan.sample_size_per_arm or planned(plan, None).sample_size_per_arm or 0
     figures.update(
         champion_rate=s_champion / n_champion if n_champion else 0.0,
         candidate_rate=s_candidate / n_candidate if n_candidate else 0.0,
         champion_feedback=float(n_champion),
         candidate_feedback=float(n_candidate),
-        probability_to_beat=beat,
+        sample_size_per_arm=float(needed),
     )
-    baseline = figures["champion_rate"] or 0.9
-    needed = sample_size(baseline, plan.min_effect, plan.significance, plan.power)
-    figures["sample_size_per_arm"] = float(needed)
+
+    def beat() -> float:  # a figure (and the bandit's futility rule): computed when wanted
+        if "probability_to_beat" not in figures:
+            figures["probability_to_beat"] = probability_to_beat(
+                (s_champion, f_champion), (s_candidate, f_candidate)
+            )
+        return figures["probability_to_beat"]
+
     if evidence.strategy == "bandit":
-        if beat >= plan.promote_probability and n_candidate >= 30:
-            return verdict("promote", f"P(candidate beats champion) = {beat:.3f}")
-        if beat <= 1 - plan.promote_probability and n_champion >= 30:
-            return verdict("rollback", f"P(candidate beats champion) = {beat:.3f}")
-        return verdict("continue", f"P(beats) = {beat:.3f}, not yet decisive")
-    if min(n_champion, n_candidate) < needed:
-        return verdict(
-            "continue",
-            f"feedback on {n_champion} / {n_candidate} rows of the {needed} per arm "
-            f"needed to detect a {plan.min_effect:.0%} difference",
+        if beat() <= 1 - plan.promote_probability and min(n_champion, n_candidate) >= (
+            MIN_FUTILITY_ROWS
+        ):
+            return verdict("rollback", f"P(candidate beats champion) = {beat():.3f}: futile")
+        # the test reads only the requests sent to an arm at random
+        s_champion, n_champion = champion.randomized_successes, champion.randomized
+        s_candidate, n_candidate = candidate.randomized_successes, candidate.randomized
+        figures.update(
+            champion_rate=s_champion / n_champion if n_champion else 0.0,
+            candidate_rate=s_candidate / n_candidate if n_candidate else 0.0,
+            champion_randomized=float(n_champion),
+            candidate_randomized=float(n_candidate),
         )
-    p_value = two_proportion_p_value(s_champion, n_champion, s_candidate, n_candidate)
+        complete = min(n_champion, n_candidate) >= needed
+        waiting = (
+            f"feedback on {n_champion} / {n_candidate} randomly assigned rows of the {needed} "
+            f"per arm planned to detect a {plan.min_effect:.0%} improvement"
+        )
+    else:
+        complete = min(n_champion, n_candidate) >= needed
+        waiting = (
+            f"feedback on {n_champion} / {n_candidate} rows of the {needed} per arm planned "
+            f"to detect a {plan.min_effect:.0%} improvement"
+        )
+    if not complete:
+        return verdict("continue", waiting)
+    beat()
+    p_value = one_sided_p_value(s_champion, n_champion, s_candidate, n_candidate)
     figures["p_value"] = p_value
-    better = figures["candidate_rate"] > figures["champion_rate"]
+    rates = f"candidate {figures['candidate_rate']:.3f} vs champion {figures['champion_rate']:.3f}"
     if p_value < plan.significance:
-        return verdict(
-            "promote" if better else "rollback",
-            f"candidate {figures['candidate_rate']:.3f} vs champion "
-            f"{figures['champion_rate']:.3f}, p = {p_value:.4f}",
-        )
+        return verdict("promote", f"{rates}, p = {p_value:.4f} (one-sided)")
     return verdict(
-        "promote" if beat >= plan.promote_probability else "rollback",
-        f"no significant difference (p = {p_value:.3f}); P(beats) = {beat:.3f}",
+        "rollback",
+        f"{rates}, p = {p_value:.3f} (one-sided, needs < {plan.significance:g}): no "
+        "significant improvement at the planned sample; the champion stays",
     )

@@ -26,6 +26,30 @@ class FeatureSpec(BaseModel):
     maximum: float | None = None
 
 
+#: what a CSV cell read as "missing" when nothing else says (``data.na_values``' default)
+DEFAULT_NA_VALUES = ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "?"]
+
+
+class DataContract(BaseModel):
+    """How the model's training data was read, recorded on the model version and shipped
+    with the model: every reader (batch, service, stream, embedded) applies it, so the
+    same raw value means the same thing everywhere.
+
+    - a text value equal to one of ``na_values`` is missing, in any column;
+    - ``other_columns`` (the target, dropped and assessment-only columns) are never
+      model inputs: a record that carries them is read without them;
+    - any other column the model does not know is ignored or refused, by ``unknown_columns``.
+    """
+
+    na_values: list[str] = Field(default_factory=lambda: list(DEFAULT_NA_VALUES))
+    other_columns: list[str] = Field(default_factory=list)
+    unknown_columns: Literal["ignore", "refuse"] = "ignore"
+
+    def missing(self, value: object) -> bool:
+        """Whether a raw value is a missing marker (a text value in ``na_values``)."""
+        return isinstance(value, str) and value in self.na_values
+
+
 class ServingSpec(BaseModel):
     model_name: str
     model_version: str
@@ -37,6 +61,8 @@ class ServingSpec(BaseModel):
     #: None: the most probable class
     positive_label: str | None = None
     decision_threshold: float | None = None
+    #: how the training data was read: every reader of this model reads the same way
+    reading: DataContract = Field(default_factory=DataContract)
 
     def label_indexes(self, probabilities: np.ndarray) -> np.ndarray:
         """The class each row of probabilities is answered with, by the model's own rule:
@@ -55,6 +81,7 @@ class ServingSpec(BaseModel):
         classes: list[Any],
         positive_label: str | None = None,
         decision_threshold: float | None = None,
+        reading: DataContract | None = None,
     ) -> ServingSpec:
         # here, not at the top: the service imports this module without pandas
         from tabular_mlops.core.columns import column_kind
@@ -82,6 +109,7 @@ class ServingSpec(BaseModel):
             classes=[str(c) for c in classes],
             positive_label=positive_label,
             decision_threshold=decision_threshold,
+            reading=reading or DataContract(other_columns=[target]),
         )
 
 
@@ -104,13 +132,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class _StrictIgnoringUnknown(_Strict):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
 def row_model(spec: ServingSpec) -> type[BaseModel]:
     """The pydantic model of one row, ``{feature: value, ...}``: what a request's rows and a
-    stream's events are validated against.
+    stream's events are validated against (after :func:`read_row`).
 
     Fields carry the feature names as aliases (names like "mean radius" are not
-    identifiers); numbers must be finite; null only where training data had it.
+    identifiers); numbers must be finite; null only where training data had it. Columns
+    that are not features are ignored or refused as the data contract says.
     """
+    base = _StrictIgnoringUnknown if spec.reading.unknown_columns == "ignore" else _Strict
     fields: dict[str, Any] = {}
     for index, feature in enumerate(spec.features):
         python_type: Any = float if feature.kind == "numeric" else str
@@ -122,7 +156,22 @@ def row_model(spec: ServingSpec) -> type[BaseModel]:
             if feature.kind == "numeric"
             else Field(..., alias=feature.name),
         )
-    return create_model("Row", __base__=_Strict, **fields)
+    return create_model("Row", __base__=base, **fields)
+
+
+def read_row(row: Any, spec: ServingSpec) -> Any:
+    """A raw record as the training data was read: missing markers as None, and the
+    target, dropped and assessment-only columns left out. Anything but a dict is
+    returned as it is, for validation to name."""
+    if not isinstance(row, dict):
+        return row
+    contract = spec.reading
+    other = contract.other_columns
+    return {
+        key: None if contract.missing(value) else value
+        for key, value in row.items()
+        if key not in other
+    }
 
 
 def request_model(spec: ServingSpec, max_rows: int) -> type[BaseModel]:

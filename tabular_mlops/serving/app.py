@@ -47,6 +47,7 @@ from tabular_mlops.core.spec import (
     SOURCE_TOKEN_HEADER,
     ServingSettings,
     ServingSpec,
+    read_row,
     request_model,
 )
 from tabular_mlops.serving.inference_log import InferenceLogWriter, InferenceRecord
@@ -124,9 +125,10 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
     return Response(json.dumps(payload), status_code=status, media_type="application/json")
 
 
-def parse_body(body: bytes, max_rows: int, validate: Any) -> Any:
+def parse_body(body: bytes, max_rows: int, validate: Any, spec: ServingSpec) -> Any:
     """The validated request, or :class:`RefusedRequestError`: JSON first (duplicate keys
-    refused), then the row count, and only then each row."""
+    refused), then the row count, and only then each row, read as the training data was
+    (missing markers, columns that are not model inputs: :func:`read_row`)."""
     try:
         document = json.loads(body, object_pairs_hook=unique_keys)
     except DuplicateKeyError as exc:
@@ -151,6 +153,8 @@ def parse_body(body: bytes, max_rows: int, validate: Any) -> Any:
             [Problem(field="rows", problem=f"List should have at most {max_rows} items, "
                      f"not {len(rows)}")],
         )  # fmt: skip
+    if isinstance(rows, list):
+        document["rows"] = [read_row(row, spec) for row in rows]
     try:
         return validate(document)
     except ValidationError as error:
@@ -159,7 +163,7 @@ def parse_body(body: bytes, max_rows: int, validate: Any) -> Any:
 
 def rows_of(parsed: Any) -> list[list[Any]]:
     """A validated request's rows as lists of values, in the features' order."""
-    return [list(row.__dict__.values()) for row in parsed.rows]
+    return [list(row.__dict__.values()) for row in parsed.rows]  # features only: see row_model
 
 
 def unscorable(spec: ServingSpec, rows: list[list[Any]], bad: list[int]) -> list[Problem]:
@@ -285,7 +289,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             if len(body) > max_bytes:
                 return _too_large(max_bytes, max_rows)
             source = request_source(request, settings.source_token)
-            rows = rows_of(parse_body(body, max_rows, validate))
+            rows = rows_of(parse_body(body, max_rows, validate, spec))
             predictions = answers(model.predict_proba(rows), rows)
         except RefusedRequestError as problem:
             PREDICTIONS.labels(version, "invalid" if problem.status != 422 else "unscorable").inc()
@@ -323,30 +327,26 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             return RefusedRequestError(400, "invalid request", describe_errors(error)).answer()
         except RefusedRequestError as problem:
             return problem.answer()
-        parsed: list[list[list[Any]] | RefusedRequestError] = []
+        # Each mirrored request is validated and scored on its own and timed, so the
+        # shadow's latency is evidence per request, guarded as a canary's is (one matrix
+        # for the batch was cheaper, but no request's time could be told from it).
+        results = []
         for item in batch.requests:
+            started = time.perf_counter()
             try:
-                parsed.append(rows_of(parse_body(item.body.encode(), max_rows, validate)))
-            except RefusedRequestError as problem:
-                parsed.append(problem)
-        scored = [rows for rows in parsed if not isinstance(rows, RefusedRequestError)]
-        every_row = [row for rows in scored for row in rows]
-        probabilities = model.predict_proba(every_row) if every_row else np.empty((0, 0))
-        results, offset = [], 0
-        for item, rows in zip(batch.requests, parsed, strict=True):
-            try:
-                if isinstance(rows, RefusedRequestError):
-                    raise rows
-                offset += len(rows)
-                predictions = answers(probabilities[offset - len(rows) : offset], rows)
+                rows = rows_of(parse_body(item.body.encode(), max_rows, validate, spec))
+                predictions = answers(model.predict_proba(rows), rows)
             except RefusedRequestError as problem:
                 outcome = "invalid" if problem.status != 422 else "unscorable"
                 PREDICTIONS.labels(version, outcome).inc()
                 results.append({"request_id": item.request_id, "status": problem.status})
-            else:
-                log_answers(item.request_id, rows, predictions, "shadow")
-                labels = [answer["label"] for answer in predictions]
-                results.append({"request_id": item.request_id, "status": 200, "labels": labels})
+                continue
+            ms = (time.perf_counter() - started) * 1000
+            log_answers(item.request_id, rows, predictions, "shadow")
+            labels = [answer["label"] for answer in predictions]
+            results.append(
+                {"request_id": item.request_id, "status": 200, "labels": labels, "ms": ms}
+            )
         return _json(200, {"model_version": version, "answers": results})
 
     def answers(probabilities: np.ndarray, rows: list[list[Any]]) -> list[dict[str, Any]]:

@@ -50,7 +50,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
@@ -162,6 +162,19 @@ class _Pool:
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
         )
         self.in_flight = 0
+
+
+class Sent(NamedTuple):
+    """What forwarding one request came to."""
+
+    answer: Answer
+    #: whose answer it is (None: nobody answered)
+    pool: _Pool | None
+    #: the answering attempt's own time
+    ms: float
+    #: pools that refused or reset the request before it (their time: ``failed_ms``)
+    failed: list[_Pool]
+    failed_ms: float
 
 
 class _Arm:
@@ -350,25 +363,28 @@ class Router:
         }
 
     # --- the plan, request by request -----------------------------------------------
-    def _choose(self, headers: dict[str, str], request_id: str) -> tuple[int, int | None]:
-        """(the arm that answers, the arm that shadows it)."""
+    def _choose(self, headers: dict[str, str], request_id: str) -> tuple[int, int | None, bool]:
+        """(the arm that answers, the arm that shadows it, whether the arm was drawn
+        uniformly at random: the bandit's exploration, the only traffic its test reads)."""
         strategy = self.strategy
         if strategy == "replace":
-            return 0, None
+            return 0, None, False
         if strategy == "shadow":
             share = self.routes.plan.shadow_share  # type: ignore[union-attr]
-            return 0, (1 if self.random.random() < share else None)
+            return 0, (1 if self.random.random() < share else None), False
         if self.state == "rolled_back":
-            return 0, None
+            return 0, None, False
         plan = self.routes.plan  # type: ignore[union-attr]
         if strategy == "canary":
-            return (1 if self.random.random() < plan.canary_steps[self.step] else 0), None
+            return (1 if self.random.random() < plan.canary_steps[self.step] else 0), None, False
         if strategy == "ab":
             key = headers.get(plan.sticky_header) or request_id
             experiment = self.routes.experiment  # type: ignore[union-attr]
-            return (1 if sticky_bucket(key, experiment) < plan.ab_split else 0), None
+            return (1 if sticky_bucket(key, experiment) < plan.ab_split else 0), None, False
+        if self.random.random() < plan.explore_share:
+            return self.random.randrange(len(self.arms)), None, True
         successes, failures = zip(*(arm.successes() for arm in self.arms), strict=True)
-        return thompson_choice(successes, failures, self.random), None
+        return thompson_choice(successes, failures, self.random), None, False
 
     def _guard(self) -> None:
         """Pull the candidate back when it errs or is slow; step a healthy canary up."""
@@ -419,15 +435,24 @@ class Router:
             )  # fmt: skip
 
     def _record(self, role: str, arm: _Arm, request_id: str, status: int, latency_ms: float,
-                labels: list[str] | None) -> None:  # fmt: skip
+                labels: list[str] | None, **marks: Any) -> None:  # fmt: skip
+        """One line of evidence. ``role``: ``answered`` (this version's answer went back),
+        ``failed`` (the version chosen did not answer: refused or reset; the champion's
+        retry answered, marked ``retry_of``), or ``shadow``."""
         if self.routing_log is not None:
             self.routing_log.append(
                 json.dumps({"timestamp": datetime.now(UTC).isoformat(), "role": role,
                             "request_id": request_id, "version": arm.version, "status": status,
                             "latency_ms": round(latency_ms, 3), "labels": labels,
                             "experiment": self.routes.experiment,  # type: ignore[union-attr]
-                            "strategy": self.strategy})
+                            "strategy": self.strategy, **marks})
             )  # fmt: skip
+
+    def _arm_of(self, pool: _Pool | None) -> tuple[int, _Arm] | None:
+        for index, arm in enumerate(self.arms):
+            if arm.pool is pool:
+                return index, arm
+        return None
 
     # --- ASGI ---------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -528,26 +553,43 @@ class Router:
         if not self.arms:
             return _json(503, {"error": "the model service is not answering; try again shortly"})
         if self.strategy == "replace" or scope["path"] != "/predict":
-            return await self._send(self.arms[0], scope["method"], path, body, headers)
+            return (await self._send(self.arms[0], scope["method"], path, body, headers)).answer
         request_id = headers.setdefault("x-request-id", uuid.uuid4().hex)
-        chosen, mirror = self._choose(headers, request_id)
-        arm = self.arms[chosen]
-        started = time.perf_counter()
-        answer = await self._send(arm, scope["method"], path, body, headers)
-        latency = (time.perf_counter() - started) * 1000
+        chosen, mirror, explore = self._choose(headers, request_id)
+        sent = await self._send(self.arms[chosen], scope["method"], path, body, headers)
+        answer = sent.answer
+        # Every attempt is booked to the version that made it: a chosen version that
+        # refused or reset the request erred, even when the champion's retry saved the
+        # client, and the retry's answer is the champion's (its latency, its labels).
+        for failed in sent.failed:
+            found = self._arm_of(failed) if failed is not sent.pool else None
+            if found is not None:
+                found[1].requests += 1
+                found[1].errors += 1
+                self._record("failed", found[1], request_id, 503, sent.failed_ms, None)
+        found = self._arm_of(sent.pool)
+        if found is None:  # nobody answered, or the routes changed meanwhile
+            self._guard()
+            return answer
+        index, arm = found
         # labels only where something reads them: the bandit's rewards by label, and a
         # shadow's agreement (the analysis joins feedback to the inference logs instead)
         wanted = mirror is not None or self.strategy == "bandit"
         labels = _labels(answer[2]) if wanted and answer[0] == 200 else None
         arm.requests += 1
         arm.errors += answer[0] >= 500
-        arm.latencies_ms.append(latency)
-        if chosen == 1:
+        arm.latencies_ms.append(sent.ms)
+        if index == 1:
             self.at_step += 1
-        self.remembered[request_id] = (chosen, labels)
+        self.remembered[request_id] = (index, labels)
         if len(self.remembered) > REMEMBERED:
             self.remembered.popitem(last=False)
-        self._record("answered", arm, request_id, answer[0], latency, labels)
+        marks: dict[str, Any] = {}
+        if sent.pool is not self.arms[chosen].pool:
+            marks["retry_of"] = self.arms[chosen].version
+        elif explore:
+            marks["explore"] = True
+        self._record("answered", arm, request_id, answer[0], sent.ms, labels, **marks)
         if mirror is not None and answer[0] == 200:
             self._mirror(request_id, body, labels)
         self._guard()
@@ -594,9 +636,9 @@ class Router:
         experiment = self.routes.experiment if self.routes else ""
         started = time.perf_counter()
         try:
-            status, _, answer = await self._send(
-                arm, "POST", SHADOW_PATH, body, headers, retry=False
-            )
+            status, _, answer = (
+                await self._send(arm, "POST", SHADOW_PATH, body, headers, retry=False)
+            ).answer
         finally:
             self.shadow_batches_in_flight -= 1
         latency = (time.perf_counter() - started) * 1000
@@ -618,17 +660,28 @@ class Router:
             if labels is not None and answered is not None:
                 self.compared += 1
                 self.agreed += labels == answered
-            # a batch's time, not a request's: logged, but no latency evidence (see
-            # adapters/rollout_evidence.py), and kept out of the arm's percentiles
-            self._record("shadow", arm, request_id, item_status, latency, labels)
+            # the service's own time for this request (validated and scored alone): the
+            # shadow's latency evidence; the batch's round trip is logged beside it
+            own = result.get("ms")
+            if isinstance(own, (int, float)):
+                arm.latencies_ms.append(float(own))
+            self._record("shadow", arm, request_id, item_status, latency, labels,
+                         **({"service_ms": round(float(own), 3)} if isinstance(own, (int, float))
+                            else {}))  # fmt: skip
 
     async def _send(self, arm: _Arm, method: str, path: str, body: bytes,
-                    headers: dict[str, str], retry: bool = True) -> Answer:  # fmt: skip
+                    headers: dict[str, str], retry: bool = True) -> Sent:  # fmt: skip
+        """The answer, the pool that gave it (a 502 for a timeout or a broken answer is
+        that pool's too) and the pools that did not answer at all before it."""
         import aiohttp
 
         pool = arm.pool
-        for attempt in (1, 2):
+        failed: list[_Pool] = []
+        failed_ms = 0.0
+        again = fell_back = False
+        while True:
             pool.in_flight += 1
+            started = time.perf_counter()
             try:
                 async with pool.session.request(
                     method, path, data=body or None, headers=headers
@@ -640,22 +693,35 @@ class Router:
                         for k, v in response.headers.items()
                         if k.lower() not in HOP_BY_HOP
                     ]
-                    return response.status, kept, answer
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-                # nothing came back: the request did not reach a model, so trying the
-                # champion the routes name now cannot answer it twice
-                logger.warning("attempt %s: %s did not answer: %s", attempt, pool.upstream.url, exc)
+                    ms = (time.perf_counter() - started) * 1000
+                    return Sent((response.status, kept, answer), pool, ms, failed, failed_ms)
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+                # refused, reset or disconnected: no answer came back, so the client gets
+                # the champion's (a version that died mid-request may have logged its
+                # own; the evidence books that attempt to it as a failure)
+                logger.warning("%s did not answer: %s", pool.upstream.url, exc)
+                if pool not in failed:
+                    failed.append(pool)
+                failed_ms = (time.perf_counter() - started) * 1000
+                disconnected = isinstance(exc, aiohttp.ServerDisconnectedError)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                return _json(
+                ms = (time.perf_counter() - started) * 1000
+                broken = _json(
                     502, {"error": "the model service failed to answer", "detail": str(exc)}
                 )
+                return Sent(broken, pool, ms, failed, failed_ms)
             finally:
                 pool.in_flight -= 1
                 self._close_if_idle(pool)
-            if not retry or not self.arms:
+            if disconnected and not again:  # a keep-alive connection the server had closed
+                again = True
+                continue
+            if not retry or not self.arms or fell_back:
                 break
-            pool = self.arms[0].pool
-        return _json(503, {"error": "the model service is not answering; try again shortly"})
+            # the champion the routes name now (after a release, the new version)
+            pool, fell_back = self.arms[0].pool, True
+        unanswered = _json(503, {"error": "the model service is not answering; try again shortly"})
+        return Sent(unanswered, None, 0.0, failed, failed_ms)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -225,3 +225,73 @@ def test_a_bandit_shifts_traffic_toward_the_better_arm(service, traffic):
     if "continue" in decided.output:
         rollout(service, "--abort")
     assert production_version() == champion
+
+
+def test_a_killed_canary_is_pulled_back_by_its_own_errors_and_no_client_sees_one(service, traffic):
+    """``kill -9`` of the candidate mid-canary: the router retries its requests on the
+    champion (clients see no failure) and books each refused attempt to the candidate,
+    so the error guardrail pulls it back at once, whatever the latencies."""
+    import psutil
+
+    from tabular_mlops.adapters.net import wait_until
+    from tabular_mlops.adapters.rollout_evidence import read_lines
+
+    champion = production_version()
+    train("0.5", "staging")
+    deploy(service, "--set", "stage=staging", "--strategy", "canary",
+           "--set", "parameters.serving.rollout.latency_budget_ms=100000")  # fmt: skip
+    experiment = target(service).rollout(MODEL)
+    candidate = experiment.candidate
+    body = json.dumps({"rows": json.loads(traffic(1, 9).drop(columns=["target"])
+                                          .to_json(orient="records"))})  # fmt: skip
+    with SteadyClient(f"{url(service)}/predict", body, threads=2) as steady:
+        time.sleep(1.0)
+        root = psutil.Process(candidate.runs_as.pid)
+        for process in [*root.children(recursive=True), root]:
+            process.kill()
+        wait_until(lambda: target(service).router_view(MODEL)["state"] == "rolled_back", 30)
+        time.sleep(0.5)
+    assert steady.failed == {}, steady.outcomes
+    view = target(service).router_view(MODEL)
+    assert "error rate" in view["reason"], view
+    settle()
+    evidence = read_lines(target(service).evidence_dir(MODEL), "routing", experiment.experiment)
+    failed = [r for r in evidence if r.get("role") == "failed"]
+    assert failed and {r["version"] for r in failed} == {candidate.model_version}
+    retried = [r for r in evidence if r.get("retry_of") == candidate.model_version]
+    assert retried and {r["version"] for r in retried} == {champion}
+    assert all(r["status"] == 200 for r in retried)
+    decided = rollout(service)
+    assert "rollback: version" in decided.output, decided.output
+    assert production_version() == champion
+
+
+def test_a_version_keeps_every_decision_and_a_rolled_back_one_cannot_be_served_by_stage(
+    service, traffic
+):
+    """Two experiments of one version: both decisions stay on it (ZenML metadata and
+    MLflow tags), and after a rollback it has left staging."""
+    from mlflow import MlflowClient
+    from zenml.client import Client
+
+    champion = production_version()
+    train("0.5", "staging")
+    candidate = str(Client().get_model_version(MODEL, "staging").number)
+    deploy(service, "--set", "stage=staging", "--strategy", "ab")
+    rollout(service, "--abort")
+    assert Client().get_model_version(MODEL, int(candidate)).stage == "archived"
+    refused = invoke("deploy", *serving_args(service), "--set", "stage=staging")
+    assert refused.exit_code != 0 and "staging" in refused.output, refused.output
+    deploy(service, "--version", candidate, "--strategy", "ab")  # again, on purpose
+    rollout(service, "--abort")
+    version = Client().get_model_version(MODEL, int(candidate))
+    history = version.run_metadata["rollout_history"]
+    assert [h["decision"] for h in history] == ["rollback", "rollback"]
+    assert len({h["experiment"] for h in history}) == 2
+    assert version.stage == "archived"
+    registry_version = str(version.run_metadata["registry_version"])
+    tracking = Client().active_stack.experiment_tracker.get_tracking_uri()
+    tags = MlflowClient(tracking_uri=tracking).get_model_version(MODEL, registry_version).tags
+    assert json.loads(tags["rollout_2"])["decision"] == "rollback"
+    assert tags["rollout_decision"] == "rollback" and tags["stage"] == "archived"
+    assert production_version() == champion

@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tabular_mlops.adapters.sources import load_dataset
@@ -243,7 +244,23 @@ def _breast_cancer_frame():
     [
         (
             lambda f: f.drop(columns=["mean radius"]),
-            "[required_column] column 'mean radius': missing from the data",
+            "[column_removed] column 'mean radius': the reference (the production model's "
+            "training data) has it, this data does not",
+        ),
+        (
+            lambda f: f.assign(diagnosis_code=(f["target"] == "malignant").astype(int)),
+            "[label_leak] column 'diagnosis_code': predicts 'target' on its own with balanced "
+            "accuracy 1.000 (out of fold; limit 0.99)",
+        ),
+        (
+            lambda f: pd.concat([f, f.head(100), f.head(100)], ignore_index=True),
+            "[duplicate_rows] dataset: 26.0% of rows (200) repeat an earlier row exactly",
+        ),
+        (
+            lambda f: f.assign(
+                visit=pd.date_range("2024-01-01", periods=len(f), freq="D").strftime("%Y-%m-%d")
+            ),
+            "[date_column] column 'visit': values are dates or times (e.g. '2024-01-01')",
         ),
         (
             lambda f: f.assign(**{"worst area": np.nan}),
@@ -276,6 +293,9 @@ def _breast_cancer_frame():
     ],
     ids=[
         "missing-column",
+        "label-leak",
+        "replayed-rows",
+        "date-as-text",
         "all-null-column",
         "wrong-label-type",
         "unit-change",
@@ -303,6 +323,27 @@ def test_bad_data_fails_the_gate_and_leaves_production(first_run, tmp_path, corr
     run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
     assert run.steps["validate_data"].status.value == "failed"
     assert "train_model" not in run.steps or run.steps["train_model"].status.value != "completed"
+
+
+def test_a_leak_let_through_the_data_gate_is_stopped_as_too_good_to_be_true(first_run, tmp_path):
+    frame = _breast_cancer_frame()
+    leaked = frame.assign(diagnosis_code=(frame["target"] == "malignant").astype(int))
+    path = write_csv(pd.concat([leaked] * 2, ignore_index=True), tmp_path / "leaked.csv")
+    result = invoke(
+        "train",
+        "--set", f"model.name={MODEL}",
+        "--set", "parameters.data.source=file",
+        "--set", f"parameters.data.path={path}",
+        "--set", "parameters.validation.accept_column_changes=[diagnosis_code]",
+        "--set", "parameters.validation.accept_predictive_columns=[diagnosis_code]",
+        "--set", "parameters.validation.max_duplicate_share=1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "not promoted: accuracy = 1.0000 on 285 test rows is at or above the plausibility "
+        "ceiling 0.999: a leak (a column that carries the label) is likelier" in result.output
+    )
+    assert production_version() == "1"
 
 
 def test_accepted_drift_passes_the_gate_and_is_recorded(first_run, tmp_path):

@@ -146,3 +146,37 @@ def test_the_scorer_names_a_bad_row_and_refuses_a_tampered_file(tmp_path):
         cwd=PROJECT_ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert cli.returncode == 2 and "feature 'monthly_charges' is missing" in cli.stderr
+
+
+def test_the_embedded_scorer_reads_rows_by_the_models_data_contract():
+    from embedded import EmbeddedModel
+    from embedded.scorer import InvalidRowError
+
+    frame = customer_churn_frame(rows=500)
+    _, _, result, features = exported(frame, "churn")
+    embedded = EmbeddedModel.from_bytes(result.onnx, result.manifest)
+    row = features.astype(object).where(features.notna(), None).to_dict("records")[0]
+    as_none = embedded.predict_proba([{**row, "region": None, "monthly_charges": None}])
+    for marker in ("?", "NA", ""):
+        marked = {**row, "region": marker, "monthly_charges": marker, "churn": "yes"}
+        assert np.array_equal(embedded.predict_proba([marked]), as_none), marker
+    with pytest.raises(InvalidRowError, match="row 0: feature 'contract' is missing a value"):
+        embedded.predict_proba([{**row, "contract": "?"}])  # never missing in training
+    refusing = EmbeddedModel.from_bytes(
+        result.onnx, {**result.manifest, "unknown_columns": "refuse"}
+    )
+    refusing.predict_proba([{**row, "churn": "yes"}])  # the target: a column it knows
+    with pytest.raises(InvalidRowError, match=r"row 0: \['plan'\] are not features"):
+        refusing.predict_proba([{**row, "plan": "gold"}])
+
+
+def test_a_model_the_check_refuses_is_recorded_as_not_exported_with_the_reason():
+    from materializers.onnx_model_materializer import render_html
+    from tabular_mlops.adapters.onnx_export import OnnxModel
+
+    frame = customer_churn_frame(rows=200)
+    _, spec, _, _ = exported(frame, "churn")
+    skipped = OnnxModel.not_exported(spec, "labels differ on 3 of 50 test rows")
+    assert skipped.skipped == "labels differ on 3 of 50 test rows" and skipped.onnx == b""
+    page = render_html(skipped.manifest)
+    assert "not exported" in page and "labels differ on 3 of 50 test rows" in page

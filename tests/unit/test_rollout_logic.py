@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -12,11 +13,12 @@ from tabular_mlops.core.rollout import (
     Evidence,
     RolloutPlan,
     decide,
+    one_sided_p_value,
+    planned,
     probability_to_beat,
     sample_size,
     sticky_bucket,
     thompson_choice,
-    two_proportion_p_value,
 )
 
 
@@ -34,14 +36,24 @@ def test_thompson_sampling_prefers_the_arm_that_earns_more():
 
 
 def test_sample_size_matches_the_textbook_figure():
-    # 0.9 vs 0.85, alpha 0.05 two-sided, power 0.8: about 683 per arm
-    assert 670 <= sample_size(0.9, 0.05, 0.05, 0.8) <= 700
+    # 0.90 vs 0.95, alpha 0.05 one-sided, power 0.8: about 343 per arm
+    assert 335 <= sample_size(0.9, 0.05, 0.05, 0.8) <= 350
 
 
-def test_two_proportion_test_and_probability_to_beat():
-    assert two_proportion_p_value(840, 1000, 970, 1000) < 1e-6
-    assert two_proportion_p_value(50, 100, 51, 100) > 0.8
+def test_the_sample_is_fixed_when_the_experiment_starts():
+    plan = planned(RolloutPlan(strategy="ab"), champion_accuracy=0.9)
+    assert plan.baseline_rate == 0.9 and plan.sample_size_per_arm == sample_size(
+        0.9, 0.05, 0.05, 0.8
+    )
+    assert planned(plan, champion_accuracy=0.5) == plan  # what the arms show never moves it
+
+
+def test_one_sided_test_and_probability_to_beat():
+    assert one_sided_p_value(840, 1000, 970, 1000) < 1e-6
+    assert one_sided_p_value(970, 1000, 840, 1000) > 0.99  # worse: no evidence of better
+    assert 0.4 < one_sided_p_value(50, 100, 51, 100) < 0.5
     assert probability_to_beat((84, 16), (97, 3)) > 0.99
+    assert abs(probability_to_beat((50, 50), (51, 49)) - 0.5558) < 0.002  # Monte Carlo: 0.5558
 
 
 def test_canary_steps_must_rise_to_all_traffic():
@@ -61,7 +73,7 @@ def evidence(strategy="ab", **candidate) -> Evidence:
 
 
 def test_a_significantly_better_candidate_is_promoted_a_worse_one_rolled_back():
-    plan = RolloutPlan(strategy="ab", min_effect=0.1)
+    plan = RolloutPlan(strategy="ab", min_effect=0.1, sample_size_per_arm=300)
     better = decide(evidence(labelled=300, correct=291), plan)
     assert better.action == "promote" and better.figures["p_value"] < 0.05
     worse = decide(evidence(labelled=300, correct=210), plan)
@@ -71,11 +83,19 @@ def test_a_significantly_better_candidate_is_promoted_a_worse_one_rolled_back():
 def test_too_little_feedback_means_continue():
     decision = decide(evidence(labelled=20, correct=20), RolloutPlan(strategy="ab"))
     assert decision.action == "continue"
-    assert "needed to detect" in decision.reasons[0]
+    assert "planned to detect" in decision.reasons[0]
+
+
+def test_no_significant_improvement_at_the_planned_sample_keeps_the_champion():
+    plan = RolloutPlan(strategy="ab", sample_size_per_arm=300)
+    decision = decide(evidence(labelled=300, correct=262), plan)  # 0.873 vs 0.840
+    assert decision.action == "rollback"
+    assert "no significant improvement at the planned sample" in decision.reasons[0]
+    assert decision.figures["probability_to_beat"] > 0.85  # no fallback promotes on it
 
 
 def test_guardrails_come_before_the_experiment():
-    plan = RolloutPlan(strategy="canary", min_effect=0.1)
+    plan = RolloutPlan(strategy="canary", min_effect=0.1, sample_size_per_arm=300)
     erring = decide(evidence(labelled=300, correct=299, errors=50), plan)
     assert erring.action == "rollback" and "error rate" in erring.reasons[0]
     slow = decide(evidence(labelled=300, correct=299, p99_ms=80.0), plan)
@@ -90,3 +110,97 @@ def test_shadow_without_feedback_decides_on_agreement():
     assert decide(agreeing, plan).action == "promote"
     differing = evidence("shadow").model_copy(update={"compared": 200, "agreed": 150})
     assert decide(differing, plan).action == "rollback"
+
+
+def test_a_shadow_is_promoted_only_with_a_latency_of_its_own_within_the_guardrail():
+    plan = RolloutPlan(strategy="shadow", shadow_requests=100)
+    agreeing = evidence("shadow", p99_ms=None).model_copy(update={"compared": 200, "agreed": 199})
+    assert decide(agreeing, plan).action == "continue"
+    slow = evidence("shadow", p99_ms=80.0).model_copy(update={"compared": 200, "agreed": 199})
+    decision = decide(slow, plan)
+    assert decision.action == "rollback" and "budget" in decision.reasons[0]
+
+
+# --- the error rates the plan states, by simulation -------------------------------------
+def simulate(plan, champion_rate, candidate_rate, experiments, look_every=100, seed=0):
+    """Promotions out of ``experiments``: feedback arrives in steps of ``look_every`` rows
+    per arm and the pipeline looks after each step (the bandit: its Thompson-sampled
+    allocation of ``2 * look_every`` rows per step), until a decision."""
+    rng = np.random.default_rng(seed)
+    thompson = random.Random(seed)
+    promoted = 0
+    for _ in range(experiments):
+        rows, right, randomized, randomized_right = [0, 0], [0, 0], [0, 0], [0, 0]
+        while True:
+            if plan.strategy == "bandit":  # as the router: explore, or Thompson sampling
+                for _ in range(2 * look_every):
+                    explore = thompson.random() < plan.explore_share
+                    arm = (
+                        thompson.randrange(2)
+                        if explore
+                        else thompson_choice(
+                            right, [n - r for n, r in zip(rows, right, strict=True)], thompson
+                        )
+                    )
+                    success = rng.random() < (champion_rate, candidate_rate)[arm]
+                    rows[arm] += 1
+                    right[arm] += success
+                    randomized[arm] += explore
+                    randomized_right[arm] += explore and success
+            else:
+                for arm, rate in enumerate((champion_rate, candidate_rate)):
+                    rows[arm] += look_every
+                    right[arm] += int(rng.binomial(look_every, rate))
+            decision = decide(
+                Evidence(
+                    strategy=plan.strategy,
+                    champion=ArmEvidence(
+                        version="1",
+                        labelled=rows[0],
+                        correct=right[0],
+                        randomized=randomized[0],
+                        randomized_successes=randomized_right[0],
+                    ),
+                    candidate=ArmEvidence(
+                        version="2",
+                        labelled=rows[1],
+                        correct=right[1],
+                        randomized=randomized[1],
+                        randomized_successes=randomized_right[1],
+                    ),
+                ),
+                plan,
+            )
+            if decision.action != "continue":
+                promoted += decision.action == "promote"
+                break
+    return promoted
+
+
+def bound(rate, experiments):
+    """``rate`` plus three standard errors of a simulated proportion."""
+    return rate + 3 * (rate * (1 - rate) / experiments) ** 0.5
+
+
+# A canary is decided by the same rule as an A/B test (only its guardrails differ)
+def test_a_candidate_no_better_is_promoted_at_most_at_the_stated_significance():
+    plan = planned(RolloutPlan(strategy="ab"), champion_accuracy=0.9)
+    experiments = 2000
+    promoted = simulate(plan, 0.9, 0.9, experiments)
+    assert promoted / experiments <= bound(plan.significance, experiments), promoted
+
+
+def test_a_candidate_better_by_the_minimum_effect_is_promoted_with_the_stated_power():
+    plan = planned(RolloutPlan(strategy="ab"), champion_accuracy=0.9)
+    experiments = 1000
+    promoted = simulate(plan, 0.9, 0.95, experiments, seed=1)
+    error = 3 * (plan.power * (1 - plan.power) / experiments) ** 0.5
+    assert promoted / experiments >= plan.power - error, promoted
+
+
+def test_the_bandit_promotes_a_candidate_no_better_at_most_at_the_stated_significance():
+    # a larger effect than the default, for a smaller sample: the rate does not depend on it
+    plan = planned(RolloutPlan(strategy="bandit", min_effect=0.08), champion_accuracy=0.9)
+    experiments = 400
+    promoted = simulate(plan, 0.9, 0.9, experiments, look_every=100, seed=2)
+    assert promoted / experiments <= bound(plan.significance, experiments), promoted

@@ -38,9 +38,15 @@ def test_request_model_is_strict_where_training_data_was(churn):
     problems = {(d.field, d.problem) for d in describe_errors(error.value)}
     assert problems == {
         ("rows.0.tenure_months", "Input should be a finite number"),
-        ("rows.0.contract", "Input should be a valid string"),
-        ("rows.0.plan", "Extra inputs are not permitted"),
-    }
+        ("rows.0.contract", "missing, never missing in training"),
+    }  # "plan", a column the model does not know, is ignored: data.unknown_columns
+    refusing = spec.model_copy(
+        update={"reading": spec.reading.model_copy(update={"unknown_columns": "refuse"})}
+    )
+    with pytest.raises(ValidationError) as error:
+        request_model(refusing, max_rows=2).model_validate({"rows": [{**row, "plan": 1}]})
+    [problem] = describe_errors(error.value)
+    assert (problem.field, problem.problem) == ("rows.0.plan", "Extra inputs are not permitted")
     with pytest.raises(ValidationError) as error:
         body.model_validate({"rows": [row, row, row]})
     [problem] = describe_errors(error.value)
@@ -203,10 +209,57 @@ def test_too_many_rows_are_refused_by_size_before_they_are_read(service):
     assert "send at most 5 rows" in answer.json()["detail"][0]["problem"]
 
 
+def _app_reading(churn, **reading):
+    from fastapi.testclient import TestClient
+
+    from tabular_mlops.core.scoring import FastModel
+    from tabular_mlops.core.spec import ServingSettings
+    from tabular_mlops.serving.app import bind, create_app
+
+    _, model, spec = churn
+    spec = spec.model_copy(update={"reading": spec.reading.model_copy(update=reading)})
+    app = create_app(spec, ServingSettings(model_tag="churn:1", max_batch_rows=5))
+    bind(app, FastModel(model, [f.name for f in spec.features]), None)
+    return TestClient(app)
+
+
+def test_columns_the_model_does_not_use_are_ignored_or_refused_by_policy(service):
+    client, row = service
+    whole_record = {**row, "churn": "yes", "customer_id": "c-17"}
+    ignoring = client.post("/predict", json={"rows": [whole_record]})
+    assert ignoring.status_code == 200
+    assert (
+        ignoring.json()["predictions"]
+        == client.post("/predict", json={"rows": [row]}).json()["predictions"]
+    )
+    refusing = _app_reading(client.app.state.churn, unknown_columns="refuse")
+    answer = refusing.post("/predict", json={"rows": [whole_record]})
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == [
+        {"field": "rows.0.customer_id", "problem": "Extra inputs are not permitted"}
+    ]  # the target is a column the contract knows: read without it, never refused
+
+
+def test_missing_markers_mean_missing_as_in_training(service):
+    client, row = service
+    as_none = client.post("/predict", json={"rows": [{**row, "region": None}]}).json()
+    for marker in ("?", "NA", ""):
+        answer = client.post("/predict", json={"rows": [{**row, "region": marker}]})
+        assert answer.json()["predictions"] == as_none["predictions"], marker
+    # a numeric field's marker is missing too; where training never had one, refused
+    answer = client.post("/predict", json={"rows": [{**row, "tenure_months": "?"}]})
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == [
+        {"field": "rows.0.tenure_months", "problem": "missing, never missing in training"}
+    ]
+
+
 def test_an_error_answer_lists_at_most_twenty_problems(service):
     client, row = service
     bad = {**row, **{f"unknown_{i}": 1 for i in range(100)}}
-    answer = client.post("/predict", json={"rows": [bad]})
+    answer = _app_reading(client.app.state.churn, unknown_columns="refuse").post(
+        "/predict", json={"rows": [bad]}
+    )
     assert answer.status_code == 400
     detail = answer.json()["detail"]
     assert len(detail) == 21
@@ -314,7 +367,10 @@ def test_a_shadow_batch_is_answered_and_logged_request_by_request(service, tmp_p
     tagged = {"x-request-source": "shadow", "x-source-token": "s3cret"}
     answer = client.post(SHADOW_PATH, json=batch, headers=tagged)
     assert answer.status_code == 200
-    assert answer.json()["answers"] == [
+    answers = answer.json()["answers"]
+    own_times = [item.pop("ms") for item in answers if item["status"] == 200]
+    assert len(own_times) == 2 and all(ms > 0 for ms in own_times)  # each request's own
+    assert answers == [
         {"request_id": "a", "status": 200, "labels": [single]},
         {"request_id": "b", "status": 400},
         {"request_id": "c", "status": 200, "labels": [single, single]},

@@ -60,21 +60,25 @@ def test_every_event_ends_as_a_prediction_or_a_dead_letter_with_the_reason(score
         event(5, [1, 2]),
         event(6, GOOD, deliveries=6),
         event(7, {**GOOD, "contract": 'say "two-year"'}),  # escaped quotes: not a duplicate
+        event(8, {**GOOD, "contract": "?"}),  # a missing marker, where training had none
+        event(9, {**GOOD, "monthly_charges": "NA"}),  # a missing marker: missing
     ]
     batch = events_scorer.score(events, max_deliveries=5, now=time.time())
-    assert [p["event_id"] for p in batch.predictions] == ["e:0", "e:7"]
+    # e:3 carries a column the model does not use: ignored (data.unknown_columns)
+    assert [p["event_id"] for p in batch.predictions] == ["e:0", "e:3", "e:7", "e:9"]
     letters = {e.event_id: letter for e, letter in batch.dead_letters}
-    assert sorted(letters) == ["e:1", "e:2", "e:3", "e:4", "e:5", "e:6"]
+    assert sorted(letters) == ["e:1", "e:2", "e:4", "e:5", "e:6", "e:8"]
     problem = {k: (v["reason"], v["problems"][0]["field"], v["problems"][0]["problem"])
                for k, v in letters.items()}  # fmt: skip
     assert problem["e:1"][0] == "invalid" and "Invalid JSON" in problem["e:1"][2]
     assert problem["e:2"] == ("invalid", "tenure_months", "Input should be a valid number")
-    assert problem["e:3"][1:] == ("colour", "Extra inputs are not permitted")
+    assert problem["e:8"][1:] == ("contract", "missing, never missing in training")
     assert problem["e:4"] == ("invalid", "(event)", "duplicate key 'tenure_months'")
     assert problem["e:5"][0] == "invalid"
     assert problem["e:6"] == ("poison", "(event)", "delivered 6 times without a prediction")
     assert letters["e:2"]["event"] == json.dumps({**GOOD, "tenure_months": "12"})
-    assert len(batch.rows) == len(batch.predictions) == 2
+    assert len(batch.rows) == len(batch.predictions) == 4
+    assert batch.rows[3] == [GOOD["tenure_months"], None, GOOD["contract"], GOOD["region"]]
 
 
 def test_streamed_labels_and_probabilities_are_the_pipelines(scorer):
@@ -127,7 +131,7 @@ def test_a_replayed_file_sends_numbers_as_numbers_even_beside_a_bad_cell(tmp_pat
     path.write_text("a,b,target\n1.5,x,0\nabc,,1\n")
     assert [json.loads(p) for p in read_events(path, drop=["target"])] == [
         {"a": 1.5, "b": "x"},
-        {"a": "abc", "b": None},
+        {"a": "abc", "b": ""},  # as the file has it: the consumer's contract reads it
     ]
     with pytest.raises(BrokerError, match=r"no column\(s\) \['label'\] to drop"):
         read_events(path, drop=["label"])

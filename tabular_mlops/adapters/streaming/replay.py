@@ -1,7 +1,9 @@
 """Publish a file's rows as events: for demos, tests and benchmarks.
 
-Each row becomes one event, ``{column: value}`` as JSON (missing values null, a
-value that reads as a number a number, any other text a string),
+Each row becomes one event, ``{column: value}`` as JSON (a value that reads as a
+number a number, any other cell its text as the file has it, "?" and empty cells
+included: the consumer reads them by the model's data contract, as training read
+them; a Parquet file's nulls null),
 named ``<prefix>:<row number>`` in the ``Nats-Msg-Id`` header, so the broker keeps
 one copy of an event published twice within its duplicate window. Values go as
 the file has them: a malformed row is the consumer's to dead-letter, with the
@@ -42,7 +44,11 @@ def read_events(path: Path, drop: Sequence[str] = ()) -> list[bytes]:
     if not path.is_file():
         raise BrokerError(f"{path}: no such file to replay")
     try:
-        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+        frame = (
+            pd.read_parquet(path)
+            if path.suffix.lower() == ".parquet"
+            else pd.read_csv(path, keep_default_na=False, na_values=[])
+        )
     except (ValueError, OSError) as exc:  # pandas' parser errors are ValueErrors
         raise BrokerError(f"{path}: cannot be read as a table: {exc}") from None
     unknown = [column for column in drop if column not in frame.columns]
