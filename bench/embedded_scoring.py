@@ -23,12 +23,25 @@ import numpy as np
 import pandas as pd
 
 from tabular_mlops.adapters.onnx_export import embedded_scorer, export_onnx
-from tabular_mlops.adapters.simulation import census_frame
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig, TrainingConfig
 from tabular_mlops.core.model_factory import fit_model
 from tabular_mlops.core.scoring import FastModel, rows_of_frame
 from tabular_mlops.core.spec import ServingSpec
+
+
+def census_frame(*args: Any, **kwargs: Any) -> Any:
+    """The census-like test data of ``tests/helpers.py`` (the checkout's root on the path:
+    a bench script runs as ``.venv/bin/python bench/<name>.py``)."""
+    import sys
+
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    from tests.helpers import census_frame as make
+
+    return make(*args, **kwargs)
 
 
 def single_row_ms(score: Callable[[Any], Any], rows: list[Any], rounds: int) -> tuple[float, float]:

@@ -36,6 +36,20 @@ from tabular_mlops.core.scoring import rows_of_frame, scorer_for
 from tabular_mlops.core.spec import label_indexes
 
 
+def census_frame(*args: Any, **kwargs: Any) -> Any:
+    """The census-like test data of ``tests/helpers.py`` (the checkout's root on the path:
+    a bench script runs as ``.venv/bin/python bench/<name>.py``)."""
+    import sys
+
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    from tests.helpers import census_frame as make
+
+    return make(*args, **kwargs)
+
+
 def median_seconds(work: Callable[[], Any], repeats: int) -> float:
     spent = []
     for _ in range(repeats):
@@ -93,7 +107,6 @@ def case(name: str, train: Any, test: Any, target: str, training: TrainingConfig
 @click.command()
 @click.option("--repeats", default=5, show_default=True)
 def main(repeats: int) -> None:
-    from tabular_mlops.adapters.simulation import census_frame
     from tabular_mlops.adapters.sources import load_dataset
 
     cancer = load_dataset(DataSourceConfig()).sample(frac=1.0, random_state=42)

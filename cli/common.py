@@ -17,17 +17,28 @@ import click
 from tabular_mlops.adapters.config_files import (
     ConfigError,
     available_environments,
+    deep_merge,
     environment_path,
     load_environment,
     load_run_config,
 )
 from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR, PROJECT_ROOT
-from tabular_mlops.core.config import EnvironmentConfig, RunConfig, StagedRunConfig
+from tabular_mlops.core.config import (
+    DeploymentRunConfig,
+    EnvironmentConfig,
+    MonitoringRunConfig,
+    RetrainingPlan,
+    RunConfig,
+    StagedRunConfig,
+    TrainingRunConfig,
+)
 
 if TYPE_CHECKING:
     from zenml.client import Client
     from zenml.config.schedule import Schedule
     from zenml.models import PipelineRunResponse
+
+    from tabular_mlops.adapters.deployment.target import ServingTarget
 
 ConfigT = TypeVar("ConfigT", bound=RunConfig)
 
@@ -424,3 +435,66 @@ def step_output(run: PipelineRunResponse, step_name: str, artifact: str) -> Any:
 
     run = Client().get_pipeline_run(run.id)
     return run.steps[step_name].outputs[artifact][0].load()
+
+
+def retraining_plan(
+    env: str,
+    config: MonitoringRunConfig,
+    retrain: bool,
+    training_path: Path = CONFIG_DIR / "training.yaml",
+    deployment_path: Path = CONFIG_DIR / "deployment.yaml",
+) -> RetrainingPlan:
+    """What a ``retrain`` decision runs: training.yaml with the fresh data swapped in, and
+    deployment.yaml's serving, both with the environment's overlays."""
+    model = f"model.name={config.model.name}"
+    training = load_pipeline_config(TrainingRunConfig, env, training_path, (model,))
+    serving = load_pipeline_config(DeploymentRunConfig, env, deployment_path, (model,))
+    # the decision to retrain was drift: the gate is told to accept it, and records that
+    validation = training.parameters.validation.model_copy(update={"accept_drift": True})
+    parameters = training.parameters.model_copy(update={"validation": validation})
+    if config.retraining.data is not None:
+        parameters = parameters.model_copy(update={"data": config.retraining.data})
+    serving_config, stage = serving.parameters.serving, serving.stage
+    if config.retraining.strategy != "replace":
+        # a retrained model is a candidate: staging offline, production only if it wins
+        promotion = parameters.promotion.model_copy(update={"stage": "staging"})
+        parameters = parameters.model_copy(update={"promotion": promotion})
+        rollout = serving_config.rollout.model_copy(update={"strategy": config.retraining.strategy})
+        serving_config = serving_config.model_copy(update={"rollout": rollout})
+        stage = "staging"
+    return RetrainingPlan(
+        enabled=retrain and config.retraining.enabled,
+        model=training.model,
+        parameters=parameters,
+        redeploy=config.retraining.redeploy,
+        serving=serving_config,
+        stage=stage,
+        training_settings=training.settings,
+        deployment_settings=serving.settings,
+        step_options=deep_merge(deep_merge(training.steps, serving.steps), config.steps),
+    )
+
+
+def serving_target(env: str, config: DeploymentRunConfig, activate: bool) -> ServingTarget:
+    """The target the environment's stack serves through.
+
+    A stack that declares no deployer serves local processes, whose state is a
+    file: reading it needs neither ZenML nor its store, so ``--status`` and
+    ``--stop`` answer at once. Any other stack is activated and asked.
+    """
+    environment, _ = load_env(env)
+    serving = config.parameters.serving
+    if environment.stack.components.deployer is None and not activate:
+        from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+
+        return LocalProcessTarget(serving)
+    activate_stack(env)
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.deployment.select import target_for
+    from tabular_mlops.adapters.deployment.target import UnsupportedStackError
+
+    try:
+        return target_for(Client().active_stack, serving)
+    except UnsupportedStackError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING
 import click
 
 from cli.common import (
-    activate_stack,
     config_option,
     env_option,
-    load_env,
     load_pipeline_config,
     overrides_option,
     run_pipeline,
+    serving_target,
     staged_pipeline,
     staged_version,
 )
@@ -178,28 +177,3 @@ def _print_service(live: RunningService, config: DeploymentRunConfig) -> None:
         f"  API docs: {live.url}/docs   metrics: {live.url}/metrics\n"
         f"  requests are logged to {config.parameters.serving.inference_log_dir}"
     )
-
-
-def serving_target(env: str, config: DeploymentRunConfig, activate: bool) -> ServingTarget:
-    """The target the environment's stack serves through.
-
-    A stack that declares no deployer serves local processes, whose state is a
-    file: reading it needs neither ZenML nor its store, so ``--status`` and
-    ``--stop`` answer at once. Any other stack is activated and asked.
-    """
-    environment, _ = load_env(env)
-    serving = config.parameters.serving
-    if environment.stack.components.deployer is None and not activate:
-        from tabular_mlops.adapters.deployment.local import LocalProcessTarget
-
-        return LocalProcessTarget(serving)
-    activate_stack(env)
-    from zenml.client import Client
-
-    from tabular_mlops.adapters.deployment.select import target_for
-    from tabular_mlops.adapters.deployment.target import UnsupportedStackError
-
-    try:
-        return target_for(Client().active_stack, serving)
-    except UnsupportedStackError as exc:
-        raise click.ClickException(str(exc)) from None

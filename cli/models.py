@@ -55,7 +55,7 @@ def models(
     from zenml.client import Client
     from zenml.enums import ModelStages
 
-    from cli.deploy import serving_target
+    from cli.common import serving_target
 
     config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
     name = config.model.name

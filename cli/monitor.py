@@ -14,6 +14,7 @@ from cli.common import (
     env_option,
     load_pipeline_config,
     overrides_option,
+    retraining_plan,
     run_pipeline,
     schedule_option,
     staged_pipeline,
@@ -21,52 +22,12 @@ from cli.common import (
     step_output,
     zenml_schedule,
 )
-from tabular_mlops.adapters.config_files import deep_merge
 from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
 from tabular_mlops.core.config import (
     DeploymentRunConfig,
     MonitoringRunConfig,
-    RetrainingPlan,
     TrainingRunConfig,
 )
-
-
-def retraining_plan(
-    env: str,
-    config: MonitoringRunConfig,
-    retrain: bool,
-    training_path: Path = CONFIG_DIR / "training.yaml",
-    deployment_path: Path = CONFIG_DIR / "deployment.yaml",
-) -> RetrainingPlan:
-    """What a ``retrain`` decision runs: training.yaml with the fresh data swapped in, and
-    deployment.yaml's serving, both with the environment's overlays."""
-    model = f"model.name={config.model.name}"
-    training = load_pipeline_config(TrainingRunConfig, env, training_path, (model,))
-    serving = load_pipeline_config(DeploymentRunConfig, env, deployment_path, (model,))
-    # the decision to retrain was drift: the gate is told to accept it, and records that
-    validation = training.parameters.validation.model_copy(update={"accept_drift": True})
-    parameters = training.parameters.model_copy(update={"validation": validation})
-    if config.retraining.data is not None:
-        parameters = parameters.model_copy(update={"data": config.retraining.data})
-    serving_config, stage = serving.parameters.serving, serving.stage
-    if config.retraining.strategy != "replace":
-        # a retrained model is a candidate: staging offline, production only if it wins
-        promotion = parameters.promotion.model_copy(update={"stage": "staging"})
-        parameters = parameters.model_copy(update={"promotion": promotion})
-        rollout = serving_config.rollout.model_copy(update={"strategy": config.retraining.strategy})
-        serving_config = serving_config.model_copy(update={"rollout": rollout})
-        stage = "staging"
-    return RetrainingPlan(
-        enabled=retrain and config.retraining.enabled,
-        model=training.model,
-        parameters=parameters,
-        redeploy=config.retraining.redeploy,
-        serving=serving_config,
-        stage=stage,
-        training_settings=training.settings,
-        deployment_settings=serving.settings,
-        step_options=deep_merge(deep_merge(training.steps, serving.steps), config.steps),
-    )
 
 
 @click.command()
@@ -153,7 +114,8 @@ MAX_ROLLOUT_ROUNDS = 5
 def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
     """A/B test of a deliberately weakened candidate against the live model: users send
     requests, labels come back, the rollout pipeline rolls the candidate back."""
-    from cli.deploy import deploy, serving_target
+    from cli.common import serving_target
+    from cli.deploy import deploy
     from cli.rollout import rollout, rules_now
     from cli.train import train
     from tabular_mlops.adapters.simulation import drive_traffic
@@ -332,7 +294,7 @@ def end_own_experiment(ctx: click.Context, env: str) -> None:
     """The retrained version entered the configured experiment beside the live service;
     a simulation has no users to decide it, so it is promoted by hand and recorded so,
     leaving one model at the address for the next command."""
-    from cli.deploy import serving_target
+    from cli.common import serving_target
     from cli.rollout import rollout
 
     deployment = load_pipeline_config(DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml")

@@ -45,7 +45,7 @@ def rollout(
         raise click.UsageError("--promote and --abort exclude each other")
     config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
     name, serving = config.model.name, config.parameters.serving
-    from cli.deploy import serving_target
+    from cli.common import serving_target
 
     target = serving_target(env, config, activate=False)
     current = target.rollout(name)

@@ -117,7 +117,7 @@ def _print_plans(env: str, training: Any, parameters: dict[str, Any]) -> None:
     import yaml
     from zenml.client import Client
 
-    from cli.monitor import retraining_plan
+    from cli.common import retraining_plan
     from pipelines.batch_inference import batch_inference_pipeline
     from pipelines.continuous_training import continuous_training_pipeline
     from pipelines.deployment import deployment_pipeline

@@ -91,3 +91,28 @@ class SteadyClient:
     @property
     def failed(self) -> dict[str, int]:
         return {k: v for k, v in self.outcomes.items() if k != "200"}
+
+
+def census_frame(rows: int = 1200, seed: int = 0, bias: float = 0.0) -> pd.DataFrame:
+    """A small stand-in for the UCI Adult census data (income ``>50K`` / ``<=50K``) with
+    sensitive columns ``sex`` and ``race``; ``bias`` lowers women's labelled income, so
+    a model trained on it learns to select them less."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 70, rows).astype(float)
+    hours = rng.normal(40, 10, rows).clip(5, 80).round()
+    gain = np.where(rng.random(rows) < 0.15, rng.exponential(5000, rows), 0.0).round()
+    education = rng.choice(["hs", "college", "bachelors", "masters"], rows, p=[0.4, 0.3, 0.2, 0.1])
+    sex = rng.choice(["Female", "Male"], rows)
+    race = rng.choice(
+        ["White", "Black", "Asian-Pac-Islander", "Other"], rows, p=[0.7, 0.15, 0.1, 0.05]
+    )
+    schooling = pd.Series(education).map(
+        {"hs": 0.0, "college": 0.6, "bachelors": 1.2, "masters": 1.8}
+    )
+    score = 0.04 * (age - 40) + 0.05 * (hours - 40) + 0.0004 * gain + schooling.to_numpy() - 0.8
+    score = score - bias * (sex == "Female")
+    income = np.where(score + rng.normal(0, 0.8, rows) > 0, ">50K", "<=50K")
+    return pd.DataFrame(
+        {"age": age, "hours-per-week": hours, "capital-gain": gain, "education": education,
+         "sex": sex, "race": race, "income": income}
+    )  # fmt: skip

@@ -16,6 +16,7 @@ from zenml.model_registries.base_model_registry import (
 from tabular_mlops.adapters.alerts import notify
 from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.deployment.target import Rollout
+from tabular_mlops.adapters.mlflow_models import drop_alias
 from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.rollout import RolloutDecision
@@ -78,6 +79,8 @@ def apply_rollout_decision(
                 metadata=ModelRegistryModelMetadata(**tags),
                 stage=ModelVersionStage.PRODUCTION if promote else ModelVersionStage.ARCHIVED,
             )
+            if not promote:  # models:/NAME@staging no longer loads the rolled-back version
+                drop_alias(registry, model_name, "staging", str(registry_version))
     live = target.finish_rollout(model_name, promote=promote)
     outcome = (
         f"{decision.action}: version {live.model_version} serves all traffic at {live.url} "

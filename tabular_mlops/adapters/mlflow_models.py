@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pydantic import BaseModel
@@ -132,3 +132,22 @@ def register_version(
         description=description,
     )
     return str(version.version)
+
+
+def drop_alias(registry: Any, name: str, alias: str, version: str) -> bool:
+    """Remove ``alias`` from the registry's model ``name`` when it points at ``version``
+    (a rolled-back candidate must not load as ``models:/NAME@staging``); True if removed.
+    ``registry`` is the stack's model registry; one that is not MLflow's has no aliases."""
+    from mlflow.exceptions import MlflowException
+
+    client = getattr(registry, "mlflow_client", None)
+    if client is None:
+        return False
+    try:
+        pointed = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return False  # no such alias
+    if str(pointed.version) != str(version):
+        return False
+    client.delete_registered_model_alias(name, alias)
+    return True

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from tabular_mlops.adapters.net import free_port
-from tabular_mlops.adapters.simulation import census_frame
-from tests.helpers import invoke, write_csv
+from tests.helpers import census_frame, invoke, write_csv
 
 pytestmark = pytest.mark.integration
 

@@ -294,4 +294,6 @@ def test_a_version_keeps_every_decision_and_a_rolled_back_one_cannot_be_served_b
     tags = MlflowClient(tracking_uri=tracking).get_model_version(MODEL, registry_version).tags
     assert json.loads(tags["rollout_2"])["decision"] == "rollback"
     assert tags["rollout_decision"] == "rollback" and tags["stage"] == "archived"
+    aliases = MlflowClient(tracking_uri=tracking).get_registered_model(MODEL).aliases
+    assert str(aliases.get("staging")) != registry_version  # not loadable as @staging
     assert production_version() == champion

@@ -1,6 +1,7 @@
-"""The README, walked as a new user walks it: its commands, in its order, as real
-processes on a fresh clone and a fresh store, with a live service, each checked for
-the outcome the README states, and the clone's tracked tree clean after each."""
+"""The README and the docs/ pages it points to, walked as a new user walks them: their
+commands, in their order, as real processes on a fresh clone and a fresh store, with a
+live service, each checked for the outcome the page states, and the clone's tracked
+tree clean after each."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tabular_mlops.adapters.simulation import census_frame
 from tabular_mlops.core.config import (
     CalibrationConfig,
     CostConfig,
@@ -20,6 +19,7 @@ from tabular_mlops.core.governance import assess, decision_rule, importance_shif
 from tabular_mlops.core.model_factory import TrainingConfigError, fit_model
 from tabular_mlops.core.scoring import FastModel
 from tabular_mlops.core.spec import ServingSpec
+from tests.helpers import census_frame
 
 TARGET = "income"
 
