@@ -108,7 +108,7 @@ def use_client_state(env: str, environment: EnvironmentConfig) -> None:
     client state (server URL, active project and stack), under the global config's
     ``environments/<env>``: `zenml login` to its server, or that server dying, then
     changes nothing for dev or any other environment."""
-    from tabular_mlops.adapters.zenml_compat import default_global_config, use_global_config
+    from tabular_mlops.adapters.compat import default_global_config, use_global_config
 
     if not _BASE_ZENML_CONFIG:
         # kept in the environment: a child process (a step, `zenml login`) starts with
@@ -151,7 +151,7 @@ def zenml_client() -> Client:
     whose config files are written atomically (two commands may start together)."""
     from zenml.client import Client
 
-    from tabular_mlops.adapters.zenml_files import write_yaml_atomically
+    from tabular_mlops.adapters.compat import write_yaml_atomically
 
     write_yaml_atomically()
 
@@ -169,8 +169,8 @@ def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
     failed the runs of commands that died, then register (idempotently) and activate
     its stack; registered once per process (`run.py all` runs three pipelines)."""
     from tabular_mlops.adapters import stacks
+    from tabular_mlops.adapters.compat import write_yaml_atomically
     from tabular_mlops.adapters.servers import unreachable
-    from tabular_mlops.adapters.zenml_files import write_yaml_atomically
 
     write_yaml_atomically()  # before any ZenML client starts, and rewrites, its config
     environment, source = load_env(env)

@@ -14,6 +14,7 @@ from steps.deployment.find_live_service import find_live_service
 from steps.monitoring.chart_monitoring_trend import chart_monitoring_trend
 from steps.monitoring.collect_predictions import collect_predictions
 from steps.monitoring.detect_drift import detect_drift
+from tabular_mlops.adapters.compat import step_options_for_a_while
 from tabular_mlops.core.config import MonitoringConfig, RetrainingPlan
 
 
@@ -72,11 +73,7 @@ def configured_steps(step_options: dict[str, dict[str, Any]]) -> Iterator[None]:
         raise ValueError(
             f"steps.{unknown[0]}: no step of that name in the loop; known: {sorted(known)}"
         )
-    saved = {name: known[name]._dynamic_configuration for name in step_options}
-    try:
+    with contextlib.ExitStack() as configured:
         for name, options in step_options.items():
-            known[name].configure(**options)
+            configured.enter_context(step_options_for_a_while(known[name], options))
         yield
-    finally:
-        for name, configuration in saved.items():
-            known[name]._dynamic_configuration = configuration

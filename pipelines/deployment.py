@@ -8,7 +8,7 @@ from steps.deployment.go_live import go_live
 from steps.deployment.package_model import package_model
 from steps.deployment.smoke_test_candidate import smoke_test_candidate
 from steps.deployment.start_candidate import start_candidate
-from tabular_mlops.adapters.zenml_compat import dynamic_run_name
+from tabular_mlops.adapters.compat import dynamic_run_name
 from tabular_mlops.core.config import ServingConfig
 
 

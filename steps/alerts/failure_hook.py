@@ -4,7 +4,7 @@ from zenml import get_step_context
 from zenml.client import Client
 
 from tabular_mlops.adapters.alerts import notify
-from tabular_mlops.adapters.zenml_compat import dynamic_run_name
+from tabular_mlops.adapters.compat import dynamic_run_name
 
 
 def alert_on_failure(exception: BaseException) -> None:

@@ -16,9 +16,10 @@ def dry_run_plan(pipeline: Any, **parameters: Any) -> dict[str, Any]:
     from zenml.config import DockerSettings
     from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
 
+    from tabular_mlops.adapters.compat import compile_pipeline
+
     pipeline.prepare(**parameters)
-    compile_args = {k: v for k, v in pipeline._run_args.items() if k != "prevent_build_reuse"}
-    snapshot, schedule, _ = pipeline._compile(**compile_args)
+    snapshot, schedule = compile_pipeline(pipeline)
     stack = Client().active_stack
     docker = snapshot.pipeline_configuration.settings.get("docker")
     docker_settings = DockerSettings.model_validate(docker.model_dump() if docker else {})

@@ -224,7 +224,7 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
     stack_plan = plan(client, environment, source)
     apply(client, stack_plan)
     if not stack_plan.is_current:
-        from tabular_mlops.adapters.zenml_compat import forget_cached_stacks
+        from tabular_mlops.adapters.compat import forget_cached_stacks
 
         forget_cached_stacks()
     # Only what changes is written: the client's config file is rewritten on every

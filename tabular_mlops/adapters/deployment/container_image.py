@@ -29,11 +29,12 @@ def image_name(registry_uri: str, bento_tag: str) -> str:
 def bento_build_context(bento_tag: str) -> Iterator[BuildContext]:
     """The bento's image build context, with its Dockerfile at the root."""
     import bentoml
-    from bentoml._internal.container import construct_containerfile
     from zenml.image_builders import BuildContext
 
+    from tabular_mlops.adapters.compat import bento_containerfile
+
     bento = bentoml.bentos.get(bento_tag)
-    with construct_containerfile(bento, enable_buildkit=False) as (root, dockerfile):
+    with bento_containerfile(bento) as (root, dockerfile):
         context = BuildContext(root=root)
         context.add_file(dockerfile, "Dockerfile")
         yield context

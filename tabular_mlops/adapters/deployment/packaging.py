@@ -88,7 +88,10 @@ def build_bento(
     Returns the bento tag and the settings a server of it must be started with.
     """
     import bentoml
-    from bentoml._internal.bento.build_config import BentoEnvSchema
+
+    from tabular_mlops.adapters.compat import bento_env_schema
+
+    BentoEnvSchema = bento_env_schema()  # noqa: N806 (a class)
 
     name = bento_model_name(spec.model_name)
     labels = {"zenml_model": name, "zenml_model_version": spec.model_version}

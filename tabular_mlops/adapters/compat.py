@@ -1,0 +1,160 @@
+"""The one place that reaches into ZenML's and BentoML's private modules.
+
+Each function names what it needs and why; ``tests/unit/test_compat.py`` imports
+every private symbol used here, so an upgrade that moves one fails by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def dynamic_run_name() -> str | None:
+    """The name of the dynamic pipeline run whose entrypoint is executing here, if any.
+
+    In a dynamic run a step call runs the step at once and returns its outputs
+    (not a future), so ordering by ``after=`` means nothing there; and a run's
+    failure hook fires outside any step, where ``get_step_context()`` raises.
+    ZenML 0.98 exposes neither fact publicly.
+    """
+    from zenml.execution.pipeline.dynamic.run_context import DynamicPipelineRunContext
+
+    context = DynamicPipelineRunContext.get()
+    return None if context is None else str(context.run.name)
+
+
+def use_global_config(directory: str) -> bool:
+    """Point this process's ZenML client at the global config in ``directory`` (its server
+    URL, active project and stack); whether anything changed.
+
+    ZenML keeps one global config per ``ZENML_CONFIG_PATH``, read once into process-wide
+    singletons; an environment with a ZenML server of its own keeps its client state
+    apart, so a dead staging server never stands between dev and dev's store. The
+    singletons are dropped so that the next ``Client()`` reads the new place (ZenML
+    0.98 offers no public way to switch a running process).
+    """
+    import os
+
+    from zenml.client import Client
+    from zenml.config.global_config import GlobalConfiguration
+    from zenml.constants import ENV_ZENML_CONFIG_PATH
+
+    if os.environ.get(ENV_ZENML_CONFIG_PATH) == directory:
+        return False
+    os.environ[ENV_ZENML_CONFIG_PATH] = directory
+    GlobalConfiguration._reset_instance()
+    Client._reset_instance()
+    return True
+
+
+def default_global_config() -> str:
+    """ZenML's global config directory as this process was started with it."""
+    from zenml.utils.io_utils import get_global_config_directory
+
+    return get_global_config_directory()
+
+
+def forget_cached_stacks() -> None:
+    """Drop ZenML's process-wide cache of stack objects.
+
+    ZenML 0.98 caches a ``Stack`` by the stack's id and update time; updating one of
+    its *components* (a new tracking URI) leaves that time as it was, so the process
+    kept using the old component configuration (seen: a reaper talking to the MLflow
+    server of an earlier staging, dead, for minutes)."""
+    from zenml.stack import stack
+
+    stack._STACK_CACHE.clear()
+
+
+# --------------------------------------------------------------------------- ZenML
+def cache_source_package_lookup() -> None:
+    """Compute ZenML's package-of-a-module answer once per module name.
+
+    ZenML 0.98 resolves the source of every artifact's type each time it saves one,
+    and for a type from an installed distribution (pandas, scikit-learn) it scans the
+    file lists of every installed distribution to name its package: about 0.1 s per
+    artifact here, five to six times a run. The answer cannot change while a process
+    runs."""
+    from zenml.utils import source_utils
+
+    lookup = source_utils._get_package_for_module
+    if not hasattr(lookup, "cache_info"):
+        source_utils._get_package_for_module = functools.cache(lookup)
+
+
+@contextmanager
+def step_options_for_a_while(step: Any, options: dict[str, Any]) -> Iterator[None]:
+    """``step.configure(**options)`` for the duration of a block of a dynamic run, then
+    the step's configuration as it was: a dynamic pipeline's child runs configure the
+    module-level steps they share, and ZenML 0.98 keeps what a dynamic run configures
+    in ``BaseStep._dynamic_configuration``, with no public way to undo it."""
+    saved = step._dynamic_configuration
+    try:
+        step.configure(**options)
+        yield
+    finally:
+        step._dynamic_configuration = saved
+
+
+def compile_pipeline(pipeline: Any) -> tuple[Any, Any]:
+    """(snapshot, schedule) of a prepared pipeline, as ZenML compiles it before a run,
+    without running it (for ``--dry-run``): ZenML 0.98's ``_compile`` and its
+    ``_run_args``, build reuse left out."""
+    arguments = {k: v for k, v in pipeline._run_args.items() if k != "prevent_build_reuse"}
+    snapshot, schedule, _ = pipeline._compile(**arguments)
+    return snapshot, schedule
+
+
+def write_yaml_atomically() -> None:
+    """Make ZenML's ``yaml_utils.write_yaml`` replace local files in one step.
+
+    ZenML 0.98 rewrites ``.zen/config.yaml`` whenever a client starts (it sanitises
+    the active stack and project) by truncating the file and writing it again. A
+    second command starting at that moment reads an empty file and dies in ZenML's
+    own config validator (``'NoneType' object has no attribute 'update'``): seen with
+    two ``run.py train`` started together. Writing a temporary file beside it and
+    renaming it over the old one means a reader sees the old or the new file."""
+    import yaml
+    from zenml.utils import io_utils, yaml_utils
+
+    original = yaml_utils.write_yaml
+    if getattr(original, "atomic", False):
+        return
+
+    def write_yaml(file_path: str, contents: Any, sort_keys: bool = True) -> None:
+        if io_utils.is_remote(file_path):
+            original(file_path, contents, sort_keys=sort_keys)
+            return
+        path = Path(file_path)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"Directory {path.parent} does not exist.")
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(yaml.dump(contents, sort_keys=sort_keys))
+        temporary.replace(path)
+
+    write_yaml.atomic = True  # type: ignore[attr-defined]
+    yaml_utils.write_yaml = write_yaml
+
+
+# --------------------------------------------------------------------------- BentoML
+def bento_env_schema() -> Any:
+    """BentoML 1.4's schema of a bento's baked environment variables (``envs`` in its
+    build config), which its public ``bentoml.bentos.build`` takes only as these."""
+    from bentoml._internal.bento.build_config import BentoEnvSchema
+
+    return BentoEnvSchema
+
+
+@contextmanager
+def bento_containerfile(bento: Any) -> Iterator[tuple[str, str]]:
+    """(build context root, Dockerfile path) of a bento, as ``bentoml containerize``
+    writes them, without a Docker daemon (the stack's image builder builds it)."""
+    from bentoml._internal.container import construct_containerfile
+
+    with construct_containerfile(bento, enable_buildkit=False) as (root, dockerfile):
+        yield root, dockerfile

@@ -1,0 +1,91 @@
+"""ZenML's and BentoML's private symbols this project uses (tabular_mlops/adapters/
+compat.py): an upgrade that moves or renames one fails here, by name."""
+
+from __future__ import annotations
+
+
+def test_the_dynamic_run_context_is_where_it_was():
+    from zenml.execution.pipeline.dynamic.run_context import DynamicPipelineRunContext
+
+    assert DynamicPipelineRunContext.get() is None  # outside any run
+    assert isinstance(DynamicPipelineRunContext.run, property)
+
+
+def test_the_global_config_singletons_can_be_reset():
+    from zenml.client import Client
+    from zenml.config.global_config import GlobalConfiguration
+    from zenml.constants import ENV_ZENML_CONFIG_PATH
+    from zenml.utils.io_utils import get_global_config_directory
+
+    assert callable(GlobalConfiguration._reset_instance)
+    assert callable(Client._reset_instance)
+    assert ENV_ZENML_CONFIG_PATH == "ZENML_CONFIG_PATH"
+    assert get_global_config_directory()
+
+
+def test_outside_a_dynamic_run_there_is_no_run_name():
+    from tabular_mlops.adapters.compat import dynamic_run_name
+
+    assert dynamic_run_name() is None
+
+
+def test_the_stack_cache_is_where_it_was():
+    from zenml.stack import stack
+
+    assert isinstance(stack._STACK_CACHE, dict)
+
+
+def test_the_package_lookup_zenml_caches_is_where_it_was():
+    from zenml.utils import source_utils
+
+    from tabular_mlops.adapters.compat import cache_source_package_lookup
+
+    assert callable(source_utils._get_package_for_module)
+    cache_source_package_lookup()
+    assert hasattr(source_utils._get_package_for_module, "cache_info")
+
+
+def test_a_steps_dynamic_configuration_is_an_attribute_put_back_after_a_block():
+    from zenml import step
+
+    from tabular_mlops.adapters.compat import step_options_for_a_while
+
+    @step
+    def noop() -> int:
+        return 1
+
+    assert "_dynamic_configuration" in vars(noop)  # what a dynamic run's configure sets
+    noop._dynamic_configuration = before = object()
+    with step_options_for_a_while(noop, {"enable_cache": False}):
+        pass
+    assert noop._dynamic_configuration is before
+
+
+def test_a_pipeline_compiles_through_run_args_and_compile():
+    import inspect
+
+    from zenml.pipelines.pipeline_definition import Pipeline
+
+    assert "config_path" in inspect.signature(Pipeline._compile).parameters
+    assert "self._run_args" in inspect.getsource(Pipeline)
+
+
+def test_zenmls_yaml_writer_is_a_module_function_we_can_replace():
+    import inspect
+
+    from zenml.utils import yaml_utils
+
+    assert list(inspect.signature(yaml_utils.write_yaml).parameters)[:3] == [
+        "file_path", "contents", "sort_keys",
+    ]  # fmt: skip
+
+
+def test_bentomls_private_build_helpers_are_where_they_were():
+    import inspect
+
+    import attr
+    from bentoml._internal.bento.build_config import BentoEnvSchema
+    from bentoml._internal.container import construct_containerfile
+
+    assert [field.name for field in attr.fields(BentoEnvSchema)][:2] == ["name", "value"]
+    assert "enable_buildkit" in inspect.signature(construct_containerfile).parameters
