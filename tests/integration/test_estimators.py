@@ -50,7 +50,10 @@ def test_each_estimator_family_trains_deploys_and_answers_as_its_pipeline(
     deploy = ["deploy", "--set", f"model.name={model}",
               "--set", f"parameters.serving.state_dir={tmp_path / 'state'}",
               "--set", f"parameters.serving.port={port}",
-              "--set", "parameters.serving.workers=1"]  # fmt: skip
+              "--set", "parameters.serving.workers=1",
+              # not a test of the speed gate: a budget no load can push these over
+              "--set", "parameters.serving.max_single_row_p99_ms=200",
+              "--set", "parameters.serving.min_rows_per_second=500"]  # fmt: skip
     result = invoke(*deploy)
     try:
         assert result.exit_code == 0, result.output

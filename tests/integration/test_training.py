@@ -341,7 +341,7 @@ def test_a_leak_let_through_the_data_gate_is_stopped_as_too_good_to_be_true(firs
     assert result.exit_code == 0, result.output
     assert (
         "not promoted: accuracy = 1.0000 on 285 test rows is at or above the plausibility "
-        "ceiling 0.999: a leak (a column that carries the label) is likelier" in result.output
+        "ceiling 1.0: a leak (a column that carries the label) is likelier" in result.output
     )
     assert production_version() == "1"
 

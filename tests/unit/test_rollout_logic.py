@@ -151,24 +151,13 @@ def simulate(plan, champion_rate, candidate_rate, experiments, look_every=100, s
                 for arm, rate in enumerate((champion_rate, candidate_rate)):
                     rows[arm] += look_every
                     right[arm] += int(rng.binomial(look_every, rate))
+            arms = [
+                ArmEvidence(version=str(arm + 1), labelled=rows[arm], correct=right[arm],
+                            randomized=randomized[arm], randomized_successes=randomized_right[arm])
+                for arm in (0, 1)
+            ]  # fmt: skip
             decision = decide(
-                Evidence(
-                    strategy=plan.strategy,
-                    champion=ArmEvidence(
-                        version="1",
-                        labelled=rows[0],
-                        correct=right[0],
-                        randomized=randomized[0],
-                        randomized_successes=randomized_right[0],
-                    ),
-                    candidate=ArmEvidence(
-                        version="2",
-                        labelled=rows[1],
-                        correct=right[1],
-                        randomized=randomized[1],
-                        randomized_successes=randomized_right[1],
-                    ),
-                ),
+                Evidence(strategy=plan.strategy, champion=arms[0], candidate=arms[1]),
                 plan,
             )
             if decision.action != "continue":
