@@ -221,11 +221,12 @@ def probability_to_beat(champion: tuple[float, float], candidate: tuple[float, f
     import numpy as np
     from scipy.stats import beta
 
-    posterior = beta(1 + candidate[0], 1 + candidate[1])
-    # where the candidate's posterior has its mass, however narrow
-    low, high = posterior.ppf([1e-9, 1 - 1e-9])
-    grid = np.linspace(float(low), float(high), 801)
-    density = posterior.pdf(grid)
+    a, b = 1 + candidate[0], 1 + candidate[1]
+    # where the candidate's posterior has its mass, however narrow: 12 standard
+    # deviations either side of its mean
+    mean, spread = a / (a + b), math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    grid = np.linspace(max(0.0, mean - 12 * spread), min(1.0, mean + 12 * spread), 801)
+    density = beta.pdf(grid, a, b)
     below = beta.cdf(grid, 1 + champion[0], 1 + champion[1])
     weights = density * below
     return float(np.clip(np.trapezoid(weights, grid), 0.0, 1.0))

@@ -127,26 +127,34 @@ def simulate(plan, champion_rate, candidate_rate, experiments, look_every=100, s
     per arm and the pipeline looks after each step (the bandit: its Thompson-sampled
     allocation of ``2 * look_every`` rows per step), until a decision."""
     rng = np.random.default_rng(seed)
-    thompson = random.Random(seed)
     promoted = 0
     for _ in range(experiments):
         rows, right, randomized, randomized_right = [0, 0], [0, 0], [0, 0], [0, 0]
         while True:
             if plan.strategy == "bandit":  # as the router: explore, or Thompson sampling
-                for _ in range(2 * look_every):
-                    explore = thompson.random() < plan.explore_share
-                    arm = (
-                        thompson.randrange(2)
-                        if explore
-                        else thompson_choice(
-                            right, [n - r for n, r in zip(rows, right, strict=True)], thompson
-                        )
-                    )
-                    success = rng.random() < (champion_rate, candidate_rate)[arm]
-                    rows[arm] += 1
-                    right[arm] += success
-                    randomized[arm] += explore
-                    randomized_right[arm] += explore and success
+                # per step, not per request: P(Thompson picks the candidate) is
+                # P(candidate beats champion) under the arms' posteriors so far
+                requests = 2 * look_every
+                explored = int(rng.binomial(requests, plan.explore_share))
+                to_candidate = probability_to_beat(
+                    (right[0], rows[0] - right[0]), (right[1], rows[1] - right[1])
+                )
+                sampled = int(rng.binomial(requests - explored, to_candidate))
+                explored_candidate = int(rng.binomial(explored, 0.5))
+                for arm, rate, drawn, randomly in (
+                    (
+                        0,
+                        champion_rate,
+                        requests - explored - sampled,
+                        explored - explored_candidate,
+                    ),
+                    (1, candidate_rate, sampled, explored_candidate),
+                ):
+                    lucky = int(rng.binomial(randomly, rate))
+                    rows[arm] += drawn + randomly
+                    right[arm] += int(rng.binomial(drawn, rate)) + lucky
+                    randomized[arm] += randomly
+                    randomized_right[arm] += lucky
             else:
                 for arm, rate in enumerate((champion_rate, candidate_rate)):
                     rows[arm] += look_every
@@ -190,6 +198,6 @@ def test_a_candidate_better_by_the_minimum_effect_is_promoted_with_the_stated_po
 def test_the_bandit_promotes_a_candidate_no_better_at_most_at_the_stated_significance():
     # a larger effect than the default, for a smaller sample: the rate does not depend on it
     plan = planned(RolloutPlan(strategy="bandit", min_effect=0.08), champion_accuracy=0.9)
-    experiments = 400
+    experiments = 600
     promoted = simulate(plan, 0.9, 0.9, experiments, look_every=100, seed=2)
     assert promoted / experiments <= bound(plan.significance, experiments), promoted
