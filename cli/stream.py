@@ -36,7 +36,8 @@ from tabular_mlops.core.config import StreamingConfig, StreamingRunConfig
 @click.option("--id-prefix", help="With --replay: event ids are PREFIX:ROW (default: the "
               "time now); the broker keeps one copy of an id within two minutes.")  # fmt: skip
 @click.option("--idle-exit", type=click.FloatRange(min=0), metavar="SECONDS",
-              help="Stop once no event came for so long (default: until Ctrl-C).")  # fmt: skip
+              help="Stop once no event came for so long after the model was loaded "
+                   "(default: until Ctrl-C).")  # fmt: skip
 @click.option("--status", is_flag=True, help="Print what each stream holds, and stop.")
 @click.option("--stop-broker", is_flag=True, help="Stop the dev broker; its streams stay.")
 @overrides_option

@@ -189,16 +189,25 @@ def test_killed_mid_stream_and_restarted_every_event_ends_predicted_or_dead_lett
 
 
 def test_a_new_production_version_is_picked_up_between_micro_batches(two_versions, dev_broker):
+    import threading
+
     set_production("1")
-    consumer = dev_broker.consumer("switch", idle_exit=4)
+    consumer = dev_broker.consumer("switch", idle_exit=10)
     events = [json.dumps(row).encode() for row in rows(12_000)]
     asyncio.run(publish(dev_broker.config, events[:2000], id_prefix="switch"))
     deadline = time.monotonic() + 120
     while sum(len(m["predictions"]) for m in dev_broker.outputs()[0]) < 2000:  # version 1's
         assert time.monotonic() < deadline and consumer.poll() is None, dev_broker.output("switch")
         time.sleep(0.2)
-    set_production("2")  # while events keep coming, for 5 s
-    asyncio.run(publish(dev_broker.config, events[2000:], id_prefix="switch-b", rate=2000))
+    # events keep coming (2.5 s at 2,000/s) while production changes: however long the
+    # store takes to switch on a busy machine, the consumer never sits idle meanwhile;
+    # the rest comes after the switch, so the new version is certain to score some
+    during = publish(dev_broker.config, events[2000:7000], id_prefix="switch-b", rate=2000)
+    more = threading.Thread(target=asyncio.run, args=(during,))
+    more.start()
+    set_production("2")
+    more.join(timeout=120)
+    asyncio.run(publish(dev_broker.config, events[7000:], id_prefix="switch-c", rate=2000))
     assert consumer.wait(timeout=120) == 0, dev_broker.output("switch")
 
     predicted, letters = dev_broker.outputs()
@@ -207,6 +216,10 @@ def test_a_new_production_version_is_picked_up_between_micro_batches(two_version
     switched = versions.index("2")
     assert switched > 0 and set(versions[:switched]) == {"1"} and set(versions[switched:]) == {"2"}
     ids = [p["event_id"] for m in predicted for p in m["predictions"]]
-    expected = [f"switch:{i}" for i in range(2000)] + [f"switch-b:{i}" for i in range(10_000)]
+    expected = [
+        *(f"switch:{i}" for i in range(2000)),
+        *(f"switch-b:{i}" for i in range(5000)),
+        *(f"switch-c:{i}" for i in range(5000)),
+    ]
     assert sorted(ids) == sorted(expected)
     assert "model version(s) 1, 2" in dev_broker.output("switch")

@@ -147,6 +147,9 @@ class Consumer:
         self._max_payload = 1 << 20
         self._current: EventScorer | None = None
         self._next: EventScorer | None = None
+        #: until the store has been asked once (and a model found there loaded): time
+        #: spent here is starting, not idleness (``--idle-exit``)
+        self._loading = True
 
     async def run(self, idle_exit: float | None = None) -> ConsumerStats:
         """Consume until :attr:`stop` is set, or ``idle_exit`` seconds pass without events.
@@ -161,12 +164,17 @@ class Consumer:
         try:
             js = client.jetstream()
             await ensure_streams(js, config)
+            # idle time counts once the store has been asked and no model is loading: a
+            # slow start (a busy machine, a cold store) is not idleness
             idle_since = time.monotonic()
             while self._next is None and not self.stop.is_set():
                 await self._sleep(IDLE_CHECK_SECONDS)
-                if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                if self._loading:
+                    idle_since = time.monotonic()
+                elif idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
                     return self.stats
             await self._subscribe(js)
+            idle_since = time.monotonic()
             while not self.stop.is_set():
                 if self._next is not None:
                     self._switch()
@@ -309,6 +317,8 @@ class Consumer:
                     logger.warning("no model version at the stage yet; events wait in the "
                                    "stream")  # fmt: skip
                     warned = True
+                self._loading = False
             except Exception:  # a store hiccup must not stop scoring with the current model
+                self._loading = False
                 logger.exception("checking the model version failed; scoring carries on")
             await asyncio.sleep(self.config.model_check_seconds)
