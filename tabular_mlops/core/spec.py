@@ -6,6 +6,7 @@ features (names, kinds, nullability) the model was trained on.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -45,9 +46,18 @@ class DataContract(BaseModel):
     other_columns: list[str] = Field(default_factory=list)
     unknown_columns: Literal["ignore", "refuse"] = "ignore"
 
+    @functools.cached_property
+    def _markers(self) -> frozenset[str]:
+        return frozenset(self.na_values)
+
+    @functools.cached_property
+    def not_inputs(self) -> frozenset[str]:
+        """``other_columns`` as a set: looked up for every key of every served row."""
+        return frozenset(self.other_columns)
+
     def missing(self, value: object) -> bool:
         """Whether a raw value is a missing marker (a text value in ``na_values``)."""
-        return isinstance(value, str) and value in self.na_values
+        return isinstance(value, str) and value in self._markers
 
 
 class ServingSpec(BaseModel):
@@ -168,7 +178,7 @@ def read_row(row: Any, spec: ServingSpec) -> Any:
     if not isinstance(row, dict):
         return row
     contract = spec.reading
-    other = contract.other_columns
+    other = contract.not_inputs
     return {
         key: None if contract.missing(value) else value
         for key, value in row.items()
