@@ -21,12 +21,14 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/python run.py all --env dev
 
+# One worker per core; each test module runs whole on one worker (its tests share a
+# trained model or a live service), with its own ZenML store, state and free ports.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # The edit loop: logic, config, CLI errors and the layering check; no pipelines (seconds).
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest -n auto tests/unit
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
@@ -38,7 +40,7 @@ dashboard: $(STAMP)
 	$(BIN)/python run.py dashboard
 
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .zen .pytest_cache .mypy_cache .ruff_cache

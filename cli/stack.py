@@ -6,7 +6,6 @@ import click
 
 from cli.common import activate_stack, env_option, load_env, zenml_client
 from tabular_mlops.adapters.config_files import ConfigError
-from tabular_mlops.adapters.paths import PROJECT_ROOT
 
 
 @click.group()
@@ -50,7 +49,7 @@ def stack_up(env: str) -> None:
     if environment.services is None:
         raise click.ClickException(f"environment '{env}' declares no services to start")
     try:
-        urls = servers.up(environment.services, PROJECT_ROOT)
+        urls = servers.up(environment.services)
     except servers.ServerError as exc:
         raise click.ClickException(str(exc)) from None
     # after the servers: the client talks to the one just started, never to a dead one
@@ -69,7 +68,7 @@ def stack_down(env: str) -> None:
     environment, _ = load_env(env)
     if environment.services is None:
         raise click.ClickException(f"environment '{env}' declares no services to stop")
-    stopped = servers.down(environment.services, PROJECT_ROOT)
+    stopped = servers.down(environment.services)
     click.echo(f"Stopped: {', '.join(stopped) or 'nothing was running'}")
 
 

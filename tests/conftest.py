@@ -27,11 +27,38 @@ os.environ.update(
         "DO_NOT_TRACK": "true",
         "BENTOML_DO_NOT_TRACK": "true",
         "BENTOML_HOME": str(SESSION_DIR / "bentoml"),
+        # logs, services' state, alerts: the session's own (each xdist worker's), not the
+        # checkout's .local that a developer's own runs use
+        "TABULAR_MLOPS_STATE_DIR": str(SESSION_DIR / "local"),
         "EVIDENTLY_DISABLE_TELEMETRY": "1",
         "GIT_PYTHON_REFRESH": "quiet",
     }
 )
 (SESSION_DIR / "zenml-repo").mkdir()
+
+
+#: the longest modules first: `make test` hands whole modules to its workers in collection
+#: order (pytest-xdist's --dist loadfile), so the walkthrough starts at once, the rest
+#: fills in around it, and the workers finish together
+LONGEST_FIRST = (
+    "test_walkthrough.py",
+    "test_continuous_training.py",
+    "test_rollout.py",
+    "test_serving.py",
+    "test_training.py",
+    "test_loop.py",
+    "test_staging.py",
+    "test_streaming.py",
+    "test_estimators.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, cast
 from zenml.alerter import BaseAlerter, BaseAlerterConfig, BaseAlerterFlavor
 from zenml.alerter.base_alerter import BaseAlerterStepParameters
 
-from tabular_mlops.adapters.paths import PROJECT_ROOT
+from tabular_mlops.adapters.paths import anchor
 
 if TYPE_CHECKING:
     from zenml.stack import Stack
@@ -39,8 +39,7 @@ class LocalFileAlerter(BaseAlerter):
         return cast(LocalFileAlerterConfig, self._config)
 
     def post(self, message: str, params: BaseAlerterStepParameters | None = None) -> bool:
-        path = Path(self.config.path)
-        path = path if path.is_absolute() else PROJECT_ROOT / path
+        path = anchor(Path(self.config.path))
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {"time": datetime.now(UTC).isoformat(), "message": message}
         with path.open("a", encoding="utf-8") as handle:

@@ -141,6 +141,54 @@ def write_yaml_atomically() -> None:
     yaml_utils.write_yaml = write_yaml
 
 
+def mark_run_failed(run: Any, reason: str) -> None:
+    """Mark ``run`` (a ``PipelineRunResponse``) and its unfinished steps failed.
+
+    ZenML 0.98 has no public call for a run whose process died (``kill -9``): its
+    orchestrator marks runs through the store's ``update_run`` and ``update_run_step``,
+    which is what this does, with the same update models."""
+    from datetime import UTC, datetime
+
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
+    from zenml.models import PipelineRunUpdate, StepRunUpdate
+
+    store = Client().zen_store
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for step in run.steps.values():
+        if not step.status.is_finished:
+            store.update_run_step(
+                step.id, StepRunUpdate(status=ExecutionStatus.FAILED, end_time=now)
+            )
+    store.update_run(run.id, PipelineRunUpdate(status=ExecutionStatus.FAILED, status_reason=reason))
+
+
+def finish_onboarding_survey(url: str) -> None:
+    """Answer the dashboard's first-visit survey on the local server at ``url``: no
+    e-mail, no newsletter, survey finished.
+
+    The dashboard shows the survey while the user's ``email_opted_in`` is unset or its
+    metadata lacks ``finished_onboarding_survey``; this is the request the survey itself
+    sends (``PUT /api/v1/current-user``), which the local server takes without a login.
+    ZenML's client cannot do it: its ``update_user`` goes through ``/users/{id}``, which
+    drops ``email_opted_in`` (ZenML 0.98). Raises ``httpx.HTTPError`` when the server
+    refuses and ``KeyError`` when the user's shape has changed."""
+    import httpx
+    from zenml.constants import API, CURRENT_USER, VERSION_1
+
+    endpoint = f"{url}{API}{VERSION_1}{CURRENT_USER}"
+    current = httpx.get(endpoint, timeout=10).json()
+    answer = {
+        "name": current["name"],
+        "email_opted_in": False,
+        "user_metadata": {
+            **current["metadata"]["user_metadata"],
+            "finished_onboarding_survey": True,
+        },
+    }
+    httpx.put(endpoint, json=answer, timeout=10).raise_for_status()
+
+
 # --------------------------------------------------------------------------- BentoML
 def bento_env_schema() -> Any:
     """BentoML 1.4's schema of a bento's baked environment variables (``envs`` in its

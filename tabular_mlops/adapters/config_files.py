@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tabular_mlops.adapters.paths import CONFIG_DIR, ENVIRONMENTS_DIR, PROJECT_ROOT
+from tabular_mlops.adapters.paths import CONFIG_DIR, ENVIRONMENTS_DIR, anchor
 from tabular_mlops.core.config import EnvironmentConfig, RunConfig
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -130,7 +130,7 @@ def load_run_config(
     applied = [f"the environment's overrides.{model.PIPELINE}"] if overlay else []
     applied += ["--set flags"] if overrides else []
     source = str(config_path) + (f" (with {' and '.join(applied)} applied)" if applied else "")
-    return anchor_paths(validate(model, data, source), PROJECT_ROOT)
+    return anchor_paths(validate(model, data, source))
 
 
 #: the user's own files (training data, labels, a batch): taken as given, relative to
@@ -139,17 +139,18 @@ def load_run_config(
 USER_FILE_FIELDS = frozenset({"path", "labels_path", "input_path"})
 
 
-def anchor_paths(config: ModelT, root: Path) -> ModelT:
+def anchor_paths(config: ModelT) -> ModelT:
     """Every relative state path in ``config`` (logs, predictions, servers' stores) taken
-    from ``root``, the checkout, not from wherever the command was started:
+    from the checkout (``.local/…`` from the state directory), not from wherever the
+    command was started:
     ``.local/serving`` is the same directory for ``deploy``, its steps and ``--status``."""
     updates: dict[str, Any] = {}
     for name in type(config).model_fields:
         value = getattr(config, name)
         if isinstance(value, Path) and not value.is_absolute() and name not in USER_FILE_FIELDS:
-            updates[name] = root / value
+            updates[name] = anchor(value)
         elif isinstance(value, BaseModel):
-            anchored = anchor_paths(value, root)
+            anchored = anchor_paths(value)
             if anchored is not value:
                 updates[name] = anchored
     return config.model_copy(update=updates) if updates else config

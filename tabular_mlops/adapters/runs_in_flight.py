@@ -18,7 +18,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,24 +88,14 @@ def dead_calls(state_dir: Path) -> list[tuple[Path, InFlight]]:
 def mark_failed(record: InFlight, reason: str) -> list[str]:
     """Mark the unfinished ZenML runs of ``record``'s call (and their MLflow runs) failed;
     the names of the runs marked."""
-    from zenml.client import Client
     from zenml.enums import ExecutionStatus
-    from zenml.models import PipelineRunUpdate, StepRunUpdate
 
-    client = Client()
+    from tabular_mlops.adapters.compat import mark_run_failed
+
     marked = []
     for run in runs_of(record.tag):
         if run.status in (ExecutionStatus.RUNNING, ExecutionStatus.INITIALIZING):
-            now = datetime.now(UTC).replace(tzinfo=None)
-            for step in run.steps.values():
-                if not step.status.is_finished:
-                    client.zen_store.update_run_step(
-                        step.id, StepRunUpdate(status=ExecutionStatus.FAILED, end_time=now)
-                    )
-            client.zen_store.update_run(
-                run.id,
-                PipelineRunUpdate(status=ExecutionStatus.FAILED, status_reason=reason),
-            )
+            mark_run_failed(run, reason)
             marked.append(run.name)
             _fail_mlflow_runs(run.name)
     _delete_tag(record.tag)

@@ -102,26 +102,13 @@ def start_zenml(port: int | None = None) -> str:
 
 def skip_onboarding_survey(url: str) -> None:
     """Answer the dashboard's first-visit survey (name, e-mail, newsletter, "what are you
-    building"): no e-mail, no newsletter, survey finished.
-
-    The dashboard shows the survey while the user's ``email_opted_in`` is unset or
-    its metadata lacks ``finished_onboarding_survey``; this is the request the
-    survey itself sends (``PUT /api/v1/current-user``) to the local server, which
-    needs no login. ZenML's client cannot do it: its ``update_user`` goes through
-    ``/users/{id}``, which drops ``email_opted_in`` (ZenML 0.98)."""
+    building") so that a first visit opens on the runs: a warning if it cannot."""
     import httpx
 
+    from tabular_mlops.adapters.compat import finish_onboarding_survey
+
     try:
-        current = httpx.get(f"{url}/api/v1/current-user", timeout=10).json()
-        answer = {
-            "name": current["name"],
-            "email_opted_in": False,
-            "user_metadata": {
-                **current["metadata"]["user_metadata"],
-                "finished_onboarding_survey": True,
-            },
-        }
-        httpx.put(f"{url}/api/v1/current-user", json=answer, timeout=10).raise_for_status()
+        finish_onboarding_survey(url)
     except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
         logger.warning("the dashboard will ask its first-visit survey (%s)", exc)
 
@@ -130,9 +117,9 @@ def stop_zenml() -> None:
     _zenml("logout", "--local")
 
 
-def up(services: ServicesSpec, root: Path) -> dict[str, str]:
-    """Start what ``services`` declares (paths relative to ``root``); return name -> URL."""
-    services = anchor_paths(services, root)
+def up(services: ServicesSpec) -> dict[str, str]:
+    """Start what ``services`` declares (paths as config files mean them); return name -> URL."""
+    services = anchor_paths(services)
     urls = {}
     if services.mlflow:
         urls["MLflow"] = start_mlflow(services.mlflow)
@@ -150,9 +137,9 @@ def create_local_secrets(client: Client, services: ServicesSpec) -> None:
             client.create_secret(name, values)
 
 
-def down(services: ServicesSpec, root: Path) -> list[str]:
+def down(services: ServicesSpec) -> list[str]:
     """Stop what ``services`` declares; the names of the servers that were running."""
-    services = anchor_paths(services, root)
+    services = anchor_paths(services)
     stopped = []
     if services.zenml:
         was_running = answers(f"http://{HOST}:{services.zenml.port}/health")

@@ -32,6 +32,7 @@ def checkout(tmp_path):
     env = {
         **os.environ,
         "TABULAR_MLOPS_ROOT": str(root),
+        "TABULAR_MLOPS_STATE_DIR": str(root / ".local"),
         "ZENML_CONFIG_PATH": str(tmp_path / "zenml-config"),
         "ZENML_REPOSITORY_PATH": str(tmp_path / "repo"),
         "BENTOML_HOME": str(tmp_path / "bentoml"),

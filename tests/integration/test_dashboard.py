@@ -17,22 +17,6 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_dashboard_starts_serves_and_stops(dev_stack, free_port):
-    try:
-        result = invoke("dashboard", "--port", str(free_port))
-        assert result.exit_code == 0, result.output
-        base = f"http://127.0.0.1:{free_port}"
-        assert httpx.get(f"{base}/health", timeout=10).status_code == 200
-        info = httpx.get(f"{base}/api/v1/info", timeout=10).json()
-        assert info["version"] == "0.98.0"
-        page = httpx.get(base, timeout=10)
-        assert page.status_code == 200 and "<html" in page.text.lower()
-    finally:
-        result = invoke("dashboard", "--stop")
-    assert result.exit_code == 0, result.output
-    assert not _listening(free_port)
-
-
 def _chromium() -> str:
     """Debian's Chromium (`.ci/run` installs it), or the Chrome a hosted CI runner ships:
     Playwright drives it and never downloads a browser of its own."""
@@ -58,9 +42,11 @@ SCREENSHOTS = "test-artifacts/dashboard"
 
 
 def test_a_first_time_user_reads_every_report_in_the_dashboard(trained_model, free_port):
-    """A real browser, as a person opens the dashboard after training: no survey, the run's
-    DAG, and the data report, evaluation report and model card readable in the
-    visualization panel (a sandboxed iframe that runs no scripts)."""
+    """`run.py dashboard` starts a real ZenML server (one start for all of this: it takes
+    most of half a minute), and a real browser, as a person opens it after training,
+    sees no survey, the run's DAG, and the data report, evaluation report and model card
+    readable in the visualization panel (a sandboxed iframe that runs no scripts);
+    `dashboard --stop` stops it."""
     import os
     import shutil
     from pathlib import Path
@@ -68,7 +54,7 @@ def test_a_first_time_user_reads_every_report_in_the_dashboard(trained_model, fr
     from playwright.sync_api import sync_playwright
     from zenml.client import Client
 
-    from tabular_mlops.adapters.paths import LOCAL_DIR, PROJECT_ROOT
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
 
     second = invoke("train", "--set", f"model.name={trained_model}")  # a reference: drift
     assert second.exit_code == 0, second.output
@@ -77,7 +63,7 @@ def test_a_first_time_user_reads_every_report_in_the_dashboard(trained_model, fr
         .list_pipeline_runs(pipeline_name="training_pipeline", sort_by="desc:created", size=1)
         .items[0]
     )
-    shots = LOCAL_DIR / SCREENSHOTS
+    shots = PROJECT_ROOT / ".local" / SCREENSHOTS  # kept for a person to look at
     shots.mkdir(parents=True, exist_ok=True)
     expected = {
         "data_report": ["Data gate", "columns drifted", "threshold", "<svg"],
@@ -98,9 +84,14 @@ def test_a_first_time_user_reads_every_report_in_the_dashboard(trained_model, fr
         assert started.exit_code == 0, started.output
         assert "Load Preview" in started.output and "python run.py models" in started.output
         base = f"http://127.0.0.1:{free_port}"
+        assert httpx.get(f"{base}/health", timeout=10).status_code == 200
+        assert httpx.get(f"{base}/api/v1/info", timeout=10).json()["version"] == "0.98.0"
+        home = httpx.get(base, timeout=10)
+        assert home.status_code == 200 and "<html" in home.text.lower()
+        chromium = _chromium()
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
-                executable_path=_chromium(), args=["--disable-webgl", "--no-sandbox"]
+                executable_path=chromium, args=["--disable-webgl", "--no-sandbox"]
             )
             try:
                 page = browser.new_page(viewport={"width": 1500, "height": 950})
@@ -131,7 +122,9 @@ def test_a_first_time_user_reads_every_report_in_the_dashboard(trained_model, fr
             finally:
                 browser.close()
     finally:
-        invoke("dashboard", "--stop")
+        stopped = invoke("dashboard", "--stop")
+    assert stopped.exit_code == 0, stopped.output
+    assert not _listening(free_port)
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS"):
         for picture in shots.glob("*.png"):
             shutil.copy(picture, PROJECT_ROOT / "docs" / "images" / picture.name)

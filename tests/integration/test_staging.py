@@ -37,10 +37,11 @@ def staging_file(tmp_path: Path) -> tuple[Path, int, int]:
     return path, mlflow_port, zenml_port
 
 
-@pytest.fixture
-def staging_env(dev_stack, tmp_path):
-    """staging's servers up on free ports, and down afterwards."""
-    path, mlflow_port, zenml_port = staging_file(tmp_path)
+@pytest.fixture(scope="module")
+def staging_env(dev_stack, tmp_path_factory):
+    """staging's servers up on free ports (once for the module: starting them takes most of
+    a minute), and down afterwards."""
+    path, mlflow_port, zenml_port = staging_file(tmp_path_factory.mktemp("staging"))
     try:
         result = invoke("stack", "up", "--env", str(path))
         assert result.exit_code == 0, result.output
@@ -158,6 +159,7 @@ def test_staging_server_killed_mid_run_breaks_only_staging_and_stack_up_recovers
 
     path, _, zenml_url = staging_env
     zenml_port = int(zenml_url.rsplit(":", 1)[1])
+    assert invoke("stack", "register", "--env", str(path)).exit_code == 0  # staging active
     command = subprocess.Popen(
         [sys.executable, "run.py", "train", "--env", str(path), "--set", f"model.name={KILLED}"],
         cwd=PROJECT_ROOT,

@@ -89,3 +89,49 @@ def test_bentomls_private_build_helpers_are_where_they_were():
 
     assert [field.name for field in attr.fields(BentoEnvSchema)][:2] == ["name", "value"]
     assert "enable_buildkit" in inspect.signature(construct_containerfile).parameters
+
+
+def test_the_store_calls_that_fail_a_dead_run_are_where_they_were():
+    import inspect
+
+    from zenml.models import PipelineRunUpdate, StepRunUpdate
+    from zenml.zen_stores.zen_store_interface import ZenStoreInterface
+
+    assert list(inspect.signature(ZenStoreInterface.update_run).parameters)[1:] == [
+        "run_id",
+        "run_update",
+    ]
+    assert list(inspect.signature(ZenStoreInterface.update_run_step).parameters)[1:] == [
+        "step_run_id",
+        "step_run_update",
+    ]
+    assert {"status", "status_reason"} <= set(PipelineRunUpdate.model_fields)
+    assert {"status", "end_time"} <= set(StepRunUpdate.model_fields)
+
+
+def test_the_servers_current_user_endpoint_still_takes_the_survey_answer():
+    """Read from the server's source, not imported: importing ZenML's server takes seconds."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    from zenml.constants import API, CURRENT_USER, VERSION_1
+    from zenml.models import UserUpdate
+
+    assert f"{API}{VERSION_1}{CURRENT_USER}" == "/api/v1/current-user"
+    assert {"name", "email_opted_in", "user_metadata"} <= set(UserUpdate.model_fields)
+    spec = importlib.util.find_spec("zenml.zen_server.routers.users_endpoints")
+    assert spec and spec.origin
+    tree = ast.parse(Path(spec.origin).read_text())
+    puts = [
+        decorator.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == "update_myself"
+        for decorator in node.decorator_list
+        if isinstance(decorator, ast.Call)
+        and isinstance(decorator.func, ast.Attribute)
+        and decorator.func.attr == "put"
+        and decorator.args
+        and isinstance(decorator.args[0], ast.Constant)
+    ]
+    assert puts == [CURRENT_USER]

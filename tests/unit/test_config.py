@@ -147,17 +147,14 @@ def test_a_misspelt_key_inside_an_overlay_is_an_error(tmp_path):
 
 def test_state_paths_are_taken_from_the_checkout_and_user_files_as_given():
     from tabular_mlops.adapters.config_files import anchor_paths
-    from tabular_mlops.adapters.paths import PROJECT_ROOT
+    from tabular_mlops.adapters.paths import LOCAL_DIR
     from tabular_mlops.core.config import DeploymentRunConfig
 
     training = anchor_paths(
         TrainingRunConfig.model_validate(
             {"model": {"name": "m"}, "parameters": {"data": {"source": "file", "path": "d.csv"}}}
-        ),
-        PROJECT_ROOT,
+        )
     )
     assert training.parameters.data.path == Path("d.csv")
-    serving = anchor_paths(
-        DeploymentRunConfig.model_validate({"model": {"name": "m"}}), PROJECT_ROOT
-    )
-    assert serving.parameters.serving.state_dir == PROJECT_ROOT / ".local" / "serving"
+    serving = anchor_paths(DeploymentRunConfig.model_validate({"model": {"name": "m"}}))
+    assert serving.parameters.serving.state_dir == LOCAL_DIR / "serving"

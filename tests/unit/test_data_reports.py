@@ -21,7 +21,13 @@ from tabular_mlops.adapters.evidently_reports import (
 def validator() -> Any:
     """ZenML's EvidentlyDataValidator, as the stack hands it to the steps."""
     from zenml.integrations.evidently.data_validators import EvidentlyDataValidator
+    from zenml.utils import source_utils
 
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    # ZenML loads Evidently's metric classes by source; under pytest-xdist the main
+    # module has no file to find the source root from
+    source_utils.set_custom_source_root(str(PROJECT_ROOT))
     profiler = EvidentlyDataValidator.__new__(EvidentlyDataValidator)
     profiler.__dict__["flavor"] = "evidently"
     return profiler
