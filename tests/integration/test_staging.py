@@ -119,6 +119,8 @@ def test_with_its_servers_down_staging_fails_before_any_pipeline_naming_url_and_
 ):
     from zenml.client import Client
 
+    # dev active (the module's live staging servers may have left staging active)
+    assert invoke("stack", "register", "--env", "dev").exit_code == 0
     path, mlflow_port, zenml_port = staging_file(tmp_path)
     runs_before = Client().list_pipeline_runs(size=1).total
     result = invoke("train", "--env", str(path), "--set", f"model.name={MODEL}")
