@@ -15,10 +15,9 @@ Each round gives each side a new temporary ZenML store and times two invocations
 ``fresh`` (the first ever, on the empty store) and ``rerun`` (the second, on the same
 store, where ZenML's step cache applies). Sides are interleaved (ours fresh, our three
 commands fresh, template fresh, then the same again) so that drift in machine load hits
-all alike. What
-is not timed: rendering the template, registering its stack (ours registers its stack
-inside ``run.py all``, so that cost is inside our figure; the template's is printed
-beside it), and stopping each side's server after the rerun.
+all alike. What is not timed: rendering the template, registering its stack (ours
+registers its stack inside its commands, so that cost is inside our figures; the
+template's is printed beside it), and stopping each side's server after the rerun.
 
     python bench/loop_vs_template.py --rounds 2
 """
@@ -216,23 +215,11 @@ def render_template(src: Path, dst: Path, log: Path, timeout: float) -> None:
 def write_batch(path: Path) -> None:
     """143 rows of the training data's features (the size of `run.py all`'s batch, the
     test split) as a CSV, for the separate `infer --input`."""
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    code = (
-        "import sys; from tabular_mlops.adapters.sources import load_dataset; "
-        "from tabular_mlops.core.config import DataSourceConfig; "
-        "load_dataset(DataSourceConfig()).drop(columns=['target']).head(143)"
-        ".to_csv(sys.argv[1], index=False)"
-    )
-    subprocess.run([str(PYTHON), "-c", code, str(path)], cwd=ROOT, check=True)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    load_dataset(DataSourceConfig()).drop(columns=["target"]).head(143).to_csv(path, index=False)
 
 
 def machine() -> list[str]:
@@ -276,6 +263,8 @@ def one_round(number: int, base: Path, timeout: float) -> Round:
     sep_log = sep_home / "output.log"
     batch = sep_home / "batch.csv"
     write_batch(batch)
+    from tabular_mlops.adapters.net import free_port
+
     port = free_port()
     tpl_log = tpl_home / "output.log"
     project = tpl_home / "project"

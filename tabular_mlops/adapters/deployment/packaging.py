@@ -21,7 +21,8 @@ from sklearn.pipeline import Pipeline
 from tabular_mlops.core.scoring import FastModel, scorer_for
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings, ServingSpec
 
-#: the directory that holds the ``tabular_mlops`` package: the bento's build context
+#: the directory that holds the ``tabular_mlops`` package: the served modules are copied
+#: from here into the bento's build context
 PACKAGE_PARENT = Path(__file__).resolve().parents[3]
 #: what `bentoml serve` imports: the service, whose settings come from the environment
 SERVICE_MODULE = "tabular_mlops.serving.service"
