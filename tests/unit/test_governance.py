@@ -4,6 +4,7 @@ importance and the business cost with its decision threshold."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tabular_mlops.core.config import (
@@ -153,6 +154,31 @@ def test_importance_ranks_features_and_shows_what_changed_between_versions():
     assert list(ranked.values()) == sorted(ranked.values(), reverse=True)
     shift = importance_shift({**ranked, "capital-gain": 0.0}, ranked, top=1)
     assert shift[0][0] == "capital-gain"
+
+
+def test_importance_is_zero_for_a_feature_the_model_ignores_and_stacked_calls_agree():
+    """Shuffled copies are scored stacked, in as few calls as the batch size allows: the
+    figures do not depend on how the copies are split into calls."""
+    from tabular_mlops.core import governance
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"signal": rng.normal(size=200), "noise": rng.normal(size=200)})
+    frame["label"] = np.where(frame["signal"] > 0, "yes", "no")
+    model, _ = fit_model(frame.drop(columns=["noise"]), "label", TrainingConfig())
+    features = frame[list(model.feature_names_in_)]
+    ranked = governance.importance(model, features, frame["label"], repeats=4)
+    assert list(ranked) == ["signal"] and ranked["signal"] > 0.3
+    model, _ = fit_model(frame, "label", TrainingConfig())
+    features = frame[list(model.feature_names_in_)]
+    stacked = governance.importance(model, features, frame["label"], repeats=4)
+    original = governance.IMPORTANCE_BATCH_ROWS
+    try:
+        governance.IMPORTANCE_BATCH_ROWS = len(frame)  # one shuffled copy a call
+        one_by_one = governance.importance(model, features, frame["label"], repeats=4)
+    finally:
+        governance.IMPORTANCE_BATCH_ROWS = original
+    assert stacked == one_by_one
+    assert abs(stacked["noise"]) < 0.02 < stacked["signal"]
 
 
 def test_an_assessment_only_column_is_never_a_model_input():

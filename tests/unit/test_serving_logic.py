@@ -461,3 +461,38 @@ def test_feedback_is_checked_item_by_item_and_stored(tmp_path):
     assert stored == (202, {"accepted": 2, "matched": 0})
     [log] = (tmp_path / "evidence").glob("feedback-*.jsonl")
     assert [json.loads(line)["request_id"] for line in log.read_text().splitlines()] == ["r1", "r2"]
+
+
+class _TimedScorer:
+    """A scorer that burns ``cpu`` seconds of CPU and sleeps ``idle`` seconds a call."""
+
+    def __init__(self, cpu: float, idle: float = 0.0) -> None:
+        self.cpu, self.idle, self.calls = cpu, idle, 0
+
+    def predict_proba(self, rows):
+        import time
+
+        self.calls += 1
+        started = time.thread_time()
+        while time.thread_time() - started < self.cpu:
+            pass
+        time.sleep(self.idle)
+        return np.tile([0.5, 0.5], (len(rows), 1))
+
+
+def test_the_latency_gate_counts_cpu_time_and_measures_a_slow_scorer_on_fewer_calls():
+    """A busy machine delays a call without adding to its CPU time: the sleep is not
+    counted. A slow scorer is measured on fewer single-row calls, never under MIN_CALLS."""
+    from tabular_mlops.core import latency
+
+    def decide(probabilities):
+        return np.zeros(len(probabilities), dtype=int)
+
+    rows = [[1.0, 2.0]] * 10
+    waiting = _TimedScorer(cpu=0.0, idle=0.002)
+    measured = latency.measure(waiting, decide, rows, calls=20, rounds=2, batch_rows=10)
+    assert measured.single_row_p99_ms < 1.0  # 2 ms asleep a call, not counted
+    assert waiting.calls == 1 + 2 * (20 + 1)  # warm-up, then each round's calls and batch
+    slow = _TimedScorer(cpu=0.004)
+    latency.measure(slow, decide, rows, rounds=2, batch_rows=10, seconds_per_round=0.04)
+    assert slow.calls == 1 + 2 * (latency.MIN_CALLS + 1)

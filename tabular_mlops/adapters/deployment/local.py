@@ -47,7 +47,14 @@ from tabular_mlops.adapters.deployment.target import (
     Rollout,
     RunningService,
 )
-from tabular_mlops.adapters.net import HOST, answers, free_port, wait_for_url, wait_until
+from tabular_mlops.adapters.net import (
+    HOST,
+    answers,
+    free_port,
+    probe_client,
+    wait_for_url,
+    wait_until,
+)
 from tabular_mlops.adapters.processes import identity, is_same_process, stop_process_tree
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.rollout import RolloutPlan
@@ -193,7 +200,7 @@ def record_live(state_dir: Path, service: RunningService) -> None:
 
 def router_status(url: str) -> dict[str, Any] | None:
     try:
-        response = httpx.get(f"{url}{ROUTES_PATH}", timeout=2)
+        response = probe_client().get(f"{url}{ROUTES_PATH}", timeout=2)
         return response.json() if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
