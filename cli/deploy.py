@@ -24,11 +24,21 @@ if TYPE_CHECKING:
     from tabular_mlops.adapters.deployment.target import Rollout, RunningService, ServingTarget
 
 
+#: `deploy --status`'s exit status when the model is not served or does not answer (as
+#: LSB's `status` actions: "program is not running"), so a script or a probe can act on it
+NOT_SERVING = 3
+
+
 @click.command()
 @env_option
 @config_option("deployment")
 @overrides_option
-@click.option("--status", is_flag=True, help="Show what is served where, and change nothing.")
+@click.option(
+    "--status",
+    is_flag=True,
+    help="Show what is served where, and change nothing; exit status 3 when nothing is "
+    "served or it does not answer.",
+)
 @click.option("--stop", "stop_service", is_flag=True, help="Stop the live service.")
 @click.option(
     "--force", is_flag=True, help="Redeploy even when the staged version is already served."
@@ -77,6 +87,7 @@ def deploy(
             )
         elif live is None:
             click.echo(f"No live service for model '{name}'.")
+            click.get_current_context().exit(NOT_SERVING)
         else:
             problems = target.problems(live)
             rollout = _rollout_in_progress(target, name)
@@ -94,6 +105,8 @@ def deploy(
                     else ""
                 )
             )
+            if problems:
+                click.get_current_context().exit(NOT_SERVING)
         return
 
     target = serving_target(env, config, activate=True)

@@ -478,6 +478,7 @@ def test_killing_the_service_leaves_no_worker_serving_and_deploy_restarts_it(liv
     assert alive == [], f"workers still running after their supervisor was killed: {alive}"
     assert not answers(f"{live.runs_as.direct_url}/livez")
     status = deploy(paths, "--status")
+    assert status.exit_code == 3, status.output  # a probe or a script can act on it
     assert f"at {live.url} (NOT answering)" in status.output
     assert f"the service process (pid {live.runs_as.pid}) is gone" in status.output
     assert post(live, json.dumps({"rows": rows[:1]})).status_code == 503  # the router says so

@@ -113,7 +113,7 @@ def rows(count: int):
     return load_dataset(DataSourceConfig()).head(count)
 
 
-# The whole walkthrough is one test: 336 s alone on a quiet machine (2026-12-03), over the
+# The whole walkthrough is one test: 276 s alone on a quiet machine (2026-12-03), over the
 # suite's 900 s per-test limit beside a CPU hog once (at 752 s quiet)
 @pytest.mark.timeout(2700)
 def test_the_readme_in_its_order(clone):
