@@ -87,6 +87,7 @@ def deploy(
             )
         elif live is None:
             click.echo(f"No live service for model '{name}'.")
+            _print_leftovers(target, name)
             click.get_current_context().exit(NOT_SERVING)
         else:
             problems = target.problems(live)
@@ -105,6 +106,7 @@ def deploy(
                     else ""
                 )
             )
+            _print_leftovers(target, name)
             if problems:
                 click.get_current_context().exit(NOT_SERVING)
         return
@@ -154,6 +156,19 @@ def live_service(target: ServingTarget, model_name: str) -> RunningService | Non
 
 def _rollout_in_progress(target: ServingTarget, model_name: str) -> Rollout | None:
     return target.rollout(model_name)
+
+
+def _print_leftovers(target: ServingTarget, model_name: str) -> None:
+    """The processes of this model a killed deployment left running, if any."""
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+
+    if isinstance(target, LocalProcessTarget):
+        pids = target.leftovers(model_name)
+        if pids:
+            click.echo(
+                f"  left running by an earlier deployment: pids {pids}; `python run.py deploy` "
+                "or `deploy --stop` stops them"
+            )
 
 
 def _stop_strays(target: ServingTarget, model_name: str) -> None:

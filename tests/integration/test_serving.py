@@ -528,6 +528,10 @@ def test_a_deploy_killed_while_starting_leaves_nothing_behind(live, paths):
     deploying.kill()  # kill -9, while start_candidate waits for the candidate
     deploying.wait()
     assert candidates and all(c.is_running() for c in candidates)
+    status = deploy(paths, "--status")
+    assert status.exit_code == 0, status.output  # the live service still answers
+    assert "left running by an earlier deployment: pids" in status.output
+    assert str(candidates[0].pid) in status.output
     result = deploy(paths)  # the served version: nothing to deploy, strays stopped
     assert result.exit_code == 0, result.output
     assert "an earlier deployment left running" in result.output

@@ -501,8 +501,29 @@ class LocalProcessTarget:
         finally:
             self._release(model_name)
 
+    def leftovers(self, model_name: str) -> list[int]:
+        """What :meth:`sweep_if_idle` would stop, left running: none while a deployment is
+        in progress (its candidate is no stray)."""
+        try:
+            self._acquire(model_name)
+        except DeploymentInProgressError:
+            return []
+        try:
+            return [process.pid for process in self.strays(model_name)]
+        finally:
+            self._release(model_name)
+
     def sweep(self, model_name: str, keep_live: bool = True) -> list[int]:
         """Stop this model's processes that nothing records (see the module's docstring)."""
+        strays = self.strays(model_name, keep_live)
+        for process in strays:
+            logger.warning("stopping pid %s: left over from an earlier deployment", process.pid)
+            stop_process_tree(process.pid)
+        return [process.pid for process in strays]
+
+    def strays(self, model_name: str, keep_live: bool = True) -> list[psutil.Process]:
+        """This model's processes that nothing records: the live service, the candidate of
+        a rollout and the router are kept (unless ``keep_live`` is False)."""
         keep: set[int] = set()
         live = self.live(model_name) if keep_live else None
         router = self.router(model_name) if keep_live else None
@@ -513,11 +534,7 @@ class LocalProcessTarget:
             keep.add(rollout.candidate.runs_as.pid)
         if router is not None:
             keep.add(router.pid)
-        strays = stray_processes(self.state_dir, model_name, keep)
-        for process in strays:
-            logger.warning("stopping pid %s: left over from an earlier deployment", process.pid)
-            stop_process_tree(process.pid)
-        return [process.pid for process in strays]
+        return stray_processes(self.state_dir, model_name, keep)
 
     def problems(self, service: RunningService) -> list[str]:
         process = service.runs_as
