@@ -59,6 +59,11 @@ PREDICTIONS = Counter(
     "tabular_predict_requests", "Prediction requests by outcome.", ["model_version", "outcome"]
 )
 ROWS = Counter("tabular_predict_rows", "Rows scored.", ["model_version"])
+LOGGED = Counter(
+    "tabular_inference_log_rows",
+    "Rows the inference log wrote, or dropped (a full disk, a lost volume).",
+    ["outcome"],
+)
 LATENCY = Histogram(
     "tabular_predict_latency_seconds",
     "Time to validate, score and answer a prediction request.",
@@ -443,6 +448,10 @@ def bind(app: FastAPI, scorer: Scorer, log: InferenceLogWriter | None) -> None:
     app.state.inference_log = log
 
 
+def count_logged(outcome: str, rows: int) -> None:
+    LOGGED.labels(outcome=outcome).inc(rows)
+
+
 def load_model(app: FastAPI, spec: ServingSpec, settings: ServingSettings, model_dir: Path) -> str:
     """Load the model from its directory in the model store and bind it with the
     inference log; returns which scoring path serves (numpy or the pipeline)."""
@@ -454,5 +463,6 @@ def load_model(app: FastAPI, spec: ServingSpec, settings: ServingSettings, model
     names = [feature.name for feature in spec.features]
     scorer = FastModel if settings.fast_path else PipelineScorer
     log_dir = settings.inference_log_dir
-    bind(app, scorer(pipeline, names), InferenceLogWriter(Path(log_dir)) if log_dir else None)
+    log = InferenceLogWriter(Path(log_dir), counted=count_logged) if log_dir else None
+    bind(app, scorer(pipeline, names), log)
     return "numpy" if settings.fast_path else "pipeline"

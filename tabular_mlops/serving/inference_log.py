@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,11 +58,20 @@ class JsonLinesLog:
     Lines wait in a deque and the thread wakes on a timer, not per line: woken per
     line (a queue), it contended for the GIL with the event loop on every request."""
 
-    def __init__(self, directory: Path, prefix: str = "requests", flush_interval: float = 0.2):
+    def __init__(
+        self,
+        directory: Path,
+        prefix: str = "requests",
+        flush_interval: float = 0.2,
+        counted: Callable[[str, int], None] | None = None,
+    ):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
         self.flush_interval = flush_interval
+        #: called with ("written" or "dropped", lines) after each write (e.g. a metric)
+        self.counted = counted or (lambda outcome, lines: None)
+        self.written = self.dropped = 0
         self._pending: collections.deque[str] = collections.deque()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._drain, name=f"{prefix}-log", daemon=True)
@@ -76,26 +85,41 @@ class JsonLinesLog:
         self._thread.join(timeout=5)
 
     def _drain(self) -> None:
-        handle = None
-        path: Path | None = None
-        try:
-            while True:
-                closing = self._closing.wait(self.flush_interval)
-                lines = self._take_pending()
-                if lines:
-                    target = log_file(self.directory, datetime.now(UTC), self.prefix)
-                    if target != path or handle is None:
-                        if handle is not None:
-                            handle.close()
-                        path, handle = target, target.open("a", encoding="utf-8")
-                    handle.write("\n".join(lines) + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                if closing:
-                    return
-        finally:
-            if handle is not None:
-                handle.close()
+        failing = False
+        while True:
+            closing = self._closing.wait(self.flush_interval)
+            lines = self._take_pending()
+            if lines:
+                try:
+                    self._write(lines, after_failure=failing)
+                except OSError as exc:
+                    # a full disk, a lost volume: the lines are dropped and counted, the
+                    # service goes on answering, and the next interval tries again
+                    self.dropped += len(lines)
+                    self.counted("dropped", len(lines))
+                    if not failing:
+                        logger.error("inference log %s: %s; dropping lines", self.directory, exc)
+                    failing = True
+                else:
+                    if failing:
+                        logger.warning("inference log %s: writing again", self.directory)
+                    failing = False
+                    self.written += len(lines)
+                    self.counted("written", len(lines))
+            if closing:
+                return
+
+    def _write(self, lines: list[str], after_failure: bool) -> None:
+        """Append ``lines`` to today's file; after a failed write, on a line of their own:
+        a write cut short (a full disk) leaves a torn last line, which must stay alone (the
+        reader skips and counts it) rather than spoil the next record."""
+        target = log_file(self.directory, datetime.now(UTC), self.prefix)
+        with target.open("ab") as handle:
+            torn = after_failure and handle.tell() > 0 and not _ends_with_newline(target)
+            start = b"\n" if torn else b""
+            handle.write(start + ("\n".join(lines) + "\n").encode())
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def _take_pending(self) -> list[str]:
         lines = []
@@ -104,6 +128,12 @@ class JsonLinesLog:
                 lines.append(self._pending.popleft())
             except IndexError:
                 return lines
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 class InferenceLogWriter(JsonLinesLog):

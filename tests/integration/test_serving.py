@@ -210,6 +210,8 @@ def test_every_prediction_is_logged(live, rows, paths):
     assert set(mine["source"]) == {"live"}
     assert mine["mean radius"].tolist() == [rows[0]["mean radius"], rows[1]["mean radius"]]
     assert set(logged["source"]) >= {"smoke-test", "live"}
+    metrics = httpx.get(f"{live.url}/metrics").text
+    assert 'tabular_inference_log_rows_total{outcome="written"}' in metrics
 
 
 def test_the_bento_builds_into_an_image_for_the_cluster(live):

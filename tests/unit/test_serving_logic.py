@@ -496,3 +496,41 @@ def test_the_latency_gate_counts_cpu_time_and_measures_a_slow_scorer_on_fewer_ca
     slow = _TimedScorer(cpu=0.004)
     latency.measure(slow, decide, rows, rounds=2, batch_rows=10, seconds_per_round=0.04)
     assert slow.calls == 1 + 2 * (latency.MIN_CALLS + 1)
+
+
+def test_a_full_disk_drops_and_counts_lines_and_the_log_writes_again_on_a_line_of_its_own(
+    tmp_path,
+):
+    """A write cut short (ENOSPC) leaves a torn line: the lines are dropped and counted, the
+    writer's thread lives on, and the next lines start on a line of their own."""
+    import collections
+    import errno
+    import time
+    from datetime import UTC, datetime
+
+    from tabular_mlops.serving.inference_log import JsonLinesLog, log_file
+
+    counts: collections.Counter[str] = collections.Counter()
+    log = JsonLinesLog(tmp_path, flush_interval=0.02, counted=lambda o, n: counts.update({o: n}))
+    path = log_file(tmp_path, datetime.now(UTC))
+    working = log._write
+
+    def full_disk(lines, after_failure):
+        with path.open("ab") as handle:
+            handle.write(b'{"torn')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def wait_for(outcome: str) -> None:
+        deadline = time.monotonic() + 5
+        while counts[outcome] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    log._write = full_disk
+    log.append('{"a": 1}')
+    wait_for("dropped")
+    log._write = working
+    log.append('{"b": 2}')
+    wait_for("written")
+    log.close()
+    assert path.read_text().splitlines() == ['{"torn', '{"b": 2}']
+    assert (log.dropped, log.written) == (1, 1) and counts == {"dropped": 1, "written": 1}
