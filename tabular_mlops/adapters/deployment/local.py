@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -492,24 +493,22 @@ class LocalProcessTarget:
 
     def sweep_if_idle(self, model_name: str) -> list[int]:
         """:meth:`sweep` unless a deployment is in progress (its candidate is no stray)."""
-        try:
-            self._acquire(model_name)
-        except DeploymentInProgressError:
-            return []
-        try:
-            return self.sweep(model_name)
-        finally:
-            self._release(model_name)
+        return self._when_idle(model_name, lambda: self.sweep(model_name))
 
     def leftovers(self, model_name: str) -> list[int]:
-        """What :meth:`sweep_if_idle` would stop, left running: none while a deployment is
-        in progress (its candidate is no stray)."""
+        """What :meth:`sweep_if_idle` would stop, left running."""
+        return self._when_idle(
+            model_name, lambda: [process.pid for process in self.strays(model_name)]
+        )
+
+    def _when_idle(self, model_name: str, work: Callable[[], list[int]]) -> list[int]:
+        """``work()`` under the deployment's lock; nothing while a deployment holds it."""
         try:
             self._acquire(model_name)
         except DeploymentInProgressError:
             return []
         try:
-            return [process.pid for process in self.strays(model_name)]
+            return work()
         finally:
             self._release(model_name)
 
