@@ -47,7 +47,6 @@ COPIER = "copier==9.19.1"
 #: the template's copier.yml loads this Jinja extension
 COPIER_EXTRAS = ("jinja2-time",)
 TAIL_CHARS = 3000
-PORT_KEY = "parameters.serving.port"
 
 #: the stack the template's own tests register (tests/conftest.py: configure_stack),
 #: equivalent to its Makefile's `install-stack-local` (`zenml experiment-tracker register
@@ -279,11 +278,14 @@ def one_round(number: int, base: Path, timeout: float) -> Round:
     run("template stack", [str(PYTHON), str(stack_script)], project, tpl_env, tpl_log, timeout)
     result.template_setup = time.perf_counter() - started
 
+    from tabular_mlops.adapters.config_files import with_model_deployer
+
+    separate_env = with_model_deployer("dev", sep_home / "env", port=port)
     ours_cmd = [str(PYTHON), "run.py", "all", "--env", "dev"]
     separate_cmds = [
         [str(PYTHON), "run.py", "train", "--env", "dev"],
         # its own address: `run.py all`'s service keeps the configured port for its rerun
-        [str(PYTHON), "run.py", "deploy", "--env", "dev", "--set", f"{PORT_KEY}={port}"],
+        [str(PYTHON), "run.py", "deploy", "--env", str(separate_env)],
         [str(PYTHON), "run.py", "infer", "--env", "dev", "--input", str(batch)],
     ]
     tpl_cmd = [str(PYTHON), "run.py"]
@@ -302,10 +304,10 @@ def one_round(number: int, base: Path, timeout: float) -> Round:
             )
             click.echo(f"  {result.template[kind]:.1f} s", err=True)
     finally:
-        stop_cmd = [str(PYTHON), "run.py", "deploy", "--stop", "--env", "dev"]
+        stop_cmd = [str(PYTHON), "run.py", "deploy", "--stop", "--env"]
         for label, cmd, cwd, env, log in (
-            ("ours stop", stop_cmd, ROOT, ours_env, ours_log),
-            ("ours (separately) stop", stop_cmd, ROOT, sep_env, sep_log),
+            ("ours stop", [*stop_cmd, "dev"], ROOT, ours_env, ours_log),
+            ("ours (separately) stop", [*stop_cmd, str(separate_env)], ROOT, sep_env, sep_log),
             ("template stop", [str(PYTHON), str(stop_script)], project, tpl_env, tpl_log),
         ):
             try:

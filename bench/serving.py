@@ -149,14 +149,17 @@ def main(seconds: float, rollout_rounds: int) -> None:
     from tabular_mlops.adapters.net import free_port
 
     port = free_port()
-    serving = [
-        "--set", f"parameters.serving.state_dir={scratch / 'serving'}",
-        "--set", f"parameters.serving.inference_log_dir={scratch / 'inference_log'}",
-        "--set", f"parameters.serving.port={port}",
-    ]  # fmt: skip
+    from tabular_mlops.adapters.config_files import with_model_deployer
+
+    # dev's stack, its model deployer on a port and state of this benchmark's own
+    environment = with_model_deployer(
+        "dev", scratch / "env", port=port, state_dir=scratch / "serving",
+        inference_log_dir=scratch / "inference_log",
+    )  # fmt: skip
+    serving = ["--env", str(environment)]
     click.echo("training and deploying the dev model ...")
     _cli(env, "train", "--env", "dev")
-    _cli(env, "deploy", "--env", "dev", *serving)
+    _cli(env, "deploy", *serving)
 
     import bentoml
     from zenml.client import Client
@@ -241,7 +244,7 @@ def main(seconds: float, rollout_rounds: int) -> None:
     finally:
         for pid in started:
             stop_process_tree(pid)
-        _cli(env, "deploy", "--env", "dev", "--stop", *serving)
+        _cli(env, "deploy", "--stop", *serving)
 
 
 def _rollout_paths(
@@ -273,7 +276,7 @@ def _rollout_paths(
     _cli(env, "train", "--env", "dev", "--set", "parameters.promotion.stage=staging",
          "--set", "parameters.training.params.C=0.5", "--set", "enable_cache=false")  # fmt: skip
     never = ["--set", "parameters.serving.rollout.hold_requests=1000000000"]
-    _cli(env, "deploy", "--env", "dev", *serving, "--set", "stage=staging",
+    _cli(env, "deploy", *serving, "--set", "stage=staging",
          "--strategy", "shadow", *never)  # fmt: skip
     routes_file = state_file(state_dir, "tabular_classifier", ".routes")
     shadow = Routes.model_validate_json(routes_file.read_text())
@@ -313,7 +316,7 @@ def _rollout_paths(
             f"x{rate / mlflow.requests_per_second:.1f} mlflow models serve, "
             f"{rate / alone[0]:.1%} of the champion alone"
         )
-    _cli(env, "rollout", "--env", "dev", *serving, "--abort")
+    _cli(env, "rollout", *serving, "--abort")
 
 
 def _median(results: list[WrkResult]) -> tuple[float, float]:

@@ -160,7 +160,7 @@ def zenml_client() -> Client:
     return Client()
 
 
-#: environments whose stack this process has already registered and activated
+#: stack name -> the environment (YAML) this process last registered and activated it from
 _ACTIVATED: dict[str, EnvironmentConfig] = {}
 
 
@@ -177,8 +177,12 @@ def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
     problems = unreachable(environment, env) if preflight else []
     if problems:
         raise click.ClickException("; ".join(problems))
-    known = _ACTIVATED.get(env)
-    if known is None or zenml_client().active_stack_model.name != known.stack.name:
+    # applied again when the stack's YAML is not what this process applied last (another
+    # file of the same stack, e.g. a copy with the model deployer on another port)
+    stack_name = environment.stack.name
+    if _ACTIVATED.get(stack_name) != environment or (
+        zenml_client().active_stack_model.name != stack_name
+    ):
         try:
             stack_plan = stacks.activate(zenml_client(), environment, source)
         except ConfigError as exc:
@@ -186,7 +190,7 @@ def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
         if not stack_plan.is_current:
             click.echo(stack_plan.describe())
         click.echo(f"Active stack: '{stack_plan.name}' (environment {env})")
-        _ACTIVATED[env] = environment
+        _ACTIVATED[stack_name] = environment
     reap_dead_runs()  # in the environment's project, now active
     return environment
 
@@ -476,25 +480,31 @@ def retraining_plan(
 
 
 def serving_target(env: str, config: DeploymentRunConfig, activate: bool) -> ServingTarget:
-    """The target the environment's stack serves through.
+    """The target of the environment's model deployer.
 
-    A stack that declares no deployer serves local processes, whose state is a
-    file: reading it needs neither ZenML nor its store, so ``--status`` and
-    ``--stop`` answer at once. Any other stack is activated and asked.
+    A ``tabular_local`` deployer serves local processes, whose state is a file:
+    reading it needs neither ZenML nor its store, so ``--status`` and ``--stop``
+    answer at once, from the deployer's configuration in the environment's YAML.
+    Any other stack is activated and its model deployer asked.
     """
-    environment, _ = load_env(env)
+    environment, source = load_env(env)
     serving = config.parameters.serving
-    if environment.stack.components.deployer is None and not activate:
+    deployer = environment.stack.components.model_deployer
+    if deployer.flavor == "tabular_local" and not activate:
+        from tabular_mlops.adapters.config_files import local_serving
         from tabular_mlops.adapters.deployment.local import LocalProcessTarget
 
-        return LocalProcessTarget(serving)
+        try:
+            return LocalProcessTarget(serving, local_serving(deployer.configuration, source))
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     activate_stack(env)
     from zenml.client import Client
 
-    from tabular_mlops.adapters.deployment.select import target_for
+    from tabular_mlops.adapters.deployment.model_deployer import serving_target as of_stack
     from tabular_mlops.adapters.deployment.target import UnsupportedStackError
 
     try:
-        return target_for(Client().active_stack, serving)
+        return of_stack(Client().active_stack, serving)
     except UnsupportedStackError as exc:
         raise click.ClickException(str(exc)) from None

@@ -129,7 +129,7 @@ def deploy(
             f"Version {wanted} of '{name}' is already served at {live.url}; nothing to do "
             "(--force redeploys it, e.g. with other serving settings)."
         )
-        _print_service(live, config)
+        _print_service(live, target)
         return
     if live is not None and problems:
         click.echo(f"The live service has problems ({'; '.join(problems)}): redeploying.")
@@ -141,7 +141,7 @@ def deploy(
     live = target.live(name)
     if live is None:
         raise click.ClickException(f"the deployment finished but no service of '{name}' is live")
-    _print_service(live, config)
+    _print_service(live, target)
 
 
 def live_service(target: ServingTarget, model_name: str) -> RunningService | None:
@@ -197,11 +197,11 @@ def check_was_promoted(model_name: str, version: str) -> None:
         )
 
 
-def _print_service(live: RunningService, config: DeploymentRunConfig) -> None:
+def _print_service(live: RunningService, target: ServingTarget) -> None:
     click.echo(
         f"\nServing '{live.model_name}' version {live.model_version} at {live.url}\n"
         f"  curl -X POST {live.url}/predict -H 'content-type: application/json' "
         f"-d '{{\"rows\": [{{...}}]}}'\n"
         f"  API docs: {live.url}/docs   metrics: {live.url}/metrics\n"
-        f"  requests are logged to {config.parameters.serving.inference_log_dir}"
+        f"  requests are logged to {target.inference_log_dir}"
     )

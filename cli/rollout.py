@@ -96,5 +96,5 @@ def rules_now(
 
     name = current.champion.model_name
     view = target.router_view(name) or {}
-    evidence = gather(current, target.evidence_dir(name), serving.inference_log_dir, view or None)
+    evidence = gather(current, target.evidence_dir(name), target.inference_log_dir, view or None)
     return view, evidence, decide(evidence, evidence.plan or serving.rollout)

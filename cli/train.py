@@ -121,7 +121,7 @@ def _print_plans(env: str, training: Any, parameters: dict[str, Any]) -> None:
     from pipelines.batch_inference import batch_inference_pipeline
     from pipelines.continuous_training import continuous_training_pipeline
     from pipelines.deployment import deployment_pipeline
-    from tabular_mlops.adapters.deployment.select import target_for
+    from tabular_mlops.adapters.deployment.model_deployer import serving_target
     from tabular_mlops.adapters.plan import dry_run_plan
     from tabular_mlops.core.config import BatchRunConfig, DeploymentRunConfig, MonitoringRunConfig
 
@@ -140,6 +140,6 @@ def _print_plans(env: str, training: Any, parameters: dict[str, Any]) -> None:
             # a dynamic pipeline configures its steps as it runs them
             plans[pipeline.name]["step_options"] = arguments["plan"].step_options
         if isinstance(config, DeploymentRunConfig):
-            target = target_for(Client().active_stack, config.parameters.serving)
+            target = serving_target(Client().active_stack, config.parameters.serving)
             plans[pipeline.name]["serving"] = target.plan(config.model.name)
     click.echo(yaml.safe_dump(plans, sort_keys=False, width=100))

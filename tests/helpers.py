@@ -9,6 +9,29 @@ import pandas as pd
 from click.testing import CliRunner, Result
 
 
+def serving_env(
+    directory: Path,
+    port: int,
+    state: Path,
+    log: Path | None = None,
+    workers: int = 1,
+    base: str = "dev",
+) -> str:
+    """``base``'s environment YAML with its model deployer on ``port``, its state in
+    ``state`` and its inference log in ``log``, for ``--env``."""
+    from tabular_mlops.adapters.config_files import with_model_deployer
+
+    path = with_model_deployer(
+        base,
+        directory,
+        port=port,
+        state_dir=state,
+        inference_log_dir=log or state / "inference_log",
+        workers=workers,
+    )
+    return str(path)
+
+
 def invoke(*args: str) -> Result:
     """Run ``python run.py ARGS`` in this process, against the session's ZenML store."""
     from cli.main import cli

@@ -5,7 +5,7 @@ from typing import Annotated
 from zenml import get_step_context, step
 from zenml.client import Client
 
-from tabular_mlops.adapters.deployment.select import target_for
+from tabular_mlops.adapters.deployment.model_deployer import serving_target
 from tabular_mlops.core.config import ServingConfig
 
 
@@ -13,4 +13,4 @@ from tabular_mlops.core.config import ServingConfig
 def find_live_service(serving: ServingConfig) -> Annotated[bool, "model_is_served"]:
     """Whether the run's model has a live service: only then is a new version redeployed."""
     model_name = get_step_context().model.name
-    return target_for(Client().active_stack, serving).live(model_name) is not None
+    return serving_target(Client().active_stack, serving).live(model_name) is not None

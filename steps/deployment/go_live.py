@@ -7,8 +7,8 @@ from zenml import log_metadata, step
 from zenml.client import Client
 
 from tabular_mlops.adapters.champion import recorded_accuracy
+from tabular_mlops.adapters.deployment.model_deployer import serving_deployer
 from tabular_mlops.adapters.deployment.packaging import prune_bentos
-from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.deployment.smoke import SmokeReport
 from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
 from tabular_mlops.core.config import ServingConfig
@@ -27,8 +27,10 @@ def go_live(
     old version is stopped. Any other strategy starts an online experiment: the
     live version stays the champion, the candidate gets the share the plan gives
     it, and the rollout pipeline (``run.py rollout``) decides on the evidence.
-    Bentos beyond ``serving.keep_bentos`` are pruned (never a served one)."""
-    target = target_for(Client().active_stack, serving)
+    Bentos beyond ``serving.keep_bentos`` are pruned (never a served one). The live
+    version is recorded as the model deployer's service in ZenML."""
+    deployer = serving_deployer(Client().active_stack)
+    target = deployer.serving_target(serving)
     previous = target.live(candidate.model_name)
     strategy = serving.rollout.strategy
     experiment = None
@@ -43,6 +45,7 @@ def go_live(
         )
         rollout = target.begin_rollout(previous, candidate, plan, package.settings.source_token)
         live, experiment = previous, rollout.experiment
+    deployer.record_live(live)  # `zenml model-deployer models list`, the model version's
     served = {live.bento_tag, candidate.bento_tag}
     pruned = prune_bentos(live.model_name, serving.keep_bentos, served)
     if pruned:

@@ -6,8 +6,8 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 
 from tabular_mlops.adapters.champion import load_staged_model
+from tabular_mlops.adapters.deployment.model_deployer import serving_target
 from tabular_mlops.adapters.deployment.packaging import build_bento
-from tabular_mlops.adapters.deployment.select import target_for
 from tabular_mlops.adapters.deployment.target import BentoPackage
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.latency import LatencyBudgetError, measure, over_budget
@@ -38,15 +38,16 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
             f"model '{model.name}' version {model.number} is over the latency budget: "
             + "; ".join(problems)
         )
+    target = serving_target(Client().active_stack, serving)
     bento_tag, settings = build_bento(
         staged.model,
         staged.spec,
         staged.test_set[staged.features],
-        serving.workers,
+        target.workers,
         serving.max_batch_rows,
-        serving.inference_log_dir,
+        target.inference_log_dir,
     )
-    published = target_for(Client().active_stack, serving).publish(bento_tag)
+    published = target.publish(bento_tag)
     log_metadata(
         metadata={"bento_tag": bento_tag, "published": published, "fast_path": settings.fast_path}
     )

@@ -6,7 +6,7 @@ from zenml import get_step_context, step
 from zenml.client import Client
 
 from tabular_mlops.adapters.champion import load_staged_model
-from tabular_mlops.adapters.deployment.select import target_for
+from tabular_mlops.adapters.deployment.model_deployer import serving_target
 from tabular_mlops.adapters.deployment.smoke import SmokeReport, smoke_test
 from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
 from tabular_mlops.core.config import ServingConfig
@@ -30,5 +30,5 @@ def smoke_test_candidate(
             package.settings.source_token,
         )
     except Exception:
-        target_for(Client().active_stack, serving).stop(candidate)
+        serving_target(Client().active_stack, serving).stop(candidate)
         raise

@@ -5,7 +5,7 @@ from typing import Annotated
 from zenml import step
 from zenml.client import Client
 
-from tabular_mlops.adapters.deployment.select import target_for
+from tabular_mlops.adapters.deployment.model_deployer import serving_target
 from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
 from tabular_mlops.core.config import ServingConfig
 
@@ -16,4 +16,4 @@ def start_candidate(
 ) -> Annotated[RunningService, "candidate_service"]:
     """Start the new bento beside the live service: a process on a port of its own
     (dev, staging) or a Deployment of its own (prod), as the stack decides."""
-    return target_for(Client().active_stack, serving).start(package)
+    return serving_target(Client().active_stack, serving).start(package)

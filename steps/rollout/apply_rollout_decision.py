@@ -14,7 +14,7 @@ from zenml.model_registries.base_model_registry import (
 )
 
 from tabular_mlops.adapters.alerts import notify
-from tabular_mlops.adapters.deployment.select import target_for
+from tabular_mlops.adapters.deployment.model_deployer import serving_deployer
 from tabular_mlops.adapters.deployment.target import Rollout
 from tabular_mlops.adapters.mlflow_models import drop_alias
 from tabular_mlops.adapters.promotion_lock import promotion_lock
@@ -32,7 +32,8 @@ def apply_rollout_decision(
     version. Promote: the candidate takes all traffic and becomes production (ZenML stage
     and MLflow registry); roll back: the champion takes all traffic back, production
     stays as it was and the candidate is archived; continue: nothing changes."""
-    target = target_for(Client().active_stack, serving)
+    deployer = serving_deployer(Client().active_stack)
+    target = deployer.serving_target(serving)
     rollout = target.rollout(model_name)
     if rollout is None:
         raise LookupError(f"no rollout of '{model_name}' is in progress")
@@ -82,6 +83,7 @@ def apply_rollout_decision(
             if not promote:  # models:/NAME@staging no longer loads the rolled-back version
                 drop_alias(registry, model_name, "staging", str(registry_version))
     live = target.finish_rollout(model_name, promote=promote)
+    deployer.record_live(live)
     outcome = (
         f"{decision.action}: version {live.model_version} serves all traffic at {live.url} "
         f"({'; '.join(decision.reasons)})"

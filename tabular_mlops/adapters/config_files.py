@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tabular_mlops.adapters.paths import CONFIG_DIR, ENVIRONMENTS_DIR, anchor
-from tabular_mlops.core.config import EnvironmentConfig, RunConfig
+from tabular_mlops.core.config import EnvironmentConfig, LocalServingConfig, RunConfig
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 RunT = TypeVar("RunT", bound=RunConfig)
@@ -154,3 +154,28 @@ def anchor_paths(config: ModelT) -> ModelT:
             if anchored is not value:
                 updates[name] = anchored
     return config.model_copy(update=updates) if updates else config
+
+
+def with_model_deployer(env: str, directory: Path, **configuration: Any) -> Path:
+    """A copy of the environment's YAML in ``directory`` (same file name, so the same
+    stack and client state) whose model deployer has ``configuration`` merged in: a
+    second service of the same stack on another port, with its own state (tests,
+    benchmarks)."""
+    data = read_yaml(environment_path(env))
+    data["stack"]["components"]["model_deployer"].setdefault("configuration", {}).update(
+        {
+            key: str(value) if isinstance(value, Path) else value
+            for key, value in configuration.items()
+        }
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / environment_path(env).name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def local_serving(configuration: Mapping[str, Any], source: str) -> LocalServingConfig:
+    """A ``tabular_local`` model deployer's configuration, checked (errors name ``source``
+    and the key) and its state paths anchored like a pipeline config's."""
+    where = f"{source}: stack.components.model_deployer.configuration"
+    return anchor_paths(validate(LocalServingConfig, configuration, where))

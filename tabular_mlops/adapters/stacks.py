@@ -106,13 +106,14 @@ def check_component(client: Client, kind: str, spec: ComponentSpec, source: str)
 
 
 def register_custom_flavors(client: Client) -> None:
-    """This project's own flavors (the local-file alerter), known to ZenML before any
-    component names them; registered once per store."""
+    """This project's own flavors (the local-file alerter, the model deployers), known to
+    ZenML before any component names them; registered once per store."""
     from zenml.utils import source_utils
 
-    from tabular_mlops.adapters.alerts import CUSTOM_FLAVORS
+    from tabular_mlops.adapters.alerts import CUSTOM_FLAVORS as ALERTERS
+    from tabular_mlops.adapters.deployment.model_deployer import CUSTOM_FLAVORS as DEPLOYERS
 
-    for flavor_source in CUSTOM_FLAVORS:
+    for flavor_source in (*ALERTERS, *DEPLOYERS):
         flavor = source_utils.load(flavor_source)()
         try:
             client.get_flavor_by_name_and_type(flavor.name, flavor.type)

@@ -53,10 +53,11 @@ class StackComponents(StrictModel):
     image_builder: ComponentSpec | None = None
     #: where failures, gate rejections and monitoring decisions are posted
     alerter: ComponentSpec | None = None
-    #: container serving on a cluster (flavor kubernetes); without one, models are
-    #: served as local `bentoml serve` processes (ZenML's BentoML model deployer
-    #: does not start with bentoml 1.4, so none is declared)
-    deployer: ComponentSpec | None = None
+    #: where models are served: a model deployer flavor of this project's,
+    #: `tabular_local` (processes on this machine) or `tabular_kubernetes` (a cluster);
+    #: its configuration is the serving infrastructure (docs/decisions.md says why
+    #: not ZenML's BentoML model deployer)
+    model_deployer: ComponentSpec
 
     def declared(self) -> dict[str, ComponentSpec]:
         """Component type name -> spec, for the components this stack declares."""
@@ -441,11 +442,28 @@ class TrainingRunConfig(RunConfig):
     enable_cache: bool = True
 
 
+class LocalServingConfig(StrictModel):
+    """Where and how versions are served on this machine: the configuration of the
+    ``tabular_local`` model deployer (dev, staging), in the environment's YAML."""
+
+    #: the model's stable address on this machine (127.0.0.1:port), the same before and
+    #: after every deploy, rollback and failed deploy
+    port: int = Field(default=3000, ge=1024, le=65535)
+    #: server processes per version
+    workers: int = Field(default=2, ge=1, le=16)
+    #: where the live deployment's address and processes are recorded
+    state_dir: Path = Path(".local/serving")
+    #: where every prediction is logged (JSON Lines), for monitoring
+    inference_log_dir: Path = Path(".local/inference_log")
+
+
 class ContainerServingConfig(StrictModel):
-    """How a bento runs on a cluster: used when the stack has a ``kubernetes`` deployer,
-    whose own configuration gives the namespace, labels, pull secrets and account."""
+    """How versions are served on a cluster: the configuration of the
+    ``tabular_kubernetes`` model deployer (prod), in the environment's YAML."""
 
     replicas: int = Field(default=2, ge=1)
+    #: server processes per pod
+    workers: int = Field(default=2, ge=1, le=16)
     port: int = Field(default=3000, ge=1, le=65535)
     cpu: str = "500m"
     memory: str = "1Gi"
@@ -456,15 +474,22 @@ class ContainerServingConfig(StrictModel):
     #: reads; without one, each pod's log lives and dies with the pod
     inference_log_claim: str | None = None
     inference_log_mount: str = "/var/log/inference"
+    #: the cluster: a kube context on the submitting machine; in a pod (steps on prod)
+    #: the pod's own service account
+    kubernetes_context: str | None = None
+    incluster: bool = False
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    service_account_name: str | None = None
+    image_pull_secrets: list[str] = Field(default_factory=list)
 
 
 class ServingConfig(StrictModel):
-    """How the deployment pipeline packages, starts and checks the service."""
+    """The deployment's policy: how a version is packaged, checked and rolled out.
+    Where it runs (address, processes, cluster) is the stack's model deployer's."""
 
-    #: the model's stable address on this machine (127.0.0.1:port), the same before and
-    #: after every deploy, rollback and failed deploy (local targets)
-    port: int = Field(default=3000, ge=1024, le=65535)
-    workers: int = Field(default=2, ge=1, le=16)
     max_batch_rows: int = Field(default=1000, ge=1)
     startup_timeout_seconds: float = Field(default=120, gt=0)
     #: the deployment gate: the packaged scoring path, measured when the model is
@@ -477,16 +502,29 @@ class ServingConfig(StrictModel):
     #: split) before anything is built; a model that cannot be exported stops the
     #: deployment with the reason: set false to deploy it without an embedded file
     export_onnx: bool = True
-    #: where the live deployment's address and process are recorded
-    state_dir: Path = Path(".local/serving")
-    #: where every prediction is logged (JSON Lines), for monitoring
-    inference_log_dir: Path = Path(".local/inference_log")
     #: bentos kept per model in BentoML's store (the served one is always kept)
     keep_bentos: int = Field(default=3, ge=1)
     #: how a new version takes over from the live one: at once (replace), or by an
     #: online experiment the rollout pipeline decides (shadow, canary, ab, bandit)
     rollout: RolloutPlan = RolloutPlan()
-    container: ContainerServingConfig = ContainerServingConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infrastructure_is_the_model_deployers(cls, data: Any) -> Any:
+        """A key of the serving infrastructure named here is told where it lives now."""
+        if isinstance(data, dict):
+            moved = [key for key in MOVED_TO_MODEL_DEPLOYER if key in data]
+            if moved:
+                raise ValueError(
+                    f"'{moved[0]}' is where the model is served, set by the environment's "
+                    "model deployer: stack.components.model_deployer.configuration."
+                    f"{moved[0]} in configs/environments/<env>.yaml"
+                )
+        return data
+
+
+#: serving keys of earlier deployment.yaml files, now the model deployer's configuration
+MOVED_TO_MODEL_DEPLOYER = ("port", "workers", "state_dir", "inference_log_dir", "container")
 
 
 class DeploymentParameters(StrictModel):

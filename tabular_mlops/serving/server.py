@@ -1,4 +1,6 @@
-"""Serve the bento's app with uvicorn: how local services run (``deploy`` on dev, staging).
+"""Serve the bento's app with uvicorn: how every version runs, on a laptop (``deploy`` on
+dev, staging) and in a pod on the cluster (the Deployment's command), the same module
+with the same settings.
 
 Why not ``bentoml serve``: measured on 2 cores with wrk, BentoML 1.4's server
 adds a tail of hundreds of milliseconds (its ``TimeoutMiddleware`` keeps one
@@ -7,7 +9,7 @@ middleware costs about two thirds of the throughput; the same app under
 uvicorn answers at p99 of a few ms (docs/benchmarks.md). The bento stays the
 packaged unit: this module is part of it, the deployment starts it from the
 bento's own ``src`` directory, and the model is read from BentoML's model
-store, the same files ``bentoml serve`` and the container image use.
+store locally, from the bento's own ``models/`` in the container image.
 
 Supervision: uvicorn's supervisor restarts a worker that dies, and each worker
 leaves as soon as its supervisor is gone (``kill -9`` included), so no worker
@@ -20,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +35,13 @@ from tabular_mlops.serving.app import create_app, load_model
 logger = logging.getLogger(__name__)
 #: set by the supervising process, read by its workers
 SUPERVISOR_ENV = "TABULAR_SERVER_SUPERVISOR"
+#: what a relative ``model_dir`` is taken from: the bento's root (a BentoML image sets it)
+BENTO_PATH_ENV = "BENTO_PATH"
+
+
+def command(python: str, host: str, port: int) -> list[str]:
+    """The server's command line: the local target and the pod spec both start this."""
+    return [python, "-m", "tabular_mlops.serving.server", host, str(port)]
 
 
 def app_factory() -> FastAPI:
@@ -41,6 +51,8 @@ def app_factory() -> FastAPI:
     if settings.model_dir is None:
         raise SystemExit(f"{SETTINGS_ENV} has no model_dir: start this through the deployment")
     model_dir = Path(settings.model_dir)
+    if not model_dir.is_absolute():  # in the image: the bento's own copy of the model
+        model_dir = Path(os.environ.get(BENTO_PATH_ENV, ".")) / model_dir
     spec = ServingSpec.model_validate_json((model_dir / "spec.json").read_text())
     app = create_app(spec, settings)
     path = load_model(app, spec, settings, model_dir)
@@ -78,6 +90,10 @@ def main() -> None:
     settings = ServingSettings.model_validate_json(os.environ[SETTINGS_ENV])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # /metrics sums every worker's counters from files in one directory: the local
+        # target gives each service its own; in a pod, a fresh one in its /tmp
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tabular-metrics-")
     uvicorn.run(
         "tabular_mlops.serving.server:app_factory",
         factory=True,

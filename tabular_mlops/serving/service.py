@@ -5,8 +5,10 @@ model store); the deployment's settings arrive as JSON in an environment
 variable. Only the workers load the model (in the service's constructor): the
 supervisor imports this module just to read the service's definition.
 
-This is how the container image serves. Local services run the same app with
-uvicorn directly (``serving/server.py``), without BentoML's middlewares.
+The bento's service definition, which ``bentoml build`` needs and ``bentoml serve
+<bento>`` runs by hand. Neither the local target nor the container does: both run
+the same app under uvicorn (``serving/server.py``), without BentoML's timeout and
+tracing middlewares (docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ import yaml
 
 from tabular_mlops.adapters.deployment.local import LocalProcessTarget
 from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
-from tabular_mlops.core.config import ServingConfig
-from tests.helpers import invoke
+from tabular_mlops.core.config import LocalServingConfig, ServingConfig
+from tests.helpers import invoke, serving_env
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +42,15 @@ def loop(dev_stack, tmp_path_factory):
     root = tmp_path_factory.mktemp("continuous")
     deployment = yaml.safe_load((CONFIG_DIR / "deployment.yaml").read_text())
     deployment["model"]["name"] = MODEL
-    deployment["parameters"]["serving"].update(
-        port=free_port(),
-        state_dir=str(root / "state"),
-        inference_log_dir=str(root / "served"),
-        workers=1,
-    )
     deployment_path = root / "deployment.yaml"
     deployment_path.write_text(yaml.safe_dump(deployment))
+    local = LocalServingConfig(
+        port=free_port(), state_dir=root / "state", inference_log_dir=root / "served"
+    )
+    env = serving_env(root, local.port, local.state_dir, local.inference_log_dir)
     result = invoke("train", "--set", f"model.name={MODEL}")
     assert result.exit_code == 0, result.output
-    result = invoke("deploy", "--config", str(deployment_path))
+    result = invoke("deploy", "--config", str(deployment_path), "--env", env)
     assert result.exit_code == 0, result.output
     from zenml import Model
     from zenml.enums import ModelStages
@@ -63,15 +61,17 @@ def loop(dev_stack, tmp_path_factory):
     world.to_parquet(fresh)
     drifted = root / "drifted_log"
     log_requests(world.sample(300, random_state=0), staged.model, staged.spec, drifted)
-    target = LocalProcessTarget(ServingConfig.model_validate(deployment["parameters"]["serving"]))
-    yield {"deployment": deployment_path, "fresh": fresh, "log": drifted, "target": target}
-    invoke("deploy", "--config", str(deployment_path), "--stop")
+    target = LocalProcessTarget(ServingConfig(), local)
+    yield {"deployment": deployment_path, "env": env, "fresh": fresh, "log": drifted,
+           "target": target}  # fmt: skip
+    invoke("deploy", "--config", str(deployment_path), "--env", env, "--stop")
 
 
 def monitor(loop, strategy: str):
     return invoke(
         "monitor",
         "--deployment-config", str(loop["deployment"]),
+        "--env", loop["env"],
         "--set", f"model.name={MODEL}",
         "--set", f"parameters.monitoring.inference_log_dir={loop['log']}",
         "--set", "parameters.monitoring.batch_predictions_dir=/nonexistent",
@@ -126,7 +126,9 @@ def test_a_retraining_reaches_the_live_service(loop, strategy):
     assert experiment is not None and experiment.plan.strategy == strategy
     assert str(experiment.champion.model_version) == before
     assert served_version(loop) == before
-    aborted = invoke("rollout", "--config", str(loop["deployment"]), "--abort")
+    aborted = invoke(
+        "rollout", "--config", str(loop["deployment"]), "--env", loop["env"], "--abort"
+    )
     assert aborted.exit_code == 0, aborted.output
     assert loop["target"].rollout(MODEL) is None
     assert production_version() == before

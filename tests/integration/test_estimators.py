@@ -14,7 +14,7 @@ from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.net import free_port
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig
-from tests.helpers import invoke
+from tests.helpers import invoke, serving_env
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +48,7 @@ def test_each_estimator_family_trains_deploys_and_answers_as_its_pipeline(
     assert f"Model '{model}' version 1: promoted to production" in result.output, result.output
     port = free_port()
     deploy = ["deploy", "--set", f"model.name={model}",
-              "--set", f"parameters.serving.state_dir={tmp_path / 'state'}",
-              "--set", f"parameters.serving.port={port}",
-              "--set", "parameters.serving.workers=1",
+              "--env", serving_env(tmp_path, port, tmp_path / "state"),
               # not a test of the speed gate: a budget no load can push these over
               "--set", "parameters.serving.max_single_row_p99_ms=200",
               "--set", "parameters.serving.min_rows_per_second=500"]  # fmt: skip

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tabular_mlops.adapters.net import free_port
-from tests.helpers import census_frame, invoke, write_csv
+from tests.helpers import census_frame, invoke, serving_env, write_csv
 
 pytestmark = pytest.mark.integration
 
@@ -67,9 +67,8 @@ def test_a_census_csv_trains_gates_on_governance_and_serves_its_cost_threshold(d
 
     # served with the same threshold: the smoke test checked it, and so does this
     state, port = tmp_path / "state", free_port()
-    serving = ["--set", f"model.name={MODEL}", "--set", f"parameters.serving.state_dir={state}",
-               "--set", f"parameters.serving.port={port}",
-               "--set", f"parameters.serving.inference_log_dir={tmp_path / 'log'}"]  # fmt: skip
+    serving = ["--set", f"model.name={MODEL}",
+               "--env", serving_env(tmp_path, port, state, tmp_path / "log")]  # fmt: skip
     deployed = invoke("deploy", *serving)
     try:
         assert deployed.exit_code == 0, deployed.output

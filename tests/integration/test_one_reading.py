@@ -19,7 +19,7 @@ import pytest
 
 from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.net import free_port
-from tests.helpers import invoke
+from tests.helpers import invoke, serving_env
 
 pytestmark = pytest.mark.integration
 
@@ -81,10 +81,7 @@ def served(dev_stack, tmp_path_factory):
     result = invoke("train", *data_settings(training))
     assert result.exit_code == 0, result.output
     state, port = root / "state", free_port()
-    deploy = ["deploy", "--set", f"model.name={MODEL}",
-              "--set", f"parameters.serving.state_dir={state}",
-              "--set", f"parameters.serving.port={port}",
-              "--set", "parameters.serving.workers=1"]  # fmt: skip
+    deploy = ["deploy", "--set", f"model.name={MODEL}", "--env", serving_env(root, port, state)]
     result = invoke(*deploy)
     assert result.exit_code == 0, result.output
     try:

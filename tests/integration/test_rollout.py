@@ -20,8 +20,8 @@ from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.deployment.local import LocalProcessTarget
 from tabular_mlops.adapters.net import free_port
 from tabular_mlops.adapters.sources import load_dataset
-from tabular_mlops.core.config import DataSourceConfig, ServingConfig
-from tests.helpers import SteadyClient, invoke
+from tabular_mlops.core.config import DataSourceConfig, LocalServingConfig, ServingConfig
+from tests.helpers import SteadyClient, invoke, serving_env
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +33,14 @@ WEAK, STRONG = "0.0005", "1.0"
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory):
     root = tmp_path_factory.mktemp("rollout")
-    return {"state": root / "state", "log": root / "inference_log", "port": free_port()}
+    paths = {"state": root / "state", "log": root / "inference_log", "port": free_port()}
+    return paths | {"env": serving_env(root, paths["port"], paths["state"], paths["log"])}
 
 
 def serving_args(paths) -> list[str]:
     return [
         "--set", f"model.name={MODEL}",
-        "--set", f"parameters.serving.state_dir={paths['state']}",
-        "--set", f"parameters.serving.inference_log_dir={paths['log']}",
-        "--set", f"parameters.serving.port={paths['port']}",
-        "--set", "parameters.serving.workers=1",
+        "--env", paths["env"],
         "--set", "parameters.serving.rollout.min_effect=0.1",
         "--set", "parameters.serving.rollout.hold_requests=50",
         "--set", "parameters.serving.rollout.canary_steps=[0.25, 0.5, 1.0]",
@@ -98,7 +96,8 @@ def traffic():
 
 
 def target(paths) -> LocalProcessTarget:
-    return LocalProcessTarget(ServingConfig(state_dir=paths["state"], port=paths["port"]))
+    local = LocalServingConfig(state_dir=paths["state"], port=paths["port"])
+    return LocalProcessTarget(ServingConfig(), local)
 
 
 def url(paths) -> str:

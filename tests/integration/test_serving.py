@@ -18,9 +18,9 @@ from tabular_mlops.adapters.deployment.local import LocalProcessTarget
 from tabular_mlops.adapters.net import answers, free_port, wait_for_url
 from tabular_mlops.adapters.paths import PROJECT_ROOT
 from tabular_mlops.adapters.sources import load_dataset
-from tabular_mlops.core.config import DataSourceConfig, ServingConfig
+from tabular_mlops.core.config import DataSourceConfig, LocalServingConfig, ServingConfig
 from tests.conftest import SHARED_MODEL
-from tests.helpers import SteadyClient, invoke
+from tests.helpers import SteadyClient, invoke, serving_env
 
 pytestmark = pytest.mark.integration
 
@@ -32,18 +32,17 @@ MAX_ROWS = 50
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
-    return {"state": root / "state", "log": root / "inference_log", "port": free_port()}
+    paths = {"state": root / "state", "log": root / "inference_log", "port": free_port()}
+    env = serving_env(root, paths["port"], paths["state"], paths["log"], workers=2)
+    return paths | {"env": env}
 
 
 def deploy_args(paths, *extra: str) -> list[str]:
     return [
         "deploy",
         "--set", f"model.name={MODEL}",
-        "--set", f"parameters.serving.state_dir={paths['state']}",
-        "--set", f"parameters.serving.inference_log_dir={paths['log']}",
+        "--env", paths["env"],
         "--set", f"parameters.serving.max_batch_rows={MAX_ROWS}",
-        "--set", f"parameters.serving.port={paths['port']}",
-        "--set", "parameters.serving.workers=2",
         *extra,
     ]  # fmt: skip
 
@@ -53,7 +52,8 @@ def deploy(paths, *extra: str):
 
 
 def target(paths) -> LocalProcessTarget:
-    return LocalProcessTarget(ServingConfig(state_dir=paths["state"], port=paths["port"]))
+    local = LocalServingConfig(state_dir=paths["state"], port=paths["port"], workers=2)
+    return LocalProcessTarget(ServingConfig(), local)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,23 @@ def test_one_row_and_many_rows_match_the_model(live, rows):
         assert sum(prediction["probabilities"].values()) == pytest.approx(1.0)
     single = post(live, json.dumps({"rows": rows[:1]}))
     assert single.status_code == 200 and len(single.json()["predictions"]) == 1
+
+
+def test_the_live_service_is_the_stack_model_deployers_in_zenml(live):
+    """`zenml model-deployer models list` reads these: the stack's own component, the live
+    version at the model's stable address, linked to its model version, answering."""
+    from zenml.client import Client
+
+    deployer = Client().active_stack.model_deployer
+    assert deployer is not None and deployer.flavor == "tabular_local"
+    (served,) = deployer.find_model_server(model_name=MODEL)
+    assert served.is_running
+    info = deployer.get_model_server_info(served)
+    assert info["PREDICTION_URL"] == f"{live.url}/predict"
+    assert info["MODEL_VERSION"] == live.model_version
+    (record,) = Client().list_services(service_name=f"{MODEL}-served", hydrate=True).items
+    assert record.model_version is not None
+    assert str(record.model_version.number) == live.model_version
 
 
 def _without(row, key):
@@ -263,47 +280,62 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
 
 
 def test_the_pod_spec_serves_the_bento(live, rows, tmp_path):
-    """The Deployment's container arguments, environment and probes, run as a process
-    on the bento the image is built from (no container engine here). Only the host
-    differs: tests bind 127.0.0.1, a pod every interface."""
+    """The Deployment's container command, working directory, environment and probes,
+    run as a process in the image's build context (the bento with its models, as the
+    image lays it out; no container engine here). It is the local services' server
+    (``serving/server.py`` under uvicorn, not ``bentoml serve``). Only the host differs:
+    tests bind 127.0.0.1, a pod every interface."""
     import os
     import signal
     import subprocess
     import sys
 
     import bentoml
-    from zenml.integrations.kubernetes.flavors import KubernetesDeployerSettings
 
-    from tabular_mlops.adapters.deployment.kubernetes import deployment_manifest
+    from tabular_mlops.adapters.compat import bento_containerfile
+    from tabular_mlops.adapters.deployment.kubernetes import BENTO_SOURCE, deployment_manifest
     from tabular_mlops.core.config import ContainerServingConfig
     from tabular_mlops.core.spec import ServingSettings
+    from tabular_mlops.serving.server import command as server_command
 
     bento = bentoml.bentos.get(live.bento_tag)
     baked = {env.name: env.value for env in bento.info.envs}
     settings = ServingSettings.model_validate_json(baked["TABULAR_SERVING_SETTINGS"])
     container = ContainerServingConfig(port=free_port(), inference_log_mount=str(tmp_path / "log"))
-    pod = deployment_manifest(
-        "release", MODEL, "image", settings, container, KubernetesDeployerSettings()
-    )["spec"]["template"]["spec"]
+    pod = deployment_manifest("release", MODEL, "image", settings, container, container)["spec"][
+        "template"
+    ]["spec"]
     (spec,) = pod["containers"]
-    url = f"http://127.0.0.1:{spec['ports'][0]['containerPort']}"
-    env = {**os.environ, **{e["name"]: e["value"] for e in spec["env"]}}
-    command = [sys.executable, "-m", "bentoml", "serve", *spec["args"], "--host", "127.0.0.1"]
-    server = subprocess.Popen(
-        [*command, bento.path], env=env, start_new_session=True, stdout=subprocess.DEVNULL
-    )
-    try:
-        ready = spec["readinessProbe"]["httpGet"]["path"]
-        assert wait_for_url(url + ready, 120, lambda: server.poll() is not None)
-        assert httpx.get(url + spec["livenessProbe"]["httpGet"]["path"]).status_code == 200
-        answer = httpx.post(url + "/predict", json={"rows": rows[:2]})
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["model_version"] == live.model_version
-        logged = wait_until_logged(tmp_path / "log", answer.json()["request_id"])
-        assert len(logged) == 2  # where the claim is mounted
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    port = spec["ports"][0]["containerPort"]
+    assert spec["command"] == server_command("python", "0.0.0.0", port)
+    url = f"http://127.0.0.1:{port}"
+    with bento_containerfile(bento) as (root, _):
+        image = Path(root)  # the image's /home/bentoml/bento
+        source = str(image / Path(BENTO_SOURCE).name)
+        assert spec["workingDir"] == BENTO_SOURCE
+        env = {e["name"]: e["value"].replace(BENTO_SOURCE, source) for e in spec["env"]}
+        env = {**os.environ, **env, "BENTO_PATH": str(image)}  # the image's ENV
+        command = [sys.executable, *spec["command"][1:-2], "127.0.0.1", str(port)]
+        server = subprocess.Popen(
+            command, cwd=source, env=env, start_new_session=True, stdout=subprocess.DEVNULL
+        )
+        try:
+            _answers_as_the_live_service(spec, url, server, rows, live, tmp_path)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def _answers_as_the_live_service(spec, url, server, rows, live, tmp_path) -> None:
+    """Ready and live by the pod's probes, the live version's answers, logged to the mount."""
+    ready = spec["readinessProbe"]["httpGet"]["path"]
+    assert wait_for_url(url + ready, 120, lambda: server.poll() is not None)
+    assert httpx.get(url + spec["livenessProbe"]["httpGet"]["path"]).status_code == 200
+    answer = httpx.post(url + "/predict", json={"rows": rows[:2]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == live.model_version
+    logged = wait_until_logged(tmp_path / "log", answer.json()["request_id"])
+    assert len(logged) == 2  # where the claim is mounted
 
 
 def test_the_deployment_exports_the_model_for_embedding(live, rows, tmp_path):

@@ -161,25 +161,29 @@ def test_a_model_without_a_production_version_is_named(dev_stack, tmp_path):
 
 
 def test_a_component_no_longer_declared_leaves_the_stack(dev_stack):
-    """Stacks registered by earlier versions carry a BentoML model deployer the YAML no
-    longer declares; registering from the YAML takes it off the stack."""
+    """Stacks registered by earlier versions carry ZenML's BentoML model deployer and a
+    pipeline deployer the YAML no longer declares; registering from the YAML puts this
+    project's model deployer in the first's place and takes the second off the stack."""
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
     client = Client()
-    client.create_stack_component(
-        name="it-old-bentoml-deployer",
-        flavor="bentoml",
-        component_type=StackComponentType.MODEL_DEPLOYER,
-        configuration={},
-    )
-    client.update_stack(
-        dev_stack,
-        component_updates={StackComponentType.MODEL_DEPLOYER: ["it-old-bentoml-deployer"]},
-    )
+    for name, flavor, kind in (
+        ("it-old-bentoml-deployer", "bentoml", StackComponentType.MODEL_DEPLOYER),
+        ("it-old-deployer", "local", StackComponentType.DEPLOYER),
+    ):
+        client.create_stack_component(
+            name=name, flavor=flavor, component_type=kind, configuration={}
+        )
+        client.update_stack(dev_stack, component_updates={kind: [name]})
     change = stacks.plan(client, load_environment("dev"), "dev.yaml")
-    assert change.component_changes == {"model_deployer": ("it-old-bentoml-deployer", None)}
-    assert "model_deployer: it-old-bentoml-deployer -> <removed>" in change.describe()
+    assert change.component_changes == {
+        "model_deployer": ("it-old-bentoml-deployer", "dev-local-serving"),
+        "deployer": ("it-old-deployer", None),
+    }
+    assert "deployer: it-old-deployer -> <removed>" in change.describe()
     stacks.apply(client, change)
-    assert StackComponentType.MODEL_DEPLOYER not in client.get_stack(dev_stack).components
+    components = client.get_stack(dev_stack).components
+    assert StackComponentType.DEPLOYER not in components
+    assert components[StackComponentType.MODEL_DEPLOYER][0].flavor_name == "tabular_local"
     assert stacks.plan(client, load_environment("dev"), "dev.yaml").is_current

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -39,10 +40,10 @@ def clone(tmp_path_factory):
             (checkout / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, checkout / name)
     port = free_port()
-    deployment = checkout / "configs" / "deployment.yaml"
-    config = yaml.safe_load(deployment.read_text())
-    config["parameters"]["serving"]["port"] = port
-    deployment.write_text(yaml.safe_dump(config, sort_keys=False))
+    dev = checkout / "configs" / "environments" / "dev.yaml"
+    config = yaml.safe_load(dev.read_text())
+    config["stack"]["components"]["model_deployer"]["configuration"]["port"] = port
+    dev.write_text(yaml.safe_dump(config, sort_keys=False))
     streaming = checkout / "configs" / "streaming.yaml"
     config = yaml.safe_load(streaming.read_text())
     config["parameters"]["streaming"]["servers"] = [f"nats://127.0.0.1:{free_port()}"]
@@ -106,6 +107,17 @@ def python(clone, *args: str) -> str:
     return done.stdout
 
 
+def zenml(clone, *args: str) -> str:
+    """``.venv/bin/zenml ARGS`` in the clone, as the README's ZenML lines, on a wide
+    terminal (ZenML's tables cut columns to the width)."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "zenml"), *args], cwd=clone["path"],
+        env={**clone["env"], "COLUMNS": "250"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr  # ZenML's tables go to stderr
+
+
 def rows(count: int):
     from tabular_mlops.adapters.sources import load_dataset
     from tabular_mlops.core.config import DataSourceConfig
@@ -129,6 +141,9 @@ def test_the_readme_in_its_order(clone):
     assert "Version 1 of 'tabular_classifier' is already served at" in out
     assert "rows scored by version 1" in out
     assert not list((clone["path"] / ".local" / "batch_predictions").glob("monitoring-sample-*"))
+    # the service is the dev stack's model deployer's, and ZenML lists it
+    listing = zenml(clone, "model-deployer", "models", "list")
+    assert "tabular_classifier" in listing and "deployment_pipeline" in listing, listing
     # the dashboard table's terminal side: versions, stages, the served version
     assert "production" in run(clone, "models")
     assert ".local/reports/" in run(clone, "report")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import invoke
+from tests.helpers import invoke, serving_env
 
 
 def test_help_lists_the_commands():
@@ -55,14 +55,21 @@ def test_stack_show_prints_the_declared_components():
 
 def test_status_reads_the_state_file_without_zenml_and_names_a_broken_one(tmp_path):
     (tmp_path / "tabular_classifier.json").write_text('{"broken')
-    result = invoke("deploy", "--status", "--set", f"parameters.serving.state_dir={tmp_path}")
+    result = invoke("deploy", "--status", "--env", serving_env(tmp_path / "env", 3999, tmp_path))
     assert result.exit_code == 1
     assert f"{tmp_path / 'tabular_classifier.json'}: not a service record" in result.output
     assert "delete the file" in result.output
-    empty = tmp_path / "empty"
-    result = invoke("deploy", "--status", "--set", f"parameters.serving.state_dir={empty}")
+    empty = serving_env(tmp_path / "env2", 3999, tmp_path / "empty")
+    result = invoke("deploy", "--status", "--env", empty)
     assert result.exit_code == 3  # nothing served: a probe or a script can tell
     assert "No live service for model 'tabular_classifier'." in result.output
+
+
+def test_a_serving_key_of_the_model_deployer_in_deployment_yaml_says_where_it_lives():
+    result = invoke("deploy", "--status", "--set", "parameters.serving.port=3001")
+    assert result.exit_code == 1
+    assert "configs/deployment.yaml (with --set flags applied)" in result.output
+    assert "stack.components.model_deployer.configuration.port" in result.output
 
 
 def test_a_crash_ends_with_a_failing_exit_status():

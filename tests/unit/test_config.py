@@ -146,9 +146,8 @@ def test_a_misspelt_key_inside_an_overlay_is_an_error(tmp_path):
 
 
 def test_state_paths_are_taken_from_the_checkout_and_user_files_as_given():
-    from tabular_mlops.adapters.config_files import anchor_paths
+    from tabular_mlops.adapters.config_files import anchor_paths, local_serving
     from tabular_mlops.adapters.paths import LOCAL_DIR
-    from tabular_mlops.core.config import DeploymentRunConfig
 
     training = anchor_paths(
         TrainingRunConfig.model_validate(
@@ -156,5 +155,6 @@ def test_state_paths_are_taken_from_the_checkout_and_user_files_as_given():
         )
     )
     assert training.parameters.data.path == Path("d.csv")
-    serving = anchor_paths(DeploymentRunConfig.model_validate({"model": {"name": "m"}}))
-    assert serving.parameters.serving.state_dir == LOCAL_DIR / "serving"
+    local = local_serving({"state_dir": ".local/serving"}, "dev.yaml")
+    assert local.state_dir == LOCAL_DIR / "serving"
+    assert local.inference_log_dir == LOCAL_DIR / "inference_log"

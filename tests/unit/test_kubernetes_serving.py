@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from zenml.integrations.kubernetes.flavors import KubernetesDeployerSettings
 
 from tabular_mlops.adapters.deployment.container_image import image_name
 from tabular_mlops.adapters.deployment.kubernetes import (
@@ -27,11 +26,12 @@ from tabular_mlops.adapters.deployment.kubernetes import (
 from tabular_mlops.adapters.deployment.target import BentoPackage
 from tabular_mlops.core.config import ContainerServingConfig, ServingConfig
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings
+from tabular_mlops.serving.server import command
 
 SETTINGS = ServingSettings(
     model_tag="tabular_classifier:abc", inference_log_dir="/home/me/.local/log"
 )
-DEFAULTS = KubernetesDeployerSettings(
+DEFAULTS = ContainerServingConfig(
     namespace="mlops-serving",
     labels={"team": "ml"},
     image_pull_secrets=["ecr"],
@@ -50,7 +50,7 @@ def _as_client_model(manifest: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def test_manifests_are_valid_kubernetes_objects():
-    container = ContainerServingConfig(inference_log_claim="inference-log")
+    container = DEFAULTS.model_copy(update={"inference_log_claim": "inference-log"})
     release = release_name("tabular_classifier", "3", "tabular_classifier_service:Xy12ab34cd")
     assert release == "tabular-classifier-v3-xy12ab34"
     deployment = deployment_manifest(
@@ -64,6 +64,9 @@ def test_manifests_are_valid_kubernetes_objects():
     (bento,) = pod["containers"]
     env = {e["name"]: e["value"] for e in bento["env"]}
     assert json.loads(env[SETTINGS_ENV])["model_tag"] == "tabular_classifier:abc"
+    # the local services' server, on the bento's own copy of the model in the image
+    assert bento["command"] == command("python", "0.0.0.0", container.port)
+    assert json.loads(env[SETTINGS_ENV])["model_dir"] == "models/tabular_classifier/abc"
     assert bento["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert bento["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert pod["serviceAccountName"] == "serving"
@@ -123,8 +126,8 @@ def cluster():
         lambda: applier,
         RecordingImageBuilder(),
         None,  # publish and plan are covered by the serving and prod-plan tests
-        DEFAULTS,
         ServingConfig(),
+        DEFAULTS,
     )
     return applier, target
 
@@ -189,21 +192,19 @@ def test_stop_and_forget_remove_every_resource(cluster):
     assert applier.objects == {}
 
 
-def test_the_stack_chooses_the_serving_target():
+def test_the_stack_serves_only_through_a_model_deployer_of_this_project():
     from types import SimpleNamespace
 
-    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
-    from tabular_mlops.adapters.deployment.select import target_for
+    from tabular_mlops.adapters.deployment.model_deployer import serving_target
     from tabular_mlops.adapters.deployment.target import UnsupportedStackError
 
-    def stack(deployer: str | None) -> Any:
-        return SimpleNamespace(
-            name="s", deployer=None if deployer is None else SimpleNamespace(flavor=deployer)
-        )
+    def stack(deployer: Any) -> Any:
+        return SimpleNamespace(name="s", model_deployer=deployer)
 
-    with pytest.raises(UnsupportedStackError, match="deployer has flavor 'docker'"):
-        target_for(stack("docker"), ServingConfig())
-    assert isinstance(target_for(stack(None), ServingConfig()), LocalProcessTarget)
+    with pytest.raises(UnsupportedStackError, match="model deployer is flavor 'bentoml'"):
+        serving_target(stack(SimpleNamespace(flavor="bentoml")), ServingConfig())
+    with pytest.raises(UnsupportedStackError, match=r"model deployer is none.*tabular_local"):
+        serving_target(stack(None), ServingConfig())
 
 
 def test_the_router_manifests_are_valid_kubernetes_objects():
@@ -211,7 +212,7 @@ def test_the_router_manifests_are_valid_kubernetes_objects():
     from tabular_mlops.core.rollout import RolloutPlan
     from tabular_mlops.serving.router import Routes, Upstream
 
-    container = ContainerServingConfig(inference_log_claim="inference-log")
+    container = DEFAULTS.model_copy(update={"inference_log_claim": "inference-log"})
     routes = Routes(
         model_name="tabular_classifier",
         upstreams=[Upstream(url="http://a:3000", model_version="1"),

@@ -1,9 +1,11 @@
-"""Serve bentos as containers on Kubernetes, blue/green, through the stack's deployer.
+"""Serve bentos as containers on Kubernetes, blue/green: the ``tabular_kubernetes``
+model deployer's target.
 
-ZenML 0.98's ``kubernetes`` Deployer deploys pipeline snapshots, not bentos,
-so its cluster connection (kube context or service connector) and its
-settings (namespace, labels, annotations, pull secrets, service account) are
-used, and the resources are applied with ZenML's own ``KubernetesApplier``:
+The deployer's configuration (the environment's YAML) gives the cluster (kube
+context, namespace, labels, annotations, pull secrets, service account) and the
+pods (replicas, workers, resources, inference-log claim); the stack's image
+builder and container registry build and push the bento's image, and the
+resources are applied with ZenML's own ``KubernetesApplier``:
 
 - one Deployment and one Service per candidate, named after model version and
   bento build, so a candidate never touches the live pods;
@@ -42,13 +44,12 @@ from tabular_mlops.core.config import ContainerServingConfig, ServingConfig
 from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings
 from tabular_mlops.serving.router import Routes, Upstream
+from tabular_mlops.serving.server import command as server_command
 
 if TYPE_CHECKING:
     from zenml.container_registries import BaseContainerRegistry
     from zenml.image_builders import BaseImageBuilder
-    from zenml.integrations.kubernetes.flavors import KubernetesDeployerSettings
     from zenml.integrations.kubernetes.k8s_applier import KubernetesApplier
-    from zenml.stack import Stack
 
 LIVE_RECORD = "tabular-mlops/live-service"
 ROLLOUT_RECORD = "tabular-mlops/rollout"
@@ -83,20 +84,33 @@ def deployment_manifest(
     image: str,
     settings: ServingSettings,
     container: ContainerServingConfig,
-    defaults: KubernetesDeployerSettings,
+    defaults: ContainerServingConfig,
 ) -> dict[str, Any]:
-    """The pod logs requests to the inference log mount, a volume when a claim is set."""
+    """The pod runs the same server as a local service (``serving/server.py`` under
+    uvicorn, not ``bentoml serve``) from the bento's code and model in the image, and
+    logs requests to the inference log mount, a volume when a claim is set."""
     labels = {**defaults.labels, MODEL_LABEL: dns_name(model_name), RELEASE_LABEL: release}
-    in_pod = settings.model_copy(update={"inference_log_dir": container.inference_log_mount})
+    name, _, version = settings.model_tag.partition(":")
+    in_pod = settings.model_copy(
+        update={
+            "inference_log_dir": container.inference_log_mount,
+            # relative: from $BENTO_PATH, where the image keeps the bento and its models
+            "model_dir": f"models/{name}/{version}",
+        }
+    )
     pod: dict[str, Any] = {
         "containers": [
             {
                 "name": "bento",
                 "image": image,
                 "imagePullPolicy": defaults.image_pull_policy,
-                "args": ["--port", str(container.port)],
+                "command": server_command("python", "0.0.0.0", container.port),
+                "workingDir": BENTO_SOURCE,
                 "ports": [{"name": "http", "containerPort": container.port}],
-                "env": [{"name": SETTINGS_ENV, "value": in_pod.model_dump_json()}],
+                "env": [
+                    {"name": SETTINGS_ENV, "value": in_pod.model_dump_json()},
+                    {"name": "PYTHONPATH", "value": BENTO_SOURCE},
+                ],
                 "resources": {
                     "requests": {"cpu": container.cpu, "memory": container.memory},
                     "limits": {"memory": container.memory},
@@ -165,7 +179,7 @@ def router_manifests(
     routes: Routes,
     image: str,
     container: ContainerServingConfig,
-    defaults: KubernetesDeployerSettings,
+    defaults: ContainerServingConfig,
 ) -> list[dict[str, Any]]:
     """The model's router during a rollout: its routes as a ConfigMap, and a Deployment
     running ``python -m tabular_mlops.serving.router`` from the champion's image."""
@@ -225,56 +239,32 @@ def router_manifests(
 
 
 class KubernetesTarget:
+    """Releases on a cluster; ``serving`` is the deployment's policy, ``container`` the
+    ``tabular_kubernetes`` model deployer's configuration."""
+
     def __init__(
         self,
         connect: Callable[[], KubernetesApplier],
         image_builder: BaseImageBuilder,
         container_registry: BaseContainerRegistry,
-        defaults: KubernetesDeployerSettings,
         serving: ServingConfig,
+        container: ContainerServingConfig,
     ) -> None:
         self._connect = connect
         self.image_builder = image_builder
         self.container_registry = container_registry
-        self.defaults = defaults
-        self.namespace = defaults.namespace
+        #: namespace, labels, annotations, pull policy and secrets, service account
+        self.defaults = container
+        self.namespace = container.namespace
         self.serving = serving
-
-    @property
-    def container(self) -> ContainerServingConfig:
-        return self.serving.container
+        self.container = container
+        self.workers = container.workers
+        self.inference_log_dir = Path(container.inference_log_mount)
 
     @functools.cached_property
     def applier(self) -> KubernetesApplier:
         """Connected on first use: publishing the image needs no cluster access."""
         return self._connect()
-
-    @classmethod
-    def from_stack(cls, stack: Stack, serving: ServingConfig) -> KubernetesTarget:
-        from zenml.integrations.kubernetes import kube_utils
-        from zenml.integrations.kubernetes.deployers import KubernetesDeployer
-        from zenml.integrations.kubernetes.k8s_applier import KubernetesApplier
-
-        deployer = stack.deployer
-        if not isinstance(deployer, KubernetesDeployer):
-            raise UnsupportedStackError(
-                f"the '{stack.name}' stack's deployer is not ZenML's kubernetes deployer"
-            )
-        builder, registry = stack.image_builder, stack.container_registry
-        if builder is None or registry is None:
-            missing = "an image_builder" if builder is None else "a container_registry"
-            raise UnsupportedStackError(
-                f"the '{stack.name}' stack serves containers through its kubernetes "
-                f"deployer, and needs {missing} to build and push the bento's image"
-            )
-
-        def connect() -> KubernetesApplier:
-            # Steps run in pods on prod, where the submitting machine's kube context
-            # does not exist: there the pod's own service account connects.
-            incluster = deployer.config.incluster or kube_utils.is_inside_kubernetes()
-            return KubernetesApplier(api_client=deployer.get_kube_client(incluster=incluster))
-
-        return cls(connect, builder, registry, deployer.config, serving)
 
     def url(self, name: str) -> str:
         return f"http://{name}.{self.namespace}.svc.cluster.local:{self.container.port}"
@@ -477,7 +467,7 @@ class KubernetesTarget:
         image = image_name(self.container_registry.config.uri, bento)
         settings = ServingSettings(
             model_tag=f"{bento_model_name(model_name)}:example",
-            workers=self.serving.workers,
+            workers=self.workers,
             max_batch_rows=self.serving.max_batch_rows,
         )
         return {

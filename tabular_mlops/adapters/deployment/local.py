@@ -1,14 +1,14 @@
 """Local services (dev, staging): a process per model version behind the model's stable address.
 
-Clients use one address per model, ``127.0.0.1:<serving.port>``, for the
-model's whole life: a router process listens there (``serving/router.py``) and
-forwards to the live version's own process. A release starts the candidate on
-a free port, the deployment smoke-tests it there, and the switch rewrites the
-router's routes and signals it; the old process is stopped once the router has
-drained it. So a release, a failed release and a rollback cost a client no
-failed request.
+Clients use one address per model, ``127.0.0.1:<port>`` (the port of the
+``tabular_local`` model deployer), for the model's whole life: a router process
+listens there (``serving/router.py``) and forwards to the live version's own
+process. A release starts the candidate on a free port, the deployment
+smoke-tests it there, and the switch rewrites the router's routes and signals
+it; the old process is stopped once the router has drained it. So a release, a
+failed release and a rollback cost a client no failed request.
 
-Files under ``serving.state_dir``, per model:
+Files under the model deployer's ``state_dir``, per model:
 
 - ``<model>.json``: the live service (what ``deploy --status`` reads);
 - ``<model>.router.json`` and ``<model>.routes.json``: the router and what it forwards to;
@@ -57,10 +57,11 @@ from tabular_mlops.adapters.net import (
     wait_until,
 )
 from tabular_mlops.adapters.processes import identity, is_same_process, stop_process_tree
-from tabular_mlops.core.config import ServingConfig
+from tabular_mlops.core.config import LocalServingConfig, ServingConfig
 from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import SETTINGS_ENV
 from tabular_mlops.serving.router import ROUTES_PATH, Routes, Upstream, write_routes
+from tabular_mlops.serving.server import command as server_command
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def start_service(package: BentoPackage, state_dir: Path, timeout: float) -> Run
     log_file = state_dir / "logs" / f"{label}.log"
     with log_file.open("w") as log:
         pid = _spawn(
-            [sys.executable, "-m", "tabular_mlops.serving.server", HOST, str(port)],
+            server_command(sys.executable, HOST, port),
             {
                 SETTINGS_ENV: settings.model_dump_json(),
                 # the bento's copy of the code, not the checkout's
@@ -230,16 +231,20 @@ def stray_processes(state_dir: Path, model_name: str, keep: set[int]) -> list[ps
 
 
 class LocalProcessTarget:
-    """Processes on this machine behind a router on ``serving.port``; the bento store is
-    the registry."""
+    """Processes on this machine behind a router on ``local.port``; the bento store is
+    the registry. ``serving`` is the deployment's policy, ``local`` the model
+    deployer's configuration (the environment's)."""
 
-    def __init__(self, serving: ServingConfig) -> None:
+    def __init__(self, serving: ServingConfig, local: LocalServingConfig) -> None:
         self.serving = serving
-        self.state_dir = serving.state_dir
+        self.local = local
+        self.state_dir = local.state_dir
+        self.workers = local.workers
+        self.inference_log_dir = local.inference_log_dir
 
     @property
     def stable_url(self) -> str:
-        return f"http://{HOST}:{self.serving.port}"
+        return f"http://{HOST}:{self.local.port}"
 
     # --- the deployment's lock ------------------------------------------------------------
     def _lock_file(self, model_name: str) -> Path:
@@ -429,12 +434,12 @@ class LocalProcessTarget:
         record = self.router(model_name)
         if record is not None and _is_running(record.pid, record.started):
             status = router_status(f"http://{HOST}:{record.port}")
-            if record.port == self.serving.port and status and status["model_name"] == model_name:
+            if record.port == self.local.port and status and status["model_name"] == model_name:
                 return record
             stop_process_tree(record.pid)  # a router on another port, or one that hangs
         if answers(f"{self.stable_url}/livez") or router_status(self.stable_url):
             raise ServiceStartError(
-                f"{self.stable_url} (parameters.serving.port) already answers for another "
+                f"{self.stable_url} (the model deployer's port) already answers for another "
                 "service; choose a free port for this model"
             )
         log_file = self.state_dir / "logs" / f"{model_name}-router.log"
@@ -447,13 +452,13 @@ class LocalProcessTarget:
                     "tabular_mlops.serving.router",
                     str(routes_file.resolve()),
                     HOST,
-                    str(self.serving.port),
+                    str(self.local.port),
                 ],
                 {MARKER_ENV: marker(self.state_dir, model_name)},
                 log,
             )
         record = RouterProcess(
-            pid=pid, started=identity(pid), port=self.serving.port, log_file=str(log_file)
+            pid=pid, started=identity(pid), port=self.local.port, log_file=str(log_file)
         )
         if not wait_until(
             lambda: router_status(self.stable_url) is not None,
@@ -558,5 +563,5 @@ class LocalProcessTarget:
             "target": "local processes behind a router on the model's stable address",
             "stable_url": self.stable_url,
             "state_file": str(state_file(self.state_dir, model_name)),
-            "inference_log_dir": str(self.serving.inference_log_dir),
+            "inference_log_dir": str(self.inference_log_dir),
         }

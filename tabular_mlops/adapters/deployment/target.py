@@ -1,14 +1,16 @@
-"""Where a bento is served, chosen by the active stack, never by the pipeline's code.
+"""Where a bento is served: the target of the active stack's model deployer
+(``model_deployer.py``), never chosen by the pipeline's code.
 
 The deployment pipeline asks a target to publish the bento, start it beside
 the live service, make it live and stop the one it replaces. Two targets:
 
-- ``LocalProcessTarget`` (dev, staging): a process per version on 127.0.0.1,
-  behind a router on the model's stable address, recorded in a state file;
-- ``KubernetesTarget`` (prod, when the stack has a ``kubernetes`` deployer):
-  the bento as an image built by the stack's image builder and pushed to its
-  container registry, one Deployment per model version, and a stable Service
-  whose selector is switched to the smoke-tested version.
+- ``LocalProcessTarget`` (``tabular_local``: dev, staging): a process per
+  version on 127.0.0.1, behind a router on the model's stable address,
+  recorded in a state file;
+- ``KubernetesTarget`` (``tabular_kubernetes``: prod): the bento as an image
+  built by the stack's image builder and pushed to its container registry,
+  one Deployment per model version, and a stable Service whose selector is
+  switched to the smoke-tested version.
 """
 
 from __future__ import annotations
@@ -121,6 +123,11 @@ class BentoPackage(BaseModel):
 
 
 class ServingTarget(Protocol):
+    #: server processes per version (per pod on a cluster)
+    workers: int
+    #: where each version's service logs its predictions
+    inference_log_dir: Path
+
     def publish(self, bento_tag: str) -> str:
         """Make the bento startable where it will run; returns what ``start`` takes."""
 
