@@ -40,23 +40,33 @@ def use_global_config(directory: str) -> bool:
     """
     import os
 
+    current = os.environ.get(ZENML_CONFIG_PATH_ENV)
+    if current == directory or (current is None and directory == default_global_config()):
+        return False  # before importing ZenML: `deploy --status` on dev never does
     from zenml.client import Client
     from zenml.config.global_config import GlobalConfiguration
-    from zenml.constants import ENV_ZENML_CONFIG_PATH
 
-    if os.environ.get(ENV_ZENML_CONFIG_PATH) == directory:
-        return False
-    os.environ[ENV_ZENML_CONFIG_PATH] = directory
+    os.environ[ZENML_CONFIG_PATH_ENV] = directory
     GlobalConfiguration._reset_instance()
     Client._reset_instance()
     return True
 
 
-def default_global_config() -> str:
-    """ZenML's global config directory as this process was started with it."""
-    from zenml.utils.io_utils import get_global_config_directory
+#: ZenML's variable for its global config directory (``zenml.constants``)
+ZENML_CONFIG_PATH_ENV = "ZENML_CONFIG_PATH"
 
-    return get_global_config_directory()
+
+def default_global_config() -> str:
+    """ZenML's global config directory as this process was started with it: what
+    ``zenml.utils.io_utils.get_global_config_directory`` returns, without importing ZenML
+    (1.7 s), so that commands that never open a store start at once."""
+    import os
+    from pathlib import Path
+
+    import click
+
+    configured = os.environ.get(ZENML_CONFIG_PATH_ENV)
+    return str(Path(configured).resolve()) if configured else click.get_app_dir("zenml")
 
 
 def forget_cached_stacks() -> None:

@@ -26,11 +26,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings, ServingSpec
-from tabular_mlops.serving.app import create_app, load_model
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 logger = logging.getLogger(__name__)
 #: set by the supervising process, read by its workers
@@ -46,6 +47,9 @@ def command(python: str, host: str, port: int) -> list[str]:
 
 def app_factory() -> FastAPI:
     """The app with its model loaded: called by uvicorn in every worker."""
+    # here, not at the top: the deployment imports this module for `command` alone
+    from tabular_mlops.serving.app import create_app, load_model
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = ServingSettings.model_validate_json(os.environ[SETTINGS_ENV])
     if settings.model_dir is None:

@@ -65,6 +65,26 @@ def test_status_reads_the_state_file_without_zenml_and_names_a_broken_one(tmp_pa
     assert "No live service for model 'tabular_classifier'." in result.output
 
 
+def test_status_and_stop_on_dev_load_no_zenml_nor_a_web_framework(tmp_path):
+    """Why `deploy --status` and `--stop` answer in half a second on any machine: the
+    local model deployer's state is files, read without ZenML (1.7 s to import), FastAPI
+    or BentoML; checked by module, not by a clock."""
+    import subprocess
+    import sys
+
+    env = serving_env(tmp_path / "env", 3999, tmp_path / "state")
+    probe = (
+        "import sys\nfrom click.testing import CliRunner\nfrom cli.main import cli\n"
+        f"for flag in ('--status', '--stop'):\n"
+        f"    CliRunner().invoke(cli, ['deploy', flag, '--env', {env!r}])\n"
+        "print(sorted(n for n in ('zenml', 'mlflow', 'bentoml', 'fastapi', 'evidently') "
+        "if n in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
 def test_a_serving_key_of_the_model_deployer_in_deployment_yaml_says_where_it_lives():
     result = invoke("deploy", "--status", "--set", "parameters.serving.port=3001")
     assert result.exit_code == 1

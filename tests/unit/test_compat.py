@@ -135,3 +135,16 @@ def test_the_servers_current_user_endpoint_still_takes_the_survey_answer():
         and isinstance(decorator.args[0], ast.Constant)
     ]
     assert puts == [CURRENT_USER]
+
+
+def test_the_global_config_directory_is_zenmls_without_importing_it(monkeypatch, tmp_path):
+    from zenml.constants import ENV_ZENML_CONFIG_PATH
+    from zenml.utils.io_utils import get_global_config_directory
+
+    from tabular_mlops.adapters.compat import ZENML_CONFIG_PATH_ENV, default_global_config
+
+    assert ZENML_CONFIG_PATH_ENV == ENV_ZENML_CONFIG_PATH
+    monkeypatch.setenv(ENV_ZENML_CONFIG_PATH, str(tmp_path / "x" / ".." / "config"))
+    assert default_global_config() == get_global_config_directory()
+    monkeypatch.delenv(ENV_ZENML_CONFIG_PATH)
+    assert default_global_config() == get_global_config_directory()
