@@ -77,9 +77,9 @@ def deploy(
         target = serving_target(env, config, activate=False)
         live = live_service(target, name)
         if stop_service:
+            target.forget(name)  # the supervisor first: it would start the service again
             if live is not None:
                 target.stop(live)
-            target.forget(name)
             click.echo(
                 f"Stopped {live.url} (model '{name}' version {live.model_version})."
                 if live is not None
@@ -106,6 +106,7 @@ def deploy(
                     else ""
                 )
             )
+            _print_supervision(target, name, live)
             _print_leftovers(target, name)
             if problems:
                 click.get_current_context().exit(NOT_SERVING)
@@ -125,6 +126,7 @@ def deploy(
     problems = target.problems(live) if live is not None else []
     if live is not None and not force and live.model_version == wanted and not problems:
         _stop_strays(target, name)
+        _supervise(target, name)
         click.echo(
             f"Version {wanted} of '{name}' is already served at {live.url}; nothing to do "
             "(--force redeploys it, e.g. with other serving settings)."
@@ -169,6 +171,36 @@ def _print_leftovers(target: ServingTarget, model_name: str) -> None:
                 f"  left running by an earlier deployment: pids {pids}; `python run.py deploy` "
                 "or `deploy --stop` stops them"
             )
+
+
+def _print_supervision(target: ServingTarget, model_name: str, live: RunningService) -> None:
+    """Whether the supervisor runs, and what it restarted since the live version started."""
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+
+    if not isinstance(target, LocalProcessTarget):
+        return  # on a cluster, Kubernetes restarts pods
+    record = target.supervisor(model_name)
+    if record is None or not record.running:
+        click.echo(
+            "  supervisor: not running, nothing restarts a process that dies; "
+            "`python run.py deploy` starts it"
+        )
+        return
+    click.echo(f"  supervisor: pid {record.pid}, restarts what dies")
+    for restart in record.restarts:
+        if restart.at >= live.started_at:
+            after = f" -> pid {restart.pid_after}" if restart.pid_after else ""
+            click.echo(
+                f"  {restart.at:%H:%M:%S} UTC {restart.what} had died (pid "
+                f"{restart.pid_before}{after}): {restart.outcome}"
+            )
+
+
+def _supervise(target: ServingTarget, model_name: str) -> None:
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+
+    if isinstance(target, LocalProcessTarget):
+        target.supervise(model_name)
 
 
 def _stop_strays(target: ServingTarget, model_name: str) -> None:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,8 +16,9 @@ import pytest
 
 from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.deployment.local import LocalProcessTarget
-from tabular_mlops.adapters.net import answers, free_port, wait_for_url
+from tabular_mlops.adapters.net import answers, free_port, wait_for_url, wait_until
 from tabular_mlops.adapters.paths import PROJECT_ROOT
+from tabular_mlops.adapters.processes import has_exited
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig, LocalServingConfig, ServingConfig
 from tests.conftest import SHARED_MODEL
@@ -504,9 +506,74 @@ def service_tree(service) -> list[int]:
     return [root.pid, *(child.pid for child in root.children(recursive=True))]
 
 
-def test_killing_the_service_leaves_no_worker_serving_and_deploy_restarts_it(live, paths, rows):
+#: how long a test waits for the supervisor to bring a process back (measured: the router
+#: 0.5 s, a service 3 s on a quiet 2-core machine); a bound against hanging, not a figure
+RESTART_BOUND_SECONDS = 90
+
+
+def _killed_and_back(live, paths, rows, pid: int, back: Callable[[], bool]) -> dict[str, int]:
+    """kill -9 of ``pid`` under a steady client of the stable address; once ``back()``,
+    the client goes on a while: the failures it saw, all of them before ``back()``."""
+    body = json.dumps({"rows": rows[:1]})
+    with SteadyClient(f"{live.url}/predict", body, threads=2) as client:
+        time.sleep(0.5)
+        psutil.Process(pid).kill()  # kill -9
+        assert wait_until(back, RESTART_BOUND_SECONDS, interval=0.05)
+        during = dict(client.failed)
+        time.sleep(1.5)
+        after = {k: v - during.get(k, 0) for k, v in client.failed.items()}
+    assert not any(after.values()), f"failures after the restart: {after} (during: {during})"
+    assert client.outcomes["200"] > 0
+    return during
+
+
+def test_a_killed_service_or_router_is_started_again_by_the_supervisor(live, paths, rows):
+    """The deployment's supervisor brings back the live version's server (same port, so
+    the routes stay) and the router (same address): a client that keeps the address sees
+    failed requests only until then, and `deploy --status` says what happened."""
+    supervisor = target(paths).supervisor(MODEL)
+    assert supervisor is not None and supervisor.running
     tree = service_tree(live)
-    assert len(tree) >= 3  # the supervisor and two workers at least
+    assert len(tree) >= 3  # uvicorn's supervisor and two workers at least
+
+    def new_server() -> bool:
+        now = target(paths).live(MODEL)
+        return (
+            now is not None
+            and now.runs_as.pid != live.runs_as.pid  # type: ignore[union-attr]
+            and answers(f"{live.runs_as.direct_url}/readyz")
+        )
+
+    failed = _killed_and_back(live, paths, rows, live.runs_as.pid, new_server)
+    print(f"killed service: {failed} failed requests until it answered again")
+    # the dead server's workers never serve on alone
+    assert all(has_exited(pid) for pid in tree[1:])
+    router = target(paths).router(MODEL)
+    assert router is not None
+
+    def new_router() -> bool:
+        now = target(paths).router(MODEL)
+        return now is not None and now.pid != router.pid and answers(f"{live.url}/readyz")
+
+    failed = _killed_and_back(live, paths, rows, router.pid, new_router)
+    print(f"killed router: {failed} failed requests until it answered again")
+    status = deploy(paths, "--status")
+    assert status.exit_code == 0, status.output
+    assert f"version {live.model_version} (port {live.runs_as.port}) had died" in status.output
+    assert f"router had died (pid {router.pid} -> pid" in status.output
+    refresh(live, paths)
+
+
+def test_without_its_supervisor_a_dead_service_is_reported_and_deploy_restarts_both(
+    live, paths, rows
+):
+    supervisor = target(paths).supervisor(MODEL)
+    assert supervisor is not None
+    psutil.Process(supervisor.pid).kill()
+    status = deploy(paths, "--status")
+    assert status.exit_code == 0, status.output  # the model still answers
+    assert "supervisor: not running" in status.output
+    tree = service_tree(live)
     psutil.Process(live.runs_as.pid).kill()  # kill -9
     _, alive = psutil.wait_procs([psutil.Process(p) for p in tree[1:]], timeout=15)
     assert alive == [], f"workers still running after their supervisor was killed: {alive}"
@@ -521,13 +588,15 @@ def test_killing_the_service_leaves_no_worker_serving_and_deploy_restarts_it(liv
     assert "The live service has problems" in restarted.output
     now = refresh(live, paths)
     assert post(now, json.dumps({"rows": rows[:1]})).status_code == 200
+    again = target(paths).supervisor(MODEL)
+    assert again is not None and again.running and again.pid != supervisor.pid
 
 
 def live_pids(live, paths) -> set[int]:
-    """The live service and the router: what no sweep may stop."""
-    router = target(paths).router(MODEL)
-    assert router is not None
-    return {live.runs_as.pid, router.pid}
+    """The live service, the router and the supervisor: what no sweep may stop."""
+    router, supervisor = target(paths).router(MODEL), target(paths).supervisor(MODEL)
+    assert router is not None and supervisor is not None
+    return {live.runs_as.pid, router.pid, supervisor.pid}
 
 
 def _deploy_process(paths, *extra: str):
@@ -590,12 +659,7 @@ def test_two_deploys_at_once_one_waits_its_turn(live, paths, rows):
     ]
     now = refresh(live, paths)
     assert post(now, json.dumps({"rows": rows[:1]})).status_code == 200
-    assert (
-        local_server.stray_processes(
-            paths["state"], MODEL, keep={now.runs_as.pid, target(paths).router(MODEL).pid}
-        )
-        == []
-    )
+    assert local_server.stray_processes(paths["state"], MODEL, keep=live_pids(now, paths)) == []
 
 
 def test_old_bentos_are_pruned_and_the_served_one_kept(live):

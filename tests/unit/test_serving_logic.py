@@ -534,3 +534,12 @@ def test_a_full_disk_drops_and_counts_lines_and_the_log_writes_again_on_a_line_o
     log.close()
     assert path.read_text().splitlines() == ['{"torn', '{"b": 2}']
     assert (log.dropped, log.written) == (1, 1) and counts == {"dropped": 1, "written": 1}
+
+
+def test_the_supervisor_gives_up_on_a_process_that_keeps_dying():
+    from tabular_mlops.adapters.deployment.supervisor import RestartBudget
+
+    budget = RestartBudget(limit=3, window=60)
+    assert [budget.allow("router", now=t) for t in (0, 1, 2, 3)] == [True, True, True, False]
+    assert budget.allow("version 2", now=3)  # each process has a budget of its own
+    assert budget.allow("router", now=61)  # the first restart left the window

@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 MARKER_ENV = "TABULAR_MLOPS_SERVICE"
 #: how long a switch waits for the router to finish the old version's requests
 DRAIN_SECONDS = 30
+#: restarts a supervisor record keeps (the newest)
+RESTARTS_KEPT = 20
 #: deployment locks this process holds, by lock file: steps of one run (each with a
 #: target of its own) take it in ``start`` and give it back in ``switch`` or ``stop``
 _HELD: dict[Path, IO[str]] = {}
@@ -91,6 +93,35 @@ class RouterProcess(BaseModel):
     started: float
     port: int
     log_file: str
+
+
+class Restart(BaseModel):
+    """One process the supervisor found dead, and what it did about it."""
+
+    at: datetime
+    what: str
+    pid_before: int
+    pid_after: int | None = None
+    outcome: str
+
+
+class SupervisorProcess(BaseModel):
+    """The deployment's supervisor (``deployment/supervisor.py``) and its recent restarts."""
+
+    pid: int
+    started: float
+    log_file: str
+    restarts: list[Restart] = []
+
+    @property
+    def running(self) -> bool:
+        return _is_running(self.pid, self.started)
+
+
+def _restart(what: str, before: int, after: int | None, outcome: str) -> Restart:
+    logger.warning("%s (pid %s) had died: %s", what, before, outcome)
+    return Restart(at=datetime.now(UTC), what=what, pid_before=before, pid_after=after,
+                   outcome=outcome)  # fmt: skip
 
 
 def state_file(state_dir: Path, model_name: str, kind: str = "") -> Path:
@@ -133,26 +164,31 @@ def start_service(package: BentoPackage, state_dir: Path, timeout: float) -> Run
     metrics.mkdir(parents=True)
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     log_file = state_dir / "logs" / f"{label}.log"
+    command = server_command(sys.executable, HOST, port)
+    env = {
+        SETTINGS_ENV: settings.model_dump_json(),
+        # the bento's copy of the code, not the checkout's
+        "PYTHONPATH": str(source),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        MARKER_ENV: marker(state_dir, package.model_name),
+    }
     with log_file.open("w") as log:
-        pid = _spawn(
-            server_command(sys.executable, HOST, port),
-            {
-                SETTINGS_ENV: settings.model_dump_json(),
-                # the bento's copy of the code, not the checkout's
-                "PYTHONPATH": str(source),
-                "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-                MARKER_ENV: marker(state_dir, package.model_name),
-            },
-            log,
-            cwd=source,
-        )
+        pid = _spawn(command, env, log, cwd=source)
     service = RunningService(
         model_name=package.model_name,
         model_version=package.model_version,
         bento_tag=package.bento_tag,
         url=f"http://{HOST}:{port}",
         started_at=datetime.now(UTC),
-        runs_as=LocalProcess(pid=pid, started=identity(pid), port=port, log_file=str(log_file)),
+        runs_as=LocalProcess(
+            pid=pid,
+            started=identity(pid),
+            port=port,
+            log_file=str(log_file),
+            command=command,
+            env=env,
+            cwd=str(source),
+        ),
     )
     logger.info("started %s (pid %s) on %s", package.bento_tag, pid, service.url)
     if wait_for_url(f"{service.url}/readyz", timeout, lambda: not psutil.pid_exists(pid)):
@@ -311,6 +347,7 @@ class LocalProcessTarget:
         self._publish(candidate.model_name, [upstream])
         live = candidate.model_copy(update={"url": self.stable_url})
         record_live(self.state_dir, live)
+        self.supervise(candidate.model_name)
         self._release(candidate.model_name)
         return live
 
@@ -403,6 +440,7 @@ class LocalProcessTarget:
             rollout.experiment,
         )  # fmt: skip
         _write(state_file(self.state_dir, candidate.model_name, ".rollout"), rollout)
+        self.supervise(candidate.model_name)
         self._release(candidate.model_name)
         return rollout
 
@@ -420,8 +458,9 @@ class LocalProcessTarget:
                 else (rollout.champion, rollout.candidate)
             )
             live = self.switch(winner)
-            self.stop(loser)
+            # no record names the loser before it stops: the supervisor never restarts it
             state_file(self.state_dir, model_name, ".rollout").unlink(missing_ok=True)
+            self.stop(loser)
             return live
         finally:
             self._release(model_name)
@@ -485,14 +524,18 @@ class LocalProcessTarget:
 
     def forget(self, model_name: str) -> None:
         """Stop the router, a rollout's candidate, and anything else left of the model's
-        deployments."""
+        deployments. The supervisor goes first: it would start them again."""
+        supervisor = self.supervisor(model_name)
+        if supervisor is not None and supervisor.running:
+            stop_process_tree(supervisor.pid)
+        state_file(self.state_dir, model_name, ".supervisor").unlink(missing_ok=True)
         router = self.router(model_name)
         if router is not None and _is_running(router.pid, router.started):
             stop_process_tree(router.pid)
         rollout = self.rollout(model_name)
         if rollout is not None:
             self.stop(rollout.candidate)
-        self.sweep(model_name, keep_live=False)
+        self.sweep(model_name, keep_live=False, why=None)
         for kind in ("", ".router", ".routes", ".rollout"):
             state_file(self.state_dir, model_name, kind).unlink(missing_ok=True)
 
@@ -517,11 +560,18 @@ class LocalProcessTarget:
         finally:
             self._release(model_name)
 
-    def sweep(self, model_name: str, keep_live: bool = True) -> list[int]:
-        """Stop this model's processes that nothing records (see the module's docstring)."""
+    def sweep(
+        self,
+        model_name: str,
+        keep_live: bool = True,
+        why: str | None = "left over from an earlier deployment",
+    ) -> list[int]:
+        """Stop this model's processes that nothing records (see the module's docstring),
+        each logged with ``why`` (nothing when everything of the model is stopped)."""
         strays = self.strays(model_name, keep_live)
         for process in strays:
-            logger.warning("stopping pid %s: left over from an earlier deployment", process.pid)
+            if why:
+                logger.warning("stopping pid %s: %s", process.pid, why)
             stop_process_tree(process.pid)
         return [process.pid for process in strays]
 
@@ -538,7 +588,150 @@ class LocalProcessTarget:
             keep.add(rollout.candidate.runs_as.pid)
         if router is not None:
             keep.add(router.pid)
+        supervisor = self.supervisor(model_name) if keep_live else None
+        if supervisor is not None:
+            keep.add(supervisor.pid)
         return stray_processes(self.state_dir, model_name, keep)
+
+    # --- supervision -------------------------------------------------------------------------
+    def supervisor(self, model_name: str) -> SupervisorProcess | None:
+        record: SupervisorProcess | None = _read(
+            state_file(self.state_dir, model_name, ".supervisor"), SupervisorProcess, "supervisor"
+        )
+        return record
+
+    def supervise(self, model_name: str) -> SupervisorProcess:
+        """The model's supervisor, started if it is not running: it starts the router and
+        the served versions again when one dies (``deployment/supervisor.py``)."""
+        record = self.supervisor(model_name)
+        if record is not None and record.running:
+            return record
+        log_file = self.state_dir / "logs" / f"{model_name}-supervisor.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("a") as log:
+            pid = _spawn(
+                [sys.executable, "-m", "tabular_mlops.adapters.deployment.supervisor",
+                 str(self.state_dir.resolve()), model_name, str(self.local.port)],
+                {MARKER_ENV: marker(self.state_dir, model_name)},
+                log,
+            )  # fmt: skip
+        record = SupervisorProcess(
+            pid=pid,
+            started=identity(pid),
+            log_file=str(log_file),
+            restarts=record.restarts if record is not None else [],
+        )
+        _write(state_file(self.state_dir, model_name, ".supervisor"), record)
+        logger.info("supervisor (pid %s) watches %s", pid, model_name)
+        return record
+
+    def heal(self, model_name: str, may_restart: Callable[[str], bool]) -> list[Restart]:
+        """Start again what of the model's deployment died: the router, the live version,
+        a rollout's candidate (each on its own port, so the routes stay as they are);
+        ``may_restart(what)`` says no to a process that keeps dying. Nothing while a
+        deployment holds the model's lock: it is changing what should run, and the lock
+        is taken only when something died (a deploy or a status beside a look finds it free)."""
+        if not self._dead(model_name):
+            return []
+        try:
+            self._acquire(model_name)
+        except DeploymentInProgressError:
+            return []
+        try:
+            restarts = [*self._heal_router(model_name, may_restart)]
+            for service in self._served(model_name):
+                restarts.extend(self._heal_service(service, may_restart))
+            if restarts:
+                record = self.supervisor(model_name)
+                if record is not None:
+                    kept = [*record.restarts, *restarts][-RESTARTS_KEPT:]
+                    _write(
+                        state_file(self.state_dir, model_name, ".supervisor"),
+                        record.model_copy(update={"restarts": kept}),
+                    )
+            return restarts
+        finally:
+            self._release(model_name)
+
+    def _dead(self, model_name: str) -> bool:
+        """Whether the router or a served version recorded as running has exited."""
+        router = self.router(model_name)
+        if router is not None and not _is_running(router.pid, router.started):
+            return True
+        return any(
+            isinstance(s.runs_as, LocalProcess)
+            and not _is_running(s.runs_as.pid, s.runs_as.started)
+            for s in self._served(model_name)
+        )
+
+    def _served(self, model_name: str) -> list[RunningService]:
+        rollout = self.rollout(model_name)
+        live = self.live(model_name)
+        return [s for s in (live, rollout.candidate if rollout else None) if s is not None]
+
+    def _heal_router(self, model_name: str, may_restart: Callable[[str], bool]) -> list[Restart]:
+        router = self.router(model_name)
+        if router is None or _is_running(router.pid, router.started) or not may_restart("router"):
+            return []
+        routes_file = state_file(self.state_dir, model_name, ".routes")
+        try:
+            started = self._ensure_router(model_name, routes_file)
+        except ServiceStartError as exc:
+            return [_restart("router", router.pid, None, f"failed: {exc}")]
+        return [_restart("router", router.pid, started.pid, "answering again")]
+
+    def _heal_service(
+        self, service: RunningService, may_restart: Callable[[str], bool]
+    ) -> list[Restart]:
+        process = service.runs_as
+        what = f"version {service.model_version} (port {getattr(process, 'port', '?')})"
+        if not isinstance(process, LocalProcess) or _is_running(process.pid, process.started):
+            return []
+        if not process.command:
+            older = "not restartable: started by an older version; `python run.py deploy --force`"
+            return [_restart(what, process.pid, None, older)]
+        if not may_restart(what):
+            return []
+        # its orphaned workers still hold the port: gone first
+        self.sweep(service.model_name, why=f"a worker of {what}, whose server died")
+        with Path(process.log_file).open("a") as log:
+            pid = _spawn(process.command, process.env, log, cwd=Path(process.cwd or "."))
+        ready = wait_for_url(
+            f"{process.direct_url}/readyz",
+            self.serving.startup_timeout_seconds,
+            lambda: not psutil.pid_exists(pid),
+        )
+        if not ready:
+            stop_process_tree(pid)
+            return [_restart(what, process.pid, None, f"did not start; see {process.log_file}")]
+        self._replace_process(service.model_name, process.pid, pid)
+        return [_restart(what, process.pid, pid, "answering again")]
+
+    def _replace_process(self, model_name: str, old_pid: int, new_pid: int) -> None:
+        """Every record naming ``old_pid`` (live, the rollout's champion or candidate) now
+        names ``new_pid``."""
+
+        def renewed(service: RunningService) -> RunningService:
+            process = service.runs_as
+            if not isinstance(process, LocalProcess) or process.pid != old_pid:
+                return service
+            runs_as = process.model_copy(update={"pid": new_pid, "started": identity(new_pid)})
+            return service.model_copy(update={"runs_as": runs_as})
+
+        live = self.live(model_name)
+        if live is not None:
+            record_live(self.state_dir, renewed(live))
+        rollout = self.rollout(model_name)
+        if rollout is not None:
+            _write(
+                state_file(self.state_dir, model_name, ".rollout"),
+                rollout.model_copy(
+                    update={
+                        "champion": renewed(rollout.champion),
+                        "candidate": renewed(rollout.candidate),
+                    }
+                ),
+            )
 
     def problems(self, service: RunningService) -> list[str]:
         process = service.runs_as

@@ -35,6 +35,11 @@ class LocalProcess(BaseModel):
     #: the service's own port; clients use the model's stable address (the router's)
     port: int
     log_file: str
+    #: how it was started (command, environment beyond this machine's, directory): what
+    #: the deployment's supervisor starts again, on the same port, when it dies
+    command: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
 
     @property
     def instance(self) -> str:
