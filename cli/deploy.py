@@ -107,6 +107,7 @@ def deploy(
                 )
             )
             _print_supervision(target, name, live)
+            _print_log_health(live)
             _print_leftovers(target, name)
             if problems:
                 click.get_current_context().exit(NOT_SERVING)
@@ -194,6 +195,20 @@ def _print_supervision(target: ServingTarget, model_name: str, live: RunningServ
                 f"  {restart.at:%H:%M:%S} UTC {restart.what} had died (pid "
                 f"{restart.pid_before}{after}): {restart.outcome}"
             )
+
+
+def _print_log_health(live: RunningService) -> None:
+    """A line when the answering worker's inference log drops lines (``/readyz`` says)."""
+    import httpx
+
+    from tabular_mlops.adapters.net import probe_client
+
+    try:
+        health = probe_client().get(f"{live.url}/readyz", timeout=2).json()["inference_log"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return  # not answering: said above
+    if health not in ("ok", "off"):
+        click.echo(f"  inference log: {health} (see /metrics: tabular_inference_log_rows_total)")
 
 
 def _supervise(target: ServingTarget, model_name: str) -> None:

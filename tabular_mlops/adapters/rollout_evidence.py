@@ -10,7 +10,6 @@ version holds even across a router restart.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -18,22 +17,7 @@ from typing import Any
 
 from tabular_mlops.adapters.deployment.target import Rollout
 from tabular_mlops.core.rollout import ArmEvidence, Evidence, percentile
-from tabular_mlops.serving.inference_log import read_records
-
-
-def read_lines(directory: Path, prefix: str, experiment: str) -> list[dict[str, Any]]:
-    """The experiment's records from ``<prefix>-*.jsonl``; a torn line is skipped."""
-    records = []
-    for path in sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if record.get("experiment") == experiment:
-                    records.append(record)
-    return records
+from tabular_mlops.serving.inference_log import read_evidence, read_records
 
 
 def gather(
@@ -44,7 +28,7 @@ def gather(
     since: datetime | None = None,
 ) -> Evidence:
     """Both arms' figures for ``rollout`` (``router``: what the router reports now)."""
-    routing = read_lines(evidence_dir, "routing", rollout.experiment)
+    routing = read_evidence(evidence_dir, "routing", rollout.experiment)
     arms = {
         version: ArmEvidence(version=version)
         for version in (rollout.champion.model_version, rollout.candidate.model_version)
@@ -81,7 +65,7 @@ def gather(
             compared += 1
             agreed += int(labels == answered)
 
-    feedback = read_lines(evidence_dir, "feedback", rollout.experiment)
+    feedback = read_evidence(evidence_dir, "feedback", rollout.experiment)
     for item in feedback:
         if item.get("reward") is not None and item.get("version") in arms:
             arm = arms[item["version"]]

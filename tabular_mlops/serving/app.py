@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -397,7 +397,12 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
-        return Response(status_code=200 if getattr(app.state, "scorer", None) else 503)
+        """Ready when the model is loaded. A log that drops lines (a full disk) does not
+        make the service unready, answering matters more, but says so here."""
+        log: InferenceLogWriter | None = getattr(app.state, "inference_log", None)
+        ready = getattr(app.state, "scorer", None) is not None
+        body = {"ready": ready, "inference_log": log.health() if log else "off"}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

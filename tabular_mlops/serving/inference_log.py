@@ -13,6 +13,7 @@ interval.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import socket
@@ -51,6 +52,23 @@ def log_file(directory: Path, when: datetime, prefix: str = "requests") -> Path:
     return directory / f"{prefix}-{when.astimezone(UTC):%Y-%m-%d}-{writer}.jsonl"
 
 
+def read_evidence(directory: Path, prefix: str, experiment: str) -> list[dict[str, Any]]:
+    """The experiment's lines of every ``<prefix>-*.jsonl`` in ``directory`` (all writers:
+    each router process, each replica), oldest first; a torn line is skipped."""
+    found: list[dict[str, Any]] = []
+    for path in sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for text in handle:
+                try:
+                    line = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(line, dict) and line.get("experiment") == experiment:
+                    found.append(line)
+    found.sort(key=lambda line: str(line.get("timestamp", "")))  # stable: a file's order
+    return found
+
+
 class JsonLinesLog:
     """Appends JSON lines from any thread to ``<prefix>-<day>-<host>-<pid>.jsonl``; a single
     daemon thread does the I/O, flushing and fsyncing every ``flush_interval``.
@@ -72,6 +90,8 @@ class JsonLinesLog:
         #: called with ("written" or "dropped", lines) after each write (e.g. a metric)
         self.counted = counted or (lambda outcome, lines: None)
         self.written = self.dropped = 0
+        #: whether the last write failed (lines are being dropped now)
+        self.failing = False
         self._pending: collections.deque[str] = collections.deque()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._drain, name=f"{prefix}-log", daemon=True)
@@ -84,26 +104,33 @@ class JsonLinesLog:
         self._closing.set()
         self._thread.join(timeout=5)
 
+    def health(self) -> str:
+        """``ok``, or what was lost: for ``/readyz`` and the router's status."""
+        if self.failing:
+            return f"dropping lines: {self.dropped} dropped so far, the last write failed"
+        if self.dropped:
+            return f"writing again; {self.dropped} lines were dropped earlier"
+        return "ok"
+
     def _drain(self) -> None:
-        failing = False
         while True:
             closing = self._closing.wait(self.flush_interval)
             lines = self._take_pending()
             if lines:
                 try:
-                    self._write(lines, after_failure=failing)
+                    self._write(lines, after_failure=self.failing)
                 except OSError as exc:
                     # a full disk, a lost volume: the lines are dropped and counted, the
                     # service goes on answering, and the next interval tries again
                     self.dropped += len(lines)
                     self.counted("dropped", len(lines))
-                    if not failing:
+                    if not self.failing:
                         logger.error("inference log %s: %s; dropping lines", self.directory, exc)
-                    failing = True
+                    self.failing = True
                 else:
-                    if failing:
+                    if self.failing:
                         logger.warning("inference log %s: writing again", self.directory)
-                    failing = False
+                    self.failing = False
                     self.written += len(lines)
                     self.counted("written", len(lines))
             if closing:

@@ -67,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 #: the router's own endpoints; everything else is forwarded
 ROUTES_PATH = "/-/routes"
+#: the router's own Prometheus metrics (``/metrics`` is the live version's)
+METRICS_PATH = "/-/metrics"
 FEEDBACK_PATH = "/feedback"
 #: request headers passed upstream (the rest stay at the edge)
 FORWARDED = frozenset(
@@ -283,6 +285,8 @@ class Router:
             self.compared = self.agreed = self.mirrors_skipped = 0
             self.remembered.clear()
             self.shadow_waiting.clear()
+            if routes.experiment and routes.evidence_dir and len(arms) > 1:
+                self._resume(Path(routes.evidence_dir), routes.experiment)
         self._open_logs(routes)
         for pool in pools.values():
             self.draining.append(pool)
@@ -304,6 +308,66 @@ class Router:
             if current != seen:
                 seen = current
                 self.reload()
+
+    def _resume(self, evidence_dir: Path, experiment: str) -> None:
+        """Rebuild the experiment's state from its durable evidence: a router started again
+        (killed, rescheduled, another replica) resumes at the canary step, with the
+        counters, latencies, shadow agreement, feedback and guardrail verdict the logs
+        hold, in their order. What the last ``flush_interval`` had not written is lost."""
+        from tabular_mlops.serving.inference_log import read_evidence
+
+        lines = read_evidence(evidence_dir, "routing", experiment)
+        feedback = read_evidence(evidence_dir, "feedback", experiment)
+        by_version = {arm.version: (index, arm) for index, arm in enumerate(self.arms)}
+        answered: dict[str, list[str] | None] = {}  # the champion's labels, for the shadow
+        for line in lines:
+            if "event" in line:
+                if line["event"] == "step":
+                    self.step, self.at_step = int(line.get("canary_step", self.step)), 0
+                elif line["event"] in ("awaiting_decision", "rolled_back"):
+                    self.state = line["event"]
+                    self.reason = line.get("detail", "") if self.state == "rolled_back" else ""
+                continue
+            found = by_version.get(str(line.get("version")))
+            if found is None:
+                continue
+            index, arm = found
+            status, labels = int(line.get("status", 0)), line.get("labels")
+            arm.requests += 1
+            arm.errors += status >= 500 or line.get("role") == "failed"
+            if line.get("role") == "answered":
+                arm.latencies_ms.append(float(line.get("latency_ms", 0.0)))
+                self.at_step += index == 1
+                self.remembered[line["request_id"]] = (index, labels)
+                answered[line["request_id"]] = labels
+            elif line.get("role") == "shadow":
+                if "service_ms" in line:
+                    arm.latencies_ms.append(float(line["service_ms"]))
+                champion = answered.get(line["request_id"])
+                if labels is not None and champion is not None:
+                    self.compared += 1
+                    self.agreed += labels == champion
+        while len(self.remembered) > REMEMBERED:
+            self.remembered.popitem(last=False)
+        for item in feedback:
+            found = by_version.get(str(item.get("version")))
+            if found is None:
+                continue
+            arm = found[1]
+            if item.get("reward") is not None:
+                arm.rewarded += 1
+                arm.reward_sum += float(item["reward"])
+            elif item.get("label") is not None:
+                labels = (self.remembered.get(item["request_id"]) or (0, None))[1]
+                row = int(item.get("row", 0))
+                if labels is not None and row < len(labels):
+                    arm.labelled += 1
+                    arm.correct += int(labels[row] == item["label"])
+        if lines or feedback:
+            logger.info(
+                "resumed experiment %s from %s evidence lines: step %s, %s",
+                experiment, len(lines) + len(feedback), self.step, self.state,
+            )  # fmt: skip
 
     def _open_logs(self, routes: Routes) -> None:
         from tabular_mlops.serving.inference_log import JsonLinesLog
@@ -359,8 +423,30 @@ class Router:
             "draining": [pool.upstream.url for pool in self.draining],
             "in_flight": sum(arm.pool.in_flight for arm in self.arms),
             "forwarded": self.forwarded,
+            "evidence_logs": {
+                name: log.health() if log else "off"
+                for name, log in (("routing", self.routing_log), ("feedback", self.feedback_log))
+            },
             "pid": os.getpid(),
         }
+
+    def metrics(self) -> str:
+        """Prometheus text: requests forwarded, and the evidence logs' lines by outcome."""
+        lines = [
+            "# HELP tabular_router_forwarded_total Requests forwarded to a version.",
+            "# TYPE tabular_router_forwarded_total counter",
+            f"tabular_router_forwarded_total {self.forwarded}",
+            "# HELP tabular_router_log_lines_total Evidence lines written, or dropped "
+            "(a full disk, a lost volume).",
+            "# TYPE tabular_router_log_lines_total counter",
+        ]
+        for name, log in (("routing", self.routing_log), ("feedback", self.feedback_log)):
+            for outcome in ("written", "dropped"):
+                count = getattr(log, outcome) if log else 0
+                lines.append(
+                    f'tabular_router_log_lines_total{{log="{name}",outcome="{outcome}"}} {count}'
+                )
+        return "\n".join(lines) + "\n"
 
     # --- the plan, request by request -----------------------------------------------
     def _choose(self, headers: dict[str, str], request_id: str) -> tuple[int, int | None, bool]:
@@ -463,6 +549,12 @@ class Router:
             return
         if scope["path"] == ROUTES_PATH:
             status, headers, body = _json(200, self.status())
+        elif scope["path"] == METRICS_PATH:
+            status, headers, body = (
+                200,
+                [(b"content-type", b"text/plain; version=0.0.4")],
+                (self.metrics().encode()),
+            )
         elif scope["path"] == FEEDBACK_PATH and scope["method"] == "POST":
             status, headers, body = self._feedback(await _read_body(receive))
         else:

@@ -109,6 +109,7 @@ def test_a_rollout_on_the_cluster_is_shown_with_the_router_in_front(prod_plan):
     for manifest, kind in ((config_map, "V1ConfigMap"), (router, "V1Deployment"),
                            (stable, "V1Service")):  # fmt: skip
         assert _as_client_model(manifest, kind) == manifest
+    assert router["spec"]["replicas"] == 2  # the address outlives one rescheduled router
     routes = json.loads(config_map["data"]["routes.json"])
     assert routes["plan"]["strategy"] == "canary"
     assert routes["evidence_dir"] == "/var/log/inference/evidence/tabular_classifier"

@@ -233,7 +233,7 @@ def test_a_killed_canary_is_pulled_back_by_its_own_errors_and_no_client_sees_one
     import psutil
 
     from tabular_mlops.adapters.net import wait_until
-    from tabular_mlops.adapters.rollout_evidence import read_lines
+    from tabular_mlops.serving.inference_log import read_evidence
 
     champion = production_version()
     train("0.5", "staging")
@@ -254,7 +254,7 @@ def test_a_killed_canary_is_pulled_back_by_its_own_errors_and_no_client_sees_one
     view = target(service).router_view(MODEL)
     assert "error rate" in view["reason"], view
     settle()
-    evidence = read_lines(target(service).evidence_dir(MODEL), "routing", experiment.experiment)
+    evidence = read_evidence(target(service).evidence_dir(MODEL), "routing", experiment.experiment)
     failed = [r for r in evidence if r.get("role") == "failed"]
     assert failed and {r["version"] for r in failed} == {candidate.model_version}
     retried = [r for r in evidence if r.get("retry_of") == candidate.model_version]
@@ -263,6 +263,48 @@ def test_a_killed_canary_is_pulled_back_by_its_own_errors_and_no_client_sees_one
     decided = rollout(service)
     assert "rollback: version" in decided.output, decided.output
     assert production_version() == champion
+
+
+def test_a_killed_router_resumes_the_canary_at_its_step(service, traffic):
+    """``kill -9`` of the router mid-canary: the supervisor starts it again, it rebuilds the
+    experiment from the routing and feedback logs (the same step, the candidate's counts
+    going on from where they were), and a client that keeps the address sees failures
+    only until it answers again."""
+    import psutil
+
+    from tabular_mlops.adapters.net import wait_until
+
+    train("0.5", "staging")
+    deploy(service, "--set", "stage=staging", "--strategy", "canary",
+           "--set", "parameters.serving.rollout.latency_budget_ms=100000")  # fmt: skip
+    body = json.dumps({"rows": json.loads(traffic(1, 11).drop(columns=["target"])
+                                          .to_json(orient="records"))})  # fmt: skip
+
+    def view() -> dict:
+        return target(service).router_view(MODEL) or {}
+
+    killed = target(service).router(MODEL)
+    with SteadyClient(f"{url(service)}/predict", body, threads=2) as steady:
+        assert wait_until(lambda: view().get("canary_step", 0) >= 1, 120, interval=0.05)
+        before = view()
+        time.sleep(0.5)  # the evidence written (flushed every 0.2 s) covers `before`
+        psutil.Process(killed.pid).kill()  # kill -9
+
+        def back() -> bool:
+            now = target(service).router(MODEL)
+            return now is not None and now.pid != killed.pid and bool(view())
+
+        assert wait_until(back, 90, interval=0.05)
+        after, window = view(), dict(steady.failed)
+        time.sleep(1.5)
+    assert after["experiment"] == before["experiment"] and after["pid"] != before["pid"]
+    assert after["canary_step"] >= before["canary_step"] >= 1
+    assert after["arms"][1]["requests"] >= before["arms"][1]["requests"] > 0
+    assert after["state"] in {before["state"], "awaiting_decision"}, after  # not rolled back
+    late = {k: v - window.get(k, 0) for k, v in steady.failed.items()}
+    assert not any(late.values()), f"failures after the restart: {late} (until then: {window})"
+    print(f"killed router mid-canary: {window} failed until it answered again")
+    rollout(service, "--abort")
 
 
 def test_a_version_keeps_every_decision_and_a_rolled_back_one_cannot_be_served_by_stage(

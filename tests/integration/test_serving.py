@@ -196,7 +196,12 @@ def test_health_metrics_and_openapi(live):
     from openapi_spec_validator import validate
 
     assert httpx.get(f"{live.url}/livez").status_code == 200
-    assert httpx.get(f"{live.url}/readyz").status_code == 200
+    ready = httpx.get(f"{live.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "inference_log": "ok"}  # or what it drops
+    router = httpx.get(f"{live.url}/-/metrics").text  # the router's own
+    assert "tabular_router_forwarded_total" in router
+    assert 'tabular_router_log_lines_total{log="routing",outcome="dropped"} 0' in router
     metrics = httpx.get(f"{live.url}/metrics").text
     ok = f'tabular_predict_requests_total{{model_version="{live.model_version}",outcome="ok"}}'
     assert ok in metrics

@@ -442,7 +442,7 @@ def test_feedback_is_checked_item_by_item_and_stored(tmp_path):
                                      upstreams=[Upstream(url="http://127.0.0.1:1",
                                                          model_version="1")]))  # fmt: skip
 
-    async def scenario() -> list[tuple[int, dict]]:
+    async def scenario() -> tuple[list[tuple[int, dict]], str]:
         router = Router(routes_file)
         router.reload()
         answers = []
@@ -451,14 +451,23 @@ def test_feedback_is_checked_item_by_item_and_stored(tmp_path):
             status, _, answer = router._feedback(body)
             answers.append((status, json.loads(answer)))
         router.feedback_log.close()
-        return answers
+        return answers, router.metrics()
 
-    reward, missing, garbage, stored = asyncio.run(scenario())
+    (reward, missing, garbage, stored), metrics = asyncio.run(scenario())
     assert reward == (400, {"error": "invalid feedback", "detail": [
         {"field": "reward", "problem": "Input should be less than or equal to 1"}]})  # fmt: skip
     assert missing[1]["detail"][0]["field"] == "0.request_id"
     assert garbage[1]["detail"][0]["problem"].startswith("Invalid JSON")
     assert stored == (202, {"accepted": 2, "matched": 0})
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {
+        (s.name, s.labels.get("log"), s.labels.get("outcome")): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+    }  # the router's own /-/metrics: its evidence logs' lines
+    assert samples[("tabular_router_log_lines_total", "feedback", "written")] == 2
+    assert samples[("tabular_router_log_lines_total", "routing", "dropped")] == 0
     [log] = (tmp_path / "evidence").glob("feedback-*.jsonl")
     assert [json.loads(line)["request_id"] for line in log.read_text().splitlines()] == ["r1", "r2"]
 
@@ -525,13 +534,16 @@ def test_a_full_disk_drops_and_counts_lines_and_the_log_writes_again_on_a_line_o
         while counts[outcome] == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
 
+    assert log.health() == "ok"
     log._write = full_disk
     log.append('{"a": 1}')
     wait_for("dropped")
+    assert log.health().startswith("dropping lines: 1 dropped")  # /readyz says so
     log._write = working
     log.append('{"b": 2}')
     wait_for("written")
     log.close()
+    assert log.health() == "writing again; 1 lines were dropped earlier"
     assert path.read_text().splitlines() == ['{"torn', '{"b": 2}']
     assert (log.dropped, log.written) == (1, 1) and counts == {"dropped": 1, "written": 1}
 
@@ -543,3 +555,56 @@ def test_the_supervisor_gives_up_on_a_process_that_keeps_dying():
     assert [budget.allow("router", now=t) for t in (0, 1, 2, 3)] == [True, True, True, False]
     assert budget.allow("version 2", now=3)  # each process has a budget of its own
     assert budget.allow("router", now=61)  # the first restart left the window
+
+
+def test_a_router_started_again_resumes_the_experiment_from_its_evidence(tmp_path):
+    """A router killed mid-canary and started again (or another replica) reads the
+    experiment's routing and feedback logs: the same step, counters, latencies, feedback
+    and verdict as the one that wrote them."""
+    import asyncio
+
+    from tabular_mlops.core.rollout import RolloutPlan
+    from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
+
+    routes_file = tmp_path / "m.routes.json"
+    plan = RolloutPlan(strategy="canary", hold_requests=30, canary_steps=[0.1, 0.5, 1.0])
+    write_routes(routes_file, Routes(
+        model_name="m", experiment="m-v2-1", plan=plan, evidence_dir=str(tmp_path / "ev"),
+        upstreams=[Upstream(url="http://127.0.0.1:1", model_version="1"),
+                   Upstream(url="http://127.0.0.1:2", model_version="2")],
+    ))  # fmt: skip
+
+    def comparable(status: dict) -> dict:
+        return {k: v for k, v in status.items() if k not in ("pid", "forwarded", "evidence_logs")}
+
+    async def first() -> dict:
+        router = Router(routes_file)
+        router.reload()
+        for n in range(100):  # the candidate answers 40: a step up after 30, 10 since
+            index = 1 if n % 5 < 2 else 0
+            arm = router.arms[index]
+            arm.requests += 1
+            arm.latencies_ms.append(1.0 + n)
+            router.at_step += index == 1
+            router.remembered[f"r{n}"] = (index, ["yes"])
+            router._record("answered", arm, f"r{n}", 200, 1.0 + n, ["yes"])
+            router._guard()
+        router._feedback(b'[{"request_id": "r1", "label": "yes"}, {"request_id": "r2", '
+                         b'"label": "no"}]')  # fmt: skip
+        status = comparable(router.status())
+        for log in (router.routing_log, router.feedback_log):
+            log.close()
+        await asyncio.gather(*(arm.pool.session.close() for arm in router.arms))
+        return status
+
+    async def again() -> dict:
+        router = Router(routes_file)
+        router.reload()
+        status = comparable(router.status())
+        await asyncio.gather(*(arm.pool.session.close() for arm in router.arms))
+        return status
+
+    before = asyncio.run(first())
+    assert before["canary_step"] == 1 and before["arms"][1]["requests"] == 40
+    assert before["arms"][1]["labelled"] == 1 and before["arms"][0]["labelled"] == 1
+    assert asyncio.run(again()) == before

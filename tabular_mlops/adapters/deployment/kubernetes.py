@@ -56,6 +56,7 @@ ROLLOUT_RECORD = "tabular-mlops/rollout"
 #: where a bento image keeps the bento's code (BentoML's Dockerfile template)
 BENTO_SOURCE = "/home/bentoml/bento/src"
 ROUTES_MOUNT = "/etc/tabular-mlops"
+ROUTER_REPLICAS = 2
 MODEL_LABEL = "app.kubernetes.io/name"
 RELEASE_LABEL = "app.kubernetes.io/instance"
 FIELD_MANAGER = "tabular-mlops"
@@ -229,8 +230,12 @@ def router_manifests(
         "kind": "Deployment",
         "metadata": {"name": name, "labels": labels, "annotations": dict(defaults.annotations)},
         "spec": {
-            # one replica: the canary's steps and the bandit's posteriors live in its memory
-            "replicas": 1,
+            # two: the model keeps its address while one is rescheduled. Each replica
+            # rebuilds the experiment (step, counters, posteriors, verdict) from every
+            # replica's evidence on the claim when it starts, then applies the plan and
+            # its guardrails to the traffic it routes; the rollout pipeline decides on
+            # the evidence of both
+            "replicas": ROUTER_REPLICAS,
             "selector": {"matchLabels": {RELEASE_LABEL: name}},
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },

@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +72,8 @@ MARKER_ENV = "TABULAR_MLOPS_SERVICE"
 DRAIN_SECONDS = 30
 #: restarts a supervisor record keeps (the newest)
 RESTARTS_KEPT = 20
+#: how the supervisor signs the deployment lock while it starts a process again
+SUPERVISOR_HOLDER = "the supervisor, restarting what died,"
 #: deployment locks this process holds, by lock file: steps of one run (each with a
 #: target of its own) take it in ``start`` and give it back in ``switch`` or ``stop``
 _HELD: dict[Path, IO[str]] = {}
@@ -286,24 +289,34 @@ class LocalProcessTarget:
     def _lock_file(self, model_name: str) -> Path:
         return (self.state_dir / f"{model_name}.lock").resolve()
 
-    def _acquire(self, model_name: str) -> None:
+    def _acquire(self, model_name: str, holder: str = "", wait: bool = True) -> None:
+        """The model's deployment lock, or DeploymentInProgressError naming who holds it.
+        A supervisor's restart (``holder``) takes seconds: a deployment waits for it
+        (``wait``) rather than fail."""
         path = self._lock_file(model_name)
         if path in _HELD:
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
         handle = path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise DeploymentInProgressError(
-                f"another deployment of '{model_name}' is in progress ({holder}); "
-                "wait for it to finish"
-            ) from None
+        deadline = time.monotonic() + self.serving.startup_timeout_seconds + 10
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                handle.seek(0)
+                current = handle.read().strip() or "another process"
+                restarting = current.startswith(SUPERVISOR_HOLDER)
+                if wait and restarting and not holder and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                handle.close()
+                raise DeploymentInProgressError(
+                    f"another deployment of '{model_name}' is in progress ({current}); "
+                    "wait for it to finish"
+                ) from None
         handle.truncate(0)
-        handle.write(f"pid {os.getpid()}")
+        handle.write(f"{holder} pid {os.getpid()}".strip())
         handle.flush()
         _HELD[path] = handle
 
@@ -552,7 +565,7 @@ class LocalProcessTarget:
     def _when_idle(self, model_name: str, work: Callable[[], list[int]]) -> list[int]:
         """``work()`` under the deployment's lock; nothing while a deployment holds it."""
         try:
-            self._acquire(model_name)
+            self._acquire(model_name, wait=False)
         except DeploymentInProgressError:
             return []
         try:
@@ -634,7 +647,7 @@ class LocalProcessTarget:
         if not self._dead(model_name):
             return []
         try:
-            self._acquire(model_name)
+            self._acquire(model_name, holder=SUPERVISOR_HOLDER)
         except DeploymentInProgressError:
             return []
         try:
