@@ -553,6 +553,7 @@ def test_the_supervisor_gives_up_on_a_process_that_keeps_dying():
 
     budget = RestartBudget(limit=3, window=60)
     assert [budget.allow("router", now=t) for t in (0, 1, 2, 3)] == [True, True, True, False]
+    assert not budget.worth_trying("router", now=30)  # the supervisor stops looking
     assert budget.allow("version 2", now=3)  # each process has a budget of its own
     assert budget.allow("router", now=61)  # the first restart left the window
 

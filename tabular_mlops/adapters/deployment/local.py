@@ -121,6 +121,11 @@ class SupervisorProcess(BaseModel):
         return _is_running(self.pid, self.started)
 
 
+def _what(service: RunningService) -> str:
+    """How a served version is named in the supervisor's restarts."""
+    return f"version {service.model_version} (port {getattr(service.runs_as, 'port', '?')})"
+
+
 def _restart(what: str, before: int, after: int | None, outcome: str) -> Restart:
     logger.warning("%s (pid %s) had died: %s", what, before, outcome)
     return Restart(at=datetime.now(UTC), what=what, pid_before=before, pid_after=after,
@@ -638,13 +643,19 @@ class LocalProcessTarget:
         logger.info("supervisor (pid %s) watches %s", pid, model_name)
         return record
 
-    def heal(self, model_name: str, may_restart: Callable[[str], bool]) -> list[Restart]:
+    def heal(
+        self,
+        model_name: str,
+        may_restart: Callable[[str], bool],
+        worth_trying: Callable[[str], bool] = lambda what: True,
+    ) -> list[Restart]:
         """Start again what of the model's deployment died: the router, the live version,
         a rollout's candidate (each on its own port, so the routes stay as they are);
-        ``may_restart(what)`` says no to a process that keeps dying. Nothing while a
-        deployment holds the model's lock: it is changing what should run, and the lock
-        is taken only when something died (a deploy or a status beside a look finds it free)."""
-        if not self._dead(model_name):
+        ``may_restart(what)`` says no to a process that keeps dying (``worth_trying``
+        asks the same without counting). Nothing while a deployment holds the model's
+        lock: it is changing what should run; the lock is taken only when something
+        died that is worth trying (a deploy or a status beside a look finds it free)."""
+        if not any(worth_trying(what) for what in self._dead(model_name)):
             return []
         try:
             self._acquire(model_name, holder=SUPERVISOR_HOLDER)
@@ -666,16 +677,18 @@ class LocalProcessTarget:
         finally:
             self._release(model_name)
 
-    def _dead(self, model_name: str) -> bool:
-        """Whether the router or a served version recorded as running has exited."""
+    def _dead(self, model_name: str) -> list[str]:
+        """What of the router and the served versions recorded as running has exited."""
         router = self.router(model_name)
-        if router is not None and not _is_running(router.pid, router.started):
-            return True
-        return any(
-            isinstance(s.runs_as, LocalProcess)
-            and not _is_running(s.runs_as.pid, s.runs_as.started)
-            for s in self._served(model_name)
+        dead = (
+            ["router"] if router is not None and not _is_running(router.pid, router.started) else []
         )
+        return dead + [
+            _what(s)
+            for s in self._served(model_name)
+            if isinstance(s.runs_as, LocalProcess)
+            and not _is_running(s.runs_as.pid, s.runs_as.started)
+        ]
 
     def _served(self, model_name: str) -> list[RunningService]:
         rollout = self.rollout(model_name)
@@ -696,15 +709,14 @@ class LocalProcessTarget:
     def _heal_service(
         self, service: RunningService, may_restart: Callable[[str], bool]
     ) -> list[Restart]:
-        process = service.runs_as
-        what = f"version {service.model_version} (port {getattr(process, 'port', '?')})"
+        process, what = service.runs_as, _what(service)
         if not isinstance(process, LocalProcess) or _is_running(process.pid, process.started):
+            return []
+        if not may_restart(what):
             return []
         if not process.command:
             older = "not restartable: started by an older version; `python run.py deploy --force`"
             return [_restart(what, process.pid, None, older)]
-        if not may_restart(what):
-            return []
         # its orphaned workers still hold the port: gone first
         self.sweep(service.model_name, why=f"a worker of {what}, whose server died")
         with Path(process.log_file).open("a") as log:

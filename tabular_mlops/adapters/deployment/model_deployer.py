@@ -27,6 +27,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
 
+from pydantic import BaseModel
 from zenml.model_deployers import BaseModelDeployer, BaseModelDeployerFlavor
 from zenml.model_deployers.base_model_deployer import BaseModelDeployerConfig
 from zenml.services import ServiceConfig, ServiceState, ServiceStatus, ServiceType
@@ -115,7 +116,18 @@ class TabularModelDeployer(BaseModelDeployer):
         raise NotImplementedError
 
     def record_live(self, live: RunningService) -> None:
-        """Make ``live`` the model's one ZenML service record (any earlier one goes)."""
+        """Make ``live`` the model's one ZenML service record (any earlier one goes). The
+        switch has happened by then: a store that cannot record it is logged, and the
+        release stands (the next deploy records it again)."""
+        try:
+            self._record_live(live)
+        except Exception as exc:  # the store's trouble must not undo a finished switch
+            logger.warning(
+                "version %s of '%s' serves at %s, but ZenML's service record was not "
+                "written: %s", live.model_version, live.model_name, live.url, exc,
+            )  # fmt: skip
+
+    def _record_live(self, live: RunningService) -> None:
         from zenml.client import Client
 
         client = Client()
@@ -191,6 +203,11 @@ class TabularModelDeployer(BaseModelDeployer):
         raise NotImplementedError("stop a served model with `python run.py deploy --stop`")
 
 
+def _fields(config: Any, settings: type[BaseModel]) -> dict[str, Any]:
+    """The values of ``settings``' fields in a flavor's configuration (which adds ZenML's)."""
+    return {name: getattr(config, name) for name in settings.model_fields}
+
+
 def _model_version_id(model_name: str, version: str) -> UUID | None:
     from zenml.client import Client
 
@@ -216,8 +233,9 @@ class LocalModelDeployer(TabularModelDeployer):
     def serving_target(self, serving: ServingConfig) -> ServingTarget:
         from tabular_mlops.adapters.deployment.local import LocalProcessTarget
 
-        configuration = {k: getattr(self.config, k) for k in LocalServingConfig.model_fields}
-        return LocalProcessTarget(serving, local_serving(configuration, self.name))
+        return LocalProcessTarget(
+            serving, local_serving(_fields(self.config, LocalServingConfig), self.name)
+        )
 
 
 class KubernetesModelDeployerConfig(BaseModelDeployerConfig, ContainerServingConfig):
@@ -249,7 +267,7 @@ class KubernetesModelDeployer(TabularModelDeployer):
                 "stack.components"
             )
         container = ContainerServingConfig.model_validate(
-            {k: getattr(self.config, k) for k in ContainerServingConfig.model_fields}
+            _fields(self.config, ContainerServingConfig)
         )
 
         def connect() -> KubernetesApplier:

@@ -40,16 +40,28 @@ class RestartBudget:
     def __init__(self, limit: int = MAX_RESTARTS, window: float = WINDOW_SECONDS) -> None:
         self.limit, self.window = limit, window
         self.times: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.refused: set[str] = set()
 
-    def allow(self, what: str, now: float | None = None) -> bool:
+    def worth_trying(self, what: str, now: float | None = None) -> bool:
+        """Whether ``what`` may be restarted now, without counting a restart."""
         now = time.monotonic() if now is None else now
         recent = self.times[what]
         while recent and now - recent[0] > self.window:
             recent.popleft()
-        if len(recent) >= self.limit:
-            logger.error("%s died %s times in %.0f s: not restarted", what, self.limit, self.window)
+        return len(recent) < self.limit
+
+    def allow(self, what: str, now: float | None = None) -> bool:
+        """Count a restart of ``what``, or refuse one over the limit (said once)."""
+        now = time.monotonic() if now is None else now
+        if not self.worth_trying(what, now):
+            if what not in self.refused:
+                self.refused.add(what)
+                logger.error(
+                    "%s died %s times in %.0f s: not restarted", what, self.limit, self.window
+                )
             return False
-        recent.append(now)
+        self.refused.discard(what)
+        self.times[what].append(now)
         return True
 
 
@@ -63,7 +75,7 @@ def supervise(target: LocalProcessTarget, model_name: str) -> None:
             logger.info("no longer the supervisor of %s: leaving", model_name)
             return
         try:
-            target.heal(model_name, budget.allow)
+            target.heal(model_name, budget.allow, budget.worth_trying)
         except Exception:  # a bad moment (a record half-replaced) must not end supervision
             logger.exception("looking after %s failed; trying again", model_name)
 
