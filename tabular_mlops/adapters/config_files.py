@@ -86,9 +86,10 @@ def validate(model: type[ModelT], data: Mapping[str, Any], source: str) -> Model
         problems = []
         for error in exc.errors():
             key = ".".join(str(part) for part in error["loc"]) or "<top level>"
-            message = error["msg"]
-            if error["type"] not in ("missing", "extra_forbidden") and "input" in error:
-                message += f" (got {error['input']!r})"
+            message = error["msg"].removeprefix("Value error, ")
+            shown = "input" in error and not isinstance(error["input"], (dict, list))
+            if error["type"] not in ("missing", "extra_forbidden") and shown:
+                message += f" (got {error['input']!r})"  # a value, not a whole section
             if error["type"] == "extra_forbidden":
                 message = "unknown key (misspelt?)"
             problems.append(f"  {key}: {message}")

@@ -59,6 +59,19 @@ class StackComponents(StrictModel):
     #: not ZenML's BentoML model deployer)
     model_deployer: ComponentSpec
 
+    @model_validator(mode="before")
+    @classmethod
+    def _served_by_a_model_deployer(cls, data: Any) -> Any:
+        """An environment file written for earlier versions is told what changed."""
+        if isinstance(data, dict) and "deployer" in data:
+            raise ValueError(
+                "'deployer' no longer says where models are served; declare this project's "
+                "model deployer instead, e.g. model_deployer: {name: dev-local-serving, "
+                "flavor: tabular_local, configuration: {port: 3000}} (a cluster: flavor "
+                "tabular_kubernetes; see configs/environments/)"
+            )
+        return data
+
     def declared(self) -> dict[str, ComponentSpec]:
         """Component type name -> spec, for the components this stack declares."""
         return {

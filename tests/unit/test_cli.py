@@ -32,7 +32,7 @@ def test_bad_value_in_a_config_file(tmp_path):
     result = invoke("train", "--config", str(config))
     assert result.exit_code == 1
     assert f"{config}" in result.output
-    assert "parameters.data: Value error, path 'data.xlsx' has suffix '.xlsx'" in result.output
+    assert "parameters.data: path 'data.xlsx' has suffix '.xlsx'" in result.output
 
 
 def test_missing_config_file(tmp_path):

@@ -158,3 +158,22 @@ def test_state_paths_are_taken_from_the_checkout_and_user_files_as_given():
     local = local_serving({"state_dir": ".local/serving"}, "dev.yaml")
     assert local.state_dir == LOCAL_DIR / "serving"
     assert local.inference_log_dir == LOCAL_DIR / "inference_log"
+
+
+def test_an_environment_written_for_earlier_versions_is_told_to_declare_a_model_deployer(
+    tmp_path,
+):
+    import yaml
+
+    from tabular_mlops.adapters.config_files import load_environment
+
+    data = read_yaml(CONFIGS / "environments" / "dev.yaml")
+    components = data["stack"]["components"]
+    components["deployer"] = components.pop("model_deployer")
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as error:
+        load_environment(str(path))
+    message = str(error.value)
+    assert f"{path}: invalid config" in message and "stack.components: 'deployer' no" in message
+    assert "flavor: tabular_local" in message and "(got" not in message
