@@ -132,13 +132,14 @@ class TabularModelDeployer(BaseModelDeployer):
 
         client = Client()
         self.forget_live(live.model_name)
+        pipeline, step = _running_step()
         config = ServedModelConfig(
             name=live.model_name,
             service_name=f"{live.model_name}-served",
             model_name=live.model_name,
             model_version=live.model_version,
-            pipeline_name="deployment_pipeline",
-            pipeline_step_name="go_live",
+            pipeline_name=pipeline,
+            pipeline_step_name=step,
             url=live.url,
             bento_tag=live.bento_tag,
             runs_as=live.describe(),
@@ -201,6 +202,18 @@ class TabularModelDeployer(BaseModelDeployer):
 
     def perform_delete_model(self, service: Any, timeout: int = 0, force: bool = False) -> None:
         raise NotImplementedError("stop a served model with `python run.py deploy --stop`")
+
+
+def _running_step() -> tuple[str, str]:
+    """(pipeline, step) of the step recording the live version: go_live after a release,
+    apply_rollout_decision after an experiment."""
+    from zenml import get_step_context
+
+    try:
+        context = get_step_context()
+    except RuntimeError:  # outside a step
+        return "deployment_pipeline", "go_live"
+    return context.pipeline.name, context.step_run.name
 
 
 def _fields(config: Any, settings: type[BaseModel]) -> dict[str, Any]:
