@@ -260,3 +260,25 @@ def test_a_rollout_puts_the_router_in_front_until_it_is_decided(cluster):
     assert target.rollout("tabular_classifier") is None
     assert ("Deployment", "tabular-classifier-router") not in applier.objects
     assert ("Deployment", champion.runs_as.deployment) not in applier.objects
+
+
+def test_zenml_shows_the_live_versions_log_tail(tmp_path):
+    """`zenml model-deployer models logs <UUID>`: the last lines of the live version's log
+    on this machine; a pointer where there is none (a cluster's pods)."""
+    from uuid import uuid4
+
+    from zenml.services import ServiceStatus
+
+    from tabular_mlops.adapters.deployment.model_deployer import ServedModel, ServedModelConfig
+
+    log = tmp_path / "v1.log"
+    log.write_text("".join(f"line {n}\n" for n in range(300)))
+
+    def served(log_file: str) -> ServedModel:
+        config = ServedModelConfig(model_name="m", url="http://x", runs_as="pid 1",
+                                   log_file=log_file)  # fmt: skip
+        return ServedModel(uuid=uuid4(), config=config, status=ServiceStatus())
+
+    assert list(served(str(log)).get_logs(tail=2)) == ["line 298", "line 299"]
+    assert len(list(served(str(log)).get_logs())) == 100
+    assert list(served("").get_logs()) == ["no log on this machine for pid 1"]

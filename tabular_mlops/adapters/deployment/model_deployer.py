@@ -24,6 +24,8 @@ steps (package, start beside the live version, smoke-test, switch), not one
 from __future__ import annotations
 
 import logging
+from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
 
@@ -67,6 +69,8 @@ class ServedModelConfig(ServiceConfig):
     url: str = ""
     bento_tag: str = ""
     runs_as: str = ""
+    #: the live version's own log on this machine (local processes); none on a cluster
+    log_file: str = ""
 
 
 class ServedModel(BaseDeploymentService):
@@ -86,7 +90,14 @@ class ServedModel(BaseDeploymentService):
         return ServiceState.INACTIVE, f"{self.config.url}/readyz does not answer"
 
     def get_logs(self, follow: bool = False, tail: int | None = None) -> Generator[str, bool, None]:
-        yield f"the service's logs: {self.config.runs_as}"
+        """The last ``tail`` (100) lines of the live version's log (``zenml model-deployer
+        models logs``); on a cluster, where they are (the pods')."""
+        path = Path(self.config.log_file) if self.config.log_file else None
+        if path is None or not path.is_file():
+            yield f"no log on this machine for {self.config.runs_as}"
+            return
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            yield from (line.rstrip("\n") for line in deque(handle, maxlen=tail or 100))
 
     @property
     def prediction_url(self) -> str:
@@ -143,6 +154,7 @@ class TabularModelDeployer(BaseModelDeployer):
             url=live.url,
             bento_tag=live.bento_tag,
             runs_as=live.describe(),
+            log_file=str(getattr(live.runs_as, "log_file", "")),
         )
         response = client.create_service(
             config=config,
