@@ -6,7 +6,9 @@ from typing import Annotated
 
 import pandas as pd
 from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
 
+from tabular_mlops.adapters.alerts import notify
 from tabular_mlops.adapters.champion import load_staged_model
 from tabular_mlops.adapters.monitoring_data import collect
 from tabular_mlops.core.config import MonitoringConfig
@@ -39,9 +41,20 @@ def collect_predictions(
             "redeliveries, a client's retries): each counts once",
             duplicates,
         )
+    dropped = int(current.attrs.get("dropped_rows", 0))
+    if dropped:
+        # what monitoring decides on is a sample short of these rows: someone must know
+        notify(
+            Client().active_stack,
+            f"the serving log under {monitoring.inference_log_dir} lost {dropped} "
+            "prediction(s) in the monitoring window (its disk was full or its volume "
+            "gone): drift and performance are judged without them; free space there, "
+            "the servers log again by themselves",
+        )
     log_metadata(
         metadata={
             "rows": len(current),
+            "dropped_log_rows": dropped,
             "duplicate_rows_left_out": duplicates,
             "online_rows": int((current["origin"] == "online").sum()),
             "streamed_rows": int((current["origin"] == "stream").sum()),

@@ -25,7 +25,8 @@ def collect(
 ) -> pd.DataFrame:
     """Live requests and streamed events from the inference log and the feature samples of
     batches scored in [start, end); ``attrs["unreadable_lines"]`` counts log lines that
-    did not parse, ``attrs["duplicate_rows"]`` the repeated predictions left out.
+    did not parse, ``attrs["duplicate_rows"]`` the repeated predictions left out,
+    ``attrs["dropped_rows"]`` the predictions a server could not log (a full disk).
 
     A stream delivers at least once: after a crash an event is predicted again under its
     id, and a client may retry a request under its id. The first prediction of a
@@ -57,6 +58,7 @@ def collect(
         collected = pd.concat(frames, ignore_index=True)
     collected.attrs["unreadable_lines"] = unreadable
     collected.attrs["duplicate_rows"] = duplicates
+    collected.attrs["dropped_rows"] = int(logged.attrs.get("dropped_rows", 0))
     return collected
 
 

@@ -8,6 +8,12 @@ not atomic on network filesystems). Writing happens on a background thread fed
 by a deque, so a request never waits on disk; the thread flushes and fsyncs
 every ``flush_interval`` seconds, so a crash loses at most the records of that
 interval.
+
+Lines that could not be written (a full disk, a lost volume) are dropped and
+counted, and the first write that succeeds again starts with a *gap* line,
+``{"timestamp": ..., "gap": {"dropped": N, "since": ..., "until": ...}}``: the
+loss stays in the log itself, where monitoring reads it (:func:`read_records`)
+and tells the stack's alerter, even when the server has long restarted.
 """
 
 from __future__ import annotations
@@ -92,6 +98,9 @@ class JsonLinesLog:
         self.written = self.dropped = 0
         #: whether the last write failed (lines are being dropped now)
         self.failing = False
+        #: lines dropped since the last write that succeeded, and when the first failed
+        self._gap = 0
+        self._gap_since: datetime | None = None
         self._pending: collections.deque[str] = collections.deque()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._drain, name=f"{prefix}-log", daemon=True)
@@ -116,21 +125,30 @@ class JsonLinesLog:
         while True:
             closing = self._closing.wait(self.flush_interval)
             lines = self._take_pending()
-            if lines:
+            # a gap is written with the next lines, or on its own when the writer closes
+            if lines or (closing and self._gap_since):
+                gap = [gap_line(self._gap, self._gap_since)] if self._gap_since else []
                 try:
-                    self._write(lines, after_failure=self.failing)
+                    self._write(gap + lines, after_failure=self.failing)
                 except OSError as exc:
                     # a full disk, a lost volume: the lines are dropped and counted, the
                     # service goes on answering, and the next interval tries again
                     self.dropped += len(lines)
+                    self._gap += len(lines)
+                    self._gap_since = self._gap_since or datetime.now(UTC)
                     self.counted("dropped", len(lines))
                     if not self.failing:
                         logger.error("inference log %s: %s; dropping lines", self.directory, exc)
                     self.failing = True
                 else:
                     if self.failing:
-                        logger.warning("inference log %s: writing again", self.directory)
+                        logger.warning(
+                            "inference log %s: writing again after dropping %s lines",
+                            self.directory,
+                            self._gap,
+                        )
                     self.failing = False
+                    self._gap, self._gap_since = 0, None
                     self.written += len(lines)
                     self.counted("written", len(lines))
             if closing:
@@ -155,6 +173,22 @@ class JsonLinesLog:
                 lines.append(self._pending.popleft())
             except IndexError:
                 return lines
+
+
+def gap_line(dropped: int, since: datetime) -> str:
+    """The line that says ``dropped`` lines were lost between ``since`` and now."""
+    now = datetime.now(UTC).isoformat()
+    gap = {"dropped": dropped, "since": since.isoformat(), "until": now}
+    return json.dumps({"timestamp": now, "gap": gap})
+
+
+def _gap_of(line: str) -> tuple[int, datetime] | None:
+    """``(dropped, until)`` of a gap line, None for anything else."""
+    try:
+        gap = json.loads(line)["gap"]
+        return int(gap["dropped"]), datetime.fromisoformat(gap["until"])
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -274,18 +308,24 @@ def read_records(
     ``source``.
 
     A line that does not parse (a crash mid-write, a disk error) is skipped, not
-    fatal, and counted: ``frame.attrs["unreadable_lines"]``, which monitoring reports."""
+    fatal, and counted: ``frame.attrs["unreadable_lines"]``, which monitoring reports;
+    rows a writer could not log, by the gap lines written when it could again,
+    ``frame.attrs["dropped_rows"]`` (those of gaps that ended in the window)."""
     import pandas as pd
 
     rows = []
-    unreadable = 0
+    unreadable = dropped = 0
     for path in sorted(Path(directory).glob("requests-*.jsonl")):
         with path.open(encoding="utf-8") as handle:
             for line in handle:
                 try:
                     record = InferenceRecord.model_validate_json(line)
                 except ValueError:
-                    unreadable += 1
+                    gap = _gap_of(line)
+                    if gap is None:
+                        unreadable += 1
+                    elif not ((start and gap[1] < start) or (end and gap[1] >= end)):
+                        dropped += gap[0]
                     continue
                 if (start and record.timestamp < start) or (end and record.timestamp >= end):
                     continue
@@ -302,4 +342,5 @@ def read_records(
                 )
     frame = pd.DataFrame(rows)
     frame.attrs["unreadable_lines"] = unreadable
+    frame.attrs["dropped_rows"] = dropped
     return frame

@@ -82,6 +82,7 @@ def test_no_drift_no_retraining_then_drift_retrains_a_candidate(staged, tmp_path
 
     served = production_version()
     stable_log = tmp_path / "stable"
+    _lose_rows_then_write_again(stable_log, rows=20)
     log_requests(
         staged.train_set.sample(300, random_state=0), staged.model, staged.spec, stable_log
     )
@@ -90,6 +91,9 @@ def test_no_drift_no_retraining_then_drift_retrains_a_candidate(staged, tmp_path
     assert "Monitoring decision: NONE (300 rows)" in result.output
     assert "Retraining" not in result.output
     assert production_version() == served
+    # the rows the log lost are no silent hole in what monitoring judged: the alerter hears
+    alerts = (LOCAL_DIR / "alerts" / "dev.jsonl").read_text()
+    assert f"the serving log under {stable_log} lost 20 prediction(s)" in alerts
 
     world = shifted(staged.train_set, staged.spec, 1.5, seed=1)
     fresh = tmp_path / "fresh.parquet"
@@ -105,6 +109,26 @@ def test_no_drift_no_retraining_then_drift_retrains_a_candidate(staged, tmp_path
     assert "promoted to staging" in result.output
     assert production_version() == served
     _assert_monitoring_runs_are_followed_across_runs(["none", "retrain"])
+
+
+def _lose_rows_then_write_again(log_dir, rows: int) -> None:
+    """A server's log writer on a volume that fails (its file's path is taken by a
+    directory: every write raises) and comes back before the writer closes."""
+    import time
+    from datetime import UTC, datetime
+
+    from tabular_mlops.serving.inference_log import InferenceLogWriter, log_file
+
+    blocked = log_file(log_dir, datetime.now(UTC))
+    blocked.mkdir(parents=True)
+    writer = InferenceLogWriter(log_dir, flush_interval=0.02)
+    for number in range(rows):
+        writer.append(f'{{"lost": {number}}}')
+    deadline = time.monotonic() + 30
+    while writer.dropped < rows and time.monotonic() < deadline:
+        time.sleep(0.02)
+    blocked.rmdir()
+    writer.close()
 
 
 def _assert_monitoring_runs_are_followed_across_runs(actions: list[str]) -> None:

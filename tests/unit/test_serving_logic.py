@@ -544,8 +544,27 @@ def test_a_full_disk_drops_and_counts_lines_and_the_log_writes_again_on_a_line_o
     wait_for("written")
     log.close()
     assert log.health() == "writing again; 1 lines were dropped earlier"
-    assert path.read_text().splitlines() == ['{"torn', '{"b": 2}']
+    torn, gap, resumed = path.read_text().splitlines()
+    assert (torn, resumed) == ('{"torn', '{"b": 2}')
+    assert json.loads(gap)["gap"]["dropped"] == 1  # the loss stays in the log itself
     assert (log.dropped, log.written) == (1, 1) and counts == {"dropped": 1, "written": 1}
+
+
+def test_monitoring_reads_the_rows_a_server_could_not_log_from_its_gap_lines(tmp_path):
+    """A gap line is no unreadable line: its rows count as dropped when the gap ended
+    inside the window read, and not otherwise."""
+    from datetime import UTC, datetime, timedelta
+
+    from tabular_mlops.serving.inference_log import gap_line, read_records, row_lines
+
+    now = datetime.now(UTC)
+    rows = row_lines("m", "1", "live", ["x"], [("r1", [1.0], "yes", {"yes": 0.9})])
+    path = tmp_path / "requests-2026-12-03-host-1.jsonl"
+    path.write_text("\n".join([*rows, gap_line(7, now - timedelta(minutes=5)), '{"torn']) + "\n")
+    frame = read_records(tmp_path, now - timedelta(hours=1), now + timedelta(hours=1))
+    assert (len(frame), frame.attrs["dropped_rows"], frame.attrs["unreadable_lines"]) == (1, 7, 1)
+    later = read_records(tmp_path, now + timedelta(hours=1), now + timedelta(hours=2))
+    assert later.attrs["dropped_rows"] == 0
 
 
 def test_the_supervisor_gives_up_on_a_process_that_keeps_dying():
