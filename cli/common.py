@@ -360,6 +360,8 @@ FIXES = {
     "LabelsError": "check parameters.monitoring.labels_path",
     "DeploymentInProgressError": "the live service is unchanged; run the command again once "
     "the other deployment has finished",
+    "AddressMovedError": "the live service is unchanged; move it explicitly (`deploy --stop`, "
+    "then deploy) or keep its port",
     "ArrowInvalid": "the file is empty or not a table: give a CSV with a header row and rows, "
     "or a Parquet file",
     "EmptyDataError": "the file is empty: give a CSV with a header row and rows",

@@ -91,13 +91,18 @@ def deploy(
             click.get_current_context().exit(NOT_SERVING)
         else:
             problems = target.problems(live)
+            from tabular_mlops.adapters.net import answers
+
+            # a problem may leave it answering (e.g. the environment's port was changed)
+            silent = bool(problems) and not answers(f"{live.url}/readyz")
             rollout = _rollout_in_progress(target, name)
             click.echo(
                 f"Model '{name}' version {live.model_version} at {live.url} "
-                f"({'answering' if not problems else 'NOT answering'})\n"
+                f"({'NOT answering' if silent else 'answering'}"
+                f"{', with problems' if problems and not silent else ''})\n"
                 f"  {live.describe()}, since {live.started_at:%Y-%m-%d %H:%M:%S} UTC"
                 + "".join(f"\n  problem: {problem}" for problem in problems)
-                + ("\n  `python run.py deploy` starts it again" if problems else "")
+                + ("\n  `python run.py deploy` starts it again" if silent else "")
                 + (
                     f"\n  rollout {rollout.experiment} ({rollout.plan.strategy}): candidate "
                     f"version {rollout.candidate.model_version} beside it; `run.py rollout "
@@ -109,7 +114,7 @@ def deploy(
             _print_supervision(target, name, live)
             _print_log_health(live)
             _print_leftovers(target, name)
-            if problems:
+            if silent:
                 click.get_current_context().exit(NOT_SERVING)
         return
 

@@ -136,10 +136,10 @@ class JsonLinesLog:
                     self.dropped += len(lines)
                     self._gap += len(lines)
                     self._gap_since = self._gap_since or datetime.now(UTC)
-                    self.counted("dropped", len(lines))
                     if not self.failing:
                         logger.error("inference log %s: %s; dropping lines", self.directory, exc)
                     self.failing = True
+                    self.counted("dropped", len(lines))  # last: the state is whole by then
                 else:
                     if self.failing:
                         logger.warning(

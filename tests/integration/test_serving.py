@@ -395,6 +395,23 @@ def test_failed_redeploy_leaves_the_old_service_and_its_counters(live, paths, ro
     assert ok_count(live) == before + 1
 
 
+def test_a_changed_port_never_moves_the_address_from_under_its_clients(live, paths, rows, tmp_path):
+    """The environment's port was edited while the model is served: a deploy refuses to
+    move the address the clients use (naming both, and how to move it), the service
+    answers on, and `deploy --status` under the new port says so without failing."""
+    moved = serving_env(tmp_path, free_port(), paths["state"], paths["log"], workers=2)
+    result = deploy(paths | {"env": moved}, "--force")
+    assert result.exit_code == 1, result.output
+    assert "step 'start_candidate' failed (AddressMovedError)" in result.output
+    assert f"'{MODEL}' is served at {live.url}" in result.output
+    assert local_server.read_live(paths["state"], MODEL) == live
+    assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200
+    status = deploy(paths | {"env": moved}, "--status")
+    assert status.exit_code == 0, status.output
+    assert f"at {live.url} (answering, with problems)" in status.output
+    assert "`deploy --stop`, then deploy, moves it" in status.output
+
+
 def test_a_model_over_the_latency_budget_is_refused_before_anything_is_built(live, paths, rows):
     from zenml.client import Client
 

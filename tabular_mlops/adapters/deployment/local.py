@@ -87,6 +87,10 @@ class ServiceStateError(RuntimeError):
     """A state file is not a service record; the message names the file."""
 
 
+class AddressMovedError(RuntimeError):
+    """The model is served at another address than the model deployer's port now says."""
+
+
 class DeploymentInProgressError(RuntimeError):
     """Another deployment of the same model holds its lock."""
 
@@ -337,6 +341,7 @@ class LocalProcessTarget:
     def start(self, package: BentoPackage) -> RunningService:
         self._acquire(package.model_name)
         try:
+            self._check_address(package.model_name)
             self.sweep(package.model_name)
             return start_service(
                 package,
@@ -487,13 +492,37 @@ class LocalProcessTarget:
         """What the router reports: routes, each arm's figures, the rollout's state."""
         return router_status(self.stable_url)
 
+    def _moved_from(self, model_name: str) -> RouterProcess | None:
+        """The model's running router when it answers on another port than ``local.port``
+        (the environment's port was changed while the model was served there)."""
+        record = self.router(model_name)
+        if record is None or record.port == self.local.port:
+            return None
+        if not _is_running(record.pid, record.started):
+            return None
+        status = router_status(f"http://{HOST}:{record.port}")
+        return record if status and status.get("model_name") == model_name else None
+
+    def _check_address(self, model_name: str) -> None:
+        """Refuse to move a served model's address as a side effect: its clients use the
+        old one. Moving it is ``deploy --stop``, then a deploy on the new port."""
+        moved = self._moved_from(model_name)
+        if moved is not None:
+            raise AddressMovedError(
+                f"'{model_name}' is served at http://{HOST}:{moved.port} (router pid "
+                f"{moved.pid}), but the model deployer's port is now {self.local.port}; "
+                "nothing was changed. To move it: `python run.py deploy --stop`, then "
+                f"deploy (its clients must follow); or set the port back to {moved.port}"
+            )
+
     def _ensure_router(self, model_name: str, routes_file: Path) -> RouterProcess:
+        self._check_address(model_name)
         record = self.router(model_name)
         if record is not None and _is_running(record.pid, record.started):
             status = router_status(f"http://{HOST}:{record.port}")
             if record.port == self.local.port and status and status["model_name"] == model_name:
                 return record
-            stop_process_tree(record.pid)  # a router on another port, or one that hangs
+            stop_process_tree(record.pid)  # one that hangs, or a stale record's
         if answers(f"{self.stable_url}/livez") or router_status(self.stable_url):
             raise ServiceStartError(
                 f"{self.stable_url} (the model deployer's port) already answers for another "
@@ -764,7 +793,13 @@ class LocalProcessTarget:
             return [f"{service.instance} is not a local process"]
         found = []
         router = self.router(service.model_name)
-        if router is None or not _is_running(router.pid, router.started):
+        moved = self._moved_from(service.model_name)
+        if moved is not None:
+            found.append(
+                f"the model deployer's port is now {self.local.port}, but the model is "
+                f"served at port {moved.port}: `deploy --stop`, then deploy, moves it"
+            )
+        elif router is None or not _is_running(router.pid, router.started):
             found.append(f"the router of {self.stable_url} is not running")
         if not _is_running(process.pid, process.started):
             found.append(f"the service process (pid {process.pid}) is gone")
