@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
+from tabular_mlops.core.problems import separator_hint, some
 from tabular_mlops.core.scoring import Scorer, scorer_for
 from tabular_mlops.core.spec import ServingSpec
 
@@ -69,8 +70,8 @@ def check_columns(path: Path, spec: ServingSpec) -> None:
     missing = [f.name for f in spec.features if f.name not in columns]
     if missing:
         raise BatchSchemaError(
-            f"{path}: missing column(s) {missing} that model '{spec.model_name}' "
-            f"version {spec.model_version} was trained on"
+            f"{path}: missing column(s) {some(missing)} that model '{spec.model_name}' "
+            f"version {spec.model_version} was trained on{separator_hint(columns)}"
         )
     if spec.reading.unknown_columns == "refuse":
         known = {f.name for f in spec.features} | set(spec.reading.other_columns)

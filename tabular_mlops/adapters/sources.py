@@ -6,6 +6,7 @@ import pandas as pd
 from sklearn import datasets
 
 from tabular_mlops.core.config import DataSourceConfig
+from tabular_mlops.core.problems import separator_hint, some
 
 
 class DataSourceError(ValueError):
@@ -30,9 +31,10 @@ def load_dataset(source: DataSourceConfig) -> pd.DataFrame:
         )
     frame = frame.drop(columns=source.drop_columns)
     if source.target not in frame.columns:
+        columns = list(frame.columns)
         raise DataSourceError(
             f"{source.path or source.dataset}: target column '{source.target}' not found; "
-            f"columns are {list(frame.columns)}"
+            f"columns are {some(columns, 10)}{separator_hint(columns)}"
         )
     return frame
 

@@ -81,3 +81,28 @@ def out_of_range(spec: ServingSpec, row: list[Any], prefix: str) -> list[Problem
         and feature.maximum is not None
         and not feature.minimum <= value <= feature.maximum
     ]
+
+
+#: separators a CSV written by a spreadsheet or a database tool may use instead of ','
+OTHER_SEPARATORS = (";", "\t", "|")
+
+
+def some(names: list[str], listed: int = 5) -> str:
+    """``['a', 'b', ...] and N more``: a long list of names in an error's one line."""
+    more = f" and {len(names) - listed} more" if len(names) > listed else ""
+    return f"{names[:listed]}{more}"
+
+
+def separator_hint(columns: list[str]) -> str:
+    """When a CSV was read as one column whose name holds another separator, the likely
+    cause, for the error that names what is missing (training's reader and the batch
+    reader say it the same way); empty otherwise."""
+    if len(columns) != 1:
+        return ""
+    found = next((sep for sep in OTHER_SEPARATORS if sep in columns[0]), None)
+    if found is None:
+        return ""
+    return (
+        f"; it was read as one column, whose header holds {found!r}: the file must be "
+        "comma-separated (e.g. pandas: df.to_csv(path, index=False))"
+    )

@@ -10,6 +10,7 @@ from tabular_mlops.adapters.monitoring_data import LabelsError, collect, perform
 from tabular_mlops.adapters.simulation import log_requests, shifted
 from tabular_mlops.core.config import MonitoringConfig
 from tabular_mlops.core.drift import DriftSummary
+from tabular_mlops.core.problems import some
 from tabular_mlops.core.signals import decide
 
 
@@ -62,6 +63,23 @@ def test_a_batch_without_the_models_columns_stops(churn, tmp_path):
     frame.drop(columns=["churn", "contract"]).to_csv(path, index=False)
     with pytest.raises(BatchSchemaError, match=r"batch.csv: missing column\(s\) \['contract'\]"):
         check_columns(path, spec)
+
+
+def test_a_file_with_another_separator_is_named_as_such_by_both_readers(churn, tmp_path):
+    """A spreadsheet's ';' CSV reads as one column: training's reader and the batch reader
+    both say so."""
+    from tabular_mlops.adapters.sources import DataSourceError, load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
+
+    frame, _, spec = churn
+    path = tmp_path / "semicolons.csv"
+    frame.to_csv(path, sep=";", index=False)
+    hint = r"it was read as one column, whose header holds ';': the file must be comma-separated"
+    with pytest.raises(BatchSchemaError, match=hint):
+        check_columns(path, spec)
+    with pytest.raises(DataSourceError, match=hint):
+        load_dataset(DataSourceConfig(source="file", path=path, target="churn"))
+    assert some(list("abcdefg")) == "['a', 'b', 'c', 'd', 'e'] and 2 more"  # not all 30
 
 
 CONFIG = MonitoringConfig(min_rows=10, alert_drift_share=0.2, retrain_drift_share=0.5)
