@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
-from tabular_mlops.core.problems import separator_hint, some
+from tabular_mlops.core.problems import columns_hint, some
 from tabular_mlops.core.scoring import Scorer, scorer_for
 from tabular_mlops.core.spec import ServingSpec
 
@@ -71,7 +71,7 @@ def check_columns(path: Path, spec: ServingSpec) -> None:
     if missing:
         raise BatchSchemaError(
             f"{path}: missing column(s) {some(missing)} that model '{spec.model_name}' "
-            f"version {spec.model_version} was trained on{separator_hint(columns)}"
+            f"version {spec.model_version} was trained on{columns_hint(missing, columns)}"
         )
     if spec.reading.unknown_columns == "refuse":
         known = {f.name for f in spec.features} | set(spec.reading.other_columns)

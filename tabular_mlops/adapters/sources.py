@@ -6,7 +6,7 @@ import pandas as pd
 from sklearn import datasets
 
 from tabular_mlops.core.config import DataSourceConfig
-from tabular_mlops.core.problems import separator_hint, some
+from tabular_mlops.core.problems import columns_hint, some
 
 
 class DataSourceError(ValueError):
@@ -34,7 +34,7 @@ def load_dataset(source: DataSourceConfig) -> pd.DataFrame:
         columns = list(frame.columns)
         raise DataSourceError(
             f"{source.path or source.dataset}: target column '{source.target}' not found; "
-            f"columns are {some(columns, 10)}{separator_hint(columns)}"
+            f"columns are {some(columns, 10)}{columns_hint([source.target], columns)}"
         )
     return frame
 

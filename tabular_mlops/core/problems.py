@@ -93,16 +93,21 @@ def some(names: list[str], listed: int = 5) -> str:
     return f"{names[:listed]}{more}"
 
 
-def separator_hint(columns: list[str]) -> str:
-    """When a CSV was read as one column whose name holds another separator, the likely
-    cause, for the error that names what is missing (training's reader and the batch
-    reader say it the same way); empty otherwise."""
-    if len(columns) != 1:
+def columns_hint(missing: list[str], columns: list[str]) -> str:
+    """The likely cause of ``missing`` columns in a file with ``columns``, for the error
+    that names them (training's reader and the batch reader say it the same way): a CSV
+    read as one column whose name holds another separator, or names that differ only in
+    case or surrounding spaces; empty when neither."""
+    if len(columns) == 1:
+        found = next((sep for sep in OTHER_SEPARATORS if sep in columns[0]), None)
+        if found is not None:
+            return (
+                f"; it was read as one column, whose header holds {found!r}: the file must "
+                "be comma-separated (e.g. pandas: df.to_csv(path, index=False))"
+            )
+    loose = {column.strip().casefold(): column for column in columns}
+    near = [(name, loose[key]) for name in missing if (key := name.strip().casefold()) in loose]
+    if not near:
         return ""
-    found = next((sep for sep in OTHER_SEPARATORS if sep in columns[0]), None)
-    if found is None:
-        return ""
-    return (
-        f"; it was read as one column, whose header holds {found!r}: the file must be "
-        "comma-separated (e.g. pandas: df.to_csv(path, index=False))"
-    )
+    pairs = ", ".join(f"{found!r} for {name!r}" for name, found in near[:3])
+    return f"; the file has {pairs}: names must match exactly (case and spaces)"

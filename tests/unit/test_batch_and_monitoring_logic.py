@@ -65,9 +65,9 @@ def test_a_batch_without_the_models_columns_stops(churn, tmp_path):
         check_columns(path, spec)
 
 
-def test_a_file_with_another_separator_is_named_as_such_by_both_readers(churn, tmp_path):
-    """A spreadsheet's ';' CSV reads as one column: training's reader and the batch reader
-    both say so."""
+def test_a_messy_header_is_named_as_such_by_both_readers(churn, tmp_path):
+    """A spreadsheet's ';' CSV reads as one column, a column may differ only in case or
+    spaces: training's reader and the batch reader both say so."""
     from tabular_mlops.adapters.sources import DataSourceError, load_dataset
     from tabular_mlops.core.config import DataSourceConfig
 
@@ -80,6 +80,12 @@ def test_a_file_with_another_separator_is_named_as_such_by_both_readers(churn, t
     with pytest.raises(DataSourceError, match=hint):
         load_dataset(DataSourceConfig(source="file", path=path, target="churn"))
     assert some(list("abcdefg")) == "['a', 'b', 'c', 'd', 'e'] and 2 more"  # not all 30
+    shouting = tmp_path / "shouting.csv"
+    frame.rename(columns={"contract": "Contract ", "churn": "CHURN"}).to_csv(shouting, index=False)
+    with pytest.raises(BatchSchemaError, match=r"the file has 'Contract ' for 'contract': names"):
+        check_columns(shouting, spec)
+    with pytest.raises(DataSourceError, match=r"the file has 'CHURN' for 'churn': names must"):
+        load_dataset(DataSourceConfig(source="file", path=shouting, target="churn"))
 
 
 CONFIG = MonitoringConfig(min_rows=10, alert_drift_share=0.2, retrain_drift_share=0.5)
