@@ -628,3 +628,33 @@ def test_a_router_started_again_resumes_the_experiment_from_its_evidence(tmp_pat
     assert before["canary_step"] == 1 and before["arms"][1]["requests"] == 40
     assert before["arms"][1]["labelled"] == 1 and before["arms"][0]["labelled"] == 1
     assert asyncio.run(again()) == before
+
+
+def test_a_stop_during_a_deployment_is_refused_naming_it(tmp_path):
+    """`deploy --stop` while another command deploys: refused at once, naming the holder;
+    otherwise the deployment would serve again moments after the stop said "Stopped"."""
+    import subprocess
+    import sys
+
+    from tabular_mlops.adapters.deployment.local import (
+        DeploymentInProgressError,
+        LocalProcessTarget,
+    )
+    from tabular_mlops.core.config import LocalServingConfig, ServingConfig
+
+    target = LocalProcessTarget(ServingConfig(), LocalServingConfig(state_dir=tmp_path, port=65000))
+    lock = target._lock_file("m")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); f.write('pid 4242'); f.flush(); print(1, flush=True); "
+         "time.sleep(60)", str(lock)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "1"
+        with pytest.raises(DeploymentInProgressError, match=r"in progress \(pid 4242\)"):
+            target.forget("m")
+    finally:
+        holder.kill()
+        holder.wait()
+    target.forget("m")  # once it is over, the stop goes through

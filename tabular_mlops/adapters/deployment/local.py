@@ -571,7 +571,16 @@ class LocalProcessTarget:
 
     def forget(self, model_name: str) -> None:
         """Stop the router, a rollout's candidate, and anything else left of the model's
-        deployments. The supervisor goes first: it would start them again."""
+        deployments. The supervisor goes first: it would start them again. Not while a
+        deployment is in progress (DeploymentInProgressError): it would serve again
+        moments after the stop."""
+        self._acquire(model_name)
+        try:
+            self._forget(model_name)
+        finally:
+            self._release(model_name)
+
+    def _forget(self, model_name: str) -> None:
         supervisor = self.supervisor(model_name)
         if supervisor is not None and supervisor.running:
             stop_process_tree(supervisor.pid)
