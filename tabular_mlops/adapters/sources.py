@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pandas as pd
 from sklearn import datasets
 
 from tabular_mlops.core.config import DataSourceConfig
 from tabular_mlops.core.problems import columns_hint, some
+
+logger = logging.getLogger(__name__)
 
 
 class DataSourceError(ValueError):
@@ -58,7 +63,9 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
         raise DataSourceError(f"{path}: the file is empty (0 bytes); expected a header and rows")
     try:
         if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, na_values=source.na_values, keep_default_na=False)
+            return _without_blank_columns(
+                pd.read_csv(path, na_values=source.na_values, keep_default_na=False), path
+            )
         frame = pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataSourceError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc
@@ -67,3 +74,20 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
         if frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name]):
             frame[name] = frame[name].mask(frame[name].isin(source.na_values))
     return frame
+
+
+def _without_blank_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """A column with no name and no value (a trailing comma on every line, as some exports
+    write) is no data: dropped, as the batch reader ignores it, and said once."""
+    blank = [
+        name
+        for name in frame.columns
+        if str(name).startswith("Unnamed: ") and frame[name].isna().all()
+    ]
+    if blank:
+        logger.warning(
+            "%s: %d column(s) with no name and no value left out (a trailing comma on every line?)",
+            path,
+            len(blank),
+        )
+    return frame.drop(columns=blank)

@@ -157,6 +157,19 @@ def test_sklearn_source_has_named_string_labels():
     assert len(frame) == 569
 
 
+def test_a_trailing_comma_on_every_line_adds_no_column(tmp_path, caplog):
+    """Some exports end every line with a comma: a column with no name and no value, which
+    training leaves out (and says so) as the batch reader does."""
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
+
+    path = tmp_path / "export.csv"
+    path.write_text("a,b,target,\n1,x,yes,\n2,y,no,\n")
+    frame = load_dataset(DataSourceConfig(source="file", path=path))
+    assert list(frame.columns) == ["a", "b", "target"]
+    assert "1 column(s) with no name and no value left out" in caplog.text
+
+
 def test_file_source_errors_name_the_file_and_column(tmp_path):
     from tabular_mlops.adapters.sources import DataSourceError, load_dataset
     from tabular_mlops.core.config import DataSourceConfig
