@@ -191,6 +191,19 @@ def _gap_of(line: str) -> tuple[int, datetime] | None:
         return None
 
 
+def lost_lines(directory: Path, prefix: str, since: datetime) -> int:
+    """Lines the writers of ``<prefix>-*.jsonl`` in ``directory`` dropped in gaps that ended
+    at or after ``since`` (their gap lines; see the module's docstring)."""
+    lost = 0
+    for path in sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                gap = _gap_of(line) if '"gap"' in line else None
+                if gap is not None and gap[1] >= since:
+                    lost += gap[0]
+    return lost
+
+
 def _ends_with_newline(path: Path) -> bool:
     with path.open("rb") as handle:
         handle.seek(-1, os.SEEK_END)

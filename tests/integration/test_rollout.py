@@ -19,6 +19,7 @@ from tabular_mlops.adapters import simulation
 from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.deployment.local import LocalProcessTarget
 from tabular_mlops.adapters.net import free_port
+from tabular_mlops.adapters.paths import LOCAL_DIR
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig, LocalServingConfig, ServingConfig
 from tests.helpers import SteadyClient, invoke, serving_env
@@ -122,8 +123,11 @@ def test_ab_a_truly_better_candidate_wins_and_is_promoted(service, traffic):
     settle()
     status = invoke("rollout", *serving_args(service), "--status")
     assert "The rules say now: promote" in status.output, status.output
+    _a_router_log_lost_lines(service, 5)
     decided = rollout(service)
     assert f"promote: version {candidate} serves all traffic" in decided.output
+    alerts = (LOCAL_DIR / "alerts" / "dev.jsonl").read_text()  # decided, but not unseen
+    assert f"the evidence of rollout {experiment.experiment} lost 5 line(s)" in alerts
     assert production_version() == candidate
     assert target(service).rollout(MODEL) is None
     after = simulation.drive_traffic(url(service), traffic(50, 2), "target", feedback=None)
@@ -142,6 +146,16 @@ def test_ab_a_truly_better_candidate_wins_and_is_promoted(service, traffic):
     assert "<script" not in page.lower()  # the dashboard's panel runs no scripts
     for shown in ("Rollout (ab)", "promote", f"candidate v{candidate}", "p_value"):
         assert shown in page, shown
+
+
+def _a_router_log_lost_lines(service, lines: int) -> None:
+    """What a router's evidence writer leaves after a full disk: a gap line in its log."""
+    from datetime import UTC, datetime, timedelta
+
+    from tabular_mlops.serving.inference_log import gap_line
+
+    lost = target(service).evidence_dir(MODEL) / "routing-2026-12-03-lost-1.jsonl"
+    lost.write_text(gap_line(lines, datetime.now(UTC) - timedelta(seconds=5)) + "\n")
 
 
 def test_canary_a_truly_worse_candidate_is_rolled_back_with_no_failed_request(service, traffic):

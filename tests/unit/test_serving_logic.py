@@ -555,7 +555,7 @@ def test_monitoring_reads_the_rows_a_server_could_not_log_from_its_gap_lines(tmp
     inside the window read, and not otherwise."""
     from datetime import UTC, datetime, timedelta
 
-    from tabular_mlops.serving.inference_log import gap_line, read_records, row_lines
+    from tabular_mlops.serving.inference_log import gap_line, lost_lines, read_records, row_lines
 
     now = datetime.now(UTC)
     rows = row_lines("m", "1", "live", ["x"], [("r1", [1.0], "yes", {"yes": 0.9})])
@@ -565,6 +565,9 @@ def test_monitoring_reads_the_rows_a_server_could_not_log_from_its_gap_lines(tmp
     assert (len(frame), frame.attrs["dropped_rows"], frame.attrs["unreadable_lines"]) == (1, 7, 1)
     later = read_records(tmp_path, now + timedelta(hours=1), now + timedelta(hours=2))
     assert later.attrs["dropped_rows"] == 0
+    # what a rollout's evidence lost since it began, from the same lines
+    assert lost_lines(tmp_path, "requests", now - timedelta(hours=1)) == 7
+    assert lost_lines(tmp_path, "requests", now + timedelta(hours=1)) == 0
 
 
 def test_the_supervisor_gives_up_on_a_process_that_keeps_dying():
