@@ -76,6 +76,16 @@ def trusted_types(model: Pipeline) -> list[str]:
     return sorted(found)
 
 
+def signature_sample(features: pd.DataFrame, rows: int = 5) -> pd.DataFrame:
+    """The rows MLflow infers the model's signature from, integer columns as doubles: a
+    value missing at inference arrives as a float, which an integer column's schema
+    refuses in MLflow's own serving (MLflow's advice; the contract of this project's
+    service already takes any number)."""
+    sample = features.head(rows)
+    integers = sample.select_dtypes("integer").columns
+    return sample.astype(dict.fromkeys(integers, "float64"))
+
+
 def log_model(model: Pipeline, features: pd.DataFrame) -> MlflowModel:
     """Log ``model`` to the active run; raise if there is none (no tracker on the step)."""
     import mlflow
@@ -87,7 +97,7 @@ def log_model(model: Pipeline, features: pd.DataFrame) -> MlflowModel:
             "no active MLflow run: the step needs the stack's experiment tracker "
             "(experiment_tracker=True) and the stack one of flavor mlflow"
         )
-    sample = features.head(5)
+    sample = signature_sample(features)
     with tempfile.TemporaryDirectory() as scratch:
         logged = mlflow.sklearn.log_model(
             model,

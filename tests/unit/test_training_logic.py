@@ -211,3 +211,17 @@ def test_a_tree_model_is_saved_with_the_types_skops_must_trust_to_load_it():
     foreign = Pipeline([("f", FunctionTransformer(print)), ("model", forest)])
     with pytest.raises(TypeError, match=r"builtins\.print"):
         trusted_types(foreign)
+
+
+def test_integer_columns_are_doubles_in_the_mlflow_signature():
+    """A value missing at inference arrives as a float: MLflow's own serving refuses it for
+    an integer column, so the signature declares integer features as doubles."""
+    from mlflow.models import infer_signature
+
+    from tabular_mlops.adapters.mlflow_models import signature_sample
+
+    features = pd.DataFrame({"age": [30, 41, 52], "plan": ["a", "b", "a"], "fee": [1.5, 2, 3]})
+    sample = signature_sample(features)
+    types = {c.name: c.type.name for c in infer_signature(sample).inputs.inputs}
+    assert types == {"age": "double", "plan": "string", "fee": "double"}
+    assert features["age"].dtype == "int64"  # the caller's frame is left as it was
