@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -91,10 +91,9 @@ def deploy(
             click.get_current_context().exit(NOT_SERVING)
         else:
             problems = target.problems(live)
-            from tabular_mlops.adapters.net import answers
-
+            ready = _readyz(live)
             # a problem may leave it answering (e.g. the environment's port was changed)
-            silent = bool(problems) and not answers(f"{live.url}/readyz")
+            silent = bool(problems) and ready is None
             rollout = _rollout_in_progress(target, name)
             click.echo(
                 f"Model '{name}' version {live.model_version} at {live.url} "
@@ -112,7 +111,7 @@ def deploy(
                 )
             )
             _print_supervision(target, name, live)
-            _print_log_health(live)
+            _print_log_health(ready)
             _print_leftovers(target, name)
             if silent:
                 click.get_current_context().exit(NOT_SERVING)
@@ -202,16 +201,23 @@ def _print_supervision(target: ServingTarget, model_name: str, live: RunningServ
             )
 
 
-def _print_log_health(live: RunningService) -> None:
-    """A line when the answering worker's inference log drops lines (``/readyz`` says)."""
+def _readyz(live: RunningService) -> dict[str, Any] | None:
+    """What the live address's ``/readyz`` answers when it is ready; None otherwise."""
     import httpx
 
     from tabular_mlops.adapters.net import probe_client
 
     try:
-        health = probe_client().get(f"{live.url}/readyz", timeout=2).json()["inference_log"]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return  # not answering: said above
+        response = probe_client().get(f"{live.url}/readyz", timeout=2)
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body if response.status_code == 200 and isinstance(body, dict) else None
+
+
+def _print_log_health(ready: dict[str, Any] | None) -> None:
+    """A line when the answering worker's inference log drops lines (``/readyz`` says)."""
+    health = (ready or {}).get("inference_log", "off")
     if health not in ("ok", "off"):
         click.echo(f"  inference log: {health} (see /metrics: tabular_inference_log_rows_total)")
 

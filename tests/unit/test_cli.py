@@ -192,3 +192,15 @@ def test_stop_reaches_what_a_killed_server_left_in_its_group(tmp_path):
     assert stop_recorded_process(record, grace=5) is True
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     assert not record.exists()
+
+
+def test_status_prints_a_degraded_inference_log_and_nothing_when_it_is_fine(capsys):
+    from cli.deploy import _print_log_health
+
+    _print_log_health({"ready": True, "inference_log": "dropping lines: 3 dropped so far"})
+    _print_log_health({"ready": True, "inference_log": "ok"})
+    _print_log_health(None)  # not answering: said on the status line
+    assert capsys.readouterr().out == (
+        "  inference log: dropping lines: 3 dropped so far "
+        "(see /metrics: tabular_inference_log_rows_total)\n"
+    )
