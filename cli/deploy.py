@@ -203,16 +203,9 @@ def _print_supervision(target: ServingTarget, model_name: str, live: RunningServ
 
 def _readyz(live: RunningService) -> dict[str, Any] | None:
     """What the live address's ``/readyz`` answers when it is ready; None otherwise."""
-    import httpx
+    from tabular_mlops.adapters.net import answer_of
 
-    from tabular_mlops.adapters.net import probe_client
-
-    try:
-        response = probe_client().get(f"{live.url}/readyz", timeout=2)
-        body = response.json()
-    except (httpx.HTTPError, ValueError):
-        return None
-    return body if response.status_code == 200 and isinstance(body, dict) else None
+    return answer_of(f"{live.url}/readyz")
 
 
 def _print_log_health(ready: dict[str, Any] | None) -> None:

@@ -6,6 +6,7 @@ import functools
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -34,6 +35,16 @@ def answers(url: str, timeout: float = 2) -> bool:
         return probe_client().get(url, timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def answer_of(url: str, timeout: float = 2) -> dict[str, Any] | None:
+    """The JSON object ``url`` answers to a GET with 200; None for anything else."""
+    try:
+        response = probe_client().get(url, timeout=timeout)
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body if response.status_code == 200 and isinstance(body, dict) else None
 
 
 def wait_until(

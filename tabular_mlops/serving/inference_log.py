@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,15 +62,13 @@ def read_evidence(directory: Path, prefix: str, experiment: str) -> list[dict[st
     """The experiment's lines of every ``<prefix>-*.jsonl`` in ``directory`` (all writers:
     each router process, each replica), oldest first; a torn line is skipped."""
     found: list[dict[str, Any]] = []
-    for path in sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for text in handle:
-                try:
-                    line = json.loads(text)
-                except ValueError:
-                    continue
-                if isinstance(line, dict) and line.get("experiment") == experiment:
-                    found.append(line)
+    for text in _lines(directory, prefix):
+        try:
+            line = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and line.get("experiment") == experiment:
+            found.append(line)
     found.sort(key=lambda line: str(line.get("timestamp", "")))  # stable: a file's order
     return found
 
@@ -195,13 +193,19 @@ def lost_lines(directory: Path, prefix: str, since: datetime) -> int:
     """Lines the writers of ``<prefix>-*.jsonl`` in ``directory`` dropped in gaps that ended
     at or after ``since`` (their gap lines; see the module's docstring)."""
     lost = 0
+    for line in _lines(directory, prefix):
+        gap = _gap_of(line) if '"gap"' in line else None
+        if gap is not None and gap[1] >= since:
+            lost += gap[0]
+    return lost
+
+
+def _lines(directory: Path, prefix: str) -> Iterator[str]:
+    """Every line of every writer's ``<prefix>-*.jsonl`` in ``directory``, file by file; a
+    byte that is no UTF-8 (a write cut short) is replaced, not fatal."""
     for path in sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []:
         with path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                gap = _gap_of(line) if '"gap"' in line else None
-                if gap is not None and gap[1] >= since:
-                    lost += gap[0]
-    return lost
+            yield from handle
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import psutil
 from pydantic import BaseModel, ValidationError
 
@@ -51,9 +50,9 @@ from tabular_mlops.adapters.deployment.target import (
 )
 from tabular_mlops.adapters.net import (
     HOST,
+    answer_of,
     answers,
     free_port,
-    probe_client,
     wait_for_url,
     wait_until,
 )
@@ -249,11 +248,7 @@ def record_live(state_dir: Path, service: RunningService) -> None:
 
 
 def router_status(url: str) -> dict[str, Any] | None:
-    try:
-        response = probe_client().get(f"{url}{ROUTES_PATH}", timeout=2)
-        return response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
+    return answer_of(f"{url}{ROUTES_PATH}")
 
 
 def _is_running(pid: int, started: float | None) -> bool:
