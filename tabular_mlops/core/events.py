@@ -132,6 +132,8 @@ class EventScorer:
                     "label": classes[label],
                     "probabilities": dict(zip(classes, row_probabilities, strict=True)),
                     "published_at": _iso(event.published_at),
+                    # above 1: this event may have been predicted before (at least once)
+                    "deliveries": event.deliveries,
                 }
             )
         return batch

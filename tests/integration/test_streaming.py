@@ -145,9 +145,13 @@ def test_killed_mid_stream_and_restarted_every_event_ends_predicted_or_dead_lett
     second = dev_broker.consumer("second")
     assert second.wait(timeout=180) == 0, dev_broker.output("second")
     summary = dev_broker.output("second")
-    redelivered = int(re.search(r"(\d+) redelivered", summary).group(1))
+    assert re.search(r"\d+ redelivered", summary), summary
 
     predicted, letters = dev_broker.outputs()
+    # every delivery after the first, to either consumer: the killed one's unacknowledged
+    # events, and on a loaded machine a micro-batch whose confirmations came too late
+    redelivered = sum(p["deliveries"] > 1 for m in predicted for p in m["predictions"])
+    redelivered += sum(letter["deliveries"] > 1 for letter in letters)
     predicted_ids = Counter(p["event_id"] for m in predicted for p in m["predictions"])
     dead_ids = Counter(letter["event_id"] for letter in letters)
     every_id = {f"kill:{i}" for i in range(len(events))}
