@@ -219,11 +219,14 @@ def test_a_new_production_version_is_picked_up_between_micro_batches(two_version
     versions = [message["model_version"] for message in predicted]
     switched = versions.index("2")
     assert switched > 0 and set(versions[:switched]) == {"1"} and set(versions[switched:]) == {"2"}
-    ids = [p["event_id"] for m in predicted for p in m["predictions"]]
-    expected = [
+    expected = {
         *(f"switch:{i}" for i in range(2000)),
         *(f"switch-b:{i}" for i in range(5000)),
         *(f"switch-c:{i}" for i in range(5000)),
-    ]
-    assert sorted(ids) == sorted(expected)
+    }
+    scored = [p for m in predicted for p in m["predictions"]]
+    # at least once: every event, each first delivery once; on a loaded machine (the
+    # tests' ack wait is 2 s) a micro-batch confirmed too late comes again, marked so
+    first = Counter(p["event_id"] for p in scored if p["deliveries"] == 1)
+    assert {p["event_id"] for p in scored} == expected and set(first.values()) == {1}
     assert "model version(s) 1, 2" in dev_broker.output("switch")
