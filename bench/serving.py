@@ -3,13 +3,19 @@
 Trains and deploys the dev model on a temporary ZenML store, then loads, one
 after the other on the same machine:
 
-- ours, through the model's stable address (the router, as clients use it);
-- ours, at the service's own port (what the router's hop costs);
+- ours, through the model's stable address, as clients use it (no experiment
+  running: the live version's workers accept there themselves);
+- ours, at the service's own port;
+- ours, through the router (its own port: the hop every request took before the
+  stable address was handed to the live version, and takes during a rollout);
 - the same bento under `bentoml serve` (what serving it with uvicorn removed);
 - `mlflow models serve` on the very model the training step logged to MLflow;
 
 with single-row requests at 16 and 64 connections and 100-row batches at 16,
-and prints requests/s, p50/p90/p99 and the ratios to MLflow. Then the routed
+and prints requests/s, p50/p90/p99 and the ratios to MLflow. Then the stable
+address against the own port, single row at 16 and 64 connections,
+``--rollout-rounds`` times in alternation, with the medians and their ratio
+(the target: at least 0.9 of the own port's throughput). Then the routed
 paths of a rollout, single row at 16 connections, with a second version live
 beside the champion: the champion alone, a canary holding half the traffic,
 and a shadow (answered by the champion, ``shadow_share`` of the requests
@@ -165,11 +171,11 @@ def main(seconds: float, rollout_rounds: int) -> None:
     from zenml.client import Client
     from zenml.enums import ModelStages
 
-    from tabular_mlops.adapters.deployment.local import read_live
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget, read_live
     from tabular_mlops.adapters.deployment.target import LocalProcess
     from tabular_mlops.adapters.processes import stop_process_tree
     from tabular_mlops.adapters.sources import load_dataset
-    from tabular_mlops.core.config import DataSourceConfig
+    from tabular_mlops.core.config import DataSourceConfig, LocalServingConfig, ServingConfig
 
     ours = read_live(scratch / "serving", "tabular_classifier")
     if ours is None or not isinstance(ours.runs_as, LocalProcess):
@@ -213,9 +219,14 @@ def main(seconds: float, rollout_rounds: int) -> None:
             ("single row, 64 connections", one, 64),
             ("100-row batch, 16 connections", hundred, 16),
         ]
+        router = LocalProcessTarget(ServingConfig(), LocalServingConfig(
+            port=port, state_dir=scratch / "serving")).router(ours.model_name)  # fmt: skip
+        if router is None:
+            raise SystemExit("no router is recorded for the deployed model")
         servers = [
-            ("ours, stable address (router)", f"{ours.url}/predict", "rows"),
+            ("ours, stable address", f"{ours.url}/predict", "rows"),
             ("ours, service's own port", f"{ours.runs_as.direct_url}/predict", "rows"),
+            ("ours, through the router", f"{router.url}/predict", "rows"),
             ("same bento under `bentoml serve`", f"http://127.0.0.1:{bentoml_port}/predict",
              "rows"),
             ("mlflow models serve", f"http://127.0.0.1:{mlflow_port}/invocations",
@@ -238,6 +249,8 @@ def main(seconds: float, rollout_rounds: int) -> None:
                     f"  {label:<30} {name:<34} x{ratio:5.1f}   p99 "
                     f"{mine.percentiles_ms[99]:6.1f} ms vs {mlflow.percentiles_ms[99]:6.1f} ms"
                 )
+        _stable_against_own_port(wrk, ours.url, ours.runs_as.direct_url,
+                                 json.dumps({"rows": one}), seconds, rollout_rounds)  # fmt: skip
         _rollout_paths(wrk, env, serving, scratch / "serving", ours.url,
                        json.dumps({"rows": one}), seconds, rollout_rounds,
                        results[("single row, 16 connections", "mlflow models serve")])  # fmt: skip
@@ -245,6 +258,31 @@ def main(seconds: float, rollout_rounds: int) -> None:
         for pid in started:
             stop_process_tree(pid)
         _cli(env, "deploy", "--stop", *serving)
+
+
+def _stable_against_own_port(
+    wrk: str, stable: str, own: str, body: str, seconds: float, rounds: int
+) -> None:
+    """The stable address and the live version's own port, in alternation: the medians
+    and their ratio. Both are accepted by the same workers; which worker a connection
+    lands on is the kernel's choice, so one run can favour either side."""
+    for connections in (16, 64):
+        click.echo(
+            f"\nstable address against the own port, single row, {connections} connections, "
+            f"{rounds} rounds in alternation (wrk -c{connections} -d{seconds:g}s each):"
+        )
+        measured: dict[str, list[WrkResult]] = {"stable address": [], "own port": []}
+        for _ in range(rounds):
+            for name, url in (("stable address", stable), ("own port", own)):
+                result = run_wrk(wrk, f"{url}/predict", body, connections, seconds)
+                measured[name].append(result)
+                click.echo(result.row(name))
+        (rate, p99), (own_rate, own_p99) = (_median(measured[n]) for n in measured)
+        click.echo(
+            f"  medians: stable address {rate:,.0f} req/s p99 {p99:.1f} ms, own port "
+            f"{own_rate:,.0f} req/s p99 {own_p99:.1f} ms: throughput ratio "
+            f"{rate / own_rate:.2f}"
+        )
 
 
 def _rollout_paths(
@@ -268,7 +306,7 @@ def _rollout_paths(
     every side alike."""
     import httpx
 
-    from tabular_mlops.adapters.deployment.local import state_file
+    from tabular_mlops.adapters.deployment.local import RouterProcess, state_file
     from tabular_mlops.core.rollout import RolloutPlan
     from tabular_mlops.serving.router import Routes, write_routes
 
@@ -279,6 +317,10 @@ def _rollout_paths(
     _cli(env, "deploy", *serving, "--set", "stage=staging",
          "--strategy", "shadow", *never)  # fmt: skip
     routes_file = state_file(state_dir, "tabular_classifier", ".routes")
+    router = RouterProcess.model_validate_json(
+        state_file(state_dir, "tabular_classifier", ".router").read_text()
+    )
+    router_url = router.url  # its status; the rollout's requests go to the stable address
     shadow = Routes.model_validate_json(routes_file.read_text())
     canary_plan = RolloutPlan(
         **{**shadow.plan.model_dump(), "strategy": "canary", "canary_steps": [0.5, 1.0]}
@@ -296,10 +338,10 @@ def _rollout_paths(
     for _ in range(rounds):
         for name, routes in plans.items():
             write_routes(routes_file, routes)
-            _wait_for_arms(url, len(routes.upstreams), routes.plan.strategy)
-            before = httpx.get(f"{url}/-/routes").json()
+            _wait_for_arms(router_url, len(routes.upstreams), routes.plan.strategy)
+            before = httpx.get(f"{router_url}/-/routes").json()
             result = run_wrk(wrk, f"{url}/predict", body, 16, seconds)
-            after = httpx.get(f"{url}/-/routes").json()
+            after = httpx.get(f"{router_url}/-/routes").json()
             measured[name].append(result)
             served = ", ".join(
                 f"v{a['version']} {a['requests'] - b['requests']:,}"
@@ -328,14 +370,14 @@ def _median(results: list[WrkResult]) -> tuple[float, float]:
     )
 
 
-def _wait_for_arms(url: str, arms: int, strategy: str) -> None:
+def _wait_for_arms(router_url: str, arms: int, strategy: str) -> None:
     """Until the router has read the routes file (it checks every 2 s)."""
     import time
 
     import httpx
 
     def taken() -> bool:
-        view = httpx.get(f"{url}/-/routes").json()
+        view = httpx.get(f"{router_url}/-/routes").json()
         return len(view["arms"]) == arms and (arms == 1 or view["strategy"] == strategy)
 
     deadline = time.monotonic() + 10

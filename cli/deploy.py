@@ -184,6 +184,7 @@ def _print_supervision(target: ServingTarget, model_name: str, live: RunningServ
 
     if not isinstance(target, LocalProcessTarget):
         return  # on a cluster, Kubernetes restarts pods
+    click.echo(f"  address: {target.address_view(model_name)}")
     record = target.supervisor(model_name)
     if record is None or not record.running:
         click.echo(

@@ -50,7 +50,8 @@ from tabular_mlops.core.spec import (
     read_row,
     request_model,
 )
-from tabular_mlops.serving.inference_log import InferenceLogWriter, InferenceRecord
+from tabular_mlops.serving.feedback import FEEDBACK_PATH, FeedbackRefusedError, parse_feedback
+from tabular_mlops.serving.inference_log import InferenceLogWriter, InferenceRecord, JsonLinesLog
 
 if TYPE_CHECKING:
     from tabular_mlops.core.scoring import Scorer
@@ -395,6 +396,25 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
     async def livez() -> Response:
         return Response(status_code=200)
 
+    @app.post(FEEDBACK_PATH, include_in_schema=False)
+    async def feedback(request: Request) -> Response:
+        """Feedback outside an experiment, when this version answers the stable address
+        itself (``serving/stable.py``): stored beside its inference log, as the router
+        stores it during one (``serving/feedback.py``)."""
+        try:
+            items = parse_feedback(await request.body())
+        except FeedbackRefusedError as refused:
+            return _json(refused.status, refused.answer)
+        log = feedback_log(app, settings)
+        if log is None:
+            return _json(503, {"error": "feedback is not stored: the inference log is off",
+                               "detail": []})  # fmt: skip
+        now = datetime.now(UTC).isoformat()
+        for item in items:
+            log.append(json.dumps({"timestamp": now, **item.model_dump(), "version": version,
+                                   "experiment": ""}))  # fmt: skip
+        return _json(202, {"accepted": len(items), "matched": 0})
+
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
         """Ready when the model is loaded. A log that drops lines (a full disk) does not
@@ -445,6 +465,16 @@ def prometheus_text() -> bytes:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return generate_latest(registry)
+
+
+def feedback_log(app: FastAPI, settings: ServingSettings) -> JsonLinesLog | None:
+    """This worker's feedback log, opened with the first feedback it is sent."""
+    log: JsonLinesLog | None = getattr(app.state, "feedback_log", None)
+    if log is None and settings.inference_log_dir:
+        log = app.state.feedback_log = JsonLinesLog(
+            Path(settings.inference_log_dir), prefix="feedback"
+        )
+    return log
 
 
 def bind(app: FastAPI, scorer: Scorer, log: InferenceLogWriter | None) -> None:

@@ -1,9 +1,11 @@
-"""The model's stable address: a small front process that routes to the live versions.
+"""The model's router: a small front process that routes to the live versions.
 
 Why a front process: a release starts the new version beside the old one, on a
 port of its own, and smoke-tests it there; clients must not follow that port.
-The router keeps the address (``serving.port``, 127.0.0.1:3000 by default) for
-the model's whole life, and a release only changes where it forwards:
+The router keeps the address (the Service's on a cluster; locally it hands the
+address to the one live version itself whenever no experiment runs, and takes
+it back for a rollout or when that version is not there: ``serving/stable.py``),
+and a release only changes where it forwards:
 
 - the routes live in a JSON file (:class:`Routes`); ``SIGHUP`` makes the router
   read it again (so does a change to the file, within 2 s: on Kubernetes it is a
@@ -51,8 +53,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, Field
 
 from tabular_mlops.core.rollout import (
     RolloutPlan,
@@ -62,6 +65,16 @@ from tabular_mlops.core.rollout import (
     too_slow,
 )
 from tabular_mlops.core.spec import SHADOW_PATH, SOURCE_HEADER, SOURCE_TOKEN_HEADER
+from tabular_mlops.serving.feedback import FEEDBACK_PATH, FeedbackRefusedError, parse_feedback
+from tabular_mlops.serving.stable import (
+    STABLE_DIR_ENV,
+    Owner,
+    StableListener,
+    describe,
+    read_owner,
+    router_owner,
+    write_owner,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +82,6 @@ logger = logging.getLogger(__name__)
 ROUTES_PATH = "/-/routes"
 #: the router's own Prometheus metrics (``/metrics`` is the live version's)
 METRICS_PATH = "/-/metrics"
-FEEDBACK_PATH = "/feedback"
 #: request headers passed upstream (the rest stay at the edge)
 FORWARDED = frozenset(
     {"content-type", "content-length", "accept", "x-request-id", "x-request-source",
@@ -85,8 +97,6 @@ MAX_HEADER_BYTES = 8192
 #: a request body larger than this is refused before it is read (the service's own
 #: limit is lower and names the row count; this one protects the router)
 MAX_BODY_BYTES = 64 * 1024 * 1024
-#: feedback items in one request
-MAX_FEEDBACK_ITEMS = 1000
 #: answered requests remembered for feedback (request id -> arm and labels)
 REMEMBERED = 200_000
 #: mirrored requests wait at most this long to go to the shadow as one batch...
@@ -129,24 +139,6 @@ def write_routes(path: Path, routes: Routes) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(routes.model_dump_json(indent=2))
     temporary.replace(path)
-
-
-class Feedback(BaseModel):
-    """What happened after an answer: its true label, or a reward in [0, 1]."""
-
-    request_id: str = Field(min_length=1, max_length=128)
-    row: int = Field(default=0, ge=0)
-    label: str | None = Field(default=None, max_length=256)
-    reward: float | None = Field(default=None, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _one_of(self) -> Feedback:
-        if (self.label is None) == (self.reward is None):
-            raise ValueError("give either label or reward")
-        return self
-
-
-FEEDBACK_ITEMS: TypeAdapter[list[Feedback]] = TypeAdapter(list[Feedback])
 
 
 class _Pool:
@@ -260,6 +252,8 @@ class Router:
         self._watch: asyncio.Task[None] | None = None
         #: what is passed upstream: FORWARDED, and the A/B plan's sticky header
         self.forwarded_headers: frozenset[str] = FORWARDED
+        #: the model's stable address, when this router hands it out (``serving/stable.py``)
+        self.stable: StableListener | None = None
 
     # --- routes -----------------------------------------------------------------
     def reload(self) -> None:
@@ -291,12 +285,25 @@ class Router:
         for pool in pools.values():
             self.draining.append(pool)
             self._close_if_idle(pool)
+        self._hand_over_address(routes)
         logger.info(
             "generation %s (%s): %s",
             routes.generation,
             routes.plan.strategy if len(arms) > 1 else "one version",
             ", ".join(f"version {a.version} at {a.pool.upstream.url}" for a in arms),
         )
+
+    def _hand_over_address(self, routes: Routes) -> None:
+        """Name who accepts on the stable address: the one version itself when no
+        experiment runs (no hop), this router while one does."""
+        if self.stable is None:
+            return
+        port = self.stable.own_port
+        if len(self.arms) == 1 and not routes.experiment:
+            port = urlsplit(self.arms[0].pool.upstream.url).port or port
+        owner = Owner(generation=routes.generation, port=port)
+        if read_owner(self.stable.directory) != owner:
+            write_owner(self.stable.directory, owner)
 
     async def _watch_routes(self, interval: float = 2.0) -> None:
         """Reload when the routes file changes without a signal: on Kubernetes it is a
@@ -428,6 +435,7 @@ class Router:
                 for name, log in (("routing", self.routing_log), ("feedback", self.feedback_log))
             },
             "pid": os.getpid(),
+            "stable": describe(self.stable.directory) if self.stable is not None else None,
         }
 
     def metrics(self) -> str:
@@ -566,12 +574,28 @@ class Router:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.stable is not None:
+                    try:
+                        self.stable.obtain()
+                    except OSError as exc:
+                        address = "{}:{}".format(*(self.stable.bind_to or ("?", "?")))
+                        problem = (
+                            f"the stable address {address} is taken ({exc}) by a process "
+                            "that is not this model's: choose a free port"
+                        )
+                        logger.error("%s", problem)
+                        await send({"type": "lifespan.startup.failed", "message": problem})
+                        return
                 self.reload()
                 loop = asyncio.get_running_loop()
                 loop.add_signal_handler(signal.SIGHUP, self.reload)
                 self._watch = loop.create_task(self._watch_routes())
+                if self.stable is not None:
+                    await self.stable.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.stable is not None:
+                    await self.stable.stop()
                 for pool in [*self.draining, *(arm.pool for arm in self.arms)]:
                     await pool.session.close()
                 for log in (self.routing_log, self.feedback_log):
@@ -583,22 +607,9 @@ class Router:
     def _feedback(self, body: bytes) -> Answer:
         """Store each item durably and count it for the arm that answered it."""
         try:
-            document = json.loads(body)
-        except ValueError as exc:
-            return _json(400, {"error": "invalid feedback", "detail": [
-                {"field": "(body)", "problem": f"Invalid JSON: {exc}"}]})  # fmt: skip
-        single = not isinstance(document, list)
-        try:
-            items = FEEDBACK_ITEMS.validate_python([document] if single else document)
-        except ValidationError as exc:
-            return _json(400, {"error": "invalid feedback", "detail": [
-                {"field": ".".join(str(p) for p in e["loc"][1 if single else 0:]) or "(item)",
-                 "problem": e["msg"]}
-                for e in exc.errors(include_url=False)[:20]]})  # fmt: skip
-        if len(items) > MAX_FEEDBACK_ITEMS:
-            problem = f"at most {MAX_FEEDBACK_ITEMS} items"
-            return _json(413, {"error": "too much feedback at once",
-                               "detail": [{"field": "(body)", "problem": problem}]})  # fmt: skip
+            items = parse_feedback(body)
+        except FeedbackRefusedError as refused:
+            return _json(refused.status, refused.answer)
         if self.feedback_log is None:
             return _json(503, {"error": "feedback is not stored: no evidence directory"})
         matched = 0
@@ -835,15 +846,24 @@ async def _read_body(receive: Receive) -> bytes:
 
 
 def main() -> None:
-    """``python -m tabular_mlops.serving.router ROUTES_FILE HOST PORT``."""
+    """``python -m tabular_mlops.serving.router ROUTES_FILE HOST PORT [STABLE_PORT]``: with
+    ``STABLE_PORT`` (and the stable address's directory in ``TABULAR_STABLE_DIR``), PORT is
+    the router's own and it hands out the stable address (local services); without, it
+    serves PORT itself (a pod behind a Service)."""
     import sys
 
     import uvicorn
 
     routes_file, host, port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    router = Router(routes_file)
+    if len(sys.argv) > 4 and os.environ.get(STABLE_DIR_ENV):
+        router.stable = StableListener(
+            router, Path(os.environ[STABLE_DIR_ENV]), port, router_owner,
+            bind_to=(host, int(sys.argv[4])),
+        )  # fmt: skip
     uvicorn.run(
-        Router(routes_file),
+        router,
         host=host,
         port=port,
         lifespan="on",

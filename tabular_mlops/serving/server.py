@@ -25,10 +25,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings, ServingSpec
+from tabular_mlops.serving.stable import STABLE_DIR_ENV
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 #: set by the supervising process, read by its workers
 SUPERVISOR_ENV = "TABULAR_SERVER_SUPERVISOR"
+#: the server's own port, for its workers (the owner file of the stable address names it)
+PORT_ENV = "TABULAR_SERVER_PORT"
 #: what a relative ``model_dir`` is taken from: the bento's root (a BentoML image sets it)
 BENTO_PATH_ENV = "BENTO_PATH"
 
@@ -60,6 +64,8 @@ def app_factory() -> FastAPI:
     spec = ServingSpec.model_validate_json((model_dir / "spec.json").read_text())
     app = create_app(spec, settings)
     path = load_model(app, spec, settings, model_dir)
+    if os.environ.get(STABLE_DIR_ENV):
+        _serve_stable_address(app, Path(os.environ[STABLE_DIR_ENV]), int(os.environ[PORT_ENV]))
     supervisor = int(os.environ.get(SUPERVISOR_ENV, "0"))
     if supervisor and supervisor != os.getpid():
         threading.Thread(
@@ -74,6 +80,28 @@ def app_factory() -> FastAPI:
         Path(__file__).parents[1],
     )
     return app
+
+
+def _serve_stable_address(app: FastAPI, directory: Path, own_port: int) -> None:
+    """Also accept on the model's stable address whenever the owner file names this
+    version (``serving/stable.py``): from the app's start to its end."""
+    from contextlib import asynccontextmanager
+
+    from tabular_mlops.serving.stable import StableListener
+
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        async with inner(application) as state:
+            listener = StableListener(app, directory, own_port)
+            await listener.start()
+            try:
+                yield state
+            finally:
+                await listener.stop()
+
+    app.router.lifespan_context = lifespan
 
 
 def _leave_with(supervisor: int) -> None:
@@ -94,6 +122,7 @@ def main() -> None:
     settings = ServingSettings.model_validate_json(os.environ[SETTINGS_ENV])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    os.environ[PORT_ENV] = str(port)
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # /metrics sums every worker's counters from files in one directory: the local
         # target gives each service its own; in a pod, a fresh one in its /tmp

@@ -192,16 +192,18 @@ def test_the_http_contract_refuses_text_and_foreign_media_types(live, rows):
     assert plain.status_code == 415
 
 
-def test_health_metrics_and_openapi(live):
+def test_health_metrics_and_openapi(live, paths):
     from openapi_spec_validator import validate
 
     assert httpx.get(f"{live.url}/livez").status_code == 200
     ready = httpx.get(f"{live.url}/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"ready": True, "inference_log": "ok"}  # or what it drops
-    router = httpx.get(f"{live.url}/-/metrics").text  # the router's own
-    assert "tabular_router_forwarded_total" in router
-    assert 'tabular_router_log_lines_total{log="routing",outcome="dropped"} 0' in router
+    router = target(paths).router(MODEL)
+    assert router is not None
+    metrics = httpx.get(f"{router.url}/-/metrics").text  # the router's own, on its own port
+    assert "tabular_router_forwarded_total" in metrics
+    assert 'tabular_router_log_lines_total{log="routing",outcome="dropped"} 0' in metrics
     metrics = httpx.get(f"{live.url}/metrics").text
     ok = f'tabular_predict_requests_total{{model_version="{live.model_version}",outcome="ok"}}'
     assert ok in metrics
@@ -211,6 +213,20 @@ def test_health_metrics_and_openapi(live):
     schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert schema["schema"] == {"$ref": "#/components/schemas/PredictRequest"}
     assert "mean radius" in json.dumps(spec["components"]["schemas"]["Row"])
+
+
+def test_without_an_experiment_the_live_version_answers_its_address_itself(live, paths, rows):
+    """No hop: the live version's workers accept on the stable address; the router
+    forwards nothing (``serving/stable.py``)."""
+    router = target(paths).router(MODEL)
+    assert router is not None
+    before = httpx.get(f"{router.url}/-/routes").json()
+    assert before["stable"]["owner"]["port"] == live.runs_as.port
+    assert before["stable"]["accepting"] == [live.runs_as.port]
+    for _ in range(20):
+        assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200
+    after = httpx.get(f"{router.url}/-/routes").json()
+    assert after["forwarded"] == before["forwarded"]
 
 
 def wait_until_logged(directory: Path, request_id: str, seconds: float = 5):
@@ -279,10 +295,12 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
         "src/tabular_mlops/core/transformers.py",
         "src/tabular_mlops/serving/__init__.py",
         "src/tabular_mlops/serving/app.py",
+        "src/tabular_mlops/serving/feedback.py",
         "src/tabular_mlops/serving/inference_log.py",
         "src/tabular_mlops/serving/router.py",
         "src/tabular_mlops/serving/server.py",
         "src/tabular_mlops/serving/service.py",
+        "src/tabular_mlops/serving/stable.py",
     }, code
 
 
@@ -373,6 +391,8 @@ def test_status_shows_the_live_service(live, paths):
     assert result.exit_code == 0
     served = f"Model '{MODEL}' version {live.model_version} at {live.url} (answering)"
     assert served in result.output
+    port = live.runs_as.port
+    assert f"address: accepted by the service on port {port}, itself (no hop)" in result.output
 
 
 def ok_count(service) -> float:

@@ -209,6 +209,36 @@ def test_too_many_rows_are_refused_by_size_before_they_are_read(service):
     assert "send at most 5 rows" in answer.json()["detail"][0]["problem"]
 
 
+def test_the_live_version_takes_feedback_itself_outside_an_experiment(churn, tmp_path):
+    """Without an experiment the stable address is the live version's own (no router in
+    between): feedback posted there is checked as the router checks it and stored."""
+    from fastapi.testclient import TestClient
+
+    from tabular_mlops.core.scoring import FastModel
+    from tabular_mlops.core.spec import ServingSettings
+    from tabular_mlops.serving.app import bind, create_app
+
+    _, model, spec = churn
+    settings = ServingSettings(model_tag="churn:1", inference_log_dir=str(tmp_path))
+    app = create_app(spec, settings)
+    bind(app, FastModel(model, [f.name for f in spec.features]), None)
+    client = TestClient(app)
+    stored = client.post("/feedback", json=[{"request_id": "r1", "label": "yes"},
+                                            {"request_id": "r2", "reward": 0.5}])  # fmt: skip
+    assert stored.status_code == 202 and stored.json() == {"accepted": 2, "matched": 0}
+    refused = client.post("/feedback", json={"request_id": "r3", "label": "yes", "reward": 1})
+    assert refused.status_code == 400
+    assert refused.json()["detail"][0]["problem"].endswith("give either label or reward")
+    app.state.feedback_log.close()
+    [log] = tmp_path.glob("feedback-*.jsonl")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(x["request_id"], x["version"], x["experiment"]) for x in lines] == [
+        ("r1", spec.model_version, ""), ("r2", spec.model_version, "")]  # fmt: skip
+    off = create_app(spec, ServingSettings(model_tag="churn:1"))
+    answer = TestClient(off).post("/feedback", json={"request_id": "r1", "label": "yes"})
+    assert answer.status_code == 503 and "inference log is off" in answer.json()["error"]
+
+
 def _app_reading(churn, **reading):
     from fastapi.testclient import TestClient
 

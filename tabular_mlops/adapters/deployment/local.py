@@ -1,17 +1,22 @@
 """Local services (dev, staging): a process per model version behind the model's stable address.
 
 Clients use one address per model, ``127.0.0.1:<port>`` (the port of the
-``tabular_local`` model deployer), for the model's whole life: a router process
-listens there (``serving/router.py``) and forwards to the live version's own
-process. A release starts the candidate on a free port, the deployment
-smoke-tests it there, and the switch rewrites the router's routes and signals
-it; the old process is stopped once the router has drained it. So a release, a
-failed release and a rollback cost a client no failed request.
+``tabular_local`` model deployer), for the model's whole life. It is one
+listening socket handed between processes (``serving/stable.py``): the live
+version's workers accept on it themselves when no experiment runs (no hop), the
+router (``serving/router.py``, on a port of its own) while one does, and
+whenever the live version is not there to. A release starts the candidate on
+a free port, the deployment smoke-tests it there, and the switch rewrites the
+router's routes and signals it; the router names the new version the address's
+owner, the old one stops accepting and finishes its clients' connections, and
+is stopped only then. So a release, a failed release and a rollback cost a
+client no failed request.
 
 Files under the model deployer's ``state_dir``, per model:
 
 - ``<model>.json``: the live service (what ``deploy --status`` reads);
 - ``<model>.router.json`` and ``<model>.routes.json``: the router and what it forwards to;
+- ``stable/<model>/``: who owns the stable address and who holds it;
 - ``<model>.lock``: held by the deployment in progress (two at once would race);
 - ``logs/``: one log per process; ``metrics/<model>-v<version>-<port>/``: each
   service's own Prometheus multiprocess directory, so one service's start never
@@ -38,6 +43,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import psutil
 from pydantic import BaseModel, ValidationError
@@ -62,6 +68,7 @@ from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import SETTINGS_ENV
 from tabular_mlops.serving.router import ROUTES_PATH, Routes, Upstream, write_routes
 from tabular_mlops.serving.server import command as server_command
+from tabular_mlops.serving.stable import STABLE_DIR_ENV, describe, holders, read_owner
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +104,15 @@ class DeploymentInProgressError(RuntimeError):
 class RouterProcess(BaseModel):
     pid: int
     started: float
+    #: the stable address's port
     port: int
     log_file: str
+    #: the router's own port (None: a router that listened on the stable port itself)
+    control_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.control_port or self.port}"
 
 
 class Restart(BaseModel):
@@ -137,6 +151,11 @@ def _restart(what: str, before: int, after: int | None, outcome: str) -> Restart
 
 def state_file(state_dir: Path, model_name: str, kind: str = "") -> Path:
     return state_dir / f"{model_name}{kind}.json"
+
+
+def stable_dir(state_dir: Path, model_name: str) -> Path:
+    """The stable address's owner file and holders (``serving/stable.py``)."""
+    return (state_dir / "stable" / model_name).resolve()
 
 
 def marker(state_dir: Path, model_name: str) -> str:
@@ -182,6 +201,8 @@ def start_service(package: BentoPackage, state_dir: Path, timeout: float) -> Run
         "PYTHONPATH": str(source),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics),
         MARKER_ENV: marker(state_dir, package.model_name),
+        # it accepts on the model's stable address itself whenever it is the one live version
+        STABLE_DIR_ENV: str(stable_dir(state_dir, package.model_name)),
     }
     with log_file.open("w") as log:
         pid = _spawn(command, env, log, cwd=source)
@@ -397,7 +418,7 @@ class LocalProcessTarget:
         os.kill(router.pid, signal.SIGHUP)
 
         def generation() -> Any:
-            return (router_status(self.stable_url) or {}).get("generation")
+            return (router_status(router.url) or {}).get("generation")
 
         if not wait_until(lambda: generation() == routes.generation, 10, interval=0.05):
             # the router kept its routes (e.g. it runs older code that cannot read these):
@@ -411,10 +432,37 @@ class LocalProcessTarget:
             )
 
         def drained() -> bool:
-            return not (router_status(self.stable_url) or {}).get("draining")
+            return not (router_status(router.url) or {}).get("draining")
 
         if not wait_until(drained, DRAIN_SECONDS, interval=0.05):
             logger.warning("router still draining after %s s; going on", DRAIN_SECONDS)
+        self._wait_for_address(model_name, routes, router)
+
+    def _wait_for_address(self, model_name: str, routes: Routes, router: RouterProcess) -> None:
+        """Wait until the stable address is where the routes put it (``serving/stable.py``):
+        the one live version accepts on it itself (no hop), and every version the routes no
+        longer name has stopped accepting and finished its clients' connections, so it
+        can be stopped without failing a request."""
+        directory = stable_dir(self.state_dir, model_name)
+        named = {urlsplit(upstream.url).port for upstream in routes.upstreams}
+
+        def settled() -> bool:
+            owner = read_owner(directory)
+            if owner is None or owner.generation < routes.generation:
+                return False
+            versions = [h for h in holders(directory) if h.port != router.control_port]
+            if owner.port != router.control_port and not any(
+                h.accepting for h in versions if h.port == owner.port
+            ):
+                return False
+            return all(not h.accepting and h.open == 0 for h in versions if h.port not in named)
+
+        if not wait_until(settled, DRAIN_SECONDS, interval=0.05):
+            logger.warning(
+                "the stable address had not settled after %s s (%s); going on",
+                DRAIN_SECONDS,
+                describe(directory),
+            )
 
     # --- online experiments ---------------------------------------------------------------
     def rollout(self, model_name: str) -> Rollout | None:
@@ -485,7 +533,8 @@ class LocalProcessTarget:
 
     def router_view(self, model_name: str) -> dict[str, Any] | None:
         """What the router reports: routes, each arm's figures, the rollout's state."""
-        return router_status(self.stable_url)
+        router = self.router(model_name)
+        return router_status(router.url) if router is not None else None
 
     def _moved_from(self, model_name: str) -> RouterProcess | None:
         """The model's running router when it answers on another port than ``local.port``
@@ -495,7 +544,7 @@ class LocalProcessTarget:
             return None
         if not _is_running(record.pid, record.started):
             return None
-        status = router_status(f"http://{HOST}:{record.port}")
+        status = router_status(record.url)
         return record if status and status.get("model_name") == model_name else None
 
     def _check_address(self, model_name: str) -> None:
@@ -514,18 +563,20 @@ class LocalProcessTarget:
         self._check_address(model_name)
         record = self.router(model_name)
         if record is not None and _is_running(record.pid, record.started):
-            status = router_status(f"http://{HOST}:{record.port}")
-            if record.port == self.local.port and status and status["model_name"] == model_name:
+            status = router_status(record.url)
+            if (
+                record.port == self.local.port
+                and record.control_port is not None
+                and status
+                and status["model_name"] == model_name
+            ):
                 return record
             stop_process_tree(record.pid)  # one that hangs, or a stale record's
-        if answers(f"{self.stable_url}/livez") or router_status(self.stable_url):
-            raise ServiceStartError(
-                f"{self.stable_url} (the model deployer's port) already answers for another "
-                "service; choose a free port for this model"
-            )
         log_file = self.state_dir / "logs" / f"{model_name}-router.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        control_port = free_port()
         with log_file.open("a") as log:
+            # it binds the stable address, or takes it over from the processes holding it
             pid = _spawn(
                 [
                     sys.executable,
@@ -533,16 +584,24 @@ class LocalProcessTarget:
                     "tabular_mlops.serving.router",
                     str(routes_file.resolve()),
                     HOST,
+                    str(control_port),
                     str(self.local.port),
                 ],
-                {MARKER_ENV: marker(self.state_dir, model_name)},
+                {
+                    MARKER_ENV: marker(self.state_dir, model_name),
+                    STABLE_DIR_ENV: str(stable_dir(self.state_dir, model_name)),
+                },
                 log,
             )
         record = RouterProcess(
-            pid=pid, started=identity(pid), port=self.local.port, log_file=str(log_file)
+            pid=pid,
+            started=identity(pid),
+            port=self.local.port,
+            log_file=str(log_file),
+            control_port=control_port,
         )
         if not wait_until(
-            lambda: router_status(self.stable_url) is not None,
+            lambda: router_status(record.url) is not None,
             30,
             lambda: not psutil.pid_exists(pid),
         ):
@@ -589,6 +648,7 @@ class LocalProcessTarget:
         self.sweep(model_name, keep_live=False, why=None)
         for kind in ("", ".router", ".routes", ".rollout"):
             state_file(self.state_dir, model_name, kind).unlink(missing_ok=True)
+        shutil.rmtree(stable_dir(self.state_dir, model_name), ignore_errors=True)
 
     def sweep_if_idle(self, model_name: str) -> list[int]:
         """:meth:`sweep` unless a deployment is in progress (its candidate is no stray)."""
@@ -807,13 +867,36 @@ class LocalProcessTarget:
             found.append(f"the router of {self.stable_url} is not running")
         if not _is_running(process.pid, process.started):
             found.append(f"the service process (pid {process.pid}) is gone")
-        status = router_status(service.url)
+        elif self.rollout(service.model_name) is None and not any(
+            h.accepting and h.port == process.port
+            for h in holders(stable_dir(self.state_dir, service.model_name))
+        ):
+            found.append(
+                f"version {service.model_version} does not accept on {self.stable_url} "
+                f"itself (see {process.log_file}); the router forwards to it, a hop"
+            )
+        status = router_status(router.url) if router is not None else None
         served = ((status or {}).get("live") or {}).get("model_version")
         if status is not None and served != service.model_version:
             found.append(f"{service.url} forwards to version {served}")
         if not answers(f"{service.url}/readyz"):
             found.append(f"{service.url}/readyz does not answer")
         return found
+
+    def address_view(self, model_name: str) -> str:
+        """Who accepts on the model's stable address now (``deploy --status``)."""
+        router = self.router(model_name)
+        router_port = router.control_port if router is not None else None
+        ports = sorted({h.port for h in holders(stable_dir(self.state_dir, model_name))
+                        if h.accepting})  # fmt: skip
+        if not ports:
+            return "nobody accepts on it: requests wait in its queue"
+        names = [
+            f"the router (port {port})" if port == router_port else f"the service on port {port}"
+            for port in ports
+        ]
+        hop = "" if router_port in ports else ", itself (no hop)"
+        return f"accepted by {' and '.join(names)}{hop}"
 
     def plan(self, model_name: str) -> dict[str, Any]:
         return {

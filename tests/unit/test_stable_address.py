@@ -1,0 +1,103 @@
+"""The stable address's hand-over (``serving/stable.py``): real sockets, one process."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tabular_mlops.serving import stable
+from tabular_mlops.serving.stable import Holder, Owner, StableListener
+
+
+def _app(name: str):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": name.encode()})
+
+    return app
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_holder_hands_a_copy_of_the_socket_to_another_process(tmp_path):
+    sock = stable.bind("127.0.0.1", 0)
+    broker = stable.Broker(sock)
+    try:
+        holder = Holder(pid=1, port=1, generation=None, accepting=False, open=0,
+                        broker=broker.address)  # fmt: skip
+        (tmp_path / "holders").mkdir()
+        (tmp_path / "holders" / "1.json").write_text(holder.model_dump_json())
+        copy = stable.fetch(tmp_path)
+        assert copy is not None
+        assert copy.getsockname() == sock.getsockname()  # the same socket, not a new one
+        copy.close()
+    finally:
+        broker.close()
+        sock.close()
+
+
+def test_the_port_of_another_process_is_refused_with_the_cause():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            stable.bind("127.0.0.1", taken.getsockname()[1])
+
+
+def test_the_router_stands_in_whenever_no_worker_of_the_owner_accepts(tmp_path):
+    (tmp_path / "holders").mkdir()
+    owner = Owner(generation=3, port=5000)
+    assert stable.router_owner(tmp_path, None, 7000)  # nobody named yet
+    assert stable.router_owner(tmp_path, Owner(generation=3, port=7000), 7000)
+    assert stable.router_owner(tmp_path, owner, 7000)  # the version is not there (yet)
+    import os
+
+    worker = Holder(pid=os.getpid(), port=5000, generation=3, accepting=True, open=2, broker="")
+    (tmp_path / "holders" / "w.json").write_text(worker.model_dump_json())
+    assert not stable.router_owner(tmp_path, owner, 7000)
+    dead = worker.model_copy(update={"pid": 2**22 + 1})  # no such process
+    (tmp_path / "holders" / "w.json").write_text(dead.model_dump_json())
+    assert stable.router_owner(tmp_path, owner, 7000)
+    assert not (tmp_path / "holders" / "w.json").exists()  # a dead holder's file goes
+
+
+def test_the_address_follows_the_owner_file_and_old_connections_are_closed(tmp_path: Path):
+    """Two processes' worth of listeners in one loop: the owner file moves the address
+    from one to the other; a kept-alive connection to the old one is told to close,
+    and a new connection reaches the new one; no request fails on the way."""
+    port = _free_port()
+
+    async def scenario() -> None:
+        old = StableListener(_app("old"), tmp_path, 1, bind_to=("127.0.0.1", port))
+        new = StableListener(_app("new"), tmp_path, 2)
+        stable.write_owner(tmp_path, Owner(generation=1, port=1))
+        await old.start()
+        await new.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                assert (await client.get("/")).text == "old"
+                stable.write_owner(tmp_path, Owner(generation=2, port=2))
+                await asyncio.sleep(stable.POLL_SECONDS * 4)
+                kept = await client.get("/")  # on the old connection
+                assert kept.text == "old" and kept.headers["connection"] == "close"
+                assert (await client.get("/")).text == "new"
+            holders = {h.port: h for h in stable.holders(tmp_path)}
+            assert holders[2].accepting and not holders[1].accepting
+            await asyncio.sleep(stable.POLL_SECONDS * 4)
+            assert stable.describe(tmp_path)["accepting"] == [2]
+        finally:
+            await new.stop()
+            await old.stop()
+        assert stable.holders(tmp_path) == []
+
+    asyncio.run(scenario())
