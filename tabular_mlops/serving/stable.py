@@ -252,12 +252,14 @@ class StableListener:
         self.bind_to = bind_to
         self.held: socket.socket | None = None
         self.broker: Broker | None = None
-        self.server: asyncio.base_events.Server | None = None
+        #: this process's accepting copy of the socket, while it accepts
+        self.accepting: socket.socket | None = None
         self.reported: tuple[Any, ...] | None = None
         self.generation: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._warned = False
         self._protocol: Callable[[], asyncio.Protocol] = asyncio.Protocol
+        self._connecting: set[asyncio.Task[Any]] = set()
         self._state: Any = None
 
     # --- the socket -----------------------------------------------------------------
@@ -299,7 +301,7 @@ class StableListener:
                                      send: Send) -> None:  # fmt: skip
         """The app, with ``Connection: close`` on every answer once this process no longer
         accepts: its clients' next request opens a connection the owner accepts."""
-        if self.server is not None or scope["type"] != "http":
+        if self.accepting is not None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
@@ -323,24 +325,51 @@ class StableListener:
         owner = read_owner(self.directory)
         self.generation = owner.generation if owner else None
         wanted = self.rule(self.directory, owner, self.own_port)
-        if wanted and self.server is None:
+        if wanted and self.accepting is None:
             sock = self.obtain()
             if sock is None:
                 if not self._warned:
                     logger.warning("no process holds the stable address yet: waiting")
                     self._warned = True
             else:
-                self.server = await asyncio.get_running_loop().create_server(
-                    self._protocol,
-                    sock=sock.dup(),
-                    backlog=BACKLOG,
-                )
+                self._start_accepting(sock)
                 logger.info("pid %s accepts on the stable address", os.getpid())
-        elif not wanted and self.server is not None:
-            self.server.close()  # closes this process's copy only; the queue stays
-            self.server = None
+        elif not wanted and self.accepting is not None:
+            self._stop_accepting()
             logger.info("pid %s no longer accepts on the stable address", os.getpid())
         self._report()
+
+    def _start_accepting(self, sock: socket.socket) -> None:
+        """Accept one connection per wake-up, not every queued one: a worker busy
+        answering comes back later, so the idle one takes the next connections (a
+        greedy accept loop, asyncio's or libuv's, lets one worker take a whole burst
+        of new connections while the other idles)."""
+        self.accepting = sock.dup()  # closing it later closes this copy only
+        self.accepting.setblocking(False)
+        asyncio.get_running_loop().add_reader(self.accepting.fileno(), self._accept_one)
+
+    def _accept_one(self) -> None:
+        if self.accepting is None:
+            return
+        try:
+            connection, _ = self.accepting.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another holder took it
+        except OSError as exc:  # out of file descriptors, say: the queue keeps it
+            logger.warning("accepting on the stable address failed: %s", exc)
+            return
+        connection.setblocking(False)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(self._protocol, connection))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    def _stop_accepting(self) -> None:
+        """Stop accepting; the queue stays, for the others (never closed here)."""
+        if self.accepting is not None:
+            asyncio.get_running_loop().remove_reader(self.accepting.fileno())
+            self.accepting.close()
+            self.accepting = None
 
     @property
     def _holder_file(self) -> str:
@@ -353,11 +382,11 @@ class StableListener:
         if self.broker is None:
             return
         open_now = self.open_connections()
-        key = (self.generation, self.server is not None, min(open_now, 1))
+        key = (self.generation, self.accepting is not None, min(open_now, 1))
         if key == self.reported:
             return
         holder = Holder(pid=os.getpid(), port=self.own_port, generation=self.generation,
-                        accepting=self.server is not None, open=open_now,
+                        accepting=self.accepting is not None, open=open_now,
                         broker=self.broker.address)  # fmt: skip
         _write_atomically(holders_dir(self.directory) / self._holder_file,
                           holder.model_dump_json())  # fmt: skip
@@ -374,9 +403,8 @@ class StableListener:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.server is not None:
-            self.server.close()
-            self.server = None
+        if self.accepting is not None:
+            self._stop_accepting()
         self._report()
         if self._state is not None:
             deadline = time.monotonic() + grace
