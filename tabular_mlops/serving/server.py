@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 SUPERVISOR_ENV = "TABULAR_SERVER_SUPERVISOR"
 #: the server's own port, for its workers (the owner file of the stable address names it)
 PORT_ENV = "TABULAR_SERVER_PORT"
+#: set when this worker's server is gone and it is about to leave
+LEAVING = threading.Event()
 #: what a relative ``model_dir`` is taken from: the bento's root (a BentoML image sets it)
 BENTO_PATH_ENV = "BENTO_PATH"
 
@@ -94,7 +96,7 @@ def _serve_stable_address(app: FastAPI, directory: Path, own_port: int) -> None:
     @asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[Any]:
         async with inner(application) as state:
-            listener = StableListener(app, directory, own_port)
+            listener = StableListener(app, directory, own_port, leaving=LEAVING.is_set)
             await listener.start()
             try:
                 yield state
@@ -108,6 +110,8 @@ def _leave_with(supervisor: int) -> None:
     """Stop this worker once its supervisor is gone: gracefully, then for sure."""
     while os.getppid() == supervisor:
         time.sleep(0.5)
+    LEAVING.set()  # no new connection on the stable address: the router stands in
+    time.sleep(0.2)
     logger.warning("supervisor %s is gone: worker %s stops", supervisor, os.getpid())
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(10)

@@ -234,7 +234,8 @@ class StableListener:
     """Accepts on the stable socket while ``rule`` says so, in this process's event loop.
 
     ``app`` is served on it with the same uvicorn protocol as the process's own port;
-    ``own_port`` is how the owner file names this process.
+    ``own_port`` is how the owner file names this process; once ``leaving()`` (its
+    server died), it accepts no more.
     """
 
     def __init__(
@@ -244,8 +245,10 @@ class StableListener:
         own_port: int,
         rule: Rule = direct_owner,
         bind_to: tuple[str, int] | None = None,
+        leaving: Callable[[], bool] = lambda: False,
     ) -> None:
         self.app = app
+        self.leaving = leaving
         self.directory = directory
         self.own_port = own_port
         self.rule = rule
@@ -324,7 +327,7 @@ class StableListener:
     async def _follow_once(self) -> None:
         owner = read_owner(self.directory)
         self.generation = owner.generation if owner else None
-        wanted = self.rule(self.directory, owner, self.own_port)
+        wanted = not self.leaving() and self.rule(self.directory, owner, self.own_port)
         if wanted and self.accepting is None:
             sock = self.obtain()
             if sock is None:

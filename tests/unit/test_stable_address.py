@@ -101,3 +101,19 @@ def test_the_address_follows_the_owner_file_and_old_connections_are_closed(tmp_p
         assert stable.holders(tmp_path) == []
 
     asyncio.run(scenario())
+
+
+def test_the_uvicorn_pieces_it_serves_with_are_where_it_expects_them():
+    """``StableListener`` serves the stable socket with uvicorn's own HTTP protocol, as
+    uvicorn serves a port: this fails by name when an upgrade moves one of them."""
+    import inspect
+
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    config = uvicorn.Config(_app("x"), lifespan="off", interface="asgi3")
+    config.load()
+    parameters = inspect.signature(config.http_protocol_class).parameters
+    assert {"config", "server_state", "app_state"} <= set(parameters)
+    assert hasattr(ServerState(), "connections")
+    assert callable(getattr(config.http_protocol_class, "shutdown", None))
