@@ -295,7 +295,7 @@ def stray_processes(state_dir: Path, model_name: str, keep: set[int]) -> list[ps
 
 
 class LocalProcessTarget:
-    """Processes on this machine behind a router on ``local.port``; the bento store is
+    """Processes on this machine sharing the address ``local.port``; the bento store is
     the registry. ``serving`` is the deployment's policy, ``local`` the model
     deployer's configuration (the environment's)."""
 
@@ -900,7 +900,8 @@ class LocalProcessTarget:
 
     def plan(self, model_name: str) -> dict[str, Any]:
         return {
-            "target": "local processes behind a router on the model's stable address",
+            "target": "local processes; the stable address is the live one's, a router's "
+            "during a rollout",
             "stable_url": self.stable_url,
             "state_file": str(state_file(self.state_dir, model_name)),
             "inference_log_dir": str(self.inference_log_dir),

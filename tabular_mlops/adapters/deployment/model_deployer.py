@@ -3,7 +3,7 @@
 Every environment's stack declares one (``stack.components.model_deployer``):
 
 - ``tabular_local`` (dev, staging): a process per model version on 127.0.0.1,
-  behind a router on the model's stable address (``local.py``);
+  on the model's stable address, handed to the live one (``local.py``);
 - ``tabular_kubernetes`` (prod): a Deployment per model version and a stable
   Service on the cluster, the image built and pushed by the stack's image
   builder and container registry (``kubernetes.py``).

@@ -5,7 +5,7 @@ The deployment pipeline asks a target to publish the bento, start it beside
 the live service, make it live and stop the one it replaces. Two targets:
 
 - ``LocalProcessTarget`` (``tabular_local``: dev, staging): a process per
-  version on 127.0.0.1, behind a router on the model's stable address,
+  version on 127.0.0.1, the model's stable address handed to the live one,
   recorded in a state file;
 - ``KubernetesTarget`` (``tabular_kubernetes``: prod): the bento as an image
   built by the stack's image builder and pushed to its container registry,
