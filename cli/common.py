@@ -355,13 +355,15 @@ FIXES = {
     "BatchSchemaError": "give a batch with the production model's columns",
     "SmokeTestError": "the live service is unchanged; see the candidate's log under "
     "the serving state directory's logs/",
-    "ServiceStartError": "the live service is unchanged; see the candidate's log under "
-    "the serving state directory's logs/",
+    "ServiceStartError": "the live service is unchanged; the message names the log to read "
+    "(under the serving state directory's logs/)",
     "LabelsError": "check parameters.monitoring.labels_path",
     "DeploymentInProgressError": "the live service is unchanged; run the command again once "
     "the other deployment has finished",
     "AddressMovedError": "the live service is unchanged; move it explicitly (`deploy --stop`, "
     "then deploy) or keep its port",
+    "AddressTakenError": "stop the process on that port, or give the model deployer another "
+    "`port` in configs/environments/<env>.yaml",
     "ArrowInvalid": "the file is empty or not a table: give a CSV with a header row and rows, "
     "or a Parquet file",
     "EmptyDataError": "the file is empty: give a CSV with a header row and rows",

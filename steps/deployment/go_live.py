@@ -34,17 +34,21 @@ def go_live(
     previous = target.live(candidate.model_name)
     strategy = serving.rollout.strategy
     experiment = None
-    if strategy == "replace" or previous is None:
-        live = target.switch(candidate)
-        if previous is not None and previous.instance != candidate.instance:
-            target.stop(previous)
-    else:
-        # the experiment's sample is fixed now, on the champion's recorded accuracy
-        plan = planned(
-            serving.rollout, recorded_accuracy(previous.model_name, previous.model_version)
-        )
-        rollout = target.begin_rollout(previous, candidate, plan, package.settings.source_token)
-        live, experiment = previous, rollout.experiment
+    try:
+        if strategy == "replace" or previous is None:
+            live = target.switch(candidate)
+        else:
+            # the experiment's sample is fixed now, on the champion's recorded accuracy
+            plan = planned(
+                serving.rollout, recorded_accuracy(previous.model_name, previous.model_version)
+            )
+            rollout = target.begin_rollout(previous, candidate, plan, package.settings.source_token)
+            live, experiment = previous, rollout.experiment
+    except Exception:
+        target.stop(candidate)  # the address was not handed over: nothing else changed
+        raise
+    if experiment is None and previous is not None and previous.instance != candidate.instance:
+        target.stop(previous)
     deployer.record_live(live)  # `zenml model-deployer models list`, the model version's
     served = {live.bento_tag, candidate.bento_tag}
     pruned = prune_bentos(live.model_name, serving.keep_bentos, served)

@@ -214,6 +214,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def bindable(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port`` now (a new stable socket could be bound)."""
+    try:
+        bind(host, port).close()
+    except OSError:
+        return False
+    return True
+
+
 def direct_owner(directory: Path, owner: Owner | None, own_port: int) -> bool:
     """A version's rule: accept when the owner file names this process's port."""
     return owner is not None and owner.port == own_port

@@ -432,6 +432,28 @@ def test_a_changed_port_never_moves_the_address_from_under_its_clients(live, pat
     assert "`deploy --stop`, then deploy, moves it" in status.output
 
 
+def test_an_address_another_process_holds_is_refused_before_anything_starts(live, paths, tmp_path):
+    """The environment's port is some other program's: the deploy fails at once, naming
+    the address and the fix, and starts nothing (no candidate left behind)."""
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        state = tmp_path / "state"
+        taken = serving_env(tmp_path, port, state, paths["log"], workers=2)
+        result = deploy(paths | {"env": taken, "state": state})
+    assert result.exit_code == 1, result.output
+    assert "step 'start_candidate' failed (AddressTakenError)" in result.output
+    assert f"http://127.0.0.1:{port} is taken by a process that is not this model's" in (
+        result.output
+    )
+    assert "another `port` in configs/environments/<env>.yaml" in result.output
+    assert local_server.stray_processes(state, MODEL, set()) == []
+    assert post(live, json.dumps({"rows": [{}]})).status_code == 400  # the live one answers
+
+
 def test_a_model_over_the_latency_budget_is_refused_before_anything_is_built(live, paths, rows):
     from zenml.client import Client
 

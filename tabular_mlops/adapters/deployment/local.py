@@ -62,13 +62,24 @@ from tabular_mlops.adapters.net import (
     wait_for_url,
     wait_until,
 )
-from tabular_mlops.adapters.processes import identity, is_same_process, stop_process_tree
+from tabular_mlops.adapters.processes import (
+    has_exited,
+    identity,
+    is_same_process,
+    stop_process_tree,
+)
 from tabular_mlops.core.config import LocalServingConfig, ServingConfig
 from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import SETTINGS_ENV
 from tabular_mlops.serving.router import ROUTES_PATH, Routes, Upstream, write_routes
 from tabular_mlops.serving.server import command as server_command
-from tabular_mlops.serving.stable import STABLE_DIR_ENV, describe, holders, read_owner
+from tabular_mlops.serving.stable import (
+    STABLE_DIR_ENV,
+    bindable,
+    describe,
+    holders,
+    read_owner,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +106,10 @@ class ServiceStateError(RuntimeError):
 
 class AddressMovedError(RuntimeError):
     """The model is served at another address than the model deployer's port now says."""
+
+
+class AddressTakenError(RuntimeError):
+    """The model deployer's port is held by a process that is not this model's."""
 
 
 class DeploymentInProgressError(RuntimeError):
@@ -223,7 +238,7 @@ def start_service(package: BentoPackage, state_dir: Path, timeout: float) -> Run
         ),
     )
     logger.info("started %s (pid %s) on %s", package.bento_tag, pid, service.url)
-    if wait_for_url(f"{service.url}/readyz", timeout, lambda: not psutil.pid_exists(pid)):
+    if wait_for_url(f"{service.url}/readyz", timeout, lambda: has_exited(pid)):
         return service
     stop_process_tree(pid)
     shutil.rmtree(metrics, ignore_errors=True)
@@ -550,6 +565,18 @@ class LocalProcessTarget:
     def _check_address(self, model_name: str) -> None:
         """Refuse to move a served model's address as a side effect: its clients use the
         old one. Moving it is ``deploy --stop``, then a deploy on the new port."""
+        router = self.router(model_name)
+        ours = router is not None and _is_running(router.pid, router.started)
+        if (
+            not ours
+            and not holders(stable_dir(self.state_dir, model_name))
+            and not bindable(HOST, self.local.port)
+        ):
+            raise AddressTakenError(
+                f"{self.stable_url} is taken by a process that is not this model's; nothing "
+                f"was started. Stop that process, or give the model deployer another "
+                "`port` in the environment's YAML (configs/environments/)"
+            )
         moved = self._moved_from(model_name)
         if moved is not None:
             raise AddressMovedError(
@@ -603,12 +630,15 @@ class LocalProcessTarget:
         if not wait_until(
             lambda: router_status(record.url) is not None,
             30,
-            lambda: not psutil.pid_exists(pid),
+            lambda: has_exited(pid),
         ):
             stop_process_tree(pid)
+            tail = _tail(log_file)
+            errors = [line for line in tail.splitlines() if " ERROR " in line]
+            cause = errors[-1].split(" ERROR ", 1)[1] if errors else "see its log"
             raise ServiceStartError(
-                f"the router did not start on {self.stable_url}; last lines of {log_file}:\n"
-                f"{_tail(log_file)}"
+                f"the router of {self.stable_url} did not start ({cause}); last lines of "
+                f"{log_file}:\n{tail}"
             )
         _write(state_file(self.state_dir, model_name, ".router"), record)
         logger.info("router (pid %s) serves %s at %s", pid, model_name, self.stable_url)
@@ -817,7 +847,7 @@ class LocalProcessTarget:
         ready = wait_for_url(
             f"{process.direct_url}/readyz",
             self.serving.startup_timeout_seconds,
-            lambda: not psutil.pid_exists(pid),
+            lambda: has_exited(pid),
         )
         if not ready:
             stop_process_tree(pid)
