@@ -303,7 +303,10 @@ class Router:
             port = urlsplit(self.arms[0].pool.upstream.url).port or port
         owner = Owner(generation=routes.generation, port=port)
         if read_owner(self.stable.directory) != owner:
-            write_owner(self.stable.directory, owner)
+            try:
+                write_owner(self.stable.directory, owner)
+            except OSError as exc:  # a full disk: the address stays where it is
+                logger.error("could not hand the stable address to port %s: %s", port, exc)
 
     async def _watch_routes(self, interval: float = 2.0) -> None:
         """Reload when the routes file changes without a signal: on Kubernetes it is a

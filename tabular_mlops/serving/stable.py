@@ -270,6 +270,7 @@ class StableListener:
         self.generation: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._warned = False
+        self._unreported = False
         self._protocol: Callable[[], asyncio.Protocol] = asyncio.Protocol
         self._connecting: set[asyncio.Task[Any]] = set()
         self._state: Any = None
@@ -400,8 +401,16 @@ class StableListener:
         holder = Holder(pid=os.getpid(), port=self.own_port, generation=self.generation,
                         accepting=self.accepting is not None, open=open_now,
                         broker=self.broker.address)  # fmt: skip
-        _write_atomically(holders_dir(self.directory) / self._holder_file,
-                          holder.model_dump_json())  # fmt: skip
+        try:
+            _write_atomically(holders_dir(self.directory) / self._holder_file,
+                              holder.model_dump_json())  # fmt: skip
+        except OSError as exc:  # a full disk: serving goes on; said once, tried again
+            if not self._unreported:
+                logger.warning("cannot write %s's holder file (%s): trying again",
+                               os.getpid(), exc)  # fmt: skip
+            self._unreported = True
+            return
+        self._unreported = False
         self.reported = key
 
     async def stop(self, grace: float = 1.0) -> None:

@@ -117,3 +117,36 @@ def test_the_uvicorn_pieces_it_serves_with_are_where_it_expects_them():
     assert {"config", "server_state", "app_state"} <= set(parameters)
     assert hasattr(ServerState(), "connections")
     assert callable(getattr(config.http_protocol_class, "shutdown", None))
+
+
+def test_a_holder_that_cannot_write_its_file_still_accepts(tmp_path, monkeypatch, caplog):
+    """A full disk under the state directory: the address is served all the same, the
+    problem said once, and the holder file written once the disk has room again."""
+    import errno
+
+    port = _free_port()
+    real = stable._write_atomically
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def scenario() -> None:
+        stable.write_owner(tmp_path, Owner(generation=1, port=1))
+        monkeypatch.setattr(stable, "_write_atomically", full)
+        listener = StableListener(_app("one"), tmp_path, 1, bind_to=("127.0.0.1", port))
+        await listener.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                assert (await client.get("/")).text == "one"
+            await asyncio.sleep(stable.POLL_SECONDS * 3)
+            assert stable.holders(tmp_path) == []
+            monkeypatch.setattr(stable, "_write_atomically", real)
+            await asyncio.sleep(stable.POLL_SECONDS * 3)
+            [holder] = stable.holders(tmp_path)
+            assert holder.accepting
+        finally:
+            await listener.stop()
+
+    asyncio.run(scenario())
+    said = [r for r in caplog.records if "cannot write" in r.getMessage()]
+    assert len(said) == 1 and "No space left on device" in said[0].getMessage()
