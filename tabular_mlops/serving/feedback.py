@@ -13,10 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
+from tabular_mlops.core.problems import unique_keys
+
 #: where feedback is posted, on the model's stable address
 FEEDBACK_PATH = "/feedback"
 #: feedback items in one request
 MAX_FEEDBACK_ITEMS = 1000
+#: bytes one feedback request may take, counted as they are read (chunked or not):
+#: 1,000 items of a long request id and label take about 400 KB
+MAX_FEEDBACK_BYTES = 1024 * 1024
 
 
 class Feedback(BaseModel):
@@ -45,12 +50,29 @@ class FeedbackRefusedError(ValueError):
         self.status, self.answer = status, answer
 
 
+def check_media_type(content_type: str | None) -> None:
+    """Feedback is JSON: any other declared type is refused (415), as ``/predict`` does."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise FeedbackRefusedError(415, {"error": "unsupported media type", "detail": [
+            {"field": "content-type", "problem": f"{media_type or 'none'}; send "
+             "application/json"}]})  # fmt: skip
+
+
+def too_large() -> FeedbackRefusedError:
+    return FeedbackRefusedError(413, {"error": "feedback too large", "detail": [
+        {"field": "(body)", "problem": f"over {MAX_FEEDBACK_BYTES} bytes"}]})  # fmt: skip
+
+
 def parse_feedback(body: bytes) -> list[Feedback]:
-    """The items of a feedback body (one object or a list); FeedbackRefusedError names
-    each problem's field."""
+    """The items of a feedback body (one object or a list), read by the same JSON rules
+    as ``/predict`` (a key twice, nesting deeper than Python's parser goes: 400, never
+    a 500); FeedbackRefusedError names each problem's field."""
+    if len(body) > MAX_FEEDBACK_BYTES:
+        raise too_large()
     try:
-        document = json.loads(body)
-    except ValueError as exc:
+        document = json.loads(body, object_pairs_hook=unique_keys)
+    except (ValueError, RecursionError) as exc:
         raise FeedbackRefusedError(400, {"error": "invalid feedback", "detail": [
             {"field": "(body)", "problem": f"Invalid JSON: {exc}"}]}) from None  # fmt: skip
     single = not isinstance(document, list)

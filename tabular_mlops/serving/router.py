@@ -65,7 +65,14 @@ from tabular_mlops.core.rollout import (
     too_slow,
 )
 from tabular_mlops.core.spec import SHADOW_PATH, SOURCE_HEADER, SOURCE_TOKEN_HEADER
-from tabular_mlops.serving.feedback import FEEDBACK_PATH, FeedbackRefusedError, parse_feedback
+from tabular_mlops.serving.feedback import (
+    FEEDBACK_PATH,
+    MAX_FEEDBACK_BYTES,
+    FeedbackRefusedError,
+    check_media_type,
+    parse_feedback,
+    too_large,
+)
 from tabular_mlops.serving.stable import (
     STABLE_DIR_ENV,
     Owner,
@@ -246,6 +253,10 @@ class Router:
         self.remembered: collections.OrderedDict[str, tuple[int, list[str] | None]] = (
             collections.OrderedDict()
         )
+        #: (request id, row) pairs fed back already: a second item for one is not evidence
+        self.fed: collections.OrderedDict[tuple[str, int], None] = collections.OrderedDict()
+        #: feedback items refused as evidence (unknown request ids, repeats)
+        self.feedback_refused = 0
         self.random = random.Random()
         self.routing_log: Any = None
         self.feedback_log: Any = None
@@ -278,6 +289,7 @@ class Router:
             self.step, self.at_step, self.state, self.reason = 0, 0, "running", ""
             self.compared = self.agreed = self.mirrors_skipped = 0
             self.remembered.clear()
+            self.fed.clear()
             self.shadow_waiting.clear()
             if routes.experiment and routes.evidence_dir and len(arms) > 1:
                 self._resume(Path(routes.evidence_dir), routes.experiment)
@@ -363,6 +375,7 @@ class Router:
             found = by_version.get(str(item.get("version")))
             if found is None:
                 continue
+            self._first_feedback(str(item.get("request_id")), int(item.get("row", 0)))
             arm = found[1]
             if item.get("reward") is not None:
                 arm.rewarded += 1
@@ -457,6 +470,12 @@ class Router:
                 lines.append(
                     f'tabular_router_log_lines_total{{log="{name}",outcome="{outcome}"}} {count}'
                 )
+        lines += [
+            "# HELP tabular_router_feedback_refused_total Feedback items kept out of the "
+            "evidence: request ids this router never answered, a row fed back twice.",
+            "# TYPE tabular_router_feedback_refused_total counter",
+            f"tabular_router_feedback_refused_total {self.feedback_refused}",
+        ]
         return "\n".join(lines) + "\n"
 
     # --- the plan, request by request -----------------------------------------------
@@ -567,7 +586,7 @@ class Router:
                 (self.metrics().encode()),
             )
         elif scope["path"] == FEEDBACK_PATH and scope["method"] == "POST":
-            status, headers, body = self._feedback(await _read_body(receive))
+            status, headers, body = await self._take_feedback(scope, receive)
         else:
             status, headers, body = await self._forward(scope, receive)
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -607,34 +626,65 @@ class Router:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def _take_feedback(self, scope: dict[str, Any], receive: Receive) -> Answer:
+        """``POST /feedback``: JSON only, its size counted on the bytes read."""
+        content_type = next((v.decode("latin-1") for k, v in scope["headers"]
+                             if k == b"content-type"), None)  # fmt: skip
+        try:
+            check_media_type(content_type)
+            body = await _read_body(receive, MAX_FEEDBACK_BYTES)
+        except BodyTooLargeError:
+            return _json(413, too_large().answer)
+        except FeedbackRefusedError as refused:
+            return _json(refused.status, refused.answer)
+        return self._feedback(body)
+
     def _feedback(self, body: bytes) -> Answer:
-        """Store each item durably and count it for the arm that answered it."""
+        """Store each item durably and count it for the arm that answered it. Only
+        answers this router gave are evidence, each (request id, row) once: an item
+        for an id it never answered, or a second one for the same row, is counted apart
+        and never written (nobody can flip an experiment by relabelling its answers)."""
         try:
             items = parse_feedback(body)
         except FeedbackRefusedError as refused:
             return _json(refused.status, refused.answer)
         if self.feedback_log is None:
             return _json(503, {"error": "feedback is not stored: no evidence directory"})
-        matched = 0
+        matched = unknown = repeated = 0
         now = datetime.now(UTC).isoformat()
         for item in items:
             answered = self.remembered.get(item.request_id)
-            version = None
-            if answered is not None and answered[0] < len(self.arms):
-                matched += 1
-                arm = self.arms[answered[0]]
-                version = arm.version
-                if item.reward is not None:
-                    arm.rewarded += 1
-                    arm.reward_sum += item.reward
-                elif answered[1] is not None and item.row < len(answered[1]):
-                    arm.labelled += 1
-                    arm.correct += int(answered[1][item.row] == item.label)
+            if answered is None or answered[0] >= len(self.arms):
+                unknown += 1
+                continue
+            if not self._first_feedback(item.request_id, item.row):
+                repeated += 1
+                continue
+            matched += 1
+            arm = self.arms[answered[0]]
+            if item.reward is not None:
+                arm.rewarded += 1
+                arm.reward_sum += item.reward
+            elif answered[1] is not None and item.row < len(answered[1]):
+                arm.labelled += 1
+                arm.correct += int(answered[1][item.row] == item.label)
             self.feedback_log.append(
-                json.dumps({"timestamp": now, **item.model_dump(), "version": version,
+                json.dumps({"timestamp": now, **item.model_dump(), "version": arm.version,
                             "experiment": self.routes.experiment if self.routes else ""})
             )  # fmt: skip
-        return _json(202, {"accepted": len(items), "matched": matched})
+        self.feedback_refused += unknown + repeated
+        return _json(202, {"accepted": matched, "matched": matched, "unknown": unknown,
+                           "repeated": repeated})  # fmt: skip
+
+    def _first_feedback(self, request_id: str, row: int) -> bool:
+        """Whether no feedback was taken yet for this answer's row (and note it)."""
+        key = (request_id, row)
+        if key in self.fed:
+            return False
+        self.fed[key] = None
+        while len(self.fed) > REMEMBERED:
+            self.fed.popitem(last=False)
+        return True
 
     async def _forward(self, scope: dict[str, Any], receive: Receive) -> Answer:
         headers: dict[str, str] = {}
@@ -652,7 +702,11 @@ class Router:
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             return _json(413, {"error": "request too large", "detail": [
                 {"field": "(body)", "problem": f"over {MAX_BODY_BYTES} bytes"}]})  # fmt: skip
-        body = await _read_body(receive)
+        try:
+            body = await _read_body(receive, MAX_BODY_BYTES)
+        except BodyTooLargeError as exc:
+            return _json(413, {"error": "request too large", "detail": [
+                {"field": "(body)", "problem": str(exc)}]})  # fmt: skip
         path = scope["raw_path"].decode("latin-1") or scope["path"]
         if scope["query_string"]:
             path += "?" + scope["query_string"].decode("latin-1")
@@ -839,11 +893,21 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return stat.st_ino, stat.st_mtime_ns
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+class BodyTooLargeError(ValueError):
+    """A body longer than its limit, counted on the bytes read (a chunked one included)."""
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The request's body, or BodyTooLargeError as soon as more than ``limit`` bytes came:
+    a declared length can be absent (chunked) or a lie."""
+    chunks, size = [], 0
     while True:
         message = await receive()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(f"over {limit} bytes")
+        chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
 

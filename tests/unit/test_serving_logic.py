@@ -229,6 +229,19 @@ def test_the_live_version_takes_feedback_itself_outside_an_experiment(churn, tmp
     refused = client.post("/feedback", json={"request_id": "r3", "label": "yes", "reward": 1})
     assert refused.status_code == 400
     assert refused.json()["detail"][0]["problem"].endswith("give either label or reward")
+    plain = client.post("/feedback", content=b'{"request_id": "r4", "label": "yes"}',
+                        headers={"content-type": "text/plain"})  # fmt: skip
+    assert plain.status_code == 415
+    deep = client.post("/feedback", content=b"[" * 10_000 + b"]" * 10_000,
+                       headers={"content-type": "application/json"})  # fmt: skip
+    assert deep.status_code == 400
+
+    def chunks():  # no content-length: counted as read
+        for _ in range(40):
+            yield b" " * 65536
+
+    huge = client.post("/feedback", content=chunks(), headers={"content-type": "application/json"})
+    assert huge.status_code == 413
     app.state.feedback_log.close()
     [log] = tmp_path.glob("feedback-*.jsonl")
     lines = [json.loads(line) for line in log.read_text().splitlines()]
@@ -462,7 +475,11 @@ def test_the_router_switches_on_a_new_routes_file_and_keeps_its_routes_on_a_bad_
     assert after_bad["generation"] == 2 and after_bad["live"]["url"] == "http://127.0.0.1:2"
 
 
-def test_feedback_is_checked_item_by_item_and_stored(tmp_path):
+def test_feedback_is_checked_item_by_item_and_only_answers_given_are_evidence(tmp_path):
+    """As an attacker would try: a reward out of range, no request id, garbage, nesting
+    deeper than the parser goes (400, never a 500); labels for ids the router never
+    answered, and a second label for a row already fed back, are counted apart and never
+    written: nobody relabels an experiment's answers."""
     import asyncio
 
     from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
@@ -471,24 +488,32 @@ def test_feedback_is_checked_item_by_item_and_stored(tmp_path):
     write_routes(routes_file, Routes(model_name="m", evidence_dir=str(tmp_path / "evidence"),
                                      upstreams=[Upstream(url="http://127.0.0.1:1",
                                                          model_version="1")]))  # fmt: skip
+    deep = b"[" * 10_000 + b"]" * 10_000
 
     async def scenario() -> tuple[list[tuple[int, dict]], str]:
         router = Router(routes_file)
         router.reload()
+        router.remembered["r1"] = (0, ["yes"])  # the router answered r1 (its row 0: "yes")
         answers = []
         two = b'[{"request_id": "r1", "label": "yes"}, {"request_id": "r2", "reward": 1}]'
-        for body in (b'{"request_id": "r1", "reward": 2}', b"[{}]", b"nope", two):
+        flip = b'{"request_id": "r1", "label": "no"}'
+        twice = b'{"request_id": "r1", "request_id": "r3", "label": "no"}'
+        for body in (b'{"request_id": "r1", "reward": 2}', b"[{}]", b"nope", deep, two, flip,
+                     twice):  # fmt: skip
             status, _, answer = router._feedback(body)
             answers.append((status, json.loads(answer)))
         router.feedback_log.close()
         return answers, router.metrics()
 
-    (reward, missing, garbage, stored), metrics = asyncio.run(scenario())
+    (reward, missing, garbage, nested, stored, flipped, keyed), metrics = asyncio.run(scenario())
     assert reward == (400, {"error": "invalid feedback", "detail": [
         {"field": "reward", "problem": "Input should be less than or equal to 1"}]})  # fmt: skip
     assert missing[1]["detail"][0]["field"] == "0.request_id"
     assert garbage[1]["detail"][0]["problem"].startswith("Invalid JSON")
-    assert stored == (202, {"accepted": 2, "matched": 0})
+    assert nested[0] == 400 and nested[1]["detail"][0]["problem"].startswith("Invalid JSON")
+    assert keyed[0] == 400 and "request_id" in keyed[1]["detail"][0]["problem"]
+    assert stored == (202, {"accepted": 1, "matched": 1, "unknown": 1, "repeated": 0})
+    assert flipped == (202, {"accepted": 0, "matched": 0, "unknown": 0, "repeated": 1})
     from prometheus_client.parser import text_string_to_metric_families
 
     samples = {
@@ -496,10 +521,53 @@ def test_feedback_is_checked_item_by_item_and_stored(tmp_path):
         for family in text_string_to_metric_families(metrics)
         for s in family.samples
     }  # the router's own /-/metrics: its evidence logs' lines
-    assert samples[("tabular_router_log_lines_total", "feedback", "written")] == 2
+    assert samples[("tabular_router_log_lines_total", "feedback", "written")] == 1
     assert samples[("tabular_router_log_lines_total", "routing", "dropped")] == 0
+    assert samples[("tabular_router_feedback_refused_total", None, None)] == 2
     [log] = (tmp_path / "evidence").glob("feedback-*.jsonl")
-    assert [json.loads(line)["request_id"] for line in log.read_text().splitlines()] == ["r1", "r2"]
+    [line] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert (line["request_id"], line["label"], line["version"]) == ("r1", "yes", "1")
+
+
+def test_the_routers_feedback_takes_json_only_and_counts_the_bytes_it_reads(tmp_path):
+    """``text/plain`` is refused (415) and a chunked body over the limit is refused (413)
+    after reading no more than the limit: the router's memory stays bounded."""
+    import asyncio
+
+    from tabular_mlops.serving.feedback import MAX_FEEDBACK_BYTES
+    from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
+
+    routes_file = tmp_path / "m.routes.json"
+    write_routes(routes_file, Routes(model_name="m", evidence_dir=str(tmp_path / "evidence"),
+                                     upstreams=[Upstream(url="http://127.0.0.1:1",
+                                                         model_version="1")]))  # fmt: skip
+
+    async def call(content_type: bytes, chunks: int) -> tuple[int, dict, int]:
+        router = Router(routes_file)
+        router.reload()
+        read = 0
+
+        async def receive():
+            nonlocal read
+            read += 1
+            return {"type": "http.request", "body": b" " * 65536, "more_body": read < chunks}
+
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/feedback", "method": "POST",
+                 "headers": [(b"content-type", content_type)]}  # fmt: skip
+        await router(scope, receive, send)
+        router.feedback_log.close()
+        return sent[0]["status"], json.loads(sent[1]["body"]), read
+
+    status, answer, _ = asyncio.run(call(b"text/plain", 1))
+    assert status == 415 and answer["detail"][0]["field"] == "content-type"
+    status, answer, read = asyncio.run(call(b"application/json", 5000))  # 300 MB offered
+    assert status == 413 and answer["error"] == "feedback too large"
+    assert read * 65536 <= MAX_FEEDBACK_BYTES + 65536
 
 
 class _TimedScorer:
