@@ -67,7 +67,6 @@ from tabular_mlops.adapters.processes import (
     identity,
     is_same_process,
     stop_process_tree,
-    stop_process_trees,
 )
 from tabular_mlops.core.config import LocalServingConfig, ServingConfig
 from tabular_mlops.core.rollout import RolloutPlan
@@ -666,22 +665,17 @@ class LocalProcessTarget:
             self._release(model_name)
 
     def _forget(self, model_name: str) -> None:
-        """Everything of the model stops at once: the supervisor, which would start the
-        rest again, cannot meanwhile (it takes the deployment's lock, held here)."""
-        everything = {process.pid for process in self.strays(model_name, keep_live=False)}
-        for record in (self.supervisor(model_name), self.router(model_name)):
-            if record is not None and _is_running(record.pid, record.started):
-                everything.add(record.pid)
-        rollout = self.rollout(model_name)
-        served = [rollout.candidate] if rollout is not None else []
-        for service in served:
-            process = service.runs_as
-            if isinstance(process, LocalProcess) and _is_running(process.pid, process.started):
-                everything.add(process.pid)
-        stop_process_trees(everything)
+        supervisor = self.supervisor(model_name)
+        if supervisor is not None and supervisor.running:
+            stop_process_tree(supervisor.pid)
         state_file(self.state_dir, model_name, ".supervisor").unlink(missing_ok=True)
-        for service in served:
-            self.stop(service)  # its metrics directory
+        router = self.router(model_name)
+        if router is not None and _is_running(router.pid, router.started):
+            stop_process_tree(router.pid)
+        rollout = self.rollout(model_name)
+        if rollout is not None:
+            self.stop(rollout.candidate)
+        self.sweep(model_name, keep_live=False, why=None)
         for kind in ("", ".router", ".routes", ".rollout"):
             state_file(self.state_dir, model_name, kind).unlink(missing_ok=True)
         shutil.rmtree(stable_dir(self.state_dir, model_name), ignore_errors=True)
