@@ -50,14 +50,7 @@ from tabular_mlops.core.spec import (
     read_row,
     request_model,
 )
-from tabular_mlops.serving.feedback import (
-    FEEDBACK_PATH,
-    MAX_FEEDBACK_BYTES,
-    FeedbackRefusedError,
-    check_media_type,
-    parse_feedback,
-    too_large,
-)
+from tabular_mlops.serving.feedback import FEEDBACK_PATH, FeedbackRefusedError, read_feedback
 from tabular_mlops.serving.inference_log import InferenceLogWriter, InferenceRecord, JsonLinesLog
 
 if TYPE_CHECKING:
@@ -409,13 +402,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         itself (``serving/stable.py``): stored beside its inference log, as the router
         stores it during one (``serving/feedback.py``)."""
         try:
-            check_media_type(request.headers.get("content-type"))
-            body = bytearray()
-            async for chunk in request.stream():  # counted as read: chunked or not
-                body += chunk
-                if len(body) > MAX_FEEDBACK_BYTES:
-                    raise too_large()
-            items = parse_feedback(bytes(body))
+            items = await read_feedback(request.headers.get("content-type"), request.stream())
         except FeedbackRefusedError as refused:
             return _json(refused.status, refused.answer)
         log = feedback_log(app, settings)

@@ -9,6 +9,7 @@ set of refusals.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
@@ -62,6 +63,18 @@ def check_media_type(content_type: str | None) -> None:
 def too_large() -> FeedbackRefusedError:
     return FeedbackRefusedError(413, {"error": "feedback too large", "detail": [
         {"field": "(body)", "problem": f"over {MAX_FEEDBACK_BYTES} bytes"}]})  # fmt: skip
+
+
+async def read_feedback(content_type: str | None, chunks: AsyncIterator[bytes]) -> list[Feedback]:
+    """A feedback request's items: its declared type checked first, its body read chunk by
+    chunk and refused as soon as it is over ``MAX_FEEDBACK_BYTES`` (chunked or not)."""
+    check_media_type(content_type)
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > MAX_FEEDBACK_BYTES:
+            raise too_large()
+    return parse_feedback(bytes(body))
 
 
 def parse_feedback(body: bytes) -> list[Feedback]:

@@ -49,7 +49,7 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -67,11 +67,10 @@ from tabular_mlops.core.rollout import (
 from tabular_mlops.core.spec import SHADOW_PATH, SOURCE_HEADER, SOURCE_TOKEN_HEADER
 from tabular_mlops.serving.feedback import (
     FEEDBACK_PATH,
-    MAX_FEEDBACK_BYTES,
+    Feedback,
     FeedbackRefusedError,
-    check_media_type,
     parse_feedback,
-    too_large,
+    read_feedback,
 )
 from tabular_mlops.serving.stable import (
     STABLE_DIR_ENV,
@@ -631,23 +630,24 @@ class Router:
         content_type = next((v.decode("latin-1") for k, v in scope["headers"]
                              if k == b"content-type"), None)  # fmt: skip
         try:
-            check_media_type(content_type)
-            body = await _read_body(receive, MAX_FEEDBACK_BYTES)
-        except BodyTooLargeError:
-            return _json(413, too_large().answer)
+            items = await read_feedback(content_type, _chunks(receive))
         except FeedbackRefusedError as refused:
             return _json(refused.status, refused.answer)
-        return self._feedback(body)
+        return self._store_feedback(items)
 
     def _feedback(self, body: bytes) -> Answer:
-        """Store each item durably and count it for the arm that answered it. Only
-        answers this router gave are evidence, each (request id, row) once: an item
-        for an id it never answered, or a second one for the same row, is counted apart
-        and never written (nobody can flip an experiment by relabelling its answers)."""
+        """A feedback body's items, stored (:meth:`_store_feedback`), or the refusal."""
         try:
             items = parse_feedback(body)
         except FeedbackRefusedError as refused:
             return _json(refused.status, refused.answer)
+        return self._store_feedback(items)
+
+    def _store_feedback(self, items: list[Feedback]) -> Answer:
+        """Store each item durably and count it for the arm that answered it. Only
+        answers this router gave are evidence, each (request id, row) once: an item
+        for an id it never answered, or a second one for the same row, is counted apart
+        and never written (nobody can flip an experiment by relabelling its answers)."""
         if self.feedback_log is None:
             return _json(503, {"error": "feedback is not stored: no evidence directory"})
         matched = unknown = repeated = 0
@@ -897,19 +897,24 @@ class BodyTooLargeError(ValueError):
     """A body longer than its limit, counted on the bytes read (a chunked one included)."""
 
 
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The request's body as it comes."""
+    while True:
+        message = await receive()
+        yield message.get("body", b"")
+        if not message.get("more_body"):
+            return
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes:
     """The request's body, or BodyTooLargeError as soon as more than ``limit`` bytes came:
     a declared length can be absent (chunked) or a lie."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
+    body = bytearray()
+    async for chunk in _chunks(receive):
+        body += chunk
+        if len(body) > limit:
             raise BodyTooLargeError(f"over {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+    return bytes(body)
 
 
 def main() -> None:
