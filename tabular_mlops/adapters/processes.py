@@ -59,8 +59,10 @@ def stop_process_group(pid: int, grace: float = 15) -> None:
     logger.info("sent SIGTERM to process group %s", pid)
 
     def gone() -> bool:
-        _reap(pid)
-        return has_exited(pid)
+        if not has_exited(pid):
+            return False
+        _reap(pid)  # after it exited: reaped before, it would stay a zombie of ours
+        return True
 
     if not wait_until(gone, grace, interval=STOP_POLL_SECONDS):
         with contextlib.suppress(ProcessLookupError):

@@ -855,16 +855,23 @@ class Router:
                     ]
                     ms = (time.perf_counter() - started) * 1000
                     return Sent((response.status, kept, answer), pool, ms, failed, failed_ms)
-            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
-                # refused, reset or disconnected: no answer came back, so the client gets
-                # the champion's (a version that died mid-request may have logged its
-                # own; the evidence books that attempt to it as a failure)
+            except (
+                aiohttp.ClientOSError,
+                aiohttp.ServerDisconnectedError,
+                aiohttp.ClientPayloadError,
+                aiohttp.ClientResponseError,
+            ) as exc:
+                # refused, reset, disconnected or cut off mid-answer: no whole answer came
+                # back, so the client gets the champion's (a version that died mid-request
+                # may have logged its own; the evidence books that attempt to it as a
+                # failure)
                 logger.warning("%s did not answer: %s", pool.upstream.url, exc)
                 if pool not in failed:
                     failed.append(pool)
                 failed_ms = (time.perf_counter() - started) * 1000
                 disconnected = isinstance(exc, aiohttp.ServerDisconnectedError)
             except (aiohttp.ClientError, TimeoutError) as exc:
+                logger.warning("%s failed to answer: %r", pool.upstream.url, exc)
                 ms = (time.perf_counter() - started) * 1000
                 broken = _json(
                     502, {"error": "the model service failed to answer", "detail": str(exc)}
