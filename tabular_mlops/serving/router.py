@@ -933,6 +933,8 @@ def main() -> None:
 
     import uvicorn
 
+    from tabular_mlops.serving.http import PROTOCOL
+
     routes_file, host, port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     router = Router(routes_file)
@@ -946,6 +948,7 @@ def main() -> None:
         host=host,
         port=port,
         lifespan="on",
+        http=PROTOCOL,  # a header timeout: see serving/http.py
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=30,

@@ -122,6 +122,8 @@ def main() -> None:
     """``python -m tabular_mlops.serving.server HOST PORT``; settings in the environment."""
     import uvicorn
 
+    from tabular_mlops.serving.http import PROTOCOL
+
     host, port = sys.argv[1], int(sys.argv[2])
     settings = ServingSettings.model_validate_json(os.environ[SETTINGS_ENV])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -137,6 +139,7 @@ def main() -> None:
         host=host,
         port=port,
         workers=settings.workers,
+        http=PROTOCOL,  # a header timeout: see serving/http.py
         access_log=False,
         log_level="info",
         timeout_graceful_shutdown=10,

@@ -293,10 +293,13 @@ class StableListener:
         import uvicorn
         from uvicorn.server import ServerState
 
+        from tabular_mlops.serving.http import PROTOCOL
+
         config = uvicorn.Config(
             self._closing_when_released,
             lifespan="off",
             interface="asgi3",
+            http=PROTOCOL,
             access_log=False,
             log_level="warning",
             timeout_keep_alive=KEEP_ALIVE_SECONDS,

@@ -283,6 +283,9 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
     assert "--mount=type=cache" not in received["dockerfile"]  # Kaniko reads it
     assert any(f.startswith("models/") and f.endswith("model.pkl") for f in received["files"])
     assert f"scikit-learn=={version('scikit-learn')}" in received["requirements"]
+    # the same HTTP parser and loop as every test measures (serving/http.py needs it)
+    assert f"httptools=={version('httptools')}" in received["requirements"]
+    assert f"uvloop=={version('uvloop')}" in received["requirements"]
     assert "pandera" not in received["requirements"]
     code = {f for f in received["files"] if f.endswith(".py")}
     assert code == {
@@ -296,6 +299,7 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
         "src/tabular_mlops/serving/__init__.py",
         "src/tabular_mlops/serving/app.py",
         "src/tabular_mlops/serving/feedback.py",
+        "src/tabular_mlops/serving/http.py",
         "src/tabular_mlops/serving/inference_log.py",
         "src/tabular_mlops/serving/router.py",
         "src/tabular_mlops/serving/server.py",

@@ -111,12 +111,16 @@ def test_the_uvicorn_pieces_it_serves_with_are_where_it_expects_them():
     import uvicorn
     from uvicorn.server import ServerState
 
-    config = uvicorn.Config(_app("x"), lifespan="off", interface="asgi3")
+    from tabular_mlops.serving.http import PROTOCOL
+
+    config = uvicorn.Config(_app("x"), lifespan="off", interface="asgi3", http=PROTOCOL)
     config.load()
     parameters = inspect.signature(config.http_protocol_class).parameters
     assert {"config", "server_state", "app_state"} <= set(parameters)
     assert hasattr(ServerState(), "connections")
-    assert callable(getattr(config.http_protocol_class, "shutdown", None))
+    for hook in ("shutdown", "connection_made", "connection_lost", "on_headers_complete",
+                 "on_response_complete"):  # fmt: skip
+        assert callable(getattr(config.http_protocol_class, hook, None)), hook
 
 
 def test_a_holder_that_cannot_write_its_file_still_accepts(tmp_path, monkeypatch, caplog):
@@ -150,3 +154,33 @@ def test_a_holder_that_cannot_write_its_file_still_accepts(tmp_path, monkeypatch
     asyncio.run(scenario())
     said = [r for r in caplog.records if "cannot write" in r.getMessage()]
     assert len(said) == 1 and "No space left on device" in said[0].getMessage()
+
+
+def test_a_connection_that_does_not_send_its_headers_in_time_is_closed(tmp_path, monkeypatch):
+    """A slow-headers client (or one that never sends a request) is closed after the
+    header timeout; a client that sends a request in time is answered."""
+    from tabular_mlops.serving import http
+
+    monkeypatch.setattr(http, "HEADER_TIMEOUT_SECONDS", 0.3)
+    port = _free_port()
+
+    async def scenario() -> tuple[bytes, bytes, bytes]:
+        stable.write_owner(tmp_path, Owner(generation=1, port=1))
+        listener = StableListener(_app("one"), tmp_path, 1, bind_to=("127.0.0.1", port))
+        await listener.start()
+        try:
+            silent_reader, _ = await asyncio.open_connection("127.0.0.1", port)
+            slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
+            slow_writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n")  # never the blank line
+            quick_reader, quick_writer = await asyncio.open_connection("127.0.0.1", port)
+            quick_writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            answered = await asyncio.wait_for(quick_reader.read(200), 5)
+            silent = await asyncio.wait_for(silent_reader.read(100), 5)  # b"": closed
+            slow = await asyncio.wait_for(slow_reader.read(100), 5)
+            return answered, silent, slow
+        finally:
+            await listener.stop()
+
+    answered, silent, slow = asyncio.run(scenario())
+    assert answered.startswith(b"HTTP/1.1 200") and b"\r\none\r\n" in answered
+    assert silent == b"" and slow == b""

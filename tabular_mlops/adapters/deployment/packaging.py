@@ -49,6 +49,10 @@ SERVING_PACKAGES = (
     "pydantic",
     "scikit-learn",
     "uvicorn",
+    # the HTTP parser and event loop the servers run with here, in the image too (and
+    # the header timeout, serving/http.py, is built on httptools' protocol)
+    "httptools",
+    "uvloop",
 )
 
 
