@@ -306,7 +306,11 @@ def _rollout_paths(
     every side alike."""
     import httpx
 
-    from tabular_mlops.adapters.deployment.local import RouterProcess, state_file
+    from tabular_mlops.adapters.deployment.local import (
+        RouterProcess,
+        deployment_tokens,
+        state_file,
+    )
     from tabular_mlops.core.rollout import RolloutPlan
     from tabular_mlops.serving.router import Routes, write_routes
 
@@ -321,6 +325,8 @@ def _rollout_paths(
         state_file(state_dir, "tabular_classifier", ".router").read_text()
     )
     router_url = router.url  # its status; the rollout's requests go to the stable address
+    token = deployment_tokens(state_dir, "tabular_classifier").current["admin"]
+    admin = {"authorization": f"Bearer {token}"}
     shadow = Routes.model_validate_json(routes_file.read_text())
     canary_plan = RolloutPlan(
         **{**shadow.plan.model_dump(), "strategy": "canary", "canary_steps": [0.5, 1.0]}
@@ -338,10 +344,10 @@ def _rollout_paths(
     for _ in range(rounds):
         for name, routes in plans.items():
             write_routes(routes_file, routes)
-            _wait_for_arms(router_url, len(routes.upstreams), routes.plan.strategy)
-            before = httpx.get(f"{router_url}/-/routes").json()
+            _wait_for_arms(router_url, len(routes.upstreams), routes.plan.strategy, admin)
+            before = httpx.get(f"{router_url}/-/routes", headers=admin).json()
             result = run_wrk(wrk, f"{url}/predict", body, 16, seconds)
-            after = httpx.get(f"{router_url}/-/routes").json()
+            after = httpx.get(f"{router_url}/-/routes", headers=admin).json()
             measured[name].append(result)
             served = ", ".join(
                 f"v{a['version']} {a['requests'] - b['requests']:,}"
@@ -370,14 +376,14 @@ def _median(results: list[WrkResult]) -> tuple[float, float]:
     )
 
 
-def _wait_for_arms(router_url: str, arms: int, strategy: str) -> None:
+def _wait_for_arms(router_url: str, arms: int, strategy: str, admin: dict[str, str]) -> None:
     """Until the router has read the routes file (it checks every 2 s)."""
     import time
 
     import httpx
 
     def taken() -> bool:
-        view = httpx.get(f"{router_url}/-/routes").json()
+        view = httpx.get(f"{router_url}/-/routes", headers=admin).json()
         return len(view["arms"]) == arms and (arms == 1 or view["strategy"] == strategy)
 
     deadline = time.monotonic() + 10

@@ -56,6 +56,19 @@ NOT_SERVING = 3
     help="How the new version takes over (default: parameters.serving.rollout.strategy): "
     "replace at once, or run an online experiment that `run.py rollout` decides.",
 )
+@click.option(
+    "--rotate-tokens",
+    is_flag=True,
+    help="New feedback, admin and source tokens; the old ones are accepted for an hour "
+    "more, so clients move over without a failed request.",
+)
+@click.option(
+    "--print-token",
+    type=click.Choice(["feedback", "admin"]),
+    help="Print the deployment's token for POST /feedback (or the router's /-/routes and "
+    "/-/metrics) and nothing else, for a script: TOKEN=$(python run.py deploy "
+    "--print-token feedback).",
+)
 def deploy(
     env: str,
     config_path: Path,
@@ -65,6 +78,8 @@ def deploy(
     force: bool = False,
     model_version: int | None = None,
     strategy: str | None = None,
+    rotate_tokens: bool = False,
+    print_token: str | None = None,
 ) -> None:
     """Package the model at the configured stage as a Bento, start it beside the live
     service, smoke-test it with rows of its own test split, and only then switch the
@@ -73,6 +88,9 @@ def deploy(
     name = config.model.name
     if strategy is not None:
         config.parameters.serving.rollout.strategy = strategy  # type: ignore[assignment]
+    if rotate_tokens or print_token:
+        _tokens(serving_target(env, config, activate=False), name, print_token)
+        return
     if status or stop_service:
         target = serving_target(env, config, activate=False)
         live = live_service(target, name)
@@ -110,6 +128,7 @@ def deploy(
                     else ""
                 )
             )
+            click.echo(f"  tokens (feedback, admin): {target.tokens_location(name)}")
             _print_supervision(target, name, live)
             _print_log_health(ready)
             _print_leftovers(target, name)
@@ -255,5 +274,20 @@ def _print_service(live: RunningService, target: ServingTarget) -> None:
         f"  curl -X POST {live.url}/predict -H 'content-type: application/json' "
         f"-d '{{\"rows\": [{{...}}]}}'\n"
         f"  API docs: {live.url}/docs   metrics: {live.url}/metrics\n"
-        f"  requests are logged to {target.inference_log_dir}"
+        f"  requests are logged to {target.inference_log_dir}\n"
+        f"  POST /feedback takes the feedback token: python run.py deploy --print-token "
+        f"feedback (kept in {target.tokens_location(live.model_name)})"
+    )
+
+
+def _tokens(target: ServingTarget, model_name: str, role: str | None) -> None:
+    """``--print-token ROLE`` (the token alone on stdout) or ``--rotate-tokens``."""
+    if role is not None:
+        click.echo(target.tokens(model_name).current[role])  # type: ignore[index]
+        return
+    tokens = target.rotate_tokens(model_name)
+    until = f"{tokens.previous_until:%Y-%m-%d %H:%M:%S} UTC" if tokens.previous_until else "now"
+    click.echo(
+        f"New tokens for '{model_name}' in {target.tokens_location(model_name)}; the old "
+        f"ones are accepted until {until}. Servers read them without a restart."
     )

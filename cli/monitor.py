@@ -181,7 +181,9 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
     # users keep coming until the A/B sample the plan sized is complete (a few rounds)
     for round_number in range(1, MAX_ROLLOUT_ROUNDS + 1):
         users = frame.sample(rows, replace=True, random_state=round_number)
-        report = drive_traffic(url, users, target_column)
+        report = drive_traffic(
+            url, users, target_column, token=target.tokens(name).current["feedback"]
+        )
         answered = ", ".join(
             f"version {v}: {n} ({report.correct_by.get(v, 0)} right)"
             for v, n in sorted(report.answered_by.items())

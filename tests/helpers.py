@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from click.testing import CliRunner, Result
 
+from tabular_mlops.serving.credentials import Role
+
 
 def serving_env(
     directory: Path,
@@ -30,6 +32,13 @@ def serving_env(
         workers=workers,
     )
     return str(path)
+
+
+def bearer(state_dir: Path, model_name: str, role: Role) -> dict[str, str]:
+    """The header a client of the model's deployment sends for ``role`` (feedback, admin)."""
+    from tabular_mlops.adapters.deployment.local import deployment_tokens
+
+    return {"authorization": f"Bearer {deployment_tokens(state_dir, model_name).current[role]}"}
 
 
 def invoke(*args: str) -> Result:

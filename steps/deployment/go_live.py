@@ -42,7 +42,7 @@ def go_live(
             plan = planned(
                 serving.rollout, recorded_accuracy(previous.model_name, previous.model_version)
             )
-            rollout = target.begin_rollout(previous, candidate, plan, package.settings.source_token)
+            rollout = target.begin_rollout(previous, candidate, plan)
             live, experiment = previous, rollout.experiment
     except Exception:
         target.stop(candidate)  # the address was not handed over: nothing else changed

@@ -22,13 +22,9 @@ def smoke_test_candidate(
     try:
         staged = load_staged_model(get_step_context().model)
         rows = staged.test_set[staged.features].head(serving.smoke_rows)
-        return smoke_test(
-            candidate.url,
-            staged.model,
-            rows,
-            candidate.model_version,
-            package.settings.source_token,
-        )
+        target = serving_target(Client().active_stack, serving)
+        source_token = target.tokens(candidate.model_name).current["source"]
+        return smoke_test(candidate.url, staged.model, rows, candidate.model_version, source_token)
     except Exception:
         serving_target(Client().active_stack, serving).stop(candidate)
         raise

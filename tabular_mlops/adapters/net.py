@@ -37,10 +37,12 @@ def answers(url: str, timeout: float = 2) -> bool:
         return False
 
 
-def answer_of(url: str, timeout: float = 2) -> dict[str, Any] | None:
-    """The JSON object ``url`` answers to a GET with 200; None for anything else."""
+def answer_of(url: str, timeout: float = 2, token: str | None = None) -> dict[str, Any] | None:
+    """The JSON object ``url`` answers to a GET with 200 (sent with ``token`` as a bearer
+    credential, if given); None for anything else."""
+    headers = {"authorization": f"Bearer {token}"} if token else None
     try:
-        response = probe_client().get(url, timeout=timeout)
+        response = probe_client().get(url, timeout=timeout, headers=headers)
         body = response.json()
     except (httpx.HTTPError, ValueError):
         return None

@@ -79,6 +79,7 @@ def drive_traffic(
     feedback: Literal["label", "reward"] | None = "label",
     feedback_every: int = 500,
     seed: int = 0,
+    token: str | None = None,
 ) -> TrafficReport:
     """Post ``rows`` one request each to ``url`` (the model's stable address), as ``users``
     distinct users (``x-user-id``), then tell the router what was true: the row's label,
@@ -91,10 +92,11 @@ def drive_traffic(
     truths: list[dict[str, object]] = []
     features = rows.drop(columns=[target])
     records = json.loads(features.to_json(orient="records"))
+    # the deployment's feedback token (``run.py deploy --print-token feedback``)
+    auth = {"authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=url, timeout=30) as client:
         for record, truth in zip(records, rows[target].astype(str), strict=True):
-            request_id = uuid.uuid4().hex
-            headers = {"x-request-id": request_id, "x-user-id": f"user-{rng.integers(users)}"}
+            headers = {"x-request-id": uuid.uuid4().hex, "x-user-id": f"user-{rng.integers(users)}"}
             report.requests += 1
             try:
                 answer = client.post("/predict", json={"rows": [record]}, headers=headers)
@@ -107,6 +109,7 @@ def drive_traffic(
                 report.failed[kind] = report.failed.get(kind, 0) + 1
                 continue
             body = answer.json()
+            request_id = body["request_id"]  # the answer's own id: feedback names it
             version, label = body["model_version"], body["predictions"][0]["label"]
             report.answered_by[version] = report.answered_by.get(version, 0) + 1
             right = label == truth
@@ -116,15 +119,15 @@ def drive_traffic(
             elif feedback == "reward":
                 truths.append({"request_id": request_id, "row": 0, "reward": float(right)})
             if len(truths) >= feedback_every:
-                report.feedback_sent += _send_feedback(client, truths)
-        report.feedback_sent += _send_feedback(client, truths)
+                report.feedback_sent += _send_feedback(client, truths, auth)
+        report.feedback_sent += _send_feedback(client, truths, auth)
     return report
 
 
-def _send_feedback(client: Any, truths: list[dict[str, object]]) -> int:
+def _send_feedback(client: Any, truths: list[dict[str, object]], auth: dict[str, str]) -> int:
     """Post what is pending to ``/feedback`` and clear it; how many items went."""
     sent = len(truths)
     if truths:
-        client.post("/feedback", json=truths).raise_for_status()
+        client.post("/feedback", json=truths, headers=auth).raise_for_status()
         truths.clear()
     return sent

@@ -199,7 +199,7 @@ def request_model(spec: ServingSpec, max_rows: int) -> type[BaseModel]:
 SETTINGS_ENV = "TABULAR_SERVING_SETTINGS"
 #: requests that carry this header are logged with its value as their source...
 SOURCE_HEADER = "x-request-source"
-#: ...when this one carries the deployment's ``source_token``
+#: ...when this one carries the deployment's source token (``serving/credentials.py``)
 SOURCE_TOKEN_HEADER = "x-source-token"
 #: where a shadow candidate takes the router's batches of mirrored live requests
 SHADOW_PATH = "/-/shadow"
@@ -218,7 +218,8 @@ class ServingSettings(BaseModel):
     #: where the model's files are (its directory in BentoML's model store); set when
     #: the bento is served without BentoML's server, which would otherwise look it up
     model_dir: str | None = None
-    #: the secret this deployment's own checks send with ``x-request-source``; any
-    #: other client that sets the header is refused, so nobody outside can hide its
-    #: traffic from monitoring. None: the header is refused from everyone.
-    source_token: str | None = Field(default=None, repr=False)
+    #: the deployment's tokens file (``serving/credentials.py``), set when it is started:
+    #: the token for ``/feedback``, and the one its own checks send with
+    #: ``x-request-source`` (any other client that sets the header is refused, so
+    #: nobody outside can hide its traffic from monitoring). None: both are refused.
+    tokens_file: str | None = None

@@ -17,7 +17,6 @@ Error bodies list at most ``MAX_LISTED_PROBLEMS`` problems and count the rest.
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import time
@@ -50,6 +49,7 @@ from tabular_mlops.core.spec import (
     read_row,
     request_model,
 )
+from tabular_mlops.serving.credentials import TokenFile
 from tabular_mlops.serving.feedback import FEEDBACK_PATH, FeedbackRefusedError, read_feedback
 from tabular_mlops.serving.inference_log import InferenceLogWriter, InferenceRecord, JsonLinesLog
 
@@ -93,7 +93,10 @@ class Prediction(BaseModel):
 
 
 class PredictAnswer(BaseModel):
+    #: this answer's own id, unique (feedback names it); also the ``x-request-id`` header
     request_id: str
+    #: the client's ``x-request-id``, when it sent one: echoed, logged, never the answer's id
+    correlation_id: str | None = None
     model_name: str
     model_version: str
     predictions: list[Prediction]
@@ -127,8 +130,10 @@ class RefusedRequestError(ValueError):
         )
 
 
-def _json(status: int, payload: dict[str, Any]) -> Response:
-    return Response(json.dumps(payload), status_code=status, media_type="application/json")
+def _json(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(payload), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def parse_body(body: bytes, max_rows: int, validate: Any, spec: ServingSpec) -> Any:
@@ -226,13 +231,14 @@ def _too_large(max_bytes: int, max_rows: int) -> Response:
     ).answer()
 
 
-def request_source(request: Request, token: str | None) -> str:
+def request_source(request: Request, tokens: TokenFile) -> str:
     """ "live", or the source a deployment's own check declares with its secret token."""
     source = request.headers.get(SOURCE_HEADER)
     if source is None:
         return "live"
     offered = request.headers.get(SOURCE_TOKEN_HEADER, "")
-    if token is None or not hmac.compare_digest(offered.encode(), token.encode()):
+    known = tokens.tokens()
+    if known is None or not known.accepts("source", offered):
         raise RefusedRequestError(
             403,
             "forbidden",
@@ -265,6 +271,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
     max_bytes = max_rows * len(spec.features) * BYTES_PER_FEATURE + 4096
     names = [feature.name for feature in spec.features]
     classes = spec.classes
+    tokens = TokenFile(settings.tokens_file)
     version = spec.model_version
     app = FastAPI(
         title=f"{spec.model_name} prediction service",
@@ -294,24 +301,27 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         try:
             if len(body) > max_bytes:
                 return _too_large(max_bytes, max_rows)
-            source = request_source(request, settings.source_token)
+            source = request_source(request, tokens)
             rows = rows_of(parse_body(body, max_rows, validate, spec))
             predictions = answers(model.predict_proba(rows), rows)
         except RefusedRequestError as problem:
             PREDICTIONS.labels(version, "invalid" if problem.status != 422 else "unscorable").inc()
             return problem.answer()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        log_answers(request_id, rows, predictions, source)
+        # the answer's id is always the service's own: two clients sending one
+        # x-request-id must not share evidence; theirs is kept as the correlation id
+        request_id = uuid.uuid4().hex
+        correlation_id = request.headers.get("x-request-id")
+        log_answers(request_id, rows, predictions, source, correlation_id)
         LATENCY.labels(version).observe(time.perf_counter() - started)
-        return _json(
-            200,
-            {
-                "request_id": request_id,
-                "model_name": spec.model_name,
-                "model_version": version,
-                "predictions": predictions,
-            },
-        )
+        answer = {
+            "request_id": request_id,
+            "model_name": spec.model_name,
+            "model_version": version,
+            "predictions": predictions,
+        }
+        if correlation_id is not None:
+            answer["correlation_id"] = correlation_id
+        return _json(200, answer, {"x-request-id": request_id})
 
     @app.post(SHADOW_PATH, include_in_schema=False)
     async def shadow(request: Request) -> Response:
@@ -324,7 +334,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         if model is None:
             return _json(503, {"error": "the model is still loading", "detail": []})
         try:
-            if request_source(request, settings.source_token) == "live":
+            if request_source(request, tokens) == "live":
                 raise RefusedRequestError(
                     403, "forbidden", [Problem(field=SOURCE_HEADER, problem="required")]
                 )
@@ -370,8 +380,9 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         ]
 
     def log_answers(
-        request_id: str, rows: list[list[Any]], predictions: list[dict[str, Any]], source: str
-    ) -> None:
+        request_id: str, rows: list[list[Any]], predictions: list[dict[str, Any]], source: str,
+        correlation_id: str | None = None,
+    ) -> None:  # fmt: skip
         log: InferenceLogWriter | None = app.state.inference_log
         if log is not None:
             now = datetime.now(UTC)
@@ -386,6 +397,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
                     prediction=answer["label"],
                     probabilities=answer["probabilities"],
                     source=source,
+                    correlation_id=correlation_id,
                 )
                 for index, (row, answer) in enumerate(zip(rows, predictions, strict=True))
             )
@@ -401,6 +413,9 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         """Feedback outside an experiment, when this version answers the stable address
         itself (``serving/stable.py``): stored beside its inference log, as the router
         stores it during one (``serving/feedback.py``)."""
+        refused_for = tokens.refusal("feedback", request.headers.get("authorization"))
+        if refused_for is not None:
+            return _json(*refused_for, {"www-authenticate": "Bearer"})
         try:
             items = await read_feedback(request.headers.get("content-type"), request.stream())
         except FeedbackRefusedError as refused:

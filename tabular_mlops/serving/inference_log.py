@@ -51,6 +51,8 @@ class InferenceRecord(BaseModel):
     probabilities: dict[str, float]
     #: who asked: "live" traffic, or e.g. "smoke-test"; monitoring reads live traffic
     source: str = "live"
+    #: the client's own ``x-request-id``, kept beside the service's (unique) request id
+    correlation_id: str | None = None
 
 
 def log_file(directory: Path, when: datetime, prefix: str = "requests") -> Path:

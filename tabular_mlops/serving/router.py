@@ -65,6 +65,7 @@ from tabular_mlops.core.rollout import (
     too_slow,
 )
 from tabular_mlops.core.spec import SHADOW_PATH, SOURCE_HEADER, SOURCE_TOKEN_HEADER
+from tabular_mlops.serving.credentials import Role, TokenFile
 from tabular_mlops.serving.feedback import (
     FEEDBACK_PATH,
     Feedback,
@@ -84,10 +85,13 @@ from tabular_mlops.serving.stable import (
 
 logger = logging.getLogger(__name__)
 
-#: the router's own endpoints; everything else is forwarded
+#: the router's own endpoints; everything else is forwarded. Routes and metrics are
+#: read with the deployment's admin token (``serving/credentials.py``)...
 ROUTES_PATH = "/-/routes"
 #: the router's own Prometheus metrics (``/metrics`` is the live version's)
 METRICS_PATH = "/-/metrics"
+#: ...whether it has routes is open to anyone (the cluster's readiness probe)
+READY_PATH = "/-/ready"
 #: request headers passed upstream (the rest stay at the edge)
 FORWARDED = frozenset(
     {"content-type", "content-length", "accept", "x-request-id", "x-request-source",
@@ -122,8 +126,6 @@ Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 class Upstream(BaseModel):
     url: str
     model_version: str
-    #: the candidate's token, sent with ``x-request-source: shadow`` on mirrored requests
-    source_token: str | None = Field(default=None, repr=False)
 
 
 class Routes(BaseModel):
@@ -231,8 +233,9 @@ def _labels(answer: bytes) -> list[str] | None:
 class Router:
     """The ASGI application of the front process."""
 
-    def __init__(self, routes_file: Path) -> None:
+    def __init__(self, routes_file: Path, tokens: TokenFile | None = None) -> None:
         self.routes_file = routes_file
+        self.tokens = tokens if tokens is not None else TokenFile.from_environment()
         self.routes: Routes | None = None
         self.arms: list[_Arm] = []
         self.draining: list[_Pool] = []
@@ -576,20 +579,37 @@ class Router:
             return
         if scope["type"] != "http":
             return
-        if scope["path"] == ROUTES_PATH:
-            status, headers, body = _json(200, self.status())
-        elif scope["path"] == METRICS_PATH:
-            status, headers, body = (
-                200,
-                [(b"content-type", b"text/plain; version=0.0.4")],
-                (self.metrics().encode()),
+        path = scope["path"]
+        if path in (ROUTES_PATH, METRICS_PATH, READY_PATH) and scope["method"] != "GET":
+            status, headers, body = _json(405, {"error": "method not allowed; use GET"})
+            headers.append((b"allow", b"GET"))
+        elif path == READY_PATH:
+            status, headers, body = _json(200 if self.arms else 503, {"ready": bool(self.arms)})
+        elif path in (ROUTES_PATH, METRICS_PATH):
+            status, headers, body = self._refusal(scope, "admin") or (
+                _json(200, self.status())
+                if path == ROUTES_PATH
+                else (200, [(b"content-type", b"text/plain; version=0.0.4")],
+                      self.metrics().encode())
+            )  # fmt: skip
+        elif path == FEEDBACK_PATH and scope["method"] == "POST":
+            status, headers, body = self._refusal(scope, "feedback") or (
+                await self._take_feedback(scope, receive)
             )
-        elif scope["path"] == FEEDBACK_PATH and scope["method"] == "POST":
-            status, headers, body = await self._take_feedback(scope, receive)
         else:
             status, headers, body = await self._forward(scope, receive)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    def _refusal(self, scope: dict[str, Any], role: Role) -> Answer | None:
+        """401/403 unless the request carries ``role``'s token (never logged)."""
+        authorization = next((v.decode("latin-1") for k, v in scope["headers"]
+                              if k == b"authorization"), None)  # fmt: skip
+        refused = self.tokens.refusal(role, authorization)
+        if refused is None:
+            return None
+        status, headers, body = _json(*refused)
+        return status, [*headers, (b"www-authenticate", b"Bearer")], body
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -714,10 +734,14 @@ class Router:
             return _json(503, {"error": "the model service is not answering; try again shortly"})
         if self.strategy == "replace" or scope["path"] != "/predict":
             return (await self._send(self.arms[0], scope["method"], path, body, headers)).answer
-        request_id = headers.setdefault("x-request-id", uuid.uuid4().hex)
-        chosen, mirror, explore = self._choose(headers, request_id)
+        chosen, mirror, explore = self._choose(
+            headers, headers.get("x-request-id") or uuid.uuid4().hex
+        )
         sent = await self._send(self.arms[chosen], scope["method"], path, body, headers)
         answer = sent.answer
+        # the id the answering version gave (unique: a client's x-request-id is only its
+        # correlation id), which feedback names
+        request_id = _answer_id(answer[1]) or uuid.uuid4().hex
         # Every attempt is booked to the version that made it: a chosen version that
         # refused or reset the request erred, even when the champion's retry saved the
         # client, and the retry's answer is the champion's (its latency, its labels).
@@ -792,7 +816,7 @@ class Router:
             for request_id, raw, _ in batch
         )
         headers = {"content-type": "application/json", SOURCE_HEADER: "shadow",
-                   SOURCE_TOKEN_HEADER: arm.pool.upstream.source_token or ""}  # fmt: skip
+                   SOURCE_TOKEN_HEADER: self.tokens.token("source") or ""}  # fmt: skip
         experiment = self.routes.experiment if self.routes else ""
         started = time.perf_counter()
         try:
@@ -889,6 +913,13 @@ class Router:
             pool, fell_back = self.arms[0].pool, True
         unanswered = _json(503, {"error": "the model service is not answering; try again shortly"})
         return Sent(unanswered, None, 0.0, failed, failed_ms)
+
+
+def _answer_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name.lower() == b"x-request-id":
+            return value.decode("latin-1")
+    return None
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

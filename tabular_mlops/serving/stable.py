@@ -50,6 +50,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from tabular_mlops.core.files import write_atomically
+
 logger = logging.getLogger(__name__)
 
 #: the directory of a model's stable address (owner file, holders), set by the deployment
@@ -92,13 +94,6 @@ def holders_dir(directory: Path) -> Path:
     return directory / "holders"
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
-
-
 def read_owner(directory: Path) -> Owner | None:
     try:
         return Owner.model_validate_json(owner_file(directory).read_text())
@@ -107,7 +102,7 @@ def read_owner(directory: Path) -> Owner | None:
 
 
 def write_owner(directory: Path, owner: Owner) -> None:
-    _write_atomically(owner_file(directory), owner.model_dump_json())
+    write_atomically(owner_file(directory), owner.model_dump_json())
 
 
 def _alive(pid: int) -> bool:
@@ -405,7 +400,7 @@ class StableListener:
                         accepting=self.accepting is not None, open=open_now,
                         broker=self.broker.address)  # fmt: skip
         try:
-            _write_atomically(holders_dir(self.directory) / self._holder_file,
+            write_atomically(holders_dir(self.directory) / self._holder_file,
                               holder.model_dump_json())  # fmt: skip
         except OSError as exc:  # a full disk: serving goes on; said once, tried again
             if not self._unreported:

@@ -22,7 +22,7 @@ from tabular_mlops.adapters.net import free_port
 from tabular_mlops.adapters.paths import LOCAL_DIR
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig, LocalServingConfig, ServingConfig
-from tests.helpers import SteadyClient, invoke, serving_env
+from tests.helpers import SteadyClient, bearer, invoke, serving_env
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +105,12 @@ def url(paths) -> str:
     return f"http://127.0.0.1:{paths['port']}"
 
 
+def drive(paths, rows, **how):
+    """Users of the model's address, and their labels fed back with the feedback token."""
+    token = bearer(paths["state"], MODEL, "feedback")["authorization"].removeprefix("Bearer ")
+    return simulation.drive_traffic(url(paths), rows, "target", token=token, **how)
+
+
 def settle() -> None:
     """The router and the services write their logs every 0.2 s: let the last lines land."""
     time.sleep(0.6)
@@ -117,9 +123,10 @@ def test_ab_a_truly_better_candidate_wins_and_is_promoted(service, traffic):
     experiment = target(service).rollout(MODEL)
     assert experiment is not None and experiment.champion.model_version == champion
     candidate = experiment.candidate.model_version
-    report = simulation.drive_traffic(url(service), traffic(800, 1), "target")
+    report = drive(service, traffic(800, 1))
     assert report.failed == {}
     assert set(report.answered_by) == {champion, candidate}  # both arms answered
+    _a_clients_request_id_names_no_answer(service, traffic)
     settle()
     status = invoke("rollout", *serving_args(service), "--status")
     assert "The rules say now: promote" in status.output, status.output
@@ -130,7 +137,7 @@ def test_ab_a_truly_better_candidate_wins_and_is_promoted(service, traffic):
     assert f"the evidence of rollout {experiment.experiment} lost 5 line(s)" in alerts
     assert production_version() == candidate
     assert target(service).rollout(MODEL) is None
-    after = simulation.drive_traffic(url(service), traffic(50, 2), "target", feedback=None)
+    after = drive(service, traffic(50, 2), feedback=None)
     assert after.answered_by == {candidate: 50}
     from zenml.client import Client
 
@@ -146,6 +153,27 @@ def test_ab_a_truly_better_candidate_wins_and_is_promoted(service, traffic):
     assert "<script" not in page.lower()  # the dashboard's panel runs no scripts
     for shown in ("Rollout (ab)", "promote", f"candidate v{candidate}", "p_value"):
         assert shown in page, shown
+
+
+def _a_clients_request_id_names_no_answer(service, traffic) -> None:
+    """Two requests with one client x-request-id: two answer ids, through the router too;
+    feedback naming the client's id is not evidence (it is only a correlation id)."""
+    import httpx
+
+    row = json.loads(traffic(1, 3).drop(columns=["target"]).to_json(orient="records"))
+    answers = [
+        httpx.post(f"{url(service)}/predict", json={"rows": row},
+                   headers={"x-request-id": "order-42"}).json()
+        for _ in range(2)
+    ]  # fmt: skip
+    assert answers[0]["request_id"] != answers[1]["request_id"]
+    assert {a["correlation_id"] for a in answers} == {"order-42"}
+    feedback = {"request_id": "order-42", "reward": 1.0}
+    anonymous = httpx.post(f"{url(service)}/feedback", json=feedback)
+    assert anonymous.status_code == 401  # and nothing written: see the unit tests
+    forged = httpx.post(f"{url(service)}/feedback", json=feedback,
+                        headers=bearer(service["state"], MODEL, "feedback")).json()  # fmt: skip
+    assert forged["matched"] == 0 and forged["unknown"] == 1, forged
 
 
 def _a_router_log_lost_lines(service, lines: int) -> None:
@@ -165,13 +193,13 @@ def test_canary_a_truly_worse_candidate_is_rolled_back_with_no_failed_request(se
     body = json.dumps({"rows": json.loads(traffic(1, 3).drop(columns=["target"])
                                           .to_json(orient="records"))})  # fmt: skip
     with SteadyClient(f"{url(service)}/predict", body, threads=2) as steady:
-        report = simulation.drive_traffic(url(service), traffic(900, 4), "target")
+        report = drive(service, traffic(900, 4))
         settle()
         decided = rollout(service)
     assert report.failed == {} and steady.failed == {}, (report.failed, steady.outcomes)
     assert "rollback: version" in decided.output, decided.output
     assert production_version() == champion  # production stays as it was
-    after = simulation.drive_traffic(url(service), traffic(50, 5), "target", feedback=None)
+    after = drive(service, traffic(50, 5), feedback=None)
     assert after.answered_by == {champion: 50}
 
 
@@ -191,7 +219,7 @@ def test_shadow_answers_are_logged_and_never_returned(service, traffic):
         "parameters.serving.rollout.shadow_share=1.0",
     )  # every request, for the count
     candidate = target(service).rollout(MODEL).candidate.model_version
-    report = simulation.drive_traffic(url(service), traffic(200, 6), "target")
+    report = drive(service, traffic(200, 6))
     assert report.failed == {}
     assert report.answered_by == {champion: 200}  # the shadow never answers
 
@@ -223,12 +251,8 @@ def test_a_bandit_shifts_traffic_toward_the_better_arm(service, traffic):
     train(WEAK, "staging")
     deploy(service, "--set", "stage=staging", "--strategy", "bandit")
     candidate = target(service).rollout(MODEL).candidate.model_version
-    early = simulation.drive_traffic(
-        url(service), traffic(300, 7), "target", feedback="reward", feedback_every=10
-    )
-    late = simulation.drive_traffic(
-        url(service), traffic(300, 8), "target", feedback="reward", feedback_every=10
-    )
+    early = drive(service, traffic(300, 7), feedback="reward", feedback_every=10)
+    late = drive(service, traffic(300, 8), feedback="reward", feedback_every=10)
     assert early.failed == {} and late.failed == {}
     settle()
     share = late.answered_by.get(candidate, 0) / 300

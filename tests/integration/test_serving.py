@@ -22,7 +22,7 @@ from tabular_mlops.adapters.processes import has_exited
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig, LocalServingConfig, ServingConfig
 from tests.conftest import SHARED_MODEL
-from tests.helpers import SteadyClient, invoke, serving_env
+from tests.helpers import SteadyClient, bearer, invoke, serving_env
 
 pytestmark = pytest.mark.integration
 
@@ -201,7 +201,9 @@ def test_health_metrics_and_openapi(live, paths):
     assert ready.json() == {"ready": True, "inference_log": "ok"}  # or what it drops
     router = target(paths).router(MODEL)
     assert router is not None
-    metrics = httpx.get(f"{router.url}/-/metrics").text  # the router's own, on its own port
+    assert httpx.get(f"{router.url}/-/metrics").status_code == 401  # the admin token only
+    admin = bearer(paths["state"], MODEL, "admin")
+    metrics = httpx.get(f"{router.url}/-/metrics", headers=admin).text  # its own port
     assert "tabular_router_forwarded_total" in metrics
     assert 'tabular_router_log_lines_total{log="routing",outcome="dropped"} 0' in metrics
     metrics = httpx.get(f"{live.url}/metrics").text
@@ -220,13 +222,64 @@ def test_without_an_experiment_the_live_version_answers_its_address_itself(live,
     forwards nothing (``serving/stable.py``)."""
     router = target(paths).router(MODEL)
     assert router is not None
-    before = httpx.get(f"{router.url}/-/routes").json()
+    admin = bearer(paths["state"], MODEL, "admin")
+    before = httpx.get(f"{router.url}/-/routes", headers=admin).json()
     assert before["stable"]["owner"]["port"] == live.runs_as.port
     assert before["stable"]["accepting"] == [live.runs_as.port]
     for _ in range(20):
         assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200
-    after = httpx.get(f"{router.url}/-/routes").json()
+    after = httpx.get(f"{router.url}/-/routes", headers=admin).json()
     assert after["forwarded"] == before["forwarded"]
+
+
+def test_no_token_is_in_an_artifact_a_bento_a_log_or_a_manifest(live, paths, rows):
+    """The tokens are in their 0600 file only: not in the artifact store (the
+    BentoPackage's settings), the bento or BentoML's store, the state directory's
+    records, routes and logs, the inference log, or what deploy prints."""
+    import stat
+
+    import bentoml
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.deployment.local import deployment_tokens, tokens_file
+
+    tokens = list(deployment_tokens(paths["state"], MODEL).current.values())
+    secret = tokens_file(paths["state"], MODEL)
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(secret.parent.stat().st_mode) == 0o700
+    assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200
+    printed = deploy(paths, "--status").output + deploy(paths).output
+    searched = [
+        Path(Client().active_stack.artifact_store.path),
+        Path(bentoml.bentos.get(live.bento_tag).path),
+        paths["state"],
+        paths["log"],
+    ]
+    files = [f for root in searched for f in root.rglob("*") if f.is_file() and f != secret]
+    assert len(files) > 20
+    for file in files:
+        content = file.read_bytes()
+        assert not any(token.encode() in content for token in tokens), file
+    assert not any(token in printed for token in tokens)
+    assert str(secret.resolve()) in printed  # where they are, instead
+
+
+def test_rotated_tokens_take_effect_without_a_restart_and_the_old_ones_keep_working(live, paths):
+    old = bearer(paths["state"], MODEL, "feedback")
+    item = {"request_id": "not-answered", "row": 0, "label": "malignant"}
+    rotated = deploy(paths, "--rotate-tokens")
+    assert rotated.exit_code == 0 and "the old ones are accepted until" in rotated.output
+    new = bearer(paths["state"], MODEL, "feedback")
+    assert new != old
+    for headers in (old, new):  # no restart: every server reads the file again
+        answer = httpx.post(f"{live.url}/feedback", json=item, headers=headers)
+        assert answer.status_code == 202, answer.text
+    wrong = httpx.post(f"{live.url}/feedback", json=item, headers={"authorization": "Bearer x"})
+    assert wrong.status_code == 403
+    router = target(paths).router(MODEL)
+    admin = bearer(paths["state"], MODEL, "admin")
+    assert httpx.get(f"{router.url}/-/routes", headers=admin).status_code == 200
+    assert deploy(paths, "--status").exit_code == 0  # the CLI reads the new admin token
 
 
 def wait_until_logged(directory: Path, request_id: str, seconds: float = 5):
@@ -292,12 +345,14 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
         "src/tabular_mlops/__init__.py",
         "src/tabular_mlops/core/__init__.py",
         "src/tabular_mlops/core/columns.py",
+        "src/tabular_mlops/core/files.py",
         "src/tabular_mlops/core/problems.py",
         "src/tabular_mlops/core/scoring.py",
         "src/tabular_mlops/core/spec.py",
         "src/tabular_mlops/core/transformers.py",
         "src/tabular_mlops/serving/__init__.py",
         "src/tabular_mlops/serving/app.py",
+        "src/tabular_mlops/serving/credentials.py",
         "src/tabular_mlops/serving/feedback.py",
         "src/tabular_mlops/serving/http.py",
         "src/tabular_mlops/serving/inference_log.py",

@@ -175,9 +175,11 @@ def test_the_readme_in_its_order(clone):
     assert candidate, out
     run(clone, "deploy", "--set", "stage=staging", "--strategy", "ab")
     answered = predict(clone)
+    token = run(clone, "deploy", "--print-token", "feedback").strip().splitlines()[-1]
     feedback = httpx.post(
         f"{clone['url']}/feedback",
         json={"request_id": answered["request_id"], "row": 0, "label": "malignant"},
+        headers={"authorization": f"Bearer {token}"},
         timeout=30,
     )
     assert feedback.status_code == 202, feedback.text

@@ -71,7 +71,11 @@ def test_manifests_are_valid_kubernetes_objects():
     assert bento["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert pod["serviceAccountName"] == "serving"
     assert pod["imagePullSecrets"] == [{"name": "ecr"}]
-    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "inference-log"
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["inference-log"]["persistentVolumeClaim"]["claimName"] == "inference-log"
+    # the tokens: a mounted Secret's file, never a value in the manifest
+    assert volumes["tokens"]["secret"]["secretName"] == "tabular-classifier-tokens"
+    assert json.loads(env[SETTINGS_ENV])["tokens_file"].startswith("/etc/tabular-mlops-tokens/")
     assert deployment["spec"]["template"]["metadata"]["labels"]["team"] == "ml"
 
 
@@ -189,7 +193,8 @@ def test_stop_and_forget_remove_every_resource(cluster):
     live = target.switch(_start(target, "1", "aaaaaaaa"))
     target.stop(live)
     target.forget("tabular_classifier")
-    assert applier.objects == {}
+    # only the tokens stay: clients keep theirs across a stop (as the local file does)
+    assert list(applier.objects) == [("Secret", "tabular-classifier-tokens")]
 
 
 def test_the_stack_serves_only_through_a_model_deployer_of_this_project():
@@ -229,9 +234,10 @@ def test_the_router_manifests_are_valid_kubernetes_objects():
     assert Routes.model_validate_json(config_map["data"]["routes.json"]) == routes
     (router,) = deployment["spec"]["template"]["spec"]["containers"]
     assert router["command"][:3] == ["python", "-m", "tabular_mlops.serving.router"]
-    assert router["readinessProbe"]["httpGet"]["path"] == "/-/routes"
+    assert router["readinessProbe"]["httpGet"]["path"] == "/-/ready"  # needs no token
     mounts = {m["mountPath"] for m in router["volumeMounts"]}
-    assert mounts == {"/etc/tabular-mlops", "/var/log/inference"}  # routes, and the evidence
+    # routes, the evidence, and the tokens Secret
+    assert mounts == {"/etc/tabular-mlops", "/var/log/inference", "/etc/tabular-mlops-tokens"}
 
 
 def test_a_rollout_puts_the_router_in_front_until_it_is_decided(cluster):
@@ -241,7 +247,7 @@ def test_a_rollout_puts_the_router_in_front_until_it_is_decided(cluster):
     applier, target = cluster
     champion = target.switch(_start(target, "1", "aaaaaaaa"))
     candidate = _start(target, "2", "bbbbbbbb")
-    rollout = target.begin_rollout(champion, candidate, RolloutPlan(strategy="canary"), "t0k")
+    rollout = target.begin_rollout(champion, candidate, RolloutPlan(strategy="canary"))
     stable = applier.objects[("Service", "tabular-classifier")]
     assert stable["spec"]["selector"] == {"app.kubernetes.io/instance": "tabular-classifier-router"}
     assert target.rollout("tabular_classifier") == rollout
@@ -249,7 +255,17 @@ def test_a_rollout_puts_the_router_in_front_until_it_is_decided(cluster):
         applier.objects[("ConfigMap", "tabular-classifier-router-routes")]["data"]["routes.json"]
     )
     assert [u.model_version for u in routes.upstreams] == ["1", "2"]
-    assert routes.upstreams[1].url == candidate.url and routes.upstreams[1].source_token == "t0k"
+    assert routes.upstreams[1].url == candidate.url
+    # no token in the routes (a ConfigMap): every pod mounts the tokens Secret instead
+    tokens = target.tokens("tabular_classifier")
+    secret = applier.objects[("Secret", "tabular-classifier-tokens")]
+    for kind, name in applier.objects:
+        if kind != "Secret":
+            text = json.dumps(applier.objects[(kind, name)])
+            assert not any(token in text for token in tokens.current.values()), (kind, name)
+    router_pod = applier.objects[("Deployment", "tabular-classifier-router")]["spec"]["template"]
+    volumes = {v["name"]: v for v in router_pod["spec"]["volumes"]}
+    assert volumes["tokens"]["secret"]["secretName"] == secret["metadata"]["name"]
 
     live = target.finish_rollout("tabular_classifier", promote=True)
     assert live.model_version == "2"

@@ -159,7 +159,7 @@ def test_a_pid_file_naming_another_process_signals_nothing(tmp_path):
 
 
 @pytest.fixture
-def service(churn):
+def service(churn, tmp_path):
     """The prediction app with the churn model bound, as a worker serves it."""
     from fastapi.testclient import TestClient
 
@@ -168,7 +168,9 @@ def service(churn):
     from tabular_mlops.serving.app import bind, create_app
 
     _, model, spec = churn
-    settings = ServingSettings(model_tag="churn:1", max_batch_rows=5, source_token="s3cret")
+    settings = ServingSettings(
+        model_tag="churn:1", max_batch_rows=5, tokens_file=str(_tokens_file(tmp_path))
+    )
     app = create_app(spec, settings)
     bind(app, FastModel(model, [f.name for f in spec.features]), None)
     row = {
@@ -179,6 +181,19 @@ def service(churn):
     }
     app.state.churn = churn
     return TestClient(app), row
+
+
+#: the deployment's tokens in these tests (``serving/credentials.py``)
+TOKENS = {"feedback": "f33dback", "admin": "adm1n", "source": "s3cret"}
+FEEDBACK_AUTH = {"authorization": f"Bearer {TOKENS['feedback']}"}
+
+
+def _tokens_file(directory):
+    from tabular_mlops.serving.credentials import Tokens, write_tokens
+
+    path = directory / "secrets" / "m.tokens.json"
+    write_tokens(path, Tokens(current=TOKENS))
+    return path
 
 
 def test_the_contract_takes_json_numbers_not_text_or_booleans(service):
@@ -219,12 +234,19 @@ def test_the_live_version_takes_feedback_itself_outside_an_experiment(churn, tmp
     from tabular_mlops.serving.app import bind, create_app
 
     _, model, spec = churn
-    settings = ServingSettings(model_tag="churn:1", inference_log_dir=str(tmp_path))
+    settings = ServingSettings(model_tag="churn:1", inference_log_dir=str(tmp_path),
+                               tokens_file=str(_tokens_file(tmp_path)))  # fmt: skip
     app = create_app(spec, settings)
     bind(app, FastModel(model, [f.name for f in spec.features]), None)
-    client = TestClient(app)
-    stored = client.post("/feedback", json=[{"request_id": "r1", "label": "yes"},
-                                            {"request_id": "r2", "reward": 0.5}])  # fmt: skip
+    client = TestClient(app, headers=FEEDBACK_AUTH)
+    two = [{"request_id": "r1", "label": "yes"}, {"request_id": "r2", "reward": 0.5}]
+    anonymous = TestClient(app).post("/feedback", json=two)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    wrong = TestClient(app).post("/feedback", json=two, headers={"authorization": "Bearer no"})
+    assert wrong.status_code == 403 and wrong.json()["detail"][0]["field"] == "authorization"
+    admin = {"authorization": f"Bearer {TOKENS['admin']}"}  # another role's token
+    assert TestClient(app).post("/feedback", json=two, headers=admin).status_code == 403
+    stored = client.post("/feedback", json=two)
     assert stored.status_code == 202 and stored.json() == {"accepted": 2, "matched": 0}
     refused = client.post("/feedback", json={"request_id": "r3", "label": "yes", "reward": 1})
     assert refused.status_code == 400
@@ -247,8 +269,10 @@ def test_the_live_version_takes_feedback_itself_outside_an_experiment(churn, tmp
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(x["request_id"], x["version"], x["experiment"]) for x in lines] == [
         ("r1", spec.model_version, ""), ("r2", spec.model_version, "")]  # fmt: skip
-    off = create_app(spec, ServingSettings(model_tag="churn:1"))
-    answer = TestClient(off).post("/feedback", json={"request_id": "r1", "label": "yes"})
+    off = create_app(spec, ServingSettings(model_tag="churn:1", tokens_file=settings.tokens_file))
+    answer = TestClient(off, headers=FEEDBACK_AUTH).post(
+        "/feedback", json={"request_id": "r1", "label": "yes"}
+    )
     assert answer.status_code == 503 and "inference log is off" in answer.json()["error"]
 
 
@@ -314,8 +338,21 @@ def test_a_request_id_must_be_short_and_plain(service):
     answer = client.post("/predict", json={"rows": [row]}, headers={"x-request-id": "x" * 5000})
     assert answer.status_code == 400
     assert answer.json()["detail"][0]["field"] == "x-request-id"
-    ok = client.post("/predict", json={"rows": [row]}, headers={"x-request-id": "order-42"})
-    assert ok.json()["request_id"] == "order-42"
+
+
+def test_each_answer_has_its_own_id_and_keeps_the_clients_as_correlation_id(service):
+    """Two clients sending one x-request-id never share an answer id (feedback names it)."""
+    client, row = service
+    first, second = (
+        client.post("/predict", json={"rows": [row]}, headers={"x-request-id": "order-42"})
+        for _ in range(2)
+    )
+    ids = {first.json()["request_id"], second.json()["request_id"]}
+    assert len(ids) == 2 and "order-42" not in ids
+    assert first.json()["correlation_id"] == second.json()["correlation_id"] == "order-42"
+    assert first.headers["x-request-id"] == first.json()["request_id"]
+    plain = client.post("/predict", json={"rows": [row]}).json()
+    assert "correlation_id" not in plain and len(plain["request_id"]) == 32
 
 
 def test_rows_the_model_cannot_score_are_refused_not_answered_with_nan(service, churn):
@@ -530,10 +567,13 @@ def test_feedback_is_checked_item_by_item_and_only_answers_given_are_evidence(tm
 
 
 def test_the_routers_feedback_takes_json_only_and_counts_the_bytes_it_reads(tmp_path):
-    """``text/plain`` is refused (415) and a chunked body over the limit is refused (413)
-    after reading no more than the limit: the router's memory stays bounded."""
+    """Without the feedback token: 401, with a wrong one: 403, nothing read or written;
+    the router's own endpoints take the admin token and GET only. ``text/plain`` is
+    refused (415) and a chunked body over the limit is refused (413) after reading no
+    more than the limit: the router's memory stays bounded."""
     import asyncio
 
+    from tabular_mlops.serving.credentials import TokenFile
     from tabular_mlops.serving.feedback import MAX_FEEDBACK_BYTES
     from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
 
@@ -542,8 +582,13 @@ def test_the_routers_feedback_takes_json_only_and_counts_the_bytes_it_reads(tmp_
                                      upstreams=[Upstream(url="http://127.0.0.1:1",
                                                          model_version="1")]))  # fmt: skip
 
-    async def call(content_type: bytes, chunks: int) -> tuple[int, dict, int]:
-        router = Router(routes_file)
+    tokens = TokenFile(_tokens_file(tmp_path))
+    auth = (b"authorization", f"Bearer {TOKENS['feedback']}".encode())
+
+    async def call(
+        content_type: bytes, chunks: int, credential=auth, path="/feedback", method="POST"
+    ) -> tuple[int, dict, int]:
+        router = Router(routes_file, tokens)
         router.reload()
         read = 0
 
@@ -557,11 +602,27 @@ def test_the_routers_feedback_takes_json_only_and_counts_the_bytes_it_reads(tmp_
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "path": "/feedback", "method": "POST",
-                 "headers": [(b"content-type", content_type)]}  # fmt: skip
+        headers = [(b"content-type", content_type), *([credential] if credential else [])]
+        scope = {"type": "http", "path": path, "method": method, "headers": headers}
         await router(scope, receive, send)
         router.feedback_log.close()
         return sent[0]["status"], json.loads(sent[1]["body"]), read
+
+    # a credential first: nothing is read without one, a wrong one, or another role's
+    assert asyncio.run(call(b"application/json", 1, None))[::2] == (401, 0)
+    assert asyncio.run(call(b"application/json", 1, (b"authorization", b"Bearer x")))[0] == 403
+    admin = (b"authorization", f"Bearer {TOKENS['admin']}".encode())
+    assert asyncio.run(call(b"application/json", 1, admin))[0] == 403
+    # the router's own endpoints: GET with the admin token; /-/ready for anyone
+    assert asyncio.run(call(b"", 0, None, "/-/routes", "GET"))[0] == 401
+    assert asyncio.run(call(b"", 0, auth, "/-/routes", "GET"))[0] == 403
+    status, routes, _ = asyncio.run(call(b"", 0, admin, "/-/routes", "GET"))
+    assert status == 200 and routes["model_name"] == "m"
+    assert asyncio.run(call(b"", 0, None, "/-/metrics", "GET"))[0] == 401
+    assert asyncio.run(call(b"", 0, admin, "/-/routes", "DELETE"))[0] == 405
+    assert asyncio.run(call(b"", 0, None, "/-/ready", "GET"))[:2] == (200, {"ready": True})
+    written = [log.read_text() for log in (tmp_path / "evidence").glob("feedback-*.jsonl")]
+    assert not any(written)
 
     status, answer, _ = asyncio.run(call(b"text/plain", 1))
     assert status == 415 and answer["detail"][0]["field"] == "content-type"

@@ -129,14 +129,14 @@ def test_a_holder_that_cannot_write_its_file_still_accepts(tmp_path, monkeypatch
     import errno
 
     port = _free_port()
-    real = stable._write_atomically
+    real = stable.write_atomically
 
     def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     async def scenario() -> None:
         stable.write_owner(tmp_path, Owner(generation=1, port=1))
-        monkeypatch.setattr(stable, "_write_atomically", full)
+        monkeypatch.setattr(stable, "write_atomically", full)
         listener = StableListener(_app("one"), tmp_path, 1, bind_to=("127.0.0.1", port))
         await listener.start()
         try:
@@ -144,7 +144,7 @@ def test_a_holder_that_cannot_write_its_file_still_accepts(tmp_path, monkeypatch
                 assert (await client.get("/")).text == "one"
             await asyncio.sleep(stable.POLL_SECONDS * 3)
             assert stable.holders(tmp_path) == []
-            monkeypatch.setattr(stable, "_write_atomically", real)
+            monkeypatch.setattr(stable, "write_atomically", real)
             await asyncio.sleep(stable.POLL_SECONDS * 3)
             [holder] = stable.holders(tmp_path)
             assert holder.accepting

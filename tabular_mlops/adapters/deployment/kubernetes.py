@@ -24,6 +24,7 @@ runs in a pod of the same cluster (Kubernetes orchestrator).
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 from collections.abc import Callable
@@ -43,7 +44,14 @@ from tabular_mlops.adapters.deployment.target import (
 from tabular_mlops.core.config import ContainerServingConfig, ServingConfig
 from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings
-from tabular_mlops.serving.router import Routes, Upstream
+from tabular_mlops.serving.credentials import (
+    TOKENS_FILE_ENV,
+    Tokens,
+    TokensFileError,
+    new_tokens,
+    rotated,
+)
+from tabular_mlops.serving.router import READY_PATH, ROUTES_PATH, Routes, Upstream
 from tabular_mlops.serving.server import command as server_command
 
 if TYPE_CHECKING:
@@ -56,6 +64,11 @@ ROLLOUT_RECORD = "tabular-mlops/rollout"
 #: where a bento image keeps the bento's code (BentoML's Dockerfile template)
 BENTO_SOURCE = "/home/bentoml/bento/src"
 ROUTES_MOUNT = "/etc/tabular-mlops"
+#: the model's tokens Secret, mounted read-only in every pod (``serving/credentials.py``)
+TOKENS_MOUNT = "/etc/tabular-mlops-tokens"
+TOKENS_KEY = "tokens.json"
+TOKENS_FILE = f"{TOKENS_MOUNT}/{TOKENS_KEY}"
+TOKENS_VOLUME_MOUNT = {"name": "tokens", "mountPath": TOKENS_MOUNT, "readOnly": True}
 ROUTER_REPLICAS = 2
 MODEL_LABEL = "app.kubernetes.io/name"
 RELEASE_LABEL = "app.kubernetes.io/instance"
@@ -95,6 +108,7 @@ def deployment_manifest(
     in_pod = settings.model_copy(
         update={
             "inference_log_dir": container.inference_log_mount,
+            "tokens_file": TOKENS_FILE,
             # relative: from $BENTO_PATH, where the image keeps the bento and its models
             "model_dir": f"models/{name}/{version}",
         }
@@ -112,6 +126,7 @@ def deployment_manifest(
                     {"name": SETTINGS_ENV, "value": in_pod.model_dump_json()},
                     {"name": "PYTHONPATH", "value": BENTO_SOURCE},
                 ],
+                "volumeMounts": [dict(TOKENS_VOLUME_MOUNT)],
                 "resources": {
                     "requests": {"cpu": container.cpu, "memory": container.memory},
                     "limits": {"memory": container.memory},
@@ -120,21 +135,22 @@ def deployment_manifest(
                 "livenessProbe": {**_probe("/livez", container.port), "initialDelaySeconds": 30},
             }
         ],
+        "volumes": [tokens_volume(model_name)],
     }
     if defaults.service_account_name:
         pod["serviceAccountName"] = defaults.service_account_name
     if defaults.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": s} for s in defaults.image_pull_secrets]
     if container.inference_log_claim:
-        pod["volumes"] = [
+        pod["volumes"].append(
             {
                 "name": "inference-log",
                 "persistentVolumeClaim": {"claimName": container.inference_log_claim},
             }
-        ]
-        pod["containers"][0]["volumeMounts"] = [
+        )
+        pod["containers"][0]["volumeMounts"].append(
             {"name": "inference-log", "mountPath": container.inference_log_mount}
-        ]
+        )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -144,6 +160,30 @@ def deployment_manifest(
             "selector": {"matchLabels": {RELEASE_LABEL: release}},
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
+    }
+
+
+def tokens_secret_name(model_name: str) -> str:
+    return f"{dns_name(model_name, 55)}-tokens"
+
+
+def tokens_volume(model_name: str) -> dict[str, Any]:
+    """The model's tokens Secret as a volume: the pods read the file, never an env value,
+    and see a rotation without a restart (the kubelet swaps the file)."""
+    return {
+        "name": "tokens",
+        "secret": {"secretName": tokens_secret_name(model_name), "defaultMode": 0o400},
+    }
+
+
+def tokens_secret(model_name: str, tokens: Tokens, labels: dict[str, str]) -> dict[str, Any]:
+    """Applied by the target only, never printed (``plan`` shows the volume, not this)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": tokens_secret_name(model_name), "labels": labels},
+        "type": "Opaque",
+        "data": {TOKENS_KEY: base64.b64encode(tokens.model_dump_json().encode()).decode()},
     }
 
 
@@ -192,8 +232,12 @@ def router_manifests(
         "metadata": {"name": f"{name}-routes", "labels": labels},
         "data": {"routes.json": routes.model_dump_json(indent=2)},
     }
-    mounts = [{"name": "routes", "mountPath": ROUTES_MOUNT, "readOnly": True}]
-    volumes: list[dict[str, Any]] = [{"name": "routes", "configMap": {"name": f"{name}-routes"}}]
+    mounts = [{"name": "routes", "mountPath": ROUTES_MOUNT, "readOnly": True},
+              dict(TOKENS_VOLUME_MOUNT)]  # fmt: skip
+    volumes: list[dict[str, Any]] = [
+        {"name": "routes", "configMap": {"name": f"{name}-routes"}},
+        tokens_volume(model_name),
+    ]
     if container.inference_log_claim:
         mounts.append({"name": "inference-log", "mountPath": container.inference_log_mount})
         volumes.append(
@@ -211,11 +255,12 @@ def router_manifests(
                 "command": ["python", "-m", "tabular_mlops.serving.router",
                             f"{ROUTES_MOUNT}/routes.json", "0.0.0.0", str(container.port)],
                 "workingDir": BENTO_SOURCE,
-                "env": [{"name": "PYTHONPATH", "value": BENTO_SOURCE}],
+                "env": [{"name": "PYTHONPATH", "value": BENTO_SOURCE},
+                        {"name": TOKENS_FILE_ENV, "value": TOKENS_FILE}],
                 "ports": [{"name": "http", "containerPort": container.port}],
                 "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
                               "limits": {"memory": "256Mi"}},
-                "readinessProbe": _probe("/-/routes", container.port),
+                "readinessProbe": _probe(READY_PATH, container.port),
                 "volumeMounts": mounts,
             }
         ],
@@ -280,6 +325,7 @@ class KubernetesTarget:
     def start(self, package: BentoPackage) -> RunningService:
         model_name, image = package.model_name, package.published
         release = release_name(model_name, package.model_version, package.bento_tag)
+        self.tokens(model_name)  # the Secret its pods mount
         self.applier.provision(
             [
                 deployment_manifest(
@@ -370,7 +416,7 @@ class KubernetesTarget:
 
     def routes_for(
         self, champion: RunningService, candidate: RunningService, plan: RolloutPlan,
-        experiment: str, source_token: str | None,
+        experiment: str,
     ) -> Routes:  # fmt: skip
         """The router's routes: each release's own Service, in-cluster."""
 
@@ -384,8 +430,7 @@ class KubernetesTarget:
             generation=1,
             upstreams=[
                 Upstream(url=release(champion), model_version=champion.model_version),
-                Upstream(url=release(candidate), model_version=candidate.model_version,
-                         source_token=source_token),
+                Upstream(url=release(candidate), model_version=candidate.model_version),
             ],
             plan=plan,
             experiment=experiment,
@@ -399,9 +444,8 @@ class KubernetesTarget:
         return None if record is None else Rollout.model_validate_json(record)
 
     def begin_rollout(
-        self, champion: RunningService, candidate: RunningService, plan: RolloutPlan,
-        source_token: str | None,
-    ) -> Rollout:  # fmt: skip
+        self, champion: RunningService, candidate: RunningService, plan: RolloutPlan
+    ) -> Rollout:
         """Start the router beside both releases, then point the stable Service at it."""
         if self.rollout(candidate.model_name) is not None:
             self.stop(candidate)
@@ -413,7 +457,7 @@ class KubernetesTarget:
             experiment=f"{candidate.model_name}-v{candidate.model_version}-{started:%Y%m%dT%H%M%S}",
             plan=plan, champion=champion, candidate=candidate, started_at=started,
         )  # fmt: skip
-        routes = self.routes_for(champion, candidate, plan, rollout.experiment, source_token)
+        routes = self.routes_for(champion, candidate, plan, rollout.experiment)
         image = champion.runs_as.image if isinstance(champion.runs_as, KubernetesRelease) else ""
         manifests = router_manifests(
             candidate.model_name, routes, image, self.container, self.defaults
@@ -448,8 +492,11 @@ class KubernetesTarget:
         """The router's own report, at its in-cluster address (from a pod of the cluster)."""
         import httpx
 
+        admin = {"authorization": f"Bearer {self.tokens(model_name).current['admin']}"}
         try:
-            answer = httpx.get(f"{self.url(dns_name(model_name))}/-/routes", timeout=5)
+            answer = httpx.get(
+                f"{self.url(dns_name(model_name))}{ROUTES_PATH}", timeout=5, headers=admin
+            )
             return answer.json() if answer.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
@@ -512,15 +559,41 @@ class KubernetesTarget:
                 runs_as=KubernetesRelease(namespace=self.namespace, deployment=name, image=image),
             )  # fmt: skip
 
-        routes = self.routes_for(
-            release(champion, "1"), release(candidate, "2"), plan, "example", None
-        )
+        routes = self.routes_for(release(champion, "1"), release(candidate, "2"), plan, "example")
         router = router_manifests(model_name, routes, image, self.container, self.defaults)
         stable = service_manifest(
             dns_name(model_name), model_name, router[1]["metadata"]["name"], self.container,
             self.container.service_type, dict(self.defaults.annotations),
         )  # fmt: skip
         return {"strategy": plan.strategy, "manifests": [*router, stable]}
+
+    # --- credentials ------------------------------------------------------------------------
+    def tokens(self, model_name: str) -> Tokens:
+        """The model's tokens from its Secret, which is created with the first deploy."""
+        secret = self._get("v1", "Secret", tokens_secret_name(model_name))
+        if secret is not None:
+            raw = base64.b64decode((secret.get("data") or {}).get(TOKENS_KEY, ""))
+            try:
+                return Tokens.model_validate_json(raw)
+            except ValueError:
+                raise TokensFileError(
+                    f"Secret {self.namespace}/{tokens_secret_name(model_name)}: key "
+                    f"{TOKENS_KEY} is not a tokens file; delete the Secret to have new ones made"
+                ) from None
+        return self._write_tokens(model_name, new_tokens())
+
+    def rotate_tokens(self, model_name: str) -> Tokens:
+        return self._write_tokens(model_name, rotated(self.tokens(model_name), datetime.now(UTC)))
+
+    def tokens_location(self, model_name: str) -> str:
+        return f"Secret {self.namespace}/{tokens_secret_name(model_name)}, key {TOKENS_KEY}"
+
+    def _write_tokens(self, model_name: str, tokens: Tokens) -> Tokens:
+        labels = {**self.defaults.labels, MODEL_LABEL: dns_name(model_name)}
+        self.applier.provision([tokens_secret(model_name, tokens, labels)],
+                               default_namespace=self.namespace,
+                               field_manager=FIELD_MANAGER)  # fmt: skip
+        return tokens
 
     def _get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         """The object as a plain dict, or None when the cluster has none of that name."""

@@ -69,8 +69,17 @@ from tabular_mlops.adapters.processes import (
     stop_process_tree,
 )
 from tabular_mlops.core.config import LocalServingConfig, ServingConfig
+from tabular_mlops.core.files import write_atomically
 from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import SETTINGS_ENV
+from tabular_mlops.serving.credentials import (
+    TOKENS_FILE_ENV,
+    Tokens,
+    new_tokens,
+    read_tokens,
+    rotated,
+    write_tokens,
+)
 from tabular_mlops.serving.router import ROUTES_PATH, Routes, Upstream, write_routes
 from tabular_mlops.serving.server import command as server_command
 from tabular_mlops.serving.stable import (
@@ -193,14 +202,32 @@ def _tail(log_file: Path, lines: int = 15) -> str:
     return "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-lines:])
 
 
+def tokens_file(state_dir: Path, model_name: str) -> Path:
+    """The model's tokens (``serving/credentials.py``): 0600, in a 0700 directory."""
+    return state_dir / "secrets" / f"{model_name}.tokens.json"
+
+
+def deployment_tokens(state_dir: Path, model_name: str) -> Tokens:
+    """The model's tokens, written at its first deploy."""
+    path = tokens_file(state_dir, model_name)
+    if not path.is_file():
+        write_tokens(path, new_tokens())
+        logger.info("wrote the deployment's tokens to %s (owner only)", path)
+    return read_tokens(path)
+
+
 def start_service(package: BentoPackage, state_dir: Path, timeout: float) -> RunningService:
     """Start the bento's app on a free port (``serving/server.py``) and wait until it is ready."""
     import bentoml
 
     bento = bentoml.bentos.get(package.bento_tag)
     source = Path(bento.path) / "src"
+    deployment_tokens(state_dir, package.model_name)
     settings = package.settings.model_copy(
-        update={"model_dir": bentoml.models.get(package.settings.model_tag).path}
+        update={
+            "model_dir": bentoml.models.get(package.settings.model_tag).path,
+            "tokens_file": str(tokens_file(state_dir, package.model_name).resolve()),
+        }
     )
     port = free_port()
     label = f"{package.model_name}-v{package.model_version}-{port}"
@@ -266,10 +293,7 @@ def _read(path: Path, model: type[BaseModel], what: str) -> Any:
 
 
 def _write(path: Path, record: BaseModel) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(record.model_dump_json(indent=2))
-    temporary.replace(path)  # atomic: a reader sees the old or the new, never half
+    write_atomically(path, record.model_dump_json(indent=2))
 
 
 def read_live(state_dir: Path, model_name: str) -> RunningService | None:
@@ -283,8 +307,9 @@ def record_live(state_dir: Path, service: RunningService) -> None:
     _write(state_file(state_dir, service.model_name), service)
 
 
-def router_status(url: str) -> dict[str, Any] | None:
-    return answer_of(f"{url}{ROUTES_PATH}")
+def router_status(url: str, token: str | None) -> dict[str, Any] | None:
+    """What the router at ``url`` reports, read with the deployment's admin ``token``."""
+    return answer_of(f"{url}{ROUTES_PATH}", token=token)
 
 
 def _is_running(pid: int, started: float | None) -> bool:
@@ -409,6 +434,24 @@ class LocalProcessTarget:
         """Where the router writes the routing and feedback logs of the model."""
         return (self.state_dir / "evidence" / model_name).resolve()
 
+    # --- credentials ------------------------------------------------------------------------
+    def tokens(self, model_name: str) -> Tokens:
+        """The model's tokens (feedback, admin, source), created at its first deploy."""
+        return deployment_tokens(self.state_dir, model_name)
+
+    def rotate_tokens(self, model_name: str) -> Tokens:
+        """New tokens; the old ones are accepted for ``ROTATION_GRACE`` more. Every server
+        reads the file again when it changes: nothing restarts, no request fails."""
+        tokens = rotated(self.tokens(model_name), datetime.now(UTC))
+        write_tokens(tokens_file(self.state_dir, model_name), tokens)
+        return tokens
+
+    def tokens_location(self, model_name: str) -> str:
+        return str(tokens_file(self.state_dir, model_name).resolve())
+
+    def _admin(self, model_name: str) -> str:
+        return self.tokens(model_name).current["admin"]
+
     def _publish(
         self,
         model_name: str,
@@ -433,7 +476,7 @@ class LocalProcessTarget:
         os.kill(router.pid, signal.SIGHUP)
 
         def generation() -> Any:
-            return (router_status(router.url) or {}).get("generation")
+            return (router_status(router.url, self._admin(model_name)) or {}).get("generation")
 
         if not wait_until(lambda: generation() == routes.generation, 10, interval=0.05):
             # the router kept its routes (e.g. it runs older code that cannot read these):
@@ -447,7 +490,7 @@ class LocalProcessTarget:
             )
 
         def drained() -> bool:
-            return not (router_status(router.url) or {}).get("draining")
+            return not (router_status(router.url, self._admin(model_name)) or {}).get("draining")
 
         if not wait_until(drained, DRAIN_SECONDS, interval=0.05):
             logger.warning("router still draining after %s s; going on", DRAIN_SECONDS)
@@ -488,7 +531,6 @@ class LocalProcessTarget:
 
     def begin_rollout(
         self, champion: RunningService, candidate: RunningService, plan: RolloutPlan,
-        source_token: str | None,
     ) -> Rollout:  # fmt: skip
         """The candidate joins the champion behind the model's address, by ``plan``."""
         if not isinstance(candidate.runs_as, LocalProcess) or not isinstance(
@@ -514,8 +556,7 @@ class LocalProcessTarget:
             candidate.model_name,
             [
                 Upstream(url=champion.runs_as.direct_url, model_version=champion.model_version),
-                Upstream(url=candidate.runs_as.direct_url, model_version=candidate.model_version,
-                         source_token=source_token),
+                Upstream(url=candidate.runs_as.direct_url, model_version=candidate.model_version),
             ],
             plan,
             rollout.experiment,
@@ -549,7 +590,7 @@ class LocalProcessTarget:
     def router_view(self, model_name: str) -> dict[str, Any] | None:
         """What the router reports: routes, each arm's figures, the rollout's state."""
         router = self.router(model_name)
-        return router_status(router.url) if router is not None else None
+        return router_status(router.url, self._admin(model_name)) if router is not None else None
 
     def _moved_from(self, model_name: str) -> RouterProcess | None:
         """The model's running router when it answers on another port than ``local.port``
@@ -559,7 +600,7 @@ class LocalProcessTarget:
             return None
         if not _is_running(record.pid, record.started):
             return None
-        status = router_status(record.url)
+        status = router_status(record.url, self._admin(model_name))
         return record if status and status.get("model_name") == model_name else None
 
     def _check_address(self, model_name: str) -> None:
@@ -590,7 +631,7 @@ class LocalProcessTarget:
         self._check_address(model_name)
         record = self.router(model_name)
         if record is not None and _is_running(record.pid, record.started):
-            status = router_status(record.url)
+            status = router_status(record.url, self._admin(model_name))
             if (
                 record.port == self.local.port
                 and record.control_port is not None
@@ -617,6 +658,7 @@ class LocalProcessTarget:
                 {
                     MARKER_ENV: marker(self.state_dir, model_name),
                     STABLE_DIR_ENV: str(stable_dir(self.state_dir, model_name)),
+                    TOKENS_FILE_ENV: str(tokens_file(self.state_dir, model_name).resolve()),
                 },
                 log,
             )
@@ -628,7 +670,7 @@ class LocalProcessTarget:
             control_port=control_port,
         )
         if not wait_until(
-            lambda: router_status(record.url) is not None,
+            lambda: router_status(record.url, self._admin(model_name)) is not None,
             30,
             lambda: has_exited(pid),
         ):
@@ -905,7 +947,11 @@ class LocalProcessTarget:
                 f"version {service.model_version} does not accept on {self.stable_url} "
                 f"itself (see {process.log_file}); the router forwards to it, a hop"
             )
-        status = router_status(router.url) if router is not None else None
+        status = (
+            router_status(router.url, self._admin(service.model_name))
+            if router is not None
+            else None
+        )
         served = ((status or {}).get("live") or {}).get("model_version")
         if status is not None and served != service.model_version:
             found.append(f"{service.url} forwards to version {served}")

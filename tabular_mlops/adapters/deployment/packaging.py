@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import sys
 import tempfile
@@ -31,6 +30,7 @@ SERVED_MODULES = [
     "tabular_mlops/__init__.py",
     "tabular_mlops/core/__init__.py",
     "tabular_mlops/core/columns.py",
+    "tabular_mlops/core/files.py",
     "tabular_mlops/core/problems.py",
     "tabular_mlops/core/scoring.py",
     "tabular_mlops/core/spec.py",
@@ -124,9 +124,6 @@ def build_bento(
         max_batch_rows=max_batch_rows,
         inference_log_dir=str(inference_log_dir.resolve()),
         fast_path=fast_path_works(model, spec, sample),
-        # what the smoke test sends to tag its requests: one per build, so a client
-        # outside the deployment cannot pass its traffic off as a test
-        source_token=secrets.token_urlsafe(24),
     )
     # Building imports the service module, which reads its settings from the environment
     # when it is first imported: a process that built a bento before (a loop that

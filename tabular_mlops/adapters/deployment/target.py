@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import ServingSettings
+from tabular_mlops.serving.credentials import Tokens
 
 
 class LocalProcess(BaseModel):
@@ -164,7 +165,6 @@ class ServingTarget(Protocol):
         champion: RunningService,
         candidate: RunningService,
         plan: RolloutPlan,
-        source_token: str | None,
     ) -> Rollout:
         """Put the candidate beside the champion behind the model's address, by ``plan``."""
 
@@ -177,6 +177,16 @@ class ServingTarget(Protocol):
 
     def router_view(self, model_name: str) -> dict[str, Any] | None:
         """What the router reports now, when it can be reached from here."""
+
+    # credentials (``serving/credentials.py``)
+    def tokens(self, model_name: str) -> Tokens:
+        """The model's tokens, created with its first deploy."""
+
+    def rotate_tokens(self, model_name: str) -> Tokens:
+        """New tokens; the old ones accepted for a grace period."""
+
+    def tokens_location(self, model_name: str) -> str:
+        """Where the tokens are kept (never the tokens themselves)."""
 
 
 class UnsupportedStackError(RuntimeError):

@@ -1,0 +1,148 @@
+"""The deployment's tokens: who may send feedback, read the router's own endpoints, and
+tag requests as the deployment's own checks.
+
+One JSON file per served model holds a token per role (:data:`ROLES`). On dev
+and staging the model deployer writes it at the model's first deploy under the
+serving state directory (mode 0600, its directory 0700); on the cluster it is a
+Kubernetes Secret mounted into the pods. Servers are given the file's path
+(``$TABULAR_TOKENS_FILE``), never a token: nothing that is stored, built or
+printed (artifacts, bentos, images, manifests, logs) holds one.
+
+A rotation writes new tokens and keeps the old ones valid for a grace period,
+so clients move over without a failed request; servers read the file again
+when it changes (:class:`TokenFile`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ValidationError
+
+from tabular_mlops.core.files import write_atomically
+
+TOKENS_FILE_ENV = "TABULAR_TOKENS_FILE"
+Role = Literal["feedback", "admin", "source"]
+#: feedback: labels and rewards (``POST /feedback``); admin: the router's ``/-/routes`` and
+#: ``/-/metrics``; source: the deployment's own smoke and shadow requests
+ROLES: tuple[Role, ...] = ("feedback", "admin", "source")
+#: how long the tokens a rotation replaced are still accepted
+ROTATION_GRACE = timedelta(hours=1)
+
+
+class Tokens(BaseModel):
+    current: dict[Role, str]
+    #: the tokens a rotation replaced, accepted until ``previous_until``
+    previous: dict[Role, str] = {}
+    previous_until: datetime | None = None
+
+    def __repr__(self) -> str:  # never a token in a log or a traceback
+        return f"Tokens(roles={sorted(self.current)}, previous_until={self.previous_until})"
+
+    __str__ = __repr__
+
+    def accepts(self, role: Role, offered: str, now: datetime | None = None) -> bool:
+        """Whether ``offered`` is ``role``'s token (or its previous one, in its grace),
+        compared in constant time with each."""
+        now = now or datetime.now(UTC)
+        valid = [self.current[role]]
+        if role in self.previous and self.previous_until and now < self.previous_until:
+            valid.append(self.previous[role])
+        matched = False
+        for token in valid:
+            matched |= hmac.compare_digest(offered.encode(), token.encode())
+        return matched
+
+
+def new_tokens() -> Tokens:
+    return Tokens(current={role: secrets.token_urlsafe(32) for role in ROLES})
+
+
+def rotated(tokens: Tokens, now: datetime, grace: timedelta = ROTATION_GRACE) -> Tokens:
+    """New tokens for every role; the replaced ones are accepted for ``grace`` more."""
+    return Tokens(
+        current=new_tokens().current, previous=dict(tokens.current), previous_until=now + grace
+    )
+
+
+def write_tokens(path: Path, tokens: Tokens) -> None:
+    """Write ``tokens`` to ``path`` atomically, readable by its owner only."""
+    write_atomically(path, tokens.model_dump_json(), private=True)
+
+
+class TokensFileError(ValueError):
+    """The tokens file cannot be read as tokens."""
+
+
+def read_tokens(path: Path) -> Tokens:
+    try:
+        return Tokens.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a tokens file"
+        raise TokensFileError(f"{path}: {reason}") from None
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+class TokenFile:
+    """A server's view of the tokens file, read again when it changes (a rotation)."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path else None
+        self._seen: tuple[int, int, int] | None = None
+        self._tokens: Tokens | None = None
+
+    @classmethod
+    def from_environment(cls) -> TokenFile:
+        return cls(os.environ.get(TOKENS_FILE_ENV))
+
+    def tokens(self) -> Tokens | None:
+        if self.path is None:
+            return None
+        try:
+            stat = self.path.stat()
+        except OSError:
+            self._seen, self._tokens = None, None
+            return None
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if seen != self._seen:
+            try:
+                self._tokens = read_tokens(self.path)
+            except TokensFileError:
+                self._tokens = None
+            self._seen = seen
+        return self._tokens
+
+    def token(self, role: Role) -> str | None:
+        tokens = self.tokens()
+        return tokens.current[role] if tokens is not None else None
+
+    def refusal(
+        self, role: Role, authorization: str | None
+    ) -> tuple[int, dict[str, object]] | None:
+        """None when ``authorization`` carries ``role``'s token; else the status (401: no
+        token sent, 403: a wrong one, or no tokens to check it against) and the answer."""
+        offered = bearer(authorization)
+        if offered is None:
+            return 401, _problem(
+                "unauthorized", f"send `Authorization: Bearer <the deployment's {role} token>`"
+            )
+        tokens = self.tokens()
+        if tokens is None or not tokens.accepts(role, offered):
+            return 403, _problem("forbidden", f"not the deployment's {role} token")
+        return None
+
+
+def _problem(error: str, problem: str) -> dict[str, object]:
+    return {"error": error, "detail": [{"field": "authorization", "problem": problem}]}
