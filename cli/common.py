@@ -344,7 +344,8 @@ def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunRes
 #: exception class -> what to do about it, for the last line of a failure
 FIXES = {
     "DataValidationError": "fix the data, or the thresholds under parameters.validation in "
-    "configs/training.yaml; if the data drifted because the world changed, --accept-drift",
+    "configs/training.yaml; if the data drifted because the world changed, "
+    "--accept-drift --reason '...'",
     "DataSourceError": "check parameters.data (path, target, drop_columns, na_values)",
     "TrainingConfigError": "check parameters.training (and evaluation.cost) in "
     "configs/training.yaml",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cli.audit import reason_option, require_reason
 from cli.common import (
     config_option,
     env_option,
@@ -17,6 +18,7 @@ from cli.common import (
     staged_pipeline,
     staged_version,
 )
+from tabular_mlops.adapters.audit import record
 from tabular_mlops.core.config import DeploymentRunConfig
 from tabular_mlops.core.rollout import STRATEGIES
 
@@ -69,6 +71,7 @@ NOT_SERVING = 3
     "/-/metrics) and nothing else, for a script: TOKEN=$(python run.py deploy "
     "--print-token feedback).",
 )
+@reason_option
 def deploy(
     env: str,
     config_path: Path,
@@ -80,6 +83,7 @@ def deploy(
     strategy: str | None = None,
     rotate_tokens: bool = False,
     print_token: str | None = None,
+    reason: str | None = None,
 ) -> None:
     """Package the model at the configured stage as a Bento, start it beside the live
     service, smoke-test it with rows of its own test split, and only then switch the
@@ -90,7 +94,11 @@ def deploy(
         config.parameters.serving.rollout.strategy = strategy  # type: ignore[assignment]
     if rotate_tokens or print_token:
         _tokens(serving_target(env, config, activate=False), name, print_token)
+        if rotate_tokens:
+            record(env, "rotate-tokens", name, reason=reason)
         return
+    if model_version is not None:
+        reason = require_reason(reason, f"deploy --version {model_version}")
     if status or stop_service:
         target = serving_target(env, config, activate=False)
         live = live_service(target, name)
@@ -98,6 +106,7 @@ def deploy(
             target.forget(name)  # the supervisor first: it would start the service again
             if live is not None:
                 target.stop(live)
+            record(env, "stop", name, live.model_version if live else None, reason)
             click.echo(
                 f"Stopped {live.url} (model '{name}' version {live.model_version})."
                 if live is not None
@@ -167,6 +176,13 @@ def deploy(
     live = target.live(name)
     if live is None:
         raise click.ClickException(f"the deployment finished but no service of '{name}' is live")
+    target.prune_logs(name, config.parameters.serving.retention_days)
+    experiment = target.rollout(name)
+    record(
+        env, "rollback" if model_version else "deploy", name,
+        experiment.candidate.model_version if experiment else live.model_version, reason,
+        url=live.url, **({"rollout": experiment.plan.strategy} if experiment else {}),
+    )  # fmt: skip
     _print_service(live, target)
 
 

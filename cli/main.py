@@ -10,6 +10,7 @@ import traceback
 
 import click
 
+from cli.audit import audit
 from cli.common import cause_and_fix, keep_logged_error
 from cli.deploy import deploy
 from cli.export import export
@@ -71,6 +72,7 @@ for command in (
     report,
     stack,
     dashboard,
+    audit,
 ):
     cli.add_command(command)
 

@@ -23,6 +23,7 @@ from cli.common import (
     zenml_schedule,
 )
 from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
+from tabular_mlops.adapters.retention import prune_old_logs
 from tabular_mlops.core.config import (
     DeploymentRunConfig,
     MonitoringRunConfig,
@@ -66,6 +67,7 @@ def monitor(
     )
     if run is None or schedule:
         return
+    prune_old_logs([config.parameters.monitoring.inference_log_dir], plan.serving.retention_days)
     decision = step_output(run, "detect_drift", "monitoring_decision")
     collected = run.steps["collect_predictions"].run_metadata
     duplicates = int(str(collected.get("duplicate_rows_left_out", 0)))
@@ -307,9 +309,9 @@ def end_own_experiment(ctx: click.Context, env: str) -> None:
         f"\n=== version {experiment.candidate.model_version} runs as a "
         f"{experiment.plan.strategy} beside version {experiment.champion.model_version}. With "
         "real users, `python run.py rollout` decides it on their feedback; this simulation "
-        "has none, so it promotes it by hand (`python run.py rollout --promote`)"
+        "has none, so it promotes it by hand (`python run.py rollout --promote --reason ...`)"
     )
-    ctx.invoke(rollout, env=env, promote=True)
+    ctx.invoke(rollout, env=env, promote=True, reason="the simulation has no users to decide")
     click.echo(
         f"Left: version {production_version(deployment.model.name)} in production, served alone"
     )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cli.audit import reason_option, require_reason
 from cli.common import (
     activate_stack,
     config_option,
@@ -15,6 +16,7 @@ from cli.common import (
     overrides_option,
     run_pipeline,
 )
+from tabular_mlops.adapters.audit import record
 from tabular_mlops.core.config import DeploymentRunConfig, ServingConfig
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 @click.option("--status", is_flag=True, help="Show both arms' figures and what the rules say now.")
 @click.option("--promote", is_flag=True, help="Promote the candidate now, whatever the evidence.")
 @click.option("--abort", is_flag=True, help="Roll the candidate back now; production stays.")
+@reason_option
 def rollout(
     env: str,
     config_path: Path,
@@ -36,6 +39,7 @@ def rollout(
     status: bool = False,
     promote: bool = False,
     abort: bool = False,
+    reason: str | None = None,
 ) -> None:
     """Run the rollout pipeline on the experiment in progress: gather both arms' evidence
     (answers, errors, latency, agreement, feedback), decide by the rules in
@@ -43,6 +47,8 @@ def rollout(
     promote (all traffic, production stage) or roll back (the champion keeps it all)."""
     if promote and abort:
         raise click.UsageError("--promote and --abort exclude each other")
+    if promote or abort:
+        reason = require_reason(reason, "rollout --promote" if promote else "rollout --abort")
     config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
     name, serving = config.model.name, config.parameters.serving
     from cli.common import serving_target
@@ -79,6 +85,9 @@ def rollout(
     from pipelines.rollout import rollout_pipeline
 
     by_hand = "promote" if promote else "rollback" if abort else None
+    if by_hand:  # who asked and why; the decision carried out is recorded by the pipeline
+        record(env, f"rollout-{'promote' if promote else 'abort'}", name,
+               current.candidate.model_version, reason, experiment=current.experiment)  # fmt: skip
     run = run_pipeline(
         "rollout", rollout_pipeline, model_name=name, serving=serving, by_hand=by_hand
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cli.audit import reason_option, require_reason
 from cli.common import (
     activate_stack,
     config_option,
@@ -21,6 +22,7 @@ from cli.common import (
     zenml_run_config,
     zenml_schedule,
 )
+from tabular_mlops.adapters.audit import record
 from tabular_mlops.adapters.paths import CONFIG_DIR
 from tabular_mlops.core.config import TrainingRunConfig
 
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     help="Compile for the environment's stack and print the plan (steps, settings, image "
     "requirements); run nothing.",
 )
+@reason_option
 def train(
     env: str,
     config_path: Path,
@@ -54,12 +57,16 @@ def train(
     accept_drift: bool = False,
     schedule: str | None = None,
     dry_run: bool = False,
+    reason: str | None = None,
 ) -> PipelineRunResponse | None:
     """Run the training pipeline: ingest, validate data, split, train, evaluate,
     validate the model against the production champion, register, promote."""
     if accept_drift:
+        reason = require_reason(reason, "train --accept-drift")
         overrides = (*overrides, "parameters.validation.accept_drift=true")
     config = load_pipeline_config(TrainingRunConfig, env, config_path, overrides)
+    if accept_drift and not dry_run:
+        record(env, "accept-drift", config.model.name, reason=reason)
     activate_stack(env, preflight=not dry_run)  # a plan needs no server
 
     from zenml import Model

@@ -11,6 +11,7 @@ from tabular_mlops.adapters.deployment.packaging import build_bento
 from tabular_mlops.adapters.deployment.target import BentoPackage
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.latency import LatencyBudgetError, measure, over_budget
+from tabular_mlops.core.log_policy import check_policy
 from tabular_mlops.core.scoring import rows_of_frame, scorer_for
 
 
@@ -38,6 +39,7 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
             f"model '{model.name}' version {model.number} is over the latency budget: "
             + "; ".join(problems)
         )
+    check_policy(serving.log_columns, staged.features)  # a misspelt column: before building
     target = serving_target(Client().active_stack, serving)
     bento_tag, settings = build_bento(
         staged.model,
@@ -46,6 +48,7 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
         target.workers,
         serving.max_batch_rows,
         target.inference_log_dir,
+        serving.log_columns,
     )
     published = target.publish(bento_tag)
     log_metadata(

@@ -31,7 +31,9 @@ def detect_drift(
     """Feature and prediction drift against the production model's training data
     (Evidently), performance where labels arrived, and the decision they lead to."""
     staged = load_staged_model(get_step_context().model)
-    columns = [*staged.features, PREDICTION]
+    # inputs the inference log hashes or drops were left out when collected
+    compared = [f for f in staged.features if f in monitored_predictions.columns]
+    columns = [*compared, PREDICTION]
     reference = staged.train_set[staged.features].assign(
         **{PREDICTION: staged.model.predict(staged.train_set[staged.features])}
     )

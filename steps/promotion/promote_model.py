@@ -10,6 +10,7 @@ from zenml.enums import ModelStages
 from zenml.model_registries.base_model_registry import ModelVersionStage
 
 from tabular_mlops.adapters.alerts import notify
+from tabular_mlops.adapters.audit import record
 from tabular_mlops.adapters.champion import Champion, find_champion, load_artifact
 from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.core.config import EvaluationConfig, PromotionConfig
@@ -87,6 +88,9 @@ def promote_model(
         },
         infer_model=True,
     )
+    if outcome.promoted:  # by the gates: the audit trail of the stack's environment
+        record(Client().active_stack.name, "promote", name, version,
+               stage=promotion.stage, gated_against=champion.version or "none")  # fmt: skip
     logger.info("model version %s: %s", version, outcome)
     if not decision.approved:
         notify(Client().active_stack, f"model '{name}' version {version} {outcome}")

@@ -8,6 +8,7 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.integrations.mlflow.model_registries import MLFlowModelRegistry
 
+from tabular_mlops.adapters.integrity import MODEL_HASH_KEY
 from tabular_mlops.adapters.lineage import code_version
 from tabular_mlops.adapters.mlflow_models import MlflowModel, register_version
 from tabular_mlops.core.gate import PromotionDecision
@@ -57,6 +58,7 @@ def register_model(
             "gate": "approved" if decision.approved else "rejected",
         },
     )
+    approved_hash = context.inputs["model"][0].content_hash if decision.approved else None
     classifier = base_estimator(model.named_steps["classifier"])
     governance = report.governance
     log_metadata(
@@ -77,6 +79,8 @@ def register_model(
             "mlflow_model_uri": mlflow_model.model_uri,
             "registry_version": registered,
             "gate": "approved" if decision.approved else "rejected",
+            # what every loader checks the model file against (adapters/integrity.py)
+            **({MODEL_HASH_KEY: approved_hash} if approved_hash else {}),
             "gate_reasons": decision.reasons,
         },
         infer_model=True,

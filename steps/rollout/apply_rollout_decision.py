@@ -14,6 +14,7 @@ from zenml.model_registries.base_model_registry import (
 )
 
 from tabular_mlops.adapters.alerts import notify
+from tabular_mlops.adapters.audit import record
 from tabular_mlops.adapters.deployment.model_deployer import serving_deployer
 from tabular_mlops.adapters.deployment.target import Rollout
 from tabular_mlops.adapters.mlflow_models import drop_alias
@@ -61,6 +62,9 @@ def apply_rollout_decision(
         model_version_id=version.id,
     )
     promote = decision.action == "promote"
+    record(client.active_stack.name, "rollout-decision", model_name, candidate,
+           "; ".join(decision.reasons), decision=decision.action,
+           experiment=rollout.experiment)  # fmt: skip
     stage = ModelStages.PRODUCTION if promote else ModelStages.ARCHIVED
     # a rolled-back candidate leaves staging, so no later deploy of staging serves it again
     with promotion_lock(model_name, stage.value):

@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
+from tabular_mlops.adapters.integrity import MODEL_HASH_KEY, load_checked
 from tabular_mlops.core.governance import decision_rule
 from tabular_mlops.core.spec import DataContract, ServingSpec
 
@@ -93,9 +94,11 @@ def reference_name(reference: Champion) -> str:
 
 
 def load_artifact(artifact_id: UUID) -> Any:
+    """An artifact by id, its file checked against its recorded hash first (a model's)."""
     from zenml.client import Client
 
-    return Client().get_artifact_version(artifact_id).load()
+    artifact = Client().get_artifact_version(artifact_id)
+    return load_checked(artifact, f"artifact '{artifact.name}' version {artifact.version}")
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,10 @@ def load_version(model_version_id: UUID) -> StagedModel:
                 f"model '{version.model.name}' version {version.name} has no '{name}' "
                 "artifact: was it made by this project's training pipeline?"
             )
-        return found.load()
+        # the model's file must be the one the gates approved (adapters/integrity.py)
+        approved = version.run_metadata.get(MODEL_HASH_KEY) if name == "model" else None
+        what = f"model '{version.model.name}' version {version.name}"
+        return load_checked(found, what, str(approved) if approved else None)
 
     model: Pipeline = artifact("model")
     train_set: pd.DataFrame = artifact("train_set")

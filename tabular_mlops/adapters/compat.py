@@ -216,3 +216,21 @@ def bento_containerfile(bento: Any) -> Iterator[tuple[str, str]]:
 
     with construct_containerfile(bento, enable_buildkit=False) as (root, dockerfile):
         yield root, dockerfile
+
+
+def is_pickled(artifact: Any) -> bool:
+    """Whether ZenML's cloudpickle materializer (or a subclass: the scikit-learn one) wrote
+    ``artifact``: loading it runs code."""
+    from zenml.materializers.cloudpickle_materializer import CloudpickleMaterializer
+    from zenml.utils import source_utils
+
+    materializer = source_utils.load(artifact.materializer)
+    return isinstance(materializer, type) and issubclass(materializer, CloudpickleMaterializer)
+
+
+def pickled_file_of(artifact_uri: str) -> str:
+    """Where ZenML's cloudpickle materializer (the scikit-learn one is a subclass) keeps an
+    artifact's bytes: the bytes its recorded ``content_hash`` is the SHA-256 of."""
+    from zenml.materializers.cloudpickle_materializer import DEFAULT_FILENAME
+
+    return f"{artifact_uri.rstrip('/')}/{DEFAULT_FILENAME}"  # a remote store's too (s3://)

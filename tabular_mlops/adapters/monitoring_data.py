@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from tabular_mlops.adapters.batch import MONITORING_SAMPLE_PREFIX
 from tabular_mlops.adapters.streaming.consumer import SOURCE as STREAM_SOURCE
 from tabular_mlops.core.config import MonitoringConfig
+from tabular_mlops.core.log_policy import HASHED_PREFIX
 from tabular_mlops.core.signals import PREDICTION
 from tabular_mlops.serving.inference_log import read_records
 
@@ -35,6 +36,9 @@ def collect(
     logged = read_records(config.inference_log_dir, start, end)
     unreadable = int(logged.attrs.get("unreadable_lines", 0))
     duplicates = 0
+    # inputs the log hashes or drops (core/log_policy.py) cannot be compared: left out
+    masked = masked_columns(logged, features)
+    features = [f for f in features if f not in masked]
     if not logged.empty:
         logged = logged.sort_values("timestamp", kind="stable")
         first = ~logged.duplicated(subset=["source", "request_id", "row", *features])
@@ -59,7 +63,24 @@ def collect(
     collected.attrs["unreadable_lines"] = unreadable
     collected.attrs["duplicate_rows"] = duplicates
     collected.attrs["dropped_rows"] = int(logged.attrs.get("dropped_rows", 0))
+    collected.attrs["masked_columns"] = masked
     return collected
+
+
+def masked_columns(logged: pd.DataFrame, features: list[str]) -> list[str]:
+    """The features the inference log does not hold as they were: dropped (absent) or
+    hashed (every value a hash)."""
+    if logged.empty:
+        return []
+    masked = []
+    for feature in features:
+        if feature not in logged.columns:
+            masked.append(feature)
+            continue
+        values = logged[feature].dropna()
+        if len(values) and values.astype(str).str.startswith(HASHED_PREFIX).all():
+            masked.append(feature)
+    return masked
 
 
 def performance(current: pd.DataFrame, labels_path: Path | None) -> dict[str, float] | None:

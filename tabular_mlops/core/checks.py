@@ -523,7 +523,7 @@ def drift_violations(
             None,
             f"{drift_share:.0%} of columns drifted (allowed {rules.max_drift_share:.0%}): "
             f"{', '.join(drifted_columns)}; if the world changed and this data is right, "
-            "rerun with --accept-drift (recorded on the model version)",
+            "rerun with --accept-drift --reason '...' (recorded on the model version)",
         )
     ]
 

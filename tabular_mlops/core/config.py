@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tabular_mlops.core.log_policy import LogPolicy
 from tabular_mlops.core.rollout import RolloutPlan, Strategy
 from tabular_mlops.core.spec import DEFAULT_NA_VALUES, DataContract
 
@@ -517,6 +518,13 @@ class ServingConfig(StrictModel):
     export_onnx: bool = True
     #: bentos kept per model in BentoML's store (the served one is always kept)
     keep_bentos: int = Field(default=3, ge=1)
+    #: what the inference log keeps of a model input: keep (the default), hash (a salted
+    #: SHA-256 prefix) or drop (core/log_policy.py); assessment-only columns are never
+    #: logged. Hashed and dropped columns are left out of drift monitoring.
+    log_columns: dict[str, LogPolicy] = {}
+    #: days the inference, routing, feedback and process logs are kept (null: for ever);
+    #: older files are removed by every deploy and every monitoring run
+    retention_days: int | None = Field(default=90, ge=1)
     #: how a new version takes over from the live one: at once (replace), or by an
     #: online experiment the rollout pipeline decides (shadow, canary, ab, bandit)
     rollout: RolloutPlan = RolloutPlan()

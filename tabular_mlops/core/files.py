@@ -1,9 +1,12 @@
-"""Files written whole: a reader sees the old content or the new, never half of it."""
+"""Files written whole (a reader sees the old content or the new, never half of it), and
+model files checked against the content hash the gates approved before they are loaded."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomically(path: Path, text: str, private: bool = False) -> None:
@@ -23,3 +26,29 @@ def write_atomically(path: Path, text: str, private: bool = False) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def sha256_of(stream: BinaryIO) -> str:
+    """The SHA-256 of everything ``stream`` still holds, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    for piece in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+class ModelFileChangedError(RuntimeError):
+    """A model file is not the one the gates approved: it is never deserialized."""
+
+
+def check_model_file(stream: BinaryIO, expected: str, what: str, where: str) -> None:
+    """Refuse (:class:`ModelFileChangedError`) a model file whose content hash is not
+    ``expected``: ``what`` names the model and version, ``where`` the file. A pickled
+    model is code, so this runs before it is loaded, never after."""
+    actual = sha256_of(stream)
+    if actual != expected:
+        raise ModelFileChangedError(
+            f"{what}: the model file {where} has sha256 {actual}, but {expected} was "
+            "recorded when the gates approved it; it was changed or corrupted since, and "
+            "nothing was loaded from it. Restore the file, or train and approve the model "
+            "again (python run.py train)"
+        )

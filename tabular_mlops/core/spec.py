@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from tabular_mlops.core.log_policy import LogPolicy
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -210,6 +212,11 @@ class ServingSettings(BaseModel):
     (baked into the bento's environment too, for container builds)."""
 
     model_tag: str
+    #: the SHA-256 of the served copy of the model (model.pkl), checked before it is
+    #: loaded (``serving/app.py``); None for a bento packaged before it was recorded
+    model_sha256: str | None = None
+    #: what the inference log keeps of each input (``core/log_policy.py``)
+    log_columns: dict[str, LogPolicy] = {}
     workers: int = 2
     max_batch_rows: int = 1000
     inference_log_dir: str | None = None

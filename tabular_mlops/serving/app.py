@@ -18,6 +18,7 @@ Error bodies list at most ``MAX_LISTED_PROBLEMS`` problems and count the rest.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -32,6 +33,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from tabular_mlops.core.files import check_model_file
+from tabular_mlops.core.log_policy import masker
 from tabular_mlops.core.problems import (
     DuplicateKeyError,
     Problem,
@@ -71,6 +74,8 @@ LATENCY = Histogram(
     ["model_version"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+
+logger = logging.getLogger(__name__)
 
 #: what a request id may be: echoed and logged, so short and plain
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -272,6 +277,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
     names = [feature.name for feature in spec.features]
     classes = spec.classes
     tokens = TokenFile(settings.tokens_file)
+    logged_inputs = masker(names, settings.log_columns, spec.model_name)
     version = spec.model_version
     app = FastAPI(
         title=f"{spec.model_name} prediction service",
@@ -393,7 +399,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
                     timestamp=now,
                     model_name=spec.model_name,
                     model_version=version,
-                    inputs=dict(zip(names, row, strict=True)),
+                    inputs=logged_inputs(row),
                     prediction=answer["label"],
                     probabilities=answer["probabilities"],
                     source=source,
@@ -509,7 +515,16 @@ def load_model(app: FastAPI, spec: ServingSpec, settings: ServingSettings, model
 
     from tabular_mlops.core.scoring import FastModel, PipelineScorer
 
-    pipeline = joblib.load(model_dir / "model.pkl")
+    model_file = model_dir / "model.pkl"
+    if settings.model_sha256:
+        with model_file.open("rb") as stream:  # a pickle is code: checked before it is loaded
+            check_model_file(
+                stream, settings.model_sha256,
+                f"model '{spec.model_name}' version {spec.model_version}", str(model_file),
+            )  # fmt: skip
+    else:
+        logger.warning("%s: packaged before its hash was recorded; redeploy it", model_file)
+    pipeline = joblib.load(model_file)
     names = [feature.name for feature in spec.features]
     scorer = FastModel if settings.fast_path else PipelineScorer
     log_dir = settings.inference_log_dir

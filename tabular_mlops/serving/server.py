@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tabular_mlops.core.files import ModelFileChangedError
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings, ServingSpec
 from tabular_mlops.serving.stable import STABLE_DIR_ENV
 
@@ -42,6 +43,8 @@ SUPERVISOR_ENV = "TABULAR_SERVER_SUPERVISOR"
 PORT_ENV = "TABULAR_SERVER_PORT"
 #: set when this worker's server is gone and it is about to leave
 LEAVING = threading.Event()
+#: how long a worker that refused its model file waits before it exits (and is restarted)
+REFUSED_MODEL_PAUSE_SECONDS = 5.0
 #: what a relative ``model_dir`` is taken from: the bento's root (a BentoML image sets it)
 BENTO_PATH_ENV = "BENTO_PATH"
 
@@ -65,7 +68,14 @@ def app_factory() -> FastAPI:
         model_dir = Path(os.environ.get(BENTO_PATH_ENV, ".")) / model_dir
     spec = ServingSpec.model_validate_json((model_dir / "spec.json").read_text())
     app = create_app(spec, settings)
-    path = load_model(app, spec, settings, model_dir)
+    try:
+        path = load_model(app, spec, settings, model_dir)
+    except ModelFileChangedError as refused:
+        # the other workers keep the model they checked and loaded; uvicorn starts this
+        # one again, so not at once (each start imports scikit-learn)
+        logger.error("pid %s refused its model: %s", os.getpid(), refused)
+        time.sleep(REFUSED_MODEL_PAUSE_SECONDS)
+        raise SystemExit(1) from None
     if os.environ.get(STABLE_DIR_ENV):
         _serve_stable_address(app, Path(os.environ[STABLE_DIR_ENV]), int(os.environ[PORT_ENV]))
     supervisor = int(os.environ.get(SUPERVISOR_ENV, "0"))

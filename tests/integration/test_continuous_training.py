@@ -127,7 +127,14 @@ def test_a_retraining_reaches_the_live_service(loop, strategy):
     assert str(experiment.champion.model_version) == before
     assert served_version(loop) == before
     aborted = invoke(
-        "rollout", "--config", str(loop["deployment"]), "--env", loop["env"], "--abort"
+        "rollout",
+        "--config",
+        str(loop["deployment"]),
+        "--env",
+        loop["env"],
+        "--abort",
+        "--reason",
+        "the test moves on",
     )
     assert aborted.exit_code == 0, aborted.output
     assert loop["target"].rollout(MODEL) is None

@@ -90,7 +90,11 @@ def test_the_deployment_serves_containers_on_the_cluster(prod_plan):
     pod = deployment["spec"]["template"]["spec"]
     # the server the suite measures on a laptop, not `bentoml serve`
     assert pod["containers"][0]["command"][:3] == ["python", "-m", "tabular_mlops.serving.server"]
-    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "inference-log"
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["inference-log"]["persistentVolumeClaim"]["claimName"] == "inference-log"
+    # the tokens are a mounted Secret: the printed plan names it, it holds no token
+    assert volumes["tokens"]["secret"]["secretName"] == "tabular-classifier-tokens"
+    assert "Bearer" not in json.dumps(prod_plan) and '"tokens.json":' not in json.dumps(prod_plan)
     assert stable["spec"]["type"] == "LoadBalancer"
     assert candidate["spec"]["selector"] == stable["spec"]["selector"]
     # the loop is a dynamic pipeline: it configures its steps as it invokes them

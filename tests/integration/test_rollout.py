@@ -242,7 +242,7 @@ def test_shadow_answers_are_logged_and_never_returned(service, traffic):
     assert len(live) == len(shadow)  # one answer of each, under the same request id
     view = target(service).router_view(MODEL)
     assert view["shadow"]["compared"] >= 190
-    rollout(service, "--abort")
+    rollout(service, "--abort", "--reason", "the test moves on")
     assert production_version() == champion
 
 
@@ -260,7 +260,7 @@ def test_a_bandit_shifts_traffic_toward_the_better_arm(service, traffic):
     decided = rollout(service)
     assert "rollback: version" in decided.output or "continue" in decided.output
     if "continue" in decided.output:
-        rollout(service, "--abort")
+        rollout(service, "--abort", "--reason", "the test moves on")
     assert production_version() == champion
 
 
@@ -342,7 +342,7 @@ def test_a_killed_router_resumes_the_canary_at_its_step(service, traffic):
     late = {k: v - window.get(k, 0) for k, v in steady.failed.items()}
     assert not any(late.values()), f"failures after the restart: {late} (until then: {window})"
     print(f"killed router mid-canary: {window} failed until it answered again")
-    rollout(service, "--abort")
+    rollout(service, "--abort", "--reason", "the test moves on")
 
 
 def test_a_version_keeps_every_decision_and_a_rolled_back_one_cannot_be_served_by_stage(
@@ -357,12 +357,14 @@ def test_a_version_keeps_every_decision_and_a_rolled_back_one_cannot_be_served_b
     train("0.5", "staging")
     candidate = str(Client().get_model_version(MODEL, "staging").number)
     deploy(service, "--set", "stage=staging", "--strategy", "ab")
-    rollout(service, "--abort")
+    rollout(service, "--abort", "--reason", "the test moves on")
     assert Client().get_model_version(MODEL, int(candidate)).stage == "archived"
     refused = invoke("deploy", *serving_args(service), "--set", "stage=staging")
     assert refused.exit_code != 0 and "staging" in refused.output, refused.output
-    deploy(service, "--version", candidate, "--strategy", "ab")  # again, on purpose
-    rollout(service, "--abort")
+    deploy(
+        service, "--version", candidate, "--strategy", "ab", "--reason", "again"
+    )  # again, on purpose
+    rollout(service, "--abort", "--reason", "the test moves on")
     version = Client().get_model_version(MODEL, int(candidate))
     history = version.run_metadata["rollout_history"]
     assert [h["decision"] for h in history] == ["rollback", "rollback"]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import psutil
 import pytest
 
@@ -346,6 +347,7 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
         "src/tabular_mlops/core/__init__.py",
         "src/tabular_mlops/core/columns.py",
         "src/tabular_mlops/core/files.py",
+        "src/tabular_mlops/core/log_policy.py",
         "src/tabular_mlops/core/problems.py",
         "src/tabular_mlops/core/scoring.py",
         "src/tabular_mlops/core/spec.py",
@@ -474,6 +476,69 @@ def test_failed_redeploy_leaves_the_old_service_and_its_counters(live, paths, ro
     assert ok_count(live) == before + 1
 
 
+def test_a_model_file_changed_after_approval_is_never_loaded(live, paths, rows, tmp_path):
+    """Whoever can write the stores must not run code in the services: a model file changed
+    in the artifact store is refused by deploy and batch scoring, naming the model, the
+    version and both hashes, and the live version serves on; the served copy changed in
+    BentoML's store is refused by a worker started again, and the other one serves on."""
+    import hashlib
+    import pickle
+
+    import psutil
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.champion import load_version
+    from tabular_mlops.adapters.compat import pickled_file_of
+    from tabular_mlops.adapters.integrity import MODEL_HASH_KEY
+
+    version = Client().get_model_version(MODEL, int(live.model_version))
+    artifact = version.get_artifact("model")
+    approved = version.run_metadata[MODEL_HASH_KEY]
+    stored = Path(pickled_file_of(artifact.uri))
+    original = stored.read_bytes()
+    assert hashlib.sha256(original).hexdigest() == approved == artifact.content_hash
+    swapped = pickle.dumps({"not": "the approved model"})
+    bad = hashlib.sha256(swapped).hexdigest()
+    batch = tmp_path / "batch.csv"
+    pd.DataFrame(rows).to_csv(batch, index=False)
+    try:
+        stored.write_bytes(swapped)
+        load_version.cache_clear()  # this process loaded it before: read it again
+        for result in (
+            deploy(paths, "--force"),
+            invoke("infer", "--input", str(batch), "--set", f"model.name={MODEL}"),
+        ):
+            assert result.exit_code == 1, result.output
+            assert f"model '{MODEL}' version {live.model_version}" in result.output
+            assert bad in result.output and approved in result.output, result.output
+            assert "was recorded when the gates approved it" in result.output
+    finally:
+        stored.write_bytes(original)
+        load_version.cache_clear()
+    assert local_server.read_live(paths["state"], MODEL) == live
+    assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200
+    # the served copy, in BentoML's store: a worker started again refuses it
+    served = Path(json.loads(live.runs_as.env["TABULAR_SERVING_SETTINGS"])["model_dir"])
+    copy = served / "model.pkl"
+    kept = copy.read_bytes()
+    log = Path(live.runs_as.log_file)
+    try:
+        copy.write_bytes(swapped)
+        workers = [
+            child for child in psutil.Process(live.runs_as.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())
+        ]  # fmt: skip
+        workers[0].kill()  # kill -9: uvicorn starts another, which loads the model
+        assert wait_until(lambda: bad in log.read_text(errors="replace"), 30), log.read_text()
+        for _ in range(10):  # the worker that kept its model answers
+            assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200
+    finally:
+        copy.write_bytes(kept)
+    # with the file back, the worker started again serves too
+    assert wait_until(lambda: log.read_text().count(f" serves {MODEL} version") >= 3, 60)
+    assert "refused its model" in log.read_text()
+
+
 def test_a_changed_port_never_moves_the_address_from_under_its_clients(live, paths, rows, tmp_path):
     """The environment's port was edited while the model is served: a deploy refuses to
     move the address the clients use (naming both, and how to move it), the service
@@ -583,7 +648,7 @@ def test_a_client_that_keeps_the_address_sees_no_failed_request(live, paths, row
         steps = [
             deploy(paths, "--force"),
             deploy(paths, "--force", "--set", "parameters.serving.startup_timeout_seconds=0.5"),
-            deploy(paths, "--version", str(other)),
+            deploy(paths, "--version", str(other), "--reason", "try it"),
             deploy(paths),  # the version at production again
         ]
         time.sleep(0.5)
@@ -594,10 +659,18 @@ def test_a_client_that_keeps_the_address_sees_no_failed_request(live, paths, row
     now = refresh(live, paths)
     assert now.url == f"http://127.0.0.1:{paths['port']}"
     assert now.model_version == str(newest)
+    # the rollback is in the audit trail with the reason given, then the deploy back
+    from tabular_mlops.adapters.audit import read_trail
+
+    entries, problems = read_trail(paths["env"])
+    assert problems == []
+    rollback = [e for e in entries if e.action == "rollback" and e.model == MODEL][-1]
+    assert (rollback.version, rollback.reason) == (str(other), "try it")
+    assert entries[-1].action == "deploy" and entries[-1].version == str(newest)
 
 
 def test_a_version_the_gate_never_passed_is_not_rolled_back_to(live, paths):
-    result = deploy(paths, "--version", "999")
+    result = deploy(paths, "--version", "999", "--reason", "try it")
     assert result.exit_code != 0
     assert f"model '{MODEL}' has no version 999" in result.output
 

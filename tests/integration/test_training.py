@@ -354,7 +354,7 @@ def test_accepted_drift_passes_the_gate_and_is_recorded(first_run, tmp_path):
     path = write_csv(shifted, tmp_path / "drifted.csv")
     result = invoke(
         "train",
-        "--accept-drift",
+        "--accept-drift", "--reason", "the new instrument reads higher",
         "--set", f"model.name={MODEL}",
         "--set", "parameters.data.source=file",
         "--set", f"parameters.data.path={path}",

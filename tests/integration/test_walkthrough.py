@@ -163,7 +163,7 @@ def test_the_readme_in_its_order(clone):
     # Serving: what is served, and a rollback to a version the gate passed (already served)
     status = run(clone, "deploy", "--status")
     assert f"version 1 at {clone['url']} (answering)" in status
-    run(clone, "deploy", "--version", "1")
+    run(clone, "deploy", "--version", "1", "--reason", "roll back to the first version")
     assert predict(clone)["model_version"] == "1"
     # Progressive delivery: a candidate gated offline into staging, an A/B test, feedback,
     # the rules, then promoted by hand
@@ -185,9 +185,21 @@ def test_the_readme_in_its_order(clone):
     assert feedback.status_code == 202, feedback.text
     assert "The rules say now: continue" in run(clone, "rollout", "--status")
     assert "continue" in run(clone, "rollout")
-    out = run(clone, "rollout", "--promote")
+    out = run(clone, "rollout", "--promote", "--reason", "the product owner asked")
     assert f"promote: version {candidate[1]} serves all traffic" in out
     assert predict(clone)["model_version"] == candidate[1]
+    # the audit trail (docs/security.md): who did what and why, and a changed line found
+    trail = run(clone, "audit")
+    assert "the hash chain of" in trail and "is intact" in trail
+    for done in ("promote ", "deploy ", "rollout-promote", "rollout-decision"):
+        assert done in trail, (done, trail)
+    assert "because: the product owner asked" in trail
+    kept = clone["path"] / ".local" / "audit" / "dev.jsonl"
+    original = kept.read_text()
+    kept.write_text(original.replace("the product owner asked", "nobody asked", 1))
+    tampered = run(clone, "audit", expect=1)
+    assert "TAMPERED line" in tampered and "changed after it was written" in tampered
+    kept.write_text(original)
     # the rollout scenario: its own weakened candidate, rolled back
     out = run(clone, "simulate", "--scenario", "rollout")
     assert "rollback" in out

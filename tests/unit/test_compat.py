@@ -148,3 +148,14 @@ def test_the_global_config_directory_is_zenmls_without_importing_it(monkeypatch,
     assert default_global_config() == get_global_config_directory()
     monkeypatch.delenv(ENV_ZENML_CONFIG_PATH)
     assert default_global_config() == get_global_config_directory()
+
+
+def test_zenml_pickles_a_scikit_learn_model_where_its_content_hash_is_taken():
+    """adapters/integrity.py hashes this file before any model is loaded."""
+    from zenml.integrations.sklearn.materializers.sklearn_materializer import SklearnMaterializer
+    from zenml.materializers.cloudpickle_materializer import CloudpickleMaterializer
+
+    from tabular_mlops.adapters.compat import pickled_file_of
+
+    assert issubclass(SklearnMaterializer, CloudpickleMaterializer)
+    assert pickled_file_of("s3://bucket/model/1/") == "s3://bucket/model/1/artifact.pkl"

@@ -820,3 +820,31 @@ def test_a_stop_during_a_deployment_is_refused_naming_it(tmp_path):
         holder.kill()
         holder.wait()
     target.forget("m")  # once it is over, the stop goes through
+
+
+def test_a_served_model_file_that_is_not_the_packaged_one_is_never_loaded(churn, tmp_path):
+    """A pickle is code: its hash is checked first, and the refusal names the model, the
+    version and both hashes."""
+    import hashlib
+
+    import joblib
+    from fastapi.testclient import TestClient
+
+    from tabular_mlops.core.files import ModelFileChangedError
+    from tabular_mlops.core.spec import ServingSettings
+    from tabular_mlops.serving.app import create_app, load_model
+
+    _, model, spec = churn
+    joblib.dump(model, tmp_path / "model.pkl")
+    packaged = hashlib.sha256((tmp_path / "model.pkl").read_bytes()).hexdigest()
+    settings = ServingSettings(model_tag="churn:1", model_sha256=packaged)
+    app = create_app(spec, settings)
+    assert load_model(app, spec, settings, tmp_path) == "numpy"
+    joblib.dump({"not": "the model"}, tmp_path / "model.pkl")
+    swapped = hashlib.sha256((tmp_path / "model.pkl").read_bytes()).hexdigest()
+    with pytest.raises(ModelFileChangedError) as refused:
+        load_model(create_app(spec, settings), spec, settings, tmp_path)
+    message = str(refused.value)
+    assert f"model '{spec.model_name}' version {spec.model_version}" in message
+    assert swapped in message and packaged in message
+    assert TestClient(app).get("/readyz").status_code == 200  # the loaded one serves on

@@ -585,6 +585,11 @@ class KubernetesTarget:
     def rotate_tokens(self, model_name: str) -> Tokens:
         return self._write_tokens(model_name, rotated(self.tokens(model_name), datetime.now(UTC)))
 
+    def prune_logs(self, model_name: str, days: int | None) -> list[Path]:
+        """Nothing from here: the logs are on the pods' volume (the monitor run there
+        prunes the inference log it reads)."""
+        return []
+
     def tokens_location(self, model_name: str) -> str:
         return f"Secret {self.namespace}/{tokens_secret_name(model_name)}, key {TOKENS_KEY}"
 

@@ -68,6 +68,7 @@ from tabular_mlops.adapters.processes import (
     is_same_process,
     stop_process_tree,
 )
+from tabular_mlops.adapters.retention import prune_old_logs
 from tabular_mlops.core.config import LocalServingConfig, ServingConfig
 from tabular_mlops.core.files import write_atomically
 from tabular_mlops.core.rollout import RolloutPlan
@@ -448,6 +449,17 @@ class LocalProcessTarget:
 
     def tokens_location(self, model_name: str) -> str:
         return str(tokens_file(self.state_dir, model_name).resolve())
+
+    def prune_logs(self, model_name: str, days: int | None) -> list[Path]:
+        """The model's inference, routing, feedback and process logs older than ``days``
+        removed; those of its running processes kept."""
+        running: list[Any] = [s.runs_as for s in self._served(model_name)]
+        records = [*running, self.router(model_name), self.supervisor(model_name)]
+        keep = [Path(r.log_file) for r in records if getattr(r, "log_file", None)]
+        directories = [
+            self.inference_log_dir, self.evidence_dir(model_name), self.state_dir / "logs"
+        ]  # fmt: skip
+        return prune_old_logs(directories, days, keep)
 
     def _admin(self, model_name: str) -> str:
         return self.tokens(model_name).current["admin"]

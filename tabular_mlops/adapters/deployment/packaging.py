@@ -17,6 +17,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from sklearn.pipeline import Pipeline
 
+from tabular_mlops.core.files import sha256_of
+from tabular_mlops.core.log_policy import LogPolicy
 from tabular_mlops.core.scoring import FastModel, scorer_for
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings, ServingSpec
 
@@ -31,6 +33,7 @@ SERVED_MODULES = [
     "tabular_mlops/core/__init__.py",
     "tabular_mlops/core/columns.py",
     "tabular_mlops/core/files.py",
+    "tabular_mlops/core/log_policy.py",
     "tabular_mlops/core/problems.py",
     "tabular_mlops/core/scoring.py",
     "tabular_mlops/core/spec.py",
@@ -102,6 +105,7 @@ def build_bento(
     workers: int,
     max_batch_rows: int,
     inference_log_dir: Path,
+    log_columns: dict[str, LogPolicy] | None = None,
 ) -> tuple[str, ServingSettings]:
     """Save the model in BentoML's model store and build a bento around it.
 
@@ -117,9 +121,13 @@ def build_bento(
     labels = {"zenml_model": name, "zenml_model_version": spec.model_version}
     with bentoml.models.create(name, labels=labels, metadata=labels) as stored:
         joblib.dump(model, stored.path_of("model.pkl"))
+        with Path(stored.path_of("model.pkl")).open("rb") as written:
+            model_sha256 = sha256_of(written)
         Path(stored.path_of("spec.json")).write_text(spec.model_dump_json(indent=2))
     settings = ServingSettings(
         model_tag=str(stored.tag),
+        model_sha256=model_sha256,
+        log_columns=log_columns or {},
         workers=workers,
         max_batch_rows=max_batch_rows,
         inference_log_dir=str(inference_log_dir.resolve()),

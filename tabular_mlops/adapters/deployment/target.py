@@ -188,6 +188,9 @@ class ServingTarget(Protocol):
     def tokens_location(self, model_name: str) -> str:
         """Where the tokens are kept (never the tokens themselves)."""
 
+    def prune_logs(self, model_name: str, days: int | None) -> list[Path]:
+        """Remove the model's logs older than ``days`` that this machine holds."""
+
 
 class UnsupportedStackError(RuntimeError):
     """The active stack has no component this pipeline can serve through."""

@@ -1,0 +1,78 @@
+"""The audit trail's entries and their hash chain: pure, no files.
+
+Each entry records who did what, when, to which model version, and why; its
+``hash`` is the SHA-256 of the previous entry's hash and its own content, so a
+changed, inserted or removed line breaks the chain from there on
+(:func:`verify`). The file is written by ``adapters/audit.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+#: the hash the first entry chains to
+GENESIS = "0" * 64
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    at: datetime
+    #: the OS user, and the ZenML user when a store was reached
+    who: str
+    env: str
+    #: deploy, rollback, stop, promote, rollout-decision, rollout-promote, rollout-abort,
+    #: accept-drift, rotate-tokens
+    action: str
+    model: str
+    version: str | None = None
+    reason: str | None = None
+    details: dict[str, Any] = {}
+    previous: str = GENESIS
+    hash: str = ""
+
+
+def _digest(entry: AuditEntry) -> str:
+    content = entry.model_dump(mode="json", exclude={"hash"})
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def chained(entry: AuditEntry, previous: AuditEntry | None) -> AuditEntry:
+    """``entry`` numbered after ``previous`` and sealed with its hash."""
+    linked = entry.model_copy(
+        update={
+            "seq": previous.seq + 1 if previous else 1,
+            "previous": previous.hash if previous else GENESIS,
+        }
+    )
+    return linked.model_copy(update={"hash": _digest(linked)})
+
+
+def verify(lines: list[str]) -> tuple[list[AuditEntry], list[str]]:
+    """The entries that parse, and every break of the chain, by line number: a line that
+    is not an entry, an entry whose hash is not its content's (changed), or one that
+    does not follow the line before it (a line removed or inserted)."""
+    entries: list[AuditEntry] = []
+    problems: list[str] = []
+    previous_hash, previous_seq = GENESIS, 0
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = AuditEntry.model_validate_json(line)
+        except ValidationError:
+            problems.append(f"line {number}: not an audit entry")
+            continue
+        if entry.hash != _digest(entry):
+            problems.append(f"line {number} (#{entry.seq}): changed after it was written")
+        if entry.previous != previous_hash or entry.seq != previous_seq + 1:
+            problems.append(
+                f"line {number} (#{entry.seq}): does not follow #{previous_seq}; "
+                "a line before it was removed, changed or inserted"
+            )
+        previous_hash, previous_seq = entry.hash, entry.seq
+        entries.append(entry)
+    return entries, problems

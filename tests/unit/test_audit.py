@@ -1,0 +1,65 @@
+"""The audit trail: entries chained by hash, a changed, removed or inserted line found,
+and commands writing at once taking turns."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from tabular_mlops.adapters import audit
+from tabular_mlops.core.audit import verify
+
+
+@pytest.fixture
+def trail(tmp_path, monkeypatch):
+    monkeypatch.setattr(audit, "LOCAL_DIR", tmp_path)
+    return tmp_path / "audit" / "dev.jsonl"
+
+
+def _write_many(directory, count: int) -> None:
+    audit.LOCAL_DIR = directory
+    for number in range(count):
+        audit.record("dev", "deploy", "m", str(number))
+
+
+def test_entries_say_who_what_and_why_and_chain(trail):
+    first = audit.record("configs/environments/dev.yaml", "promote", "m", "3", stage="production")
+    second = audit.record("dev", "rollout-abort", "m", "4", "latency on checkout")
+    assert first is not None and second is not None
+    assert (first.seq, second.seq, second.previous) == (1, 2, first.hash)
+    assert first.env == "dev" and "@" in first.who and first.details == {"stage": "production"}
+    entries, problems = audit.read_trail("dev")
+    assert problems == [] and [e.reason for e in entries] == [None, "latency on checkout"]
+
+
+def test_a_changed_a_removed_and_an_inserted_line_are_reported(trail):
+    for version in "123":
+        audit.record("dev", "deploy", "m", version, "because")
+    lines = trail.read_text().splitlines()
+    changed = [lines[0].replace('"because"', '"nobody asked"'), *lines[1:]]
+    assert verify(changed)[1] == ["line 1 (#1): changed after it was written"]
+    removed = [lines[0], lines[2]]
+    assert verify(removed)[1] == [
+        "line 2 (#3): does not follow #1; a line before it was removed, changed or inserted"
+    ]
+    assert verify([*lines[:1], "{}", *lines[1:]])[1] == ["line 2: not an audit entry"]
+    assert verify(lines)[1] == []
+
+
+def test_two_commands_at_once_take_turns(trail):
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_many, args=(trail.parent.parent, 25)) for _ in "ab"]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    entries, problems = audit.read_trail("dev")
+    assert problems == [] and [e.seq for e in entries] == list(range(1, 51))
+
+
+def test_an_unwritable_trail_does_not_fail_what_was_done(trail, caplog):
+    """A full disk, or the file taken by something else: the entry is said to be missing."""
+    trail.mkdir(parents=True)  # not a file: opening it for appending fails as a full disk does
+    assert audit.record("dev", "stop", "m") is None
+    assert "the audit entry for stop of 'm' was not written" in caplog.text
