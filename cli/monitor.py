@@ -71,7 +71,10 @@ def monitor(
     decision = step_output(run, "detect_drift", "monitoring_decision")
     collected = run.steps["collect_predictions"].run_metadata
     duplicates = int(str(collected.get("duplicate_rows_left_out", 0)))
+    far = int(str(collected.get("far_outside_rows_left_out", 0)))
     left_out = f"; {duplicates} repeated predictions left out" if duplicates else ""
+    if far:
+        left_out += f"; {far} rows far outside the training range left out"
     click.echo(f"\nMonitoring decision: {decision.action.upper()} ({decision.rows} rows{left_out})")
     for reason in decision.reasons:
         click.echo(f"  - {reason}")

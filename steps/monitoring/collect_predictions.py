@@ -56,6 +56,7 @@ def collect_predictions(
             "rows": len(current),
             "dropped_log_rows": dropped,
             "duplicate_rows_left_out": duplicates,
+            "far_outside_rows_left_out": int(current["far_outside"].astype(bool).sum()),
             "online_rows": int((current["origin"] == "online").sum()),
             "streamed_rows": int((current["origin"] == "stream").sum()),
             "unreadable_log_lines": unreadable,

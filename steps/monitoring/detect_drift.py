@@ -31,6 +31,17 @@ def detect_drift(
     """Feature and prediction drift against the production model's training data
     (Evidently), performance where labels arrived, and the decision they lead to."""
     staged = load_staged_model(get_step_context().model)
+    # rows far outside what training covered were answered, but are not the world's data
+    flags = monitored_predictions.get("far_outside")
+    far_outside = int(flags.fillna(False).astype(bool).sum()) if flags is not None else 0
+    if far_outside:
+        monitored_predictions = monitored_predictions[~flags.fillna(False).astype(bool)]
+    left_out = (
+        f"<p>{far_outside} row(s) far outside the range training covered (over a training "
+        "span beyond it) were answered but left out of this comparison.</p>"
+        if far_outside
+        else ""
+    )
     # inputs the inference log hashes or drops were left out when collected
     compared = [f for f in staged.features if f in monitored_predictions.columns]
     columns = [*compared, PREDICTION]
@@ -47,12 +58,13 @@ def detect_drift(
             presets=("DataDriftPreset",),
             prediction=PREDICTION,
         )
+        html = html.replace("<body>", f"<body>{left_out}", 1)
     else:
         drift, snapshot = DriftSummary(compared_with_reference=False), ""
         html = page(
             "Monitoring",
             f"<h3>Monitoring</h3><p>{len(monitored_predictions)} rows in the window: fewer "
-            f"than {monitoring.min_rows}, too few to compare.</p>",
+            f"than {monitoring.min_rows}, too few to compare.</p>{left_out}",
         )
     decision = decide(
         len(monitored_predictions),

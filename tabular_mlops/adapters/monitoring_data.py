@@ -48,16 +48,27 @@ def collect(
             traffic = logged[logged["source"] == source]
             if not traffic.empty:
                 columns = [*features, PREDICTION, "request_id", "row"]
-                frames.append(traffic[columns].assign(origin=origin))
+                flagged = (
+                    traffic["far_outside"].fillna(False).astype(bool)
+                    if "far_outside" in traffic.columns
+                    else False
+                )
+                frames.append(traffic[columns].assign(origin=origin, far_outside=flagged))
     for path in sorted(Path(config.batch_predictions_dir).glob(f"{MONITORING_SAMPLE_PREFIX}*")):
         table = pq.read_table(path, columns=[*features, PREDICTION, "scored_at"])
         batch = table.to_pandas()
         scored_at = pd.to_datetime(batch["scored_at"], utc=True)
         in_window = (scored_at >= pd.Timestamp(start)) & (scored_at < pd.Timestamp(end))
         if in_window.any():
-            frames.append(batch.loc[in_window, [*features, PREDICTION]].assign(origin="batch"))
+            frames.append(
+                batch.loc[in_window, [*features, PREDICTION]].assign(
+                    origin="batch", far_outside=False
+                )
+            )
     if not frames:
-        collected = pd.DataFrame(columns=[*features, PREDICTION, "request_id", "row", "origin"])
+        collected = pd.DataFrame(
+            columns=[*features, PREDICTION, "request_id", "row", "origin", "far_outside"]
+        )
     else:
         collected = pd.concat(frames, ignore_index=True)
     collected.attrs["unreadable_lines"] = unreadable

@@ -77,6 +77,9 @@ def gather(
     labelled = {(f["request_id"], f["row"]): f["label"] for f in feedback if f.get("label")}
     if labelled:
         logged = read_records(inference_log_dir, start=since or rollout.started_at)
+        if not logged.empty and "far_outside" in logged.columns:
+            # rows far outside what training covered are answered, but no evidence
+            logged = logged[~logged["far_outside"].fillna(False).astype(bool)]
         if not logged.empty:
             for request_id, row, version, prediction in zip(
                 logged["request_id"], logged["row"], logged["model_version"],

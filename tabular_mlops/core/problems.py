@@ -3,6 +3,7 @@ answers, batch rejections and the stream's dead letters."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -111,3 +112,33 @@ def columns_hint(missing: list[str], columns: list[str]) -> str:
         return ""
     pairs = ", ".join(f"{found!r} for {name!r}" for name, found in near[:3])
     return f"; the file has {pairs}: names must match exactly (case and spaces)"
+
+
+#: a value further than this many spans of the training range (max - min) outside it is not
+#: the world's data (the data gate's ``range_margin`` default): answered, but flagged
+FAR_OUTSIDE_SPANS = 1.0
+
+
+def far_outside_check(
+    spec: ServingSpec, spans: float = FAR_OUTSIDE_SPANS
+) -> Callable[[Sequence[Any]], list[str] | None]:
+    """For a row of values (in the spec's feature order), the names of the features
+    further than ``spans`` training spans outside the range training covered, or None."""
+    bounds = [
+        (index, feature.name, feature.minimum - spans * (feature.maximum - feature.minimum),
+         feature.maximum + spans * (feature.maximum - feature.minimum))
+        for index, feature in enumerate(spec.features)
+        if feature.minimum is not None and feature.maximum is not None
+    ]  # fmt: skip
+
+    def outside(row: Sequence[Any]) -> list[str] | None:
+        names = [
+            name
+            for index, name, low, high in bounds
+            if isinstance(value := row[index], (int, float))
+            and not isinstance(value, bool)
+            and not low <= value <= high
+        ]
+        return names or None
+
+    return outside

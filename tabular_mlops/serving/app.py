@@ -40,6 +40,7 @@ from tabular_mlops.core.problems import (
     Problem,
     capped,
     describe_errors,
+    far_outside_check,
     out_of_range,
     unique_keys,
 )
@@ -63,6 +64,12 @@ PREDICTIONS = Counter(
     "tabular_predict_requests", "Prediction requests by outcome.", ["model_version", "outcome"]
 )
 ROWS = Counter("tabular_predict_rows", "Rows scored.", ["model_version"])
+FAR_OUTSIDE = Counter(
+    "tabular_predict_far_outside_rows",
+    "Rows answered whose inputs lie over a training span outside the range training "
+    "covered: logged with a flag, left out of monitoring and rollout evidence.",
+    ["model_version"],
+)
 LOGGED = Counter(
     "tabular_inference_log_rows",
     "Rows the inference log wrote, or dropped (a full disk, a lost volume).",
@@ -278,6 +285,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
     classes = spec.classes
     tokens = TokenFile(settings.tokens_file)
     logged_inputs = masker(names, settings.log_columns, spec.model_name)
+    outside_of = far_outside_check(spec)
     version = spec.model_version
     app = FastAPI(
         title=f"{spec.model_name} prediction service",
@@ -390,6 +398,10 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         correlation_id: str | None = None,
     ) -> None:  # fmt: skip
         log: InferenceLogWriter | None = app.state.inference_log
+        flags = [outside_of(row) for row in rows]
+        flagged = sum(1 for flag in flags if flag)
+        if flagged:
+            FAR_OUTSIDE.labels(version).inc(flagged)
         if log is not None:
             now = datetime.now(UTC)
             log.write(
@@ -404,6 +416,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
                     probabilities=answer["probabilities"],
                     source=source,
                     correlation_id=correlation_id,
+                    outside=flags[index],
                 )
                 for index, (row, answer) in enumerate(zip(rows, predictions, strict=True))
             )

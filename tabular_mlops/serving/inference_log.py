@@ -53,6 +53,10 @@ class InferenceRecord(BaseModel):
     source: str = "live"
     #: the client's own ``x-request-id``, kept beside the service's (unique) request id
     correlation_id: str | None = None
+    #: inputs further than a training span outside the range training covered: the row
+    #: was answered, but it is not the world's data, and monitoring and the rollout's
+    #: evidence leave it out (``core/problems.far_outside_check``)
+    outside: list[str] | None = None
 
 
 def log_file(directory: Path, when: datetime, prefix: str = "requests") -> Path:
@@ -357,6 +361,7 @@ def read_records(
                         "model_version": record.model_version,
                         "prediction": record.prediction,
                         "source": record.source,
+                        "far_outside": bool(record.outside),
                     }
                 )
     frame = pd.DataFrame(rows)
