@@ -21,6 +21,7 @@ from cli.common import (
 from tabular_mlops.adapters.audit import record
 from tabular_mlops.core.config import DeploymentRunConfig
 from tabular_mlops.core.rollout import STRATEGIES
+from tabular_mlops.serving.credentials import with_api_key, without_api_key
 
 if TYPE_CHECKING:
     from tabular_mlops.adapters.deployment.target import Rollout, RunningService, ServingTarget
@@ -71,6 +72,14 @@ NOT_SERVING = 3
     "/-/metrics) and nothing else, for a script: TOKEN=$(python run.py deploy "
     "--print-token feedback).",
 )
+@click.option(
+    "--api-key",
+    "api_key_for",
+    metavar="CLIENT",
+    help="Make an API key for CLIENT (a new one replaces its old one) and print it alone, "
+    "for parameters.serving.require_api_key: the client sends it as x-api-key.",
+)
+@click.option("--revoke-api-key", metavar="CLIENT", help="Revoke CLIENT's API key at once.")
 @reason_option
 def deploy(
     env: str,
@@ -84,6 +93,8 @@ def deploy(
     rotate_tokens: bool = False,
     print_token: str | None = None,
     reason: str | None = None,
+    api_key_for: str | None = None,
+    revoke_api_key: str | None = None,
 ) -> None:
     """Package the model at the configured stage as a Bento, start it beside the live
     service, smoke-test it with rows of its own test split, and only then switch the
@@ -92,6 +103,10 @@ def deploy(
     name = config.model.name
     if strategy is not None:
         config.parameters.serving.rollout.strategy = strategy  # type: ignore[assignment]
+    if api_key_for or revoke_api_key:
+        _api_keys(serving_target(env, config, activate=False), env, name, api_key_for,
+                  revoke_api_key, reason)  # fmt: skip
+        return
     if rotate_tokens or print_token:
         _tokens(serving_target(env, config, activate=False), name, print_token)
         if rotate_tokens:
@@ -294,6 +309,24 @@ def _print_service(live: RunningService, target: ServingTarget) -> None:
         f"  POST /feedback takes the feedback token: python run.py deploy --print-token "
         f"feedback (kept in {target.tokens_location(live.model_name)})"
     )
+
+
+def _api_keys(target: ServingTarget, env: str, model_name: str, client: str | None,
+              revoke: str | None, reason: str | None) -> None:  # fmt: skip
+    """``--api-key CLIENT`` (the key alone on stdout) or ``--revoke-api-key CLIENT``."""
+    if client is not None:
+        tokens = target.set_api_keys(model_name, lambda t: with_api_key(t, client))
+        record(env, "api-key", model_name, reason=reason, client=client)
+        click.echo(tokens.api_keys[client])
+        return
+    if revoke is None:
+        return
+    try:
+        target.set_api_keys(model_name, lambda t: without_api_key(t, revoke))
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    record(env, "revoke-api-key", model_name, reason=reason, client=revoke)
+    click.echo(f"Revoked the API key of '{revoke}' for '{model_name}': refused from now on.")
 
 
 def _tokens(target: ServingTarget, model_name: str, role: str | None) -> None:

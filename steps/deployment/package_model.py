@@ -49,6 +49,7 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
         serving.max_batch_rows,
         target.inference_log_dir,
         serving.log_columns,
+        serving.require_api_key,
     )
     published = target.publish(bento_tag)
     log_metadata(

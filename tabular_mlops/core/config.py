@@ -518,6 +518,9 @@ class ServingConfig(StrictModel):
     export_onnx: bool = True
     #: bentos kept per model in BentoML's store (the served one is always kept)
     keep_bentos: int = Field(default=3, ge=1)
+    #: /predict answers only clients with an API key (x-api-key; `deploy --api-key NAME`
+    #: makes one); the deployment's own checks pass with its source token
+    require_api_key: bool = False
     #: what the inference log keeps of a model input: keep (the default), hash (a salted
     #: SHA-256 prefix) or drop (core/log_policy.py); assessment-only columns are never
     #: logged. Hashed and dropped columns are left out of drift monitoring.

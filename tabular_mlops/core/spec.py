@@ -215,6 +215,8 @@ class ServingSettings(BaseModel):
     #: the SHA-256 of the served copy of the model (model.pkl), checked before it is
     #: loaded (``serving/app.py``); None for a bento packaged before it was recorded
     model_sha256: str | None = None
+    #: ``/predict`` answers only a request with a client's API key (``x-api-key``)
+    require_api_key: bool = False
     #: what the inference log keeps of each input (``core/log_policy.py``)
     log_columns: dict[str, LogPolicy] = {}
     workers: int = 2

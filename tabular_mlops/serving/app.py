@@ -53,7 +53,7 @@ from tabular_mlops.core.spec import (
     read_row,
     request_model,
 )
-from tabular_mlops.serving.credentials import TokenFile
+from tabular_mlops.serving.credentials import API_KEY_HEADER, TokenFile
 from tabular_mlops.serving.feedback import FEEDBACK_PATH, FeedbackRefusedError, read_feedback
 from tabular_mlops.serving.inference_log import InferenceLogWriter, InferenceRecord, JsonLinesLog
 
@@ -259,6 +259,13 @@ def request_source(request: Request, tokens: TokenFile) -> str:
     return source[:64]
 
 
+def _own_check(request: Request, tokens: TokenFile) -> bool:
+    """Whether the request is the deployment's own (its smoke test), by the source token."""
+    offered = request.headers.get(SOURCE_TOKEN_HEADER)
+    known = tokens.tokens()
+    return bool(offered) and known is not None and known.accepts("source", str(offered))
+
+
 ERROR_STATUSES = {
     "400": "A field, the JSON or the row count is wrong; each problem names its field",
     "403": f"{SOURCE_HEADER} was set without this deployment's token",
@@ -284,6 +291,15 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
     names = [feature.name for feature in spec.features]
     classes = spec.classes
     tokens = TokenFile(settings.tokens_file)
+    statuses = (
+        {
+            **ERROR_STATUSES,
+            "401": f"No {API_KEY_HEADER} was sent",
+            "403": f"{ERROR_STATUSES['403']}; or {API_KEY_HEADER} is no client's key",
+        }
+        if settings.require_api_key
+        else ERROR_STATUSES
+    )
     logged_inputs = masker(names, settings.log_columns, spec.model_name)
     outside_of = far_outside_check(spec)
     version = spec.model_version
@@ -298,7 +314,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         "/predict",
         response_model=PredictAnswer,
         responses={int(status): {**error, "description": text} for status, text in
-                   ERROR_STATUSES.items()},
+                   statuses.items()},
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/PredictRequest"}}}}},
     )  # fmt: skip
@@ -307,6 +323,11 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         model: Scorer | None = getattr(app.state, "scorer", None)
         if model is None:
             return _json(503, {"error": "the model is still loading", "detail": []})
+        if settings.require_api_key:
+            denied = tokens.key_refusal(request.headers.get(API_KEY_HEADER))
+            if denied is not None and not _own_check(request, tokens):
+                PREDICTIONS.labels(version, "unauthorized").inc()
+                return _json(*denied)
         refused = _refuse(request, max_bytes, max_rows)
         if refused is not None:
             PREDICTIONS.labels(version, "invalid").inc()

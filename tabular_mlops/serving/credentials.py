@@ -27,6 +27,8 @@ from pydantic import BaseModel, ValidationError
 from tabular_mlops.core.files import write_atomically
 
 TOKENS_FILE_ENV = "TABULAR_TOKENS_FILE"
+#: where a client of ``/predict`` sends its API key, when the deployment requires one
+API_KEY_HEADER = "x-api-key"
 Role = Literal["feedback", "admin", "source"]
 #: feedback: labels and rewards (``POST /feedback``); admin: the router's ``/-/routes`` and
 #: ``/-/metrics``; source: the deployment's own smoke and shadow requests
@@ -40,6 +42,9 @@ class Tokens(BaseModel):
     #: the tokens a rotation replaced, accepted until ``previous_until``
     previous: dict[Role, str] = {}
     previous_until: datetime | None = None
+    #: ``/predict``'s keys by client name, when the deployment requires one
+    #: (``serving.require_api_key``); each client revoked on its own
+    api_keys: dict[str, str] = {}
 
     def __repr__(self) -> str:  # never a token in a log or a traceback
         return f"Tokens(roles={sorted(self.current)}, previous_until={self.previous_until})"
@@ -58,15 +63,43 @@ class Tokens(BaseModel):
             matched |= hmac.compare_digest(offered.encode(), token.encode())
         return matched
 
+    def client_of(self, offered: str) -> str | None:
+        """The client whose API key ``offered`` is, compared with every key in constant
+        time; None for no key of this deployment."""
+        found = None
+        for client, key in self.api_keys.items():
+            if hmac.compare_digest(offered.encode(), key.encode()):
+                found = client
+        return found
+
 
 def new_tokens() -> Tokens:
     return Tokens(current={role: secrets.token_urlsafe(32) for role in ROLES})
 
 
 def rotated(tokens: Tokens, now: datetime, grace: timedelta = ROTATION_GRACE) -> Tokens:
-    """New tokens for every role; the replaced ones are accepted for ``grace`` more."""
+    """New tokens for every role; the replaced ones are accepted for ``grace`` more. API
+    keys are the clients' own: each is replaced or revoked by itself."""
     return Tokens(
-        current=new_tokens().current, previous=dict(tokens.current), previous_until=now + grace
+        current=new_tokens().current,
+        previous=dict(tokens.current),
+        previous_until=now + grace,
+        api_keys=dict(tokens.api_keys),
+    )
+
+
+def with_api_key(tokens: Tokens, client: str) -> Tokens:
+    """``tokens`` with a new key for ``client`` (its old one, if any, no longer valid)."""
+    return tokens.model_copy(
+        update={"api_keys": {**tokens.api_keys, client: secrets.token_urlsafe(32)}}
+    )
+
+
+def without_api_key(tokens: Tokens, client: str) -> Tokens:
+    if client not in tokens.api_keys:
+        raise KeyError(f"no API key of client '{client}' (clients: {sorted(tokens.api_keys)})")
+    return tokens.model_copy(
+        update={"api_keys": {k: v for k, v in tokens.api_keys.items() if k != client}}
     )
 
 
@@ -128,6 +161,18 @@ class TokenFile:
         tokens = self.tokens()
         return tokens.current[role] if tokens is not None else None
 
+    def key_refusal(self, offered: str | None) -> tuple[int, dict[str, object]] | None:
+        """None when ``offered`` (an ``x-api-key`` header) is a client's API key; else
+        401 (none sent) or 403 (not one of this deployment's) and the answer."""
+        if not offered:
+            return 401, _problem("unauthorized", "send this deployment's API key as x-api-key",
+                                 field=API_KEY_HEADER)  # fmt: skip
+        tokens = self.tokens()
+        if tokens is None or tokens.client_of(offered) is None:
+            return 403, _problem("forbidden", "not an API key of this deployment",
+                                 field=API_KEY_HEADER)  # fmt: skip
+        return None
+
     def refusal(
         self, role: Role, authorization: str | None
     ) -> tuple[int, dict[str, object]] | None:
@@ -144,5 +189,5 @@ class TokenFile:
         return None
 
 
-def _problem(error: str, problem: str) -> dict[str, object]:
-    return {"error": error, "detail": [{"field": "authorization", "problem": problem}]}
+def _problem(error: str, problem: str, field: str = "authorization") -> dict[str, object]:
+    return {"error": error, "detail": [{"field": field, "problem": problem}]}

@@ -95,7 +95,7 @@ READY_PATH = "/-/ready"
 #: request headers passed upstream (the rest stay at the edge)
 FORWARDED = frozenset(
     {"content-type", "content-length", "accept", "x-request-id", "x-request-source",
-     "x-source-token"}
+     "x-source-token", "x-api-key"}
 )  # fmt: skip
 #: response headers the router sets itself or that belong to one connection
 HOP_BY_HOP = frozenset(

@@ -866,3 +866,32 @@ def test_old_bentos_are_pruned_and_the_served_one_kept(live):
     bentos = {str(b.tag) for b in bentoml.bentos.list(f"{bento_model_name(MODEL)}_service")}
     assert live.bento_tag in bentos
     assert len(bentos) <= ServingConfig().keep_bentos + 1  # + a failed deploy's, not yet pruned
+
+
+def test_a_deployment_that_requires_api_keys_answers_only_its_clients(live, paths, rows):
+    """`require_api_key`: the deploy's own smoke test passes by its source token, a client
+    with a key made by `deploy --api-key` is answered, one revoked is refused at once;
+    both are in the audit trail. Deployed back without keys after."""
+    from tabular_mlops.adapters.audit import read_trail
+
+    body = json.dumps({"rows": rows[:1]})
+    required = deploy(paths, "--force", "--set", "parameters.serving.require_api_key=true")
+    assert required.exit_code == 0, required.output
+    try:
+        assert post(live, body).status_code == 401
+        made = deploy(paths, "--api-key", "checkout", "--reason", "the checkout service")
+        assert made.exit_code == 0, made.output
+        key = made.output.strip().splitlines()[-1]
+        headers = {"content-type": "application/json", "x-api-key": key}
+        answered = httpx.post(f"{live.url}/predict", content=body, headers=headers)
+        assert answered.status_code == 200, answered.text
+        revoked = deploy(paths, "--revoke-api-key", "checkout")
+        assert revoked.exit_code == 0 and "refused from now on" in revoked.output
+        assert httpx.post(f"{live.url}/predict", content=body, headers=headers).status_code == 403
+        entries, problems = read_trail(paths["env"])
+        assert problems == [] and [e.action for e in entries[-2:]] == ["api-key", "revoke-api-key"]
+        assert key not in entries[-2].model_dump_json()  # who got one, never the key
+    finally:
+        back = deploy(paths, "--force")
+        assert back.exit_code == 0, back.output
+    assert post(live, body).status_code == 200

@@ -848,3 +848,46 @@ def test_a_served_model_file_that_is_not_the_packaged_one_is_never_loaded(churn,
     assert f"model '{spec.model_name}' version {spec.model_version}" in message
     assert swapped in message and packaged in message
     assert TestClient(app).get("/readyz").status_code == 200  # the loaded one serves on
+
+
+def test_predict_can_require_a_clients_api_key(churn, tmp_path):
+    """Off by default; when required: 401 without a key, 403 with one that is no client's
+    (or was revoked), 200 with a client's, and the deployment's smoke test passes by its
+    source token. Keys are read again when the file changes."""
+    from fastapi.testclient import TestClient
+
+    from tabular_mlops.core.scoring import FastModel
+    from tabular_mlops.core.spec import ServingSettings
+    from tabular_mlops.serving.app import bind, create_app
+    from tabular_mlops.serving.credentials import (
+        Tokens,
+        with_api_key,
+        without_api_key,
+        write_tokens,
+    )
+
+    _, model, spec = churn
+    path = tmp_path / "secrets" / "m.tokens.json"
+    tokens = with_api_key(Tokens(current=TOKENS), "checkout")
+    write_tokens(path, tokens)
+    settings = ServingSettings(model_tag="churn:1", tokens_file=str(path), require_api_key=True)
+    app = create_app(spec, settings)
+    bind(app, FastModel(model, [f.name for f in spec.features]), None)
+    client = TestClient(app)
+    row = {"tenure_months": 12.0, "monthly_charges": 70.5, "contract": "one-year",
+           "region": "north"}  # fmt: skip
+    body = {"rows": [row]}
+    assert client.post("/predict", json=body).status_code == 401
+    wrong = client.post("/predict", json=body, headers={"x-api-key": "guess"})
+    assert wrong.status_code == 403 and wrong.json()["detail"][0]["field"] == "x-api-key"
+    key = {"x-api-key": tokens.api_keys["checkout"]}
+    assert client.post("/predict", json=body, headers=key).status_code == 200
+    smoke = {"x-request-source": "smoke-test", "x-source-token": TOKENS["source"]}
+    assert client.post("/predict", json=body, headers=smoke).status_code == 200
+    operation = client.get("/openapi.json").json()["paths"]["/predict"]["post"]
+    assert "401" in operation["responses"]
+    write_tokens(path, without_api_key(tokens, "checkout"))
+    assert client.post("/predict", json=body, headers=key).status_code == 403  # revoked
+    plain = create_app(spec, ServingSettings(model_tag="churn:1"))
+    bind(plain, FastModel(model, [f.name for f in spec.features]), None)
+    assert TestClient(plain).post("/predict", json=body).status_code == 200  # off by default

@@ -590,6 +590,9 @@ class KubernetesTarget:
         prunes the inference log it reads)."""
         return []
 
+    def set_api_keys(self, model_name: str, change: Callable[[Tokens], Tokens]) -> Tokens:
+        return self._write_tokens(model_name, change(self.tokens(model_name)))
+
     def tokens_location(self, model_name: str) -> str:
         return f"Secret {self.namespace}/{tokens_secret_name(model_name)}, key {TOKENS_KEY}"
 

@@ -450,6 +450,17 @@ class LocalProcessTarget:
     def tokens_location(self, model_name: str) -> str:
         return str(tokens_file(self.state_dir, model_name).resolve())
 
+    def set_api_keys(self, model_name: str, change: Callable[[Tokens], Tokens]) -> Tokens:
+        """The tokens with ``change`` applied (a client's API key made or revoked), written
+        under the deployment's lock; servers read them again without a restart."""
+        self._acquire(model_name)
+        try:
+            tokens = change(self.tokens(model_name))
+            write_tokens(tokens_file(self.state_dir, model_name), tokens)
+            return tokens
+        finally:
+            self._release(model_name)
+
     def prune_logs(self, model_name: str, days: int | None) -> list[Path]:
         """The model's inference, routing, feedback and process logs older than ``days``
         removed; those of its running processes kept."""

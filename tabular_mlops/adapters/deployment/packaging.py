@@ -106,6 +106,7 @@ def build_bento(
     max_batch_rows: int,
     inference_log_dir: Path,
     log_columns: dict[str, LogPolicy] | None = None,
+    require_api_key: bool = False,
 ) -> tuple[str, ServingSettings]:
     """Save the model in BentoML's model store and build a bento around it.
 
@@ -128,6 +129,7 @@ def build_bento(
         model_tag=str(stored.tag),
         model_sha256=model_sha256,
         log_columns=log_columns or {},
+        require_api_key=require_api_key,
         workers=workers,
         max_batch_rows=max_batch_rows,
         inference_log_dir=str(inference_log_dir.resolve()),

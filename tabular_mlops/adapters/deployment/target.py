@@ -15,6 +15,7 @@ the live service, make it live and stop the one it replaces. Two targets:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -187,6 +188,9 @@ class ServingTarget(Protocol):
 
     def tokens_location(self, model_name: str) -> str:
         """Where the tokens are kept (never the tokens themselves)."""
+
+    def set_api_keys(self, model_name: str, change: Callable[[Tokens], Tokens]) -> Tokens:
+        """The tokens with ``change`` applied to the clients' API keys, stored."""
 
     def prune_logs(self, model_name: str, days: int | None) -> list[Path]:
         """Remove the model's logs older than ``days`` that this machine holds."""
