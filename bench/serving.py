@@ -364,7 +364,7 @@ def _rollout_paths(
             f"x{rate / mlflow.requests_per_second:.1f} mlflow models serve, "
             f"{rate / alone[0]:.1%} of the champion alone"
         )
-    _cli(env, "rollout", *serving, "--abort")
+    _cli(env, "rollout", *serving, "--abort", "--reason", "the benchmark is done")
 
 
 def _median(results: list[WrkResult]) -> tuple[float, float]:

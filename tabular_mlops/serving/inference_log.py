@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -234,27 +234,32 @@ def row_lines(
     source: str,
     names: list[str],
     rows: Iterable[tuple[str, list[Any], Any, dict[str, float]]],
+    inputs_of: Callable[[Sequence[Any]], dict[str, Any]] | None = None,
+    outside_of: Callable[[Sequence[Any]], list[str] | None] | None = None,
 ) -> list[str]:
     """One :class:`InferenceRecord` line per (request id, values, label, probabilities),
     serialized straight from dicts: at a stream's rate, building a pydantic record per
-    row cost more than scoring it, and ``json.dumps`` most of the rest."""
+    row cost more than scoring it, and ``json.dumps`` most of the rest. ``inputs_of``
+    applies the log's column policy, ``outside_of`` flags rows far outside training."""
     timestamp = datetime.now(UTC).isoformat()
-    return [
-        to_json(
-            {
-                "request_id": request_id,
-                "row": 0,
-                "timestamp": timestamp,
-                "model_name": model_name,
-                "model_version": model_version,
-                "inputs": dict(zip(names, values, strict=True)),
-                "prediction": prediction,
-                "probabilities": probabilities,
-                "source": source,
-            }
-        ).decode()
-        for request_id, values, prediction, probabilities in rows
-    ]
+    lines = []
+    for request_id, values, prediction, probabilities in rows:
+        line = {
+            "request_id": request_id,
+            "row": 0,
+            "timestamp": timestamp,
+            "model_name": model_name,
+            "model_version": model_version,
+            "inputs": (inputs_of(values) if inputs_of else dict(zip(names, values, strict=True))),
+            "prediction": prediction,
+            "probabilities": probabilities,
+            "source": source,
+        }
+        outside = outside_of(values) if outside_of else None
+        if outside:
+            line["outside"] = outside
+        lines.append(to_json(line).decode())
+    return lines
 
 
 class FlushedLog:

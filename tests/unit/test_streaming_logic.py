@@ -173,3 +173,27 @@ def test_predictions_messages_fit_the_broker_and_are_named_by_their_events(score
     assert prediction_messages(again, 1 << 20)[0][0] == whole_id  # the same batch again
     other = events_scorer.score([event(i, GOOD) for i in (0, 2, 1, 3, 4, 5, 6, 7)], 5, 0)
     assert prediction_messages(other, 1 << 20)[0][0] != whole_id
+
+
+def test_the_streams_log_keeps_inputs_by_policy_and_flags_rows_far_outside(churn):
+    """The stream consumer's lines follow the same rules as the service's log."""
+    import json as json_
+
+    from tabular_mlops.core.log_policy import HASHED_PREFIX, masker
+    from tabular_mlops.core.problems import far_outside_check
+    from tabular_mlops.serving.inference_log import row_lines
+
+    _, _, spec = churn
+    names = [f.name for f in spec.features]
+    usual = {"tenure_months": 12.0, "monthly_charges": 70.5, "contract": "one-year",
+             "region": "north"}  # fmt: skip
+    absurd = {**usual, "monthly_charges": 7.05e9}
+    lines = row_lines(
+        "churn", "3", "stream", names,
+        [(f"e{i}", [row[n] for n in names], "no", {"no": 0.9, "yes": 0.1})
+         for i, row in enumerate((usual, absurd))],
+        masker(names, {"region": "drop", "contract": "hash"}, "churn"), far_outside_check(spec),
+    )  # fmt: skip
+    first, second = (json_.loads(line) for line in lines)
+    assert "region" not in first["inputs"] and first["inputs"]["contract"].startswith(HASHED_PREFIX)
+    assert "outside" not in first and second["outside"] == ["monthly_charges"]

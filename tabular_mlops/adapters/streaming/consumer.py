@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import nats.js.errors
 from nats.aio.msg import Msg
@@ -42,6 +42,8 @@ from pydantic_core import to_json
 from tabular_mlops.adapters.streaming.broker import BrokerError, connect, ensure_streams
 from tabular_mlops.core.config import StreamingConfig
 from tabular_mlops.core.events import Event, EventScorer, ScoredBatch
+from tabular_mlops.core.log_policy import masker
+from tabular_mlops.core.problems import far_outside_check
 from tabular_mlops.serving.inference_log import FlushedLog, row_lines
 
 logger = logging.getLogger(__name__)
@@ -147,6 +149,8 @@ class Consumer:
         self._max_payload = 1 << 20
         self._current: EventScorer | None = None
         self._next: EventScorer | None = None
+        self._logged_version: str | None = None
+        self._log_rules: tuple[Any, Any] = (None, None)
         #: until the store has been asked once (and a model found there loaded): time
         #: spent here is starting, not idleness (``--idle-exit``)
         self._loading = True
@@ -265,11 +269,13 @@ class Consumer:
                 )
             await asyncio.wait_for(asyncio.gather(*pending), CONFIRMATION_TIMEOUT_SECONDS)
             if log is not None:  # written through before any event is acknowledged
+                inputs_of, outside_of = self._logging(scorer)
                 lines = row_lines(
                     scorer.spec.model_name, scorer.version, SOURCE,
                     [feature.name for feature in scorer.spec.features],
                     ((p["event_id"], row, p["label"], p["probabilities"])
                      for p, row in zip(batch.predictions, batch.rows, strict=True)),
+                    inputs_of, outside_of,
                 )  # fmt: skip
                 log.write(lines)
             for message in messages:  # only now: every event has its prediction or dead letter
@@ -282,6 +288,18 @@ class Consumer:
                     await message.nak(delay=1)
             return
         self._count(events, batch, scorer.version)
+
+    def _logging(self, scorer: EventScorer) -> tuple[Any, Any]:
+        """What the log keeps of a row (``log_columns``) and which rows lie far outside
+        training, for the version scoring now (made once per version)."""
+        if self._logged_version != scorer.version:
+            names = [feature.name for feature in scorer.spec.features]
+            self._log_rules = (
+                masker(names, self.config.log_columns, scorer.spec.model_name),
+                far_outside_check(scorer.spec),
+            )
+            self._logged_version = scorer.version
+        return self._log_rules
 
     def _count(self, events: list[Event], batch: ScoredBatch, version: str) -> None:
         stats = self.stats
