@@ -139,6 +139,11 @@ class RouterProcess(BaseModel):
     def url(self) -> str:
         return f"http://{HOST}:{self.control_port or self.port}"
 
+    @property
+    def running(self) -> bool:
+        """Whether the recorded process still runs (not another one given its pid)."""
+        return _is_running(self.pid, self.started)
+
 
 class Restart(BaseModel):
     """One process the supervisor found dead, and what it did about it."""
@@ -619,9 +624,7 @@ class LocalProcessTarget:
         """The model's running router when it answers on another port than ``local.port``
         (the environment's port was changed while the model was served there)."""
         record = self.router(model_name)
-        if record is None or record.port == self.local.port:
-            return None
-        if not _is_running(record.pid, record.started):
+        if record is None or record.port == self.local.port or not record.running:
             return None
         status = router_status(record.url, self._admin(model_name))
         return record if status and status.get("model_name") == model_name else None
@@ -630,7 +633,7 @@ class LocalProcessTarget:
         """Refuse to move a served model's address as a side effect: its clients use the
         old one. Moving it is ``deploy --stop``, then a deploy on the new port."""
         router = self.router(model_name)
-        ours = router is not None and _is_running(router.pid, router.started)
+        ours = router is not None and router.running
         if (
             not ours
             and not holders(stable_dir(self.state_dir, model_name))
@@ -653,7 +656,7 @@ class LocalProcessTarget:
     def _ensure_router(self, model_name: str, routes_file: Path) -> RouterProcess:
         self._check_address(model_name)
         record = self.router(model_name)
-        if record is not None and _is_running(record.pid, record.started):
+        if record is not None and record.running:
             status = router_status(record.url, self._admin(model_name))
             if (
                 record.port == self.local.port
@@ -735,7 +738,7 @@ class LocalProcessTarget:
             stop_process_tree(supervisor.pid)
         state_file(self.state_dir, model_name, ".supervisor").unlink(missing_ok=True)
         router = self.router(model_name)
-        if router is not None and _is_running(router.pid, router.started):
+        if router is not None and router.running:
             stop_process_tree(router.pid)
         rollout = self.rollout(model_name)
         if rollout is not None:
@@ -868,9 +871,7 @@ class LocalProcessTarget:
     def _dead(self, model_name: str) -> list[str]:
         """What of the router and the served versions recorded as running has exited."""
         router = self.router(model_name)
-        dead = (
-            ["router"] if router is not None and not _is_running(router.pid, router.started) else []
-        )
+        dead = ["router"] if router is not None and not router.running else []
         return dead + [
             _what(s)
             for s in self._served(model_name)
@@ -885,7 +886,7 @@ class LocalProcessTarget:
 
     def _heal_router(self, model_name: str, may_restart: Callable[[str], bool]) -> list[Restart]:
         router = self.router(model_name)
-        if router is None or _is_running(router.pid, router.started) or not may_restart("router"):
+        if router is None or router.running or not may_restart("router"):
             return []
         routes_file = state_file(self.state_dir, model_name, ".routes")
         try:
@@ -958,7 +959,7 @@ class LocalProcessTarget:
                 f"the model deployer's port is now {self.local.port}, but the model is "
                 f"served at port {moved.port}: `deploy --stop`, then deploy, moves it"
             )
-        elif router is None or not _is_running(router.pid, router.started):
+        elif router is None or not router.running:
             found.append(f"the router of {self.stable_url} is not running")
         if not _is_running(process.pid, process.started):
             found.append(f"the service process (pid {process.pid}) is gone")
