@@ -248,22 +248,13 @@ def request_source(request: Request, tokens: TokenFile) -> str:
     source = request.headers.get(SOURCE_HEADER)
     if source is None:
         return "live"
-    offered = request.headers.get(SOURCE_TOKEN_HEADER, "")
-    known = tokens.tokens()
-    if known is None or not known.accepts("source", offered):
+    if not tokens.accepts("source", request.headers.get(SOURCE_TOKEN_HEADER)):
         raise RefusedRequestError(
             403,
             "forbidden",
             [Problem(field=SOURCE_HEADER, problem="reserved for this deployment's own checks")],
         )
     return source[:64]
-
-
-def _own_check(request: Request, tokens: TokenFile) -> bool:
-    """Whether the request is the deployment's own (its smoke test), by the source token."""
-    offered = request.headers.get(SOURCE_TOKEN_HEADER)
-    known = tokens.tokens()
-    return bool(offered) and known is not None and known.accepts("source", str(offered))
 
 
 ERROR_STATUSES = {
@@ -325,7 +316,9 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             return _json(503, {"error": "the model is still loading", "detail": []})
         if settings.require_api_key:
             denied = tokens.key_refusal(request.headers.get(API_KEY_HEADER))
-            if denied is not None and not _own_check(request, tokens):
+            # the deployment's own smoke test passes by its source token
+            own = tokens.accepts("source", request.headers.get(SOURCE_TOKEN_HEADER))
+            if denied is not None and not own:
                 PREDICTIONS.labels(version, "unauthorized").inc()
                 return _json(*denied)
         refused = _refuse(request, max_bytes, max_rows)

@@ -157,6 +157,11 @@ class TokenFile:
             self._seen = seen
         return self._tokens
 
+    def accepts(self, role: Role, offered: str | None) -> bool:
+        """Whether ``offered`` is ``role``'s token (no tokens file: nothing is)."""
+        tokens = self.tokens()
+        return bool(offered) and tokens is not None and tokens.accepts(role, str(offered))
+
     def token(self, role: Role) -> str | None:
         tokens = self.tokens()
         return tokens.current[role] if tokens is not None else None
@@ -183,8 +188,7 @@ class TokenFile:
             return 401, _problem(
                 "unauthorized", f"send `Authorization: Bearer <the deployment's {role} token>`"
             )
-        tokens = self.tokens()
-        if tokens is None or not tokens.accepts(role, offered):
+        if not self.accepts(role, offered):
             return 403, _problem("forbidden", f"not the deployment's {role} token")
         return None
 

@@ -75,6 +75,7 @@ from tabular_mlops.core.rollout import RolloutPlan
 from tabular_mlops.core.spec import SETTINGS_ENV
 from tabular_mlops.serving.credentials import (
     TOKENS_FILE_ENV,
+    TokenFile,
     Tokens,
     new_tokens,
     read_tokens,
@@ -351,6 +352,9 @@ class LocalProcessTarget:
         self.state_dir = local.state_dir
         self.workers = local.workers
         self.inference_log_dir = local.inference_log_dir
+        #: each model's tokens file, read again only when it changes (a switch polls the
+        #: router's status with the admin token every 50 ms)
+        self._token_files: dict[str, TokenFile] = {}
 
     @property
     def stable_url(self) -> str:
@@ -478,7 +482,11 @@ class LocalProcessTarget:
         return prune_old_logs(directories, days, keep)
 
     def _admin(self, model_name: str) -> str:
-        return self.tokens(model_name).current["admin"]
+        files = self._token_files.setdefault(
+            model_name, TokenFile(tokens_file(self.state_dir, model_name))
+        )
+        token = files.token("admin")
+        return token if token is not None else self.tokens(model_name).current["admin"]
 
     def _publish(
         self,
