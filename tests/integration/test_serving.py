@@ -308,7 +308,7 @@ def test_every_prediction_is_logged(live, rows, paths):
     assert 'tabular_inference_log_rows_total{outcome="written"}' in metrics
 
 
-def test_the_bento_builds_into_an_image_for_the_cluster(live):
+def test_the_bento_builds_into_an_image_for_the_cluster(live, tmp_path):
     """What prod's image builder receives: the same bento, as a Docker build context."""
     from importlib.metadata import version
     from types import SimpleNamespace
@@ -336,11 +336,15 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
     assert "FROM python:3.11" in received["dockerfile"]
     assert "--mount=type=cache" not in received["dockerfile"]  # Kaniko reads it
     assert any(f.startswith("models/") and f.endswith("model.pkl") for f in received["files"])
-    assert f"scikit-learn=={version('scikit-learn')}" in received["requirements"]
+    assert (
+        f"scikit-learn=={version('scikit-learn')} \\\n    --hash=sha256:"
+        in received["requirements"]
+    )
     # the same HTTP parser and loop as every test measures (serving/http.py needs it)
     assert f"httptools=={version('httptools')}" in received["requirements"]
     assert f"uvloop=={version('uvloop')}" in received["requirements"]
     assert "pandera" not in received["requirements"]
+    _installs_only_the_locked_files(received["dockerfile"], received["requirements"], tmp_path)
     code = {f for f in received["files"] if f.endswith(".py")}
     assert code == {
         "src/tabular_mlops/__init__.py",
@@ -363,6 +367,44 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live):
         "src/tabular_mlops/serving/service.py",
         "src/tabular_mlops/serving/stable.py",
     }, code
+
+
+def _installs_only_the_locked_files(dockerfile: str, requirements: str, tmp_path) -> None:
+    """The image's install (uv, as the Dockerfile runs it) of the bento's requirements
+    passes in a fresh environment, and refuses a wheel whose hash is not the lock's."""
+    assert (
+        "uv --directory $INSTALL_ROOT pip install -r $BENTO_PATH/env/python/requirements.txt"
+        in dockerfile
+    )
+    uv = str(Path(sys.executable).parent / "uv")
+    for name, text in [("locked", requirements), ("changed", _one_hash_changed(requirements))]:
+        (tmp_path / f"{name}.txt").write_text(text)
+        subprocess.run(
+            [uv, "venv", "-q", "--python", sys.executable, str(tmp_path / name)], check=True
+        )
+        result = subprocess.run(
+            [uv, "pip", "install", "-q", "--python", str(tmp_path / name / "bin" / "python"),
+             "-r", str(tmp_path / f"{name}.txt")],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if name == "locked":
+            assert result.returncode == 0, result.stderr
+        else:
+            assert result.returncode != 0 and "hash mismatch" in result.stderr.lower(), result
+
+
+def _one_hash_changed(requirements: str) -> str:
+    """``requirements`` with scikit-learn's hashes changed in their first digit (one
+    package's wheel is then not the one the lock names)."""
+    lines, inside = [], False
+    for line in requirements.splitlines():
+        if not line.startswith(" "):
+            inside = line.startswith("scikit-learn==")
+        elif inside and "--hash=sha256:" in line:
+            head, _, digest = line.partition("sha256:")
+            line = f"{head}sha256:{'0' if digest[0] != '0' else '1'}{digest[1:]}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def test_the_pod_spec_serves_the_bento(live, rows, tmp_path):

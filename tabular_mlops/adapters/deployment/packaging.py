@@ -18,6 +18,7 @@ from packaging.utils import canonicalize_name
 from sklearn.pipeline import Pipeline
 
 from tabular_mlops.core.files import sha256_of
+from tabular_mlops.core.locks import LockError, hashed_requirements
 from tabular_mlops.core.log_policy import LogPolicy
 from tabular_mlops.core.scoring import FastModel, scorer_for
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings, ServingSpec
@@ -64,9 +65,8 @@ def bento_model_name(model_name: str) -> str:
     return re.sub(r"[^a-z0-9_.-]", "_", model_name.lower())
 
 
-def pinned_closure(packages: Iterable[str]) -> list[str]:
-    """``name==version`` for ``packages`` and everything they require, as installed here:
-    the image gets exactly the versions the tests ran against, resolved offline."""
+def pinned_closure(packages: Iterable[str]) -> dict[str, str]:
+    """The installed version of ``packages`` and of everything they require."""
     pinned: dict[str, str] = {}
     pending = list(packages)
     while pending:
@@ -81,7 +81,19 @@ def pinned_closure(packages: Iterable[str]) -> list[str]:
             requirement = Requirement(line)
             if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
                 pending.append(requirement.name)
-    return [f"{name}=={pinned[name]}" for name in sorted(pinned)]
+    return pinned
+
+
+def serving_requirements(lock: Path = PACKAGE_PARENT / "requirements.lock") -> list[str]:
+    """The served packages' closure as installed here (the versions the tests ran against,
+    resolved offline), each with the lock's hashes: the image's install refuses a changed
+    wheel."""
+    if not lock.is_file():
+        raise LockError(
+            f"{lock} is missing: the serving image's requirements take their hashes from it. "
+            "Fix: run from the project's checkout (or `make lock`)."
+        )
+    return hashed_requirements(lock.read_text(), pinned_closure(SERVING_PACKAGES), lock.name)
 
 
 def served_modules_in(directory: Path) -> Path:
@@ -144,6 +156,8 @@ def build_bento(
     sys.modules.pop(SERVICE_MODULE, None)
     try:
         with tempfile.TemporaryDirectory(prefix="bento-context-") as context:
+            requirements = Path(context) / "requirements.txt"
+            requirements.write_text("\n".join(serving_requirements()) + "\n")
             bento = bentoml.bentos.build(
                 f"{SERVICE_MODULE}:TabularClassifierService",
                 name=f"{name}_service",
@@ -152,9 +166,10 @@ def build_bento(
                 # checkout (with its .venv) holds some 80,000 files (7 s of a deploy)
                 build_ctx=str(served_modules_in(Path(context))),
                 include=SERVED_MODULES,
-                # Pinned here from the installed closure: BentoML's own locking would
-                # resolve against PyPI on every deploy (network, seconds).
-                python={"packages": pinned_closure(SERVING_PACKAGES), "lock_packages": False},
+                # Pinned here from the installed closure and the hashed lock: BentoML's
+                # own locking would resolve against PyPI on every deploy (network,
+                # seconds) and write no hashes.
+                python={"requirements_txt": requirements.name, "lock_packages": False},
                 envs=[BentoEnvSchema(name=SETTINGS_ENV, value=settings.model_dump_json())],
                 models=[str(stored.tag)],
             )
