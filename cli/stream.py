@@ -11,13 +11,15 @@ from typing import Any
 import click
 
 from cli.common import (
+    CONFIG_DIR,
     activate_stack,
     config_option,
     env_option,
     load_pipeline_config,
     overrides_option,
 )
-from tabular_mlops.core.config import StreamingConfig, StreamingRunConfig
+from tabular_mlops.core.config import DeploymentRunConfig, StreamingConfig, StreamingRunConfig
+from tabular_mlops.core.log_policy import LogPolicy
 
 
 @click.command()
@@ -76,9 +78,20 @@ def stream(
             _replay(streaming, replay_path, drop, rate, id_prefix)
         else:
             activate_stack(env)
+            streaming = streaming.model_copy(update={"log_columns": log_columns(env, streaming)})
             _consume(streaming, config.model.name, config.stage, idle_exit)
     except broker.BrokerError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def log_columns(env: str, streaming: StreamingConfig) -> dict[str, LogPolicy]:
+    """What the stream's inference log keeps of each input: its own ``log_columns`` when
+    set, else the service's (the environment's deployment config), so that one setting
+    covers every writer of the log."""
+    if streaming.log_columns is not None:
+        return streaming.log_columns
+    deployment = load_pipeline_config(DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml", ())
+    return deployment.parameters.serving.log_columns
 
 
 def _replay(

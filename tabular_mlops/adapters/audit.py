@@ -15,6 +15,7 @@ import getpass
 import logging
 import os
 import socket
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,31 @@ def audit_file(env: str) -> Path:
 
 
 def who() -> str:
+    """``user@host``, and the ZenML user (``(zenml: name)``) when this command reached
+    the environment's store: on a shared ZenML server that is the account that acted."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container's)
         user = f"uid {os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
+    zenml = zenml_user()
+    return f"{user}@{socket.gethostname()}" + (f" (zenml: {zenml})" if zenml else "")
+
+
+def zenml_user() -> str | None:
+    """The active ZenML user's name if this process already reached its store; None
+    otherwise (an audit entry never connects to a store, nor waits on a dead server)."""
+    if "zenml.client" not in sys.modules:
+        return None
+    from zenml.client import Client
+    from zenml.config.global_config import GlobalConfiguration
+
+    if not GlobalConfiguration().is_initialized:
+        return None
+    try:
+        return str(Client().active_user.name)
+    except Exception as exc:  # whatever the store says, the entry is written
+        logger.debug("no ZenML user for the audit entry: %s", exc)
+        return None
 
 
 def record(

@@ -711,9 +711,9 @@ class StreamingConfig(StrictModel):
     #: how often the consumer asks which version is at the stage (seconds)
     model_check_seconds: float = Field(default=5, gt=0)
     inference_log_dir: Path | None = Path(".local/inference_log")
-    #: what the inference log keeps of a model input (as parameters.serving.log_columns
-    #: for the service: set both alike)
-    log_columns: dict[str, LogPolicy] = {}
+    #: what the inference log keeps of a model input; unset: the service's own
+    #: (``parameters.serving.log_columns`` of the environment's deployment config)
+    log_columns: dict[str, LogPolicy] | None = None
 
 
 class StreamingParameters(StrictModel):

@@ -191,6 +191,7 @@ def test_the_readme_in_its_order(clone):
     # the audit trail (docs/security.md): who did what and why, and a changed line found
     trail = run(clone, "audit")
     assert "the hash chain of" in trail and "is intact" in trail
+    assert "(zenml: default)" in trail  # the store's user beside the OS user
     for done in ("promote ", "deploy ", "rollout-promote", "rollout-decision"):
         assert done in trail, (done, trail)
     assert "because: the product owner asked" in trail

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.helpers import invoke, serving_env
 
 
@@ -204,3 +206,20 @@ def test_status_prints_a_degraded_inference_log_and_nothing_when_it_is_fine(caps
         "  inference log: dropping lines: 3 dropped so far "
         "(see /metrics: tabular_inference_log_rows_total)\n"
     )
+
+
+def test_the_stream_logs_inputs_as_the_service_does_unless_told_otherwise(tmp_path):
+    """One setting for every writer of the inference log: the stream consumer follows the
+    environment's `parameters.serving.log_columns` unless the streaming config says."""
+    import yaml
+
+    from cli.stream import log_columns
+    from tabular_mlops.core.config import StreamingConfig
+
+    env = yaml.safe_load((Path(__file__).parents[2] / "configs/environments/dev.yaml").read_text())
+    env["overrides"] = {"deployment": {"parameters": {"serving": {"log_columns": {"sex": "hash"}}}}}
+    path = tmp_path / "private.yaml"
+    path.write_text(yaml.safe_dump(env))
+    assert log_columns(str(path), StreamingConfig()) == {"sex": "hash"}
+    assert log_columns(str(path), StreamingConfig(log_columns={"sex": "drop"})) == {"sex": "drop"}
+    assert log_columns("dev", StreamingConfig()) == {}

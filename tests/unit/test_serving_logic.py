@@ -486,7 +486,12 @@ def test_the_openapi_document_resolves_and_declares_every_answer(service):
 def test_the_router_switches_on_a_new_routes_file_and_keeps_its_routes_on_a_bad_one(tmp_path):
     import asyncio
 
-    from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
+    from tabular_mlops.serving.router import (
+        Router,
+        Routes,
+        Upstream,
+        write_routes,
+    )
 
     routes_file = tmp_path / "m.routes.json"
 
@@ -519,7 +524,12 @@ def test_feedback_is_checked_item_by_item_and_only_answers_given_are_evidence(tm
     written: nobody relabels an experiment's answers."""
     import asyncio
 
-    from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
+    from tabular_mlops.serving.router import (
+        Router,
+        Routes,
+        Upstream,
+        write_routes,
+    )
 
     routes_file = tmp_path / "m.routes.json"
     write_routes(routes_file, Routes(model_name="m", evidence_dir=str(tmp_path / "evidence"),
@@ -575,7 +585,13 @@ def test_the_routers_feedback_takes_json_only_and_counts_the_bytes_it_reads(tmp_
 
     from tabular_mlops.serving.credentials import TokenFile
     from tabular_mlops.serving.feedback import MAX_FEEDBACK_BYTES
-    from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
+    from tabular_mlops.serving.router import (
+        MAX_BODY_BYTES,
+        Router,
+        Routes,
+        Upstream,
+        write_routes,
+    )
 
     routes_file = tmp_path / "m.routes.json"
     write_routes(routes_file, Routes(model_name="m", evidence_dir=str(tmp_path / "evidence"),
@@ -629,6 +645,10 @@ def test_the_routers_feedback_takes_json_only_and_counts_the_bytes_it_reads(tmp_
     status, answer, read = asyncio.run(call(b"application/json", 5000))  # 300 MB offered
     assert status == 413 and answer["error"] == "feedback too large"
     assert read * 65536 <= MAX_FEEDBACK_BYTES + 65536
+    # /predict: the router's own limit, counted on the bytes read (no content-length)
+    status, answer, read = asyncio.run(call(b"application/json", 1100, None, "/predict"))
+    assert status == 413 and answer["detail"][0]["field"] == "(body)"  # 70 MiB offered
+    assert read * 65536 <= MAX_BODY_BYTES + 65536
 
 
 class _TimedScorer:
@@ -746,7 +766,12 @@ def test_a_router_started_again_resumes_the_experiment_from_its_evidence(tmp_pat
     import asyncio
 
     from tabular_mlops.core.rollout import RolloutPlan
-    from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
+    from tabular_mlops.serving.router import (
+        Router,
+        Routes,
+        Upstream,
+        write_routes,
+    )
 
     routes_file = tmp_path / "m.routes.json"
     plan = RolloutPlan(strategy="canary", hold_requests=30, canary_steps=[0.1, 0.5, 1.0])

@@ -295,7 +295,7 @@ class Consumer:
         if self._logged_version != scorer.version:
             names = [feature.name for feature in scorer.spec.features]
             self._log_rules = (
-                masker(names, self.config.log_columns, scorer.spec.model_name),
+                masker(names, self.config.log_columns or {}, scorer.spec.model_name),
                 far_outside_check(scorer.spec),
             )
             self._logged_version = scorer.version
