@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -85,15 +86,40 @@ def is_same_process(pid: int, started: float) -> bool:
         return False
 
 
+def stop_process_trees(pids: Collection[int], grace: float = 15) -> None:
+    """:func:`stop_process_tree` of several processes at once: every group and descendant
+    is told together and waited for together (one after the other, each stop waits for
+    its own process to exit, a few tenths of a second each)."""
+    tree: list[psutil.Process] = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            tree += [root, *root.children(recursive=True)]
+    leaders = []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+            leaders.append(pid)
+            logger.info("sent SIGTERM to process group %s", pid)
+
+    def gone() -> bool:
+        exited = [pid for pid in leaders if has_exited(pid)]
+        for pid in exited:
+            _reap(pid)  # after it exited: reaped before, it would stay a zombie of ours
+        return len(exited) == len(leaders)
+
+    if not wait_until(gone, grace, interval=STOP_POLL_SECONDS):
+        for pid in leaders:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        logger.warning("process groups %s ignored SIGTERM for %.0f s: killed", leaders, grace)
+    terminate(tree, grace)
+
+
 def stop_process_tree(pid: int, grace: float = 15) -> None:
     """Stop ``pid``, its process group and every descendant, wherever they moved
     (uvicorn's workers of `mlflow server` outlived a group-only stop)."""
-    try:
-        tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        tree = []
-    stop_process_group(pid, grace)
-    terminate(tree, grace)
+    stop_process_trees([pid], grace)
 
 
 def terminate(processes: list[psutil.Process], grace: float) -> None:

@@ -35,6 +35,7 @@ from tabular_mlops.serving.stable import STABLE_DIR_ENV
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from uvicorn.supervisors import Multiprocess
 
 logger = logging.getLogger(__name__)
 #: set by the supervising process, read by its workers
@@ -131,6 +132,7 @@ def _leave_with(supervisor: int) -> None:
 def main() -> None:
     """``python -m tabular_mlops.serving.server HOST PORT``; settings in the environment."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from tabular_mlops.serving.http import PROTOCOL
 
@@ -143,8 +145,7 @@ def main() -> None:
         # /metrics sums every worker's counters from files in one directory: the local
         # target gives each service its own; in a pod, a fresh one in its /tmp
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tabular-metrics-")
-    uvicorn.run(
-        "tabular_mlops.serving.server:app_factory",
+    options: dict[str, Any] = dict(
         factory=True,
         host=host,
         port=port,
@@ -154,6 +155,28 @@ def main() -> None:
         log_level="info",
         timeout_graceful_shutdown=10,
     )
+    if settings.workers == 1:
+        uvicorn.run("tabular_mlops.serving.server:app_factory", **options)
+        return
+    config = uvicorn.Config("tabular_mlops.serving.server:app_factory", **options)
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    stop_at_once(supervisor)
+    supervisor.run()
+
+
+def stop_at_once(supervisor: Multiprocess) -> None:
+    """Let SIGTERM and SIGINT end ``supervisor``'s loop at once. uvicorn's own handlers
+    queue the signal for the loop, which looks every 0.5 s: each stop of a service
+    waited up to half a second (a quarter on average) before its workers were told."""
+    for number in (signal.SIGTERM, signal.SIGINT):
+        queued = signal.getsignal(number)
+
+        def handler(signum: int, frame: Any, queued: Any = queued) -> None:
+            if callable(queued):
+                queued(signum, frame)
+            supervisor.should_exit.set()
+
+        signal.signal(number, handler)
 
 
 if __name__ == "__main__":

@@ -916,3 +916,27 @@ def test_predict_can_require_a_clients_api_key(churn, tmp_path):
     plain = create_app(spec, ServingSettings(model_tag="churn:1"))
     bind(plain, FastModel(model, [f.name for f in spec.features]), None)
     assert TestClient(plain).post("/predict", json=body).status_code == 200  # off by default
+
+
+def test_a_stop_signal_ends_the_workers_supervisor_at_once():
+    """uvicorn's multi-worker supervisor queues SIGTERM for a loop that looks every 0.5 s;
+    ``stop_at_once`` still queues it (uvicorn's own handling) and ends the loop now. Fails
+    by name when an upgrade renames what it relies on."""
+    import signal
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from tabular_mlops.serving.server import stop_at_once
+
+    saved = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        supervisor = Multiprocess(uvicorn.Config("x:y", workers=2), sockets=[])
+        stop_at_once(supervisor)
+        assert not supervisor.should_exit.is_set()
+        signal.raise_signal(signal.SIGTERM)
+        assert supervisor.should_exit.is_set()
+        assert supervisor.signal_queue == [signal.SIGTERM]
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)

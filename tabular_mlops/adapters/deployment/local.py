@@ -67,6 +67,7 @@ from tabular_mlops.adapters.processes import (
     identity,
     is_same_process,
     stop_process_tree,
+    stop_process_trees,
 )
 from tabular_mlops.adapters.retention import prune_old_logs
 from tabular_mlops.core.config import LocalServingConfig, ServingConfig
@@ -741,17 +742,22 @@ class LocalProcessTarget:
             self._release(model_name)
 
     def _forget(self, model_name: str) -> None:
-        supervisor = self.supervisor(model_name)
-        if supervisor is not None and supervisor.running:
-            stop_process_tree(supervisor.pid)
-        state_file(self.state_dir, model_name, ".supervisor").unlink(missing_ok=True)
-        router = self.router(model_name)
-        if router is not None and router.running:
-            stop_process_tree(router.pid)
+        """Everything of the model stops at once: the supervisor, which would start the
+        rest again, cannot meanwhile (it takes the deployment's lock, held here)."""
+        everything = {process.pid for process in self.strays(model_name, keep_live=False)}
+        for record in (self.supervisor(model_name), self.router(model_name)):
+            if record is not None and record.running:
+                everything.add(record.pid)
         rollout = self.rollout(model_name)
-        if rollout is not None:
-            self.stop(rollout.candidate)
-        self.sweep(model_name, keep_live=False, why=None)
+        served = [rollout.candidate] if rollout is not None else []
+        for service in served:
+            process = service.runs_as
+            if isinstance(process, LocalProcess) and _is_running(process.pid, process.started):
+                everything.add(process.pid)
+        stop_process_trees(everything)
+        state_file(self.state_dir, model_name, ".supervisor").unlink(missing_ok=True)
+        for service in served:
+            self.stop(service)  # its metrics directory
         for kind in ("", ".router", ".routes", ".rollout"):
             state_file(self.state_dir, model_name, kind).unlink(missing_ok=True)
         shutil.rmtree(stable_dir(self.state_dir, model_name), ignore_errors=True)
@@ -789,7 +795,7 @@ class LocalProcessTarget:
         for process in strays:
             if why:
                 logger.warning("stopping pid %s: %s", process.pid, why)
-            stop_process_tree(process.pid)
+        stop_process_trees([process.pid for process in strays])
         return [process.pid for process in strays]
 
     def strays(self, model_name: str, keep_live: bool = True) -> list[psutil.Process]:
