@@ -69,7 +69,9 @@ def test_a_census_csv_trains_gates_on_governance_and_serves_its_cost_threshold(d
     state, port = tmp_path / "state", free_port()
     serving = ["--set", f"model.name={MODEL}",
                "--env", serving_env(tmp_path, port, state, tmp_path / "log")]  # fmt: skip
-    deployed = invoke("deploy", *serving)
+    # the inference log pseudonymises the sensitive input; race, assessment only, is
+    # never a model input and never logged
+    deployed = invoke("deploy", *serving, "--set", "parameters.serving.log_columns={sex: hash}")
     try:
         assert deployed.exit_code == 0, deployed.output
         rows = census_frame(rows=200, seed=7).drop(columns=["income", "race"])
@@ -83,8 +85,34 @@ def test_a_census_csv_trains_gates_on_governance_and_serves_its_cost_threshold(d
         assert (served == model.predict(rows)).all()
         by_argmax = np.asarray(model.classes_)[model.predict_proba(rows).argmax(axis=1)]
         assert (served != by_argmax).any()  # the threshold, not the most probable class
+        logged = _logged_inputs(tmp_path / "log", answer["request_id"])
+        assert len(logged) == 200 and "race" not in logged.columns
+        assert not set(logged["sex"]) & {"Male", "Female"}
+        assert logged["sex"].nunique() == 2 and logged["age"].tolist() == rows["age"].tolist()
     finally:
         invoke("deploy", "--stop", *serving)
+
+
+def _logged_inputs(directory, request_id: str):
+    """The inference log's inputs of one request, once its rows are written."""
+    import time
+
+    from tabular_mlops.serving.inference_log import read_records
+
+    deadline = time.monotonic() + 60
+    while True:
+        logged = read_records(directory)
+        if "request_id" in logged and (logged["request_id"] == request_id).any():
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"request {request_id} was never logged in {directory}")
+        time.sleep(0.2)
+    mine = logged[logged["request_id"] == request_id].sort_values("row")
+    return mine.drop(columns=[c for c in mine.columns if c not in INPUT_COLUMNS])
+
+
+#: the census frame's columns that could be logged as inputs (race only if it leaked)
+INPUT_COLUMNS = {"age", "education", "hours-per-week", "capital-gain", "sex", "race"}
 
 
 def test_a_model_biased_against_women_is_refused_by_the_fairness_gate(dev_stack, tmp_path):
