@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sklearn
+from scipy.special import expit
 from sklearn.pipeline import Pipeline
 
 
@@ -37,6 +38,7 @@ class FastModel:
             raise UnsupportedPipelineError(str(exc)) from exc
         position = {name: i for i, name in enumerate(feature_names)}
         self.numeric_names, self.categorical_names = list(numeric_cols), list(categorical_cols)
+        self.linear = binary_logistic(self.classifier)
         self.numeric_index = [position[c] for c in numeric_cols]
         self.categorical_index = [position[c] for c in categorical_cols]
         if numeric_cols:
@@ -110,18 +112,38 @@ class FastModel:
         return self._classify(self.transform_frame(frame))
 
     def _classify(self, features: np.ndarray) -> np.ndarray:
+        if self.linear is not None:
+            weights, intercept = self.linear
+            positive = expit(features @ weights + intercept)
+            return np.column_stack([1.0 - positive, positive])
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return np.asarray(self.classifier.predict_proba(features))
 
     def verify(self, sample: pd.DataFrame) -> None:
-        """Fail unless this path gives the pipeline's probabilities on ``sample``."""
+        """Fail unless this path gives the pipeline's probabilities on ``sample`` (with the
+        estimator's own call when the one dot product does not)."""
         rows = rows_of_frame(sample)
         expected = self.model.predict_proba(sample)
-        for served in (self.predict_proba(rows), self.predict_proba_frame(sample)):
-            if not np.allclose(served, expected, atol=1e-9):
-                raise UnsupportedPipelineError(
-                    "numpy path disagrees with the pipeline on real rows"
-                )
+
+        def agrees() -> bool:
+            served = (self.predict_proba(rows), self.predict_proba_frame(sample))
+            return all(np.allclose(s, expected, atol=1e-9) for s in served)
+
+        if not agrees() and self.linear is not None:
+            self.linear = None
+        if not agrees():
+            raise UnsupportedPipelineError("numpy path disagrees with the pipeline on real rows")
+
+
+def binary_logistic(estimator: Any) -> tuple[np.ndarray, float] | None:
+    """(weights, intercept) of a two-class ``LogisticRegression``, whose probability of the
+    second class is ``expit(x . w + b)`` (scikit-learn's own formula for two classes): one
+    dot product instead of its validated call, a fifth of a worker's time per request."""
+    from sklearn.linear_model import LogisticRegression
+
+    if type(estimator) is not LogisticRegression or len(estimator.classes_) != 2:
+        return None
+    return np.asarray(estimator.coef_[0], dtype=float), float(estimator.intercept_[0])
 
 
 class PipelineScorer:

@@ -71,6 +71,35 @@ def test_fast_model_reproduces_the_pipeline(churn):
     np.testing.assert_allclose(plain.predict_proba(_as_rows(unseen)), model.predict_proba(unseen))
 
 
+def test_a_two_class_logistic_model_is_scored_by_one_dot_product(churn):
+    """The default estimator skips scikit-learn's validated call; three classes, or a
+    formula that would disagree with the pipeline, keep it."""
+    frame, model, spec = churn
+    features = frame.drop(columns=["churn"])
+    names = [f.name for f in spec.features]
+    fast = FastModel(model, names)
+    assert fast.linear is not None
+    fast.verify(features)
+    np.testing.assert_allclose(
+        fast.predict_proba(_as_rows(features)), model.predict_proba(features), atol=1e-12
+    )
+    off = FastModel(model, names)
+    assert off.linear is not None
+    off.linear = (off.linear[0], off.linear[1] + 1.0)  # a formula that disagrees
+    off.verify(features)
+    assert off.linear is None  # scikit-learn's own call, verified instead
+
+    from tabular_mlops.core.config import TrainingConfig
+    from tabular_mlops.core.model_factory import fit_model
+
+    three = frame.assign(churn=np.where(frame["tenure_months"] > 24, "long", frame["churn"]))
+    multi, _ = fit_model(three, "churn", TrainingConfig())
+    assert len(multi.classes_) == 3
+    fast = FastModel(multi, names)
+    assert fast.linear is None
+    fast.verify(three.drop(columns=["churn"]))
+
+
 def test_none_and_nan_are_the_same_missing_value_to_the_model(churn):
     frame, model, _ = churn
     features = frame.drop(columns=["churn"]).head(20)
