@@ -78,18 +78,15 @@ def stream(
             _replay(streaming, replay_path, drop, rate, id_prefix)
         else:
             activate_stack(env)
-            streaming = streaming.model_copy(update={"log_columns": log_columns(env, streaming)})
-            _consume(streaming, config.model.name, config.stage, idle_exit)
+            _consume(streaming, config.model.name, config.stage, idle_exit,
+                     deployment_log_columns(env))  # fmt: skip
     except broker.BrokerError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def log_columns(env: str, streaming: StreamingConfig) -> dict[str, LogPolicy]:
-    """What the stream's inference log keeps of each input: its own ``log_columns`` when
-    set, else the service's (the environment's deployment config), so that one setting
-    covers every writer of the log."""
-    if streaming.log_columns is not None:
-        return streaming.log_columns
+def deployment_log_columns(env: str) -> dict[str, LogPolicy]:
+    """The environment's serving policy (its deployment config): for a version that no
+    deployment recorded its own on."""
     deployment = load_pipeline_config(DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml", ())
     return deployment.parameters.serving.log_columns
 
@@ -109,7 +106,13 @@ def _replay(
     )
 
 
-def _consume(streaming: StreamingConfig, model_name: str, stage: str, idle: float | None) -> None:
+def _consume(
+    streaming: StreamingConfig,
+    model_name: str,
+    stage: str,
+    idle: float | None,
+    log_columns: dict[str, LogPolicy],
+) -> None:
     import uvloop
 
     from tabular_mlops.adapters.streaming.consumer import Consumer, ConsumerStats, prepare_process
@@ -124,7 +127,7 @@ def _consume(streaming: StreamingConfig, model_name: str, stage: str, idle: floa
             click.echo(f"  {stats.summary()} ({rate:,.0f} events/s)")
             last_report[:] = [now, stats.events]
 
-    consumer = Consumer(streaming, StagedModels(model_name, stage), on_batch=report)
+    consumer = Consumer(streaming, StagedModels(model_name, stage, log_columns), on_batch=report)
 
     async def run() -> ConsumerStats:
         loop = asyncio.get_running_loop()

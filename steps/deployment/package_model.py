@@ -11,7 +11,7 @@ from tabular_mlops.adapters.deployment.packaging import build_bento
 from tabular_mlops.adapters.deployment.target import BentoPackage
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.latency import LatencyBudgetError, measure, over_budget
-from tabular_mlops.core.log_policy import check_policy
+from tabular_mlops.core.log_policy import LOG_COLUMNS_KEY, check_policy
 from tabular_mlops.core.scoring import rows_of_frame, scorer_for
 
 
@@ -40,6 +40,8 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
             + "; ".join(problems)
         )
     check_policy(serving.log_columns, staged.features)  # a misspelt column: before building
+    # the version's own record of what its service logs: every writer of its rows follows it
+    log_metadata(metadata={LOG_COLUMNS_KEY: dict(serving.log_columns)}, infer_model=True)
     target = serving_target(Client().active_stack, serving)
     bento_tag, settings = build_bento(
         staged.model,

@@ -15,7 +15,6 @@ import getpass
 import logging
 import os
 import socket
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,20 +48,13 @@ def who() -> str:
 
 
 def zenml_user() -> str | None:
-    """The active ZenML user's name if this process already reached its store; None
-    otherwise (an audit entry never connects to a store, nor waits on a dead server)."""
-    if "zenml.client" not in sys.modules:
-        return None
-    from zenml.client import Client
-    from zenml.config.global_config import GlobalConfiguration
+    """The active ZenML user's name if this command already reached its store and knows
+    it; None otherwise (an audit entry never connects to a store, nor waits on a dead
+    server). Commands that never load ZenML (``deploy --stop`` on dev) name the OS user
+    only."""
+    from tabular_mlops.adapters.compat import cached_zenml_user
 
-    if not GlobalConfiguration().is_initialized:
-        return None
-    try:
-        return str(Client().active_user.name)
-    except Exception as exc:  # whatever the store says, the entry is written
-        logger.debug("no ZenML user for the audit entry: %s", exc)
-        return None
+    return cached_zenml_user()
 
 
 def record(

@@ -234,3 +234,18 @@ def pickled_file_of(artifact_uri: str) -> str:
     from zenml.materializers.cloudpickle_materializer import DEFAULT_FILENAME
 
     return f"{artifact_uri.rstrip('/')}/{DEFAULT_FILENAME}"  # a remote store's too (s3://)
+
+
+def cached_zenml_user() -> str | None:
+    """The name of the ZenML user this process's client already fetched (what a pipeline
+    run or a store lookup leaves in ZenML 0.98's ``Client._active_user``); None when it
+    has not. Never asks the store: an audit entry must not wait on a dead server."""
+    import sys
+
+    if "zenml.client" not in sys.modules:
+        return None
+    from zenml.client import Client
+
+    user = getattr(Client(), "_active_user", None)
+    name = getattr(user, "name", None)
+    return str(name) if name else None

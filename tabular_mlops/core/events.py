@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
+from tabular_mlops.core.log_policy import LogPolicy
 from tabular_mlops.core.problems import (
     DuplicateKeyError,
     Problem,
@@ -75,8 +76,12 @@ class EventScorer:
     """The model's schema and verified scoring path, bound once per model version: the
     consumer swaps the whole object between micro-batches when the version changes."""
 
-    def __init__(self, spec: ServingSpec, scorer: Scorer) -> None:
+    def __init__(
+        self, spec: ServingSpec, scorer: Scorer, log_columns: dict[str, LogPolicy] | None = None
+    ) -> None:
         self.spec, self.scorer = spec, scorer
+        #: what the inference log keeps of each input for this version (its service's)
+        self.log_columns: dict[str, LogPolicy] = log_columns or {}
         adapter = TypeAdapter(row_model(spec))
         self._validate_json, self._validate_python = adapter.validate_json, adapter.validate_python
         self._classes = spec.classes

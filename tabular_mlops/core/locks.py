@@ -8,9 +8,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from packaging.markers import Marker
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
+_PIN = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==(?!=)\s*(?P<version>[^\s;\\]+)"
+    r"\s*(;(?P<marker>[^\\]*?))?\s*(--hash|$)"
+)
 _HASH = re.compile(r"--hash=(\S+)")
 
 
@@ -48,6 +53,8 @@ def read_lock(text: str) -> dict[str, LockedPackage]:
         pin = _PIN.match(entry)
         if pin is None:
             continue
+        if pin["marker"] and not Marker(pin["marker"].strip()).evaluate():
+            continue  # a line for another platform or Python: not this installation's
         name = canonicalize_name(pin["name"])
         locked[name] = LockedPackage(name, pin["version"], tuple(_HASH.findall(entry)))
     return locked
@@ -68,7 +75,7 @@ def hashed_requirements(
                 f"{lock_name} has no line for {name!r}, so it would be installed unhashed. "
                 "Fix: declare it in pyproject.toml and run `make lock`."
             )
-        if entry.version != wanted:
+        if Version(entry.version) != Version(wanted):
             raise LockError(
                 f"{name} is {wanted} here but {entry.version} in {lock_name}. "
                 "Fix: `make` installs the lock's versions again (or `make lock` after "

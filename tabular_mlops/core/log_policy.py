@@ -17,6 +17,9 @@ from typing import Any, Literal
 LogPolicy = Literal["keep", "hash", "drop"]
 #: how a hashed value starts in the log: monitoring knows it by this
 HASHED_PREFIX = "sha256:"
+#: the model version's metadata key for the policy its deployment serves with (the
+#: stream consumer logs that version's rows the same way)
+LOG_COLUMNS_KEY = "log_columns"
 
 
 class LogPolicyError(ValueError):

@@ -54,6 +54,8 @@ class FastModel:
                 for i, cats in enumerate(encoder.categories_)
             ]
         self.width = len(numeric_cols) + sum(len(m) for _, m in self.categorical)
+        if self.linear is not None and not self._linear_agrees():
+            self.linear = None  # every process that builds one checks, not only packaging
 
     def transform(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
         out = np.zeros((len(rows), self.width))
@@ -118,6 +120,14 @@ class FastModel:
             return np.column_stack([1.0 - positive, positive])
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return np.asarray(self.classifier.predict_proba(features))
+
+    def _linear_agrees(self) -> bool:
+        """Whether the dot product gives the estimator's own probabilities on a fixed
+        set of transformed rows (no data needed: it is checked wherever it is built)."""
+        probe = np.random.default_rng(0).normal(size=(16, self.width))
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            expected = np.asarray(self.classifier.predict_proba(probe))
+        return bool(np.allclose(self._classify(probe), expected, atol=1e-12))
 
     def verify(self, sample: pd.DataFrame) -> None:
         """Fail unless this path gives the pipeline's probabilities on ``sample`` (with the

@@ -89,6 +89,9 @@ def test_a_census_csv_trains_gates_on_governance_and_serves_its_cost_threshold(d
         assert len(logged) == 200 and "race" not in logged.columns
         assert not set(logged["sex"]) & {"Male", "Female"}
         assert logged["sex"].nunique() == 2 and logged["age"].tolist() == rows["age"].tolist()
+        # recorded on the version: the stream consumer logs its rows the same way
+        recorded = Client().get_model_version(MODEL, 1).run_metadata["log_columns"]
+        assert recorded == {"sex": "hash"}
     finally:
         invoke("deploy", "--stop", *serving)
 

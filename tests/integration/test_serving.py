@@ -372,6 +372,8 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live, tmp_path):
 def _installs_only_the_locked_files(dockerfile: str, requirements: str, tmp_path) -> None:
     """The image's install (uv, as the Dockerfile runs it) of the bento's requirements
     passes in a fresh environment, and refuses a wheel whose hash is not the lock's."""
+    from tabular_mlops.core.locks import read_lock
+
     assert (
         "uv --directory $INSTALL_ROOT pip install -r $BENTO_PATH/env/python/requirements.txt"
         in dockerfile
@@ -389,6 +391,11 @@ def _installs_only_the_locked_files(dockerfile: str, requirements: str, tmp_path
         )  # fmt: skip
         if name == "locked":
             assert result.returncode == 0, result.stderr
+            # nothing came in beside the hashed lines (a missing dependency would, unhashed)
+            python = str(tmp_path / name / "bin" / "python")
+            frozen = subprocess.run([uv, "pip", "freeze", "--python", python],
+                                    capture_output=True, text=True, check=True).stdout  # fmt: skip
+            assert set(read_lock(frozen)) == set(read_lock(text)), frozen
         else:
             assert result.returncode != 0 and "hash mismatch" in result.stderr.lower(), result
 

@@ -69,6 +69,6 @@ def test_the_zenml_user_is_named_once_the_command_reached_its_store(trail):
     """The session's own ZenML store (tests/conftest.py): its user is ``default``."""
     from zenml.client import Client
 
-    Client().zen_store  # noqa: B018 (what every pipeline command does first)
+    Client().active_user  # noqa: B018 (what every pipeline run asks first)
     entry = audit.record("dev", "deploy", "m", "1")
     assert entry is not None and entry.who.endswith(" (zenml: default)"), entry.who

@@ -208,18 +208,16 @@ def test_status_prints_a_degraded_inference_log_and_nothing_when_it_is_fine(caps
     )
 
 
-def test_the_stream_logs_inputs_as_the_service_does_unless_told_otherwise(tmp_path):
-    """One setting for every writer of the inference log: the stream consumer follows the
-    environment's `parameters.serving.log_columns` unless the streaming config says."""
+def test_a_version_no_deployment_recorded_streams_by_its_environments_policy(tmp_path):
+    """The stream consumer's fallback for a version never deployed: the environment's
+    `parameters.serving.log_columns` (its deployment config and overrides)."""
     import yaml
 
-    from cli.stream import log_columns
-    from tabular_mlops.core.config import StreamingConfig
+    from cli.stream import deployment_log_columns
 
     env = yaml.safe_load((Path(__file__).parents[2] / "configs/environments/dev.yaml").read_text())
     env["overrides"] = {"deployment": {"parameters": {"serving": {"log_columns": {"sex": "hash"}}}}}
     path = tmp_path / "private.yaml"
     path.write_text(yaml.safe_dump(env))
-    assert log_columns(str(path), StreamingConfig()) == {"sex": "hash"}
-    assert log_columns(str(path), StreamingConfig(log_columns={"sex": "drop"})) == {"sex": "drop"}
-    assert log_columns("dev", StreamingConfig()) == {}
+    assert deployment_log_columns(str(path)) == {"sex": "hash"}
+    assert deployment_log_columns("dev") == {}

@@ -21,6 +21,10 @@ Typing_Extensions==4.15.0 ; python_version < '3.13' \\
     --hash=sha256:ccc
     # via pydantic
 unhashed==1.0
+numpy==1.26.4 ; python_version < '3.0' \\
+    --hash=sha256:old
+numpy==2.1.0 ; python_version >= '3.0' \\
+    --hash=sha256:new
 """
 
 
@@ -28,7 +32,9 @@ def test_each_pin_keeps_its_hashes_whatever_the_spelling_and_markers():
     locked = read_lock(LOCK)
     assert locked["six"].hashes == ("sha256:aaa", "sha256:bbb")
     assert locked["typing-extensions"].version == "4.15.0"
+    assert locked["numpy"].version == "2.1.0"  # the line whose marker holds here
     lines = hashed_requirements(LOCK, {"six": "1.17.0", "typing_extensions": "4.15.0"})
+    assert hashed_requirements(LOCK, {"numpy": "2.1"}) == ["numpy==2.1.0 --hash=sha256:new"]
     assert lines == [
         "six==1.17.0 --hash=sha256:aaa --hash=sha256:bbb",
         "typing-extensions==4.15.0 --hash=sha256:ccc",

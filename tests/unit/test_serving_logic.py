@@ -88,6 +88,23 @@ def test_a_two_class_logistic_model_is_scored_by_one_dot_product(churn):
     off.linear = (off.linear[0], off.linear[1] + 1.0)  # a formula that disagrees
     off.verify(features)
     assert off.linear is None  # scikit-learn's own call, verified instead
+    # and wherever one is built (a server, the stream consumer), without data: a
+    # LogisticRegression whose two-class probability were not expit(x . w + b) (as
+    # softmax of (-d, d) would give) keeps its own call
+    odd = model.named_steps["classifier"]
+
+    def softmax_of_pair(rows):
+        positive = 1 / (1 + np.exp(-2 * (np.asarray(rows) @ odd.coef_[0] + odd.intercept_[0])))
+        return np.column_stack([1 - positive, positive])
+
+    odd.predict_proba = softmax_of_pair
+    try:
+        fast = FastModel(model, names)
+        assert fast.linear is None
+        served = fast.predict_proba(_as_rows(features))
+        np.testing.assert_allclose(served, model.predict_proba(features), atol=1e-12)
+    finally:
+        del odd.predict_proba
 
     from tabular_mlops.core.config import TrainingConfig
     from tabular_mlops.core.model_factory import fit_model
@@ -964,7 +981,7 @@ def test_a_stop_signal_ends_the_workers_supervisor_at_once():
         stop_at_once(supervisor)
         assert not supervisor.should_exit.is_set()
         signal.raise_signal(signal.SIGTERM)
-        assert supervisor.should_exit.is_set()
+        assert supervisor.should_exit.wait(30)  # set by its thread, not in the handler
         assert supervisor.signal_queue == [signal.SIGTERM]
     finally:
         for number, handler in saved.items():

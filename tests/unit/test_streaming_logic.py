@@ -197,3 +197,21 @@ def test_the_streams_log_keeps_inputs_by_policy_and_flags_rows_far_outside(churn
     first, second = (json_.loads(line) for line in lines)
     assert "region" not in first["inputs"] and first["inputs"]["contract"].startswith(HASHED_PREFIX)
     assert "outside" not in first and second["outside"] == ["monthly_charges"]
+
+
+def test_a_versions_rows_are_logged_as_its_service_logs_them_unless_the_stream_says(churn):
+    """One policy per version for every writer of its rows: the one its deployment
+    recorded on it (`log_columns` metadata), unless `parameters.streaming.log_columns`
+    is set."""
+    from tabular_mlops.adapters.streaming.consumer import Consumer
+    from tabular_mlops.core.config import StreamingConfig
+
+    frame, model, spec = churn
+    names = [f.name for f in spec.features]
+    versioned = EventScorer(spec, scorer_for(model, names, frame[names]), {"region": "drop"})
+    row = [12.0, 70.5, "one-year", "north"]
+    mask, _ = Consumer(StreamingConfig(), models=None)._logging(versioned)
+    assert "region" not in mask(row) and mask(row)["contract"] == "one-year"
+    told = StreamingConfig(log_columns={"contract": "hash"})
+    mask, _ = Consumer(told, models=None)._logging(versioned)
+    assert mask(row)["region"] == "north" and mask(row)["contract"].startswith("sha256:")

@@ -295,7 +295,13 @@ class Consumer:
         if self._logged_version != scorer.version:
             names = [feature.name for feature in scorer.spec.features]
             self._log_rules = (
-                masker(names, self.config.log_columns or {}, scorer.spec.model_name),
+                masker(
+                    names,
+                    scorer.log_columns
+                    if self.config.log_columns is None
+                    else self.config.log_columns,
+                    scorer.spec.model_name,
+                ),
                 far_outside_check(scorer.spec),
             )
             self._logged_version = scorer.version

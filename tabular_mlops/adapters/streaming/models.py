@@ -7,6 +7,7 @@ import logging
 
 from tabular_mlops.adapters.champion import load_version, version_at_stage
 from tabular_mlops.core.events import EventScorer
+from tabular_mlops.core.log_policy import LOG_COLUMNS_KEY, LogPolicy
 from tabular_mlops.core.scoring import scorer_for
 
 logger = logging.getLogger(__name__)
@@ -15,8 +16,12 @@ logger = logging.getLogger(__name__)
 class StagedModels:
     """:class:`~tabular_mlops.adapters.streaming.consumer.ModelSource` over ZenML's stages."""
 
-    def __init__(self, model_name: str, stage: str) -> None:
+    def __init__(
+        self, model_name: str, stage: str, log_columns: dict[str, LogPolicy] | None = None
+    ) -> None:
         self.model_name, self.stage = model_name, stage
+        #: for a version never deployed: the environment's serving policy
+        self.log_columns = log_columns or {}
 
     def current_version(self) -> str | None:
         """The number of the version at the stage (what the serving spec calls it)."""
@@ -34,4 +39,7 @@ class StagedModels:
         scorer = scorer_for(staged.model, staged.features, staged.test_set[staged.features])
         logger.info("loaded model '%s' version %s (%s scoring path)", self.model_name, version,
                     type(scorer).__name__)  # fmt: skip
-        return EventScorer(staged.spec, scorer)
+        # what its service logs: the policy the deployment recorded on the version
+        recorded = found.run_metadata.get(LOG_COLUMNS_KEY)
+        policy = dict(recorded) if isinstance(recorded, dict) else self.log_columns
+        return EventScorer(staged.spec, scorer, policy)
