@@ -137,7 +137,8 @@ def _start(command: list[str], env: dict[str, str], log: Path, ready_url: str) -
     "--rollout-rounds", default=3, show_default=True,
     help="Alternations of the rollout paths (champion alone, canary, shadow).",
 )  # fmt: skip
-def main(seconds: float, rollout_rounds: int) -> None:
+@click.option("--keep-scratch", is_flag=True, help="Keep the run's stores and logs.")
+def main(seconds: float, rollout_rounds: int, keep_scratch: bool) -> None:
     wrk = find_wrk()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     scratch = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -258,6 +259,10 @@ def main(seconds: float, rollout_rounds: int) -> None:
         for pid in started:
             stop_process_tree(pid)
         _cli(env, "deploy", "--stop", *serving)
+        if keep_scratch:
+            click.echo(f"stores, logs and inference logs kept in {scratch}")
+        else:  # a run leaves gigabytes of inference log
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _stable_against_own_port(

@@ -55,7 +55,7 @@ from tabular_mlops.core.spec import (
 )
 from tabular_mlops.serving.credentials import API_KEY_HEADER, TokenFile
 from tabular_mlops.serving.feedback import FEEDBACK_PATH, FeedbackRefusedError, read_feedback
-from tabular_mlops.serving.inference_log import InferenceLogWriter, InferenceRecord, JsonLinesLog
+from tabular_mlops.serving.inference_log import InferenceLogWriter, JsonLinesLog, row_lines
 
 if TYPE_CHECKING:
     from tabular_mlops.core.scoring import Scorer
@@ -417,23 +417,14 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         if flagged:
             FAR_OUTSIDE.labels(version).inc(flagged)
         if log is not None:
-            now = datetime.now(UTC)
-            log.write(
-                InferenceRecord(
-                    request_id=request_id,
-                    row=index,
-                    timestamp=now,
-                    model_name=spec.model_name,
-                    model_version=version,
-                    inputs=logged_inputs(row),
-                    prediction=answer["label"],
-                    probabilities=answer["probabilities"],
-                    source=source,
-                    correlation_id=correlation_id,
-                    outside=flags[index],
+            log.write_lines(
+                row_lines(
+                    spec.model_name, version, source, names,
+                    ((request_id, row, answer["label"], answer["probabilities"])
+                     for row, answer in zip(rows, predictions, strict=True)),
+                    logged_inputs, correlation_id=correlation_id, numbered=True, flags=flags,
                 )
-                for index, (row, answer) in enumerate(zip(rows, predictions, strict=True))
-            )
+            )  # fmt: skip
         PREDICTIONS.labels(version, "ok").inc()
         ROWS.labels(version).inc(len(rows))
 

@@ -227,6 +227,11 @@ class InferenceLogWriter(JsonLinesLog):
         for record in records:
             self.append(record.model_dump_json())
 
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """Lines already serialized (:func:`row_lines`)."""
+        for line in lines:
+            self.append(line)
+
 
 def row_lines(
     model_name: str,
@@ -236,17 +241,23 @@ def row_lines(
     rows: Iterable[tuple[str, list[Any], Any, dict[str, float]]],
     inputs_of: Callable[[Sequence[Any]], dict[str, Any]] | None = None,
     outside_of: Callable[[Sequence[Any]], list[str] | None] | None = None,
+    correlation_id: str | None = None,
+    numbered: bool = False,
+    flags: Sequence[list[str] | None] | None = None,
 ) -> list[str]:
     """One :class:`InferenceRecord` line per (request id, values, label, probabilities),
     serialized straight from dicts: at a stream's rate, building a pydantic record per
     row cost more than scoring it, and ``json.dumps`` most of the rest. ``inputs_of``
-    applies the log's column policy, ``outside_of`` flags rows far outside training."""
+    applies the log's column policy, ``outside_of`` flags rows far outside training;
+    ``numbered`` rows are the rows of one request (``row`` 0, 1, ...), else each is its
+    own (an event); ``correlation_id`` is the client's id of the request; ``flags``, the
+    rows' far-outside flags when the caller has them already (instead of ``outside_of``)."""
     timestamp = datetime.now(UTC).isoformat()
     lines = []
-    for request_id, values, prediction, probabilities in rows:
+    for index, (request_id, values, prediction, probabilities) in enumerate(rows):
         line = {
             "request_id": request_id,
-            "row": 0,
+            "row": index if numbered else 0,
             "timestamp": timestamp,
             "model_name": model_name,
             "model_version": model_version,
@@ -255,9 +266,14 @@ def row_lines(
             "probabilities": probabilities,
             "source": source,
         }
-        outside = outside_of(values) if outside_of else None
-        if outside:
-            line["outside"] = outside
+        if correlation_id is not None:
+            line["correlation_id"] = correlation_id
+        if flags is None:
+            flags_of_row = outside_of(values) if outside_of else None
+        else:
+            flags_of_row = flags[index]
+        if flags_of_row:
+            line["outside"] = flags_of_row
         lines.append(to_json(line).decode())
     return lines
 
