@@ -359,8 +359,8 @@ FIXES = {
     "ServiceStartError": "the live service is unchanged; the message names the log to read "
     "(under the serving state directory's logs/)",
     "LabelsError": "check parameters.monitoring.labels_path",
-    "DeploymentInProgressError": "the live service is unchanged; run the command again once "
-    "the other deployment has finished",
+    "DeploymentInProgressError": "this command changed nothing; run it again once the other "
+    "deployment (or stop) has finished",
     "AddressMovedError": "the live service is unchanged; move it explicitly (`deploy --stop`, "
     "then deploy) or keep its port",
     "AddressTakenError": "stop the process on that port, or give the model deployer another "
