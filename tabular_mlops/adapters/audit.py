@@ -37,24 +37,18 @@ def audit_file(env: str) -> Path:
 
 
 def who() -> str:
-    """``user@host``, and the ZenML user (``(zenml: name)``) when this command reached
-    the environment's store: on a shared ZenML server that is the account that acted."""
+    """``user@host``, and the ZenML user (``(zenml: name)``) when this command already
+    knows it, as every command that runs a pipeline does: on a shared ZenML server that is
+    the account that acted. An entry never asks the store, nor waits on a dead server;
+    commands that never load ZenML (``deploy --stop`` on dev) name the OS user only."""
+    from tabular_mlops.adapters.compat import cached_zenml_user
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container's)
         user = f"uid {os.getuid()}"
-    zenml = zenml_user()
+    zenml = cached_zenml_user()
     return f"{user}@{socket.gethostname()}" + (f" (zenml: {zenml})" if zenml else "")
-
-
-def zenml_user() -> str | None:
-    """The active ZenML user's name if this command already reached its store and knows
-    it; None otherwise (an audit entry never connects to a store, nor waits on a dead
-    server). Commands that never load ZenML (``deploy --stop`` on dev) name the OS user
-    only."""
-    from tabular_mlops.adapters.compat import cached_zenml_user
-
-    return cached_zenml_user()
 
 
 def record(

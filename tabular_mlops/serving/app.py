@@ -422,7 +422,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
                     spec.model_name, version, source, names,
                     ((request_id, row, answer["label"], answer["probabilities"])
                      for row, answer in zip(rows, predictions, strict=True)),
-                    logged_inputs, correlation_id=correlation_id, numbered=True, flags=flags,
+                    logged_inputs, flags, correlation_id=correlation_id, numbered=True,
                 )
             )  # fmt: skip
         PREDICTIONS.labels(version, "ok").inc()

@@ -240,18 +240,16 @@ def row_lines(
     names: list[str],
     rows: Iterable[tuple[str, list[Any], Any, dict[str, float]]],
     inputs_of: Callable[[Sequence[Any]], dict[str, Any]] | None = None,
-    outside_of: Callable[[Sequence[Any]], list[str] | None] | None = None,
+    flags: Sequence[list[str] | None] | None = None,
     correlation_id: str | None = None,
     numbered: bool = False,
-    flags: Sequence[list[str] | None] | None = None,
 ) -> list[str]:
     """One :class:`InferenceRecord` line per (request id, values, label, probabilities),
     serialized straight from dicts: at a stream's rate, building a pydantic record per
     row cost more than scoring it, and ``json.dumps`` most of the rest. ``inputs_of``
-    applies the log's column policy, ``outside_of`` flags rows far outside training;
+    applies the log's column policy; ``flags`` are the rows' far-outside flags, in order;
     ``numbered`` rows are the rows of one request (``row`` 0, 1, ...), else each is its
-    own (an event); ``correlation_id`` is the client's id of the request; ``flags``, the
-    rows' far-outside flags when the caller has them already (instead of ``outside_of``)."""
+    own (an event); ``correlation_id`` is the client's id of the request."""
     timestamp = datetime.now(UTC).isoformat()
     lines = []
     for index, (request_id, values, prediction, probabilities) in enumerate(rows):
@@ -268,12 +266,8 @@ def row_lines(
         }
         if correlation_id is not None:
             line["correlation_id"] = correlation_id
-        if flags is None:
-            flags_of_row = outside_of(values) if outside_of else None
-        else:
-            flags_of_row = flags[index]
-        if flags_of_row:
-            line["outside"] = flags_of_row
+        if flags is not None and flags[index]:
+            line["outside"] = flags[index]
         lines.append(to_json(line).decode())
     return lines
 

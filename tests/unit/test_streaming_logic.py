@@ -192,7 +192,8 @@ def test_the_streams_log_keeps_inputs_by_policy_and_flags_rows_far_outside(churn
         "churn", "3", "stream", names,
         [(f"e{i}", [row[n] for n in names], "no", {"no": 0.9, "yes": 0.1})
          for i, row in enumerate((usual, absurd))],
-        masker(names, {"region": "drop", "contract": "hash"}, "churn"), far_outside_check(spec),
+        masker(names, {"region": "drop", "contract": "hash"}, "churn"),
+        [far_outside_check(spec)([row[n] for n in names]) for row in (usual, absurd)],
     )  # fmt: skip
     first, second = (json_.loads(line) for line in lines)
     assert "region" not in first["inputs"] and first["inputs"]["contract"].startswith(HASHED_PREFIX)

@@ -723,12 +723,17 @@ class LocalProcessTarget:
 
     def stop(self, service: RunningService) -> None:
         process = service.runs_as
+        if isinstance(process, LocalProcess) and _is_running(process.pid, process.started):
+            stop_process_tree(process.pid)
+        self._drop_metrics(service)
+        self._release(service.model_name)
+
+    def _drop_metrics(self, service: RunningService) -> None:
+        """The stopped service's metrics directory (its workers' counter files)."""
+        process = service.runs_as
         if isinstance(process, LocalProcess):
-            if _is_running(process.pid, process.started):
-                stop_process_tree(process.pid)
             label = f"{service.model_name}-v{service.model_version}-{process.port}"
             shutil.rmtree(metrics_dir(self.state_dir, label), ignore_errors=True)
-        self._release(service.model_name)
 
     def forget(self, model_name: str) -> None:
         """Stop the router, a rollout's candidate, and anything else left of the model's
@@ -749,15 +754,13 @@ class LocalProcessTarget:
             if record is not None and record.running:
                 everything.add(record.pid)
         rollout = self.rollout(model_name)
-        served = [rollout.candidate] if rollout is not None else []
-        for service in served:
-            process = service.runs_as
-            if isinstance(process, LocalProcess) and _is_running(process.pid, process.started):
-                everything.add(process.pid)
+        candidate = rollout.candidate.runs_as if rollout is not None else None
+        if isinstance(candidate, LocalProcess) and _is_running(candidate.pid, candidate.started):
+            everything.add(candidate.pid)
         stop_process_trees(everything)
         state_file(self.state_dir, model_name, ".supervisor").unlink(missing_ok=True)
-        for service in served:
-            self.stop(service)  # its metrics directory
+        if rollout is not None:  # the lock stays held: `stop` would release it here
+            self._drop_metrics(rollout.candidate)
         for kind in ("", ".router", ".routes", ".rollout"):
             state_file(self.state_dir, model_name, kind).unlink(missing_ok=True)
         shutil.rmtree(stable_dir(self.state_dir, model_name), ignore_errors=True)

@@ -275,7 +275,7 @@ class Consumer:
                     [feature.name for feature in scorer.spec.features],
                     ((p["event_id"], row, p["label"], p["probabilities"])
                      for p, row in zip(batch.predictions, batch.rows, strict=True)),
-                    inputs_of, outside_of,
+                    inputs_of, [outside_of(row) for row in batch.rows],
                 )  # fmt: skip
                 log.write(lines)
             for message in messages:  # only now: every event has its prediction or dead letter
