@@ -1,5 +1,6 @@
 """Stores an :class:`EvaluationReport` as JSON and shows it in the dashboard as HTML:
-a metrics table, per-slice metrics, a confusion matrix and ROC curves."""
+a metrics table, per-slice metrics, and a confusion matrix and ROC curves (a
+regressor: predicted against actual and the residuals)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,36 @@ def _plots_png(report: EvaluationReport) -> tuple[str, str]:
     return confusion_png, _png(figure)
 
 
+def _regression_png(report: EvaluationReport) -> tuple[str, str]:
+    """Predicted against actual (the diagonal is a perfect model) and the residuals
+    against the prediction (a pattern is error the model could have learned)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth = [t for t, _ in report.predicted_vs_actual]
+    predicted = [p for _, p in report.predicted_vs_actual]
+    figure, scatter = plt.subplots(figsize=(4.6, 4))
+    scatter.scatter(truth, predicted, s=8, alpha=0.6)
+    low, high = min(truth + predicted, default=0), max(truth + predicted, default=1)
+    scatter.plot([low, high], [low, high], linestyle="--", color="grey")
+    scatter.set_xlabel("actual")
+    scatter.set_ylabel("predicted")
+    scatter.set_title(f"Predicted vs actual ({len(truth)} test rows)")
+    figure.tight_layout()
+    versus = _png(figure)
+    figure, residual = plt.subplots(figsize=(4.6, 4))
+    residual.scatter(predicted, [t - p for t, p in zip(truth, predicted, strict=True)], s=8,
+                     alpha=0.6)  # fmt: skip
+    residual.axhline(0, linestyle="--", color="grey")
+    residual.set_xlabel("predicted")
+    residual.set_ylabel("actual - predicted")
+    residual.set_title("Residuals")
+    figure.tight_layout()
+    return versus, _png(figure)
+
+
 def render_html(report: EvaluationReport) -> str:
     """Metrics, slices (``n/a`` where a metric is undefined, e.g. ROC AUC on a slice with
     one class), then the two plots stacked: a static page for the dashboard's panel."""
@@ -81,7 +112,12 @@ def render_html(report: EvaluationReport) -> str:
     sections.extend(slice_sections(report.slice_column, report.slices))
     if report.governance is not None:
         sections.extend(governance_sections(report.governance))
-    confusion, roc = _plots_png(report)
-    sections.append(f'<img alt="confusion matrix" src="data:image/png;base64,{confusion}">')
-    sections.append(f'<img alt="ROC curves" src="data:image/png;base64,{roc}">')
+    if report.task == "regression":
+        versus, residuals = _regression_png(report)
+        sections.append(f'<img alt="predicted vs actual" src="data:image/png;base64,{versus}">')
+        sections.append(f'<img alt="residuals" src="data:image/png;base64,{residuals}">')
+    else:
+        confusion, roc = _plots_png(report)
+        sections.append(f'<img alt="confusion matrix" src="data:image/png;base64,{confusion}">')
+        sections.append(f'<img alt="ROC curves" src="data:image/png;base64,{roc}">')
     return page("Evaluation report", "\n".join(sections))

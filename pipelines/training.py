@@ -21,6 +21,7 @@ from tabular_mlops.core.config import (
     ModelCardConfig,
     PromotionConfig,
     SplitConfig,
+    Task,
     TrainingConfig,
 )
 
@@ -33,6 +34,7 @@ def train_and_promote(
     evaluation: EvaluationConfig,
     promotion: PromotionConfig,
     card: ModelCardConfig,
+    task: Task = "classification",
 ) -> Any:
     """ingest -> validate data -> split -> train -> evaluate -> validate model -> register/promote
     -> model card.
@@ -43,11 +45,14 @@ def train_and_promote(
     target = data.target
     champion = resolve_champion(promotion)
     raw = ingest_data(data)
-    dataset, _, _ = validate_data(raw, champion, validation, target, data.assessment_columns)
-    train_set, test_set = split_data(dataset, split, target)
-    model, mlflow_model = train_model(
-        train_set, training, target, evaluation.cost, data.assessment_columns
+    dataset, _, _ = validate_data(
+        raw, champion, validation, target, data.assessment_columns, task, data.date_columns
     )
+    train_set, test_set = split_data(dataset, split, target, task)
+    model, mlflow_model = train_model(
+        train_set, training, target, evaluation.cost, data.assessment_columns, task,
+        evaluation.interval, data.date_columns,
+    )  # fmt: skip
     report = evaluate_model(model, test_set, evaluation, target)
     decision = validate_model(report, test_set, champion, promotion, evaluation, target)
     registry_version = register_model(model, mlflow_model, report, decision, target)

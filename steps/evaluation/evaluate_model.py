@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Annotated
 
 import mlflow
+import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 from zenml import step
 
 from materializers.evaluation_report_materializer import EvaluationReportMaterializer
+from tabular_mlops.core import regression
 from tabular_mlops.core.config import EvaluationConfig
 from tabular_mlops.core.governance import assess, decision_rule, governance_metrics
 from tabular_mlops.core.latency import measure
@@ -25,12 +28,18 @@ def evaluate_model(
     """Held-out metrics, per-slice metrics and curves, and the governance figures (fairness,
     calibration, robustness, importance, cost); the report renders in the dashboard."""
     report = evaluate(model, test_set, target, evaluation.slice_column, evaluation.slice_bins)
-    governance = assess(model, test_set, target, evaluation)
+    regressor = report.task == "regression"
+    governance = (regression.assess if regressor else assess)(model, test_set, target, evaluation)
     features = test_set[list(model.feature_names_in_)]
     scorer = scorer_for(model, list(features.columns), features)
     positive, threshold = decision_rule(model)
-    rule = functools.partial(
-        label_indexes, classes=report.classes, positive_label=positive, threshold=threshold
+    # as the service answers: a class by the model's rule, or the predicted value
+    rule: Callable[[np.ndarray], np.ndarray] = (
+        np.ravel
+        if regressor
+        else functools.partial(
+            label_indexes, classes=report.classes, positive_label=positive, threshold=threshold
+        )
     )
     governance.latency = measure(scorer, rule, rows_of_frame(features))
     report = report.model_copy(update={"governance": governance})

@@ -111,5 +111,5 @@ def regate(
     )
     return judge(
         decision.candidate_metrics, decision.governance, champion_model, champion.version,
-        test_set, target, promotion, evaluation,
+        test_set, target, promotion, evaluation, decision.task,
     )  # fmt: skip

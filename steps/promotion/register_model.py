@@ -59,7 +59,7 @@ def register_model(
         },
     )
     approved_hash = context.inputs["model"][0].content_hash if decision.approved else None
-    classifier = base_estimator(model.named_steps["classifier"])
+    classifier = base_estimator(model.steps[-1][1])
     governance = report.governance
     log_metadata(
         metadata={

@@ -33,7 +33,7 @@ def validate_model(
     )
     decision = judge(
         report.metrics, report.governance, champion_model, champion.version, test_set, target,
-        promotion, evaluation,
+        promotion, evaluation, report.task,
     )  # fmt: skip
     logger.info(
         "model gate: %s (%s)",

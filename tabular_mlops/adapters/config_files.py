@@ -68,13 +68,52 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
             value = yaml.safe_load(raw_value)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set '{override}': value is not valid YAML: {exc}") from exc
-        *parents, leaf = key.strip().split(".")
-        node = result
-        for part in parents:
-            child = node.get(part)
-            node[part] = dict(child) if isinstance(child, Mapping) else {}
-            node = node[part]
-        node[leaf] = value
+        result = set_key(result, key.strip(), value)
+    return result
+
+
+def set_key(data: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of ``data`` whose dotted ``key`` holds ``value`` (replaced, not merged)."""
+    result = dict(data)
+    *parents, leaf = key.split(".")
+    node = result
+    for part in parents:
+        child = node.get(part)
+        node[part] = dict(child) if isinstance(child, Mapping) else {}
+        node = node[part]
+    node[leaf] = value
+    return result
+
+
+#: the task a config without ``parameters.task`` has
+DEFAULT_TASK = "classification"
+
+
+def split_task_blocks(data: Mapping[str, Any], source: str) -> tuple[dict[str, Any], dict]:
+    """``data`` without its ``tasks:`` block, and the block: per task, dotted keys set
+    like ``--set`` flags when the run's ``parameters.task`` is that task (what a config
+    says differently for a regressor: its estimator, metrics, floors)."""
+    data = dict(data)
+    blocks = data.pop("tasks", None) or {}
+    if not isinstance(blocks, Mapping):
+        raise ConfigError(f"{source}: tasks: expected a mapping of task -> settings")
+    for task, settings in blocks.items():
+        if task not in ("classification", "regression"):
+            raise ConfigError(
+                f"{source}: tasks.{task}: unknown task; choose classification or regression"
+            )
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"{source}: tasks.{task}: expected a mapping of key.path -> value")
+    return data, dict(blocks)
+
+
+def apply_task_block(
+    data: Mapping[str, Any], blocks: Mapping[str, Any], task: str
+) -> dict[str, Any]:
+    """``data`` with the settings of ``task``'s block applied."""
+    result = dict(data)
+    for key, value in (blocks.get(task) or {}).items():
+        result = set_key(result, str(key), value)
     return result
 
 
@@ -125,8 +164,17 @@ def load_run_config(
     """The pipeline config at ``config_path``, overlaid by the environment's overrides for
     that pipeline (whatever the file is called) and by ``--set`` flags."""
     overrides = list(overrides)
-    overlay = environment.overrides.for_pipeline(model.PIPELINE)
-    data = deep_merge(read_yaml(config_path), overlay)
+    file_data, file_tasks = split_task_blocks(read_yaml(config_path), str(config_path))
+    overlay, env_tasks = split_task_blocks(
+        environment.overrides.for_pipeline(model.PIPELINE),
+        f"the environment's overrides.{model.PIPELINE}",
+    )
+    # the task is the one every layer leaves; each layer's task block applies right
+    # after that layer, so the environment and --set flags still win over a file's block
+    parameters = apply_overrides(deep_merge(file_data, overlay), overrides).get("parameters")
+    task = str((parameters or {}).get("task", DEFAULT_TASK))
+    data = apply_task_block(file_data, file_tasks, task)
+    data = apply_task_block(deep_merge(data, overlay), env_tasks, task)
     data = apply_overrides(data, overrides)
     applied = [f"the environment's overrides.{model.PIPELINE}"] if overlay else []
     applied += ["--set flags"] if overrides else []

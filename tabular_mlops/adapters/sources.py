@@ -22,7 +22,8 @@ def load_dataset(source: DataSourceConfig) -> pd.DataFrame:
     """Return features and the target column ``source.target`` in one frame."""
     frame = _load_sklearn(source) if source.source == "sklearn" else _load_file(source)
     for key, named in (("drop_columns", source.drop_columns),
-                       ("assessment_columns", source.assessment_columns)):  # fmt: skip
+                       ("assessment_columns", source.assessment_columns),
+                       ("date_columns", source.date_columns)):  # fmt: skip
         unknown = [c for c in named if c not in frame.columns]
         if unknown:
             raise DataSourceError(
@@ -45,6 +46,15 @@ def load_dataset(source: DataSourceConfig) -> pd.DataFrame:
 
 
 def _load_sklearn(source: DataSourceConfig) -> pd.DataFrame:
+    if source.dataset == "demand":
+        from tabular_mlops.core.demand import demand_frame
+
+        return demand_frame().rename(columns={"units_sold": source.target})
+    if source.dataset == "diabetes":
+        # in the study's own units (age in years, BMI, blood pressure in mmHg), not
+        # scikit-learn's default of centred and scaled columns; the target is a number
+        bunch = datasets.load_diabetes(as_frame=True, scaled=False)
+        return bunch.frame.rename(columns={"target": source.target})
     bunch = getattr(datasets, f"load_{source.dataset}")(as_frame=True)
     frame: pd.DataFrame = bunch.frame.copy()
     # Named string labels ("malignant", "benign") rather than 0/1 make the

@@ -16,7 +16,7 @@ import pandera.pandas as pa
 from pandas.api.types import is_float_dtype
 
 from tabular_mlops.core.columns import column_kind
-from tabular_mlops.core.config import DataValidationConfig
+from tabular_mlops.core.config import DataValidationConfig, Task
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,13 @@ def _describe(rules: DataValidationConfig) -> dict[str, Callable[[pd.Series], st
             "label has non-integer float values; is it a regression target?"
         ),
         "class_count": lambda s: f"{s.nunique()} classes; need 2 to {rules.max_classes}",
+        "numeric_target": lambda s: (
+            f"a regression target must be numbers, got dtype {s.dtype} (e.g. "
+            f"{s.dropna().astype(str).head(3).tolist()}); is it a classification label?"
+        ),
+        "varying_target": lambda s: (
+            f"every target value is {s.dropna().tolist()[0]!r}: nothing to learn"
+        ),
         "min_class_count": lambda s: (
             f"classes with fewer than {rules.min_class_count} rows: "
             f"{ {k: int(v) for k, v in s.value_counts().items() if v < rules.min_class_count} }"
@@ -82,6 +89,15 @@ def _feature_checks(rules: DataValidationConfig, kind: str | None) -> list[pa.Ch
     return checks
 
 
+def _target_checks() -> list[pa.Check]:
+    """A regressor's target: numbers (missing and infinite values are named elsewhere),
+    and not one value repeated."""
+    return [
+        _series_check(lambda s: column_kind(s) == "numeric", "numeric_target"),
+        _series_check(lambda s: bool(s.nunique() >= 2), "varying_target"),
+    ]
+
+
 def _label_checks(rules: DataValidationConfig, kind: str | None) -> list[pa.Check]:
     checks = [
         _series_check(
@@ -103,6 +119,7 @@ def build_schema(
     target: str,
     rules: DataValidationConfig,
     reference: pd.DataFrame | None = None,
+    task: Task = "classification",
 ) -> pa.DataFrameSchema:
     """The schema ``frame`` must satisfy: every column it has, plus those required of it
     (a column of the reference's that is gone is :func:`column_changes`' to name)."""
@@ -111,7 +128,8 @@ def build_schema(
     for name in [*frame.columns, *sorted(expected - set(frame.columns))]:
         kind = column_kind(reference[name]) if reference is not None and name in reference else None
         if name == target:
-            columns[name] = pa.Column(nullable=False, checks=_label_checks(rules, kind))
+            checks = _target_checks() if task == "regression" else _label_checks(rules, kind)
+            columns[name] = pa.Column(nullable=False, checks=checks)
         else:
             columns[name] = pa.Column(
                 nullable=True, required=name in expected, checks=_feature_checks(rules, kind)
@@ -128,26 +146,31 @@ def find_violations(
     rules: DataValidationConfig,
     reference: pd.DataFrame | None = None,
     not_features: Sequence[str] = (),
+    task: Task = "classification",
+    date_columns: Sequence[str] = (),
 ) -> list[Violation]:
     """Every violation: the schema (pandera), values no model can take, text that is
     really dates or numbers, duplicated rows, a column that gives the label away, and,
     when there is a reference, every way the data left what the production model was
     trained on (columns added or removed first)."""
-    schema = build_schema(frame, target, rules, reference)
+    schema = build_schema(frame, target, rules, reference, task)
     violations: list[Violation] = []
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         violations += _to_violations(exc.failure_cases, frame, rules)
     violations += infinite_values(frame)
-    misread = misread_text(frame, target)
+    misread = [v for v in misread_text(frame, target) if v.column not in date_columns]
     violations += misread
-    violations += id_like_columns(frame, target, rules, skip={v.column for v in misread})
+    violations += unreadable_dates(frame, date_columns)
+    violations += id_like_columns(
+        frame, target, rules, skip={*(v.column for v in misread), *date_columns}
+    )
     violations += duplicated_rows(frame, rules)
-    violations += leaking_columns(frame, target, rules, not_features)
+    violations += leaking_columns(frame, target, rules, not_features, task)
     if reference is not None:
         violations += column_changes(frame, reference, target, rules)
-        violations += departures_from_reference(frame, reference, target, rules)
+        violations += departures_from_reference(frame, reference, target, rules, task)
     return violations
 
 
@@ -183,9 +206,10 @@ def misread_text(frame: pd.DataFrame, target: str) -> list[Violation]:
                     "date_column",
                     str(name),
                     f"values are dates or times (e.g. {example!r}): as text, every day is a "
-                    "category of its own and a new day is one the model never saw; leave the "
-                    "column out (data.drop_columns) or add features derived from it to the "
-                    "file (day of week, month, hour)",
+                    "category of its own and a new day is one the model never saw; name it in "
+                    "data.date_columns (the model then sees its day of the week and month), "
+                    "leave it out (data.drop_columns), or add features derived from it to the "
+                    "file (hour, ...)",
                 )
             )
         elif MOSTLY <= (numbers := float(sample.str.match(NUMBER).mean())) < 1:
@@ -287,14 +311,7 @@ def single_column_scores(
     for name in frame.columns:
         if name == target or name in not_features:
             continue
-        values = frame[name]
-        if column_kind(values) == "numeric" and values.nunique() > LEAK_BINS:
-            ranks = values.rank(method="first", pct=True).to_numpy()
-            keys = np.where(np.isnan(ranks), LEAK_BINS + 1, np.floor(ranks * LEAK_BINS)).astype(
-                np.int64
-            )
-        else:
-            keys, _ = pd.factorize(values.astype(str))
+        keys = _column_keys(frame[name], LEAK_BINS)
         n_keys = int(keys.max()) + 1
         correct = np.zeros(n_classes)
         for fold in range(LEAK_FOLDS):
@@ -310,11 +327,54 @@ def single_column_scores(
     return scores
 
 
+def single_column_r2(
+    frame: pd.DataFrame, target: str, not_features: Sequence[str] = ()
+) -> dict[str, float]:
+    """For each feature, how well it predicts a numeric target on its own: the R² of a
+    one-column model (each value, or each of up to 50 quantile bins of a numeric column,
+    answers its mean target), scored out of fold (5 folds, seeded); for a numeric column
+    at least the squared rank correlation (a target in other units is a perfect 1, which
+    bins of a few hundred rows would blur)."""
+    truth = frame[target].to_numpy(dtype=float)
+    folds = np.random.default_rng(0).permutation(len(frame)) % LEAK_FOLDS
+    spread = float(np.sum((truth - truth.mean()) ** 2)) or 1.0
+    bins = max(LEAK_BINS, min(50, len(frame) // 10))
+    scores = {}
+    for name in frame.columns:
+        if name == target or name in not_features:
+            continue
+        keys = _column_keys(frame[name], bins)
+        n_keys = int(keys.max()) + 1
+        guess = np.empty(len(frame))
+        for fold in range(LEAK_FOLDS):
+            train, held = folds != fold, folds == fold
+            sums = np.bincount(keys[train], weights=truth[train], minlength=n_keys)
+            counts = np.bincount(keys[train], minlength=n_keys)
+            means = np.where(counts > 0, sums / np.maximum(counts, 1), truth[train].mean())
+            guess[held] = means[keys[held]]
+        score = 1.0 - float(np.sum((truth - guess) ** 2)) / spread
+        if column_kind(frame[name]) == "numeric":
+            rank = frame[name].rank().corr(frame[target].rank())
+            score = max(score, float(rank) ** 2 if rank == rank else 0.0)
+        scores[str(name)] = score
+    return scores
+
+
+def _column_keys(values: pd.Series, bins: int) -> np.ndarray:
+    """Each row's key of a one-column model: its quantile bin (numeric), or its value."""
+    if column_kind(values) == "numeric" and values.nunique() > bins:
+        ranks = values.rank(method="first", pct=True).to_numpy()
+        return np.where(np.isnan(ranks), bins + 1, np.floor(ranks * bins)).astype(np.int64)
+    keys, _ = pd.factorize(values.astype(str))
+    return keys
+
+
 def leaking_columns(
     frame: pd.DataFrame,
     target: str,
     rules: DataValidationConfig,
     not_features: Sequence[str] = (),
+    task: Task = "classification",
 ) -> list[Violation]:
     """A column that predicts the label almost perfectly on its own: the label leaked in
     (a code derived from it, a column filled in after the outcome), or it is a function
@@ -323,7 +383,14 @@ def leaking_columns(
         return []
     if frame[target].isna().any() or frame[target].nunique() < 2:
         return []  # the schema names the label's own problems
-    scores = single_column_scores(frame, target, not_features)
+    regression = task == "regression"
+    if regression and (
+        column_kind(frame[target]) != "numeric"
+        or not np.isfinite(frame[target].to_numpy(dtype=float)).all()
+    ):
+        return []
+    measure = "R²" if regression else "balanced accuracy"
+    scores = (single_column_r2 if regression else single_column_scores)(frame, target, not_features)
     ranked = sorted(scores.items(), key=lambda item: -item[1])
     violations = []
     for name, score in ranked:
@@ -339,7 +406,7 @@ def leaking_columns(
             Violation(
                 "label_leak",
                 name,
-                f"predicts '{target}' on its own with balanced accuracy {score:.3f} (out of "
+                f"predicts '{target}' on its own with {measure} {score:.3f} (out of "
                 f"fold; limit {rules.max_single_column_score}){beside}: a leak of the label, or "
                 "a label that is a function of this column; drop it (data.drop_columns) or, "
                 "if it is a real feature, name it in validation.accept_predictive_columns",
@@ -363,6 +430,26 @@ def infinite_values(frame: pd.DataFrame) -> list[Violation]:
                         f"{len(rows)} rows hold an infinite value (first at row {rows[0]})",
                     )
                 )
+    return violations
+
+
+def unreadable_dates(frame: pd.DataFrame, date_columns: Sequence[str]) -> list[Violation]:
+    """A date column (``data.date_columns``) whose values are not all ISO dates: the model
+    would see their day of the week and month as missing."""
+    violations = []
+    for name in [c for c in date_columns if c in frame.columns]:
+        values = frame[name].dropna()
+        parsed = pd.to_datetime(values.astype(str), errors="coerce", format="ISO8601")
+        bad = values[parsed.isna()]
+        if len(bad):
+            violations.append(
+                Violation(
+                    "date",
+                    str(name),
+                    f"{len(bad)} value(s) are not ISO dates (e.g. {bad.iloc[0]!r}); write them "
+                    "as 2024-03-01",
+                )
+            )
     return violations
 
 
@@ -398,7 +485,11 @@ def id_like_columns(
 
 
 def departures_from_reference(
-    frame: pd.DataFrame, reference: pd.DataFrame, target: str, rules: DataValidationConfig
+    frame: pd.DataFrame,
+    reference: pd.DataFrame,
+    target: str,
+    rules: DataValidationConfig,
+    task: Task = "classification",
 ) -> list[Violation]:
     """Where the data left what the production model was trained on: value ranges and
     medians, missing rates, categories, and the label's distribution."""
@@ -421,7 +512,9 @@ def departures_from_reference(
             violations += _numeric_departures(str(name), new, old, rules)
         else:
             violations += _category_departures(str(name), new, old, rules)
-    if target in frame.columns and target in reference.columns:
+    if task == "regression" and target in frame.columns and target in reference.columns:
+        violations += target_departures(frame[target], reference[target], target, rules)
+    elif target in frame.columns and target in reference.columns:
         new_labels = frame[target].astype(str).value_counts(normalize=True)
         old_labels = reference[target].astype(str).value_counts(normalize=True)
         distance = 0.5 * float(new_labels.sub(old_labels, fill_value=0).abs().sum())
@@ -438,6 +531,36 @@ def departures_from_reference(
                     f"{rules.max_label_shift}): {shares}",
                 )
             )
+    return violations
+
+
+def target_departures(
+    new: pd.Series, old: pd.Series, target: str, rules: DataValidationConfig
+) -> list[Violation]:
+    """A numeric target that left the reference's: its range and median (a change of
+    units), then its distribution (the Kolmogorov-Smirnov distance)."""
+    from scipy.stats import ks_2samp
+
+    if column_kind(new) != "numeric" or column_kind(old) != "numeric":
+        return []  # the schema names a target that is not numbers
+    violations = _numeric_departures(target, new, old, rules)
+    new, old = new.dropna().astype(float), old.dropna().astype(float)
+    new = new[np.isfinite(new.to_numpy())]
+    if new.empty or old.empty:
+        return violations
+    distance = float(ks_2samp(new, old).statistic)
+    if distance > rules.max_label_shift:
+        violations.append(
+            Violation(
+                "label_shift",
+                target,
+                f"target distribution moved by {distance:.2f} (Kolmogorov-Smirnov distance, "
+                f"allowed {rules.max_label_shift}): median {float(new.median()):.4g} "
+                f"(reference {float(old.median()):.4g}), quartiles "
+                f"[{float(new.quantile(0.25)):.4g}, {float(new.quantile(0.75)):.4g}] "
+                f"(reference [{float(old.quantile(0.25)):.4g}, {float(old.quantile(0.75)):.4g}])",
+            )
+        )
     return violations
 
 
@@ -534,9 +657,11 @@ def check_dataset(
     rules: DataValidationConfig,
     reference: pd.DataFrame | None = None,
     not_features: Sequence[str] = (),
+    task: Task = "classification",
+    date_columns: Sequence[str] = (),
 ) -> None:
     """Raise :class:`DataValidationError` listing every violation, or return quietly."""
-    violations = find_violations(frame, target, rules, reference, not_features)
+    violations = find_violations(frame, target, rules, reference, not_features, task, date_columns)
     if violations:
         raise DataValidationError(violations)
 

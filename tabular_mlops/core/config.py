@@ -15,8 +15,10 @@ from tabular_mlops.core.log_policy import LogPolicy
 from tabular_mlops.core.rollout import RolloutPlan, Strategy
 from tabular_mlops.core.spec import DEFAULT_NA_VALUES, DataContract
 
-#: Metrics the evaluation step computes; all of them are "higher is better",
-#: which is what lets the promotion gate compare them without a direction table.
+#: What the model predicts: a class (``classification``) or a number (``regression``).
+Task = Literal["classification", "regression"]
+
+#: Metrics the evaluation step computes, of classifiers then of regressors.
 MetricName = Literal[
     "accuracy",
     "balanced_accuracy",
@@ -24,8 +26,21 @@ MetricName = Literal[
     "precision_macro",
     "recall_macro",
     "roc_auc",
+    "mae",
+    "rmse",
+    "r2",
+    "wape",
+    "mape",
 ]
 METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+#: each task's metrics (scored on every test split of that task; ``mape`` only where no
+#: target is near zero)
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": METRIC_NAMES[:6],
+    "regression": METRIC_NAMES[6:],
+}
+#: errors: a candidate is better the lower they are (every other metric: the higher)
+LOWER_IS_BETTER: frozenset[str] = frozenset({"mae", "rmse", "wape", "mape"})
 
 
 class StrictModel(BaseModel):
@@ -144,15 +159,24 @@ class EnvironmentConfig(StrictModel):
 # --------------------------------------------------------------------------- #
 # Step parameters
 # --------------------------------------------------------------------------- #
+#: the data sets that need no file, by task
+DATASETS: dict[str, tuple[str, ...]] = {
+    "classification": ("breast_cancer", "wine", "iris"),
+    "regression": ("diabetes", "demand"),
+}
+
+
 class DataSourceConfig(StrictModel):
     """Where the training data comes from.
 
-    ``sklearn`` loads a real dataset shipped inside scikit-learn (no network);
+    ``sklearn`` loads a real dataset shipped inside scikit-learn (no network), or
+    ``demand``, the project's own seeded demand data (``core/demand.py``);
     ``file`` reads the user's CSV or Parquet file.
     """
 
     source: Literal["sklearn", "file"] = "sklearn"
-    dataset: Literal["breast_cancer", "wine", "iris"] = "breast_cancer"
+    #: classification: breast_cancer, wine, iris; regression: diabetes, demand
+    dataset: Literal["breast_cancer", "wine", "iris", "diabetes", "demand"] = "breast_cancer"
     path: Path | None = None
     target: str = Field(default="target", min_length=1)
     #: the text a CSV uses for "missing": exactly these cells are read as missing, nothing
@@ -164,6 +188,9 @@ class DataSourceConfig(StrictModel):
     #: columns kept beside the features only to assess the model (e.g. a sensitive
     #: attribute for the fairness gate): in the datasets, never a model input
     assessment_columns: list[str] = Field(default_factory=list)
+    #: columns holding dates (ISO text, e.g. 2024-03-01): the model sees each as its day
+    #: of the week and its month (``core/transformers.py:date_parts``), never the raw text
+    date_columns: list[str] = Field(default_factory=list)
     #: what every reader of the model (batch, service, stream, embedded) does with a column
     #: that is neither a feature nor one of the above: ``ignore`` it, or ``refuse`` the record
     unknown_columns: Literal["ignore", "refuse"] = "ignore"
@@ -215,7 +242,9 @@ class DataValidationConfig(StrictModel):
     max_new_category_share: float = Field(default=0.05, ge=0, le=1)
     #: reference categories absent from the new data may cover at most this share
     max_vanished_category_share: float = Field(default=0.2, ge=0, le=1)
-    #: total variation distance allowed between the label distributions
+    #: how far the label's distribution may move: the total variation distance between
+    #: the class shares (classification), the Kolmogorov-Smirnov distance between the
+    #: target's distributions (regression)
     max_label_shift: float = Field(default=0.2, ge=0, le=1)
     #: share of columns Evidently finds drifted above which the gate fails, unless
     #: the run accepts the drift (``--accept-drift``; the retrain monitoring triggers does)
@@ -243,6 +272,10 @@ class DataValidationConfig(StrictModel):
 class SplitConfig(StrictModel):
     test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
     random_state: int = 42
+    #: a date or time column: test on the latest ``test_size`` of the period, never on
+    #: rows older than a training row (rows sharing the cut-off's time go to the test
+    #: split); null: a seeded random split, stratified by class for classification
+    time_column: str | None = None
 
 
 class SearchConfig(StrictModel):
@@ -254,7 +287,8 @@ class SearchConfig(StrictModel):
 
 
 class TrainingConfig(StrictModel):
-    #: Dotted path of a scikit-learn classifier class.
+    #: Dotted path of a scikit-learn classifier (or, for ``task: regression``, regressor)
+    #: class.
     estimator: str = "sklearn.linear_model.LogisticRegression"
     params: dict[str, Any] = Field(default_factory=dict)
     search: SearchConfig | None = None
@@ -271,7 +305,8 @@ class TrainingConfig(StrictModel):
 
 
 class FairnessConfig(StrictModel):
-    """Group metrics over sensitive columns (fairlearn's ``MetricFrame``) and their gaps."""
+    """Group metrics over sensitive columns (fairlearn's ``MetricFrame``) and their gaps:
+    selection and error rates of classifiers, the mean absolute error of regressors."""
 
     #: columns whose groups are compared: features, or columns kept beside the features
     #: only for this assessment (``data.assessment_columns``)
@@ -279,6 +314,10 @@ class FairnessConfig(StrictModel):
     #: the gate fails above these (None: reported, not gated)
     max_demographic_parity_difference: float | None = Field(default=None, ge=0, le=1)
     max_equalized_odds_difference: float | None = Field(default=None, ge=0, le=1)
+    #: regression: the largest group's MAE over the smallest's, and their difference (in
+    #: the target's units)
+    max_error_ratio: float | None = Field(default=None, ge=1)
+    max_error_difference: float | None = Field(default=None, ge=0)
     #: groups with fewer test rows are reported but left out of the gaps (too noisy)
     min_group_rows: int = Field(default=20, ge=1)
 
@@ -292,14 +331,17 @@ class CalibrationConfig(StrictModel):
 
 
 class DirectionalExpectation(StrictModel):
-    """``feature`` raised by ``step`` must not move P(``label``) against ``direction`` by
-    more than ``tolerance`` (e.g. more capital gain never lowers P(>50K) by over 0.01)."""
+    """``feature`` raised by ``step`` must not move P(``label``) (a regressor: its
+    prediction) against ``direction`` by more than ``tolerance`` (e.g. more capital gain
+    never lowers P(>50K) by over 0.01; a higher price never raises demand)."""
 
     feature: str
     step: float = Field(gt=0)
-    label: str
+    #: the class whose probability moves; none for a regressor
+    label: str | None = None
     direction: Literal["increases", "decreases"] = "increases"
-    tolerance: float = Field(default=0.01, ge=0, le=1)
+    #: a share of probability, or the target's units for a regressor
+    tolerance: float = Field(default=0.01, ge=0)
 
 
 class RobustnessConfig(StrictModel):
@@ -307,6 +349,9 @@ class RobustnessConfig(StrictModel):
     noise_scale: float = Field(default=0.05, ge=0, le=1)
     #: the gate fails when noise flips more than this share of predicted labels
     max_flip_share: float | None = Field(default=0.05, ge=0, le=1)
+    #: regression: ...or moves predictions by more than this share of the predictions'
+    #: standard deviation on average
+    max_mean_change: float | None = Field(default=0.1, ge=0)
     directional: list[DirectionalExpectation] = Field(default_factory=list)
     #: rows named per violation
     examples: int = Field(default=3, ge=1, le=20)
@@ -314,7 +359,8 @@ class RobustnessConfig(StrictModel):
 
 class CostConfig(StrictModel):
     """What each decision is worth: ``matrix[true label][predicted label]`` is the cost of
-    that outcome (a negative cost is a gain). Binary models only."""
+    that outcome (a negative cost is a gain), binary models; for a regressor, the cost of
+    each unit the decision falls short of the truth and of each unit it exceeds it."""
 
     matrix: dict[str, dict[str, float]] = Field(default_factory=dict)
     #: with a matrix: choose the decision threshold that minimises the expected cost
@@ -324,6 +370,28 @@ class CostConfig(StrictModel):
     #: the gate fails when the candidate's cost per 1,000 predictions is above the
     #: champion's (same rows) by more than this
     max_increase_per_1000: float = Field(default=0.0, ge=0)
+    #: regression: cost per unit under-predicted (e.g. the margin of a lost sale) and per
+    #: unit over-predicted (e.g. holding or waste); with both, the served decision is the
+    #: cost-optimal quantile under / (under + over) of the predictive distribution
+    under_prediction: float | None = Field(default=None, gt=0)
+    over_prediction: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _both_unit_costs_or_neither(self) -> CostConfig:
+        if (self.under_prediction is None) != (self.over_prediction is None):
+            raise ValueError("set both under_prediction and over_prediction, or neither")
+        return self
+
+
+class IntervalConfig(StrictModel):
+    """Prediction intervals of a regressor: split-conformal, from the out-of-fold errors
+    on the training split, their coverage checked on the test split."""
+
+    #: the share of true values an interval should hold
+    level: float = Field(default=0.9, gt=0, lt=1)
+    #: the gate fails when the test split's coverage falls this far below ``level``
+    #: (None: reported, not gated)
+    max_coverage_shortfall: float | None = Field(default=0.05, ge=0, lt=1)
 
 
 class EvaluationConfig(StrictModel):
@@ -337,6 +405,8 @@ class EvaluationConfig(StrictModel):
     #: permutation importance on the test split: repeats per feature
     importance_repeats: int = Field(default=5, ge=1, le=50)
     cost: CostConfig = CostConfig()
+    #: regression only
+    interval: IntervalConfig = IntervalConfig()
 
 
 #: the metrics a too-good-to-be-true score is looked for in, by default
@@ -353,10 +423,13 @@ class PromotionConfig(StrictModel):
     #: model that serves today, not against an earlier candidate.
     champion_stage: Literal["staging", "production"] = "production"
     primary_metric: MetricName = "roc_auc"
+    #: floors of higher-is-better metrics (e.g. roc_auc, r2)...
     min_metrics: dict[str, float] = Field(default_factory=dict)
-    #: How much worse than the champion (absolute, on the primary metric) a
-    #: candidate may be and still be promoted.
-    max_regression: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: ...and ceilings of lower-is-better ones (errors: mae, rmse, wape, mape)
+    max_metrics: dict[str, float] = Field(default_factory=dict)
+    #: How much worse than the champion (absolute, on the primary metric, in its units)
+    #: a candidate may be and still be promoted.
+    max_regression: float = Field(default=0.0, ge=0.0)
     #: model versions never promoted (rejected, identical reruns, failed runs) kept
     #: beyond the newest; older ones are deleted from ZenML and the MLflow registry,
     #: while their pipeline runs and MLflow runs, the evidence, stay
@@ -372,13 +445,43 @@ class PromotionConfig(StrictModel):
     #: why a score above the ceiling is real: the gate then passes, and records the reason
     accept_implausible: str | None = Field(default=None, min_length=10)
 
-    @field_validator("min_metrics", "plausibility_ceiling")
+    @field_validator("min_metrics", "max_metrics", "plausibility_ceiling")
     @classmethod
     def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
         unknown = sorted(set(value) - set(METRIC_NAMES))
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRIC_NAMES)}")
         return value
+
+    @model_validator(mode="after")
+    def _bounds_point_the_metrics_way(self) -> PromotionConfig:
+        errors = sorted(set(self.min_metrics) & LOWER_IS_BETTER)
+        if errors:
+            raise ValueError(
+                f"min_metrics: {errors} are errors (lower is better): give them a ceiling "
+                "in max_metrics"
+            )
+        errors = sorted(set(self.plausibility_ceiling) & LOWER_IS_BETTER)
+        if errors:
+            raise ValueError(
+                f"plausibility_ceiling: {errors} are errors (lower is better); a score too "
+                "good to be true is a higher-is-better one (e.g. r2: 1.0)"
+            )
+        scores = sorted(set(self.max_metrics) - LOWER_IS_BETTER)
+        if scores:
+            raise ValueError(
+                f"max_metrics: {scores} are higher-is-better: give them a floor in min_metrics"
+            )
+        return self
+
+    def metric_names(self) -> dict[str, set[str]]:
+        """Every metric this gate names, by the key that names it."""
+        return {
+            "promotion.primary_metric": {self.primary_metric},
+            "promotion.min_metrics": set(self.min_metrics),
+            "promotion.max_metrics": set(self.max_metrics),
+            "promotion.plausibility_ceiling": set(self.plausibility_ceiling),
+        }
 
 
 # --------------------------------------------------------------------------- #
@@ -437,7 +540,16 @@ class ModelCardConfig(StrictModel):
     limitations: list[str] = Field(default_factory=list)
 
 
+#: the gate's metrics of a regressor where its config names none
+REGRESSION_GATE_DEFAULTS: dict[str, Any] = {
+    "primary_metric": "r2",
+    "plausibility_ceiling": {"r2": 1.0},
+}
+
+
 class TrainingParameters(StrictModel):
+    #: what the model predicts; the target's values must fit it (the data gate checks)
+    task: Task = "classification"
     data: DataSourceConfig = DataSourceConfig()
     validation: DataValidationConfig = DataValidationConfig()
     split: SplitConfig = SplitConfig()
@@ -445,6 +557,78 @@ class TrainingParameters(StrictModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     promotion: PromotionConfig = PromotionConfig()
     card: ModelCardConfig = ModelCardConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_follow_the_task(cls, data: Any) -> Any:
+        """A regressor's gate defaults to R² (and a perfect R² as too good to be true)
+        wherever the config does not name its metrics."""
+        if not isinstance(data, dict) or data.get("task") != "regression":
+            return data
+        promotion = data.get("promotion")
+        given = (
+            promotion.model_fields_set if isinstance(promotion, PromotionConfig)
+            else set(promotion or {})
+        )  # fmt: skip
+        defaults = {k: v for k, v in REGRESSION_GATE_DEFAULTS.items() if k not in given}
+        if isinstance(promotion, PromotionConfig):
+            promotion = promotion.model_copy(update=defaults)
+        else:
+            promotion = {**(promotion or {}), **defaults}
+        return {**data, "promotion": promotion}
+
+    @model_validator(mode="after")
+    def _settings_fit_the_task(self) -> TrainingParameters:
+        """Each setting that only one task has names the task it needs, so a regression
+        config that kept a classifier's metric or cost matrix fails with the key."""
+        fits = TASK_METRICS[self.task]
+        named = self.promotion.metric_names()
+        if self.training.search is not None:
+            named["training.search.scoring"] = {self.training.search.scoring}
+        problems = [
+            f"{key}: {sorted(names - set(fits))} are not {self.task} metrics; choose from "
+            f"{list(fits)}"
+            for key, names in named.items()
+            if names - set(fits)
+        ]
+        only = {
+            "classification": {
+                "training.calibration": self.training.calibration is not None,
+                "evaluation.cost.matrix": bool(self.evaluation.cost.matrix),
+            },
+            "regression": {
+                "evaluation.cost.under_prediction": self.evaluation.cost.under_prediction
+                is not None,
+            },
+        }
+        for task, settings in only.items():
+            if task != self.task:
+                problems += [f"{key}: only for task {task}" for key, set_ in settings.items()
+                             if set_]  # fmt: skip
+        if self.task == "regression":
+            problems += [
+                f"evaluation.robustness.directional: '{d.feature}' names label '{d.label}'; "
+                "a regressor's expectation is about its prediction (no label)"
+                for d in self.evaluation.robustness.directional
+                if d.label is not None
+            ]
+        else:
+            problems += [
+                f"evaluation.robustness.directional: '{d.feature}' needs the label whose "
+                "probability it moves"
+                for d in self.evaluation.robustness.directional
+                if d.label is None
+            ]
+        if self.data.source == "sklearn" and self.data.dataset not in DATASETS[self.task]:
+            problems.append(
+                f"data.dataset: '{self.data.dataset}' is not a {self.task} data set; choose "
+                f"from {list(DATASETS[self.task])}"
+            )
+        if problems:
+            raise ValueError(
+                f"task {self.task}: " + "; ".join(problems) + " (parameters.task sets the task)"
+            )
+        return self
 
 
 class TrainingRunConfig(RunConfig):

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import pandas as pd
 from pydantic import BaseModel
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, is_regressor
 
-from tabular_mlops.core.config import EvaluationConfig, PromotionConfig
-from tabular_mlops.core.governance import GovernanceReport, assess, violations
+from tabular_mlops.core import governance, regression
+from tabular_mlops.core.config import LOWER_IS_BETTER, EvaluationConfig, PromotionConfig, Task
+from tabular_mlops.core.governance import GovernanceReport
 from tabular_mlops.core.metrics import evaluate
 
 
 class PromotionDecision(BaseModel):
+    task: Task = "classification"
     approved: bool
     reasons: list[str]
     primary_metric: str
@@ -35,18 +37,28 @@ def judge(
     target: str,
     promotion: PromotionConfig,
     evaluation: EvaluationConfig,
+    task: Task = "classification",
 ) -> PromotionDecision:
     """The whole model gate: floors, no regression on the primary metric and no higher
     cost than the champion (scored on the candidate's own test rows), and the limits on
     fairness, calibration and robustness."""
     champion_metrics = champion_governance = None
+    regressor = task == "regression"
+    judged = regression if regressor else governance
     if champion_model is not None:
+        if is_regressor(champion_model) != regressor:
+            raise ValueError(
+                f"the champion (version {champion_version}) is a "
+                f"{'regressor' if is_regressor(champion_model) else 'classifier'} and the "
+                "candidate is not: a model of another task needs a model name of its own "
+                "(model.name)"
+            )
         champion_metrics = evaluate(champion_model, test_set, target).metrics
-        champion_governance = assess(
+        champion_governance = judged.assess(
             champion_model, test_set, target, evaluation, comparable_only=True
         )
     found = (
-        violations(candidate_governance, champion_governance, evaluation)
+        judged.violations(candidate_governance, champion_governance, evaluation)
         if candidate_governance is not None
         else []
     )
@@ -54,7 +66,11 @@ def judge(
         candidate_metrics, champion_metrics, promotion, champion_version, found, len(test_set)
     )
     return decision.model_copy(
-        update={"governance": candidate_governance, "champion_governance": champion_governance}
+        update={
+            "task": task,
+            "governance": candidate_governance,
+            "champion_governance": champion_governance,
+        }
     )
 
 
@@ -83,10 +99,19 @@ def decide(
             reasons.append(f"{name} could not be computed on the test set (floor {floor})")
         elif value < floor:
             reasons.append(f"{name} = {value:.4f} is below the floor {floor}")
+    for name, ceiling in sorted(promotion.max_metrics.items()):
+        value = candidate.get(name)
+        if value is None:
+            reasons.append(f"{name} could not be computed on the test set (ceiling {ceiling})")
+        elif value > ceiling:
+            reasons.append(f"{name} = {value:.4f} is above the ceiling {ceiling}")
     primary = promotion.primary_metric
     if champion is not None and primary in champion:
-        new, old = candidate.get(primary, float("-inf")), champion[primary]
-        if new < old - promotion.max_regression:
+        # worse is lower for a score, higher for an error: compare in the score's direction
+        sign = -1.0 if primary in LOWER_IS_BETTER else 1.0
+        new = candidate.get(primary, float("inf") * -sign)
+        old = champion[primary]
+        if sign * new < sign * old - promotion.max_regression:
             reasons.append(
                 f"{primary} = {new:.4f} regresses against champion version "
                 f"{champion_version} ({old:.4f}) by more than {promotion.max_regression}"

@@ -32,6 +32,7 @@ from tabular_mlops.core.config import (
     EvaluationConfig,
     FairnessConfig,
     RobustnessConfig,
+    Task,
 )
 from tabular_mlops.core.latency import ScoringLatency
 
@@ -93,9 +94,52 @@ class RobustnessResult(BaseModel):
     directional: list[DirectionalResult] = []
 
 
+class ErrorGroup(BaseModel):
+    group: str
+    rows: int
+    mae: float
+
+
+class ErrorGaps(BaseModel):
+    """A regressor's mean absolute error per group of a sensitive column, and the gaps."""
+
+    column: str
+    groups: list[ErrorGroup]
+    #: largest MAE over smallest, and their difference (None: fewer than two large groups)
+    ratio: float | None = None
+    difference: float | None = None
+    small_groups: list[str] = []
+
+
+class IntervalResult(BaseModel):
+    level: float
+    half_width: float
+    #: the share of test rows whose true value the interval held
+    coverage: float
+
+
+class DirectionalChange(BaseModel):
+    feature: str
+    direction: str
+    step: float
+    tolerance: float
+    #: the largest move of the prediction against the expected direction (0: none)
+    worst_move: float
+    violations: int
+    example_rows: list[int]
+
+
+class RegressionRobustness(BaseModel):
+    noise_scale: float
+    #: mean absolute change of the prediction under noise, over the predictions' std
+    mean_change: float
+    directional: list[DirectionalChange] = []
+
+
 class GovernanceReport(BaseModel):
     """What the wider gate measured on the candidate's test rows."""
 
+    task: Task = "classification"
     positive_label: str | None = None
     #: the probability of ``positive_label`` above which the model says it (None: argmax)
     decision_threshold: float | None = None
@@ -105,6 +149,15 @@ class GovernanceReport(BaseModel):
     #: mean drop in accuracy when the feature's values are shuffled
     importance: dict[str, float] = {}
     cost_per_1000: float | None = None
+    #: regression: MAE gaps between groups, the prediction intervals' test coverage, and
+    #: how far noise and declared steps move the prediction
+    error_gaps: list[ErrorGaps] = []
+    interval: IntervalResult | None = None
+    prediction_change: RegressionRobustness | None = None
+    #: regression with unit costs: the served decision is this quantile of the predictive
+    #: distribution, the prediction plus ``decision_offset``
+    decision_quantile: float | None = None
+    decision_offset: float | None = None
     #: the scoring path's speed, as the service will run it (measured at evaluation;
     #: packaging measures it again and gates on it)
     latency: ScoringLatency | None = None
@@ -114,8 +167,11 @@ def decision_rule(model: ClassifierMixin) -> tuple[str | None, float | None]:
     """(positive label, threshold) of a binary model: the threshold its classifier was
     frozen with (a FixedThresholdClassifier, see ``model_factory.cost_threshold``), else
     None (the most probable class)."""
+    from sklearn.base import is_regressor
     from sklearn.model_selection import FixedThresholdClassifier
 
+    if is_regressor(model):
+        return None, None
     classes = [str(c) for c in model.classes_]
     if len(classes) != 2:
         return None, None
@@ -440,6 +496,14 @@ def governance_metrics(report: GovernanceReport | None) -> dict[str, float]:
         "single_row_p99_ms": report.latency.single_row_p99_ms if report.latency else None,
         "rows_per_second": report.latency.rows_per_second if report.latency else None,
     }
+    if report.interval is not None:
+        figures["interval_coverage"] = report.interval.coverage
+        figures["interval_half_width"] = report.interval.half_width
+    if report.prediction_change is not None:
+        figures["noise_mean_change"] = report.prediction_change.mean_change
+    for gaps in report.error_gaps:
+        figures[f"mae_ratio_{gaps.column}"] = gaps.ratio
+        figures[f"mae_difference_{gaps.column}"] = gaps.difference
     for result in report.fairness:
         figures[f"demographic_parity_difference_{result.column}"] = (
             result.demographic_parity_difference

@@ -1,18 +1,23 @@
-"""Classification metrics, overall and per slice, for any fitted classifier."""
+"""Test metrics, overall and per slice, of any fitted classifier or regressor."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, is_regressor
 from sklearn.preprocessing import label_binarize
 
 from tabular_mlops.core.columns import column_kind
+from tabular_mlops.core.regression import regression_scores
 from tabular_mlops.core.report import EvaluationReport, SliceMetrics
+
+#: (true, predicted) pairs of a regressor's test rows kept for the report's plots
+PLOTTED_ROWS = 500
 
 
 def score(
@@ -56,6 +61,8 @@ def evaluate(
 ) -> EvaluationReport:
     # the model's inputs only: the test set may keep assessment-only columns beside them
     features, labels = test_set[list(model.feature_names_in_)], test_set[target]
+    if is_regressor(model):
+        return _evaluate_regressor(model, test_set, target, slice_column, slice_bins)
     classes = list(model.classes_)
     y_pred = model.predict(features)
     proba = model.predict_proba(features)
@@ -74,16 +81,48 @@ def evaluate(
         confusion_matrix=metrics.confusion_matrix(labels, y_pred, labels=classes).tolist(),
         roc_curves=roc_curves,
         slice_column=slice_column,
-        slices=_slices(test_set, labels, y_pred, proba, classes, slice_column, slice_bins),
+        slices=_slices(
+            test_set,
+            lambda mask: score(labels[mask], y_pred[mask], proba[mask], classes),
+            slice_column,
+            slice_bins,
+        ),
+    )
+
+
+def _evaluate_regressor(
+    model: ClassifierMixin,
+    test_set: pd.DataFrame,
+    target: str,
+    slice_column: str | None,
+    slice_bins: int,
+) -> EvaluationReport:
+    truth = test_set[target].to_numpy(dtype=float)
+    predicted = np.asarray(model.predict(test_set[list(model.feature_names_in_)]), dtype=float)
+    shown = np.random.default_rng(0).permutation(len(truth))[:PLOTTED_ROWS]
+    return EvaluationReport(
+        task="regression",
+        metrics=regression_scores(truth, predicted),
+        rows=len(test_set),
+        classes=[],
+        confusion_matrix=[],
+        roc_curves={},
+        predicted_vs_actual=[
+            (round(float(truth[i]), 6), round(float(predicted[i]), 6)) for i in sorted(shown)
+        ],
+        slice_column=slice_column,
+        slices=_slices(
+            test_set,
+            lambda mask: regression_scores(truth[mask], predicted[mask]),
+            slice_column,
+            slice_bins,
+        ),
     )
 
 
 def _slices(
     test_set: pd.DataFrame,
-    labels: pd.Series,
-    y_pred: np.ndarray,
-    proba: np.ndarray,
-    classes: list,
+    score_rows: Callable[[np.ndarray], dict[str, float]],
     column: str | None,
     bins: int,
 ) -> list[SliceMetrics]:
@@ -103,13 +142,7 @@ def _slices(
     result = []
     for key in order:
         mask = keys == key
-        result.append(
-            SliceMetrics(
-                value=key,
-                rows=int(mask.sum()),
-                metrics=score(labels[mask], y_pred[mask], proba[mask], classes),
-            )
-        )
+        result.append(SliceMetrics(value=key, rows=int(mask.sum()), metrics=score_rows(mask)))
     return result
 
 

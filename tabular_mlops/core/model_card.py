@@ -220,6 +220,8 @@ def governance_sections(
     """The governance figures as page sections: decision rule and cost, fairness by group,
     calibration with its reliability diagram, robustness, importance (and what changed
     from the champion), and the scoring path's speed."""
+    if candidate.task == "regression":
+        return [*regression_sections(candidate, champion), *_shared_sections(candidate, champion)]
     esc = html.escape
     sections = ["<h3>Decision rule and cost</h3>"]
     rule = (
@@ -300,9 +302,87 @@ def governance_sections(
                     bad_rows=[d.violations > 0 for d in r.directional],
                 )
             )
+    return sections + _shared_sections(candidate, champion)
+
+
+def regression_sections(
+    candidate: GovernanceReport, champion: GovernanceReport | None = None
+) -> list[str]:
+    """A regressor's answer (value, interval, decision) and cost, MAE by group, and how far
+    noise and declared steps move its predictions."""
+    esc = html.escape
+    sections = ["<h3>Answer, interval and cost</h3>"]
+    said = "Answers the predicted value"
+    if candidate.interval is not None:
+        i = candidate.interval
+        said += (
+            f" with a {i.level:.0%} prediction interval of ±{number(i.half_width)} (split-"
+            f"conformal, from the training split's out-of-fold errors); on the test split it "
+            f"held {i.coverage:.1%} of the true values"
+        )
+    if candidate.decision_quantile is not None:
+        said += (
+            f". The decision is the {candidate.decision_quantile:.0%} quantile of the "
+            f"predictive distribution (the prediction {number(candidate.decision_offset)}; "
+            "under / (under + over) of the unit costs)"
+        )
+    if candidate.cost_per_1000 is not None:
+        theirs = champion.cost_per_1000 if champion else None
+        said += f". Expected cost per 1,000 decisions: {number(candidate.cost_per_1000)}" + (
+            f" (champion, same rows: {number(theirs)})" if theirs is not None else ""
+        )
+    sections.append(f"<p>{said}.</p>")
+    for gaps in candidate.error_gaps:
+        small = (
+            "; groups under the minimum rows, not in the gaps: " + esc(", ".join(gaps.small_groups))
+            if gaps.small_groups
+            else ""
+        )
+        sections.append(
+            f"<h3>Errors by {esc(gaps.column)}</h3><p>largest MAE over smallest "
+            f"{number(gaps.ratio)}, difference {number(gaps.difference)}{small}</p>"
+        )
+        sections.append(
+            table(
+                ["group", "rows", "MAE"],
+                [[g.group, str(g.rows), number(g.mae)] for g in gaps.groups],
+            )
+        )
+    if candidate.prediction_change is not None:
+        r = candidate.prediction_change
+        sections.append(
+            f"<h3>Robustness</h3><p>Noise of {r.noise_scale:g} std on the numeric features "
+            f"moves predictions by {r.mean_change:.3f} of their std on average.</p>"
+        )
+        if r.directional:
+            sections.append(
+                table(
+                    ["expectation", "worst move against it", "rows breaking it", "e.g. rows"],
+                    [
+                        [
+                            f"+{d.step:g} {d.feature}: prediction {d.direction}",
+                            number(d.worst_move),
+                            str(d.violations),
+                            str(d.example_rows),
+                        ]
+                        for d in r.directional
+                    ],
+                    bad_rows=[d.violations > 0 for d in r.directional],
+                )
+            )
+    return sections
+
+
+def _shared_sections(
+    candidate: GovernanceReport, champion: GovernanceReport | None = None
+) -> list[str]:
+    """Importance (and what changed from the champion) and the scoring path's speed."""
+    esc = html.escape
+    sections = []
     if candidate.importance:
         top = list(candidate.importance.items())[:10]
-        sections.append("<h3>Feature importance (accuracy drop when shuffled)</h3>")
+        drop = "MAE rise" if candidate.task == "regression" else "accuracy drop"
+        sections.append(f"<h3>Feature importance ({drop} when shuffled)</h3>")
         sections.append(table(["feature", "importance"], [[n, number(v)] for n, v in top]))
         if champion is not None and champion.importance:
             shift = importance_shift(candidate.importance, champion.importance)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sklearn.base import ClassifierMixin, clone
+from sklearn.base import ClassifierMixin, RegressorMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV
@@ -19,9 +19,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from tabular_mlops.core.columns import column_kind
-from tabular_mlops.core.config import CostConfig, TrainingConfig
+from tabular_mlops.core.config import CostConfig, IntervalConfig, Task, TrainingConfig
 from tabular_mlops.core.governance import decision_cost
-from tabular_mlops.core.transformers import missing_as_nan
+from tabular_mlops.core.regression import ERRORS_ATTRIBUTE, PredictionErrors, prediction_errors
+from tabular_mlops.core.transformers import date_part_names, date_parts, missing_as_nan
 
 #: Our metric names -> scikit-learn scorer names, for the optional grid search.
 SCORERS = {
@@ -31,14 +32,22 @@ SCORERS = {
     "precision_macro": "precision_macro",
     "recall_macro": "recall_macro",
     "roc_auc": "roc_auc_ovr",
+    "mae": "neg_mean_absolute_error",
+    "rmse": "neg_root_mean_squared_error",
+    "r2": "r2",
+    # within a fold, WAPE is MAE over a constant (the fold's total absolute target)
+    "wape": "neg_mean_absolute_error",
+    "mape": "neg_mean_absolute_percentage_error",
 }
+#: the name of the estimator's step in the fitted Pipeline, by task
+ESTIMATOR_STEP = {"classification": "classifier", "regression": "regressor"}
 
 
 class TrainingConfigError(ValueError):
     """The estimator or its parameters in ``training`` are not usable."""
 
 
-def make_estimator(training: TrainingConfig) -> ClassifierMixin:
+def make_estimator(training: TrainingConfig, task: Task = "classification") -> Any:
     module_name, _, class_name = training.estimator.rpartition(".")
     try:
         estimator_class = getattr(importlib.import_module(module_name), class_name)
@@ -46,9 +55,12 @@ def make_estimator(training: TrainingConfig) -> ClassifierMixin:
         raise TrainingConfigError(
             f"training.estimator: cannot import '{training.estimator}'"
         ) from None
-    if not (isinstance(estimator_class, type) and issubclass(estimator_class, ClassifierMixin)):
+    kind = {"classification": ("classifier", ClassifierMixin),
+            "regression": ("regressor", RegressorMixin)}[task]  # fmt: skip
+    if not (isinstance(estimator_class, type) and issubclass(estimator_class, kind[1])):
         raise TrainingConfigError(
-            f"training.estimator: '{training.estimator}' is not a scikit-learn classifier"
+            f"training.estimator: '{training.estimator}' is not a scikit-learn {kind[0]} "
+            f"(parameters.task is {task})"
         )
     estimator = estimator_class()
     valid = estimator.get_params()
@@ -61,9 +73,24 @@ def make_estimator(training: TrainingConfig) -> ClassifierMixin:
     return estimator.set_params(**training.params)
 
 
-def make_preprocessor(features: pd.DataFrame) -> ColumnTransformer:
-    numeric = [c for c in features.columns if column_kind(features[c]) == "numeric"]
-    categorical = [c for c in features.columns if c not in numeric]
+def make_preprocessor(
+    features: pd.DataFrame, date_columns: Sequence[str] = ()
+) -> ColumnTransformer:
+    """Numeric columns imputed (median) and scaled, categorical ones imputed (most frequent)
+    and one-hot encoded, and date columns (``data.date_columns``) as their day of the week
+    and month, one-hot encoded (``transformers.date_parts``)."""
+    numeric = [c for c in features.columns
+               if column_kind(features[c]) == "numeric" and c not in date_columns]  # fmt: skip
+    categorical = [c for c in features.columns if c not in numeric and c not in date_columns]
+    dates = [(
+        "dates",
+        Pipeline([
+            ("parts", FunctionTransformer(date_parts, feature_names_out=date_part_names)),
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("encode", OneHotEncoder(handle_unknown="ignore")),
+        ]),
+        list(date_columns),
+    )] if date_columns else []  # fmt: skip
     return ColumnTransformer(
         [
             (
@@ -87,7 +114,10 @@ def make_preprocessor(features: pd.DataFrame) -> ColumnTransformer:
                 ),
                 categorical,
             ),
-        ]
+            *dates,
+        ],
+        # dense: a date's one-hot parts made the output sparse, which tree ensembles refuse
+        **({"sparse_threshold": 0.0} if dates else {}),
     )
 
 
@@ -97,22 +127,31 @@ def fit_model(
     training: TrainingConfig,
     cost: CostConfig | None = None,
     assessment_columns: Sequence[str] = (),
+    task: Task = "classification",
+    interval: IntervalConfig | None = None,
+    date_columns: Sequence[str] = (),
 ) -> tuple[Pipeline, dict[str, Any]]:
     """Fit the pipeline (with a grid search when configured), then, as configured,
     calibrate its probabilities and tune its decision threshold to the cost matrix.
 
+    A regressor records its prediction errors out of fold (``regression.PredictionErrors``:
+    the conformal interval and the cost-optimal decision) on the fitted pipeline.
     Assessment-only columns (``data.assessment_columns``) are never model inputs.
     Returns the fitted pipeline and the hyperparameters of its estimator.
     """
     features = train_set.drop(columns=[target, *assessment_columns])
     labels = train_set[target]
+    step = ESTIMATOR_STEP[task]
     model = Pipeline(
-        [("preprocess", make_preprocessor(features)), ("classifier", make_estimator(training))]
+        [
+            ("preprocess", make_preprocessor(features, date_columns)),
+            (step, make_estimator(training, task)),
+        ]
     )
     if training.search is not None:
         search = GridSearchCV(
             model,
-            {f"classifier__{key}": values for key, values in training.search.param_grid.items()},
+            {f"{step}__{key}": values for key, values in training.search.param_grid.items()},
             cv=training.search.cv,
             scoring=SCORERS[training.search.scoring],
         )
@@ -121,8 +160,13 @@ def fit_model(
         except ValueError as exc:
             raise TrainingConfigError(f"training.search.param_grid: {exc}") from exc
         model = clone(search.best_estimator_)
-    estimator = model.named_steps["classifier"]
+    estimator = model.named_steps[step]
     hyperparameters = estimator.get_params()
+    if task == "regression":
+        model.fit(features, labels)
+        errors = out_of_fold_errors(model, features, labels, interval or IntervalConfig(), cost)
+        setattr(model, ERRORS_ATTRIBUTE, errors.model_dump())
+        return model, hyperparameters
     if training.calibration is not None:
         from sklearn.calibration import CalibratedClassifierCV
 
@@ -132,6 +176,22 @@ def fit_model(
     if cost is not None and cost.matrix and cost.tune_threshold:
         model.steps[-1] = ("classifier", cost_threshold(model, features, labels, cost))
     return model, hyperparameters
+
+
+def out_of_fold_errors(
+    model: Pipeline,
+    features: pd.DataFrame,
+    targets: pd.Series,
+    interval: IntervalConfig,
+    cost: CostConfig | None,
+) -> PredictionErrors:
+    """A regressor's errors on rows it was not fitted on: 5 seeded folds of the training
+    split, each predicted by the pipeline fitted on the other four."""
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    folds = KFold(n_splits=5, shuffle=True, random_state=0)
+    out_of_fold = cross_val_predict(clone(model), features, targets, cv=folds)
+    return prediction_errors(targets, out_of_fold, interval, cost or CostConfig())
 
 
 def cost_threshold(

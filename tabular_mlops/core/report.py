@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from tabular_mlops.core.config import Task
 from tabular_mlops.core.governance import GovernanceReport
 
 
@@ -14,6 +15,7 @@ class SliceMetrics(BaseModel):
 
 
 class EvaluationReport(BaseModel):
+    task: Task = "classification"
     metrics: dict[str, float]
     rows: int
     classes: list[str]
@@ -21,6 +23,8 @@ class EvaluationReport(BaseModel):
     confusion_matrix: list[list[int]]
     #: class -> (false positive rates, true positive rates), one-vs-rest
     roc_curves: dict[str, tuple[list[float], list[float]]]
+    #: regression: (true, predicted) of up to 500 test rows, for the residual plots
+    predicted_vs_actual: list[tuple[float, float]] = []
     slice_column: str | None = None
     slices: list[SliceMetrics] = []
     #: fairness, calibration, robustness, importance, cost and the decision threshold

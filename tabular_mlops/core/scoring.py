@@ -7,6 +7,10 @@ preprocessing the training step builds (median/most-frequent imputation,
 scaling, one-hot encoding) is replayed with the fitted statistics in numpy, and
 only the estimator itself is called, with validation switched off. The result
 is checked against the pipeline on real rows before it is used.
+
+Every scorer answers a matrix per batch of rows: a classifier's class probabilities
+(``predict_proba``), or a regressor's predicted values as one column, so the
+checks for non-finite answers and the row bookkeeping are the same for both.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 from scipy.special import expit
+from sklearn.base import is_regressor
 from sklearn.pipeline import Pipeline
 
 
@@ -30,15 +35,21 @@ class FastModel:
         self.model = model
         try:
             preprocess = model.named_steps["preprocess"]
-            self.classifier = model.named_steps["classifier"]
-            (_, numeric, numeric_cols), (_, categorical, categorical_cols) = (
-                preprocess.transformers_[:2]
+            self.classifier = model.steps[-1][1]
+            (_, numeric, numeric_cols), (_, categorical, categorical_cols), *others = (
+                preprocess.transformers_
             )
         except (KeyError, AttributeError, ValueError) as exc:
             raise UnsupportedPipelineError(str(exc)) from exc
+        if any(len(columns) and step != "drop" for _, step, columns in others):
+            # e.g. date columns' parts: replayed by the pipeline itself
+            raise UnsupportedPipelineError("columns beyond the numeric and categorical ones")
         position = {name: i for i, name in enumerate(feature_names)}
         self.numeric_names, self.categorical_names = list(numeric_cols), list(categorical_cols)
-        self.linear = binary_logistic(self.classifier)
+        self.regressor = is_regressor(model)
+        self.linear = linear_regression(self.classifier) if self.regressor else (
+            binary_logistic(self.classifier)
+        )  # fmt: skip
         self.numeric_index = [position[c] for c in numeric_cols]
         self.categorical_index = [position[c] for c in categorical_cols]
         if numeric_cols:
@@ -116,24 +127,26 @@ class FastModel:
     def _classify(self, features: np.ndarray) -> np.ndarray:
         if self.linear is not None:
             weights, intercept = self.linear
+            if self.regressor:
+                return (features @ weights + intercept).reshape(-1, 1)
             positive = expit(features @ weights + intercept)
             return np.column_stack([1.0 - positive, positive])
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return np.asarray(self.classifier.predict_proba(features))
+            return answers(self.classifier, features)
 
     def _linear_agrees(self) -> bool:
         """Whether the dot product gives the estimator's own probabilities on a fixed
         set of transformed rows (no data needed: it is checked wherever it is built)."""
         probe = np.random.default_rng(0).normal(size=(16, self.width))
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            expected = np.asarray(self.classifier.predict_proba(probe))
-        return bool(np.allclose(self._classify(probe), expected, atol=1e-12))
+            expected = answers(self.classifier, probe)
+        return bool(np.allclose(self._classify(probe), expected, rtol=1e-9, atol=1e-12))
 
     def verify(self, sample: pd.DataFrame) -> None:
         """Fail unless this path gives the pipeline's probabilities on ``sample`` (with the
         estimator's own call when the one dot product does not)."""
         rows = rows_of_frame(sample)
-        expected = self.model.predict_proba(sample)
+        expected = answers(self.model, sample)
 
         def agrees() -> bool:
             served = (self.predict_proba(rows), self.predict_proba_frame(sample))
@@ -143,6 +156,27 @@ class FastModel:
             self.linear = None
         if not agrees():
             raise UnsupportedPipelineError("numpy path disagrees with the pipeline on real rows")
+
+
+def answers(model: Any, features: Any) -> np.ndarray:
+    """The model's answers as a scorer gives them: class probabilities, or a regressor's
+    predictions as one column."""
+    if is_regressor(model):
+        return np.asarray(model.predict(features), dtype=float).reshape(-1, 1)
+    return np.asarray(model.predict_proba(features))
+
+
+def linear_regression(estimator: Any) -> tuple[np.ndarray, float] | None:
+    """(weights, intercept) of a single-output linear regressor (``LinearRegression``,
+    ``Ridge``, ``Lasso``, ``ElasticNet``), whose prediction is ``x . w + b``."""
+    from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
+
+    if type(estimator) not in (LinearRegression, Ridge, Lasso, ElasticNet):
+        return None
+    weights = np.asarray(estimator.coef_, dtype=float)
+    if weights.ndim != 1:
+        return None
+    return weights, float(np.asarray(estimator.intercept_).reshape(-1)[0])
 
 
 def binary_logistic(estimator: Any) -> tuple[np.ndarray, float] | None:
@@ -166,7 +200,7 @@ class PipelineScorer:
         return self.predict_proba_frame(pd.DataFrame(rows, columns=self.columns))
 
     def predict_proba_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.model.predict_proba(frame[self.columns]))
+        return answers(self.model, frame[self.columns])
 
 
 Scorer = FastModel | PipelineScorer

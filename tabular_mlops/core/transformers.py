@@ -17,3 +17,26 @@ def missing_as_nan(values: Any) -> np.ndarray:
     otherwise learn None (what Parquet files and JSON nulls give) as a category."""
     array = np.asarray(values, dtype=object)
     return np.where(pd.isna(array), np.nan, array)
+
+
+#: what a date column becomes inside the model: its day of the week (Monday = 0) and its
+#: month (1-12), each then one-hot encoded; never the raw text, which a model would learn
+#: day by day as a category and know nothing of tomorrow
+DATE_PARTS = ("day_of_week", "month")
+
+
+def date_parts(values: Any) -> np.ndarray:
+    """Each date column's day of the week and month, as text categories (a missing or
+    unreadable date gives missing parts, which the imputer fills)."""
+    frame = pd.DataFrame(values)
+    parts = []
+    for column in frame.columns:
+        when = pd.to_datetime(frame[column], errors="coerce", format="ISO8601")
+        for part in (when.dt.weekday, when.dt.month):
+            parts.append(np.where(part.isna(), np.nan, part.astype("Int64").astype(str)))
+    return np.column_stack(parts).astype(object) if parts else np.empty((len(frame), 0))
+
+
+def date_part_names(transformer: Any, names: Any) -> np.ndarray:
+    """The output names of :func:`date_parts`: ``<column>_day_of_week``, ``<column>_month``."""
+    return np.asarray([f"{name}_{part}" for name in names for part in DATE_PARTS], dtype=object)

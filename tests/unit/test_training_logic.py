@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tabular_mlops.core.config import METRIC_NAMES, PromotionConfig, SearchConfig, TrainingConfig
+from tabular_mlops.core.config import TASK_METRICS, PromotionConfig, SearchConfig, TrainingConfig
 from tabular_mlops.core.gate import decide
 from tabular_mlops.core.metrics import evaluate
 from tabular_mlops.core.model_factory import TrainingConfigError, fit_model, make_estimator
@@ -54,7 +54,7 @@ def test_evaluation_binary_with_slices():
     model, _ = fit_model(frame.iloc[:400], "churn", TrainingConfig())
     report = evaluate(model, frame.iloc[400:], "churn", slice_column="contract")
     assert report.rows == 200
-    assert set(report.metrics) == set(METRIC_NAMES)
+    assert set(report.metrics) == set(TASK_METRICS["classification"])
     assert 0.5 < report.metrics["roc_auc"] <= 1.0
     assert sum(map(sum, report.confusion_matrix)) == 200
     assert [s.value for s in report.slices] == ["month-to-month", "one-year", "two-year"]

@@ -1,0 +1,352 @@
+"""Regression through the training side: config, data gate, split, fit, metrics,
+intervals, cost, governance and the gate, each with a known answer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tabular_mlops.adapters.config_files import (
+    ConfigError,
+    load_environment,
+    load_run_config,
+)
+from tabular_mlops.adapters.paths import CONFIG_DIR as CONFIGS
+from tabular_mlops.core import regression
+from tabular_mlops.core.checks import find_violations
+from tabular_mlops.core.config import (
+    CostConfig,
+    DataValidationConfig,
+    EvaluationConfig,
+    FairnessConfig,
+    IntervalConfig,
+    PromotionConfig,
+    RobustnessConfig,
+    SplitConfig,
+    TrainingConfig,
+    TrainingParameters,
+    TrainingRunConfig,
+)
+from tabular_mlops.core.gate import decide, judge
+from tabular_mlops.core.metrics import evaluate
+from tabular_mlops.core.model_factory import TrainingConfigError, fit_model, make_estimator
+from tabular_mlops.core.scoring import rows_of_frame, scorer_for
+from tabular_mlops.core.splits import SplitError, split_rows
+
+RIDGE = TrainingConfig(estimator="sklearn.linear_model.Ridge")
+
+
+def linear_frame(rows: int = 600, seed: int = 0, noise: float = 1.0) -> pd.DataFrame:
+    """y = 3 x1 - 2 x2 + 5 + N(0, noise), with a categorical column shifting y by group."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=rows), rng.normal(size=rows)
+    group = rng.choice(["a", "b"], size=rows)
+    y = 3 * x1 - 2 * x2 + 5 + np.where(group == "b", 1.0, 0.0) + rng.normal(0, noise, rows)
+    return pd.DataFrame({"x1": x1, "x2": x2, "group": group, "y": y})
+
+
+# --------------------------------------------------------------------------- metrics
+def test_regression_scores_have_known_values_and_mape_only_away_from_zero():
+    scores = regression.regression_scores([1.0, 2.0, 4.0], [2.0, 2.0, 2.0])
+    assert scores["mae"] == pytest.approx(1.0)
+    assert scores["rmse"] == pytest.approx(math.sqrt(5 / 3))
+    assert scores["wape"] == pytest.approx(3 / 7)
+    assert scores["mape"] == pytest.approx((1 + 0 + 0.5) / 3)
+    assert scores["r2"] == pytest.approx(1 - 5 / (14 / 3))
+    assert "mape" not in regression.regression_scores([0.0, 2.0, 4.0], [1.0, 2.0, 4.0])
+
+
+def test_the_conformal_half_width_is_the_finite_sample_rank():
+    errors = list(range(1, 10))  # nine errors: rank ceil(10 * 0.8) = 8
+    assert regression.conformal_half_width(errors, 0.8) == 8
+    assert regression.conformal_half_width(errors, 0.95) == 9  # rank 10 > n: the largest
+
+
+def test_conformal_intervals_cover_the_nominal_share_of_new_rows():
+    train, new = linear_frame(2000, seed=1), linear_frame(5000, seed=2)
+    model, _ = fit_model(train, "y", RIDGE, task="regression", interval=IntervalConfig(level=0.9))
+    errors = regression.errors_of(model)
+    assert errors is not None and errors.rows == 2000
+    held = np.abs(new["y"] - model.predict(new.drop(columns="y"))) <= errors.half_width
+    # 5,000 rows: the coverage's standard error is 0.004
+    assert abs(float(held.mean()) - 0.9) < 0.02
+    assert errors.half_width == pytest.approx(1.645, abs=0.15)  # N(0, 1) noise
+
+
+def test_the_newsvendor_decision_is_the_cost_quantile_and_costs_what_it_should():
+    assert regression.newsvendor_quantile(3, 1) == 0.75
+    assert regression.decision_cost([10, 10], [8, 13], under=3, over=1) == pytest.approx(
+        (3 * 2 + 1 * 3) / 2
+    )
+    cost = CostConfig(under_prediction=3, over_prediction=1)
+    model, _ = fit_model(linear_frame(2000), "y", RIDGE, cost, task="regression")
+    errors = regression.errors_of(model)
+    assert errors is not None and errors.decision_quantile == 0.75
+    assert errors.decision_offset == pytest.approx(0.674, abs=0.1)  # N(0, 1)'s 75th percentile
+
+
+def test_the_cost_optimal_decision_costs_less_than_the_prediction_itself():
+    cost = CostConfig(under_prediction=9, over_prediction=1)
+    model, _ = fit_model(linear_frame(2000), "y", RIDGE, cost, task="regression")
+    new = linear_frame(3000, seed=5)
+    predicted = model.predict(new.drop(columns="y"))
+    decided = regression.decisions(model, predicted)
+    assert regression.decision_cost(new["y"], decided, 9, 1) < 0.6 * regression.decision_cost(
+        new["y"], predicted, 9, 1
+    )
+
+
+# --------------------------------------------------------------------------- config
+def test_a_regression_config_that_kept_a_classifier_setting_is_named():
+    with pytest.raises(
+        ValueError, match=r"promotion.min_metrics: \['roc_auc'\] are not regression"
+    ):
+        TrainingParameters(
+            task="regression", promotion=PromotionConfig(min_metrics={"roc_auc": 0.9})
+        )
+    with pytest.raises(ValueError, match=r"evaluation\.cost\.matrix: only for task classification"):
+        TrainingParameters(
+            task="regression",
+            data={"dataset": "diabetes"},
+            evaluation=EvaluationConfig(cost=CostConfig(matrix={"a": {"b": 1.0}})),
+        )
+    with pytest.raises(ValueError, match="'diabetes' is not a classification data set"):
+        TrainingParameters(data={"dataset": "diabetes"})
+
+
+def test_an_error_gets_a_ceiling_not_a_floor():
+    with pytest.raises(ValueError, match=r"min_metrics: \['mae'\] are errors"):
+        PromotionConfig(min_metrics={"mae": 3.0})
+    with pytest.raises(ValueError, match=r"max_metrics: \['r2'\] are higher-is-better"):
+        PromotionConfig(max_metrics={"r2": 0.5})
+
+
+def test_a_regressors_gate_defaults_to_r2():
+    parameters = TrainingParameters(task="regression", data={"dataset": "diabetes"})
+    assert parameters.promotion.primary_metric == "r2"
+    assert parameters.promotion.plausibility_ceiling == {"r2": 1.0}
+
+
+def test_the_task_block_of_the_shipped_config_makes_a_regressor_and_set_flags_still_win():
+    dev, path = load_environment("dev"), CONFIGS / "training.yaml"
+    config = load_run_config(TrainingRunConfig, path, dev, ["parameters.task=regression"])
+    p = config.parameters
+    assert (config.model.name, p.data.dataset) == ("tabular_regressor", "diabetes")
+    assert p.training.estimator == "sklearn.linear_model.Ridge"
+    assert (p.promotion.primary_metric, p.promotion.min_metrics) == ("mae", {"r2": 0.3})
+    assert p.evaluation.slice_column is None
+    flags = ["parameters.task=regression", "model.name=reg", "parameters.data.dataset=demand"]
+    config = load_run_config(TrainingRunConfig, path, dev, flags)
+    assert (config.model.name, config.parameters.data.dataset) == ("reg", "demand")
+    classifier = load_run_config(TrainingRunConfig, path, dev)
+    assert classifier.parameters.promotion.primary_metric == "roc_auc"
+
+
+def test_an_environment_keeps_its_floors_per_task():
+    prod, path = load_environment("prod"), CONFIGS / "training.yaml"
+    config = load_run_config(TrainingRunConfig, path, prod, ["parameters.task=regression"])
+    assert config.parameters.promotion.min_metrics == {"r2": 0.4}
+    assert config.parameters.evaluation.fairness.max_error_ratio == 1.25
+
+
+def test_an_unknown_task_in_a_task_block_is_named(tmp_path):
+    mine = tmp_path / "training.yaml"
+    mine.write_text((CONFIGS / "training.yaml").read_text() + "\n  regresion: {}\n")
+    with pytest.raises(ConfigError, match=r"tasks\.regresion: unknown task"):
+        load_run_config(TrainingRunConfig, mine, load_environment("dev"))
+
+
+# --------------------------------------------------------------------------- data gate
+def test_a_regression_target_must_be_numbers_that_vary_and_are_finite():
+    frame = linear_frame(200)
+    rules = DataValidationConfig()
+
+    def found(data: pd.DataFrame) -> set[tuple[str, str | None]]:
+        return {(v.check, v.column) for v in find_violations(data, "y", rules, task="regression")}
+
+    assert found(frame) == set()
+    assert ("numeric_target", "y") in found(frame.assign(y=frame["y"].map("{:.1f} kg".format)))
+    assert ("varying_target", "y") in found(frame.assign(y=7.0))
+    assert ("infinite", "y") in found(frame.assign(y=frame["y"].where(frame.index != 3, np.inf)))
+
+
+def test_a_column_that_is_the_target_in_disguise_is_a_leak():
+    frame = linear_frame(400)
+    leaked = frame.assign(y_cents=frame["y"] * 100)
+    violations = find_violations(leaked, "y", DataValidationConfig(), task="regression")
+    leak = [v for v in violations if v.check == "label_leak"]
+    assert [v.column for v in leak] == ["y_cents"]
+    assert "R² 1.000" in leak[0].detail
+
+
+def test_a_target_in_other_units_is_caught_against_the_reference():
+    reference = linear_frame(400, seed=1).assign(y=lambda f: f["y"] + 20)
+    new = linear_frame(400, seed=2).assign(y=lambda f: (f["y"] + 20) * 1000)
+    violations = {
+        v.check
+        for v in find_violations(new, "y", DataValidationConfig(), reference, task="regression")
+    }
+    assert {"median_shift", "label_shift"} <= violations
+    same = find_violations(linear_frame(400, seed=3), "y", DataValidationConfig(),
+                           linear_frame(400, seed=4), task="regression")  # fmt: skip
+    assert same == []
+
+
+# --------------------------------------------------------------------------- split
+def test_a_time_split_never_tests_on_rows_older_than_a_training_row():
+    days = pd.date_range("2024-01-01", periods=100).strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"day": np.repeat(days, 3), "y": np.arange(300.0)}).sample(
+        frac=1, random_state=0
+    )
+    train, test = split_rows(
+        frame, SplitConfig(test_size=0.25, time_column="day"), "y", "regression"
+    )
+    assert len(train) + len(test) == 300
+    assert train["day"].max() < test["day"].min()
+    assert len(test) == 75  # the cut falls between days here
+    with pytest.raises(SplitError, match=r"'day' has 1 value\(s\) that are not dates"):
+        split_rows(frame.assign(day=frame["day"].where(frame.index != 5, "soon")),
+                   SplitConfig(time_column="day"), "y")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- fit and gate
+def test_a_classifier_is_refused_where_a_regressor_is_asked_for():
+    with pytest.raises(TrainingConfigError, match="is not a scikit-learn regressor"):
+        make_estimator(TrainingConfig(), "regression")
+
+
+def test_a_regressor_is_evaluated_sliced_and_scored_on_the_fast_path():
+    frame = linear_frame(800)
+    model, _ = fit_model(frame.iloc[:600], "y", RIDGE, task="regression")
+    report = evaluate(model, frame.iloc[600:], "y", slice_column="group")
+    assert report.task == "regression" and set(report.metrics) == {
+        "mae",
+        "rmse",
+        "r2",
+        "wape",
+        "mape",
+    }
+    assert report.metrics["r2"] > 0.9
+    assert [s.value for s in report.slices] == ["a", "b"]
+    assert len(report.predicted_vs_actual) == 200
+    features = frame.iloc[600:].drop(columns="y")
+    scorer = scorer_for(model, list(features.columns), features)
+    assert type(scorer).__name__ == "FastModel" and scorer.linear is not None
+    np.testing.assert_allclose(
+        scorer.predict_proba(rows_of_frame(features))[:, 0], model.predict(features), rtol=1e-9
+    )
+
+
+def test_a_tree_regressor_is_scored_the_same_on_the_fast_path():
+    frame = linear_frame(600)
+    trees = TrainingConfig(estimator="sklearn.ensemble.HistGradientBoostingRegressor",
+                           params={"max_iter": 30})  # fmt: skip
+    model, _ = fit_model(frame, "y", trees, task="regression")
+    features = frame.drop(columns="y")
+    scorer = scorer_for(model, list(features.columns), features)
+    np.testing.assert_allclose(scorer.predict_proba_frame(features)[:, 0], model.predict(features))
+
+
+def test_the_gate_refuses_a_worse_and_passes_a_better_regressor_on_an_error_metric():
+    gate = PromotionConfig(primary_metric="mae", max_regression=0.5, max_metrics={"rmse": 4.0})
+    champion = {"mae": 2.0, "rmse": 3.0}
+    worse = decide({"mae": 2.6, "rmse": 3.5}, champion, gate, "1")
+    assert not worse.approved
+    assert worse.reasons == [
+        "mae = 2.6000 regresses against champion version 1 (2.0000) by more than 0.5"
+    ]
+    assert decide({"mae": 2.4, "rmse": 3.5}, champion, gate, "1").approved
+    ceiling = decide({"mae": 1.0, "rmse": 4.5}, champion, gate, "1")
+    assert ceiling.reasons == ["rmse = 4.5000 is above the ceiling 4.0"]
+
+
+def test_governance_gates_coverage_error_gaps_and_a_higher_price_that_raises_demand():
+    frame = linear_frame(1200)
+    # the model learns that raising x1 raises y: an expectation that it lowers y breaks
+    config = EvaluationConfig(
+        fairness=FairnessConfig(sensitive_columns=["group"], max_error_ratio=1.01),
+        robustness=RobustnessConfig(
+            directional=[{"feature": "x1", "step": 1.0, "direction": "decreases"}]
+        ),
+        interval=IntervalConfig(level=0.9, max_coverage_shortfall=0.0),
+    )
+    model, _ = fit_model(frame.iloc[:800], "y", RIDGE, task="regression")
+    test = frame.iloc[800:].assign(y=lambda f: f["y"] + np.where(f["group"] == "a", 3.0, 0.0))
+    report = regression.assess(model, test, "y", config)
+    assert report.interval is not None and report.interval.coverage < 0.9
+    found = regression.violations(report, None, config)
+    assert any(v.startswith("intervals: the 90% prediction intervals") for v in found)
+    assert any(v.startswith("fairness: MAE ratio between groups of 'group'") for v in found)
+    assert any("raising 'x1' by 1 moves the prediction against 'decreases'" in v for v in found)
+    assert next(iter(report.importance)) == "x1"
+
+
+def test_a_costlier_regressor_is_refused_against_the_champion_on_the_same_rows():
+    frame = linear_frame(1200)
+    config = EvaluationConfig(cost=CostConfig(under_prediction=3, over_prediction=1))
+    champion, _ = fit_model(frame.iloc[:800], "y", RIDGE, config.cost, task="regression")
+    weak = TrainingConfig(estimator="sklearn.dummy.DummyRegressor")
+    candidate, _ = fit_model(frame.iloc[:800], "y", weak, config.cost, task="regression")
+    test = frame.iloc[800:]
+    governance = regression.assess(candidate, test, "y", config)
+    metrics = evaluate(candidate, test, "y").metrics
+    decision = judge(metrics, governance, champion, "3", test, "y",
+                     PromotionConfig(primary_metric="r2"), config, "regression")  # fmt: skip
+    assert not decision.approved
+    assert any(r.startswith("cost: ") and "above the champion's" in r for r in decision.reasons)
+    with pytest.raises(
+        ValueError, match=r"the champion .* is a regressor and the candidate is not"
+    ):
+        judge({"accuracy": 1.0}, None, champion, "3", test, "y", PromotionConfig(), config)
+
+
+# --------------------------------------------------------------------------- demand data
+def test_the_demand_data_is_the_same_on_every_machine_and_behaves_like_demand():
+    from tabular_mlops.core.demand import demand_frame
+
+    frame = demand_frame()
+    assert frame.shape == (730 * 3 * 4, 7)
+    assert frame.equals(demand_frame())
+    assert frame.iloc[0].tolist() == ["2023-01-01", "north", "cola", 1.83, 0, 1, 76.0]
+    promoted = frame.groupby("promotion")["units_sold"].mean()
+    weekday = frame.groupby(pd.to_datetime(frame["date"]).dt.weekday)["units_sold"].mean()
+    assert promoted[1] > 1.3 * promoted[0]  # the lift and the discount's price effect
+    assert weekday[5] == weekday.max()  # Saturdays sell most
+    assert (frame["units_sold"] >= 0).all() and frame["date"].str.fullmatch(
+        r"\d{4}-\d\d-\d\d"
+    ).all()
+
+
+def test_a_date_column_reaches_the_model_as_its_weekday_and_month_only():
+    from tabular_mlops.core.demand import demand_frame
+
+    frame = demand_frame(days=120)
+    model, _ = fit_model(frame, "units_sold", RIDGE, task="regression", date_columns=["date"])
+    names = list(model.named_steps["preprocess"].get_feature_names_out())
+    assert "dates__date_day_of_week_5" in names and "dates__date_month_4" in names
+    assert not any("2023" in name for name in names)
+    # a date the model never saw (next year) is answered from its weekday and month
+    future = frame.head(3).assign(date="2031-06-07")
+    assert np.isfinite(model.predict(future.drop(columns="units_sold"))).all()
+
+
+def test_the_data_gate_names_a_date_that_is_not_one_and_no_longer_calls_dates_text():
+    from tabular_mlops.core.demand import demand_frame
+
+    frame = demand_frame(days=60)
+    rules = DataValidationConfig(max_duplicate_share=1.0)
+
+    def checks(data: pd.DataFrame, dates: tuple[str, ...]) -> dict[tuple[str, str | None], str]:
+        found = find_violations(data, "units_sold", rules, task="regression", date_columns=dates)
+        return {(v.check, v.column): v.detail for v in found}
+
+    assert "name it in data.date_columns" in checks(frame, ())[("date_column", "date")]
+    assert checks(frame, ("date",)) == {}
+    broken = frame.assign(date=frame["date"].where(frame.index != 4, "04/02/2023x"))
+    assert (
+        "1 value(s) are not ISO dates (e.g. '04/02/2023x')"
+        in checks(broken, ("date",))[("date", "date")]
+    )
