@@ -75,11 +75,15 @@ def export(
         )
     onnx_path, manifest_path = write(exported, output)
     check = exported.manifest["check"]
+    agreement = (
+        f"values within {check['max_relative_value_difference']:.1e} of their size"
+        if "max_relative_value_difference" in check
+        else f"labels identical, probabilities within {check['max_probability_difference']:.1e}"
+    )
     click.echo(
         f"Exported model '{name}' {origin} ({file_format}):\n"
         f"  {onnx_path} ({exported.manifest['bytes']:,} bytes, sha256 "
         f"{exported.manifest['sha256'][:12]}…)\n  {manifest_path}\n"
-        f"  checked on {check['rows']} test rows: labels identical, probabilities within "
-        f"{check['max_probability_difference']:.1e}\n"
+        f"  checked on {check['rows']} test rows: {agreement}\n"
         f"Score rows with it: python -m embedded {output} rows.csv"
     )

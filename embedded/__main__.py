@@ -59,16 +59,12 @@ def main(argv: list[str] | None = None) -> int:
             text, is_csv = path.read_text(), path.suffix.lower() == ".csv"
         numeric = {f["name"] for f in model.features if f["kind"] == "numeric"}
         rows = read_rows(text, numeric, is_csv)
-        probabilities = model.predict_proba(rows)
+        answers = model.answers(rows)
     except (OSError, ValueError) as exc:  # InvalidRowError, bad JSON, a wrong checksum
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for label, row in zip(model.labels(probabilities), probabilities.tolist(), strict=True):
-        print(
-            json.dumps(
-                {"label": label, "probabilities": dict(zip(model.classes, row, strict=True))}
-            )
-        )
+    for answer in answers:
+        print(json.dumps(answer))
     return 0
 
 

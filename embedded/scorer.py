@@ -31,6 +31,10 @@ class EmbeddedModel:
         self.session, self.manifest = session, manifest
         self.features: list[dict[str, Any]] = list(manifest["features"])
         self.classes: list[str] = list(manifest["classes"])
+        #: a regressor answers a value, its interval (± ``half_width``) and the decision
+        self.task: str = manifest.get("task") or "classification"
+        self.half_width: float | None = manifest.get("interval_half_width")
+        self.decision_offset: float | None = manifest.get("decision_offset")
         self.positive_label: str | None = manifest.get("positive_label")
         self.threshold: float | None = manifest.get("decision_threshold")
         self._numerics = [f for f in self.features if f["kind"] == "numeric"]
@@ -41,7 +45,10 @@ class EmbeddedModel:
         self._refuse_unknown = manifest.get("unknown_columns") == "refuse"
         self._known = {f["name"] for f in self.features} | set(manifest.get("other_columns", ()))
         outputs = [output.name for output in session.get_outputs()]
-        self._probabilities = "probabilities" if "probabilities" in outputs else outputs[-1]
+        if self.task == "regression":
+            self._probabilities = outputs[0]  # skl2onnx's "variable": one value per row
+        else:
+            self._probabilities = "probabilities" if "probabilities" in outputs else outputs[-1]
 
     @classmethod
     def load(cls, directory: str | Path) -> EmbeddedModel:
@@ -66,8 +73,14 @@ class EmbeddedModel:
 
     def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """One row of probabilities (in ``classes`` order) per row."""
+        if self.task == "regression":
+            raise TypeError("a regressor has no probabilities: use predict or answers")
+        return self._scores(rows)
+
+    def _scores(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The file's output per row: class probabilities, or a regressor's value."""
         if not rows:
-            return np.empty((0, len(self.classes)), dtype=np.float32)
+            return np.empty((0, len(self.classes) or 1), dtype=np.float32)
         if self._refuse_unknown:
             for number, row in enumerate(rows):
                 unknown = sorted(set(row) - self._known)
@@ -84,13 +97,35 @@ class EmbeddedModel:
         finite = np.isfinite(probabilities).all(axis=1)
         if not finite.all():  # as the service: no answer rather than a made-up one
             raise InvalidRowError(
-                f"row {int(np.flatnonzero(~finite)[0])}: the model's probabilities are not "
-                "finite (values far outside the range training covered?)"
+                f"row {int(np.flatnonzero(~finite)[0])}: the model's answer is not finite "
+                "(values far outside the range training covered?)"
             )
         return probabilities
 
-    def predict(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Each row's label, or a regressor's predicted value."""
+        if self.task == "regression":
+            return self._scores(rows)[:, 0].tolist()
         return self.labels(self.predict_proba(rows))
+
+    def answers(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Each row's answer as the service gives it: label and probabilities, or a
+        regressor's value with its interval and, where the model has one, the decision."""
+        if self.task != "regression":
+            probabilities = self.predict_proba(rows)
+            return [
+                {"label": label, "probabilities": dict(zip(self.classes, p.tolist(), strict=True))}
+                for label, p in zip(self.labels(probabilities), probabilities, strict=True)
+            ]
+        answers = []
+        for value in self.predict(rows):
+            answer: dict[str, Any] = {"prediction": value}
+            if self.half_width is not None:
+                answer["interval"] = [value - self.half_width, value + self.half_width]
+            if self.decision_offset is not None:
+                answer["decision"] = value + self.decision_offset
+            answers.append(answer)
+        return answers
 
     def labels(self, probabilities: np.ndarray) -> list[str]:
         """The model's rule: the most probable class, or for a threshold tuned to a cost

@@ -31,7 +31,7 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
     staged = load_staged_model(model)
     sample = staged.test_set[staged.features]
     scorer = scorer_for(staged.model, staged.features, sample)
-    latency = measure(scorer, staged.spec.label_indexes, rows_of_frame(sample))
+    latency = measure(scorer, staged.spec.decide, rows_of_frame(sample))
     log_metadata(metadata={"scoring_latency": latency.model_dump()}, infer_model=True)
     problems = over_budget(latency, serving)
     if problems:  # before anything is built: the live service is not touched

@@ -204,6 +204,18 @@ def split_bad_rows(
     return chunk[~rejected], bad_rows
 
 
+def value_columns(spec: ServingSpec, values: np.ndarray) -> dict[str, Any]:
+    """A regressor's output columns: ``prediction``, ``interval_low`` and ``interval_high``,
+    and ``decision`` (as ``ServingSpec.value_answers`` answers each row)."""
+    columns: dict[str, Any] = {"prediction": values}
+    if spec.interval_half_width is not None:
+        columns["interval_low"] = values - spec.interval_half_width
+        columns["interval_high"] = values + spec.interval_half_width
+    if spec.decision_offset is not None:
+        columns["decision"] = values + spec.decision_offset
+    return columns
+
+
 def score_file(
     path: Path,
     model: Pipeline,
@@ -214,8 +226,9 @@ def score_file(
     now: datetime,
     monitoring_sample_rows: int = 5_000,
 ) -> BatchResult:
-    """Predictions carry the row number, the input's non-feature columns (ids), the label,
-    the class probabilities, model version, batch id and time. The features of the first
+    """Predictions carry the row number, the input's non-feature columns (ids), the label
+    and the class probabilities (a regressor: the value, its interval and the decision, as
+    the service answers them), model version, batch id and time. The features of the first
     ``monitoring_sample_rows`` scored rows go to a sample file that monitoring reads:
     rewriting every feature of every row would cost more than scoring them."""
     started = time.perf_counter()
@@ -241,18 +254,26 @@ def score_file(
             if scorer is None:
                 scorer = scorer_for(model, features, good.head(1000)[features])
             probabilities = scorer.predict_proba_frame(good)
-            predicted = spec.label_indexes(probabilities)
-            labels = classes[predicted]
             keys = good[[c for c in good.columns if c not in features]]
             table = pa.Table.from_pandas(keys, preserve_index=False)
             # Repeated strings as dictionaries: encoding a million copies costs more
             # than the scoring.
             constant = pa.array(np.zeros(len(good), dtype=np.int32))
+            if spec.task == "regression":
+                labels = probabilities[:, 0]
+                answers: dict[str, Any] = value_columns(spec, labels)
+            else:
+                predicted = spec.label_indexes(probabilities)
+                labels = classes[predicted]
+                answers = {
+                    "prediction": pa.DictionaryArray.from_arrays(
+                        pa.array(predicted.astype(np.int32)), pa.array(spec.classes)
+                    ),
+                    **{f"probability_{c}": probabilities[:, i]
+                       for i, c in enumerate(spec.classes)},
+                }  # fmt: skip
             outputs = {
-                "prediction": pa.DictionaryArray.from_arrays(
-                    pa.array(predicted.astype(np.int32)), pa.array(spec.classes)
-                ),
-                **{f"probability_{c}": probabilities[:, i] for i, c in enumerate(spec.classes)},
+                **answers,
                 "model_version": pa.DictionaryArray.from_arrays(
                     constant, pa.array([spec.model_version])
                 ),

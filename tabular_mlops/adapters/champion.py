@@ -155,9 +155,30 @@ def load_version(model_version_id: UUID) -> StagedModel:
     reading = DataContract.model_validate(recorded) if isinstance(recorded, dict) else None
     spec = ServingSpec.from_training_data(
         version.model.name, str(version.number), train_set[[*features, target]], target,
-        list(model.classes_), positive, threshold, reading,
+        list(getattr(model, "classes_", [])), positive, threshold, reading,
+        **regression_answer(model),
     )  # fmt: skip
     return StagedModel(model, train_set, test_set, spec)
+
+
+def regression_answer(model: Pipeline) -> dict[str, Any]:
+    """What a regressor's answers carry beside the value (its interval and decision), as
+    :class:`ServingSpec` fields; nothing for a classifier."""
+    from sklearn.base import is_regressor
+
+    from tabular_mlops.core.regression import errors_of
+
+    if not is_regressor(model):
+        return {}
+    errors = errors_of(model)
+    if errors is None:
+        return {"task": "regression"}
+    return {
+        "task": "regression",
+        "interval_level": errors.level,
+        "interval_half_width": errors.half_width,
+        "decision_offset": errors.decision_offset,
+    }
 
 
 def recorded_accuracy(model_name: str, version: str) -> float | None:

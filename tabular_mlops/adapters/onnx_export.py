@@ -37,6 +37,9 @@ from tabular_mlops.core.governance import decision_rule
 from tabular_mlops.core.spec import ServingSpec
 
 PROBABILITY_TOLERANCE = 1e-5
+#: a regressor's values in the file (float32 arithmetic) may differ from the pipeline's by
+#: this share of their size (at least 1)
+VALUE_TOLERANCE = 1e-4
 #: the ONNX opset the file targets (onnxruntime 1.22+ runs it)
 TARGET_OPSET = 18
 
@@ -79,13 +82,15 @@ def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> 
         (f.name, FloatTensorType([None, 1]) if f.kind == "numeric" else StringTensorType([None, 1]))
         for f in spec.features
     ]
-    classifier = graph_model.steps[-1][1]
+    estimator = graph_model.steps[-1][1]
+    regressor = spec.task == "regression"
     try:
         onnx_model = convert_sklearn(
             graph_model,
             initial_types=initial_types,
             target_opset=TARGET_OPSET,
-            options={id(classifier): {"zipmap": False}},
+            # a classifier's probabilities as a matrix; a regressor has no such option
+            options={} if regressor else {id(estimator): {"zipmap": False}},
         )
     except Exception as exc:  # skl2onnx raises many kinds; the first line names the part
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -119,6 +124,11 @@ def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> 
         "other_columns": spec.reading.other_columns,
         "positive_label": positive if threshold is not None else None,
         "decision_threshold": threshold,
+        #: a regressor answers its value, the interval (± half-width) and the decision
+        "task": spec.task,
+        "interval_level": spec.interval_level,
+        "interval_half_width": spec.interval_half_width,
+        "decision_offset": spec.decision_offset,
         "opset": TARGET_OPSET,
         "sha256": hashlib.sha256(onnx).hexdigest(),
         "bytes": len(onnx),
@@ -134,7 +144,7 @@ def convertible(model: Pipeline) -> tuple[Pipeline, dict[str, str]]:
     from sklearn.model_selection import FixedThresholdClassifier
 
     preprocess = copy.deepcopy(model.named_steps["preprocess"])
-    classifier = model.named_steps["classifier"]
+    step, classifier = model.steps[-1]
     fills: dict[str, str] = {}
     for index, (name, transformer, columns) in enumerate(preprocess.transformers_):
         if name == "categorical" and isinstance(transformer, Pipeline) and len(columns):
@@ -144,7 +154,7 @@ def convertible(model: Pipeline) -> tuple[Pipeline, dict[str, str]]:
     if isinstance(classifier, FixedThresholdClassifier):
         classifier = classifier.estimator_
         classifier = getattr(classifier, "estimator", classifier)  # inside FrozenEstimator
-    return Pipeline([("preprocess", preprocess), ("classifier", classifier)]), fills
+    return Pipeline([("preprocess", preprocess), (step, classifier)]), fills
 
 
 def check(model: Pipeline, onnx: bytes, manifest: dict[str, Any], rows: pd.DataFrame) -> dict:
@@ -156,6 +166,8 @@ def check(model: Pipeline, onnx: bytes, manifest: dict[str, Any], rows: pd.DataF
     embedded = embedded_scorer()
     scorer = embedded.EmbeddedModel.from_bytes(onnx, manifest)
     records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    if manifest["task"] == "regression":
+        return check_values(name, scorer, records, np.asarray(model.predict(rows), float))
     try:
         probabilities = scorer.predict_proba(records)
     except ValueError as exc:  # the scorer refused a test row, or onnxruntime failed
@@ -176,6 +188,23 @@ def check(model: Pipeline, onnx: bytes, manifest: dict[str, Any], rows: pd.DataF
             "not exported"
         )
     return {"rows": len(rows), "labels_identical": True, "max_probability_difference": difference}
+
+
+def check_values(name: str, scorer: Any, records: list, expected: np.ndarray) -> dict:
+    """A regressor's file: its values within ``VALUE_TOLERANCE`` of the pipeline's (as a
+    share of each value's size, at least 1)."""
+    try:
+        values = np.asarray(scorer.predict(records), dtype=float)
+    except ValueError as exc:
+        raise OnnxExportError(f"{name}: the ONNX file cannot score the test rows: {exc}") from None
+    difference = float(np.max(np.abs(values - expected) / np.maximum(np.abs(expected), 1.0)))
+    if not difference <= VALUE_TOLERANCE:  # NaN too
+        raise OnnxExportError(
+            f"{name}: the ONNX file's values differ from the pipeline's by up to "
+            f"{difference:.2e} of their size on the test rows (tolerance {VALUE_TOLERANCE:g}); "
+            "not exported"
+        )
+    return {"rows": len(records), "max_relative_value_difference": difference}
 
 
 def embedded_scorer() -> Any:

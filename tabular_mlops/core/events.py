@@ -119,14 +119,16 @@ class EventScorer:
             if not accepted:
                 return batch
         finite = np.isfinite(probabilities).all(axis=1)
-        labels = self.spec.label_indexes(np.where(finite[:, None], probabilities, 0.0))
-        classes = self._classes
-        for event, row, label, row_probabilities, ok in zip(
-            accepted, rows, labels.tolist(), probabilities.tolist(), finite.tolist(), strict=True
-        ):
+        safe = np.where(finite[:, None], probabilities, 0.0)
+        answers = (
+            self.spec.value_answers(safe[:, 0].tolist())
+            if self.spec.task == "regression"
+            else self._labelled(safe)
+        )
+        for event, row, answer, ok in zip(accepted, rows, answers, finite.tolist(), strict=True):
             if not ok:
                 problems = out_of_range(self.spec, row, "") or [
-                    Problem(field="(event)", problem="the model's probabilities are not finite")
+                    Problem(field="(event)", problem="the model's answer is not finite")
                 ]
                 batch.dead_letters.append((event, self._dead_letter(event, "unscorable", problems)))
                 continue
@@ -134,14 +136,24 @@ class EventScorer:
             batch.predictions.append(
                 {
                     "event_id": event.event_id,
-                    "label": classes[label],
-                    "probabilities": dict(zip(classes, row_probabilities, strict=True)),
+                    **answer,
                     "published_at": _iso(event.published_at),
                     # above 1: this event may have been predicted before (at least once)
                     "deliveries": event.deliveries,
                 }
             )
         return batch
+
+    def _labelled(self, probabilities: np.ndarray) -> list[dict[str, Any]]:
+        """A classifier's answer per row: its label, by the model's rule, and probabilities."""
+        classes = self._classes
+        return [
+            {"label": classes[label], "probabilities": dict(zip(classes, row, strict=True))}
+            for label, row in zip(
+                self.spec.label_indexes(probabilities).tolist(), probabilities.tolist(),
+                strict=True,
+            )
+        ]  # fmt: skip
 
     def _one_by_one(
         self, events: list[Event], rows: list[list[Any]], batch: ScoredBatch
@@ -161,7 +173,9 @@ class EventScorer:
             else:
                 kept_events.append(event)
                 kept_rows.append(row)
-        return kept_events, kept_rows, np.array(scored).reshape(len(scored), -1)
+        # every row failing leaves nothing to reshape: no columns to infer
+        answers = np.array(scored).reshape(len(scored), -1) if scored else np.empty((0, 1))
+        return kept_events, kept_rows, answers
 
     def row(self, data: bytes) -> list[Any]:
         """The event's feature values in the model's order, read as the training data was,

@@ -7,6 +7,7 @@ features (names, kinds, nullability) the model was trained on.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -75,6 +76,33 @@ class ServingSpec(BaseModel):
     decision_threshold: float | None = None
     #: how the training data was read: every reader of this model reads the same way
     reading: DataContract = Field(default_factory=DataContract)
+    #: a classifier answers a label and probabilities; a regressor a value, its interval
+    #: and, when the gate was given unit costs, the cost-optimal decision
+    task: Literal["classification", "regression"] = "classification"
+    #: regression: the prediction interval's level and half-width (split-conformal), and
+    #: what the decision adds to the prediction (the newsvendor quantile of the errors)
+    interval_level: float | None = None
+    interval_half_width: float | None = None
+    decision_offset: float | None = None
+
+    def value_answers(self, values: Sequence[float]) -> list[dict[str, Any]]:
+        """A regressor's answer per predicted value: the value, its interval, and the
+        decision when there is one; every reader (service, batch, stream) answers so."""
+        width, offset = self.interval_half_width, self.decision_offset
+        answers = []
+        for value in values:
+            answer: dict[str, Any] = {"prediction": float(value)}
+            if width is not None:
+                answer["interval"] = [float(value) - width, float(value) + width]
+            if offset is not None:
+                answer["decision"] = float(value) + offset
+            answers.append(answer)
+        return answers
+
+    def decide(self, answers: np.ndarray) -> np.ndarray:
+        """What the service makes of a scorer's answers: each row's class index, or a
+        regressor's values."""
+        return answers[:, 0] if self.task == "regression" else self.label_indexes(answers)
 
     def label_indexes(self, probabilities: np.ndarray) -> np.ndarray:
         """The class each row of probabilities is answered with, by the model's own rule:
@@ -94,6 +122,7 @@ class ServingSpec(BaseModel):
         positive_label: str | None = None,
         decision_threshold: float | None = None,
         reading: DataContract | None = None,
+        **regression: Any,
     ) -> ServingSpec:
         # here, not at the top: the service imports this module without pandas
         from tabular_mlops.core.columns import column_kind
@@ -122,6 +151,7 @@ class ServingSpec(BaseModel):
             positive_label=positive_label,
             decision_threshold=decision_threshold,
             reading=reading or DataContract(other_columns=[target]),
+            **regression,
         )
 
 

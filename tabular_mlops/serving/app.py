@@ -55,7 +55,12 @@ from tabular_mlops.core.spec import (
 )
 from tabular_mlops.serving.credentials import API_KEY_HEADER, TokenFile
 from tabular_mlops.serving.feedback import FEEDBACK_PATH, FeedbackRefusedError, read_feedback
-from tabular_mlops.serving.inference_log import InferenceLogWriter, JsonLinesLog, row_lines
+from tabular_mlops.serving.inference_log import (
+    InferenceLogWriter,
+    JsonLinesLog,
+    logged,
+    row_lines,
+)
 
 if TYPE_CHECKING:
     from tabular_mlops.core.scoring import Scorer
@@ -100,8 +105,16 @@ class ErrorAnswer(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: str
-    probabilities: dict[str, float]
+    """A classifier's answer: the label and each class's probability; a regressor's: the
+    predicted value, its prediction interval and, with unit costs, the decision."""
+
+    label: str | None = None
+    probabilities: dict[str, float] | None = None
+    prediction: float | None = None
+    #: [low, high]: the interval that holds the true value at the model's stated level
+    interval: list[float] | None = None
+    #: the cost-optimal quantity (e.g. units to stock): the newsvendor quantile
+    decision: float | None = None
 
 
 class PredictAnswer(BaseModel):
@@ -196,7 +209,7 @@ def unscorable(spec: ServingSpec, rows: list[list[Any]], bad: list[int]) -> list
     for index in bad:
         problems.extend(
             out_of_range(spec, rows[index], f"rows.{index}.")
-            or [Problem(field=f"rows.{index}", problem="the model's probabilities are not finite")]
+            or [Problem(field=f"rows.{index}", problem="the model's answer is not finite")]
         )
     return capped(problems)
 
@@ -281,6 +294,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
     max_bytes = max_rows * len(spec.features) * BYTES_PER_FEATURE + 4096
     names = [feature.name for feature in spec.features]
     classes = spec.classes
+    regressor = spec.task == "regression"
     tokens = TokenFile(settings.tokens_file)
     statuses = (
         {
@@ -387,21 +401,24 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
                 continue
             ms = (time.perf_counter() - started) * 1000
             log_answers(item.request_id, rows, predictions, "shadow")
-            labels = [answer["label"] for answer in predictions]
+            labels = [logged(answer)[0] for answer in predictions]
             results.append(
                 {"request_id": item.request_id, "status": 200, "labels": labels, "ms": ms}
             )
         return _json(200, {"model_version": version, "answers": results})
 
     def answers(probabilities: np.ndarray, rows: list[list[Any]]) -> list[dict[str, Any]]:
-        """Label and probabilities per row; rows whose probabilities are not finite are
-        refused (422, naming the features outside the range training covered)."""
+        """Label and probabilities per row (a regressor: its value, interval and decision);
+        rows whose answers are not finite are refused (422, naming the features outside
+        the range training covered)."""
         finite = np.isfinite(probabilities).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite).tolist()
             raise RefusedRequestError(
                 422, "the model cannot score these rows", unscorable(spec, rows, bad)
             )
+        if regressor:
+            return spec.value_answers(probabilities[:, 0].tolist())
         return [
             {"label": classes[int(i)], "probabilities": dict(zip(classes, p.tolist(), strict=True))}
             for i, p in zip(spec.label_indexes(probabilities), probabilities, strict=True)
@@ -420,7 +437,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             log.write_lines(
                 row_lines(
                     spec.model_name, version, source, names,
-                    ((request_id, row, answer["label"], answer["probabilities"])
+                    ((request_id, row, *logged(answer))
                      for row, answer in zip(rows, predictions, strict=True)),
                     logged_inputs, flags, correlation_id=correlation_id, numbered=True,
                 )
@@ -485,7 +502,31 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(request_schema.pop("$defs", {}))
             schemas["PredictRequest"] = request_schema
-            document["components"]["schemas"]["Prediction"]["properties"]["label"]["enum"] = classes
+            # this model's answer only: a classifier's label (one of its classes) and
+            # probabilities, or a regressor's value, interval and decision
+            answer = document["components"]["schemas"]["Prediction"]
+            properties = answer["properties"]
+            if regressor:
+                kept = [
+                    "prediction",
+                    *(["interval"] if spec.interval_half_width is not None else []),
+                    *(["decision"] if spec.decision_offset is not None else []),
+                ]
+                properties["prediction"] = {"type": "number", "title": "Prediction"}
+                properties["interval"] = {
+                    "type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                    "title": "Interval",
+                }  # fmt: skip
+                properties["decision"] = {"type": "number", "title": "Decision"}
+            else:
+                kept = ["label", "probabilities"]
+                properties["label"] = {"type": "string", "enum": classes, "title": "Label"}
+                properties["probabilities"] = {
+                    "type": "object", "additionalProperties": {"type": "number"},
+                    "title": "Probabilities",
+                }  # fmt: skip
+            answer["properties"] = {name: properties[name] for name in kept}
+            answer["required"] = kept
             app.openapi_schema = document
         return app.openapi_schema
 

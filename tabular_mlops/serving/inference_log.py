@@ -47,8 +47,10 @@ class InferenceRecord(BaseModel):
     model_name: str
     model_version: str
     inputs: dict[str, Any]
+    #: the label of a classifier, the value of a regressor
     prediction: Any
-    probabilities: dict[str, float]
+    #: a classifier's class probabilities (a regressor's lines have none)
+    probabilities: dict[str, float] = {}
     #: who asked: "live" traffic, or e.g. "smoke-test"; monitoring reads live traffic
     source: str = "live"
     #: the client's own ``x-request-id``, kept beside the service's (unique) request id
@@ -231,6 +233,12 @@ class InferenceLogWriter(JsonLinesLog):
         """Lines already serialized (:func:`row_lines`)."""
         for line in lines:
             self.append(line)
+
+
+def logged(answer: dict[str, Any]) -> tuple[Any, dict[str, float]]:
+    """What a log line keeps of an answer: (label, probabilities) of a classifier, (value,
+    no probabilities) of a regressor."""
+    return answer.get("label", answer.get("prediction")), answer.get("probabilities", {})
 
 
 def row_lines(

@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
+from sklearn.base import is_regressor
 from sklearn.pipeline import Pipeline
 
 from tabular_mlops.core.spec import SOURCE_HEADER, SOURCE_TOKEN_HEADER
@@ -58,6 +59,8 @@ def smoke_test(
             f"{url} serves model version {answer.get('model_version')!r}, "
             f"expected {expected_version!r}"
         )
+    if is_regressor(model):
+        return _compare_values(url, answer, model.predict(rows), len(rows), expected_version)
     classes = [str(c) for c in model.classes_]
     expected = model.predict_proba(rows)
     served = np.array([[p["probabilities"][c] for c in classes] for p in answer["predictions"]])
@@ -80,4 +83,29 @@ def smoke_test(
         rows=len(rows),
         model_version=expected_version,
         max_probability_difference=difference,
+    )
+
+
+#: a served value may differ from the pipeline's by this share of its size (float64 on both
+#: sides: the numpy path's sums in another order)
+VALUE_TOLERANCE = 1e-9
+
+
+def _compare_values(
+    url: str, answer: dict, expected: np.ndarray, rows: int, expected_version: str
+) -> SmokeReport:
+    """A regressor's served values against the pipeline's own ``predict``."""
+    served = np.array([p.get("prediction", np.nan) for p in answer["predictions"]], dtype=float)
+    if served.shape != expected.shape:
+        raise SmokeTestError(f"{url} answered {len(served)} values for {rows} rows")
+    scale = np.maximum(np.abs(expected), 1.0)
+    relative = np.abs(served - expected) / scale  # a missing value is NaN: infinitely off
+    difference = float(np.max(np.where(np.isnan(relative), np.inf, relative), initial=0.0))
+    if difference > VALUE_TOLERANCE:
+        raise SmokeTestError(
+            f"{url} values differ from the model's offline predictions by up to "
+            f"{difference:.2e} of their size (tolerance {VALUE_TOLERANCE:.0e})"
+        )
+    return SmokeReport(
+        url=url, rows=rows, model_version=expected_version, max_probability_difference=difference
     )

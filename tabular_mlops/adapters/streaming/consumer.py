@@ -44,7 +44,7 @@ from tabular_mlops.core.config import StreamingConfig
 from tabular_mlops.core.events import Event, EventScorer, ScoredBatch
 from tabular_mlops.core.log_policy import masker
 from tabular_mlops.core.problems import far_outside_check
-from tabular_mlops.serving.inference_log import FlushedLog, row_lines
+from tabular_mlops.serving.inference_log import FlushedLog, logged, row_lines
 
 logger = logging.getLogger(__name__)
 #: the header a publisher names its event with (the broker dedups by it, too)
@@ -273,7 +273,7 @@ class Consumer:
                 lines = row_lines(
                     scorer.spec.model_name, scorer.version, SOURCE,
                     [feature.name for feature in scorer.spec.features],
-                    ((p["event_id"], row, p["label"], p["probabilities"])
+                    ((p["event_id"], row, *logged(p))
                      for p, row in zip(batch.predictions, batch.rows, strict=True)),
                     inputs_of, [outside_of(row) for row in batch.rows],
                 )  # fmt: skip

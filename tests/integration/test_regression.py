@@ -1,0 +1,174 @@
+"""A regressor through the whole lifecycle with real processes: trained with the issue's
+own command, gated, deployed behind a free port, asked over HTTP for its value, interval
+and decision, batch-scored, stream-scored and exported to ONNX, every reader answering
+as the pipeline does; a costlier regressor refused by the gate; the demand example
+trained on a split in time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from tabular_mlops.adapters.deployment import local as local_server
+from tabular_mlops.adapters.net import free_port
+from tests.helpers import invoke, serving_env
+
+pytestmark = pytest.mark.integration
+
+MODEL = "it_regressor"
+#: a unit short costs three times a unit over: the decision is the 75th percentile
+COSTS = [
+    "--set", "parameters.evaluation.cost.under_prediction=3",
+    "--set", "parameters.evaluation.cost.over_prediction=1",
+]  # fmt: skip
+TRAIN = [
+    "train", "--set", "parameters.task=regression", "--set", "parameters.data.dataset=diabetes",
+    "--set", f"model.name={MODEL}", *COSTS,
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served(dev_stack, tmp_path_factory):
+    """The diabetes regressor trained, deployed on a free port and exported; rows to score
+    (the data set's own, with an id column beside the features) written as a CSV."""
+    from sklearn.datasets import load_diabetes
+
+    root = tmp_path_factory.mktemp("regression")
+    rows = root / "rows.csv"
+    frame = load_diabetes(as_frame=True, scaled=False).frame.drop(columns="target").tail(60)
+    frame.insert(0, "patient_id", [f"p-{i}" for i in range(len(frame))])
+    frame.to_csv(rows, index=False)
+    result = invoke(*TRAIN)
+    assert result.exit_code == 0, result.output
+    assert f"Model '{MODEL}' version 1: promoted to production" in result.output
+    assert "test metrics: mae=" in result.output and "r2=" in result.output
+    state, port = root / "state", free_port()
+    deploy = ["deploy", "--set", f"model.name={MODEL}", "--env", serving_env(root, port, state)]
+    result = invoke(*deploy)
+    assert result.exit_code == 0, result.output
+    try:
+        result = invoke("export", "--set", f"model.name={MODEL}", "--output", str(root / "onnx"))
+        assert result.exit_code == 0, result.output
+        assert "values within" in result.output
+        yield {"root": root, "rows": rows, "url": f"http://127.0.0.1:{port}"}
+    finally:
+        invoke(*deploy, "--stop")
+        assert local_server.stray_processes(state, MODEL, keep=set()) == []
+
+
+def test_every_reader_answers_the_value_interval_and_decision_the_pipeline_gives(served):
+    from zenml.client import Client
+
+    from embedded.scorer import EmbeddedModel
+    from tabular_mlops.adapters.champion import load_version, version_at_stage
+    from tabular_mlops.adapters.streaming.models import StagedModels
+    from tabular_mlops.adapters.streaming.replay import read_events
+    from tabular_mlops.core.events import Event
+
+    production = version_at_stage(MODEL, "production")
+    assert production is not None
+    staged = load_version(production.id)
+    spec = staged.spec
+    assert spec.task == "regression" and spec.classes == []
+    assert spec.interval_level == 0.9 and spec.interval_half_width and spec.decision_offset
+    assert spec.decision_offset > 0  # under-prediction costs more: stock above the forecast
+    frame = pd.read_csv(served["rows"])
+    expected = staged.model.predict(frame[staged.features])
+
+    # the live service
+    records = [json.loads(payload) for payload in read_events(served["rows"])]
+    answer = httpx.post(f"{served['url']}/predict", json={"rows": records}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    online = answer.json()["predictions"]
+    assert set(online[0]) == {"prediction", "interval", "decision"}
+    values = np.array([a["prediction"] for a in online])
+    np.testing.assert_allclose(values, expected, rtol=1e-9)
+    low, high = np.array([a["interval"] for a in online]).T
+    np.testing.assert_allclose(high - low, 2 * spec.interval_half_width)
+    np.testing.assert_allclose([a["decision"] for a in online], values + spec.decision_offset)
+
+    # the batch pipeline, file to file: the same columns
+    result = invoke("infer", "--input", str(served["rows"]), "--set", f"model.name={MODEL}")
+    assert result.exit_code == 0, result.output
+    run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
+    batch = pd.read_parquet(run.steps["score_batch"].outputs["batch_result"][0].load()
+                            .predictions_path).sort_values("row_number")  # fmt: skip
+    assert list(batch["patient_id"]) == list(frame["patient_id"])
+    np.testing.assert_allclose(batch["prediction"], expected, rtol=1e-9)
+    np.testing.assert_allclose(batch["interval_low"], low)
+    np.testing.assert_allclose(batch["decision"], [a["decision"] for a in online])
+
+    # the stream's scorer, on the replay's payloads
+    scorer = StagedModels(MODEL, "production").load(production.name)
+    events = [Event(f"e:{i}", p, 0.0) for i, p in enumerate(read_events(served["rows"]))]
+    streamed = scorer.score(events, max_deliveries=5, now=0.0)
+    assert streamed.dead_letters == []
+    np.testing.assert_allclose([p["prediction"] for p in streamed.predictions], expected, rtol=1e-9)
+    assert [p["decision"] for p in streamed.predictions] == [a["decision"] for a in online]
+
+    # the embedded scorer, the ONNX export (float32 inside)
+    embedded = EmbeddedModel.load(served["root"] / "onnx")
+    answers = embedded.answers(records)
+    np.testing.assert_allclose([a["prediction"] for a in answers], expected, rtol=1e-5)
+    with pytest.raises(TypeError, match="a regressor has no probabilities"):
+        embedded.predict_proba(records)
+
+    # the log keeps each value, as monitoring reads it
+    logged = [
+        json.loads(line)
+        for path in sorted(Path(served["root"], "state").rglob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    live = [line for line in logged if line["source"] == "live"]
+    assert len(live) == len(records)
+    assert live[0]["prediction"] == pytest.approx(expected[0]) and live[0]["probabilities"] == {}
+
+
+def test_a_non_finite_value_is_refused_naming_the_feature(served):
+    from tabular_mlops.adapters.streaming.replay import read_events
+
+    row = json.loads(next(iter(read_events(served["rows"]))))
+    row["bmi"] = 1e308  # scaled and weighted: past float64's range
+    answer = httpx.post(f"{served['url']}/predict", json={"rows": [row]}, timeout=30)
+    assert answer.status_code == 422, answer.text
+    assert any(problem["field"] == "rows.0.bmi" for problem in answer.json()["detail"])
+
+
+def test_a_costlier_regressor_is_refused_and_production_stays(served):
+    from tabular_mlops.adapters.champion import version_at_stage
+
+    result = invoke(
+        *TRAIN,
+        "--set", "parameters.training.estimator=sklearn.dummy.DummyRegressor",
+        "--set", "parameters.training.params={}",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "version 2: not promoted" in result.output
+    assert "r2 = " in result.output and "is below the floor 0.3" in result.output
+    assert "cost: " in result.output and "above the champion's" in result.output
+    production = version_at_stage(MODEL, "production")
+    assert production is not None and production.name == "1"
+
+
+def test_the_demand_example_trains_on_the_past_and_is_tested_on_the_latest_period(dev_stack):
+    from zenml.client import Client
+
+    config = Path(__file__).parents[2] / "configs" / "examples" / "demand_training.yaml"
+    result = invoke("train", "--config", str(config), "--set", "model.name=it_demand")
+    assert result.exit_code == 0, result.output
+    assert "Model 'it_demand' version 1: promoted to production" in result.output
+    run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
+    train = run.steps["split_data"].outputs["train_set"][0].load()
+    test = run.steps["split_data"].outputs["test_set"][0].load()
+    assert train["date"].max() < test["date"].min()
+    assert len(test) == pytest.approx(0.2 * (len(train) + len(test)), abs=12)
+    report = run.steps["evaluate_model"].outputs["evaluation_report"][0].load()
+    governance = report.governance
+    assert governance.interval.coverage > 0.85 and governance.decision_quantile == 2 / 3
+    assert {g.group for g in governance.error_gaps[0].groups} == {"north", "centre", "harbour"}
+    assert [s.value for s in report.slices] == ["bread", "cola", "soup", "water"]
