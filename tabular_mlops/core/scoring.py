@@ -16,6 +16,7 @@ checks for non-finite answers and the row bookkeeping are the same for both.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,8 @@ import sklearn
 from scipy.special import expit
 from sklearn.base import is_regressor
 from sklearn.pipeline import Pipeline
+
+from tabular_mlops.core.transformers import DATE_PARTS, date_parts
 
 
 class UnsupportedPipelineError(ValueError):
@@ -41,9 +44,9 @@ class FastModel:
             )
         except (KeyError, AttributeError, ValueError) as exc:
             raise UnsupportedPipelineError(str(exc)) from exc
-        if any(len(columns) and step != "drop" for _, step, columns in others):
-            # e.g. date columns' parts: replayed by the pipeline itself
-            raise UnsupportedPipelineError("columns beyond the numeric and categorical ones")
+        dates = [(step, columns) for name, step, columns in others if name == "dates"]
+        if any(len(c) and step != "drop" for name, step, c in others if name != "dates"):
+            raise UnsupportedPipelineError("columns beyond the numeric, categorical and dates")
         position = {name: i for i, name in enumerate(feature_names)}
         self.numeric_names, self.categorical_names = list(numeric_cols), list(categorical_cols)
         self.regressor = is_regressor(model)
@@ -64,6 +67,17 @@ class FastModel:
                 (str(fill[i]), {str(v): j for j, v in enumerate(cats)})
                 for i, cats in enumerate(encoder.categories_)
             ]
+        #: each date column's parts (weekday, month), encoded as categoricals are
+        self.date_names: list[str] = []
+        for step, columns in dates:
+            fill = step.named_steps["impute"].statistics_
+            encoder = step.named_steps["encode"]
+            self.date_names = list(columns)
+            self.categorical += [
+                (str(fill[i]), {str(v): j for j, v in enumerate(cats)})
+                for i, cats in enumerate(encoder.categories_)
+            ]
+        self.date_index = [position[c] for c in self.date_names]
         self.width = len(numeric_cols) + sum(len(m) for _, m in self.categorical)
         if self.linear is not None and not self._linear_agrees():
             self.linear = None  # every process that builds one checks, not only packaging
@@ -79,11 +93,15 @@ class FastModel:
             numeric = np.where(np.isnan(numeric), self.medians, numeric)
             out[:, :n_numeric] = (numeric - self.mean) / self.scale
         offset = n_numeric
-        for (fill, mapping), column in zip(self.categorical, self.categorical_index, strict=True):
+        columns = [(lambda row, i=i: row[i]) for i in self.categorical_index] + [
+            (lambda row, i=i, part=part: one_date_part(row[i], part))
+            for i in self.date_index for part in range(len(DATE_PARTS))
+        ]  # fmt: skip
+        for (fill, mapping), read in zip(self.categorical, columns, strict=True):
             for row_number, row in enumerate(rows):
-                value = fill if row[column] is None else str(row[column])
-                hit = mapping.get(value)  # unknown categories encode as all zeros, as sklearn's
-                if hit is not None:
+                value = read(row)
+                hit = mapping.get(fill if value is None else str(value))
+                if hit is not None:  # unknown categories encode as all zeros, as sklearn's
                     out[row_number, offset + hit] = 1.0
             offset += len(mapping)
         return out
@@ -110,8 +128,11 @@ class FastModel:
             numeric /= self.scale
         offset = n_numeric
         rows = np.arange(len(frame))
-        for (fill, mapping), name in zip(self.categorical, self.categorical_names, strict=True):
-            values = frame[name].astype(object).where(frame[name].notna(), fill).astype(str)
+        parts = [pd.Series(column) for column in date_parts(frame[self.date_names]).T] if (
+            self.date_names) else []  # fmt: skip
+        sources = [frame[name] for name in self.categorical_names] + parts
+        for (fill, mapping), source in zip(self.categorical, sources, strict=True):
+            values = source.astype(object).where(source.notna(), fill).astype(str)
             codes = pd.Categorical(values, categories=list(mapping)).codes
             known = codes >= 0  # unknown categories encode as all zeros, as sklearn's
             out[rows[known], offset + codes[known]] = 1.0
@@ -156,6 +177,20 @@ class FastModel:
             self.linear = None
         if not agrees():
             raise UnsupportedPipelineError("numpy path disagrees with the pipeline on real rows")
+
+
+def one_date_part(value: Any, part: int) -> str | None:
+    """One raw date's part as the pipeline's ``date_parts`` gives it (weekday, month), by
+    the standard library for the ISO forms it reads, by pandas for any other (so the
+    answer is the pipeline's: same parse, same missing)."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        parsed = date_parts(pd.DataFrame({"date": [value]}))[0][part]
+        return parsed if isinstance(parsed, str) else None  # NaN: missing, as the pipeline
+    return str(when.weekday() if part == 0 else when.month)
 
 
 def answers(model: Any, features: Any) -> np.ndarray:

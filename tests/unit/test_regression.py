@@ -350,3 +350,20 @@ def test_the_data_gate_names_a_date_that_is_not_one_and_no_longer_calls_dates_te
         "1 value(s) are not ISO dates (e.g. '04/02/2023x')"
         in checks(broken, ("date",))[("date", "date")]
     )
+
+
+def test_the_fast_path_reads_dates_as_the_pipeline_does_odd_ones_included():
+    from tabular_mlops.core.demand import demand_frame
+
+    frame = demand_frame(days=90)
+    poisson = TrainingConfig(estimator="sklearn.linear_model.PoissonRegressor",
+                             params={"alpha": 0.001, "max_iter": 500})  # fmt: skip
+    model, _ = fit_model(frame, "units_sold", poisson, task="regression", date_columns=["date"])
+    features = frame.drop(columns="units_sold")
+    scorer = scorer_for(model, list(features.columns), features)
+    assert type(scorer).__name__ == "FastModel"
+    odd = features.head(5).astype(object)
+    odd["date"] = ["2031-06-07T10:00:00", "2025-13-01", None, "20250607", "07/06/2025"]
+    expected = model.predict(odd)
+    np.testing.assert_allclose(scorer.predict_proba(rows_of_frame(odd))[:, 0], expected)
+    np.testing.assert_allclose(scorer.predict_proba_frame(odd)[:, 0], expected)
