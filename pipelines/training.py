@@ -21,7 +21,6 @@ from tabular_mlops.core.config import (
     ModelCardConfig,
     PromotionConfig,
     SplitConfig,
-    Task,
     TrainingConfig,
 )
 
@@ -34,7 +33,7 @@ def train_and_promote(
     evaluation: EvaluationConfig,
     promotion: PromotionConfig,
     card: ModelCardConfig,
-    task: Task = "classification",
+    task: str = "classification",
 ) -> Any:
     """ingest -> validate data -> split -> train -> evaluate -> validate model -> register/promote
     -> model card.

@@ -12,7 +12,7 @@ from materializers.dataframe_materializer import ContentHashedDataFrameMateriali
 from tabular_mlops.adapters.champion import Champion, find_version, load_artifact, reference_name
 from tabular_mlops.adapters.evidently_reports import build_report
 from tabular_mlops.core.checks import DataValidationError, check_dataset, drift_violations
-from tabular_mlops.core.config import DataValidationConfig, Task
+from tabular_mlops.core.config import DataValidationConfig, as_task
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def validate_data(
     rules: DataValidationConfig,
     target: str,
     assessment_columns: list[str],
-    task: Task = "classification",
+    task: str = "classification",
     date_columns: list[str] | None = None,
 ) -> tuple[
     Annotated[pd.DataFrame, "validated_dataset"],
@@ -49,7 +49,9 @@ def validate_data(
         load_artifact(source.train_set_artifact_id) if source.train_set_artifact_id else None
     )
     described = reference_name(source)
-    check_dataset(dataset, target, rules, reference, assessment_columns, task, date_columns or [])
+    check_dataset(
+        dataset, target, rules, reference, assessment_columns, as_task(task), date_columns or []
+    )
     summary, html, snapshot = build_report(
         Client().active_stack.data_validator,
         dataset,

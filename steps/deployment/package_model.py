@@ -14,6 +14,9 @@ from tabular_mlops.core.latency import LatencyBudgetError, measure, over_budget
 from tabular_mlops.core.log_policy import LOG_COLUMNS_KEY, check_policy
 from tabular_mlops.core.scoring import rows_of_frame, scorer_for
 
+#: rollouts decided on a classifier's labels (not yet on a regressor's errors)
+LABEL_STRATEGIES = ("shadow", "ab", "bandit")
+
 
 @step(enable_cache=False)
 def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_package"]:
@@ -29,6 +32,14 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
     """
     model = get_step_context().model
     staged = load_staged_model(model)
+    strategy = serving.rollout.strategy
+    if staged.spec.task == "regression" and strategy in LABEL_STRATEGIES:
+        raise ValueError(
+            f"model '{model.name}' is a regressor: the {strategy} rollout is decided on labels "
+            "(agreement, accuracy, correct answers), which a regressor's values are not yet "
+            "judged by; roll it out with strategy replace or canary (its errors and latency "
+            "guard it) under parameters.serving.rollout in configs/deployment.yaml"
+        )
     sample = staged.test_set[staged.features]
     scorer = scorer_for(staged.model, staged.features, sample)
     latency = measure(scorer, staged.spec.decide, rows_of_frame(sample))

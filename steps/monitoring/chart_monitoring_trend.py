@@ -20,7 +20,7 @@ def chart_monitoring_trend(
 ) -> Annotated[HTMLString, "monitoring_trend"]:
     """Record this run's decision figures as *run* metadata (the run's Metadata tab shows
     them) and chart them with those of the monitoring runs before it: drift share, and
-    accuracy where labels came, decision by decision."""
+    accuracy (a regressor: MAE) where labels came, decision by decision."""
     context = get_step_context()
     run = context.pipeline_run
     figures: dict[str, MetadataType] = {
@@ -29,7 +29,12 @@ def chart_monitoring_trend(
         "drifted_columns": len(decision.drifted_columns),
         "prediction_drift": decision.prediction_drift,
         "rows": decision.rows,
-        **({"accuracy": decision.performance["accuracy"]} if decision.performance else {}),
+        # with labels: a classifier's accuracy, a regressor's MAE
+        **{
+            name: value
+            for name, value in (decision.performance or {}).items()
+            if name in ("accuracy", "mae")
+        },
     }
     log_metadata(metadata=figures, run_id_name_or_prefix=run.id)
     earlier = Client().list_pipeline_runs(

@@ -8,7 +8,7 @@ from sklearn.pipeline import Pipeline
 from zenml import log_metadata, step
 
 from tabular_mlops.adapters.mlflow_models import MlflowModel, log_model
-from tabular_mlops.core.config import CostConfig, IntervalConfig, Task, TrainingConfig
+from tabular_mlops.core.config import CostConfig, IntervalConfig, TrainingConfig, as_task
 from tabular_mlops.core.model_factory import fit_model
 from tabular_mlops.core.regression import errors_of
 
@@ -20,7 +20,7 @@ def train_model(
     target: str,
     cost: CostConfig,
     assessment_columns: list[str],
-    task: Task = "classification",
+    task: str = "classification",
     interval: IntervalConfig | None = None,
     date_columns: list[str] | None = None,
 ) -> tuple[Annotated[Pipeline, "model"], Annotated[MlflowModel, "mlflow_model"]]:
@@ -32,7 +32,14 @@ def train_model(
     autologging, which turned a 0.02 s fit of this pipeline into 3.2 s here.
     """
     model, hyperparameters = fit_model(
-        train_set, target, training, cost, assessment_columns, task, interval, date_columns or ()
+        train_set,
+        target,
+        training,
+        cost,
+        assessment_columns,
+        as_task(task),
+        interval,
+        date_columns or (),
     )
     features = train_set[list(model.feature_names_in_)]
     # accuracy of a classifier, R² of a regressor (scikit-learn's ``score``)

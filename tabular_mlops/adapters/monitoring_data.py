@@ -13,6 +13,7 @@ from tabular_mlops.adapters.batch import MONITORING_SAMPLE_PREFIX
 from tabular_mlops.adapters.streaming.consumer import SOURCE as STREAM_SOURCE
 from tabular_mlops.core.config import MonitoringConfig
 from tabular_mlops.core.log_policy import HASHED_PREFIX
+from tabular_mlops.core.regression import regression_scores
 from tabular_mlops.core.signals import PREDICTION
 from tabular_mlops.serving.inference_log import read_records
 
@@ -96,7 +97,8 @@ def masked_columns(logged: pd.DataFrame, features: list[str]) -> list[str]:
 
 def performance(current: pd.DataFrame, labels_path: Path | None) -> dict[str, float] | None:
     """How many labels the file holds and how many match a logged prediction (by
-    ``request_id`` and ``row``), with accuracy and macro F1 on those."""
+    ``request_id`` and ``row``), with accuracy and macro F1 on those (a regressor's:
+    MAE, RMSE, R², WAPE)."""
     if labels_path is None:
         return None
     if not labels_path.is_file():
@@ -110,6 +112,17 @@ def performance(current: pd.DataFrame, labels_path: Path | None) -> dict[str, fl
     counts = {"labels": float(len(labels)), "labelled_rows": float(len(joined))}
     if joined.empty:
         return counts
+    values = pd.to_numeric(joined[PREDICTION], errors="coerce")
+    if values.notna().all() and not pd.api.types.is_bool_dtype(joined[PREDICTION]):
+        # a regressor's values (a classifier's labels are text: "malignant", ">50K")
+        truth_values = pd.to_numeric(joined["label"], errors="coerce")
+        if truth_values.isna().any():
+            first = joined["label"][truth_values.isna()].iloc[0]
+            raise LabelsError(
+                f"{labels_path}: column 'label' holds {first!r}, not a number: the model "
+                "predicts numbers"
+            )
+        return {**counts, **regression_scores(truth_values, values)}
     truth, predicted = joined["label"].astype(str), joined[PREDICTION].astype(str)
     return {
         **counts,

@@ -170,7 +170,7 @@ def find_violations(
     violations += leaking_columns(frame, target, rules, not_features, task)
     if reference is not None:
         violations += column_changes(frame, reference, target, rules)
-        violations += departures_from_reference(frame, reference, target, rules, task)
+        violations += departures_from_reference(frame, reference, target, rules, task, date_columns)
     return violations
 
 
@@ -490,11 +490,14 @@ def departures_from_reference(
     target: str,
     rules: DataValidationConfig,
     task: Task = "classification",
+    date_columns: Sequence[str] = (),
 ) -> list[Violation]:
     """Where the data left what the production model was trained on: value ranges and
-    medians, missing rates, categories, and the label's distribution."""
+    medians, missing rates, categories, and the label's distribution. A date column's
+    days are not categories: new data has new days (the model sees weekday and month)."""
     violations = []
-    for name in [c for c in frame.columns if c in reference.columns and c != target]:
+    compared = [c for c in frame.columns if c in reference.columns and c != target]
+    for name in [c for c in compared if c not in date_columns]:
         new, old = frame[name], reference[name]
         if new.isna().all() or column_kind(new) != column_kind(old):
             continue  # the schema's own checks name an empty column or a changed kind

@@ -18,6 +18,15 @@ from tabular_mlops.core.spec import DEFAULT_NA_VALUES, DataContract
 #: What the model predicts: a class (``classification``) or a number (``regression``).
 Task = Literal["classification", "regression"]
 
+
+def as_task(value: str) -> Task:
+    """``value`` as a :data:`Task`. Steps take the task as text: ZenML's dynamic pipelines
+    (the retraining) cannot check a ``Literal`` step parameter."""
+    if value not in get_args(Task):
+        raise ValueError(f"task '{value}': expected one of {list(get_args(Task))}")
+    return value  # type: ignore[return-value]
+
+
 #: Metrics the evaluation step computes, of classifiers then of regressors.
 MetricName = Literal[
     "accuracy",
@@ -797,6 +806,10 @@ class MonitoringConfig(StrictModel):
     min_label_match: float = Field(default=0.5, ge=0, le=1)
     #: with labels: accuracy below this triggers retraining
     retrain_below_accuracy: float = Field(default=0.85, ge=0, le=1)
+    #: with labels, for a regressor: a mean absolute error above this (in the target's
+    #: units) triggers retraining, and above ``alert_above_mae`` raises an alert
+    alert_above_mae: float | None = Field(default=None, gt=0)
+    retrain_above_mae: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _alert_before_retrain(self) -> MonitoringConfig:

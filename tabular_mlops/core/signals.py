@@ -36,6 +36,8 @@ def label_match(measured: dict[str, float], least: float) -> str:
     said = f"labels: {matched} of {labels} match a logged prediction"
     if matched < least * labels:
         said += f" (under {least:.0%}: ids from another service or window?)"
+    if "mae" in measured:
+        return f"{said}; MAE {measured['mae']:.4g}, RMSE {measured['rmse']:.4g}"
     return f"{said}; accuracy {measured['accuracy']:.3f}, F1 {measured['f1_macro']:.3f}"
 
 
@@ -71,6 +73,19 @@ def decide(
                 f"accuracy {measured['accuracy']:.3f} on {int(measured['labelled_rows'])} "
                 f"labelled rows, below {config.retrain_below_accuracy}"
             )
+        mae = measured.get("mae") if measured else None
+        thresholds: tuple[tuple[float | None, Action], ...] = (
+            (config.retrain_above_mae, "retrain"),
+            (config.alert_above_mae, "alert"),
+        )
+        for limit, raised in thresholds:  # the first one crossed, the strongest first
+            if mae is not None and measured and limit is not None and mae > limit:
+                action = raised if raised == "retrain" or action == "none" else action
+                reasons.append(
+                    f"MAE {mae:.4g} on {int(measured['labelled_rows'])} labelled rows, above "
+                    f"{limit:g}"
+                )
+                break
         if not reasons:
             reasons.append(f"{share:.0%} of features drifted; below every threshold")
     if measured is not None:

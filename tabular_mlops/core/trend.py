@@ -18,6 +18,8 @@ class TrendPoint(BaseModel):
     rows: int
     drift_share: float
     accuracy: float | None = None
+    #: a regressor's mean absolute error on the labelled rows, in the target's units
+    mae: float | None = None
 
 
 def render_trend(points: list[TrendPoint]) -> str:
@@ -28,9 +30,12 @@ def render_trend(points: list[TrendPoint]) -> str:
     series: dict[str, list[float | None]] = {"drift share": [p.drift_share for p in ordered]}
     if any(p.accuracy is not None for p in ordered):
         series["accuracy"] = [p.accuracy for p in ordered]
+    regression = any(p.mae is not None for p in ordered)
+    if regression:
+        series["MAE"] = [p.mae for p in ordered]
     rows = [
         [f"{p.created:%Y-%m-%d %H:%M}", p.action, str(p.rows), number(p.drift_share),
-         number(p.accuracy)]
+         number(p.mae if regression else p.accuracy)]
         for p in reversed(ordered)
     ]  # fmt: skip
     body = "\n".join(
@@ -38,7 +43,7 @@ def render_trend(points: list[TrendPoint]) -> str:
             f"<h2>Monitoring over the last {len(ordered)} runs</h2>",
             line_svg(series, labels),
             table(
-                ["run", "decision", "rows", "drift share", "accuracy"],
+                ["run", "decision", "rows", "drift share", "MAE" if regression else "accuracy"],
                 rows,
                 numeric_from=2,
                 bad_rows=[p.action != "none" for p in reversed(ordered)],

@@ -55,7 +55,7 @@ def served(dev_stack, tmp_path_factory):
         result = invoke("export", "--set", f"model.name={MODEL}", "--output", str(root / "onnx"))
         assert result.exit_code == 0, result.output
         assert "values within" in result.output
-        yield {"root": root, "rows": rows, "url": f"http://127.0.0.1:{port}"}
+        yield {"root": root, "rows": rows, "url": f"http://127.0.0.1:{port}", "deploy": deploy}
     finally:
         invoke(*deploy, "--stop")
         assert local_server.stray_processes(state, MODEL, keep=set()) == []
@@ -172,3 +172,30 @@ def test_the_demand_example_trains_on_the_past_and_is_tested_on_the_latest_perio
     assert governance.interval.coverage > 0.85 and governance.decision_quantile == 2 / 3
     assert {g.group for g in governance.error_gaps[0].groups} == {"north", "centre", "harbour"}
     assert [s.value for s in report.slices] == ["bread", "cola", "soup", "water"]
+    # trained again, gated against itself in production: the new days are not new
+    # categories of a column, they are dates (the data gate's reference is the
+    # production model's training data, which ends where the test split begins)
+    again = invoke("train", "--config", str(config), "--set", "model.name=it_demand")
+    assert again.exit_code == 0, again.output
+    assert "version 2: not promoted: identical to production version 1" in again.output
+
+
+def test_a_rollout_decided_on_labels_is_refused_for_a_regressor_and_the_service_stays(served):
+    from tabular_mlops.adapters.streaming.replay import read_events
+
+    rows = [json.loads(next(iter(read_events(served["rows"]))))]
+    before = httpx.post(f"{served['url']}/predict", json={"rows": rows}, timeout=10).json()
+    candidate = invoke(
+        *TRAIN, "--set", "parameters.training.params={alpha: 0.9}",
+        "--set", "parameters.promotion.stage=staging",
+        "--set", "parameters.promotion.max_regression=5",
+        "--set", "parameters.evaluation.cost.max_increase_per_1000=1000",
+    )  # fmt: skip
+    assert candidate.exit_code == 0 and "promoted to staging" in candidate.output, candidate.output
+    result = invoke(*served["deploy"], "--set", "stage=staging", "--strategy", "ab")
+    assert result.exit_code != 0
+    assert "is a regressor: the ab rollout is decided on labels" in result.output
+    assert "strategy replace or canary" in result.output
+    after = httpx.post(f"{served['url']}/predict", json={"rows": rows}, timeout=10).json()
+    assert after["model_version"] == before["model_version"]
+    assert after["predictions"] == before["predictions"]

@@ -87,11 +87,12 @@ def run(clone, *args: str, expect: int = 0) -> str:
     return output
 
 
-def predict(clone) -> dict:
+def predict(clone, dataset: str = "breast_cancer") -> dict:
     from tabular_mlops.adapters.sources import load_dataset
     from tabular_mlops.core.config import DataSourceConfig
 
-    row = load_dataset(DataSourceConfig()).drop(columns=["target"]).iloc[0].to_dict()
+    source = DataSourceConfig(dataset=dataset)  # type: ignore[arg-type]
+    row = load_dataset(source).drop(columns=["target"]).iloc[0].to_dict()
     answer = httpx.post(f"{clone['url']}/predict", json={"rows": [row]}, timeout=30)
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
@@ -246,3 +247,13 @@ def test_the_readme_in_its_order(clone):
     for section in ("Intended use", "Out of scope", "Limitations and caveats", "Fairness"):
         assert section in page
     assert f"Stopped {clone['url']}" in run(clone, "deploy", "--stop")
+    # Regression: the whole loop on the diabetes example, at the address the classifier left
+    out = run(clone, "all", "--set", "parameters.task=regression", "--stream", "--export",
+              ".local/embedded/regressor")  # fmt: skip
+    assert "Model 'tabular_regressor' version 1: promoted to production" in out
+    assert "Serving 'tabular_regressor' version 1 at" in out
+    assert "111 of 111 rows scored" in out and "111 predictions, 0 dead letters" in out
+    assert "checked on 111 test rows: values within" in out
+    answer = predict(clone, "diabetes")
+    assert set(answer["predictions"][0]) == {"prediction", "interval"}
+    assert "Stopped" in run(clone, "deploy", "--stop", "--set", "model.name=tabular_regressor")

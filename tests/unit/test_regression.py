@@ -367,3 +367,68 @@ def test_the_fast_path_reads_dates_as_the_pipeline_does_odd_ones_included():
     expected = model.predict(odd)
     np.testing.assert_allclose(scorer.predict_proba(rows_of_frame(odd))[:, 0], expected)
     np.testing.assert_allclose(scorer.predict_proba_frame(odd)[:, 0], expected)
+
+
+# --------------------------------------------------------------------------- monitoring
+def test_monitoring_measures_a_regressors_error_and_retrains_above_its_ceiling(tmp_path):
+    from tabular_mlops.adapters.monitoring_data import LabelsError, performance
+    from tabular_mlops.core.config import MonitoringConfig
+    from tabular_mlops.core.drift import DriftSummary
+    from tabular_mlops.core.signals import decide
+
+    logged = pd.DataFrame({"request_id": ["a", "a", "b"], "row": [0, 1, 0],
+                           "prediction": [10.0, 20.0, 30.0]})  # fmt: skip
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,row,label\na,0,12\na,1,20\nb,0,26\n")
+    measured = performance(logged, labels)
+    assert measured is not None and measured["mae"] == pytest.approx(2.0)
+    config = MonitoringConfig(min_rows=1, alert_above_mae=1.0, retrain_above_mae=1.5)
+    drift = DriftSummary(compared_with_reference=True)
+    decision = decide(3, drift, measured, config)
+    assert decision.action == "retrain"
+    assert "MAE 2 on 3 labelled rows, above 1.5" in decision.reasons
+    assert "MAE 2, RMSE" in decision.reasons[-1]
+    calm = decide(3, drift, measured, MonitoringConfig(min_rows=1, alert_above_mae=1.0))
+    assert calm.action == "alert"
+    labels.write_text("request_id,row,label\na,0,twelve\n")
+    with pytest.raises(LabelsError, match="'twelve', not a number"):
+        performance(logged, labels)
+
+
+# --------------------------------------------------------------------------- serving
+def test_the_service_answers_a_regressors_value_interval_and_decision_and_documents_them(
+    tmp_path,
+):
+    from fastapi.testclient import TestClient
+    from openapi_spec_validator import validate
+
+    from tabular_mlops.adapters.champion import regression_answer
+    from tabular_mlops.core.spec import ServingSettings, ServingSpec
+    from tabular_mlops.serving.app import bind, create_app
+    from tabular_mlops.serving.credentials import Tokens, write_tokens
+
+    frame = linear_frame(600)
+    cost = CostConfig(under_prediction=3, over_prediction=1)
+    model, _ = fit_model(frame, "y", RIDGE, cost, task="regression")
+    spec = ServingSpec.from_training_data("reg", "1", frame, "y", [], **regression_answer(model))
+    tokens = tmp_path / "tokens.json"
+    write_tokens(tokens, Tokens(current={"feedback": "f", "admin": "a", "source": "s"}))
+    app = create_app(spec, ServingSettings(model_tag="reg:1", tokens_file=str(tokens)))
+    features = frame.drop(columns="y")
+    bind(app, scorer_for(model, list(features.columns), features), None)
+    client = TestClient(app)
+    row = {"x1": 0.5, "x2": -1.0, "group": "b"}
+    answer = client.post("/predict", json={"rows": [row]})
+    assert answer.status_code == 200, answer.text
+    (prediction,) = answer.json()["predictions"]
+    value = float(model.predict(pd.DataFrame([row]))[0])
+    assert prediction["prediction"] == pytest.approx(value, rel=1e-9)
+    assert prediction["interval"] == pytest.approx(
+        [value - spec.interval_half_width, value + spec.interval_half_width]
+    )
+    assert prediction["decision"] == pytest.approx(value + spec.decision_offset)
+    document = client.get("/openapi.json").json()
+    validate(document)
+    declared = document["components"]["schemas"]["Prediction"]
+    assert declared["required"] == ["prediction", "interval", "decision"]
+    assert set(declared["properties"]) == {"prediction", "interval", "decision"}
