@@ -36,7 +36,7 @@ def test_the_core_imports_without_zenml_or_serving_frameworks():
     assert result.stdout.strip() == "[]"
 
 
-def test_no_step_takes_a_literal_parameter_which_a_dynamic_pipeline_cannot_check():
+def test_no_step_takes_a_literal_parameter_which_a_dynamic_pipeline_cannot_check(zenml_repo):
     """ZenML 0.98's dynamic pipelines (the retraining) fail a step whose parameter is typed
     ``Literal`` ("typing.Literal cannot be used with issubclass()"): steps take text and
     narrow it (``core.config.as_task``)."""
