@@ -53,6 +53,8 @@ class FastModel:
         self.linear = linear_regression(self.classifier) if self.regressor else (
             binary_logistic(self.classifier)
         )  # fmt: skip
+        #: a generalised linear model with a log link answers exp(x . w + b)
+        self.log_link = self.regressor and type(self.classifier).__name__ in LOG_LINK
         self.numeric_index = [position[c] for c in numeric_cols]
         self.categorical_index = [position[c] for c in categorical_cols]
         if numeric_cols:
@@ -149,7 +151,8 @@ class FastModel:
         if self.linear is not None:
             weights, intercept = self.linear
             if self.regressor:
-                return (features @ weights + intercept).reshape(-1, 1)
+                linear = features @ weights + intercept
+                return (np.exp(linear) if self.log_link else linear).reshape(-1, 1)
             positive = expit(features @ weights + intercept)
             return np.column_stack([1.0 - positive, positive])
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
@@ -201,12 +204,19 @@ def answers(model: Any, features: Any) -> np.ndarray:
     return np.asarray(model.predict_proba(features))
 
 
+#: scikit-learn's generalised linear models whose link is the log: exp(x . w + b)
+LOG_LINK = frozenset({"PoissonRegressor", "GammaRegressor"})
+
+
 def linear_regression(estimator: Any) -> tuple[np.ndarray, float] | None:
     """(weights, intercept) of a single-output linear regressor (``LinearRegression``,
-    ``Ridge``, ``Lasso``, ``ElasticNet``), whose prediction is ``x . w + b``."""
+    ``Ridge``, ``Lasso``, ``ElasticNet``: ``x . w + b``; ``PoissonRegressor`` and
+    ``GammaRegressor``: ``exp(x . w + b)``)."""
     from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
 
-    if type(estimator) not in (LinearRegression, Ridge, Lasso, ElasticNet):
+    if type(estimator) not in (LinearRegression, Ridge, Lasso, ElasticNet) and not (
+        type(estimator).__name__ in LOG_LINK and type(estimator).__module__.startswith("sklearn.")
+    ):
         return None
     weights = np.asarray(estimator.coef_, dtype=float)
     if weights.ndim != 1:
