@@ -14,8 +14,9 @@ from tabular_mlops.core.latency import LatencyBudgetError, measure, over_budget
 from tabular_mlops.core.log_policy import LOG_COLUMNS_KEY, check_policy
 from tabular_mlops.core.scoring import rows_of_frame, scorer_for
 
-#: rollouts decided on a classifier's labels (not yet on a regressor's errors)
-LABEL_STRATEGIES = ("shadow", "ab", "bandit")
+#: rollouts decided on a classifier's labels (agreement, or a test on correct answers),
+#: not yet on a regressor's errors
+LABEL_STRATEGIES = ("shadow", "canary", "ab", "bandit")
 
 
 @step(enable_cache=False)
@@ -36,9 +37,11 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
     if staged.spec.task == "regression" and strategy in LABEL_STRATEGIES:
         raise ValueError(
             f"model '{model.name}' is a regressor: the {strategy} rollout is decided on labels "
-            "(agreement, accuracy, correct answers), which a regressor's values are not yet "
-            "judged by; roll it out with strategy replace or canary (its errors and latency "
-            "guard it) under parameters.serving.rollout in configs/deployment.yaml"
+            "(agreement, or a test on correct answers), which a regressor's values are not "
+            "yet judged by; nothing was built and the live service is unchanged: deploy it "
+            "with strategy replace (parameters.serving.rollout.strategy in "
+            "configs/deployment.yaml; a retraining's: retraining.strategy in "
+            "configs/monitoring.yaml)"
         )
     sample = staged.test_set[staged.features]
     scorer = scorer_for(staged.model, staged.features, sample)

@@ -22,11 +22,11 @@ def collect_predictions(
     monitoring: MonitoringConfig,
 ) -> Annotated[pd.DataFrame, "monitored_predictions"]:
     """The window's live requests (from the serving log) and batch predictions."""
-    staged = load_staged_model(get_step_context().model)
+    model = get_step_context().model
+    staged = load_staged_model(model)
     end = datetime.now(UTC)
-    current = collect(
-        monitoring, staged.features, end - timedelta(hours=monitoring.window_hours), end
-    )
+    start = end - timedelta(hours=monitoring.window_hours)
+    current = collect(monitoring, staged.features, start, end, model.name)
     unreadable = int(current.attrs.get("unreadable_lines", 0))
     if unreadable:
         logger.warning(

@@ -303,9 +303,9 @@ def score_file(
         if writer is not None:
             writer.close()
     if sample:
-        pd.concat(sample, ignore_index=True).assign(scored_at=pd.Timestamp(now)).to_parquet(
-            output_dir / f"{MONITORING_SAMPLE_PREFIX}{batch_id}.parquet", index=False
-        )
+        pd.concat(sample, ignore_index=True).assign(
+            scored_at=pd.Timestamp(now), model_name=spec.model_name
+        ).to_parquet(output_dir / f"{MONITORING_SAMPLE_PREFIX}{batch_id}.parquet", index=False)
     return BatchResult(
         batch_id=batch_id,
         model_version=spec.model_version,

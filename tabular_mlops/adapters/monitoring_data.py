@@ -23,7 +23,11 @@ class LabelsError(ValueError):
 
 
 def collect(
-    config: MonitoringConfig, features: list[str], start: datetime, end: datetime
+    config: MonitoringConfig,
+    features: list[str],
+    start: datetime,
+    end: datetime,
+    model_name: str | None = None,
 ) -> pd.DataFrame:
     """Live requests and streamed events from the inference log and the feature samples of
     batches scored in [start, end); ``attrs["unreadable_lines"]`` counts log lines that
@@ -32,9 +36,14 @@ def collect(
 
     A stream delivers at least once: after a crash an event is predicted again under its
     id, and a client may retry a request under its id. The first prediction of a
-    (source, id, row) with the same inputs is what monitoring reads, once."""
+    (source, id, row) with the same inputs is what monitoring reads, once.
+
+    The log and the batch samples may hold other models' rows (one machine, one log
+    directory): with ``model_name``, only that model's are read."""
     frames = []
     logged = read_records(config.inference_log_dir, start, end)
+    if model_name is not None and not logged.empty and "model_name" in logged.columns:
+        logged = logged[logged["model_name"] == model_name]
     unreadable = int(logged.attrs.get("unreadable_lines", 0))
     duplicates = 0
     # inputs the log hashes or drops (core/log_policy.py) cannot be compared: left out
@@ -56,8 +65,14 @@ def collect(
                 )
                 frames.append(traffic[columns].assign(origin=origin, far_outside=flagged))
     for path in sorted(Path(config.batch_predictions_dir).glob(f"{MONITORING_SAMPLE_PREFIX}*")):
-        table = pq.read_table(path, columns=[*features, PREDICTION, "scored_at"])
-        batch = table.to_pandas()
+        held = set(pq.read_schema(path).names)
+        if not {*features, PREDICTION, "scored_at"} <= held:
+            continue  # another model's batch: other features
+        extra = ["model_name"] if "model_name" in held else []
+        batch = pq.read_table(path, columns=[*features, PREDICTION, "scored_at", *extra])
+        batch = batch.to_pandas()
+        if extra and model_name is not None:
+            batch = batch[batch["model_name"] == model_name]
         scored_at = pd.to_datetime(batch["scored_at"], utc=True)
         in_window = (scored_at >= pd.Timestamp(start)) & (scored_at < pd.Timestamp(end))
         if in_window.any():

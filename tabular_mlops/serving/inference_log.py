@@ -350,8 +350,8 @@ def read_records(
     directory: Path, start: datetime | None = None, end: datetime | None = None
 ) -> pd.DataFrame:
     """Every logged row between ``start`` and ``end`` (UTC), one column per input feature
-    plus ``request_id``, ``row``, ``timestamp``, ``model_version``, ``prediction`` and
-    ``source``.
+    plus ``request_id``, ``row``, ``timestamp``, ``model_name``, ``model_version``,
+    ``prediction`` and ``source``.
 
     A line that does not parse (a crash mid-write, a disk error) is skipped, not
     fatal, and counted: ``frame.attrs["unreadable_lines"]``, which monitoring reports;
@@ -381,6 +381,7 @@ def read_records(
                         "request_id": record.request_id,
                         "row": record.row,
                         "timestamp": record.timestamp,
+                        "model_name": record.model_name,
                         "model_version": record.model_version,
                         "prediction": record.prediction,
                         "source": record.source,

@@ -195,7 +195,7 @@ def test_a_rollout_decided_on_labels_is_refused_for_a_regressor_and_the_service_
     result = invoke(*served["deploy"], "--set", "stage=staging", "--strategy", "ab")
     assert result.exit_code != 0
     assert "is a regressor: the ab rollout is decided on labels" in result.output
-    assert "strategy replace or canary" in result.output
+    assert "deploy it with strategy replace" in result.output
     after = httpx.post(f"{served['url']}/predict", json={"rows": rows}, timeout=10).json()
     assert after["model_version"] == before["model_version"]
     assert after["predictions"] == before["predictions"]

@@ -432,3 +432,36 @@ def test_the_service_answers_a_regressors_value_interval_and_decision_and_docume
     declared = document["components"]["schemas"]["Prediction"]
     assert declared["required"] == ["prediction", "interval", "decision"]
     assert set(declared["properties"]) == {"prediction", "interval", "decision"}
+
+
+def test_monitoring_reads_only_its_models_rows_from_a_log_two_models_share(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from tabular_mlops.adapters.monitoring_data import collect
+    from tabular_mlops.core.config import MonitoringConfig
+    from tabular_mlops.serving.inference_log import InferenceRecord
+
+    now = datetime.now(UTC)
+    logs = tmp_path / "log"
+    logs.mkdir()
+    lines = [
+        InferenceRecord(
+            request_id=f"{name}-{i}",
+            timestamp=now - timedelta(minutes=1),
+            model_name=name,
+            model_version="1",
+            inputs=inputs,
+            prediction=prediction,
+        ).model_dump_json()
+        for i in range(3)
+        for name, inputs, prediction in (
+            ("classifier", {"radius": 1.0}, "malignant"),
+            ("regressor", {"x1": 0.5, "x2": 1.0}, 12.5),
+        )
+    ]
+    (logs / "requests-2026-12-03-host-1.jsonl").write_text("\n".join(lines) + "\n")
+    config = MonitoringConfig(inference_log_dir=logs, batch_predictions_dir=tmp_path / "none")
+    window = (now - timedelta(hours=1), now)
+    rows = collect(config, ["x1", "x2"], *window, model_name="regressor")
+    assert list(rows["prediction"]) == [12.5, 12.5, 12.5]
+    assert set(rows["request_id"]) == {"regressor-0", "regressor-1", "regressor-2"}
