@@ -12,6 +12,7 @@ import click
 
 from cli.audit import audit
 from cli.common import cause_and_fix, keep_logged_error
+from cli.data import demand_data
 from cli.deploy import deploy
 from cli.export import export
 from cli.infer import infer
@@ -73,6 +74,7 @@ for command in (
     stack,
     dashboard,
     audit,
+    demand_data,
 ):
     cli.add_command(command)
 

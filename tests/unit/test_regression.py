@@ -465,3 +465,20 @@ def test_monitoring_reads_only_its_models_rows_from_a_log_two_models_share(tmp_p
     rows = collect(config, ["x1", "x2"], *window, model_name="regressor")
     assert list(rows["prediction"]) == [12.5, 12.5, 12.5]
     assert set(rows["request_id"]) == {"regressor-0", "regressor-1", "regressor-2"}
+
+
+def test_the_demand_csv_reads_back_as_the_rows_the_example_trains_on(tmp_path):
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
+    from tabular_mlops.core.demand import demand_frame
+    from tests.helpers import invoke
+
+    path = tmp_path / "demand.csv"
+    result = invoke("demand-data", "--output", str(path))
+    assert result.exit_code == 0, result.output
+    assert (
+        f"Wrote 8,760 rows (date, store, product, price, promotion, holiday, units_sold) to {path}"
+        in result.output
+    )
+    read = load_dataset(DataSourceConfig(source="file", path=path, target="units_sold"))
+    pd.testing.assert_frame_equal(read, demand_frame())
