@@ -6,7 +6,7 @@ from typing import Annotated
 from zenml import log_metadata, step
 from zenml.client import Client
 
-from tabular_mlops.adapters.champion import recorded_accuracy
+from tabular_mlops.adapters.champion import recorded_accuracy, recorded_error_spread
 from tabular_mlops.adapters.deployment.model_deployer import serving_deployer
 from tabular_mlops.adapters.deployment.packaging import prune_bentos
 from tabular_mlops.adapters.deployment.smoke import SmokeReport
@@ -38,9 +38,11 @@ def go_live(
         if strategy == "replace" or previous is None:
             live = target.switch(candidate)
         else:
-            # the experiment's sample is fixed now, on the champion's recorded accuracy
+            # the experiment's sample is fixed now, on the champion's recorded accuracy (a
+            # regressor's: the spread of its errors)
+            recorded = (previous.model_name, previous.model_version)
             plan = planned(
-                serving.rollout, recorded_accuracy(previous.model_name, previous.model_version)
+                serving.rollout, recorded_accuracy(*recorded), recorded_error_spread(*recorded)
             )
             rollout = target.begin_rollout(previous, candidate, plan)
             live, experiment = previous, rollout.experiment

@@ -12,11 +12,12 @@ from tabular_mlops.adapters.deployment.target import BentoPackage
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.latency import LatencyBudgetError, measure, over_budget
 from tabular_mlops.core.log_policy import LOG_COLUMNS_KEY, check_policy
+from tabular_mlops.core.rollout import planned
 from tabular_mlops.core.scoring import rows_of_frame, scorer_for
 
 #: rollouts decided on a classifier's labels (agreement, or a test on correct answers),
-#: not yet on a regressor's errors
-LABEL_STRATEGIES = ("shadow", "canary", "ab", "bandit")
+#: not on a regressor's errors (an A/B test is: Welch's test on absolute errors)
+LABEL_STRATEGIES = ("shadow", "canary", "bandit")
 
 
 @step(enable_cache=False)
@@ -39,10 +40,12 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
             f"model '{model.name}' is a regressor: the {strategy} rollout is decided on labels "
             "(agreement, or a test on correct answers), which a regressor's values are not "
             "yet judged by; nothing was built and the live service is unchanged: deploy it "
-            "with strategy replace (parameters.serving.rollout.strategy in "
+            "with strategy replace or ab (parameters.serving.rollout.strategy in "
             "configs/deployment.yaml; a retraining's: retraining.strategy in "
             "configs/monitoring.yaml)"
         )
+    if staged.spec.task == "regression" and strategy == "ab":
+        planned(serving.rollout, None, 1.0)  # names min_error_reduction before anything runs
     sample = staged.test_set[staged.features]
     scorer = scorer_for(staged.model, staged.features, sample)
     latency = measure(scorer, staged.spec.decide, rows_of_frame(sample))

@@ -10,6 +10,7 @@ version holds even across a router restart.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +76,7 @@ def gather(
                 arm.randomized += 1
                 arm.randomized_successes += float(item["reward"])
     labelled = {(f["request_id"], f["row"]): f["label"] for f in feedback if f.get("label")}
+    regression = False
     if labelled:
         logged = read_records(inference_log_dir, start=since or rollout.started_at)
         if not logged.empty and "far_outside" in logged.columns:
@@ -86,7 +88,15 @@ def gather(
                 logged["prediction"], strict=True,
             ):  # fmt: skip
                 truth = labelled.get((request_id, int(row)))
-                if truth is not None and version in arms:
+                if truth is not None and version in arms and isinstance(prediction, float):
+                    # a regressor's value (a classifier's label is text): its absolute error
+                    regression = True
+                    error = absolute_error(prediction, truth)
+                    if error is not None:
+                        arms[version].scored += 1
+                        arms[version].error_sum += error
+                        arms[version].error_squares += error**2
+                elif truth is not None and version in arms:
                     right = int(str(prediction) == str(truth))
                     arms[version].labelled += 1
                     arms[version].correct += right
@@ -97,6 +107,7 @@ def gather(
     same = router is not None and router.get("experiment") == rollout.experiment
     return Evidence(
         strategy=rollout.plan.strategy,
+        task="regression" if regression else "classification",
         champion=arms[rollout.champion.model_version],
         candidate=arms[rollout.candidate.model_version],
         compared=compared,
@@ -105,3 +116,14 @@ def gather(
         router_reason=str(router.get("reason", "")) if same and router else "",
         plan=rollout.plan,
     )
+
+
+def absolute_error(prediction: float, truth: str) -> float | None:
+    """|prediction - truth| for a true value fed back as text ("151", "151.0"); None when
+    the text is not a finite number (it is not evidence)."""
+    try:
+        value = float(truth)
+    except ValueError:
+        return None
+    error = abs(prediction - value)
+    return error if math.isfinite(error) else None

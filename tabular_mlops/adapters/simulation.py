@@ -68,6 +68,8 @@ class TrafficReport(BaseModel):
     failed: dict[str, int] = Field(default_factory=dict)
     answered_by: dict[str, int] = Field(default_factory=dict)
     correct_by: dict[str, int] = Field(default_factory=dict)
+    #: a regressor's answers: the sum of their absolute errors, by version
+    error_by: dict[str, float] = Field(default_factory=dict)
     feedback_sent: int = 0
 
 
@@ -110,9 +112,14 @@ def drive_traffic(
                 continue
             body = answer.json()
             request_id = body["request_id"]  # the answer's own id: feedback names it
-            version, label = body["model_version"], body["predictions"][0]["label"]
+            version, answered = body["model_version"], body["predictions"][0]
             report.answered_by[version] = report.answered_by.get(version, 0) + 1
-            right = label == truth
+            # a classifier is right on the label; a regressor's value is never exactly
+            # right: it is told the true value, and the report counts it by its error
+            right = answered.get("label", answered.get("prediction")) == truth
+            if "prediction" in answered:
+                error = abs(float(answered["prediction"]) - float(truth))
+                report.error_by[version] = report.error_by.get(version, 0.0) + error
             report.correct_by[version] = report.correct_by.get(version, 0) + int(right)
             if feedback == "label":
                 truths.append({"request_id": request_id, "row": 0, "label": truth})

@@ -53,6 +53,13 @@ class RolloutPlan(BaseModel):
     #: the champion's success rate the sample is planned on; null: its test accuracy,
     #: read when the experiment starts
     baseline_rate: float | None = Field(default=None, gt=0, lt=1)
+    #: ab of a regressor: the test is Welch's one-sided t-test on each labelled row's
+    #: absolute error, planned to detect a drop of the mean absolute error by this much
+    #: (the target's units)...
+    min_error_reduction: float | None = Field(default=None, gt=0)
+    #: ...given this standard deviation of a row's absolute error; null: the champion's,
+    #: from its recorded test MAE and RMSE (sqrt(RMSE² - MAE²)), when the experiment starts
+    error_spread: float | None = Field(default=None, gt=0)
     #: feedback rows per arm the test waits for: fixed when the experiment starts (from
     #: ``baseline_rate``, ``min_effect``, ``significance`` and ``power``), never recomputed
     #: from what the arms show on the way
@@ -129,6 +136,22 @@ class ArmEvidence(BaseModel):
     #: share): rows and successes, what the bandit's test reads
     randomized: int = 0
     randomized_successes: float = 0.0
+    #: a regressor's labelled rows: how many, and the sum and sum of squares of their
+    #: absolute errors (what Welch's test reads)
+    scored: int = 0
+    error_sum: float = 0.0
+    error_squares: float = 0.0
+
+    @property
+    def mean_error(self) -> float:
+        return self.error_sum / self.scored if self.scored else 0.0
+
+    @property
+    def error_variance(self) -> float:
+        """The absolute errors' sample variance (0 below two rows)."""
+        if self.scored < 2:
+            return 0.0
+        return max(0.0, (self.error_squares - self.scored * self.mean_error**2) / (self.scored - 1))
 
     @property
     def error_rate(self) -> float:
@@ -144,6 +167,8 @@ class ArmEvidence(BaseModel):
 
 class Evidence(BaseModel):
     strategy: Strategy
+    #: a regressor's experiment is judged on errors, a classifier's on correct answers
+    task: Literal["classification", "regression"] = "classification"
     champion: ArmEvidence
     candidate: ArmEvidence
     #: shadow: requests both answered, and how many got the same label
@@ -190,11 +215,40 @@ def sample_size(baseline: float, min_effect: float, significance: float, power: 
     return math.ceil(numerator / (p1 - p2) ** 2)
 
 
-def planned(plan: RolloutPlan, champion_accuracy: float | None) -> RolloutPlan:
+def error_sample_size(spread: float, reduction: float, significance: float, power: float) -> int:
+    """Rows per arm for a one-sided two-sample test of means at ``significance`` to detect,
+    with ``power``, a drop of ``reduction`` when each row's value has standard deviation
+    ``spread``: ``2 (z_alpha + z_beta)² spread² / reduction²``."""
+    from statistics import NormalDist
+
+    normal = NormalDist()
+    z = normal.inv_cdf(1 - significance) + normal.inv_cdf(power)
+    return math.ceil(2 * z**2 * spread**2 / reduction**2)
+
+
+class PlanError(ValueError):
+    """The experiment cannot be planned as configured; the message names the key."""
+
+
+def planned(
+    plan: RolloutPlan, champion_accuracy: float | None, champion_error_spread: float | None = None
+) -> RolloutPlan:
     """The plan with its sample size fixed, as an experiment starts: on ``baseline_rate``,
-    else the champion's test accuracy, else ``DEFAULT_BASELINE``."""
+    else the champion's test accuracy, else ``DEFAULT_BASELINE``. A regressor's
+    (``champion_error_spread`` given): on ``min_error_reduction`` and ``error_spread``,
+    else the champion's."""
     if plan.sample_size_per_arm is not None:
         return plan
+    if champion_error_spread is not None:
+        if plan.min_error_reduction is None:
+            raise PlanError(
+                "parameters.serving.rollout.min_error_reduction: an A/B test of a regressor "
+                "is planned to detect a drop of the mean absolute error by this much (the "
+                "target's units); set it in configs/deployment.yaml"
+            )
+        spread = plan.error_spread or champion_error_spread
+        size = error_sample_size(spread, plan.min_error_reduction, plan.significance, plan.power)
+        return plan.model_copy(update={"error_spread": spread, "sample_size_per_arm": size})
     baseline = plan.baseline_rate or champion_accuracy or DEFAULT_BASELINE
     size = sample_size(baseline, plan.min_effect, plan.significance, plan.power)
     return plan.model_copy(update={"baseline_rate": baseline, "sample_size_per_arm": size})
@@ -212,6 +266,22 @@ def one_sided_p_value(s1: float, n1: int, s2: float, n2: int) -> float:
         return 1.0
     z = (s2 / n2 - s1 / n1) / spread
     return 1 - NormalDist().cdf(z)
+
+
+def welch_p_value(champion: ArmEvidence, candidate: ArmEvidence) -> float:
+    """P-value that the candidate's mean absolute error is no lower than the champion's
+    (Welch's t-test, one-sided: unequal variances and sizes)."""
+    from scipy.stats import t as student
+
+    n1, n2 = champion.scored, candidate.scored
+    if n1 < 2 or n2 < 2:
+        return 1.0
+    v1, v2 = champion.error_variance / n1, candidate.error_variance / n2
+    if v1 + v2 == 0:
+        return 0.0 if candidate.mean_error < champion.mean_error else 1.0
+    statistic = (champion.mean_error - candidate.mean_error) / math.sqrt(v1 + v2)
+    freedom = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
+    return float(student.sf(statistic, freedom))
 
 
 def probability_to_beat(champion: tuple[float, float], candidate: tuple[float, float]) -> float:
@@ -287,6 +357,8 @@ def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
             f"agrees with the champion on only {agreement:.2%} "
             f"(needs {plan.min_agreement:.0%}) and no feedback says it is better",
         )
+    if evidence.task == "regression":
+        return _decide_on_errors(evidence, plan, figures)
     s_champion, f_champion = champion.successes
     s_candidate, f_candidate = candidate.successes
     n_champion, n_candidate = int(s_champion + f_champion), int(s_candidate + f_candidate)
@@ -343,4 +415,41 @@ def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
         "rollback",
         f"{rates}, p = {p_value:.3f} (one-sided, needs < {plan.significance:g}): no "
         "significant improvement at the planned sample; the champion stays",
+    )
+
+
+def _decide_on_errors(
+    evidence: Evidence, plan: RolloutPlan, figures: dict[str, float]
+) -> RolloutDecision:
+    """A regressor's A/B test: once each arm has the planned labelled rows, Welch's
+    one-sided test that the candidate's mean absolute error is lower."""
+    champion, candidate = evidence.champion, evidence.candidate
+    needed = plan.sample_size_per_arm or 0
+    figures.update(
+        champion_mae=champion.mean_error,
+        candidate_mae=candidate.mean_error,
+        champion_feedback=float(champion.scored),
+        candidate_feedback=float(candidate.scored),
+        sample_size_per_arm=float(needed),
+    )
+
+    def verdict(action: Action, reason: str) -> RolloutDecision:
+        return RolloutDecision(action=action, reasons=[reason], figures=figures)
+
+    if not needed or min(champion.scored, candidate.scored) < needed:
+        return verdict(
+            "continue",
+            f"true values for {champion.scored} / {candidate.scored} rows of the {needed} per "
+            f"arm planned to detect a drop of {plan.min_error_reduction:g} in mean absolute "
+            "error",
+        )
+    p_value = welch_p_value(champion, candidate)
+    figures["p_value"] = p_value
+    errors = f"MAE candidate {candidate.mean_error:.4g} vs champion {champion.mean_error:.4g}"
+    if p_value < plan.significance:
+        return verdict("promote", f"{errors}, p = {p_value:.4f} (Welch, one-sided)")
+    return verdict(
+        "rollback",
+        f"{errors}, p = {p_value:.3f} (Welch, one-sided, needs < {plan.significance:g}): no "
+        "significant drop at the planned sample; the champion stays",
     )

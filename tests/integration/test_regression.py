@@ -7,6 +7,7 @@ trained on a split in time."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -192,10 +193,60 @@ def test_a_rollout_decided_on_labels_is_refused_for_a_regressor_and_the_service_
         "--set", "parameters.evaluation.cost.max_increase_per_1000=1000",
     )  # fmt: skip
     assert candidate.exit_code == 0 and "promoted to staging" in candidate.output, candidate.output
-    result = invoke(*served["deploy"], "--set", "stage=staging", "--strategy", "ab")
+    result = invoke(*served["deploy"], "--set", "stage=staging", "--strategy", "shadow")
     assert result.exit_code != 0
-    assert "is a regressor: the ab rollout is decided on labels" in result.output
-    assert "deploy it with strategy replace" in result.output
+    assert "is a regressor: the shadow rollout is decided on labels" in result.output
+    assert "deploy it with strategy replace or ab" in result.output
+    unplanned = invoke(*served["deploy"], "--set", "stage=staging", "--strategy", "ab")
+    assert unplanned.exit_code != 0
+    assert "parameters.serving.rollout.min_error_reduction" in unplanned.output
     after = httpx.post(f"{served['url']}/predict", json={"rows": rows}, timeout=10).json()
     assert after["model_version"] == before["model_version"]
     assert after["predictions"] == before["predictions"]
+
+
+def test_an_ab_test_of_regressors_promotes_the_one_with_smaller_errors(dev_stack, tmp_path):
+    """A mean-predicting champion against a Ridge candidate, users split by a sticky key,
+    each answer's true value fed back: Welch's test on the absolute errors promotes the
+    candidate once each arm has the sample planned on the champion's error spread."""
+    from sklearn.datasets import load_diabetes
+
+    from tabular_mlops.adapters import simulation
+    from tabular_mlops.adapters.champion import version_at_stage
+    from tests.helpers import bearer
+
+    name, port, state = "it_regressor_ab", free_port(), tmp_path / "state"
+    model = ["--set", f"model.name={name}"]
+    weak = invoke(
+        "train", "--set", "parameters.task=regression", *model,
+        "--set", "parameters.training.estimator=sklearn.dummy.DummyRegressor",
+        "--set", "parameters.training.params={}", "--set", "parameters.promotion.min_metrics={}",
+    )  # fmt: skip
+    assert "version 1: promoted to production" in weak.output, weak.output
+    strong = invoke("train", "--set", "parameters.task=regression", *model,
+                    "--set", "parameters.promotion.stage=staging")  # fmt: skip
+    assert "version 2: promoted to staging" in strong.output, strong.output
+    deploy = ["deploy", *model, "--env", serving_env(tmp_path, port, state),
+              "--set", "parameters.serving.rollout.min_error_reduction=10"]  # fmt: skip
+    try:
+        assert invoke(*deploy).exit_code == 0
+        started = invoke(*deploy, "--set", "stage=staging", "--strategy", "ab")
+        assert started.exit_code == 0, started.output
+        rows = load_diabetes(as_frame=True, scaled=False).frame
+        token = bearer(state, name, "feedback")["authorization"].removeprefix("Bearer ")
+        report = simulation.drive_traffic(
+            f"http://127.0.0.1:{port}", rows.sample(700, replace=True, random_state=1),
+            "target", token=token,
+        )  # fmt: skip
+        assert report.failed == {} and set(report.answered_by) == {"1", "2"}
+        time.sleep(0.6)  # the router's and the services' logs land every 0.2 s
+        decided = invoke("rollout", *deploy[1:])
+        assert decided.exit_code == 0, decided.output
+        assert "promote: version 2 serves all traffic" in decided.output, decided.output
+        production = version_at_stage(name, "production")
+        assert production is not None and production.name == "2"
+        figures = production.run_metadata["rollout_figures"]
+        assert figures["candidate_mae"] < figures["champion_mae"] and figures["p_value"] < 0.05
+    finally:
+        invoke(*deploy, "--stop")
+        assert local_server.stray_processes(state, name, keep=set()) == []

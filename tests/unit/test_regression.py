@@ -482,3 +482,69 @@ def test_the_demand_csv_reads_back_as_the_rows_the_example_trains_on(tmp_path):
     )
     read = load_dataset(DataSourceConfig(source="file", path=path, target="units_sold"))
     pd.testing.assert_frame_equal(read, demand_frame())
+
+
+# --------------------------------------------------------------------------- A/B on errors
+def _arm(version: str, errors: np.ndarray):
+    from tabular_mlops.core.rollout import ArmEvidence
+
+    return ArmEvidence(
+        version=version, requests=len(errors), scored=len(errors),
+        error_sum=float(errors.sum()), error_squares=float((errors**2).sum()),
+    )  # fmt: skip
+
+
+def test_welchs_test_on_absolute_errors_matches_scipys():
+    from scipy.stats import ttest_ind
+
+    from tabular_mlops.core.rollout import welch_p_value
+
+    rng = np.random.default_rng(3)
+    champion, candidate = np.abs(rng.normal(0, 10, 300)), np.abs(rng.normal(0, 8, 200))
+    expected = ttest_ind(candidate, champion, equal_var=False, alternative="less").pvalue
+    assert welch_p_value(_arm("1", champion), _arm("2", candidate)) == pytest.approx(expected)
+
+
+def test_an_ab_of_regressors_is_planned_on_the_error_spread_and_decided_by_welch():
+    from tabular_mlops.core.rollout import (
+        Evidence,
+        PlanError,
+        RolloutPlan,
+        decide,
+        error_sample_size,
+        planned,
+    )
+
+    # 2 (1.645 + 0.842)² 10² / 2² = 309.2
+    assert error_sample_size(10.0, 2.0, 0.05, 0.8) == 310
+    with pytest.raises(PlanError, match=r"rollout\.min_error_reduction"):
+        planned(RolloutPlan(strategy="ab"), None, 10.0)
+    plan = planned(RolloutPlan(strategy="ab", min_error_reduction=2.0), None, 10.0)
+    assert (plan.error_spread, plan.sample_size_per_arm) == (10.0, 310)
+    rng = np.random.default_rng(0)
+
+    def evidence(champion_scale: float, candidate_scale: float, rows: int) -> Evidence:
+        return Evidence(
+            strategy="ab", task="regression",
+            champion=_arm("1", np.abs(rng.normal(0, champion_scale, rows))),
+            candidate=_arm("2", np.abs(rng.normal(0, candidate_scale, rows))),
+        )  # fmt: skip
+
+    early = decide(evidence(12, 6, 100), plan)
+    assert early.action == "continue" and "100 / 100 rows of the 310 per arm" in early.reasons[0]
+    better = decide(evidence(12, 6, 320), plan)
+    assert better.action == "promote" and "(Welch, one-sided)" in better.reasons[0]
+    assert better.figures["candidate_mae"] < better.figures["champion_mae"]
+    worse = decide(evidence(6, 12, 320), plan)
+    assert worse.action == "rollback" and "the champion stays" in worse.reasons[0]
+    # a candidate no better is promoted at most `significance` of the time
+    promoted = sum(decide(evidence(10, 10, 320), plan).action == "promote" for _ in range(400))
+    assert promoted / 400 < 0.05 + 3 * (0.05 * 0.95 / 400) ** 0.5
+
+
+def test_a_true_value_fed_back_as_text_counts_by_its_error():
+    from tabular_mlops.adapters.rollout_evidence import absolute_error
+
+    assert absolute_error(150.0, "151.5") == pytest.approx(1.5)
+    assert absolute_error(150.0, "n/a") is None
+    assert absolute_error(150.0, "inf") is None
