@@ -158,6 +158,9 @@ class GovernanceReport(BaseModel):
     #: distribution, the prediction plus ``decision_offset``
     decision_quantile: float | None = None
     decision_offset: float | None = None
+    #: the same rows' cost per 1,000 decisions without a model (the cost-optimal quantity
+    #: of the training targets, every time): the model's worth is the difference
+    baseline_cost_per_1000: float | None = None
     #: the scoring path's speed, as the service will run it (measured at evaluation;
     #: packaging measures it again and gates on it)
     latency: ScoringLatency | None = None
@@ -492,6 +495,7 @@ def governance_metrics(report: GovernanceReport | None) -> dict[str, float]:
         else None,
         "noise_flip_share": report.robustness.flip_share if report.robustness else None,
         "cost_per_1000": report.cost_per_1000,
+        "baseline_cost_per_1000": report.baseline_cost_per_1000,
         "decision_threshold": report.decision_threshold,
         "single_row_p99_ms": report.latency.single_row_p99_ms if report.latency else None,
         "rows_per_second": report.latency.rows_per_second if report.latency else None,

@@ -332,6 +332,19 @@ def regression_sections(
             f" (champion, same rows: {number(theirs)})" if theirs is not None else ""
         )
     sections.append(f"<p>{said}.</p>")
+    if candidate.cost_per_1000 is not None and candidate.baseline_cost_per_1000 is not None:
+        saved = candidate.baseline_cost_per_1000 - candidate.cost_per_1000
+        sections.append(
+            "<p><b>What it is worth</b>: without a model, deciding the same cost-optimal "
+            "quantity every time (that quantile of the training targets) costs "
+            f"{number(candidate.baseline_cost_per_1000)} per 1,000 decisions on the same test "
+            f"rows; the model's decisions save {number(saved)} per 1,000 "
+            f"({saved / candidate.baseline_cost_per_1000:.0%}), under the unit costs the "
+            "gate was given. The return on the model is that saving times the decisions "
+            "made, less what building and running it costs.</p>"
+            if candidate.baseline_cost_per_1000
+            else ""
+        )
     for gaps in candidate.error_gaps:
         small = (
             "; groups under the minimum rows, not in the gaps: " + esc(", ".join(gaps.small_groups))

@@ -53,6 +53,9 @@ class PredictionErrors(BaseModel):
     #: with unit costs: the newsvendor quantile and the offset added to each prediction
     decision_quantile: float | None = None
     decision_offset: float | None = None
+    #: ...and the decision without a model: the same quantile of the training targets,
+    #: every time (what the model's decisions are worth is measured against it)
+    baseline_decision: float | None = None
     #: out-of-fold rows the figures come from
     rows: int
 
@@ -115,6 +118,7 @@ def prediction_errors(
         quantile = newsvendor_quantile(cost.under_prediction, cost.over_prediction)
         errors.decision_quantile = quantile
         errors.decision_offset = float(np.quantile(signed, quantile))
+        errors.baseline_decision = float(np.quantile(np.asarray(truth, dtype=float), quantile))
     return errors
 
 
@@ -248,6 +252,11 @@ def assess(
         report.cost_per_1000 = 1000 * decision_cost(
             truth, decisions(model, predicted), cost.under_prediction, cost.over_prediction
         )
+        if errors is not None and errors.baseline_decision is not None:
+            report.baseline_cost_per_1000 = 1000 * decision_cost(
+                truth, np.full(len(truth), errors.baseline_decision),
+                cost.under_prediction, cost.over_prediction,
+            )  # fmt: skip
     report.importance = importance(model, features, truth, config.importance_repeats)
     if comparable_only:
         return report

@@ -548,3 +548,17 @@ def test_a_true_value_fed_back_as_text_counts_by_its_error():
     assert absolute_error(150.0, "151.5") == pytest.approx(1.5)
     assert absolute_error(150.0, "n/a") is None
     assert absolute_error(150.0, "inf") is None
+
+
+def test_the_card_says_what_the_models_decisions_save_against_deciding_without_one():
+    from tabular_mlops.core.model_card import governance_sections
+
+    frame = linear_frame(1500)
+    config = EvaluationConfig(cost=CostConfig(under_prediction=2, over_prediction=1))
+    model, _ = fit_model(frame.iloc[:1000], "y", RIDGE, config.cost, task="regression")
+    report = regression.assess(model, frame.iloc[1000:], "y", config)
+    assert report.baseline_cost_per_1000 is not None and report.cost_per_1000 is not None
+    assert report.cost_per_1000 < 0.5 * report.baseline_cost_per_1000  # x1, x2 explain y
+    page = "".join(governance_sections(report))
+    assert "What it is worth" in page and "the model's decisions save" in page
+    assert "Answers the predicted value with a 90% prediction interval" in page
