@@ -1,5 +1,6 @@
 """``python -m embedded EXPORT_DIR [ROWS]``: score rows from a CSV or JSON file (or stdin)
-and print one JSON line per row: label and probabilities."""
+and print one JSON line per row: label and probabilities (a regressor: its value, interval
+and decision)."""
 
 from __future__ import annotations
 

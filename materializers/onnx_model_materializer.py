@@ -67,9 +67,8 @@ def render_html(manifest: dict[str, Any]) -> str:
             [
                 f"<h2>ONNX export: {name} {badge('checked', True)}</h2>",
                 f"<p>{manifest['bytes']:,} bytes, opset {manifest['opset']}, sha256 "
-                f"<code>{manifest['sha256'][:16]}…</code>. Labels identical to the scikit-learn "
-                f"pipeline on {check['rows']} test rows; probabilities within "
-                f"{check['max_probability_difference']:.1e}. Decides: {html.escape(rule)}.</p>",
+                f"<code>{manifest['sha256'][:16]}…</code>. {agreement(check)} "
+                f"Decides: {html.escape(rule)}.</p>",
                 "<p>Embed it: <code>python run.py export --format onnx</code> writes model.onnx "
                 "and manifest.json; <code>embedded/</code> scores them with onnxruntime and "
                 "numpy only.</p>",
@@ -90,4 +89,17 @@ def render_html(manifest: dict[str, Any]) -> str:
                 ),
             ]
         ),
+    )
+
+
+def agreement(check: dict) -> str:
+    """How the file agreed with the pipeline on the test rows, as the check measured it."""
+    if "max_relative_value_difference" in check:
+        return (
+            f"Values within {check['max_relative_value_difference']:.1e} of their size of the "
+            f"scikit-learn pipeline's on {check['rows']} test rows."
+        )
+    return (
+        f"Labels identical to the scikit-learn pipeline on {check['rows']} test rows; "
+        f"probabilities within {check['max_probability_difference']:.1e}."
     )

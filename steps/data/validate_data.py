@@ -52,10 +52,12 @@ def validate_data(
     check_dataset(
         dataset, target, rules, reference, assessment_columns, as_task(task), date_columns or []
     )
+    # a date column's days are always new: drift is the model's inputs' (weekday, month)
+    dates = [c for c in date_columns or [] if c in dataset.columns]
     summary, html, snapshot = build_report(
         Client().active_stack.data_validator,
-        dataset,
-        reference,
+        dataset.drop(columns=dates),
+        reference.drop(columns=dates, errors="ignore") if reference is not None else None,
         title=f"Data gate: the new data against {described}",
         artifact="data_report_evidently",
         target=target,

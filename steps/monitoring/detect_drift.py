@@ -15,6 +15,7 @@ from tabular_mlops.adapters.monitoring_data import performance
 from tabular_mlops.core.config import MonitoringConfig
 from tabular_mlops.core.drift import DriftSummary
 from tabular_mlops.core.pages import page
+from tabular_mlops.core.scoring import date_columns_of
 from tabular_mlops.core.signals import PREDICTION, MonitoringDecision, decide
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,10 @@ def detect_drift(
         else ""
     )
     # inputs the inference log hashes or drops were left out when collected
-    compared = [f for f in staged.features if f in monitored_predictions.columns]
+    # dates are compared as the model sees them (weekday, month), not as ever-new text
+    dates = date_columns_of(staged.model)
+    compared = [f for f in staged.features
+                if f in monitored_predictions.columns and f not in dates]  # fmt: skip
     columns = [*compared, PREDICTION]
     reference = staged.train_set[staged.features].assign(
         **{PREDICTION: staged.model.predict(staged.train_set[staged.features])}
@@ -69,7 +73,7 @@ def detect_drift(
     decision = decide(
         len(monitored_predictions),
         drift,
-        performance(monitored_predictions, monitoring.labels_path),
+        performance(monitored_predictions, monitoring.labels_path, staged.spec.task),
         monitoring,
     )
     logger.info("monitoring decision: %s (%s)", decision.action, "; ".join(decision.reasons))

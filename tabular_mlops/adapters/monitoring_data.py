@@ -110,7 +110,9 @@ def masked_columns(logged: pd.DataFrame, features: list[str]) -> list[str]:
     return masked
 
 
-def performance(current: pd.DataFrame, labels_path: Path | None) -> dict[str, float] | None:
+def performance(
+    current: pd.DataFrame, labels_path: Path | None, task: str = "classification"
+) -> dict[str, float] | None:
     """How many labels the file holds and how many match a logged prediction (by
     ``request_id`` and ``row``), with accuracy and macro F1 on those (a regressor's:
     MAE, RMSE, R², WAPE)."""
@@ -127,9 +129,8 @@ def performance(current: pd.DataFrame, labels_path: Path | None) -> dict[str, fl
     counts = {"labels": float(len(labels)), "labelled_rows": float(len(joined))}
     if joined.empty:
         return counts
-    values = pd.to_numeric(joined[PREDICTION], errors="coerce")
-    if values.notna().all() and not pd.api.types.is_bool_dtype(joined[PREDICTION]):
-        # a regressor's values (a classifier's labels are text: "malignant", ">50K")
+    if task == "regression":  # the model's task: a classifier's labels may be numbers too
+        values = pd.to_numeric(joined[PREDICTION], errors="coerce")
         truth_values = pd.to_numeric(joined["label"], errors="coerce")
         if truth_values.isna().any():
             first = joined["label"][truth_values.isna()].iloc[0]

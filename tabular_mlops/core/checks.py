@@ -17,6 +17,7 @@ from pandas.api.types import is_float_dtype
 
 from tabular_mlops.core.columns import column_kind
 from tabular_mlops.core.config import DataValidationConfig, Task
+from tabular_mlops.core.transformers import DATE_FORMAT
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _describe(rules: DataValidationConfig) -> dict[str, Callable[[pd.Series], st
         "class_count": lambda s: f"{s.nunique()} classes; need 2 to {rules.max_classes}",
         "numeric_target": lambda s: (
             f"a regression target must be numbers, got dtype {s.dtype} (e.g. "
-            f"{s.dropna().astype(str).head(3).tolist()}); is it a classification label?"
+            f"{not_numbers(s)}); is it a classification label?"
         ),
         "varying_target": lambda s: (
             f"every target value is {s.dropna().tolist()[0]!r}: nothing to learn"
@@ -66,6 +67,12 @@ def _describe(rules: DataValidationConfig) -> dict[str, Callable[[pd.Series], st
             f"{ {k: int(v) for k, v in s.value_counts().items() if v < rules.min_class_count} }"
         ),
     }
+
+
+def not_numbers(values: pd.Series) -> list[str]:
+    """Up to three values of ``values`` that are not numbers, as they are written."""
+    text = values.dropna().astype(str)
+    return text[pd.to_numeric(text, errors="coerce").isna()].head(3).tolist()
 
 
 def _series_check(test: Callable[[pd.Series], bool], name: str) -> pa.Check:
@@ -439,7 +446,8 @@ def unreadable_dates(frame: pd.DataFrame, date_columns: Sequence[str]) -> list[V
     violations = []
     for name in [c for c in date_columns if c in frame.columns]:
         values = frame[name].dropna()
-        parsed = pd.to_datetime(values.astype(str), errors="coerce", format="ISO8601")
+        parsed = pd.to_datetime(values.astype(str).str.slice(0, 10), errors="coerce",
+                                format=DATE_FORMAT)  # fmt: skip
         bad = values[parsed.isna()]
         if len(bad):
             violations.append(

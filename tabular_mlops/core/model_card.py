@@ -139,7 +139,7 @@ def purpose_sections(card: ModelCard) -> list[str]:
 
 def fairness_not_assessed(governance: GovernanceReport | None) -> list[str]:
     """The explicit statement a card makes when no group was compared."""
-    if governance is not None and governance.fairness:
+    if governance is not None and (governance.fairness or governance.error_gaps):
         return []
     return [
         "<h3>Fairness</h3>",
@@ -323,7 +323,7 @@ def regression_sections(
     if candidate.decision_quantile is not None:
         said += (
             f". The decision is the {candidate.decision_quantile:.0%} quantile of the "
-            f"predictive distribution (the prediction {number(candidate.decision_offset)}; "
+            f"predictive distribution (the prediction {candidate.decision_offset or 0:+.4g}; "
             "under / (under + over) of the unit costs)"
         )
     if candidate.cost_per_1000 is not None:

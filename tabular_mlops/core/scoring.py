@@ -26,7 +26,7 @@ from scipy.special import expit
 from sklearn.base import is_regressor
 from sklearn.pipeline import Pipeline
 
-from tabular_mlops.core.transformers import DATE_PARTS, date_parts
+from tabular_mlops.core.transformers import DATE_FORMAT, DATE_PARTS, date_parts
 
 
 class UnsupportedPipelineError(ValueError):
@@ -183,17 +183,27 @@ class FastModel:
 
 
 def one_date_part(value: Any, part: int) -> str | None:
-    """One raw date's part as the pipeline's ``date_parts`` gives it (weekday, month), by
-    the standard library for the ISO forms it reads, by pandas for any other (so the
-    answer is the pipeline's: same parse, same missing)."""
+    """One raw date's part as the pipeline's ``date_parts`` gives it (weekday, month): the
+    same reading (``transformers.DATE_FORMAT`` on the first ten characters), the same
+    missing."""
     if value is None:
         return None
     try:
-        when = datetime.fromisoformat(str(value))
+        when = datetime.strptime(str(value)[:10], DATE_FORMAT)
     except ValueError:
-        parsed = date_parts(pd.DataFrame({"date": [value]}))[0][part]
-        return parsed if isinstance(parsed, str) else None  # NaN: missing, as the pipeline
+        return None
     return str(when.weekday() if part == 0 else when.month)
+
+
+def date_columns_of(model: Any) -> list[str]:
+    """The columns a fitted pipeline reads as dates (``data.date_columns``)."""
+    preprocess = getattr(model, "named_steps", {}).get("preprocess")
+    return [
+        str(column)
+        for name, _, columns in getattr(preprocess, "transformers_", [])
+        if name == "dates"
+        for column in columns
+    ]
 
 
 def answers(model: Any, features: Any) -> np.ndarray:

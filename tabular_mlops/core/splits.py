@@ -45,7 +45,8 @@ def parse_times(frame: pd.DataFrame, column: str) -> pd.Series:
             f"{list(frame.columns)}"
         )
     values = frame[column]
-    times = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    # instants, for the order (mixed offsets compare by UTC)
+    times = pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
     bad = times.isna()
     if bad.any():
         first = values[bad].iloc[0]

@@ -25,13 +25,19 @@ def missing_as_nan(values: Any) -> np.ndarray:
 DATE_PARTS = ("day_of_week", "month")
 
 
+#: what a date is, read the same way by every reader: its first ten characters, written
+#: YYYY-MM-DD (a time and an offset after them do not move the day: the date as written)
+DATE_FORMAT = "%Y-%m-%d"
+
+
 def date_parts(values: Any) -> np.ndarray:
     """Each date column's day of the week and month, as text categories (a missing or
     unreadable date gives missing parts, which the imputer fills)."""
     frame = pd.DataFrame(values)
     parts = []
     for column in frame.columns:
-        when = pd.to_datetime(frame[column], errors="coerce", format="ISO8601")
+        text = frame[column].astype("string").str.slice(0, 10)
+        when = pd.to_datetime(text, errors="coerce", format=DATE_FORMAT)
         for part in (when.dt.weekday, when.dt.month):
             parts.append(np.where(part.isna(), np.nan, part.astype("Int64").astype(str)))
     return np.column_stack(parts).astype(object) if parts else np.empty((len(frame), 0))

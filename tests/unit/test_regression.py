@@ -148,8 +148,11 @@ def test_the_task_block_of_the_shipped_config_makes_a_regressor_and_set_flags_st
 def test_an_environment_keeps_its_floors_per_task():
     prod, path = load_environment("prod"), CONFIGS / "training.yaml"
     config = load_run_config(TrainingRunConfig, path, prod, ["parameters.task=regression"])
-    assert config.parameters.promotion.min_metrics == {"r2": 0.4}
-    assert config.parameters.evaluation.fairness.max_error_ratio == 1.25
+    assert config.parameters.promotion.min_metrics == {"r2": 0.3}  # the config's own
+    assert config.parameters.promotion.max_regression == 0.0
+    demand = CONFIGS / "examples" / "demand_training.yaml"
+    config = load_run_config(TrainingRunConfig, demand, prod)
+    assert config.parameters.promotion.min_metrics == {"r2": 0.7}  # never lowered by prod
 
 
 def test_an_unknown_task_in_a_task_block_is_named(tmp_path):
@@ -380,8 +383,11 @@ def test_monitoring_measures_a_regressors_error_and_retrains_above_its_ceiling(t
                            "prediction": [10.0, 20.0, 30.0]})  # fmt: skip
     labels = tmp_path / "labels.csv"
     labels.write_text("request_id,row,label\na,0,12\na,1,20\nb,0,26\n")
-    measured = performance(logged, labels)
+    measured = performance(logged, labels, "regression")
     assert measured is not None and measured["mae"] == pytest.approx(2.0)
+    # a classifier whose labels are numbers is still judged on its labels
+    as_labels = performance(logged.assign(prediction=["12", "20", "30"]), labels)
+    assert as_labels is not None and as_labels["accuracy"] == pytest.approx(2 / 3)
     config = MonitoringConfig(min_rows=1, alert_above_mae=1.0, retrain_above_mae=1.5)
     drift = DriftSummary(compared_with_reference=True)
     decision = decide(3, drift, measured, config)
@@ -392,7 +398,7 @@ def test_monitoring_measures_a_regressors_error_and_retrains_above_its_ceiling(t
     assert calm.action == "alert"
     labels.write_text("request_id,row,label\na,0,twelve\n")
     with pytest.raises(LabelsError, match="'twelve', not a number"):
-        performance(logged, labels)
+        performance(logged, labels, "regression")
 
 
 # --------------------------------------------------------------------------- serving
