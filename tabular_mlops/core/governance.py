@@ -19,6 +19,7 @@ computed here (the calibration bins, the noise) is a few lines of numpy.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -400,13 +401,8 @@ def assess(
     if comparable_only:
         return report
     for column in config.fairness.sensitive_columns:
-        if column not in test_set.columns:
-            raise GovernanceConfigError(
-                f"evaluation.fairness.sensitive_columns: '{column}' is not in the data; keep it "
-                "as a feature or list it in data.assessment_columns"
-            )
         report.fairness.append(
-            fairness(labels, predicted, test_set[column], positive, config.fairness)
+            fairness(labels, predicted, sensitive(test_set, column), positive, config.fairness)
         )
     if positive is not None:
         index = [str(c) for c in model.classes_].index(positive)
@@ -453,24 +449,49 @@ def violations(
             f"robustness: noise of {robust.noise_scale:g} std flips {robust.flip_share:.1%} of "
             f"predictions, above {limit:.1%} (e.g. rows {robust.flipped_rows})"
         )
-    for d in robust.directional if robust else []:
-        if d.violations:
-            found.append(
-                f"robustness: raising '{d.feature}' by {d.step:g} moves P({d.label}) against "
-                f"'{d.direction}' by up to {d.worst_move:.3f} (tolerance {d.tolerance:g}) on "
-                f"{d.violations} rows (e.g. rows {d.example_rows})"
-            )
+    found += directional_violations(robust.directional if robust else [], lambda d: f"P({d.label})")
+    return found + cost_violations(candidate, champion, config)
+
+
+def sensitive(test_set: pd.DataFrame, column: str) -> pd.Series:
+    """A sensitive column's values on the test rows, or an error naming the key and fix."""
+    if column not in test_set.columns:
+        raise GovernanceConfigError(
+            f"evaluation.fairness.sensitive_columns: '{column}' is not in the data; keep it "
+            "as a feature or list it in data.assessment_columns"
+        )
+    return test_set[column]
+
+
+def directional_violations(
+    results: Sequence[DirectionalResult | DirectionalChange], moved: Callable[[Any], str]
+) -> list[str]:
+    """Each declared direction the model broke (``moved``: P(label), or the prediction)."""
+    return [
+        f"robustness: raising '{d.feature}' by {d.step:g} moves {moved(d)} against "
+        f"'{d.direction}' by up to {d.worst_move:.4g} (tolerance {d.tolerance:g}) on "
+        f"{d.violations} rows (e.g. rows {d.example_rows})"
+        for d in results
+        if d.violations
+    ]
+
+
+def cost_violations(
+    candidate: GovernanceReport, champion: GovernanceReport | None, config: EvaluationConfig
+) -> list[str]:
+    """A candidate whose cost per 1,000 is above the champion's on the same rows (beyond
+    ``cost.max_increase_per_1000``): a classifier's decisions' or a regressor's."""
     if (
         candidate.cost_per_1000 is not None
         and champion is not None
         and champion.cost_per_1000 is not None
         and candidate.cost_per_1000 > champion.cost_per_1000 + config.cost.max_increase_per_1000
     ):
-        found.append(
+        return [
             f"cost: {candidate.cost_per_1000:.1f} per 1,000 predictions, above the champion's "
             f"{champion.cost_per_1000:.1f} on the same rows"
-        )
-    return found
+        ]
+    return []
 
 
 def importance_shift(

@@ -11,13 +11,19 @@ has no scripts: the dashboard shows HTML visualizations in a sandboxed iframe.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
 from tabular_mlops.core.config import DataSourceConfig, ModelCardConfig
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome
-from tabular_mlops.core.governance import GovernanceReport, importance_shift
+from tabular_mlops.core.governance import (
+    DirectionalChange,
+    DirectionalResult,
+    GovernanceReport,
+    importance_shift,
+)
 from tabular_mlops.core.pages import badge, number, page, reliability_svg, table
 from tabular_mlops.core.report import SliceMetrics
 
@@ -287,21 +293,7 @@ def governance_sections(
             + ".</p>"
         )
         if r.directional:
-            sections.append(
-                table(
-                    ["expectation", "worst move against it", "rows breaking it", "e.g. rows"],
-                    [
-                        [
-                            f"+{d.step:g} {d.feature}: P({d.label}) {d.direction}",
-                            number(d.worst_move),
-                            str(d.violations),
-                            str(d.example_rows),
-                        ]
-                        for d in r.directional
-                    ],
-                    bad_rows=[d.violations > 0 for d in r.directional],
-                )
-            )
+            sections.append(directional_table(r.directional, lambda d: f"P({d.label})"))
     return sections + _shared_sections(candidate, champion)
 
 
@@ -368,22 +360,22 @@ def regression_sections(
             f"moves predictions by {r.mean_change:.3f} of their std on average.</p>"
         )
         if r.directional:
-            sections.append(
-                table(
-                    ["expectation", "worst move against it", "rows breaking it", "e.g. rows"],
-                    [
-                        [
-                            f"+{d.step:g} {d.feature}: prediction {d.direction}",
-                            number(d.worst_move),
-                            str(d.violations),
-                            str(d.example_rows),
-                        ]
-                        for d in r.directional
-                    ],
-                    bad_rows=[d.violations > 0 for d in r.directional],
-                )
-            )
+            sections.append(directional_table(r.directional, lambda d: "prediction"))
     return sections
+
+
+def directional_table(
+    results: Sequence[DirectionalResult | DirectionalChange],
+    moved: Callable[[Any], str],
+) -> str:
+    """The declared directional expectations and how far the model moved against each
+    (``moved``: what moves, P(label) or the prediction); broken ones shaded."""
+    return table(
+        ["expectation", "worst move against it", "rows breaking it", "e.g. rows"],
+        [[f"+{d.step:g} {d.feature}: {moved(d)} {d.direction}", number(d.worst_move),
+          str(d.violations), str(d.example_rows)] for d in results],
+        bad_rows=[d.violations > 0 for d in results],
+    )  # fmt: skip
 
 
 def _shared_sections(

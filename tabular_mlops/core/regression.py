@@ -36,6 +36,9 @@ from tabular_mlops.core.governance import (
     GovernanceReport,
     IntervalResult,
     RegressionRobustness,
+    cost_violations,
+    directional_violations,
+    sensitive,
 )
 
 #: a target within this share of the mean absolute target of zero makes MAPE meaningless
@@ -261,13 +264,9 @@ def assess(
     if comparable_only:
         return report
     for column in config.fairness.sensitive_columns:
-        if column not in test_set.columns:
-            raise ValueError(
-                f"evaluation.fairness.sensitive_columns: '{column}' is not in the data; keep it "
-                "as a feature or list it in data.assessment_columns"
-            )
+        groups = sensitive(test_set, column)
         report.error_gaps.append(
-            error_gaps(truth, predicted, test_set[column], column, config.fairness.min_group_rows)
+            error_gaps(truth, predicted, groups, column, config.fairness.min_group_rows)
         )
     if errors is not None:
         held = np.abs(truth - predicted) <= errors.half_width
@@ -314,21 +313,7 @@ def violations(
             f"robustness: noise of {robust.noise_scale:g} std moves predictions by "
             f"{robust.mean_change:.3f} of their std on average, above {limit:g}"
         )
-    for d in robust.directional if robust else []:
-        if d.violations:
-            found.append(
-                f"robustness: raising '{d.feature}' by {d.step:g} moves the prediction against "
-                f"'{d.direction}' by up to {d.worst_move:.4g} (tolerance {d.tolerance:g}) on "
-                f"{d.violations} rows (e.g. rows {d.example_rows})"
-            )
-    if (
-        candidate.cost_per_1000 is not None
-        and champion is not None
-        and champion.cost_per_1000 is not None
-        and candidate.cost_per_1000 > champion.cost_per_1000 + config.cost.max_increase_per_1000
-    ):
-        found.append(
-            f"cost: {candidate.cost_per_1000:.1f} per 1,000 predictions, above the champion's "
-            f"{champion.cost_per_1000:.1f} on the same rows"
-        )
-    return found
+    found += directional_violations(
+        robust.directional if robust else [], lambda d: "the prediction"
+    )
+    return found + cost_violations(candidate, champion, config)

@@ -10,6 +10,7 @@ with the figures that justify it. Nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -320,8 +321,7 @@ def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
         "champion_error_rate": champion.error_rate,
     }
 
-    def verdict(action: Action, reason: str) -> RolloutDecision:
-        return RolloutDecision(action=action, reasons=[reason], figures=figures)
+    verdict = functools.partial(_verdict, figures=figures)
 
     if evidence.router_state == "rolled_back":
         return verdict("rollback", f"the router pulled it back: {evidence.router_reason}")
@@ -407,14 +407,28 @@ def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
         return verdict("continue", waiting)
     beat()
     p_value = one_sided_p_value(s_champion, n_champion, s_candidate, n_candidate)
-    figures["p_value"] = p_value
     rates = f"candidate {figures['candidate_rate']:.3f} vs champion {figures['champion_rate']:.3f}"
+    return _tested(p_value, plan, figures, rates, "one-sided", "improvement")
+
+
+def _verdict(action: Action, reason: str, figures: dict[str, float]) -> RolloutDecision:
+    return RolloutDecision(action=action, reasons=[reason], figures=figures)
+
+
+def _tested(
+    p_value: float, plan: RolloutPlan, figures: dict[str, float], compared: str, test: str,
+    change: str,
+) -> RolloutDecision:  # fmt: skip
+    """Promote on a p-value under ``significance``, else roll back: the test, once the
+    planned sample is in."""
+    figures["p_value"] = p_value
     if p_value < plan.significance:
-        return verdict("promote", f"{rates}, p = {p_value:.4f} (one-sided)")
-    return verdict(
+        return _verdict("promote", f"{compared}, p = {p_value:.4f} ({test})", figures)
+    return _verdict(
         "rollback",
-        f"{rates}, p = {p_value:.3f} (one-sided, needs < {plan.significance:g}): no "
-        "significant improvement at the planned sample; the champion stays",
+        f"{compared}, p = {p_value:.3f} ({test}, needs < {plan.significance:g}): no "
+        f"significant {change} at the planned sample; the champion stays",
+        figures,
     )
 
 
@@ -433,8 +447,7 @@ def _decide_on_errors(
         sample_size_per_arm=float(needed),
     )
 
-    def verdict(action: Action, reason: str) -> RolloutDecision:
-        return RolloutDecision(action=action, reasons=[reason], figures=figures)
+    verdict = functools.partial(_verdict, figures=figures)
 
     if not needed or min(champion.scored, candidate.scored) < needed:
         return verdict(
@@ -443,13 +456,6 @@ def _decide_on_errors(
             f"arm planned to detect a drop of {plan.min_error_reduction:g} in mean absolute "
             "error",
         )
-    p_value = welch_p_value(champion, candidate)
-    figures["p_value"] = p_value
     errors = f"MAE candidate {candidate.mean_error:.4g} vs champion {champion.mean_error:.4g}"
-    if p_value < plan.significance:
-        return verdict("promote", f"{errors}, p = {p_value:.4f} (Welch, one-sided)")
-    return verdict(
-        "rollback",
-        f"{errors}, p = {p_value:.3f} (Welch, one-sided, needs < {plan.significance:g}): no "
-        "significant drop at the planned sample; the champion stays",
-    )
+    return _tested(welch_p_value(champion, candidate), plan, figures, errors, "Welch, one-sided",
+                   "drop")  # fmt: skip
