@@ -15,9 +15,10 @@ from tabular_mlops.core.log_policy import LOG_COLUMNS_KEY, check_policy
 from tabular_mlops.core.rollout import planned
 from tabular_mlops.core.scoring import rows_of_frame, scorer_for
 
-#: rollouts decided on a classifier's labels (agreement, or a test on correct answers),
-#: not on a regressor's errors (an A/B test is: Welch's test on absolute errors)
-LABEL_STRATEGIES = ("shadow", "canary", "bandit")
+#: rollouts decided on a classifier's labels (a test on correct answers), not on a
+#: regressor's errors (an A/B test is: Welch's test on absolute errors; a shadow by values
+#: within the plan's agreement tolerance)
+LABEL_STRATEGIES = ("canary", "bandit")
 
 
 @step(enable_cache=False)
@@ -40,7 +41,7 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
             f"model '{model.name}' is a regressor: the {strategy} rollout is decided on labels "
             "(agreement, or a test on correct answers), which a regressor's values are not "
             "yet judged by; nothing was built and the live service is unchanged: deploy it "
-            "with strategy replace or ab (parameters.serving.rollout.strategy in "
+            "with strategy replace, shadow or ab (parameters.serving.rollout.strategy in "
             "configs/deployment.yaml; a retraining's: retraining.strategy in "
             "configs/monitoring.yaml)"
         )

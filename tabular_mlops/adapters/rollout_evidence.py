@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tabular_mlops.adapters.deployment.target import Rollout
-from tabular_mlops.core.rollout import ArmEvidence, Evidence, percentile
+from tabular_mlops.core.rollout import ArmEvidence, Evidence, answers_agree, percentile
 from tabular_mlops.serving.inference_log import read_evidence, read_records
 
 
@@ -64,7 +64,7 @@ def gather(
         answered = answered_labels.get(request_id)
         if labels is not None and answered is not None:
             compared += 1
-            agreed += int(labels == answered)
+            agreed += int(answers_agree(labels, answered, rollout.plan.agreement_tolerance))
 
     feedback = read_evidence(evidence_dir, "feedback", rollout.experiment)
     for item in feedback:

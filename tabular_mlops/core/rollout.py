@@ -74,6 +74,9 @@ class RolloutPlan(BaseModel):
     explore_share: float = Field(default=0.2, gt=0, le=1)
     #: shadow: agreement with the champion needed to promote without feedback
     min_agreement: float = Field(default=0.98, ge=0, le=1)
+    #: shadow of a regressor: two values agree when they differ by at most this share of
+    #: the larger one's size (at least 1)
+    agreement_tolerance: float = Field(default=0.05, ge=0)
     #: shadow: requests mirrored before a decision
     shadow_requests: int = Field(default=500, ge=1)
     #: shadow: the share of live requests mirrored; every mirror is a second scoring on
@@ -103,6 +106,20 @@ def thompson_choice(
     """The arm whose draw from Beta(1 + successes, 1 + failures) is highest."""
     draws = [rng.betavariate(1 + s, 1 + f) for s, f in zip(successes, failures, strict=True)]
     return max(range(len(draws)), key=draws.__getitem__)
+
+
+def answers_agree(first: Sequence[object], second: Sequence[object], tolerance: float) -> bool:
+    """Whether two answers to one request agree: the same labels, or values within
+    ``tolerance`` of the larger one's size (at least 1), row by row."""
+    if len(first) != len(second):
+        return False
+    for a, b in zip(first, second, strict=True):
+        if isinstance(a, float) and isinstance(b, float):  # a regressor's values (JSON floats)
+            if abs(a - b) > tolerance * max(abs(a), abs(b), 1.0):
+                return False
+        elif a != b:
+            return False
+    return True
 
 
 def too_slow(candidate_p99: float, champion_p99: float, plan: RolloutPlan) -> bool:
@@ -241,6 +258,8 @@ def planned(
     if plan.sample_size_per_arm is not None:
         return plan
     if champion_error_spread is not None:
+        if plan.strategy != "ab":  # a regressor's shadow is decided on agreement alone
+            return plan
         if plan.min_error_reduction is None:
             raise PlanError(
                 "parameters.serving.rollout.min_error_reduction: an A/B test of a regressor "

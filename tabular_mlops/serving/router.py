@@ -59,6 +59,7 @@ from pydantic import BaseModel, Field
 
 from tabular_mlops.core.rollout import (
     RolloutPlan,
+    answers_agree,
     percentile,
     sticky_bucket,
     thompson_choice,
@@ -223,9 +224,12 @@ def _json(status: int, payload: dict[str, Any]) -> Answer:
     return status, [(b"content-type", b"application/json")], json.dumps(payload).encode()
 
 
-def _labels(answer: bytes) -> list[str] | None:
+def _labels(answer: bytes) -> list[Any] | None:
+    """Each row's answer as a shadow is compared on: a classifier's label, a regressor's
+    value."""
     try:
-        return [p["label"] for p in json.loads(answer)["predictions"]]
+        return [p["label"] if "label" in p else p["prediction"]
+                for p in json.loads(answer)["predictions"]]  # fmt: skip
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -370,7 +374,7 @@ class Router:
                 champion = answered.get(line["request_id"])
                 if labels is not None and champion is not None:
                     self.compared += 1
-                    self.agreed += labels == champion
+                    self.agreed += answers_agree(labels, champion, self.tolerance)
         while len(self.remembered) > REMEMBERED:
             self.remembered.popitem(last=False)
         for item in feedback:
@@ -413,6 +417,11 @@ class Router:
         if self.routes is None or len(self.arms) < 2:
             return "replace"
         return self.routes.plan.strategy
+
+    @property
+    def tolerance(self) -> float:
+        """How close a regressor's shadow values must be to agree (the plan's)."""
+        return self.routes.plan.agreement_tolerance if self.routes is not None else 0.0
 
     def candidate_share(self) -> float:
         """The candidate's current share of answered traffic (shadow: none)."""
@@ -843,7 +852,7 @@ class Router:
             arm.errors += item_status >= 500
             if labels is not None and answered is not None:
                 self.compared += 1
-                self.agreed += labels == answered
+                self.agreed += answers_agree(labels, answered, self.tolerance)
             # the service's own time for this request (validated and scored alone): the
             # shadow's latency evidence; the batch's round trip is logged beside it
             own = result.get("ms")

@@ -525,6 +525,7 @@ def test_an_ab_of_regressors_is_planned_on_the_error_spread_and_decided_by_welch
     assert error_sample_size(10.0, 2.0, 0.05, 0.8) == 310
     with pytest.raises(PlanError, match=r"rollout\.min_error_reduction"):
         planned(RolloutPlan(strategy="ab"), None, 10.0)
+    assert planned(RolloutPlan(strategy="shadow"), None, 10.0).sample_size_per_arm is None
     plan = planned(RolloutPlan(strategy="ab", min_error_reduction=2.0), None, 10.0)
     assert (plan.error_spread, plan.sample_size_per_arm) == (10.0, 310)
     rng = np.random.default_rng(0)
@@ -568,3 +569,13 @@ def test_the_card_says_what_the_models_decisions_save_against_deciding_without_o
     page = "".join(governance_sections(report))
     assert "What it is worth" in page and "the model's decisions save" in page
     assert "Answers the predicted value with a 90% prediction interval" in page
+
+
+def test_a_regressors_shadow_agrees_within_the_tolerance_and_a_classifiers_exactly():
+    from tabular_mlops.core.rollout import answers_agree
+
+    assert answers_agree([100.0, 2.0], [104.0, 2.1], 0.05)  # 4 of 104; 0.1 of 2.1
+    assert not answers_agree([100.0], [106.0], 0.05)
+    assert answers_agree(["malignant"], ["malignant"], 0.05)
+    assert not answers_agree(["malignant"], ["benign"], 0.05)
+    assert not answers_agree([1.0, 2.0], [1.0], 0.05)
