@@ -17,7 +17,7 @@ import pytest
 
 from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.net import free_port
-from tests.helpers import invoke, serving_env
+from tests.helpers import invoke, schemathesis_finds_nothing, serving_env
 
 pytestmark = pytest.mark.integration
 
@@ -133,23 +133,7 @@ def test_every_reader_answers_the_value_interval_and_decision_the_pipeline_gives
 def test_schemathesis_finds_no_server_error_and_no_schema_violation_in_a_regressor(served):
     """The regressor's own OpenAPI document (value, interval, decision required) against the
     live service: every check schemathesis has, a bounded number of cases."""
-    import subprocess
-    import sys
-
-    from tabular_mlops.adapters.paths import PROJECT_ROOT
-
-    run = subprocess.run(
-        [
-            sys.executable, "-m", "schemathesis.cli", "run", f"{served['url']}/openapi.json",
-            "--checks", "all", "--max-examples", "40", "--seed", "7", "--workers", "1",
-        ],
-        cwd=PROJECT_ROOT,  # schemathesis.toml: 422 is an answer to a valid but unscorable row
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-4000:]
-    assert "No issues found" in run.stdout
+    schemathesis_finds_nothing(served["url"])
 
 
 def test_a_non_finite_value_is_refused_naming_the_feature(served):

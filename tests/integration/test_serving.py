@@ -23,7 +23,7 @@ from tabular_mlops.adapters.processes import has_exited
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig, LocalServingConfig, ServingConfig
 from tests.conftest import SHARED_MODEL
-from tests.helpers import SteadyClient, bearer, invoke, serving_env
+from tests.helpers import SteadyClient, bearer, invoke, schemathesis_finds_nothing, serving_env
 
 pytestmark = pytest.mark.integration
 
@@ -727,23 +727,7 @@ def test_a_version_the_gate_never_passed_is_not_rolled_back_to(live, paths):
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(live):
     """The live service, through its stable address, against its own OpenAPI document:
     every check schemathesis has, a bounded number of cases."""
-    import subprocess
-    import sys
-
-    from tabular_mlops.adapters.paths import PROJECT_ROOT
-
-    run = subprocess.run(
-        [
-            sys.executable, "-m", "schemathesis.cli", "run", f"{live.url}/openapi.json",
-            "--checks", "all", "--max-examples", "40", "--seed", "7", "--workers", "1",
-        ],
-        cwd=PROJECT_ROOT,  # schemathesis.toml: 422 is an answer to a valid but unscorable row
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-4000:]
-    assert "No issues found" in run.stdout
+    schemathesis_finds_nothing(live.url)
 
 
 def service_tree(service) -> list[int]:
