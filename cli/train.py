@@ -65,6 +65,7 @@ def train(
         reason = require_reason(reason, "train --accept-drift")
         overrides = (*overrides, "parameters.validation.accept_drift=true")
     config = load_pipeline_config(TrainingRunConfig, env, config_path, overrides)
+    _check_estimator(config, config_path)
     if accept_drift and not dry_run:
         record(env, "accept-drift", config.model.name, reason=reason)
     activate_stack(env, preflight=not dry_run)  # a plan needs no server
@@ -86,6 +87,17 @@ def train(
     if run is not None and not schedule:
         report_training(run)
     return run
+
+
+def _check_estimator(config: TrainingRunConfig, source: Path) -> None:
+    """The estimator must exist, fit the task and take its parameters: said before
+    anything runs (a plan too), not when the training step reaches it."""
+    from tabular_mlops.core.model_factory import TrainingConfigError, make_estimator
+
+    try:
+        make_estimator(config.parameters.training, config.parameters.task)
+    except TrainingConfigError as exc:
+        raise click.ClickException(f"{source}: parameters.{exc}") from None
 
 
 def report_training(run: PipelineRunResponse) -> None:

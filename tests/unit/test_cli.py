@@ -221,3 +221,13 @@ def test_a_version_no_deployment_recorded_streams_by_its_environments_policy(tmp
     path.write_text(yaml.safe_dump(env))
     assert deployment_log_columns(str(path)) == {"sex": "hash"}
     assert deployment_log_columns("dev") == {}
+
+
+def test_an_estimator_of_the_other_task_is_named_before_anything_runs():
+    result = invoke(
+        "train", "--dry-run", "--set", "parameters.task=regression",
+        "--set", "parameters.training.estimator=sklearn.ensemble.RandomForestClassifier",
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "training.yaml: parameters.training.estimator: 'sklearn.ensemble." in result.output
+    assert "is not a scikit-learn regressor (parameters.task is regression)" in result.output
