@@ -6,13 +6,13 @@ from typing import Annotated
 from zenml import log_metadata, step
 from zenml.client import Client
 
-from tabular_mlops.adapters.champion import recorded_accuracy, recorded_error_spread
+from tabular_mlops.adapters.champion import recorded_test_metrics
 from tabular_mlops.adapters.deployment.model_deployer import serving_deployer
 from tabular_mlops.adapters.deployment.packaging import prune_bentos
 from tabular_mlops.adapters.deployment.smoke import SmokeReport
 from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
 from tabular_mlops.core.config import ServingConfig
-from tabular_mlops.core.rollout import planned
+from tabular_mlops.core.rollout import error_spread, planned
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +40,8 @@ def go_live(
         else:
             # the experiment's sample is fixed now, on the champion's recorded accuracy (a
             # regressor's: the spread of its errors)
-            recorded = (previous.model_name, previous.model_version)
-            plan = planned(
-                serving.rollout, recorded_accuracy(*recorded), recorded_error_spread(*recorded)
-            )
+            recorded = recorded_test_metrics(previous.model_name, previous.model_version)
+            plan = planned(serving.rollout, recorded.get("accuracy"), error_spread(recorded))
             rollout = target.begin_rollout(previous, candidate, plan)
             live, experiment = previous, rollout.experiment
     except Exception:

@@ -181,25 +181,12 @@ def regression_answer(model: Pipeline) -> dict[str, Any]:
     }
 
 
-def recorded_error_spread(model_name: str, version: str) -> float | None:
-    """A regressor's standard deviation of a row's absolute error on its test split, from
-    the MAE and RMSE the model gate recorded (``sqrt(RMSE² - MAE²)``); None for a
-    classifier."""
+def recorded_test_metrics(model_name: str, version: str) -> dict[str, float]:
+    """The test metrics the model gate recorded on a version (none recorded: empty)."""
     from zenml.client import Client
 
     metadata = Client().get_model_version(model_name, int(version)).run_metadata
     metrics = metadata.get("test_metrics")
-    if not isinstance(metrics, dict) or "mae" not in metrics or "rmse" not in metrics:
-        return None
-    mae, rmse = float(metrics["mae"]), float(metrics["rmse"])
-    return max(rmse**2 - mae**2, 0.0) ** 0.5 or rmse or 1.0
-
-
-def recorded_accuracy(model_name: str, version: str) -> float | None:
-    """The test accuracy the model gate recorded on a version (None: none recorded)."""
-    from zenml.client import Client
-
-    metadata = Client().get_model_version(model_name, int(version)).run_metadata
-    metrics = metadata.get("test_metrics")
-    accuracy = metrics.get("accuracy") if isinstance(metrics, dict) else None
-    return float(accuracy) if isinstance(accuracy, (int, float)) else None
+    if not isinstance(metrics, dict):
+        return {}
+    return {str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}

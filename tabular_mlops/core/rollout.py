@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -242,6 +242,15 @@ def error_sample_size(spread: float, reduction: float, significance: float, powe
     normal = NormalDist()
     z = normal.inv_cdf(1 - significance) + normal.inv_cdf(power)
     return math.ceil(2 * z**2 * spread**2 / reduction**2)
+
+
+def error_spread(metrics: Mapping[str, float]) -> float | None:
+    """A regressor's standard deviation of a row's absolute error, from its test MAE and
+    RMSE (``sqrt(RMSE² - MAE²)``); None without them (a classifier)."""
+    if "mae" not in metrics or "rmse" not in metrics:
+        return None
+    mae, rmse = metrics["mae"], metrics["rmse"]
+    return max(rmse**2 - mae**2, 0.0) ** 0.5 or rmse or 1.0
 
 
 class PlanError(ValueError):

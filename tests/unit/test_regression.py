@@ -579,3 +579,10 @@ def test_a_regressors_shadow_agrees_within_the_tolerance_and_a_classifiers_exact
     assert answers_agree(["malignant"], ["malignant"], 0.05)
     assert not answers_agree(["malignant"], ["benign"], 0.05)
     assert not answers_agree([1.0, 2.0], [1.0], 0.05)
+
+
+def test_the_error_spread_an_ab_is_planned_on_comes_from_the_recorded_mae_and_rmse():
+    from tabular_mlops.core.rollout import error_spread
+
+    assert error_spread({"mae": 3.0, "rmse": 5.0}) == pytest.approx(4.0)  # sqrt(25 - 9)
+    assert error_spread({"accuracy": 0.9, "roc_auc": 0.95}) is None
