@@ -17,7 +17,7 @@ from pandas.api.types import is_float_dtype
 
 from tabular_mlops.core.columns import column_kind
 from tabular_mlops.core.config import DataValidationConfig, Task
-from tabular_mlops.core.transformers import DATE_FORMAT
+from tabular_mlops.core.transformers import read_dates
 
 
 @dataclass(frozen=True)
@@ -446,9 +446,7 @@ def unreadable_dates(frame: pd.DataFrame, date_columns: Sequence[str]) -> list[V
     violations = []
     for name in [c for c in date_columns if c in frame.columns]:
         values = frame[name].dropna()
-        parsed = pd.to_datetime(values.astype(str).str.slice(0, 10), errors="coerce",
-                                format=DATE_FORMAT)  # fmt: skip
-        bad = values[parsed.isna()]
+        bad = values[read_dates(values).isna()]
         if len(bad):
             violations.append(
                 Violation(

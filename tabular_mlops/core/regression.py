@@ -91,7 +91,7 @@ def conformal_half_width(absolute_errors: Sequence[float], level: float) -> floa
     if n == 0:
         return math.inf
     rank = math.ceil((n + 1) * level)
-    return float(errors[min(rank, n) - 1]) if rank <= n else float(errors[-1])
+    return float(errors[min(rank, n) - 1])
 
 
 def newsvendor_quantile(under: float, over: float) -> float:

@@ -63,22 +63,12 @@ class FastModel:
             self.mean, self.scale = scaler.mean_, scaler.scale_
         self.categorical: list[tuple[str, dict[str, int]]] = []
         if categorical_cols:
-            fill = categorical.named_steps["impute"].statistics_
-            encoder = categorical.named_steps["encode"]
-            self.categorical = [
-                (str(fill[i]), {str(v): j for j, v in enumerate(cats)})
-                for i, cats in enumerate(encoder.categories_)
-            ]
+            self.categorical = encodings(categorical)
         #: each date column's parts (weekday, month), encoded as categoricals are
         self.date_names: list[str] = []
         for step, columns in dates:
-            fill = step.named_steps["impute"].statistics_
-            encoder = step.named_steps["encode"]
             self.date_names = list(columns)
-            self.categorical += [
-                (str(fill[i]), {str(v): j for j, v in enumerate(cats)})
-                for i, cats in enumerate(encoder.categories_)
-            ]
+            self.categorical += encodings(step)
         self.date_index = [position[c] for c in self.date_names]
         self.width = len(numeric_cols) + sum(len(m) for _, m in self.categorical)
         if self.linear is not None and not self._linear_agrees():
@@ -180,6 +170,16 @@ class FastModel:
             self.linear = None
         if not agrees():
             raise UnsupportedPipelineError("numpy path disagrees with the pipeline on real rows")
+
+
+def encodings(step: Pipeline) -> list[tuple[str, dict[str, int]]]:
+    """Per encoded column of a fitted impute-then-one-hot pipeline: the value a missing one
+    is filled with, and each category's position in its one-hot block."""
+    fill = step.named_steps["impute"].statistics_
+    return [
+        (str(fill[i]), {str(v): j for j, v in enumerate(cats)})
+        for i, cats in enumerate(step.named_steps["encode"].categories_)
+    ]
 
 
 def one_date_part(value: Any, part: int) -> str | None:

@@ -30,14 +30,20 @@ DATE_PARTS = ("day_of_week", "month")
 DATE_FORMAT = "%Y-%m-%d"
 
 
+def read_dates(values: pd.Series) -> pd.Series:
+    """``values`` as dates by :data:`DATE_FORMAT` on their first ten characters; NaT where
+    a value is missing or not one: the one reading of a date, in training and serving."""
+    text = values.astype("string").str.slice(0, 10)
+    return pd.to_datetime(text, errors="coerce", format=DATE_FORMAT)
+
+
 def date_parts(values: Any) -> np.ndarray:
     """Each date column's day of the week and month, as text categories (a missing or
     unreadable date gives missing parts, which the imputer fills)."""
     frame = pd.DataFrame(values)
     parts = []
     for column in frame.columns:
-        text = frame[column].astype("string").str.slice(0, 10)
-        when = pd.to_datetime(text, errors="coerce", format=DATE_FORMAT)
+        when = read_dates(frame[column])
         for part in (when.dt.weekday, when.dt.month):
             parts.append(np.where(part.isna(), np.nan, part.astype("Int64").astype(str)))
     return np.column_stack(parts).astype(object) if parts else np.empty((len(frame), 0))
