@@ -211,13 +211,28 @@ def test_a_rollout_decided_on_labels_is_refused_for_a_regressor_and_the_service_
     assert after["predictions"] == before["predictions"]
 
 
+def rollout_promotes(model: str, serving: list[str], version: str) -> dict:
+    """``run.py rollout`` once the logs have landed: it promotes ``version``, which is then
+    production; the figures the decision recorded on it."""
+    from tabular_mlops.adapters.champion import version_at_stage
+
+    time.sleep(0.6)  # the router's and the services' logs land every 0.2 s
+    decided = invoke("rollout", *serving)
+    assert decided.exit_code == 0, decided.output
+    assert f"promote: version {version} serves all traffic" in decided.output, decided.output
+    production = version_at_stage(model, "production")
+    assert production is not None and production.name == version
+    figures = production.run_metadata["rollout_figures"]
+    assert isinstance(figures, dict)
+    return figures
+
+
 def test_a_shadow_regressor_whose_values_agree_within_the_tolerance_is_promoted(served):
     """The staging candidate (Ridge, alpha 0.9) mirrors every request of the live one
     (alpha 1.0); its values within 5 % of the champion's agree, and it is promoted."""
     from sklearn.datasets import load_diabetes
 
     from tabular_mlops.adapters import simulation
-    from tabular_mlops.adapters.champion import version_at_stage
 
     shadow = [*served["deploy"], "--set", "parameters.serving.rollout.shadow_share=1.0",
               "--set", "parameters.serving.rollout.shadow_requests=60"]  # fmt: skip
@@ -226,13 +241,8 @@ def test_a_shadow_regressor_whose_values_agree_within_the_tolerance_is_promoted(
     rows = load_diabetes(as_frame=True, scaled=False).frame.sample(80, random_state=2)
     report = simulation.drive_traffic(served["url"], rows, "target", feedback=None)
     assert report.failed == {} and set(report.answered_by) == {"1"}  # the shadow never answers
-    time.sleep(0.6)  # the router's and the services' logs land every 0.2 s
-    decided = invoke("rollout", *shadow[1:])
-    assert decided.exit_code == 0, decided.output
-    assert "promote: version 3 serves all traffic" in decided.output, decided.output
-    production = version_at_stage(MODEL, "production")
-    assert production is not None and production.name == "3"
-    assert production.run_metadata["rollout_figures"]["agreement"] >= 0.98
+    figures = rollout_promotes(MODEL, shadow[1:], "3")
+    assert figures["agreement"] >= 0.98
 
 
 def test_an_ab_test_of_regressors_promotes_the_one_with_smaller_errors(dev_stack, tmp_path):
@@ -242,7 +252,6 @@ def test_an_ab_test_of_regressors_promotes_the_one_with_smaller_errors(dev_stack
     from sklearn.datasets import load_diabetes
 
     from tabular_mlops.adapters import simulation
-    from tabular_mlops.adapters.champion import version_at_stage
     from tests.helpers import bearer
 
     name, port, state = "it_regressor_ab", free_port(), tmp_path / "state"
@@ -269,13 +278,7 @@ def test_an_ab_test_of_regressors_promotes_the_one_with_smaller_errors(dev_stack
             "target", token=token,
         )  # fmt: skip
         assert report.failed == {} and set(report.answered_by) == {"1", "2"}
-        time.sleep(0.6)  # the router's and the services' logs land every 0.2 s
-        decided = invoke("rollout", *deploy[1:])
-        assert decided.exit_code == 0, decided.output
-        assert "promote: version 2 serves all traffic" in decided.output, decided.output
-        production = version_at_stage(name, "production")
-        assert production is not None and production.name == "2"
-        figures = production.run_metadata["rollout_figures"]
+        figures = rollout_promotes(name, deploy[1:], "2")
         assert figures["candidate_mae"] < figures["champion_mae"] and figures["p_value"] < 0.05
     finally:
         invoke(*deploy, "--stop")
