@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ class InvalidRowError(ValueError):
 
 class EmbeddedModel:
     """One exported model: ``predict_proba`` and ``predict`` over rows given as dicts of
-    feature name -> value (numbers for numeric features, text for categorical ones,
-    None where the manifest says the feature may be missing).
+    feature name -> value (numbers for numeric features, text for categorical ones and
+    dates, None where the manifest says the feature may be missing).
 
     Rows are read as the training data was (the manifest's data contract): text equal
     to one of ``na_values`` is a missing value in any feature, and keys that are not
@@ -38,7 +39,9 @@ class EmbeddedModel:
         self.positive_label: str | None = manifest.get("positive_label")
         self.threshold: float | None = manifest.get("decision_threshold")
         self._numerics = [f for f in self.features if f["kind"] == "numeric"]
-        self._categoricals = [f for f in self.features if f["kind"] != "numeric"]
+        self._categoricals = [f for f in self.features if f["kind"] == "categorical"]
+        #: a date reaches the file as its parts (weekday, month), read as the pipeline does
+        self._dates = [f for f in self.features if f["kind"] == "date"]
         self._numeric_names = [f["name"] for f in self._numerics]
         self._numeric_nullable = np.array([bool(f["nullable"]) for f in self._numerics])
         self.na_values = frozenset(manifest.get("na_values", ()))
@@ -92,7 +95,8 @@ class EmbeddedModel:
         if len(rows) <= FEW_ROWS:
             feeds = {**self._numeric_columns(rows), **self._columns(self._categoricals, rows)}
         else:
-            feeds = self._columns(self.features, rows)
+            feeds = self._columns(self._numerics + self._categoricals, rows)
+        feeds |= self._date_parts(rows)
         probabilities = np.asarray(self.session.run([self._probabilities], feeds)[0], np.float64)
         finite = np.isfinite(probabilities).all(axis=1)
         if not finite.all():  # as the service: no answer rather than a made-up one
@@ -158,6 +162,18 @@ class EmbeddedModel:
                     return {f["input"]: narrow[:, j : j + 1] for j, f in enumerate(self._numerics)}
         return self._columns(self._numerics, rows)  # the slow path names the row at fault
 
+    def _date_parts(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """Each date feature's part inputs; a missing or unreadable date takes each part's
+        fill (the training data's most frequent), as the pipeline's imputer does."""
+        feeds = {}
+        for feature in self._dates:
+            days = [read_date(value) for value in self._column(feature, rows)[:, 0]]
+            for part in feature["parts"]:
+                values = [part["fill"] if day is None else DATE_PARTS[part["part"]](day)
+                          for day in days]  # fmt: skip
+                feeds[part["input"]] = np.array(values, dtype=object).reshape(-1, 1)
+        return feeds
+
     def _columns(
         self, features: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
     ) -> dict[str, np.ndarray]:
@@ -194,7 +210,8 @@ class EmbeddedModel:
             if not feature["nullable"]:
                 self._checked(feature, values)
             # a missing category is the training data's most frequent, as the imputer did
-            values = [feature["fill"] if value is None else value for value in values]
+            fill = feature.get("fill")  # a date's parts are filled one by one
+            values = [fill if value is None else value for value in values]
         return np.array(values, dtype=object).reshape(-1, 1)
 
     @staticmethod
@@ -228,3 +245,22 @@ FEW_ROWS = 64
 #: the value types a numeric / categorical feature takes (bool is not a number here)
 NUMBERS = frozenset({float, int, type(None)})
 TEXT = frozenset({str, type(None)})
+
+
+#: what a date is (``tabular_mlops.core.transformers``): its first ten characters written
+#: YYYY-MM-DD, a day from FIRST_DAY to LAST_DAY; anything else is missing
+DATE_FORMAT = "%Y-%m-%d"
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2199, 12, 31)
+#: a date's parts as the pipeline encodes them: text categories
+DATE_PARTS = {"day_of_week": lambda day: str(day.weekday()), "month": lambda day: str(day.month)}
+
+
+def read_date(value: str | None) -> date | None:
+    """``value`` as a date, the pipeline's reading; None where it is missing or not one."""
+    if value is None:
+        return None
+    try:
+        day = datetime.strptime(value[:10], DATE_FORMAT).date()
+    except ValueError:
+        return None
+    return day if FIRST_DAY <= day <= LAST_DAY else None

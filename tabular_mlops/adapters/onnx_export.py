@@ -9,6 +9,9 @@ take is rewritten to what it can, with the same fitted numbers:
   most-frequent imputer have no ONNX converter for text: the graph takes the
   one-hot encoder alone, and the manifest names each categorical's fill value,
   which the embedded scorer puts in for a missing one (what the imputer does);
+- a date column's parts (``transformers.date_parts``: weekday, month) are Python, not
+  ONNX: the graph takes each part as a text input and the manifest names them, with
+  each part's fill; the embedded scorer reads the date as the pipeline does;
 - a threshold tuned to a cost matrix (``FixedThresholdClassifier``) is not an
   ONNX operator: the graph gives the probabilities of the estimator inside, and
   the manifest carries the positive label and threshold the scorer decides by.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +39,7 @@ from sklearn.pipeline import Pipeline
 from tabular_mlops.adapters.paths import PROJECT_ROOT
 from tabular_mlops.core.governance import decision_rule
 from tabular_mlops.core.spec import ServingSpec
+from tabular_mlops.core.transformers import DATE_PARTS, date_part_names
 
 PROBABILITY_TOLERANCE = 1e-5
 #: a regressor's values in the file (float32 arithmetic) may differ from the pipeline's by
@@ -75,13 +80,15 @@ def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> 
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    graph_model, fills = convertible(model)
-    # named by feature, as the column transformer selects them; onnxruntime may rename an
-    # input (spaces), so the manifest names each feature's input as the file has it
+    graph_model, fills, parts = convertible(model)
+    # named by feature, as the column transformer selects them (a date by its parts);
+    # onnxruntime may rename an input (spaces), so the manifest names each as the file has it
+    inputs_of = {f.name: parts.get(f.name, [f.name]) for f in spec.features}
     initial_types = [
-        (f.name, FloatTensorType([None, 1]) if f.kind == "numeric" else StringTensorType([None, 1]))
-        for f in spec.features
-    ]
+        (name, FloatTensorType([None, 1]) if f.kind == "numeric" and f.name not in parts
+         else StringTensorType([None, 1]))
+        for f in spec.features for name in inputs_of[f.name]
+    ]  # fmt: skip
     estimator = graph_model.steps[-1][1]
     regressor = spec.task == "regression"
     try:
@@ -99,23 +106,14 @@ def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> 
             f"ONNX: {type(exc).__name__}: {reason}"
         ) from None
     onnx = onnx_model.SerializeToString()
-    inputs = [graph_input.name for graph_input in onnx_model.graph.input]
+    inputs = iter(graph_input.name for graph_input in onnx_model.graph.input)
     positive, threshold = decision_rule(model)
     manifest: dict[str, Any] = {
         "format": "onnx",
         "model_name": spec.model_name,
         "model_version": spec.model_version,
         "target": spec.target,
-        "features": [
-            {
-                "name": f.name,
-                "kind": f.kind,
-                "input": input_name,
-                "nullable": f.nullable,
-                **({"fill": fills[f.name]} if f.kind == "categorical" else {}),
-            }
-            for f, input_name in zip(spec.features, inputs, strict=True)
-        ],
+        "features": described_inputs(spec, inputs, fills, parts),
         "classes": spec.classes,
         #: how the training data was read (the data contract): text equal to one of
         #: these is missing, in any feature; other columns are ignored or refused
@@ -138,23 +136,50 @@ def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> 
     return OnnxModel(onnx, manifest)
 
 
-def convertible(model: Pipeline) -> tuple[Pipeline, dict[str, str]]:
-    """A copy of the fitted pipeline skl2onnx converts, and each categorical's fill value
-    (see the module's docstring); anything else goes to skl2onnx as it is."""
+def described_inputs(
+    spec: ServingSpec, inputs: Iterator[str], fills: dict[str, str], parts: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """The manifest's features in input order: each one's input (a date's, one per part)
+    as the file names it, its kind, nullability and fill."""
+    described: list[dict[str, Any]] = []
+    for f in spec.features:
+        if f.name in parts:
+            steps = zip(DATE_PARTS, parts[f.name], strict=True)
+            described.append({"name": f.name, "kind": "date", "nullable": f.nullable, "parts": [
+                {"part": part, "input": next(inputs), "fill": fills[name]} for part, name in steps
+            ]})  # fmt: skip
+            continue
+        fill = {"fill": fills[f.name]} if f.kind == "categorical" else {}
+        described.append(
+            {"name": f.name, "kind": f.kind, "input": next(inputs), "nullable": f.nullable, **fill}
+        )
+    return described
+
+
+def convertible(model: Pipeline) -> tuple[Pipeline, dict[str, str], dict[str, list[str]]]:
+    """A copy of the fitted pipeline skl2onnx converts, each categorical input's fill value
+    and each date column's part inputs (see the module's docstring); anything else goes to
+    skl2onnx as it is."""
     from sklearn.model_selection import FixedThresholdClassifier
 
     preprocess = copy.deepcopy(model.named_steps["preprocess"])
     step, classifier = model.steps[-1]
     fills: dict[str, str] = {}
+    parts: dict[str, list[str]] = {}
     for index, (name, transformer, columns) in enumerate(preprocess.transformers_):
-        if name == "categorical" and isinstance(transformer, Pipeline) and len(columns):
+        if name in ("categorical", "dates") and isinstance(transformer, Pipeline) and len(columns):
+            inputs = [str(c) for c in columns]
+            if name == "dates":  # each date's parts, in date_parts' order
+                inputs = [str(n) for n in date_part_names(None, columns)]
+                parts = {str(c): inputs[i * len(DATE_PARTS):(i + 1) * len(DATE_PARTS)]
+                         for i, c in enumerate(columns)}  # fmt: skip
             imputer = transformer.named_steps["impute"]
-            fills = {str(c): str(v) for c, v in zip(columns, imputer.statistics_, strict=True)}
-            preprocess.transformers_[index] = (name, transformer.named_steps["encode"], columns)
+            fills |= {c: str(v) for c, v in zip(inputs, imputer.statistics_, strict=True)}
+            preprocess.transformers_[index] = (name, transformer.named_steps["encode"], inputs)
     if isinstance(classifier, FixedThresholdClassifier):
         classifier = classifier.estimator_
         classifier = getattr(classifier, "estimator", classifier)  # inside FrozenEstimator
-    return Pipeline([("preprocess", preprocess), (step, classifier)]), fills
+    return Pipeline([("preprocess", preprocess), (step, classifier)]), fills, parts
 
 
 def check(model: Pipeline, onnx: bytes, manifest: dict[str, Any], rows: pd.DataFrame) -> dict:

@@ -360,7 +360,7 @@ def single_column_r2(
             means = np.where(counts > 0, sums / np.maximum(counts, 1), truth[train].mean())
             guess[held] = means[keys[held]]
         score = 1.0 - float(np.sum((truth - guess) ** 2)) / spread
-        if column_kind(frame[name]) == "numeric":
+        if column_kind(frame[name]) == "numeric" and frame[name].nunique() > 1:  # else no rank
             rank = frame[name].rank().corr(frame[target].rank())
             score = max(score, float(rank) ** 2 if rank == rank else 0.0)
         scores[str(name)] = score

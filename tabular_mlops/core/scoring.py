@@ -26,7 +26,13 @@ from scipy.special import expit
 from sklearn.base import is_regressor
 from sklearn.pipeline import Pipeline
 
-from tabular_mlops.core.transformers import DATE_FORMAT, DATE_PARTS, date_parts
+from tabular_mlops.core.transformers import (
+    DATE_FORMAT,
+    DATE_PARTS,
+    FIRST_DAY,
+    LAST_DAY,
+    date_parts,
+)
 
 
 class UnsupportedPipelineError(ValueError):
@@ -189,8 +195,10 @@ def one_date_part(value: Any, part: int) -> str | None:
     if value is None:
         return None
     try:
-        when = datetime.strptime(str(value)[:10], DATE_FORMAT)
+        when = datetime.strptime(str(value)[:10], DATE_FORMAT).date()
     except ValueError:
+        return None
+    if not FIRST_DAY <= when <= LAST_DAY:
         return None
     return str(when.weekday() if part == 0 else when.month)
 

@@ -6,6 +6,7 @@ the BentoML service, batch scoring) must be able to import this module alone.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -28,13 +29,18 @@ DATE_PARTS = ("day_of_week", "month")
 #: what a date is, read the same way by every reader: its first ten characters, written
 #: YYYY-MM-DD (a time and an offset after them do not move the day: the date as written)
 DATE_FORMAT = "%Y-%m-%d"
+#: the days a date may be; one outside is read as missing (a typo such as 0224-01-05, and
+#: the same answer from every reader: pandas' timestamps end in 1677 and 2262, Python's not)
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2199, 12, 31)
 
 
 def read_dates(values: pd.Series) -> pd.Series:
     """``values`` as dates by :data:`DATE_FORMAT` on their first ten characters; NaT where
-    a value is missing or not one: the one reading of a date, in training and serving."""
+    a value is missing or not one, or outside :data:`FIRST_DAY`-:data:`LAST_DAY`: the one
+    reading of a date, in training and serving."""
     text = values.astype("string").str.slice(0, 10)
-    return pd.to_datetime(text, errors="coerce", format=DATE_FORMAT)
+    when = pd.to_datetime(text, errors="coerce", format=DATE_FORMAT)
+    return when.where(when.between(pd.Timestamp(FIRST_DAY), pd.Timestamp(LAST_DAY)))
 
 
 def date_parts(values: Any) -> np.ndarray:

@@ -63,6 +63,14 @@ def served(dev_stack, tmp_path_factory):
 
 
 def test_every_reader_answers_the_value_interval_and_decision_the_pipeline_gives(served):
+    every_reader_agrees(MODEL, served["root"], served["url"], served["rows"], "patient_id")
+
+
+def every_reader_agrees(model: str, root: Path, url: str, rows: Path, id_column: str) -> None:
+    """The service at ``url``, the batch pipeline, the stream's scorer and the ONNX export
+    in ``root / "onnx"`` answer ``rows`` (a CSV, ``id_column`` beside the features) as the
+    production version's pipeline does, and the service's log in ``root / "state"`` keeps
+    each value."""
     from zenml.client import Client
 
     from embedded.scorer import EmbeddedModel
@@ -71,19 +79,19 @@ def test_every_reader_answers_the_value_interval_and_decision_the_pipeline_gives
     from tabular_mlops.adapters.streaming.replay import read_events
     from tabular_mlops.core.events import Event
 
-    production = version_at_stage(MODEL, "production")
+    production = version_at_stage(model, "production")
     assert production is not None
     staged = load_version(production.id)
     spec = staged.spec
     assert spec.task == "regression" and spec.classes == []
     assert spec.interval_level == 0.9 and spec.interval_half_width and spec.decision_offset
     assert spec.decision_offset > 0  # under-prediction costs more: stock above the forecast
-    frame = pd.read_csv(served["rows"])
+    frame = pd.read_csv(rows)
     expected = staged.model.predict(frame[staged.features])
 
     # the live service
-    records = [json.loads(payload) for payload in read_events(served["rows"])]
-    answer = httpx.post(f"{served['url']}/predict", json={"rows": records}, timeout=30)
+    records = [json.loads(payload) for payload in read_events(rows)]
+    answer = httpx.post(f"{url}/predict", json={"rows": records}, timeout=30)
     assert answer.status_code == 200, answer.text
     online = answer.json()["predictions"]
     assert set(online[0]) == {"prediction", "interval", "decision"}
@@ -94,26 +102,26 @@ def test_every_reader_answers_the_value_interval_and_decision_the_pipeline_gives
     np.testing.assert_allclose([a["decision"] for a in online], values + spec.decision_offset)
 
     # the batch pipeline, file to file: the same columns
-    result = invoke("infer", "--input", str(served["rows"]), "--set", f"model.name={MODEL}")
+    result = invoke("infer", "--input", str(rows), "--set", f"model.name={model}")
     assert result.exit_code == 0, result.output
     run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
     batch = pd.read_parquet(run.steps["score_batch"].outputs["batch_result"][0].load()
                             .predictions_path).sort_values("row_number")  # fmt: skip
-    assert list(batch["patient_id"]) == list(frame["patient_id"])
+    assert list(batch[id_column]) == list(frame[id_column])
     np.testing.assert_allclose(batch["prediction"], expected, rtol=1e-9)
     np.testing.assert_allclose(batch["interval_low"], low)
     np.testing.assert_allclose(batch["decision"], [a["decision"] for a in online])
 
     # the stream's scorer, on the replay's payloads
-    scorer = StagedModels(MODEL, "production").load(production.name)
-    events = [Event(f"e:{i}", p, 0.0) for i, p in enumerate(read_events(served["rows"]))]
+    scorer = StagedModels(model, "production").load(str(production.name))
+    events = [Event(f"e:{i}", p, 0.0) for i, p in enumerate(read_events(rows))]
     streamed = scorer.score(events, max_deliveries=5, now=0.0)
     assert streamed.dead_letters == []
     np.testing.assert_allclose([p["prediction"] for p in streamed.predictions], expected, rtol=1e-9)
     assert [p["decision"] for p in streamed.predictions] == [a["decision"] for a in online]
 
     # the embedded scorer, the ONNX export (float32 inside)
-    embedded = EmbeddedModel.load(served["root"] / "onnx")
+    embedded = EmbeddedModel.load(root / "onnx")
     answers = embedded.answers(records)
     np.testing.assert_allclose([a["prediction"] for a in answers], expected, rtol=1e-5)
     with pytest.raises(TypeError, match="a regressor has no probabilities"):
@@ -122,7 +130,7 @@ def test_every_reader_answers_the_value_interval_and_decision_the_pipeline_gives
     # the log keeps each value, as monitoring reads it
     logged = [
         json.loads(line)
-        for path in sorted(Path(served["root"], "state").rglob("*.jsonl"))
+        for path in sorted(Path(root, "state").rglob("*.jsonl"))
         for line in path.read_text().splitlines()
     ]
     live = [line for line in logged if line["source"] == "live"]
@@ -162,8 +170,10 @@ def test_a_costlier_regressor_is_refused_and_production_stays(served):
     assert production is not None and production.name == "1"
 
 
-def test_the_demand_example_trains_on_the_past_and_is_tested_on_the_latest_period(dev_stack):
+def test_the_demand_example_trains_on_the_past_and_every_reader_answers_it(dev_stack, tmp_path):
     from zenml.client import Client
+
+    from tabular_mlops.core.demand import demand_frame
 
     config = Path(__file__).parents[2] / "configs" / "examples" / "demand_training.yaml"
     result = invoke("train", "--config", str(config), "--set", "model.name=it_demand")
@@ -185,6 +195,31 @@ def test_the_demand_example_trains_on_the_past_and_is_tested_on_the_latest_perio
     again = invoke("train", "--config", str(config), "--set", "model.name=it_demand")
     assert again.exit_code == 0, again.output
     assert "version 2: not promoted: identical to production version 1" in again.output
+    # served, exported and scored by every reader, dates the model never saw and dates that
+    # are not one (read as missing, and imputed, by each reader alike) among the rows
+    rows = tmp_path / "rows.csv"
+    frame = demand_frame(days=740).tail(48).drop(columns="units_sold")
+    frame.loc[frame.index[:4], "date"] = ["2031-06-07T10:00:00", "soon", "0224-01-05", "2025-2-3"]
+    frame.insert(0, "row_id", [f"r-{i}" for i in range(len(frame))])
+    frame.to_csv(rows, index=False)
+    state, port = tmp_path / "state", free_port()
+    deploy = [
+        "deploy",
+        "--set",
+        "model.name=it_demand",
+        "--env",
+        serving_env(tmp_path, port, state),
+    ]
+    result = invoke(*deploy)
+    assert result.exit_code == 0, result.output
+    try:
+        result = invoke(
+            "export", "--set", "model.name=it_demand", "--output", str(tmp_path / "onnx")
+        )
+        assert result.exit_code == 0 and "values within" in result.output, result.output
+        every_reader_agrees("it_demand", tmp_path, f"http://127.0.0.1:{port}", rows, "row_id")
+    finally:
+        invoke(*deploy, "--stop")
 
 
 def test_a_rollout_decided_on_labels_is_refused_for_a_regressor_and_the_service_stays(served):

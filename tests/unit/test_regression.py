@@ -372,6 +372,56 @@ def test_the_fast_path_reads_dates_as_the_pipeline_does_odd_ones_included():
     np.testing.assert_allclose(scorer.predict_proba_frame(odd)[:, 0], expected)
 
 
+def test_every_reader_of_a_date_reads_the_same_day_or_none():
+    import sys
+
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+    from tabular_mlops.core.scoring import one_date_part
+    from tabular_mlops.core.transformers import read_dates
+
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from embedded.scorer import read_date
+
+    odd = ["2024-01-05", "2024-1-5", "2024-01-05T10:00:00+02:00", "2024-01-05x", "2024/01/05",
+           "20240105", "2024-02-30", " 2024-01-05", "2024-13-01", "0224-01-05", "1677-10-01",
+           "1899-12-31", "1900-01-01", "2199-12-31", "2200-01-01", "9999-12-31", ""]  # fmt: skip
+    pipeline = read_dates(pd.Series(odd, dtype=object))
+    for value, day in zip(odd, pipeline, strict=True):
+        expected = None if pd.isna(day) else day.date()
+        assert read_date(value) == expected, value
+        assert one_date_part(value, 1) == (None if expected is None else str(expected.month))
+    assert pipeline.isna().sum() == 11
+
+
+def test_a_model_with_a_date_column_is_exported_and_the_file_reads_dates_as_it_does():
+    from embedded import EmbeddedModel
+    from tabular_mlops.adapters.champion import regression_answer
+    from tabular_mlops.adapters.onnx_export import export_onnx
+    from tabular_mlops.core.demand import demand_frame
+    from tabular_mlops.core.spec import ServingSpec
+
+    frame = demand_frame(days=90)
+    cost = CostConfig(under_prediction=2, over_prediction=1)
+    model, _ = fit_model(frame, "units_sold", RIDGE, cost, task="regression",
+                         date_columns=["date"])  # fmt: skip
+    spec = ServingSpec.from_training_data(
+        "demand", "1", frame, "units_sold", [], **regression_answer(model)
+    )
+    features = frame.drop(columns="units_sold")
+    exported = export_onnx(model, spec, features)
+    assert exported.skipped is None and exported.manifest["check"]["rows"] == len(frame)
+    (date,) = [f for f in exported.manifest["features"] if f["name"] == "date"]
+    assert date["kind"] == "date" and [p["part"] for p in date["parts"]] == [
+        "day_of_week", "month"]  # fmt: skip
+    odd = features.head(5).astype(object)
+    odd["date"] = ["2031-06-07T10:00:00", "2025-13-01", "soon", "0224-01-05", "07/06/2025"]
+    records = odd.where(odd.notna(), None).to_dict("records")
+    embedded = EmbeddedModel.from_bytes(exported.onnx, exported.manifest)
+    np.testing.assert_allclose(embedded.predict(records), model.predict(odd), rtol=1e-4)
+    (answer, *_) = embedded.answers(records)
+    assert set(answer) == {"prediction", "interval", "decision"}
+
+
 # --------------------------------------------------------------------------- monitoring
 def test_monitoring_measures_a_regressors_error_and_retrains_above_its_ceiling(tmp_path):
     from tabular_mlops.adapters.monitoring_data import LabelsError, performance
