@@ -74,22 +74,25 @@ def render_html(manifest: dict[str, Any]) -> str:
                 "numpy only.</p>",
                 table(
                     ["feature", "kind", "ONNX input", "missing becomes"],
-                    [
-                        [
-                            f["name"],
-                            f["kind"],
-                            f["input"],
-                            f.get("fill", "NaN (imputed in the graph)")
-                            if f["nullable"]
-                            else "refused",
-                        ]
-                        for f in manifest["features"]
-                    ],
+                    [feature_row(f) for f in manifest["features"]],
                     numeric_from=4,
                 ),
             ]
         ),
     )
+
+
+def feature_row(feature: dict) -> list[str]:
+    """One manifest feature as the table shows it: its ONNX input (a date's, one per part:
+    an unreadable date takes each part's fill) and what a missing value becomes."""
+    if feature["kind"] == "date":
+        inputs = ", ".join(part["input"] for part in feature["parts"])
+        fill = ", ".join(f"{part['part']} {part['fill']}" for part in feature["parts"])
+        if not feature["nullable"]:  # a missing date is refused, one that is not a date filled
+            fill = f"refused (not a date: {fill})"
+        return [feature["name"], feature["kind"], inputs, fill]
+    inputs, fill = feature["input"], feature.get("fill", "NaN (imputed in the graph)")
+    return [feature["name"], feature["kind"], inputs, fill if feature["nullable"] else "refused"]
 
 
 def agreement(check: dict) -> str:

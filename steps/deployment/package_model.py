@@ -12,13 +12,8 @@ from tabular_mlops.adapters.deployment.target import BentoPackage
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.latency import LatencyBudgetError, measure, over_budget
 from tabular_mlops.core.log_policy import LOG_COLUMNS_KEY, check_policy
-from tabular_mlops.core.rollout import planned
+from tabular_mlops.core.rollout import ERROR_TESTED, planned
 from tabular_mlops.core.scoring import rows_of_frame, scorer_for
-
-#: rollouts decided on a classifier's labels (a test on correct answers), not on a
-#: regressor's errors (an A/B test is: Welch's test on absolute errors; a shadow by values
-#: within the plan's agreement tolerance)
-LABEL_STRATEGIES = ("canary", "bandit")
 
 
 @step(enable_cache=False)
@@ -36,17 +31,9 @@ def package_model(serving: ServingConfig) -> Annotated[BentoPackage, "bento_pack
     model = get_step_context().model
     staged = load_staged_model(model)
     strategy = serving.rollout.strategy
-    if staged.spec.task == "regression" and strategy in LABEL_STRATEGIES:
-        raise ValueError(
-            f"model '{model.name}' is a regressor: the {strategy} rollout is decided on labels "
-            "(agreement, or a test on correct answers), which a regressor's values are not "
-            "yet judged by; nothing was built and the live service is unchanged: deploy it "
-            "with strategy replace, shadow or ab (parameters.serving.rollout.strategy in "
-            "configs/deployment.yaml; a retraining's: retraining.strategy in "
-            "configs/monitoring.yaml)"
-        )
-    if staged.spec.task == "regression" and strategy == "ab":
-        planned(serving.rollout, None, 1.0)  # names min_error_reduction before anything runs
+    if staged.spec.task == "regression" and strategy in ERROR_TESTED:
+        # names min_error_reduction before anything is built (decided on errors, not labels)
+        planned(serving.rollout, None, 1.0)
     sample = staged.test_set[staged.features]
     scorer = scorer_for(staged.model, staged.features, sample)
     latency = measure(scorer, staged.spec.decide, rows_of_frame(sample))

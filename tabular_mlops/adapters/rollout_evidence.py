@@ -10,14 +10,19 @@ version holds even across a router restart.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tabular_mlops.adapters.deployment.target import Rollout
-from tabular_mlops.core.rollout import ArmEvidence, Evidence, answers_agree, percentile
+from tabular_mlops.core.rollout import (
+    ArmEvidence,
+    Evidence,
+    absolute_error,
+    answers_agree,
+    percentile,
+)
 from tabular_mlops.serving.inference_log import read_evidence, read_records
 
 
@@ -93,9 +98,9 @@ def gather(
                     regression = True
                     error = absolute_error(prediction, truth)
                     if error is not None:
-                        arms[version].scored += 1
-                        arms[version].error_sum += error
-                        arms[version].error_squares += error**2
+                        arms[version].absolute_errors.add(error)
+                        if request_id in explored:
+                            arms[version].randomized_errors.add(error)
                 elif truth is not None and version in arms:
                     right = int(str(prediction) == str(truth))
                     arms[version].labelled += 1
@@ -116,14 +121,3 @@ def gather(
         router_reason=str(router.get("reason", "")) if same and router else "",
         plan=rollout.plan,
     )
-
-
-def absolute_error(prediction: float, truth: str) -> float | None:
-    """|prediction - truth| for a true value fed back as text ("151", "151.0"); None when
-    the text is not a finite number (it is not evidence)."""
-    try:
-        value = float(truth)
-    except ValueError:
-        return None
-    error = abs(prediction - value)
-    return error if math.isfinite(error) else None

@@ -136,6 +136,44 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 # --- evidence ---------------------------------------------------------------------------
+class AbsoluteErrors(BaseModel):
+    """A regressor's labelled rows: how many, and the sum and sum of squares of their
+    absolute errors."""
+
+    rows: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+
+    def add(self, error: float) -> None:
+        self.rows, self.total, self.squares = (
+            self.rows + 1,
+            self.total + error,
+            self.squares + error**2,
+        )
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.rows if self.rows else 0.0
+
+    @property
+    def variance(self) -> float:
+        """The sample variance (0 below two rows)."""
+        if self.rows < 2:
+            return 0.0
+        return max(0.0, (self.squares - self.rows * self.mean**2) / (self.rows - 1))
+
+
+def absolute_error(prediction: float, truth: object) -> float | None:
+    """|prediction - truth| for a true value fed back as text ("151", "151.0") or a number;
+    None when it is not a finite number (it is not evidence)."""
+    try:
+        value = float(truth)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    error = abs(prediction - value)
+    return error if math.isfinite(error) else None
+
+
 class ArmEvidence(BaseModel):
     """What one version's answers showed during the experiment."""
 
@@ -154,22 +192,10 @@ class ArmEvidence(BaseModel):
     #: share): rows and successes, what the bandit's test reads
     randomized: int = 0
     randomized_successes: float = 0.0
-    #: a regressor's labelled rows: how many, and the sum and sum of squares of their
-    #: absolute errors (what Welch's test reads)
-    scored: int = 0
-    error_sum: float = 0.0
-    error_squares: float = 0.0
-
-    @property
-    def mean_error(self) -> float:
-        return self.error_sum / self.scored if self.scored else 0.0
-
-    @property
-    def error_variance(self) -> float:
-        """The absolute errors' sample variance (0 below two rows)."""
-        if self.scored < 2:
-            return 0.0
-        return max(0.0, (self.error_squares - self.scored * self.mean_error**2) / (self.scored - 1))
+    #: a regressor's labelled rows' absolute errors (what Welch's test reads), and the
+    #: bandit's: those on the requests it sent to this arm at random
+    absolute_errors: AbsoluteErrors = Field(default_factory=AbsoluteErrors)
+    randomized_errors: AbsoluteErrors = Field(default_factory=AbsoluteErrors)
 
     @property
     def error_rate(self) -> float:
@@ -253,6 +279,10 @@ def error_spread(metrics: Mapping[str, float]) -> float | None:
     return max(rmse**2 - mae**2, 0.0) ** 0.5 or rmse or 1.0
 
 
+#: a regressor's experiments decided by a test on absolute errors (Welch's)
+ERROR_TESTED: tuple[Strategy, ...] = ("canary", "ab", "bandit")
+
+
 class PlanError(ValueError):
     """The experiment cannot be planned as configured; the message names the key."""
 
@@ -267,13 +297,14 @@ def planned(
     if plan.sample_size_per_arm is not None:
         return plan
     if champion_error_spread is not None:
-        if plan.strategy != "ab":  # a regressor's shadow is decided on agreement alone
+        if plan.strategy not in ERROR_TESTED:  # a regressor's shadow: on agreement alone
             return plan
         if plan.min_error_reduction is None:
             raise PlanError(
-                "parameters.serving.rollout.min_error_reduction: an A/B test of a regressor "
-                "is planned to detect a drop of the mean absolute error by this much (the "
-                "target's units); set it in configs/deployment.yaml"
+                f"parameters.serving.rollout.min_error_reduction: a regressor's {plan.strategy} "
+                "is decided by Welch's test on absolute errors, planned to detect a drop of the "
+                "mean absolute error by this much (the target's units); set it in "
+                "configs/deployment.yaml"
             )
         spread = plan.error_spread or champion_error_spread
         size = error_sample_size(spread, plan.min_error_reduction, plan.significance, plan.power)
@@ -297,20 +328,44 @@ def one_sided_p_value(s1: float, n1: int, s2: float, n2: int) -> float:
     return 1 - NormalDist().cdf(z)
 
 
-def welch_p_value(champion: ArmEvidence, candidate: ArmEvidence) -> float:
+def welch_p_value(champion: AbsoluteErrors, candidate: AbsoluteErrors) -> float:
     """P-value that the candidate's mean absolute error is no lower than the champion's
     (Welch's t-test, one-sided: unequal variances and sizes)."""
     from scipy.stats import t as student
 
-    n1, n2 = champion.scored, candidate.scored
+    n1, n2 = champion.rows, candidate.rows
     if n1 < 2 or n2 < 2:
         return 1.0
-    v1, v2 = champion.error_variance / n1, candidate.error_variance / n2
+    v1, v2 = champion.variance / n1, candidate.variance / n2
     if v1 + v2 == 0:
-        return 0.0 if candidate.mean_error < champion.mean_error else 1.0
-    statistic = (champion.mean_error - candidate.mean_error) / math.sqrt(v1 + v2)
+        return 0.0 if candidate.mean < champion.mean else 1.0
+    statistic = (champion.mean - candidate.mean) / math.sqrt(v1 + v2)
     freedom = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
     return float(student.sf(statistic, freedom))
+
+
+def probability_of_smaller_errors(champion: AbsoluteErrors, candidate: AbsoluteErrors) -> float:
+    """P(the candidate's mean absolute error is below the champion's) under the normal
+    approximation of each mean (its standard error from its rows); 0.5 below two rows."""
+    from statistics import NormalDist
+
+    if champion.rows < 2 or candidate.rows < 2:
+        return 0.5
+    spread = math.sqrt(champion.variance / champion.rows + candidate.variance / candidate.rows)
+    if spread == 0:
+        return 0.5 if candidate.mean == champion.mean else float(candidate.mean < champion.mean)
+    return NormalDist().cdf((champion.mean - candidate.mean) / spread)
+
+
+def thompson_error_choice(arms: Sequence[AbsoluteErrors], rng: random.Random) -> int:
+    """The arm whose draw of its mean absolute error is lowest: Thompson sampling on
+    negative error as the reward, each mean drawn from its normal approximation. An arm
+    with fewer than two errors fed back is chosen first (no spread to draw from yet)."""
+    unknown = [index for index, arm in enumerate(arms) if arm.rows < 2]
+    if unknown:
+        return rng.choice(unknown)
+    draws = [rng.gauss(arm.mean, math.sqrt(arm.variance / arm.rows)) for arm in arms]
+    return min(range(len(draws)), key=draws.__getitem__)
 
 
 def probability_to_beat(champion: tuple[float, float], candidate: tuple[float, float]) -> float:
@@ -463,27 +518,40 @@ def _tested(
 def _decide_on_errors(
     evidence: Evidence, plan: RolloutPlan, figures: dict[str, float]
 ) -> RolloutDecision:
-    """A regressor's A/B test: once each arm has the planned labelled rows, Welch's
-    one-sided test that the candidate's mean absolute error is lower."""
+    """A regressor's A/B test or bandit: once each arm has the planned labelled rows,
+    Welch's one-sided test that the candidate's mean absolute error is lower (the
+    bandit's on the rows it sent to an arm at random, after its futility rule)."""
     champion, candidate = evidence.champion, evidence.candidate
     needed = plan.sample_size_per_arm or 0
+    tested = (champion.absolute_errors, candidate.absolute_errors)
     figures.update(
-        champion_mae=champion.mean_error,
-        candidate_mae=candidate.mean_error,
-        champion_feedback=float(champion.scored),
-        candidate_feedback=float(candidate.scored),
+        champion_mae=champion.absolute_errors.mean,
+        candidate_mae=candidate.absolute_errors.mean,
+        champion_feedback=float(champion.absolute_errors.rows),
+        candidate_feedback=float(candidate.absolute_errors.rows),
         sample_size_per_arm=float(needed),
     )
 
     verdict = functools.partial(_verdict, figures=figures)
-
-    if not needed or min(champion.scored, candidate.scored) < needed:
+    rows = "rows"
+    if evidence.strategy == "bandit":
+        beat = probability_of_smaller_errors(*tested)
+        figures["probability_to_beat"] = beat
+        if beat <= 1 - plan.promote_probability and min(t.rows for t in tested) >= (
+            MIN_FUTILITY_ROWS
+        ):
+            return verdict("rollback", f"P(candidate's errors are smaller) = {beat:.3f}: futile")
+        tested = (champion.randomized_errors, candidate.randomized_errors)
+        figures.update(
+            champion_randomized=float(tested[0].rows), candidate_randomized=float(tested[1].rows)
+        )
+        rows = "randomly assigned rows"
+    if not needed or min(t.rows for t in tested) < needed:
         return verdict(
             "continue",
-            f"true values for {champion.scored} / {candidate.scored} rows of the {needed} per "
+            f"true values for {tested[0].rows} / {tested[1].rows} {rows} of the {needed} per "
             f"arm planned to detect a drop of {plan.min_error_reduction:g} in mean absolute "
             "error",
         )
-    errors = f"MAE candidate {candidate.mean_error:.4g} vs champion {champion.mean_error:.4g}"
-    return _tested(welch_p_value(champion, candidate), plan, figures, errors, "Welch, one-sided",
-                   "drop")  # fmt: skip
+    errors = f"MAE candidate {tested[1].mean:.4g} vs champion {tested[0].mean:.4g}"
+    return _tested(welch_p_value(*tested), plan, figures, errors, "Welch, one-sided", "drop")

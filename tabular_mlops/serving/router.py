@@ -58,11 +58,14 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from tabular_mlops.core.rollout import (
+    AbsoluteErrors,
     RolloutPlan,
+    absolute_error,
     answers_agree,
     percentile,
     sticky_bucket,
     thompson_choice,
+    thompson_error_choice,
     too_slow,
 )
 from tabular_mlops.core.spec import SHADOW_PATH, SOURCE_HEADER, SOURCE_TOKEN_HEADER
@@ -192,6 +195,8 @@ class _Arm:
         self.correct = 0
         self.rewarded = 0
         self.reward_sum = 0.0
+        #: a regressor's answers fed back with their true values: the bandit's evidence
+        self.absolute_errors = AbsoluteErrors()
 
     @property
     def version(self) -> str:
@@ -205,6 +210,19 @@ class _Arm:
             return self.reward_sum, self.rewarded - self.reward_sum
         return float(self.correct), float(self.labelled - self.correct)
 
+    def count_label(self, answered: list[Any] | None, row: int, label: str) -> None:
+        """A true label fed back for one of this arm's answers: right or wrong for a
+        classifier, its absolute error for a regressor's value."""
+        if answered is None or row >= len(answered):
+            return
+        if isinstance(answered[row], float):
+            error = absolute_error(answered[row], label)
+            if error is not None:
+                self.absolute_errors.add(error)
+            return
+        self.labelled += 1
+        self.correct += int(answered[row] == label)
+
     def status(self) -> dict[str, Any]:
         return {
             "version": self.version,
@@ -217,6 +235,8 @@ class _Arm:
             "correct": self.correct,
             "rewarded": self.rewarded,
             "reward_sum": self.reward_sum,
+            "valued": self.absolute_errors.rows,
+            "mae": self.absolute_errors.mean if self.absolute_errors.rows else None,
         }
 
 
@@ -388,10 +408,7 @@ class Router:
                 arm.reward_sum += float(item["reward"])
             elif item.get("label") is not None:
                 labels = (self.remembered.get(item["request_id"]) or (0, None))[1]
-                row = int(item.get("row", 0))
-                if labels is not None and row < len(labels):
-                    arm.labelled += 1
-                    arm.correct += int(labels[row] == item["label"])
+                arm.count_label(labels, int(item.get("row", 0)), str(item["label"]))
         if lines or feedback:
             logger.info(
                 "resumed experiment %s from %s evidence lines: step %s, %s",
@@ -510,6 +527,11 @@ class Router:
             return (1 if sticky_bucket(key, experiment) < plan.ab_split else 0), None, False
         if self.random.random() < plan.explore_share:
             return self.random.randrange(len(self.arms)), None, True
+        if any(arm.absolute_errors.rows for arm in self.arms) and not any(
+            arm.rewarded for arm in self.arms
+        ):  # a regressor's: negative error is the reward
+            errors = [arm.absolute_errors for arm in self.arms]
+            return thompson_error_choice(errors, self.random), None, False
         successes, failures = zip(*(arm.successes() for arm in self.arms), strict=True)
         return thompson_choice(successes, failures, self.random), None, False
 
@@ -694,9 +716,8 @@ class Router:
             if item.reward is not None:
                 arm.rewarded += 1
                 arm.reward_sum += item.reward
-            elif answered[1] is not None and item.row < len(answered[1]):
-                arm.labelled += 1
-                arm.correct += int(answered[1][item.row] == item.label)
+            elif item.label is not None:
+                arm.count_label(answered[1], item.row, item.label)
             self.feedback_log.append(
                 json.dumps({"timestamp": now, **item.model_dump(), "version": arm.version,
                             "experiment": self.routes.experiment if self.routes else ""})

@@ -222,7 +222,7 @@ def test_the_demand_example_trains_on_the_past_and_every_reader_answers_it(dev_s
         invoke(*deploy, "--stop")
 
 
-def test_a_rollout_decided_on_labels_is_refused_for_a_regressor_and_the_service_stays(served):
+def test_an_experiment_without_its_planned_error_drop_is_refused_and_the_service_stays(served):
     from tabular_mlops.adapters.streaming.replay import read_events
 
     rows = [json.loads(next(iter(read_events(served["rows"]))))]
@@ -234,13 +234,13 @@ def test_a_rollout_decided_on_labels_is_refused_for_a_regressor_and_the_service_
         "--set", "parameters.evaluation.cost.max_increase_per_1000=1000",
     )  # fmt: skip
     assert candidate.exit_code == 0 and "promoted to staging" in candidate.output, candidate.output
-    result = invoke(*served["deploy"], "--set", "stage=staging", "--strategy", "canary")
-    assert result.exit_code != 0
-    assert "is a regressor: the canary rollout is decided on labels" in result.output
-    assert "deploy it with strategy replace, shadow or ab" in result.output
-    unplanned = invoke(*served["deploy"], "--set", "stage=staging", "--strategy", "ab")
-    assert unplanned.exit_code != 0
-    assert "parameters.serving.rollout.min_error_reduction" in unplanned.output
+    for strategy in ("canary", "bandit"):
+        unplanned = invoke(*served["deploy"], "--set", "stage=staging", "--strategy", strategy)
+        assert unplanned.exit_code != 0
+        assert (
+            f"parameters.serving.rollout.min_error_reduction: a regressor's {strategy} is "
+            "decided by Welch's test on absolute errors" in unplanned.output
+        )
     after = httpx.post(f"{served['url']}/predict", json={"rows": rows}, timeout=10).json()
     assert after["model_version"] == before["model_version"]
     assert after["predictions"] == before["predictions"]
@@ -280,16 +280,23 @@ def test_a_shadow_regressor_whose_values_agree_within_the_tolerance_is_promoted(
     assert figures["agreement"] >= 0.98
 
 
-def test_an_ab_test_of_regressors_promotes_the_one_with_smaller_errors(dev_stack, tmp_path):
-    """A mean-predicting champion against a Ridge candidate, users split by a sticky key,
-    each answer's true value fed back: Welch's test on the absolute errors promotes the
-    candidate once each arm has the sample planned on the champion's error spread."""
+@pytest.mark.parametrize(
+    "strategy, reduction", [("ab", 10), ("canary", 25), ("bandit", 25)], ids=str
+)
+def test_an_experiment_of_regressors_promotes_the_one_with_smaller_errors(
+    dev_stack, tmp_path, strategy, reduction
+):
+    """A mean-predicting champion against a Ridge candidate, each answer's true value fed
+    back: users split by a sticky key (ab), the candidate's share stepped up (canary), or
+    traffic sent by Thompson sampling on negative error (bandit). Welch's test on the
+    absolute errors (the bandit's: on its randomly assigned rows) promotes the candidate
+    once each arm has the sample planned on the champion's error spread."""
     from sklearn.datasets import load_diabetes
 
     from tabular_mlops.adapters import simulation
     from tests.helpers import bearer
 
-    name, port, state = "it_regressor_ab", free_port(), tmp_path / "state"
+    name, port, state = f"it_regressor_{strategy}", free_port(), tmp_path / "state"
     model = ["--set", f"model.name={name}"]
     weak = invoke(
         "train", "--set", "parameters.task=regression", *model,
@@ -301,20 +308,23 @@ def test_an_ab_test_of_regressors_promotes_the_one_with_smaller_errors(dev_stack
                     "--set", "parameters.promotion.stage=staging")  # fmt: skip
     assert "version 2: promoted to staging" in strong.output, strong.output
     deploy = ["deploy", *model, "--env", serving_env(tmp_path, port, state),
-              "--set", "parameters.serving.rollout.min_error_reduction=10"]  # fmt: skip
+              "--set", f"parameters.serving.rollout.min_error_reduction={reduction}",
+              "--set", "parameters.serving.rollout.hold_requests=20"]  # fmt: skip
     try:
         assert invoke(*deploy).exit_code == 0
-        started = invoke(*deploy, "--set", "stage=staging", "--strategy", "ab")
+        started = invoke(*deploy, "--set", "stage=staging", "--strategy", strategy)
         assert started.exit_code == 0, started.output
         rows = load_diabetes(as_frame=True, scaled=False).frame
         token = bearer(state, name, "feedback")["authorization"].removeprefix("Bearer ")
         report = simulation.drive_traffic(
             f"http://127.0.0.1:{port}", rows.sample(700, replace=True, random_state=1),
-            "target", token=token,
+            "target", token=token, feedback_every=100,
         )  # fmt: skip
         assert report.failed == {} and set(report.answered_by) == {"1", "2"}
         figures = rollout_promotes(name, deploy[1:], "2")
         assert figures["candidate_mae"] < figures["champion_mae"] and figures["p_value"] < 0.05
+        if strategy == "bandit":  # traffic moved to the smaller errors as true values came in
+            assert report.answered_by["2"] > 2 * report.answered_by["1"], report.answered_by
     finally:
         invoke(*deploy, "--stop")
         assert local_server.stray_processes(state, name, keep=set()) == []

@@ -395,6 +395,7 @@ def test_every_reader_of_a_date_reads_the_same_day_or_none():
 
 def test_a_model_with_a_date_column_is_exported_and_the_file_reads_dates_as_it_does():
     from embedded import EmbeddedModel
+    from materializers.onnx_model_materializer import render_html
     from tabular_mlops.adapters.champion import regression_answer
     from tabular_mlops.adapters.onnx_export import export_onnx
     from tabular_mlops.core.demand import demand_frame
@@ -420,6 +421,9 @@ def test_a_model_with_a_date_column_is_exported_and_the_file_reads_dates_as_it_d
     np.testing.assert_allclose(embedded.predict(records), model.predict(odd), rtol=1e-4)
     (answer, *_) = embedded.answers(records)
     assert set(answer) == {"prediction", "interval", "decision"}
+    # the dashboard's page of the export names each part's input and fill
+    page = render_html(exported.manifest)
+    assert "date_day_of_week, date_month" in page and "day_of_week 0, month 1" in page
 
 
 # --------------------------------------------------------------------------- monitoring
@@ -541,12 +545,21 @@ def test_the_demand_csv_reads_back_as_the_rows_the_example_trains_on(tmp_path):
 
 
 # --------------------------------------------------------------------------- A/B on errors
-def _arm(version: str, errors: np.ndarray):
+def _errors(errors: np.ndarray):
+    from tabular_mlops.core.rollout import AbsoluteErrors
+
+    stats = AbsoluteErrors()
+    for error in errors:
+        stats.add(float(error))
+    return stats
+
+
+def _arm(version: str, errors: np.ndarray, randomized: np.ndarray | None = None):
     from tabular_mlops.core.rollout import ArmEvidence
 
     return ArmEvidence(
-        version=version, requests=len(errors), scored=len(errors),
-        error_sum=float(errors.sum()), error_squares=float((errors**2).sum()),
+        version=version, requests=len(errors), absolute_errors=_errors(errors),
+        randomized_errors=_errors(errors if randomized is None else randomized),
     )  # fmt: skip
 
 
@@ -558,7 +571,7 @@ def test_welchs_test_on_absolute_errors_matches_scipys():
     rng = np.random.default_rng(3)
     champion, candidate = np.abs(rng.normal(0, 10, 300)), np.abs(rng.normal(0, 8, 200))
     expected = ttest_ind(candidate, champion, equal_var=False, alternative="less").pvalue
-    assert welch_p_value(_arm("1", champion), _arm("2", candidate)) == pytest.approx(expected)
+    assert welch_p_value(_errors(champion), _errors(candidate)) == pytest.approx(expected)
 
 
 def test_an_ab_of_regressors_is_planned_on_the_error_spread_and_decided_by_welch():
@@ -599,8 +612,60 @@ def test_an_ab_of_regressors_is_planned_on_the_error_spread_and_decided_by_welch
     assert promoted / 400 < 0.05 + 3 * (0.05 * 0.95 / 400) ** 0.5
 
 
+def test_a_regressors_bandit_sends_traffic_to_smaller_errors_and_is_tested_on_random_rows():
+    import random
+
+    from tabular_mlops.core.rollout import (
+        Evidence,
+        RolloutPlan,
+        decide,
+        planned,
+        thompson_error_choice,
+    )
+
+    rng, draws = random.Random(0), np.random.default_rng(1)
+    # an arm without two errors fed back is tried first; then the smaller errors win
+    assert thompson_error_choice([_errors(np.ones(50)), _errors(np.ones(1))], rng) == 1
+    small, large = _errors(np.abs(draws.normal(0, 5, 60))), _errors(np.abs(draws.normal(0, 9, 60)))
+    chosen = [thompson_error_choice([large, small], rng) for _ in range(200)]
+    assert sum(chosen) > 190
+    plan = planned(RolloutPlan(strategy="bandit", min_error_reduction=2.0), None, 10.0)
+    assert plan.sample_size_per_arm == 310
+
+    def evidence(champion: float, candidate: float, rows: int, randomized: int) -> Evidence:
+        def arm(version: str, scale: float):
+            errors = np.abs(draws.normal(0, scale, rows))
+            return _arm(version, errors, errors[:randomized])
+
+        return Evidence(strategy="bandit", task="regression",
+                        champion=arm("1", champion), candidate=arm("2", candidate))  # fmt: skip
+
+    # many rows, but the test reads only those sent to an arm at random
+    waiting = decide(evidence(12, 6, 2000, 100), plan)
+    assert waiting.action == "continue"
+    assert "100 / 100 randomly assigned rows of the 310" in waiting.reasons[0]
+    better = decide(evidence(12, 6, 2000, 320), plan)
+    assert better.action == "promote" and "(Welch, one-sided)" in better.reasons[0]
+    futile = decide(evidence(6, 12, 200, 40), plan)
+    assert futile.action == "rollback" and "futile" in futile.reasons[0]
+
+
+def test_a_regressors_canary_is_decided_on_errors_like_an_ab_test():
+    from tabular_mlops.core.rollout import Evidence, RolloutPlan, decide, planned
+
+    plan = planned(RolloutPlan(strategy="canary", min_error_reduction=2.0), None, 10.0)
+    assert plan.sample_size_per_arm == 310
+    draws = np.random.default_rng(2)
+    evidence = Evidence(
+        strategy="canary", task="regression",
+        champion=_arm("1", np.abs(draws.normal(0, 12, 400))),
+        candidate=_arm("2", np.abs(draws.normal(0, 6, 320))),
+    )  # fmt: skip
+    assert decide(evidence, plan).action == "promote"
+
+
 def test_a_true_value_fed_back_as_text_counts_by_its_error():
-    from tabular_mlops.adapters.rollout_evidence import absolute_error
+    from tabular_mlops.core.rollout import absolute_error
 
     assert absolute_error(150.0, "151.5") == pytest.approx(1.5)
     assert absolute_error(150.0, "n/a") is None
