@@ -359,6 +359,8 @@ FIXES = {
     "ServiceStartError": "the live service is unchanged; the message names the log to read "
     "(under the serving state directory's logs/)",
     "LabelsError": "check parameters.monitoring.labels_path",
+    "TaskMismatchError": "give the model a name of its own (--set model.name=...; a "
+    "regressor's default is tabular_regressor, from the tasks block in configs/training.yaml)",
     "DeploymentInProgressError": "this command changed nothing; run it again once the other "
     "deployment (or stop) has finished",
     "AddressMovedError": "the live service is unchanged; move it explicitly (`deploy --stop`, "

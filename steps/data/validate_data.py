@@ -9,7 +9,13 @@ from zenml.client import Client
 from zenml.types import HTMLString
 
 from materializers.dataframe_materializer import ContentHashedDataFrameMaterializer
-from tabular_mlops.adapters.champion import Champion, find_version, load_artifact, reference_name
+from tabular_mlops.adapters.champion import (
+    Champion,
+    check_same_task,
+    find_version,
+    load_artifact,
+    reference_name,
+)
 from tabular_mlops.adapters.evidently_reports import build_report
 from tabular_mlops.core.checks import DataValidationError, check_dataset, drift_violations
 from tabular_mlops.core.config import DataValidationConfig, as_task
@@ -40,6 +46,7 @@ def validate_data(
     ``rules.reference_version`` names. On any violation the step raises and
     nothing downstream runs.
     """
+    check_same_task(champion, get_step_context().model.name, task)
     source = (
         find_version(get_step_context().model.name, rules.reference_version)
         if rules.reference_version is not None

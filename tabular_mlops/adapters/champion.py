@@ -32,10 +32,29 @@ class Champion(BaseModel):
     stage: str | None = None
     model_artifact_id: UUID | None = None
     train_set_artifact_id: UUID | None = None
+    #: what the version predicts (classification or regression), as its training recorded
+    task: str | None = None
 
     @property
     def exists(self) -> bool:
         return self.model_version_id is not None
+
+
+class TaskMismatchError(ValueError):
+    """A run would gate a model of one task against a version of the other."""
+
+
+def check_same_task(champion: Champion, model_name: str, task: str) -> None:
+    """Refuse a run whose task is not the champion's: its data, metrics and gates would
+    be compared with a model of the other kind (every column "removed", no metric shared)."""
+    if champion.task is None or champion.task == task:
+        return
+    kinds = {"classification": "a classifier", "regression": "a regressor"}
+    raise TaskMismatchError(
+        f"model '{model_name}' version {champion.version} ({champion.stage}) is "
+        f"{kinds.get(champion.task, champion.task)}, and this run trains "
+        f"{kinds.get(task, task)} (parameters.task: {task}), which would be gated against it"
+    )
 
 
 def version_at_stage(model_name: str, stage: str) -> ModelVersionResponse | None:
@@ -76,12 +95,16 @@ def find_version(model_name: str, number: int) -> Champion:
 def champion_of(version: ModelVersionResponse, stage: str | None) -> Champion:
     model = version.get_artifact("model")
     train_set = version.get_artifact("train_set")
+    # train_model records the training score as train_r2 (a regressor) or train_accuracy
+    recorded = model.run_metadata if model else {}
+    task = "regression" if "train_r2" in recorded else None
     return Champion(
         model_version_id=version.id,
         version=version.name,
         stage=stage,
         model_artifact_id=model.id if model else None,
         train_set_artifact_id=train_set.id if train_set else None,
+        task=task or ("classification" if "train_accuracy" in recorded else None),
     )
 
 

@@ -270,7 +270,8 @@ def test_a_shadow_regressor_whose_values_agree_within_the_tolerance_is_promoted(
     from tabular_mlops.adapters import simulation
 
     shadow = [*served["deploy"], "--set", "parameters.serving.rollout.shadow_share=1.0",
-              "--set", "parameters.serving.rollout.shadow_requests=60"]  # fmt: skip
+              "--set", "parameters.serving.rollout.shadow_requests=60",
+              "--set", "parameters.serving.rollout.latency_budget_ms=100000"]  # fmt: skip
     started = invoke(*shadow, "--set", "stage=staging", "--strategy", "shadow")
     assert started.exit_code == 0, started.output
     rows = load_diabetes(as_frame=True, scaled=False).frame.sample(80, random_state=2)
@@ -309,7 +310,10 @@ def test_an_experiment_of_regressors_promotes_the_one_with_smaller_errors(
     assert "version 2: promoted to staging" in strong.output, strong.output
     deploy = ["deploy", *model, "--env", serving_env(tmp_path, port, state),
               "--set", f"parameters.serving.rollout.min_error_reduction={reduction}",
-              "--set", "parameters.serving.rollout.hold_requests=20"]  # fmt: skip
+              "--set", "parameters.serving.rollout.hold_requests=20",
+              # decided on errors, whatever the machine's load: test_rollout.py tests the
+              # latency guardrail
+              "--set", "parameters.serving.rollout.latency_budget_ms=100000"]  # fmt: skip
     try:
         assert invoke(*deploy).exit_code == 0
         started = invoke(*deploy, "--set", "stage=staging", "--strategy", strategy)
@@ -328,3 +332,19 @@ def test_an_experiment_of_regressors_promotes_the_one_with_smaller_errors(
     finally:
         invoke(*deploy, "--stop")
         assert local_server.stray_processes(state, name, keep=set()) == []
+
+
+def test_a_classifier_trained_under_the_regressors_name_is_refused_naming_the_task(served):
+    from tabular_mlops.adapters.champion import version_at_stage
+
+    before = version_at_stage(MODEL, "production")
+    assert before is not None
+    result = invoke("train", "--set", f"model.name={MODEL}")
+    assert result.exit_code != 0
+    assert (
+        f"model '{MODEL}' version {before.name} (production) is a regressor, and this run trains a "
+        "classifier (parameters.task: classification)" in result.output
+    )
+    assert "Fix: give the model a name of its own" in result.output
+    after = version_at_stage(MODEL, "production")
+    assert after is not None and after.id == before.id

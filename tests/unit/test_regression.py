@@ -527,6 +527,19 @@ def test_monitoring_reads_only_its_models_rows_from_a_log_two_models_share(tmp_p
     assert set(rows["request_id"]) == {"regressor-0", "regressor-1", "regressor-2"}
 
 
+def test_a_run_of_the_other_task_is_refused_against_the_champion_naming_both():
+    from tabular_mlops.adapters.champion import Champion, TaskMismatchError, check_same_task
+
+    champion = Champion(version="3", stage="production", task="classification")
+    check_same_task(champion, "churn", "classification")
+    check_same_task(Champion(), "churn", "regression")  # no champion yet
+    with pytest.raises(TaskMismatchError, match=(
+        r"model 'churn' version 3 \(production\) is a classifier, and this run trains a "
+        r"regressor \(parameters.task: regression\)"
+    )):  # fmt: skip
+        check_same_task(champion, "churn", "regression")
+
+
 def test_the_demand_csv_reads_back_as_the_rows_the_example_trains_on(tmp_path):
     from tabular_mlops.adapters.sources import load_dataset
     from tabular_mlops.core.config import DataSourceConfig
