@@ -158,12 +158,17 @@ def fit_model(
         try:
             search.fit(features, labels)
         except ValueError as exc:
+            check_target_range(exc, training, target, labels)
             raise TrainingConfigError(f"training.search.param_grid: {exc}") from exc
         model = clone(search.best_estimator_)
     estimator = model.named_steps[step]
     hyperparameters = estimator.get_params()
     if task == "regression":
-        model.fit(features, labels)
+        try:
+            model.fit(features, labels)
+        except ValueError as exc:
+            check_target_range(exc, training, target, labels)
+            raise
         errors = out_of_fold_errors(model, features, labels, interval or IntervalConfig(), cost)
         setattr(model, ERRORS_ATTRIBUTE, errors.model_dump())
         return model, hyperparameters
@@ -176,6 +181,24 @@ def fit_model(
     if cost is not None and cost.matrix and cost.tune_threshold:
         model.steps[-1] = ("classifier", cost_threshold(model, features, labels, cost))
     return model, hyperparameters
+
+
+def check_target_range(
+    error: ValueError, training: TrainingConfig, target: str, labels: pd.Series
+) -> None:
+    """Name the target and its range when the estimator refused it for its loss's domain
+    (scikit-learn's "out of the valid range of the loss": a Poisson model's counts must not
+    be negative, a Gamma model's amounts must be positive); otherwise return."""
+    if "valid range of the loss" not in str(error):
+        return
+    lowest = labels.idxmin()
+    raise TrainingConfigError(
+        f"training.estimator: {training.estimator} cannot learn target '{target}': its "
+        f"loss takes a narrower range than the target's {labels.min():g} (row {lowest}) to "
+        f"{labels.max():g} (scikit-learn: {str(error).splitlines()[0]}); a Poisson model "
+        "needs values >= 0, a Gamma model > 0: fix the target's values, or choose an "
+        "estimator without this limit (e.g. sklearn.linear_model.Ridge)"
+    ) from error
 
 
 def out_of_fold_errors(

@@ -221,6 +221,26 @@ def test_a_classifier_is_refused_where_a_regressor_is_asked_for():
         make_estimator(TrainingConfig(), "regression")
 
 
+@pytest.mark.parametrize(
+    "estimator", ["sklearn.linear_model.PoissonRegressor", "sklearn.linear_model.GammaRegressor"]
+)
+def test_a_target_outside_the_estimators_loss_is_named_with_its_range(estimator):
+    from tabular_mlops.core.config import SearchConfig
+
+    frame = linear_frame(200)
+    frame["y"] = frame["y"].abs() + 1
+    frame.loc[7, "y"] = -3.0
+    training = TrainingConfig(estimator=estimator)
+    match = rf"{estimator} cannot learn target 'y'.* -3 \(row 7\) to .*fix the target's values"
+    with pytest.raises(TrainingConfigError, match=match):
+        fit_model(frame, "y", training, task="regression")
+    searched = training.model_copy(
+        update={"search": SearchConfig(param_grid={"alpha": [0.1, 1.0]}, scoring="mae")}
+    )
+    with pytest.raises(TrainingConfigError, match=match):
+        fit_model(frame, "y", searched, task="regression")
+
+
 def test_a_regressor_is_evaluated_sliced_and_scored_on_the_fast_path():
     frame = linear_frame(800)
     model, _ = fit_model(frame.iloc[:600], "y", RIDGE, task="regression")
