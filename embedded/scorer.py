@@ -36,6 +36,9 @@ class EmbeddedModel:
         self.task: str = manifest.get("task") or "classification"
         self.half_width: float | None = manifest.get("interval_half_width")
         self.decision_offset: float | None = manifest.get("decision_offset")
+        #: the lowest an interval or a decision reaches (0 for a count), if any
+        floor = manifest.get("answer_floor")
+        self.floor: float = -math.inf if floor is None else float(floor)
         self.positive_label: str | None = manifest.get("positive_label")
         self.threshold: float | None = manifest.get("decision_threshold")
         self._numerics = [f for f in self.features if f["kind"] == "numeric"]
@@ -125,9 +128,10 @@ class EmbeddedModel:
         for value in self.predict(rows):
             answer: dict[str, Any] = {"prediction": value}
             if self.half_width is not None:
-                answer["interval"] = [value - self.half_width, value + self.half_width]
+                answer["interval"] = [max(value - self.half_width, self.floor),
+                                      value + self.half_width]  # fmt: skip
             if self.decision_offset is not None:
-                answer["decision"] = value + self.decision_offset
+                answer["decision"] = max(value + self.decision_offset, self.floor)
             answers.append(answer)
         return answers
 

@@ -208,11 +208,12 @@ def value_columns(spec: ServingSpec, values: np.ndarray) -> dict[str, Any]:
     """A regressor's output columns: ``prediction``, ``interval_low`` and ``interval_high``,
     and ``decision`` (as ``ServingSpec.value_answers`` answers each row)."""
     columns: dict[str, Any] = {"prediction": values}
+    floor = -np.inf if spec.answer_floor is None else spec.answer_floor
     if spec.interval_half_width is not None:
-        columns["interval_low"] = values - spec.interval_half_width
+        columns["interval_low"] = np.maximum(values - spec.interval_half_width, floor)
         columns["interval_high"] = values + spec.interval_half_width
     if spec.decision_offset is not None:
-        columns["decision"] = values + spec.decision_offset
+        columns["decision"] = np.maximum(values + spec.decision_offset, floor)
     return columns
 
 

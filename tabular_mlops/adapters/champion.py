@@ -201,6 +201,7 @@ def regression_answer(model: Pipeline) -> dict[str, Any]:
         "interval_level": errors.level,
         "interval_half_width": errors.half_width,
         "decision_offset": errors.decision_offset,
+        "answer_floor": errors.floor,
     }
 
 

@@ -127,6 +127,7 @@ def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> 
         "interval_level": spec.interval_level,
         "interval_half_width": spec.interval_half_width,
         "decision_offset": spec.decision_offset,
+        "answer_floor": spec.answer_floor,
         "opset": TARGET_OPSET,
         "sha256": hashlib.sha256(onnx).hexdigest(),
         "bytes": len(onnx),

@@ -61,6 +61,9 @@ class PredictionErrors(BaseModel):
     baseline_decision: float | None = None
     #: out-of-fold rows the figures come from
     rows: int
+    #: the lowest an interval or a decision reaches: 0 when no training target was
+    #: negative (a count, an amount: stocking -2 units means nothing), else none
+    floor: float | None = None
 
 
 def regression_scores(truth: Any, predicted: Any) -> dict[str, float]:
@@ -116,6 +119,7 @@ def prediction_errors(
         level=interval.level,
         half_width=conformal_half_width(np.abs(signed), interval.level),
         rows=len(signed),
+        floor=0.0 if len(signed) and float(np.min(truth)) >= 0 else None,
     )
     if cost.under_prediction is not None and cost.over_prediction is not None:
         quantile = newsvendor_quantile(cost.under_prediction, cost.over_prediction)
@@ -140,7 +144,8 @@ def decisions(model: Any, predicted: np.ndarray) -> np.ndarray:
     (the prediction itself when no unit costs were given)."""
     errors = errors_of(model)
     offset = errors.decision_offset if errors and errors.decision_offset is not None else 0.0
-    return predicted + offset
+    floor = errors.floor if errors and errors.floor is not None else -np.inf
+    return np.maximum(predicted + offset, floor)
 
 
 def error_gaps(
@@ -269,7 +274,11 @@ def assess(
             error_gaps(truth, predicted, groups, column, config.fairness.min_group_rows)
         )
     if errors is not None:
-        held = np.abs(truth - predicted) <= errors.half_width
+        # the interval as served: floored where the answers are (a count's at 0)
+        low = np.maximum(
+            predicted - errors.half_width, -np.inf if errors.floor is None else errors.floor
+        )
+        held = (truth >= low) & (truth <= predicted + errors.half_width)
         report.interval = IntervalResult(
             level=errors.level, half_width=errors.half_width, coverage=float(held.mean())
         )

@@ -7,6 +7,7 @@ features (names, kinds, nullability) the model was trained on.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -84,18 +85,22 @@ class ServingSpec(BaseModel):
     interval_level: float | None = None
     interval_half_width: float | None = None
     decision_offset: float | None = None
+    #: regression: the lowest an interval or a decision reaches (0 when training never saw
+    #: a negative target: a count, an amount); the prediction is the model's, as it is
+    answer_floor: float | None = None
 
     def value_answers(self, values: Sequence[float]) -> list[dict[str, Any]]:
         """A regressor's answer per predicted value: the value, its interval, and the
         decision when there is one; every reader (service, batch, stream) answers so."""
         width, offset = self.interval_half_width, self.decision_offset
+        floor = -math.inf if self.answer_floor is None else self.answer_floor
         answers = []
         for value in values:
             answer: dict[str, Any] = {"prediction": float(value)}
             if width is not None:
-                answer["interval"] = [float(value) - width, float(value) + width]
+                answer["interval"] = [max(float(value) - width, floor), float(value) + width]
             if offset is not None:
-                answer["decision"] = float(value) + offset
+                answer["decision"] = max(float(value) + offset, floor)
             answers.append(answer)
         return answers
 

@@ -513,11 +513,18 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
                     *(["decision"] if spec.decision_offset is not None else []),
                 ]
                 properties["prediction"] = {"type": "number", "title": "Prediction"}
+                described = (
+                    f"[low, high], holding the true value with probability {spec.interval_level}"
+                )
+                floor: dict[str, float] = {}
+                if spec.answer_floor is not None:  # a count's: never below 0
+                    floor = {"minimum": spec.answer_floor}
+                    described += f"; low is never below {spec.answer_floor:g}"
                 properties["interval"] = {
                     "type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
-                    "title": "Interval",
+                    "title": "Interval", "description": described,
                 }  # fmt: skip
-                properties["decision"] = {"type": "number", "title": "Decision"}
+                properties["decision"] = {"type": "number", "title": "Decision", **floor}
             else:
                 kept = ["label", "probabilities"]
                 properties["label"] = {"type": "string", "enum": classes, "title": "Label"}

@@ -547,6 +547,36 @@ def test_monitoring_reads_only_its_models_rows_from_a_log_two_models_share(tmp_p
     assert set(rows["request_id"]) == {"regressor-0", "regressor-1", "regressor-2"}
 
 
+def test_a_counts_interval_and_decision_never_go_below_zero_in_any_reader():
+    from embedded import EmbeddedModel
+    from tabular_mlops.adapters.batch import value_columns
+    from tabular_mlops.adapters.champion import regression_answer
+    from tabular_mlops.adapters.onnx_export import export_onnx
+    from tabular_mlops.core.spec import ServingSpec
+
+    counts = linear_frame(600).assign(y=lambda f: (f["y"] - 1).clip(lower=0).round())
+    cost = CostConfig(under_prediction=1, over_prediction=3)  # the decision sits below
+    model, _ = fit_model(counts, "y", RIDGE, cost, task="regression")
+    spec = ServingSpec.from_training_data("c", "1", counts, "y", [], **regression_answer(model))
+    assert spec.answer_floor == 0 and spec.decision_offset is not None
+    features = counts.drop(columns="y")
+    low = features.assign(x1=-3.0, x2=3.0).head(3)  # predicted below zero
+    values = model.predict(low)
+    assert (values < 0).all()
+    served = spec.value_answers(values.tolist())
+    assert [a["prediction"] for a in served] == pytest.approx(values)  # the model's, as it is
+    assert all(a["interval"][0] == 0 and a["decision"] == 0 for a in served)
+    batch = value_columns(spec, values)
+    assert (batch["interval_low"] == 0).all() and (batch["decision"] == 0).all()
+    exported = export_onnx(model, spec, features)
+    records = low.to_dict("records")
+    embedded = EmbeddedModel.from_bytes(exported.onnx, exported.manifest).answers(records)
+    assert all(a["interval"][0] == 0 and a["decision"] == 0 for a in embedded)
+    # a target that may be negative keeps its intervals whole
+    signed, _ = fit_model(linear_frame(600), "y", RIDGE, cost, task="regression")
+    assert regression.errors_of(signed).floor is None
+
+
 def test_a_run_of_the_other_task_is_refused_against_the_champion_naming_both():
     from tabular_mlops.adapters.champion import Champion, TaskMismatchError, check_same_task
 
