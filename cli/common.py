@@ -349,6 +349,7 @@ FIXES = {
     "DataSourceError": "check parameters.data (path, target, drop_columns, na_values)",
     "TrainingConfigError": "check parameters.training (and evaluation.cost) in "
     "configs/training.yaml",
+    "BaselineError": "check parameters.promotion.baseline in configs/training.yaml",
     "GovernanceConfigError": "check parameters.evaluation (fairness, robustness) in "
     "configs/training.yaml: it names a column or label the data does not have",
     "LatencyBudgetError": "the live service is unchanged; a faster model, or the budget "

@@ -101,8 +101,11 @@ def _check_estimator(config: TrainingRunConfig, source: Path) -> None:
 
 
 def report_training(run: PipelineRunResponse) -> None:
-    """What the run did to the model, its test metrics, and where to look."""
+    """What the run did to the model, its test metrics beside the trivial baselines', and
+    where to look."""
     from zenml.client import Client
+
+    from tabular_mlops.core.baselines import lift
 
     run = Client().get_pipeline_run(run.id)
     cached = sum(step.status.value == "cached" for step in run.steps.values())
@@ -119,6 +122,12 @@ def report_training(run: PipelineRunResponse) -> None:
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in report.metrics.items())
         click.echo(f"Model '{version.model.name}' version {version.name}: {outcome}")
         click.echo(f"  test metrics: {metrics}")
+        for baseline in report.baselines:  # is ML worth it, on the gate's metric
+            name = baseline.primary_metric
+            theirs, ours = baseline.metrics.get(name), report.metrics.get(name)
+            if theirs is not None and ours is not None:
+                click.echo(f"  {baseline.name} baseline: {name}={theirs:.4f} "
+                           f"(lift {lift(ours, theirs, name):+.4f})")  # fmt: skip
     tracker = Client().active_stack.experiment_tracker
     click.echo("\nWhere to look:")
     click.echo("  ZenML dashboard: python run.py dashboard")

@@ -12,7 +12,11 @@ from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
-from tabular_mlops.core.model_card import governance_sections, slice_sections
+from tabular_mlops.core.model_card import (
+    baseline_sections,
+    governance_sections,
+    slice_sections,
+)
 from tabular_mlops.core.pages import number, page, table
 from tabular_mlops.core.report import EvaluationReport
 
@@ -109,6 +113,9 @@ def render_html(report: EvaluationReport) -> str:
         f"<h2>Evaluation on {report.rows} held-out rows</h2>",
         table(["metric", "value"], [[name, number(v)] for name, v in report.metrics.items()]),
     ]
+    if report.baselines:  # on the metric the model gate compares them on
+        primary = report.baselines[0].primary_metric
+        sections.extend(baseline_sections(report.baselines, report.metrics, primary))
     sections.extend(slice_sections(report.slice_column, report.slices))
     if report.governance is not None:
         sections.extend(governance_sections(report.governance))

@@ -7,6 +7,7 @@ from steps.data.ingest_data import ingest_data
 from steps.data.split_data import split_data
 from steps.data.validate_data import validate_data
 from steps.evaluation.evaluate_model import evaluate_model
+from steps.evaluation.score_baselines import score_baselines
 from steps.promotion.promote_model import promote_model
 from steps.promotion.prune_candidates import prune_candidates
 from steps.promotion.register_model import register_model
@@ -35,8 +36,8 @@ def train_and_promote(
     card: ModelCardConfig,
     task: str = "classification",
 ) -> Any:
-    """ingest -> validate data -> split -> train -> evaluate -> validate model -> register/promote
-    -> model card.
+    """ingest -> validate data -> split -> train -> evaluate (beside trivial baselines) ->
+    validate model -> register/promote -> model card.
 
     Both gates stop the line: bad data fails the run before training; a model
     that fails the model gate is registered but never promoted.
@@ -52,7 +53,10 @@ def train_and_promote(
         train_set, training, target, evaluation.cost, data.assessment_columns, task,
         evaluation.interval, data.date_columns,
     )  # fmt: skip
-    report = evaluate_model(model, test_set, evaluation, target)
+    baselines = score_baselines(
+        train_set, test_set, promotion, target, data.assessment_columns, task, data.date_columns
+    )
+    report = evaluate_model(model, test_set, evaluation, target, baselines)
     decision = validate_model(report, test_set, champion, promotion, evaluation, target)
     registry_version = register_model(model, mlflow_model, report, decision, target)
     outcome = promote_model(

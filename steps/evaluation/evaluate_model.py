@@ -16,17 +16,22 @@ from tabular_mlops.core.config import EvaluationConfig
 from tabular_mlops.core.governance import assess, decision_rule, governance_metrics
 from tabular_mlops.core.latency import measure
 from tabular_mlops.core.metrics import evaluate
-from tabular_mlops.core.report import EvaluationReport
+from tabular_mlops.core.report import BaselineScore, EvaluationReport
 from tabular_mlops.core.scoring import rows_of_frame, scorer_for
 from tabular_mlops.core.spec import label_indexes
 
 
 @step(experiment_tracker=True, output_materializers=EvaluationReportMaterializer)
 def evaluate_model(
-    model: Pipeline, test_set: pd.DataFrame, evaluation: EvaluationConfig, target: str
+    model: Pipeline,
+    test_set: pd.DataFrame,
+    evaluation: EvaluationConfig,
+    target: str,
+    baselines: list[BaselineScore] | None = None,
 ) -> Annotated[EvaluationReport, "evaluation_report"]:
     """Held-out metrics, per-slice metrics and curves, and the governance figures (fairness,
-    calibration, robustness, importance, cost); the report renders in the dashboard."""
+    calibration, robustness, importance, cost), beside the trivial baselines' metrics on
+    the same rows; the report renders in the dashboard."""
     report = evaluate(model, test_set, target, evaluation.slice_column, evaluation.slice_bins)
     regressor = report.task == "regression"
     governance = (regression.assess if regressor else assess)(model, test_set, target, evaluation)
@@ -42,7 +47,7 @@ def evaluate_model(
         )
     )
     governance.latency = measure(scorer, rule, rows_of_frame(features))
-    report = report.model_copy(update={"governance": governance})
+    report = report.model_copy(update={"governance": governance, "baselines": baselines or []})
     mlflow.log_metrics(
         {f"test_{name}": value for name, value in report.metrics.items()}
         | governance_metrics(report.governance)

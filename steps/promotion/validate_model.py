@@ -24,16 +24,17 @@ def validate_model(
     evaluation: EvaluationConfig,
     target: str,
 ) -> Annotated[PromotionDecision, "promotion_decision"]:
-    """The model gate: floors, no regression and no higher cost than the champion, and the
-    fairness, calibration and robustness limits. The champion is scored on the
-    candidate's own test rows, so the comparison is like for like even when the data
-    has changed since the champion was trained."""
+    """The model gate: floors, a lift over the trivial baselines, no regression and no
+    higher cost than the champion, and the fairness, calibration and robustness limits.
+    The champion and the baselines are scored on the candidate's own test rows, so the
+    comparison is like for like even when the data has changed since the champion was
+    trained."""
     champion_model: Pipeline | None = (
         load_artifact(champion.model_artifact_id) if champion.model_artifact_id else None
     )
     decision = judge(
         report.metrics, report.governance, champion_model, champion.version, test_set, target,
-        promotion, evaluation, report.task,
+        promotion, evaluation, report.task, report.baselines,
     )  # fmt: skip
     logger.info(
         "model gate: %s (%s)",

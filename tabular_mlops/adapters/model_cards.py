@@ -75,6 +75,7 @@ def model_card(
         pipeline_run=pipeline_run,
         slice_column=report.slice_column if report else None,
         slices=report.slices if report else [],
+        baselines=report.baselines if report else [],
         purpose=purpose or ModelCardConfig(),
         source=source,
         target=str(metadata.get("target", "")),

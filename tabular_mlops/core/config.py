@@ -422,6 +422,16 @@ class EvaluationConfig(StrictModel):
 PLAUSIBILITY_CEILING_METRICS: tuple[MetricName, ...] = ("roc_auc", "accuracy")
 
 
+class BaselineConfig(StrictModel):
+    """``promotion.baseline``: the trivial models a candidate must beat (``core/baselines.py``)."""
+
+    #: how much better than the best baseline the primary metric must be (its units, its
+    #: direction); 0: better at all (a tie is refused)
+    min_lift: float = Field(default=0.0, ge=0.0)
+    #: a column: a depth-2 decision tree on it alone is a baseline too (a one-feature rule)
+    feature: str | None = None
+
+
 class PromotionConfig(StrictModel):
     """The model gate: absolute floors, and no regression against the champion."""
 
@@ -453,6 +463,8 @@ class PromotionConfig(StrictModel):
     plausibility_min_rows: int = Field(default=200, ge=1)
     #: why a score above the ceiling is real: the gate then passes, and records the reason
     accept_implausible: str | None = Field(default=None, min_length=10)
+    #: "is ML worth it?": the trivial models a candidate must beat; null: no such gate
+    baseline: BaselineConfig | None = Field(default_factory=BaselineConfig)
 
     @field_validator("min_metrics", "max_metrics", "plausibility_ceiling")
     @classmethod

@@ -3,14 +3,18 @@ governance limits (fairness, calibration, robustness, cost; ``core/governance.py
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 from pydantic import BaseModel
 from sklearn.base import ClassifierMixin, is_regressor
 
 from tabular_mlops.core import governance, regression
+from tabular_mlops.core.baselines import baseline_violations
 from tabular_mlops.core.config import LOWER_IS_BETTER, EvaluationConfig, PromotionConfig, Task
 from tabular_mlops.core.governance import GovernanceReport
 from tabular_mlops.core.metrics import evaluate
+from tabular_mlops.core.report import BaselineScore
 
 
 class PromotionDecision(BaseModel):
@@ -38,10 +42,11 @@ def judge(
     promotion: PromotionConfig,
     evaluation: EvaluationConfig,
     task: Task = "classification",
+    baselines: Sequence[BaselineScore] = (),
 ) -> PromotionDecision:
-    """The whole model gate: floors, no regression on the primary metric and no higher
-    cost than the champion (scored on the candidate's own test rows), and the limits on
-    fairness, calibration and robustness."""
+    """The whole model gate: floors, a lift over the trivial baselines, no regression on
+    the primary metric and no higher cost than the champion (all scored on the
+    candidate's own test rows), and the limits on fairness, calibration and robustness."""
     champion_metrics = champion_governance = None
     regressor = task == "regression"
     judged = regression if regressor else governance
@@ -62,6 +67,13 @@ def judge(
         if candidate_governance is not None
         else []
     )
+    if promotion.baseline is not None:
+        found = (
+            baseline_violations(
+                candidate_metrics, baselines, promotion.primary_metric, promotion.baseline.min_lift
+            )
+            + found
+        )
     decision = decide(
         candidate_metrics, champion_metrics, promotion, champion_version, found, len(test_set)
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tabular_mlops.core.baselines import lift
 from tabular_mlops.core.config import DataSourceConfig, ModelCardConfig
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome
 from tabular_mlops.core.governance import (
@@ -25,7 +26,7 @@ from tabular_mlops.core.governance import (
     importance_shift,
 )
 from tabular_mlops.core.pages import badge, number, page, reliability_svg, table
-from tabular_mlops.core.report import SliceMetrics
+from tabular_mlops.core.report import BaselineScore, SliceMetrics
 
 
 class DatasetLineage(BaseModel):
@@ -65,6 +66,8 @@ class ModelCard(BaseModel):
     target: str = ""
     #: rows of each class in the test split
     label_counts: dict[str, int] = {}
+    #: the trivial models the version had to beat, on its test rows
+    baselines: list[BaselineScore] = []
 
 
 def describe_source(data: DataSourceConfig) -> str:
@@ -201,6 +204,7 @@ def render_model_card(card: ModelCard) -> str:
         f"<h3>Model gate {verdict}</h3>",
         f"<p>Against {against}: {esc('; '.join(decision.reasons))}.</p>",
         table(["test metric", "this version", "champion, same rows"], metric_rows),
+        *baseline_sections(card.baselines, decision.candidate_metrics, decision.primary_metric),
         *slice_sections(card.slice_column, card.slices),
         *(
             governance_sections(decision.governance, decision.champion_governance)
@@ -404,6 +408,27 @@ def _shared_sections(
             f"{t.rows_per_second:,.0f} rows/s in a batch of {t.batch_rows:,}.</p>"
         )
     return sections
+
+
+def baseline_sections(
+    baselines: list[BaselineScore], metrics: dict[str, float], primary: str
+) -> list[str]:
+    """Is ML worth it? The model beside each trivial baseline on the same test rows: the
+    primary metric and the lift (positive: the model is better)."""
+    if not baselines:
+        return []
+    ours = metrics.get(primary)
+    rows = [["this model", "", number(ours), ""]]
+    for baseline in baselines:
+        theirs = baseline.metrics.get(primary)
+        gained = lift(ours, theirs, primary) if ours is not None and theirs is not None else None
+        rows.append([baseline.name, baseline.description, number(theirs), number(gained)])
+    return [
+        "<h3>Against trivial baselines</h3>",
+        table(
+            ["model", "what it does", f"{primary}, same test rows", "lift"], rows, numeric_from=2
+        ),
+    ]
 
 
 def slice_sections(column: str | None, slices: list[SliceMetrics]) -> list[str]:

@@ -14,6 +14,17 @@ class SliceMetrics(BaseModel):
     metrics: dict[str, float]
 
 
+class BaselineScore(BaseModel):
+    """One trivial model's test metrics, on the candidate's own test rows
+    (``core/baselines.py``)."""
+
+    name: str
+    description: str
+    metrics: dict[str, float]
+    #: the metric the model gate compares on (``promotion.primary_metric``)
+    primary_metric: str = ""
+
+
 class EvaluationReport(BaseModel):
     task: Task = "classification"
     metrics: dict[str, float]
@@ -29,3 +40,5 @@ class EvaluationReport(BaseModel):
     slices: list[SliceMetrics] = []
     #: fairness, calibration, robustness, importance, cost and the decision threshold
     governance: GovernanceReport | None = None
+    #: the trivial models the candidate must beat, scored on the same test rows
+    baselines: list[BaselineScore] = []

@@ -307,6 +307,7 @@ def test_an_experiment_of_regressors_promotes_the_one_with_smaller_errors(
         "train", "--set", "parameters.task=regression", *model,
         "--set", "parameters.training.estimator=sklearn.dummy.DummyRegressor",
         "--set", "parameters.training.params={}", "--set", "parameters.promotion.min_metrics={}",
+        "--set", "parameters.promotion.baseline=null",  # a trivial champion, on purpose
     )  # fmt: skip
     assert "version 1: promoted to production" in weak.output, weak.output
     strong = invoke("train", "--set", "parameters.task=regression", *model,

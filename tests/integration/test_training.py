@@ -215,7 +215,7 @@ def test_rerun_on_the_same_data_is_cached_and_keeps_production(first_run):
     rerun = Client().get_model_version(MODEL, "2")
     assert rerun.run_metadata["test_metrics"]["roc_auc"] > 0.95  # cached steps, full metadata
     result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
-    assert "(5 of 11 steps cached)" in result.output
+    assert "(6 of 12 steps cached)" in result.output
 
 
 def test_worse_model_is_recorded_but_not_promoted(first_run):
@@ -230,6 +230,9 @@ def test_worse_model_is_recorded_but_not_promoted(first_run):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "not promoted: roc_auc = 0.5000 regresses against champion version 1" in result.output
+    # is ML worth it? no better than the class shares, on the same test rows
+    assert "roc_auc = 0.5000 does not beat the majority baseline" in result.output
+    assert "majority baseline: roc_auc=0.5000 (lift +0.0000)" in result.output
     assert production_version() == "1"
     rejected = Client().list_model_versions(MODEL, sort_by="desc:number", size=1).items[0]
     assert rejected.run_metadata["gate"] == "rejected"
