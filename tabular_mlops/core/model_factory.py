@@ -20,6 +20,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from tabular_mlops.core.columns import column_kind
 from tabular_mlops.core.config import CostConfig, IntervalConfig, Task, TrainingConfig
+from tabular_mlops.core.explain import CENTER_ATTRIBUTE, center_of
 from tabular_mlops.core.governance import decision_cost
 from tabular_mlops.core.regression import ERRORS_ATTRIBUTE, PredictionErrors, prediction_errors
 from tabular_mlops.core.transformers import date_part_names, date_parts, missing_as_nan
@@ -171,6 +172,7 @@ def fit_model(
             raise
         errors = out_of_fold_errors(model, features, labels, interval or IntervalConfig(), cost)
         setattr(model, ERRORS_ATTRIBUTE, errors.model_dump())
+        setattr(model, CENTER_ATTRIBUTE, center_of(model, features))  # explanations' base
         return model, hyperparameters
     if training.calibration is not None:
         from sklearn.calibration import CalibratedClassifierCV
@@ -180,6 +182,7 @@ def fit_model(
     model.fit(features, labels)
     if cost is not None and cost.matrix and cost.tune_threshold:
         model.steps[-1] = ("classifier", cost_threshold(model, features, labels, cost))
+    setattr(model, CENTER_ATTRIBUTE, center_of(model, features))  # explanations' base
     return model, hyperparameters
 
 

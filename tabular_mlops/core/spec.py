@@ -224,12 +224,14 @@ def read_row(row: Any, spec: ServingSpec) -> Any:
 
 
 def request_model(spec: ServingSpec, max_rows: int) -> type[BaseModel]:
-    """The pydantic model of a request body: ``{"rows": [{feature: value, ...}, ...]}``."""
+    """The pydantic model of a request body: ``{"rows": [{feature: value, ...}, ...]}``,
+    and ``"explain": true`` for each answer's explanation."""
     row = row_model(spec)
     return create_model(
         "PredictRequest",
         __base__=_Strict,
         rows=(list[row], Field(..., min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
+        explain=(bool, Field(default=False, description="add each answer's explanation")),
     )
 
 

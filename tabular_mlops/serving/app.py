@@ -115,6 +115,24 @@ class Prediction(BaseModel):
     interval: list[float] | None = None
     #: the cost-optimal quantity (e.g. units to stock): the newsvendor quantile
     decision: float | None = None
+    #: with ``"explain": true``: why (``core/explain.py``) and, for a binary classifier,
+    #: the codes of what pushed the row toward its answer
+    explanation: Explanation | None = None
+    reasons: list[str] | None = None
+
+
+class Contribution(BaseModel):
+    feature: str
+    contribution: float
+
+
+class Explanation(BaseModel):
+    """``base`` + each contribution + ``rest`` = the model's raw output, in ``unit``."""
+
+    base: float
+    unit: str
+    contributions: list[Contribution]
+    rest: float
 
 
 class PredictAnswer(BaseModel):
@@ -344,8 +362,11 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             if len(body) > max_bytes:
                 return _too_large(max_bytes, max_rows)
             source = request_source(request, tokens)
-            rows = rows_of(parse_body(body, max_rows, validate, spec))
+            parsed = parse_body(body, max_rows, validate, spec)
+            rows = rows_of(parsed)
             predictions = answers(model.predict_proba(rows), rows)
+            if parsed.explain:  # off by default: the scoring path above is untouched
+                explain(rows, predictions)
         except RefusedRequestError as problem:
             PREDICTIONS.labels(version, "invalid" if problem.status != 422 else "unscorable").inc()
             return problem.answer()
@@ -423,6 +444,29 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             {"label": classes[int(i)], "probabilities": dict(zip(classes, p.tolist(), strict=True))}
             for i, p in zip(spec.label_indexes(probabilities), probabilities, strict=True)
         ]
+
+    def explain(rows: list[list[Any]], predictions: list[dict[str, Any]]) -> None:
+        """Add each answer's explanation (and a binary classifier's reason codes) in
+        place; a model without an exact explanation is refused (422, naming why)."""
+        explainer: Any = getattr(app.state, "explainer", None)
+        if explainer is None or isinstance(explainer, str):  # str: why it has none
+            why = explainer or "no explanation is loaded"
+            raise RefusedRequestError(422, "this model's answers cannot be explained",
+                                      [Problem(field="explain", problem=why)])  # fmt: skip
+        import pandas as pd
+
+        from tabular_mlops.core.explain import reasons
+
+        frame = pd.DataFrame(rows, columns=names)
+        for row, prediction, explanation in zip(
+            rows, predictions, explainer.explain(frame), strict=True
+        ):
+            prediction["explanation"] = explanation
+            if len(classes) == 2:  # toward the answer given: + the positive class's log-odds
+                toward = 1.0 if prediction["label"] == classes[1] else -1.0
+                prediction["reasons"] = reasons(
+                    explanation, dict(zip(names, row, strict=True)), toward, app.state.averages
+                )
 
     def log_answers(
         request_id: str, rows: list[list[Any]], predictions: list[dict[str, Any]], source: str,
@@ -532,7 +576,9 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
                     "type": "object", "additionalProperties": {"type": "number"},
                     "title": "Probabilities",
                 }  # fmt: skip
-            answer["properties"] = {name: properties[name] for name in kept}
+            # with "explain": true, the explanation (and a binary classifier's reasons)
+            explained = ["explanation", *(["reasons"] if len(classes) == 2 else [])]
+            answer["properties"] = {name: properties[name] for name in [*kept, *explained]}
             answer["required"] = kept
             app.openapi_schema = document
         return app.openapi_schema
@@ -596,4 +642,17 @@ def load_model(app: FastAPI, spec: ServingSpec, settings: ServingSettings, model
     log_dir = settings.inference_log_dir
     log = InferenceLogWriter(Path(log_dir), counted=count_logged) if log_dir else None
     bind(app, scorer(pipeline, names), log)
+    load_explainer(app, pipeline, names)
     return "numpy" if settings.fast_path else "pipeline"
+
+
+def load_explainer(app: FastAPI, pipeline: Any, names: list[str]) -> None:
+    """The model's explainer (``core/explain.py``), or why it has none, for ``"explain":
+    true`` requests; built once per worker, before it serves."""
+    from tabular_mlops.core.explain import Explainer, NotExplainableError, numeric_averages
+
+    try:
+        app.state.explainer = Explainer(pipeline)
+    except NotExplainableError as exc:
+        app.state.explainer = str(exc)
+    app.state.averages = numeric_averages(pipeline, names)

@@ -511,7 +511,7 @@ def test_the_service_answers_a_regressors_value_interval_and_decision_and_docume
     validate(document)
     declared = document["components"]["schemas"]["Prediction"]
     assert declared["required"] == ["prediction", "interval", "decision"]
-    assert set(declared["properties"]) == {"prediction", "interval", "decision"}
+    assert set(declared["properties"]) == {"prediction", "interval", "decision", "explanation"}
 
 
 def test_monitoring_reads_only_its_models_rows_from_a_log_two_models_share(tmp_path):

@@ -33,6 +33,7 @@ SERVED_MODULES = [
     "tabular_mlops/__init__.py",
     "tabular_mlops/core/__init__.py",
     "tabular_mlops/core/columns.py",
+    "tabular_mlops/core/explain.py",
     "tabular_mlops/core/files.py",
     "tabular_mlops/core/log_policy.py",
     "tabular_mlops/core/problems.py",
@@ -52,6 +53,7 @@ SERVING_PACKAGES = (
     "prometheus-client",
     "pydantic",
     "scikit-learn",
+    "shap",  # a tree ensemble's explanations (TreeSHAP); a linear model's need none
     "uvicorn",
     # the HTTP parser and event loop the servers run with here, in the image too (and
     # the header timeout, serving/http.py, is built on httptools' protocol)

@@ -1,0 +1,186 @@
+"""Per-prediction explanations: known answers for linear and tree models, one-hot columns
+summed back to their feature, reason codes, and a refusal where no exact method exists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tabular_mlops.core.config import TrainingConfig
+from tabular_mlops.core.explain import (
+    SUM_TOLERANCE,
+    Explainer,
+    NotExplainableError,
+    reason_code,
+    reasons,
+)
+from tabular_mlops.core.model_factory import fit_model
+from tests.helpers import customer_churn_frame
+
+
+@pytest.fixture(scope="module")
+def churn():
+    frame = customer_churn_frame(rows=400)
+    return frame, frame.drop(columns="churn")
+
+
+def total(explanation: dict) -> float:
+    return (
+        explanation["base"]
+        + sum(c["contribution"] for c in explanation["contributions"])
+        + explanation["rest"]
+    )
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        "sklearn.linear_model.LogisticRegression",
+        "sklearn.ensemble.RandomForestClassifier",
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        "sklearn.ensemble.GradientBoostingClassifier",
+    ],
+)
+def test_base_plus_contributions_is_the_models_raw_output(churn, estimator):
+    frame, features = churn
+    model, _ = fit_model(frame, "churn", TrainingConfig(estimator=estimator))
+    explainer = Explainer(model)
+    explained = explainer.explain(features, top_k=2)
+    raw = explainer.raw_output(features)
+    assert max(abs(total(e) - r) for e, r in zip(explained, raw, strict=True)) < SUM_TOLERANCE
+    # the original columns, never a one-hot column's name
+    assert explainer.features == ["tenure_months", "monthly_charges", "contract", "region"]
+    assert len(explained[0]["contributions"]) == 2
+    sizes = [abs(c["contribution"]) for c in explained[0]["contributions"]]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_a_linear_explanation_is_shaps_with_the_training_split_as_background(churn):
+    import shap
+
+    frame, features = churn
+    model, _ = fit_model(frame, "churn", TrainingConfig())
+    transformed = model[:-1].transform(features)
+    reference = shap.LinearExplainer(
+        model.steps[-1][1], shap.maskers.Independent(transformed, max_samples=len(transformed))
+    )
+    per_column = np.asarray(reference.shap_values(transformed[:20]))
+    explainer = Explainer(model)
+    base, grouped = explainer.contributions(features.head(20))
+    assert base[0] == pytest.approx(reference.expected_value)
+    # a categorical's contribution is the sum of its one-hot columns'
+    owners = np.array(explainer.owners)
+    for index, name in enumerate(explainer.features):
+        np.testing.assert_allclose(grouped[:, index], per_column[:, owners == name].sum(axis=1),
+                                   atol=1e-12)  # fmt: skip
+
+
+def test_a_poisson_regressors_explanation_sums_to_the_log_of_its_value():
+    from tabular_mlops.core.demand import demand_frame
+
+    frame = demand_frame(days=90)
+    poisson = TrainingConfig(estimator="sklearn.linear_model.PoissonRegressor",
+                             params={"alpha": 0.001, "max_iter": 500})  # fmt: skip
+    model, _ = fit_model(frame, "units_sold", poisson, task="regression", date_columns=["date"])
+    features = frame.drop(columns="units_sold").head(30)
+    explainer = Explainer(model)
+    assert explainer.unit == "log of the predicted value" and "date" in explainer.features
+    explained = explainer.explain(features)
+    np.testing.assert_allclose(np.exp([total(e) for e in explained]), model.predict(features),
+                               rtol=1e-9)  # fmt: skip
+
+
+def test_a_model_without_an_exact_explanation_is_refused_with_the_reason(churn):
+    frame, _ = churn
+    svm, _ = fit_model(frame, "churn", TrainingConfig(estimator="sklearn.svm.SVC",
+                                                     params={"probability": True}))  # fmt: skip
+    with pytest.raises(NotExplainableError, match="SVC has no exact explanation"):
+        Explainer(svm)
+    calibrated, _ = fit_model(frame, "churn", TrainingConfig(calibration="sigmoid"))
+    with pytest.raises(NotExplainableError, match="CalibratedClassifierCV"):
+        Explainer(calibrated)
+    old, _ = fit_model(frame, "churn", TrainingConfig())
+    del old.explanation_center_
+    with pytest.raises(NotExplainableError, match="retrain it"):
+        Explainer(old)
+
+
+def test_reason_codes_are_stable_names_of_what_pushed_the_answer():
+    assert reason_code("tenure months", 3.0, 30.0) == "TENURE_MONTHS_LOW"
+    assert reason_code("capital-gain", 9000, 1000.0) == "CAPITAL_GAIN_HIGH"
+    assert reason_code("contract", "month-to-month", None) == "CONTRACT_IS_MONTH_TO_MONTH"
+    explanation = {"contributions": [
+        {"feature": "contract", "contribution": 2.0},
+        {"feature": "tenure_months", "contribution": -1.5},
+        {"feature": "monthly_charges", "contribution": 0.5},
+    ]}  # fmt: skip
+    row = {"contract": "month-to-month", "tenure_months": 3.0, "monthly_charges": 99.0}
+    averages = {"tenure_months": 30.0, "monthly_charges": 70.0}
+    # toward the positive class: what raised its log-odds, largest first
+    assert reasons(explanation, row, 1.0, averages) == [
+        "CONTRACT_IS_MONTH_TO_MONTH", "MONTHLY_CHARGES_HIGH"]  # fmt: skip
+    assert reasons(explanation, row, -1.0, averages) == ["TENURE_MONTHS_LOW"]
+
+
+def served(model, frame, target, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tabular_mlops.core.governance import decision_rule
+    from tabular_mlops.core.scoring import scorer_for
+    from tabular_mlops.core.spec import ServingSettings, ServingSpec
+    from tabular_mlops.serving.app import bind, create_app, load_explainer
+    from tabular_mlops.serving.credentials import Tokens, write_tokens
+
+    positive, threshold = decision_rule(model)
+    spec = ServingSpec.from_training_data(
+        "m", "1", frame, target, [str(c) for c in model.classes_], positive, threshold
+    )
+    tokens = tmp_path / "tokens.json"
+    write_tokens(tokens, Tokens(current={"feedback": "f", "admin": "a", "source": "s"}))
+    app = create_app(spec, ServingSettings(model_tag="m:1", tokens_file=str(tokens)))
+    names = [f.name for f in spec.features]
+    bind(app, scorer_for(model, names, frame[names]), None)
+    load_explainer(app, model, names)
+    return TestClient(app)
+
+
+def test_the_service_explains_an_answer_when_asked_and_only_then(churn, tmp_path):
+    from openapi_spec_validator import validate
+
+    frame, features = churn
+    model, _ = fit_model(frame, "churn", TrainingConfig())
+    client = served(model, frame, "churn", tmp_path)
+    row = {"tenure_months": 2.0, "monthly_charges": 99.0, "contract": "month-to-month",
+           "region": "north"}  # fmt: skip
+    plain = client.post("/predict", json={"rows": [row]}).json()["predictions"][0]
+    assert set(plain) == {"label", "probabilities"}
+    answer = client.post("/predict", json={"rows": [row], "explain": True})
+    assert answer.status_code == 200, answer.text
+    (explained,) = answer.json()["predictions"]
+    explanation = explained["explanation"]
+    raw = Explainer(model).raw_output(pd.DataFrame([row])[features.columns])[0]
+    assert total(explanation) == pytest.approx(raw, abs=SUM_TOLERANCE)
+    assert explanation["unit"] == "log-odds of 'yes'"
+    assert {c["feature"] for c in explanation["contributions"]} <= set(features.columns)
+    toward_yes = explained["label"] == "yes"
+    assert explained["reasons"] and all(isinstance(code, str) for code in explained["reasons"])
+    if toward_yes:
+        assert "CONTRACT_IS_MONTH_TO_MONTH" in explained["reasons"]
+    document = client.get("/openapi.json").json()
+    validate(document)
+    declared = document["components"]["schemas"]["Prediction"]
+    assert declared["required"] == ["label", "probabilities"]
+    assert {"explanation", "reasons"} <= set(declared["properties"])
+
+
+def test_asking_a_model_without_an_exact_explanation_is_refused_naming_why(churn, tmp_path):
+    frame, _ = churn
+    model, _ = fit_model(frame, "churn", TrainingConfig(calibration="sigmoid"))
+    client = served(model, frame, "churn", tmp_path)
+    row = frame.drop(columns="churn").head(1).to_dict("records")[0]
+    answer = client.post("/predict", json={"rows": [row], "explain": True})
+    assert answer.status_code == 422
+    (problem,) = answer.json()["detail"]
+    assert problem["field"] == "explain" and "CalibratedClassifierCV" in problem["problem"]
+    assert client.post("/predict", json={"rows": [row]}).status_code == 200
