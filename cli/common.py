@@ -355,6 +355,8 @@ FIXES = {
     "LatencyBudgetError": "the live service is unchanged; a faster model, or the budget "
     "under parameters.serving in configs/deployment.yaml",
     "BatchSchemaError": "give a batch with the production model's columns",
+    "BatchExplainError": "score it without --explain, or train a linear model or a tree "
+    "ensemble (training.estimator)",
     "SmokeTestError": "the live service is unchanged; see the candidate's log under "
     "the serving state directory's logs/",
     "ServiceStartError": "the live service is unchanged; the message names the log to read "

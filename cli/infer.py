@@ -29,12 +29,26 @@ from tabular_mlops.core.config import BatchRunConfig
     type=click.Path(dir_okay=False, path_type=Path),
     help="The batch: a .csv or .parquet file (overrides parameters.batch.input_path).",
 )
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Write each row's explanation (and a binary classifier's reason codes) beside its "
+    "answer (parameters.batch.explain).",
+)
 @overrides_option
-def infer(env: str, config_path: Path, input_path: Path | None, overrides: tuple[str, ...]) -> None:
+def infer(
+    env: str,
+    config_path: Path,
+    input_path: Path | None,
+    explain: bool,
+    overrides: tuple[str, ...],
+) -> None:
     """Score a batch file with the model at the configured stage: schema gate, Evidently
     drift report, then chunked scoring to Parquet, with unusable rows written aside."""
     if input_path is not None:
         overrides = (*overrides, f"parameters.batch.input_path={input_path.resolve()}")
+    if explain:
+        overrides = (*overrides, "parameters.batch.explain=true")
     config = load_pipeline_config(BatchRunConfig, env, config_path, overrides)
     batch = config.parameters.batch
     if batch.input_path is None or not batch.input_path.is_file():

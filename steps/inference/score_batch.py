@@ -34,6 +34,7 @@ def score_batch(batch: BatchConfig, drift: DriftSummary) -> Annotated[BatchResul
         batch.chunk_rows,
         now,
         batch.monitoring_sample_rows,
+        batch.explain,
     )
     log_metadata(
         metadata={**result.model_dump(exclude_none=True), "drift_share": drift.drift_share},

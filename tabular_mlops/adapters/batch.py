@@ -217,6 +217,43 @@ def value_columns(spec: ServingSpec, values: np.ndarray) -> dict[str, Any]:
     return columns
 
 
+class BatchExplainError(ValueError):
+    """``--explain`` for a model without an exact explanation; the message says why."""
+
+
+def explainer_of(model: Pipeline, spec: ServingSpec) -> Any:
+    from tabular_mlops.core.explain import Explainer, NotExplainableError
+
+    try:
+        return Explainer(model)
+    except NotExplainableError as exc:
+        raise BatchExplainError(
+            f"model '{spec.model_name}' version {spec.model_version} cannot explain its "
+            f"answers: {exc}; nothing was scored"
+        ) from None
+
+
+def explanation_columns(
+    explainer: Any, features: pd.DataFrame, labels: np.ndarray, spec: ServingSpec
+) -> dict[str, Any]:
+    """``explanation`` (JSON: base, unit, contributions, rest, as the service answers it)
+    per row, and a binary classifier's ``reasons`` (codes, comma-separated)."""
+    import json
+
+    from tabular_mlops.core.explain import reasons
+
+    explained = explainer.explain(features)
+    columns: dict[str, Any] = {"explanation": np.asarray([json.dumps(e) for e in explained])}
+    if len(spec.classes) == 2:
+        rows = features.to_dict("records")
+        columns["reasons"] = np.asarray([
+            ",".join(reasons(e, row, 1.0 if str(label) == spec.classes[1] else -1.0,
+                             explainer.averages))
+            for e, row, label in zip(explained, rows, labels, strict=True)
+        ])  # fmt: skip
+    return columns
+
+
 def score_file(
     path: Path,
     model: Pipeline,
@@ -226,13 +263,18 @@ def score_file(
     chunk_rows: int,
     now: datetime,
     monitoring_sample_rows: int = 5_000,
+    explain: bool = False,
 ) -> BatchResult:
     """Predictions carry the row number, the input's non-feature columns (ids), the label
     and the class probabilities (a regressor: the value, its interval and the decision, as
     the service answers them), model version, batch id and time. The features of the first
     ``monitoring_sample_rows`` scored rows go to a sample file that monitoring reads:
-    rewriting every feature of every row would cost more than scoring them."""
+    rewriting every feature of every row would cost more than scoring them. With
+    ``explain``, each row's explanation (JSON) and a binary classifier's reason codes
+    follow its answer; a model without an exact explanation is refused before any row
+    is scored."""
     started = time.perf_counter()
+    explainer = explainer_of(model, spec) if explain else None
     output_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = output_dir / f"predictions-{batch_id}.parquet"
     rejected_path = output_dir / f"rejected-{batch_id}.csv"
@@ -273,6 +315,8 @@ def score_file(
                     **{f"probability_{c}": probabilities[:, i]
                        for i, c in enumerate(spec.classes)},
                 }  # fmt: skip
+            if explainer is not None:
+                answers |= explanation_columns(explainer, good[features], labels, spec)
             outputs = {
                 **answers,
                 "model_version": pa.DictionaryArray.from_arrays(

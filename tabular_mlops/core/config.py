@@ -779,6 +779,9 @@ class BatchConfig(StrictModel):
     drift_sample_rows: int = Field(default=5_000, ge=100)
     #: scored rows whose features are kept for monitoring (the predictions file has none)
     monitoring_sample_rows: int = Field(default=5_000, ge=0)
+    #: each row's explanation (JSON) and a binary classifier's reason codes beside its
+    #: answer (``run.py infer --explain``; ``core/explain.py``)
+    explain: bool = False
 
     @field_validator("input_path")
     @classmethod

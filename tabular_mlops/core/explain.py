@@ -106,6 +106,8 @@ class Explainer:
         self.preprocess = model[:-1]
         self.owners = feature_of_each_column(model.named_steps["preprocess"])
         self.features = list(dict.fromkeys(self.owners))
+        #: each numeric feature's training mean: what a reason code's HIGH / LOW is against
+        self.averages = numeric_averages(model, self.features)
         self.unit = raw_unit(model)
         estimator = _estimator(model)
         self.classes = list(getattr(model, "classes_", []))

@@ -465,7 +465,7 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             if len(classes) == 2:  # toward the answer given: + the positive class's log-odds
                 toward = 1.0 if prediction["label"] == classes[1] else -1.0
                 prediction["reasons"] = reasons(
-                    explanation, dict(zip(names, row, strict=True)), toward, app.state.averages
+                    explanation, dict(zip(names, row, strict=True)), toward, explainer.averages
                 )
 
     def log_answers(
@@ -642,17 +642,16 @@ def load_model(app: FastAPI, spec: ServingSpec, settings: ServingSettings, model
     log_dir = settings.inference_log_dir
     log = InferenceLogWriter(Path(log_dir), counted=count_logged) if log_dir else None
     bind(app, scorer(pipeline, names), log)
-    load_explainer(app, pipeline, names)
+    load_explainer(app, pipeline)
     return "numpy" if settings.fast_path else "pipeline"
 
 
-def load_explainer(app: FastAPI, pipeline: Any, names: list[str]) -> None:
+def load_explainer(app: FastAPI, pipeline: Any) -> None:
     """The model's explainer (``core/explain.py``), or why it has none, for ``"explain":
     true`` requests; built once per worker, before it serves."""
-    from tabular_mlops.core.explain import Explainer, NotExplainableError, numeric_averages
+    from tabular_mlops.core.explain import Explainer, NotExplainableError
 
     try:
         app.state.explainer = Explainer(pipeline)
     except NotExplainableError as exc:
         app.state.explainer = str(exc)
-    app.state.averages = numeric_averages(pipeline, names)

@@ -141,7 +141,7 @@ def served(model, frame, target, tmp_path):
     app = create_app(spec, ServingSettings(model_tag="m:1", tokens_file=str(tokens)))
     names = [f.name for f in spec.features]
     bind(app, scorer_for(model, names, frame[names]), None)
-    load_explainer(app, model, names)
+    load_explainer(app, model)
     return TestClient(app)
 
 
@@ -184,3 +184,33 @@ def test_asking_a_model_without_an_exact_explanation_is_refused_naming_why(churn
     (problem,) = answer.json()["detail"]
     assert problem["field"] == "explain" and "CalibratedClassifierCV" in problem["problem"]
     assert client.post("/predict", json={"rows": [row]}).status_code == 200
+
+
+def test_a_batch_file_is_written_with_each_rows_explanation_and_reasons(churn, tmp_path):
+    import json
+    from datetime import UTC, datetime
+
+    from tabular_mlops.adapters.batch import BatchExplainError, score_file
+    from tabular_mlops.core.governance import decision_rule
+    from tabular_mlops.core.spec import ServingSpec
+
+    frame, features = churn
+    model, _ = fit_model(frame, "churn", TrainingConfig())
+    positive, threshold = decision_rule(model)
+    spec = ServingSpec.from_training_data(
+        "m", "1", frame, "churn", [str(c) for c in model.classes_], positive, threshold
+    )
+    path = tmp_path / "rows.csv"
+    features.head(50).to_csv(path, index=False)
+    now = datetime.now(UTC)
+    result = score_file(path, model, spec, tmp_path / "out", "b1", 20, now, explain=True)
+    written = pd.read_parquet(result.predictions_path).sort_values("row_number")
+    raw = Explainer(model).raw_output(features.head(50))
+    np.testing.assert_allclose([total(json.loads(e)) for e in written["explanation"]], raw,
+                               atol=SUM_TOLERANCE)  # fmt: skip
+    assert written["reasons"].str.fullmatch(r"[A-Z0-9_]+(,[A-Z0-9_]+)*").all()
+    plain = score_file(path, model, spec, tmp_path / "out", "b2", 20, now)
+    assert "explanation" not in pd.read_parquet(plain.predictions_path).columns
+    calibrated, _ = fit_model(frame, "churn", TrainingConfig(calibration="sigmoid"))
+    with pytest.raises(BatchExplainError, match=r"cannot explain its answers: .*nothing was"):
+        score_file(path, calibrated, spec, tmp_path / "out", "b3", 20, now, explain=True)
