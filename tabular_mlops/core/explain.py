@@ -134,11 +134,25 @@ class Explainer:
                 ) from None
         if self.kind == "linear" and len(self.owners) != self.weights.shape[1]:
             raise NotExplainableError("the preprocessing's columns could not be named")
+        #: sums each output column into its feature: (columns x features), ones and zeros
+        self.grouping = np.zeros((len(self.owners), len(self.features)))
+        position = {name: i for i, name in enumerate(self.features)}
+        self.grouping[np.arange(len(self.owners)), [position[o] for o in self.owners]] = 1.0
 
-    def contributions(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(base per row, contributions per row and feature, in ``self.features`` order)."""
-        x = _dense(self.preprocess.transform(features))
-        index = self._explained_class(features)
+    @property
+    def needs_frame(self) -> bool:
+        """Whether rows must come as a DataFrame: a tree's or a multiclass model's; a
+        binary or regression linear model explains the numpy path's transformed rows."""
+        return self.kind != "linear" or len(self.classes) > 2
+
+    def contributions(
+        self, features: pd.DataFrame | None, transformed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(base per row, contributions per row and feature, in ``self.features`` order).
+        ``transformed``: the rows as the preprocessing outputs them, when the caller has
+        them already (the service's numpy path), so a linear model needs no pandas."""
+        x = _dense(self.preprocess.transform(features)) if transformed is None else transformed
+        index = self._explained_class(features, len(x))
         if self.kind == "linear":
             weights = self.weights[index]
             columns = weights * (x - self.center)
@@ -152,21 +166,17 @@ class Explainer:
             else:
                 base = np.full(len(x), expected[-1] if len(expected) else 0.0)
             columns = values
-        grouped = np.zeros((len(x), len(self.features)))
-        position = {name: i for i, name in enumerate(self.features)}
-        for column, owner in enumerate(self.owners):
-            grouped[:, position[owner]] += columns[:, column]
-        return np.broadcast_to(base, (len(x),)).astype(float), grouped
+        return np.broadcast_to(base, (len(x),)).astype(float), columns @ self.grouping
 
-    def _explained_class(self, features: pd.DataFrame) -> np.ndarray:
+    def _explained_class(self, features: pd.DataFrame | None, rows: int) -> np.ndarray:
         """Per row, which class's output is explained: the positive class of a binary
         model (its log-odds), the predicted class of a multiclass one, 0 for a regressor."""
         if len(self.classes) > 2:
             predicted = self.model.predict(features)
             return np.asarray([self.classes.index(p) for p in predicted])
         if len(self.classes) == 2 and self.kind == "tree":
-            return np.ones(len(features), dtype=int)
-        return np.zeros(len(features), dtype=int)
+            return np.ones(rows, dtype=int)
+        return np.zeros(rows, dtype=int)
 
     def raw_output(self, features: pd.DataFrame) -> np.ndarray:
         """The model's own raw output per row, to check explanations against."""
@@ -175,7 +185,7 @@ class Explainer:
         if self.classes and hasattr(estimator, "decision_function"):
             raw = np.asarray(estimator.decision_function(x), dtype=float)
             if raw.ndim == 2:
-                return raw[np.arange(len(raw)), self._explained_class(features)]
+                return raw[np.arange(len(raw)), self._explained_class(features, len(raw))]
             return raw
         if self.classes:  # a forest: the positive class's probability
             return np.asarray(estimator.predict_proba(x), dtype=float)[:, 1]
@@ -183,10 +193,15 @@ class Explainer:
             return _dense(x) @ self.weights[0] + self.intercepts[0]
         return np.asarray(estimator.predict(x), dtype=float)
 
-    def explain(self, features: pd.DataFrame, top_k: int = TOP_K) -> list[dict[str, Any]]:
+    def explain(
+        self,
+        features: pd.DataFrame | None,
+        top_k: int = TOP_K,
+        transformed: np.ndarray | None = None,
+    ) -> list[dict[str, Any]]:
         """Per row: the base, the ``top_k`` largest contributions by size, the ``rest``, and
         what the output is (``unit``): base + contributions + rest = the raw output."""
-        base, grouped = self.contributions(features)
+        base, grouped = self.contributions(features, transformed)
         explained = []
         for row_base, row in zip(base, grouped, strict=True):
             order = np.argsort(-np.abs(row), kind="stable")

@@ -453,14 +453,16 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             why = explainer or "no explanation is loaded"
             raise RefusedRequestError(422, "this model's answers cannot be explained",
                                       [Problem(field="explain", problem=why)])  # fmt: skip
-        import pandas as pd
-
         from tabular_mlops.core.explain import reasons
 
-        frame = pd.DataFrame(rows, columns=names)
-        for row, prediction, explanation in zip(
-            rows, predictions, explainer.explain(frame), strict=True
-        ):
+        scorer: Any = app.state.scorer
+        if explainer.needs_frame or not hasattr(scorer, "transform"):
+            import pandas as pd
+
+            explained = explainer.explain(pd.DataFrame(rows, columns=names))
+        else:  # the numpy path's own transformed rows: the same columns, checked at packaging
+            explained = explainer.explain(None, transformed=scorer.transform(rows))
+        for row, prediction, explanation in zip(rows, predictions, explained, strict=True):
             prediction["explanation"] = explanation
             if len(classes) == 2:  # toward the answer given: + the positive class's log-odds
                 toward = 1.0 if prediction["label"] == classes[1] else -1.0
