@@ -13,6 +13,7 @@ from zenml import step
 from materializers.evaluation_report_materializer import EvaluationReportMaterializer
 from tabular_mlops.core import regression
 from tabular_mlops.core.config import EvaluationConfig
+from tabular_mlops.core.explain import NotExplainableError, explained_examples
 from tabular_mlops.core.governance import assess, decision_rule, governance_metrics
 from tabular_mlops.core.latency import measure
 from tabular_mlops.core.metrics import evaluate
@@ -47,6 +48,10 @@ def evaluate_model(
         )
     )
     governance.latency = measure(scorer, rule, rows_of_frame(features))
+    try:  # why a few test rows got their answers, for the report and the card
+        governance.explained_examples = explained_examples(model, test_set)
+    except NotExplainableError as exc:
+        governance.not_explained = str(exc)
     report = report.model_copy(update={"governance": governance, "baselines": baselines or []})
     mlflow.log_metrics(
         {f"test_{name}": value for name, value in report.metrics.items()}

@@ -252,3 +252,39 @@ def numeric_averages(model: Any, names: Sequence[str]) -> dict[str, float]:
                 str(c): float(m) for c, m in zip(columns, scaler.mean_, strict=True) if c in names
             }
     return {}
+
+
+#: test rows the evaluation report and the model card explain
+EXAMPLE_ROWS = 3
+
+
+def explained_examples(model: Any, test_set: pd.DataFrame) -> list[dict[str, Any]]:
+    """A few test rows explained for the card: the first, and the ones with the highest
+    and lowest raw output, each with its answer (and a binary classifier's reasons)."""
+    features = test_set[list(model.feature_names_in_)]
+    if features.empty:
+        return []
+    explainer = Explainer(model)
+    raw = explainer.raw_output(features)
+    picked = list(dict.fromkeys([0, int(np.argmax(raw)), int(np.argmin(raw))]))[:EXAMPLE_ROWS]
+    rows = features.iloc[picked]
+    answers = model.predict(rows)
+    examples = []
+    for position, answer, explanation, row in zip(
+        picked, answers, explainer.explain(rows), rows.to_dict("records"), strict=True
+    ):
+        example: dict[str, Any] = {"row": int(position), "answer": answer, **explanation}
+        if len(explainer.classes) == 2:
+            toward = 1.0 if answer == explainer.classes[1] else -1.0
+            example["reasons"] = reasons(explanation, row, toward, explainer.averages)
+        examples.append(example)
+    return json_safe(examples)
+
+
+def json_safe(value: Any) -> Any:
+    """NumPy scalars as plain Python, for a pydantic artifact."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value

@@ -149,6 +149,10 @@ class GovernanceReport(BaseModel):
     robustness: RobustnessResult | None = None
     #: mean drop in accuracy when the feature's values are shuffled
     importance: dict[str, float] = {}
+    #: a few test rows explained (``core/explain.py``): the row, its answer and why;
+    #: or why the model has no explanation
+    explained_examples: list[dict[str, Any]] = []
+    not_explained: str | None = None
     cost_per_1000: float | None = None
     #: regression: MAE gaps between groups, the prediction intervals' test coverage, and
     #: how far noise and declared steps move the prediction

@@ -400,6 +400,7 @@ def _shared_sections(
                 table(["feature", "champion", "this version"],
                       [[n, number(a), number(b)] for n, a, b in shift])
             )  # fmt: skip
+    sections += example_sections(candidate)
     if candidate.latency is not None:
         t = candidate.latency
         sections.append(
@@ -407,6 +408,31 @@ def _shared_sections(
             f"{t.single_row_p50_ms:.3f} ms, p99 {t.single_row_p99_ms:.3f} ms; "
             f"{t.rows_per_second:,.0f} rows/s in a batch of {t.batch_rows:,}.</p>"
         )
+    return sections
+
+
+def example_sections(governance: GovernanceReport) -> list[str]:
+    """A few test rows explained: base, the largest contributions, the rest, and the
+    reason codes (``core/explain.py``); or why the model has no explanation."""
+    esc = html.escape
+    if governance.not_explained:
+        return ["<h3>Explained examples</h3>",
+                f'<p class="muted">None: {esc(governance.not_explained)}.</p>']  # fmt: skip
+    if not governance.explained_examples:
+        return []
+    sections = ["<h3>Explained examples</h3>",
+                f"<p>Why three test rows got their answers, in "
+                f"{esc(governance.explained_examples[0]['unit'])}: the base (the training "
+                "average) plus each feature's contribution is the model's output.</p>"]  # fmt: skip
+    for example in governance.explained_examples:
+        rows = [["base", number(example["base"])]]
+        rows += [[c["feature"], f"{c['contribution']:+.4g}"] for c in example["contributions"]]
+        rows.append(["other features", f"{example['rest']:+.4g}"])
+        codes = f"; reasons {', '.join(example['reasons'])}" if example.get("reasons") else ""
+        sections.append(
+            f"<p>Test row {example['row']}: <b>{esc(str(example['answer']))}</b>{esc(codes)}</p>"
+        )
+        sections.append(table(["", "contribution"], rows))
     return sections
 
 

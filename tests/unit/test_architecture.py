@@ -59,3 +59,26 @@ def test_no_step_takes_a_literal_parameter_which_a_dynamic_pipeline_cannot_check
                     if typing.get_origin(hint) is typing.Literal
                 ]
     assert found == []
+
+
+def test_every_steps_cache_key_holds_the_packages_code(zenml_repo, tmp_path, monkeypatch):
+    """A changed training function is never answered from a step cached with the old one
+    (ZenML's own key holds only the step's source)."""
+    import pipelines
+    from pipelines.training import training_pipeline  # configures the steps it calls
+    from steps.training.train_model import train_model
+
+    assert training_pipeline is not None
+    policy = train_model.configuration.cache_policy
+    assert policy is not None and policy.cache_func is not None
+    assert policy.cache_func.attribute == "package_code_version"
+    (tmp_path / "core.py").write_text("def fit(): return 1\n")
+    monkeypatch.setattr(pipelines, "PACKAGE", tmp_path)
+    pipelines._package_hash.cache_clear()
+    try:
+        before = pipelines.package_code_version()
+        (tmp_path / "core.py").write_text("def fit(): return 2\n")
+        pipelines._package_hash.cache_clear()
+        assert pipelines.package_code_version() != before
+    finally:
+        pipelines._package_hash.cache_clear()

@@ -214,3 +214,19 @@ def test_a_batch_file_is_written_with_each_rows_explanation_and_reasons(churn, t
     calibrated, _ = fit_model(frame, "churn", TrainingConfig(calibration="sigmoid"))
     with pytest.raises(BatchExplainError, match=r"cannot explain its answers: .*nothing was"):
         score_file(path, calibrated, spec, tmp_path / "out", "b3", 20, now, explain=True)
+
+
+def test_the_card_shows_a_few_test_rows_explained_beside_the_importance(churn):
+    from tabular_mlops.core.explain import explained_examples
+    from tabular_mlops.core.governance import GovernanceReport
+    from tabular_mlops.core.model_card import example_sections
+
+    frame, _ = churn
+    model, _ = fit_model(frame, "churn", TrainingConfig())
+    examples = explained_examples(model, frame.tail(40))
+    assert 1 <= len(examples) <= 3 and all(e["reasons"] for e in examples)
+    page = "".join(example_sections(GovernanceReport(explained_examples=examples)))
+    assert "Explained examples" in page and "log-odds of &#x27;yes&#x27;" in page
+    assert f"Test row {examples[0]['row']}: <b>{examples[0]['answer']}</b>" in page
+    refused = "".join(example_sections(GovernanceReport(not_explained="SVC has none")))
+    assert "None: SVC has none." in refused
