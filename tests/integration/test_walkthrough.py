@@ -87,13 +87,14 @@ def run(clone, *args: str, expect: int = 0) -> str:
     return output
 
 
-def predict(clone, dataset: str = "breast_cancer") -> dict:
+def predict(clone, dataset: str = "breast_cancer", explain: bool = False) -> dict:
     from tabular_mlops.adapters.sources import load_dataset
     from tabular_mlops.core.config import DataSourceConfig
 
     source = DataSourceConfig(dataset=dataset)  # type: ignore[arg-type]
     row = load_dataset(source).drop(columns=["target"]).iloc[0].to_dict()
-    answer = httpx.post(f"{clone['url']}/predict", json={"rows": [row]}, timeout=30)
+    body = {"rows": [row], **({"explain": True} if explain else {})}
+    answer = httpx.post(f"{clone['url']}/predict", json=body, timeout=30)
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
 
@@ -133,6 +134,7 @@ def test_the_readme_in_its_order(clone):
     # Quick start: `make run` is `python run.py all`
     out = run(clone, "all", "--env", "dev")
     assert "Model 'tabular_classifier' version 1: promoted to production" in out
+    assert "majority baseline: roc_auc=0.5000 (lift +0.4962)" in out  # is ML worth it?
     assert f"Serving 'tabular_classifier' version 1 at {clone['url']}" in out
     assert "143 of 143 rows scored by version 1" in out
     assert predict(clone)["model_version"] == "1"
@@ -246,6 +248,12 @@ def test_the_readme_in_its_order(clone):
     page = card.read_text()
     for section in ("Intended use", "Out of scope", "Limitations and caveats", "Fairness"):
         assert section in page
+    # Why this answer? The live service explains, and so does a batch with --explain
+    (explained,) = predict(clone, explain=True)["predictions"]
+    explanation = explained["explanation"]
+    assert explanation["unit"] == "log-odds of 'malignant'" and explained["reasons"]
+    assert len(explanation["contributions"]) == 5
+    assert "50 of 50 rows scored" in run(clone, "infer", "--input", str(batch), "--explain")
     assert f"Stopped {clone['url']}" in run(clone, "deploy", "--stop")
     # Regression: the whole loop on the diabetes example, at the address the classifier left
     out = run(clone, "all", "--set", "parameters.task=regression", "--stream", "--export",
