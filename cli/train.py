@@ -122,6 +122,13 @@ def report_training(run: PipelineRunResponse) -> None:
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in report.metrics.items())
         click.echo(f"Model '{version.model.name}' version {version.name}: {outcome}")
         click.echo(f"  test metrics: {metrics}")
+        board = step_output(run, "select_model", "leaderboard")
+        if board.trials:  # model selection: which candidate won, of how many
+            best = board.winner
+            stopped = f"; stopped by {board.stopped_by}" if board.stopped_by else ""
+            click.echo(f"  selected {best.estimator} {best.params} from {len(board.trials)} "
+                       f"trials (cv {board.metric} {best.mean:.4f} ± {best.std:.4f}; "
+                       f"leaderboard artifact){stopped}")  # fmt: skip
         for baseline in report.baselines:  # is ML worth it, on the gate's metric
             name = baseline.primary_metric
             theirs, ours = baseline.metrics.get(name), report.metrics.get(name)

@@ -14,6 +14,7 @@ from steps.promotion.register_model import register_model
 from steps.promotion.resolve_champion import resolve_champion
 from steps.promotion.validate_model import validate_model
 from steps.promotion.write_model_card import write_model_card
+from steps.training.select_model import select_model
 from steps.training.train_model import train_model
 from tabular_mlops.core.config import (
     DataSourceConfig,
@@ -36,8 +37,8 @@ def train_and_promote(
     card: ModelCardConfig,
     task: str = "classification",
 ) -> Any:
-    """ingest -> validate data -> split -> train -> evaluate (beside trivial baselines) ->
-    validate model -> register/promote -> model card.
+    """ingest -> validate data -> split -> select (among candidates) -> train -> evaluate
+    (beside trivial baselines) -> validate model -> register/promote -> model card.
 
     Both gates stop the line: bad data fails the run before training; a model
     that fails the model gate is registered but never promoted.
@@ -49,8 +50,12 @@ def train_and_promote(
         raw, champion, validation, target, data.assessment_columns, task, data.date_columns
     )
     train_set, test_set = split_data(dataset, split, target, task)
+    chosen, _ = select_model(
+        train_set, training, target, data.assessment_columns, promotion.primary_metric, task,
+        data.date_columns,
+    )  # fmt: skip
     model, mlflow_model = train_model(
-        train_set, training, target, evaluation.cost, data.assessment_columns, task,
+        train_set, chosen, target, evaluation.cost, data.assessment_columns, task,
         evaluation.interval, data.date_columns,
     )  # fmt: skip
     baselines = score_baselines(

@@ -295,6 +295,32 @@ class SearchConfig(StrictModel):
     scoring: MetricName = "roc_auc"
 
 
+class CandidateConfig(StrictModel):
+    """One estimator model selection tries (``training.candidates``)."""
+
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: values to try per parameter: every combination is a trial of its own
+    search: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator_is_a_dotted_path(cls, value: str) -> str:
+        if "." not in value:
+            raise ValueError(f"'{value}' is not a dotted class path like sklearn.svm.SVC")
+        return value
+
+
+class SelectionConfig(StrictModel):
+    """How candidates are compared: seeded folds of the training split only, and a budget."""
+
+    cv: int = Field(default=5, ge=2)
+    #: trials run at most (in the candidates' order); null: all
+    max_trials: int | None = Field(default=None, ge=1)
+    #: no trial starts after this many seconds; null: no limit
+    max_seconds: float | None = Field(default=None, gt=0)
+
+
 class TrainingConfig(StrictModel):
     #: Dotted path of a scikit-learn classifier (or, for ``task: regression``, regressor)
     #: class.
@@ -304,6 +330,11 @@ class TrainingConfig(StrictModel):
     #: calibrate the classifier's probabilities (scikit-learn's CalibratedClassifierCV,
     #: 5 folds): the served probabilities are then the calibrated ones
     calibration: Literal["sigmoid", "isotonic"] | None = None
+    #: model selection: each candidate (and each point of its search) cross-validated on
+    #: the training split, a nested MLflow run each; the best by the primary metric is
+    #: trained, evaluated and gated as ``estimator`` would be. Empty: ``estimator`` alone
+    candidates: list[CandidateConfig] = Field(default_factory=list)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
 
     @field_validator("estimator")
     @classmethod

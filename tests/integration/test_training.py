@@ -215,7 +215,7 @@ def test_rerun_on_the_same_data_is_cached_and_keeps_production(first_run):
     rerun = Client().get_model_version(MODEL, "2")
     assert rerun.run_metadata["test_metrics"]["roc_auc"] > 0.95  # cached steps, full metadata
     result = invoke("train", "--env", "dev", "--set", f"model.name={MODEL}")
-    assert "(6 of 12 steps cached)" in result.output
+    assert "(7 of 13 steps cached)" in result.output
 
 
 def test_worse_model_is_recorded_but_not_promoted(first_run):

@@ -150,6 +150,10 @@ def test_the_readme_in_its_order(clone):
     # the dashboard table's terminal side: versions, stages, the served version
     assert "production" in run(clone, "models")
     assert ".local/reports/" in run(clone, "report")
+    # Model selection: the example's candidates as tracked trials, the best trained and gated
+    out = run(clone, "train", "--config", "configs/examples/model_selection.yaml")
+    assert "Model 'tabular_selected' version 1: promoted to production" in out
+    assert "from 4 trials (cv roc_auc" in out and "leaderboard artifact" in out
     # Configuration and environments
     out = run(clone, "train", "--env", "dev")
     assert "version 3: not promoted: identical to production version 1" in out
