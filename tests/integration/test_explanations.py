@@ -137,6 +137,10 @@ def test_three_candidates_are_tracked_trials_and_the_winner_is_served_and_explai
         answer = httpx.post(f"http://127.0.0.1:{port}/predict", json=body, timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"][0]["explanation"]["contributions"]
+        path = tmp_path / "rows.csv"
+        row.to_csv(path, index=False)
+        scored = invoke("infer", "--input", str(path), "--explain", "--set", f"model.name={name}")
+        assert scored.exit_code == 0 and "1 of 1 rows scored" in scored.output, scored.output
     finally:
         invoke(*deploy, "--stop")
         assert local_server.stray_processes(state, name, keep=set()) == []
