@@ -90,12 +90,17 @@ def train(
 
 
 def _check_estimator(config: TrainingRunConfig, source: Path) -> None:
-    """The estimator must exist, fit the task and take its parameters: said before
-    anything runs (a plan too), not when the training step reaches it."""
+    """The estimator (and every model-selection candidate) must exist, fit the task and
+    take its parameters: said before anything runs (a plan too), not when the training
+    step reaches it."""
     from tabular_mlops.core.model_factory import TrainingConfigError, make_estimator
+    from tabular_mlops.core.selection import checked_estimators, planned_trials
 
+    training = config.parameters.training
     try:
-        make_estimator(config.parameters.training, config.parameters.task)
+        make_estimator(training, config.parameters.task)
+        checked_estimators(planned_trials(training.candidates), training.candidates,
+                           config.parameters.task)  # fmt: skip
     except TrainingConfigError as exc:
         raise click.ClickException(f"{source}: parameters.{exc}") from None
 

@@ -50,13 +50,13 @@ def train_and_promote(
         raw, champion, validation, target, data.assessment_columns, task, data.date_columns
     )
     train_set, test_set = split_data(dataset, split, target, task)
-    chosen, _ = select_model(
+    leaderboard = select_model(
         train_set, training, target, data.assessment_columns, promotion.primary_metric, task,
         data.date_columns,
     )  # fmt: skip
     model, mlflow_model = train_model(
-        train_set, chosen, target, evaluation.cost, data.assessment_columns, task,
-        evaluation.interval, data.date_columns,
+        train_set, training, target, evaluation.cost, data.assessment_columns, task,
+        evaluation.interval, data.date_columns, leaderboard,
     )  # fmt: skip
     baselines = score_baselines(
         train_set, test_set, promotion, target, data.assessment_columns, task, data.date_columns

@@ -240,17 +240,25 @@ def explanation_columns(
     per row, and a binary classifier's ``reasons`` (codes, comma-separated)."""
     import json
 
-    from tabular_mlops.core.explain import reasons
+    from tabular_mlops.core.explain import UnexplainableRowsError, reasons
 
-    explained = explainer.explain(features)
-    columns: dict[str, Any] = {"explanation": np.asarray([json.dumps(e) for e in explained])}
+    try:
+        explained: list[dict[str, Any] | None] = list(explainer.explain(features))
+    except UnexplainableRowsError as exc:  # those rows' explanations are left empty
+        unexplained = set(exc.rows)
+        keep = [i for i in range(len(features)) if i not in unexplained]
+        found = iter(explainer.explain(features.iloc[keep]))
+        explained = [None if i in unexplained else next(found) for i in range(len(features))]
+    columns: dict[str, Any] = {
+        "explanation": np.asarray([json.dumps(e) if e else None for e in explained], dtype=object)
+    }
     if len(spec.classes) == 2:
         rows = features.to_dict("records")
         columns["reasons"] = np.asarray([
             ",".join(reasons(e, row, 1.0 if str(label) == spec.classes[1] else -1.0,
-                             explainer.averages))
+                             explainer.averages, dates=explainer.dates)) if e else None
             for e, row, label in zip(explained, rows, labels, strict=True)
-        ])  # fmt: skip
+        ], dtype=object)  # fmt: skip
     return columns
 
 

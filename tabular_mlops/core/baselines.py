@@ -108,6 +108,10 @@ def baseline_violations(
     """The gate's reason when the candidate does not beat a baseline by ``min_lift`` (and
     never by nothing: a tie is no reason to run a model), naming both figures."""
     value = candidate.get(primary_metric)
+    if value is None and baselines:  # e.g. MAPE, left out where a target is near zero
+        return [f"{primary_metric} could not be computed on the test set, so the candidate "
+                "cannot be compared with the baselines: choose another promotion."
+                "primary_metric"]  # fmt: skip
     reasons = []
     for baseline in baselines:
         theirs = baseline.metrics.get(primary_metric)

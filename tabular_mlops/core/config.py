@@ -310,6 +310,14 @@ class CandidateConfig(StrictModel):
             raise ValueError(f"'{value}' is not a dotted class path like sklearn.svm.SVC")
         return value
 
+    @field_validator("search")
+    @classmethod
+    def _something_to_try(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = sorted(name for name, values in value.items() if not values)
+        if empty:
+            raise ValueError(f"search: {empty} list no value to try")
+        return value
+
 
 class SelectionConfig(StrictModel):
     """How candidates are compared: seeded folds of the training split only, and a budget."""
@@ -335,6 +343,16 @@ class TrainingConfig(StrictModel):
     #: trained, evaluated and gated as ``estimator`` would be. Empty: ``estimator`` alone
     candidates: list[CandidateConfig] = Field(default_factory=list)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+
+    @model_validator(mode="after")
+    def _one_way_to_search(self) -> TrainingConfig:
+        if self.candidates and self.search is not None:
+            raise ValueError(
+                "search: with candidates, give each candidate its own search "
+                "(candidates[].search); training.search would apply to the winner, "
+                "whichever estimator it is"
+            )
+        return self
 
     @field_validator("estimator")
     @classmethod

@@ -23,8 +23,9 @@ columns, and a date's weekday and month, are summed back to the column.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,19 +84,24 @@ def _estimator(model: Any) -> Any:
     return estimator
 
 
-def raw_unit(model: Any) -> str:
-    """What the explained output is, in words."""
+def classifier_unit(model: Any) -> str:
+    """What a classifier's explained output is, in words."""
     estimator = _estimator(model)
-    classes = list(getattr(model, "classes_", []))
-    if classes:
-        if not hasattr(estimator, "decision_function"):  # a forest averages probabilities
-            return f"probability of '{classes[1]}'" if len(classes) == 2 else (
-                "the predicted class's probability")  # fmt: skip
-        if len(classes) == 2:
-            return f"log-odds of '{classes[1]}'"
-        return "the predicted class's raw score"
-    link = type(getattr(estimator, "_base_loss", None)).__name__
-    return "log of the predicted value" if "Log" in link or "Poisson" in link else "value"
+    classes = list(model.classes_)
+    if not hasattr(estimator, "decision_function"):  # a forest averages probabilities
+        return f"probability of '{classes[1]}'" if len(classes) == 2 else (
+            "the predicted class's probability")  # fmt: skip
+    if len(classes) == 2:
+        return f"log-odds of '{classes[1]}'"
+    return "the predicted class's raw score"
+
+
+class UnexplainableRowsError(ValueError):
+    """Rows whose explanation is not finite (values far outside what training saw)."""
+
+    def __init__(self, rows: list[int]) -> None:
+        super().__init__(f"rows {rows}: the explanation is not finite")
+        self.rows = rows
 
 
 class Explainer:
@@ -108,7 +114,8 @@ class Explainer:
         self.features = list(dict.fromkeys(self.owners))
         #: each numeric feature's training mean: what a reason code's HIGH / LOW is against
         self.averages = numeric_averages(model, self.features)
-        self.unit = raw_unit(model)
+        #: date columns: their reason code is their name (a day is no stable code)
+        self.dates = date_columns(model.named_steps["preprocess"])
         estimator = _estimator(model)
         self.classes = list(getattr(model, "classes_", []))
         if hasattr(estimator, "coef_") and not hasattr(estimator, "calibrated_classifiers_"):
@@ -128,16 +135,42 @@ class Explainer:
 
                 self.tree = shap.TreeExplainer(estimator)
             except Exception as exc:  # shap raises many kinds for a model it cannot take
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise NotExplainableError(
-                    f"{type(estimator).__name__} has no exact explanation (linear models "
-                    f"and tree ensembles have): {str(exc).splitlines()[0] if str(exc) else ''}"
+                    f"{type(estimator).__name__} cannot be explained exactly here (linear "
+                    f"models and shap's TreeExplainer's tree ensembles can; shap: {reason})"
                 ) from None
         if self.kind == "linear" and len(self.owners) != self.weights.shape[1]:
             raise NotExplainableError("the preprocessing's columns could not be named")
-        #: sums each output column into its feature: (columns x features), ones and zeros
-        self.grouping = np.zeros((len(self.owners), len(self.features)))
-        position = {name: i for i, name in enumerate(self.features)}
-        self.grouping[np.arange(len(self.owners)), [position[o] for o in self.owners]] = 1.0
+        #: where each feature's columns start (a feature's columns are adjacent): summed
+        #: by ``np.add.reduceat``, so a column far out of range stays its feature's alone
+        self.starts = [i for i, o in enumerate(self.owners) if i == 0 or o != self.owners[i - 1]]
+        if len(self.starts) != len(self.features):
+            raise NotExplainableError("the preprocessing's columns of a feature are not adjacent")
+        #: a regressor's explained output: its value, or the log of it (a log link)
+        self.log_link = False
+        if self.classes:
+            self.unit = classifier_unit(model)
+        else:
+            self.log_link = self._log_link(estimator)
+            self.unit = "log of the predicted value" if self.log_link else "value"
+
+    def _log_link(self, estimator: Any) -> bool:
+        """Whether the regressor answers the exponential of its explained sum (Poisson,
+        Gamma, Tweedie, a histogram gradient boosting with a Poisson loss), probed on one
+        transformed row; a model answering neither is refused."""
+        probe = np.zeros((1, len(self.owners)))
+        base, grouped = self.contributions(None, probe)
+        total = float(base[0] + grouped[0].sum())
+        answer = float(np.asarray(estimator.predict(probe), dtype=float)[0])
+        if np.isclose(total, answer, rtol=1e-6, atol=1e-9):
+            return False
+        if answer > 0 and np.isclose(total, np.log(answer), rtol=1e-6, atol=1e-9):
+            return True
+        raise NotExplainableError(
+            f"{type(estimator).__name__}'s answer is neither its explained sum nor the "
+            "exponential of it"
+        )
 
     @property
     def needs_frame(self) -> bool:
@@ -166,7 +199,9 @@ class Explainer:
             else:
                 base = np.full(len(x), expected[-1] if len(expected) else 0.0)
             columns = values
-        return np.broadcast_to(base, (len(x),)).astype(float), columns @ self.grouping
+        grouped = np.add.reduceat(columns, self.starts, axis=1) if len(x) else np.zeros(
+            (0, len(self.features)))  # fmt: skip
+        return np.broadcast_to(base, (len(x),)).astype(float), grouped
 
     def _explained_class(self, features: pd.DataFrame | None, rows: int) -> np.ndarray:
         """Per row, which class's output is explained: the positive class of a binary
@@ -182,16 +217,15 @@ class Explainer:
         """The model's own raw output per row, to check explanations against."""
         estimator = _estimator(self.model)
         x = self.preprocess.transform(features)
-        if self.classes and hasattr(estimator, "decision_function"):
+        if not self.classes:
+            answer = np.asarray(estimator.predict(x), dtype=float)
+            return np.log(answer) if self.log_link else answer
+        index = self._explained_class(features, len(features))
+        if hasattr(estimator, "decision_function"):
             raw = np.asarray(estimator.decision_function(x), dtype=float)
-            if raw.ndim == 2:
-                return raw[np.arange(len(raw)), self._explained_class(features, len(raw))]
-            return raw
-        if self.classes:  # a forest: the positive class's probability
-            return np.asarray(estimator.predict_proba(x), dtype=float)[:, 1]
-        if self.kind == "linear":
-            return _dense(x) @ self.weights[0] + self.intercepts[0]
-        return np.asarray(estimator.predict(x), dtype=float)
+            return raw[np.arange(len(raw)), index] if raw.ndim == 2 else raw
+        # a forest: the explained class's probability
+        return np.asarray(estimator.predict_proba(x), dtype=float)[np.arange(len(index)), index]
 
     def explain(
         self,
@@ -200,8 +234,12 @@ class Explainer:
         transformed: np.ndarray | None = None,
     ) -> list[dict[str, Any]]:
         """Per row: the base, the ``top_k`` largest contributions by size, the ``rest``, and
-        what the output is (``unit``): base + contributions + rest = the raw output."""
+        what the output is (``unit``): base + contributions + rest = the raw output. A row
+        whose explanation is not finite raises :class:`UnexplainableRowsError`."""
         base, grouped = self.contributions(features, transformed)
+        finite = np.isfinite(grouped).all(axis=1) & np.isfinite(base)
+        if not finite.all():
+            raise UnexplainableRowsError(np.flatnonzero(~finite).tolist())
         explained = []
         for row_base, row in zip(base, grouped, strict=True):
             order = np.argsort(-np.abs(row), kind="stable")
@@ -217,28 +255,46 @@ class Explainer:
         return explained
 
 
-def reason_code(feature: str, value: Any, center: float | None) -> str:
-    """A stable code a product can show: the feature's name in capitals (anything not a
-    letter or digit as ``_``) and how the row stands: ``_HIGH`` / ``_LOW`` against the
-    training average for a number, ``_IS_<VALUE>`` for a category."""
-    name = re.sub(r"[^A-Z0-9]+", "_", feature.upper()).strip("_")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+def _code(text: str) -> str:
+    """Capitals, anything not a letter or digit (in any script) as ``_``."""
+    return re.sub(r"[\W_]+", "_", text.upper()).strip("_")
+
+
+def reason_code(
+    feature: str, value: Any, center: float | None, is_date: bool = False
+) -> str:  # fmt: skip
+    """A stable code a product can show: the feature's name in capitals and how the row
+    stands: ``_HIGH`` / ``_LOW`` against the training average for a number,
+    ``_IS_<VALUE>`` for a category, ``_IS_MISSING`` for no value; a date's is its name."""
+    name = _code(feature)
+    if is_date:
+        return name
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{name}_IS_MISSING"
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
         return f"{name}_{'HIGH' if center is None or value >= center else 'LOW'}"
-    text = re.sub(r"[^A-Z0-9]+", "_", str(value).upper()).strip("_")
-    return f"{name}_IS_{text or 'MISSING'}"
+    return f"{name}_IS_{_code(str(value)) or 'BLANK'}"
 
 
 def reasons(
     explanation: dict[str, Any], row: dict[str, Any], toward: float, averages: dict[str, float],
-    limit: int = 3,
+    limit: int = 3, dates: Collection[str] = (),
 ) -> list[str]:  # fmt: skip
     """The codes of the contributions that pushed the raw output toward the answer's side
     (``toward``: +1 for the positive class, -1 against it), largest first."""
     pushing = [c for c in explanation["contributions"] if c["contribution"] * toward > 0]
     return [
-        reason_code(c["feature"], row.get(c["feature"]), averages.get(c["feature"]))
+        reason_code(c["feature"], row.get(c["feature"]), averages.get(c["feature"]),
+                    c["feature"] in dates)
         for c in pushing[:limit]
-    ]
+    ]  # fmt: skip
+
+
+def date_columns(preprocess: Any) -> list[str]:
+    return [
+        str(c) for name, _, columns in preprocess.transformers_ if name == "dates"
+        for c in columns
+    ]  # fmt: skip
 
 
 def numeric_averages(model: Any, names: Sequence[str]) -> dict[str, float]:
@@ -276,7 +332,9 @@ def explained_examples(model: Any, test_set: pd.DataFrame) -> list[dict[str, Any
         example: dict[str, Any] = {"row": int(position), "answer": answer, **explanation}
         if len(explainer.classes) == 2:
             toward = 1.0 if answer == explainer.classes[1] else -1.0
-            example["reasons"] = reasons(explanation, row, toward, explainer.averages)
+            example["reasons"] = reasons(
+                explanation, row, toward, explainer.averages, dates=explainer.dates
+            )
         examples.append(example)
     return json_safe(examples)
 

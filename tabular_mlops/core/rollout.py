@@ -550,8 +550,12 @@ def _decide_on_errors(
         return verdict(
             "continue",
             f"true values for {tested[0].rows} / {tested[1].rows} {rows} of the {needed} per "
-            f"arm planned to detect a drop of {plan.min_error_reduction:g} in mean absolute "
-            "error",
+            "arm planned"
+            + (
+                f" to detect a drop of {plan.min_error_reduction:g} in mean absolute error"
+                if plan.min_error_reduction is not None
+                else ""
+            ),
         )
     errors = f"MAE candidate {tested[1].mean:.4g} vs champion {tested[0].mean:.4g}"
     return _tested(welch_p_value(*tested), plan, figures, errors, "Welch, one-sided", "drop")

@@ -80,6 +80,34 @@ def planned_trials(candidates: Sequence[CandidateConfig]) -> list[tuple[str, dic
     return trials
 
 
+def ranking_metric(metric: str) -> str:
+    """What the trials are ranked and shown by: the primary metric, or for WAPE the MAE
+    (within a fold WAPE is the MAE over a constant, so they rank alike; the figure shown
+    is the one computed)."""
+    return "mae" if metric == "wape" else metric
+
+
+def checked_estimators(
+    planned: Sequence[tuple[str, dict[str, Any]]], candidates: Sequence[CandidateConfig],
+    task: Task,
+) -> list[Any]:  # fmt: skip
+    """Each planned trial's estimator, built before any trial runs; a candidate of the
+    wrong task or with a parameter its estimator lacks is named by its place."""
+    place: dict[str, int] = {}
+    for index, candidate in enumerate(candidates):
+        place.setdefault(candidate.estimator, index)
+    built = []
+    for estimator, params in planned:
+        try:
+            built.append(make_estimator(TrainingConfig(estimator=estimator, params=params), task))
+        except TrainingConfigError as exc:
+            detail = str(exc).removeprefix("training.estimator: ").replace("training.", "")
+            raise TrainingConfigError(
+                f"training.candidates[{place[estimator]}] ({estimator}): {detail}"
+            ) from None
+    return built
+
+
 def folds(task: Task, n_splits: int) -> KFold | StratifiedKFold:
     splitter = StratifiedKFold if task == "classification" else KFold
     return splitter(n_splits=n_splits, shuffle=True, random_state=SEED)
@@ -102,31 +130,35 @@ def select(
     labels = train_set[target]
     budget = training.selection
     planned = planned_trials(training.candidates)
+    if not planned:
+        raise TrainingConfigError("training.candidates: no trial to run")
+    estimators = checked_estimators(planned, training.candidates, task)
+    shown = ranking_metric(metric)
     started = clock()
     done: list[Trial] = []
     stopped_by = None
-    for estimator, params in planned:
-        if budget.max_trials is not None and len(done) >= budget.max_trials:
+    for (estimator, params), built in zip(planned, estimators, strict=True):
+        # the budget never stops the first trial: a search always has a winner
+        if done and budget.max_trials is not None and len(done) >= budget.max_trials:
             stopped_by = f"training.selection.max_trials ({budget.max_trials})"
             break
-        if budget.max_seconds is not None and clock() - started >= budget.max_seconds:
+        if done and budget.max_seconds is not None and clock() - started >= budget.max_seconds:
             stopped_by = f"training.selection.max_seconds ({budget.max_seconds:g})"
             break
         model = Pipeline([
             ("preprocess", make_preprocessor(features, date_columns)),
-            (ESTIMATOR_STEP[task],
-             make_estimator(TrainingConfig(estimator=estimator, params=params), task)),
+            (ESTIMATOR_STEP[task], built),
         ])  # fmt: skip
         try:
             result = cross_validate(model, features, labels, cv=folds(task, budget.cv),
-                                    scoring=SCORERS[metric], error_score="raise")  # fmt: skip
+                                    scoring=SCORERS[shown], error_score="raise")  # fmt: skip
         except ValueError as exc:
             raise TrainingConfigError(
                 f"training.candidates: {estimator} with {params} cannot be cross-validated "
                 f"here: {str(exc).splitlines()[0]}"
             ) from None
         # scikit-learn's scorers are higher-is-better; an error is shown as itself
-        scores = -result["test_score"] if metric in LOWER_IS_BETTER else result["test_score"]
+        scores = -result["test_score"] if shown in LOWER_IS_BETTER else result["test_score"]
         trial = Trial(
             estimator=estimator, params=params, scores=[float(s) for s in scores],
             mean=float(np.mean(scores)), std=float(np.std(scores)),
@@ -135,7 +167,7 @@ def select(
         done.append(trial)
         if on_trial is not None:
             on_trial(trial)
-    return ranked(done, metric, budget.cv, stopped_by, clock() - started)
+    return ranked(done, shown, budget.cv, stopped_by, clock() - started)
 
 
 def ranked(
@@ -155,5 +187,6 @@ def chosen_training(training: TrainingConfig, leaderboard: Leaderboard) -> Train
     calibration and the rest kept)."""
     winner = leaderboard.winner
     return training.model_copy(
-        update={"estimator": winner.estimator, "params": winner.params, "candidates": []}
-    )
+        update={"estimator": winner.estimator, "params": winner.params, "candidates": [],
+                "search": None}
+    )  # fmt: skip

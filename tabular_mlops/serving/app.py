@@ -453,21 +453,30 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
             why = explainer or "no explanation is loaded"
             raise RefusedRequestError(422, "this model's answers cannot be explained",
                                       [Problem(field="explain", problem=why)])  # fmt: skip
-        from tabular_mlops.core.explain import reasons
+        from tabular_mlops.core.explain import UnexplainableRowsError, reasons
 
         scorer: Any = app.state.scorer
-        if explainer.needs_frame or not hasattr(scorer, "transform"):
-            import pandas as pd
+        try:
+            if explainer.needs_frame or not hasattr(scorer, "transform"):
+                import pandas as pd
 
-            explained = explainer.explain(pd.DataFrame(rows, columns=names))
-        else:  # the numpy path's own transformed rows: the same columns, checked at packaging
-            explained = explainer.explain(None, transformed=scorer.transform(rows))
+                explained = explainer.explain(pd.DataFrame(rows, columns=names))
+            else:  # the numpy path's own transformed rows, the columns checked at packaging
+                explained = explainer.explain(None, transformed=scorer.transform(rows))
+        except UnexplainableRowsError as exc:  # as for answers: nothing made up
+            raise RefusedRequestError(
+                422, "the model cannot explain these rows", unscorable(spec, rows, exc.rows)
+            ) from None
         for row, prediction, explanation in zip(rows, predictions, explained, strict=True):
             prediction["explanation"] = explanation
             if len(classes) == 2:  # toward the answer given: + the positive class's log-odds
                 toward = 1.0 if prediction["label"] == classes[1] else -1.0
                 prediction["reasons"] = reasons(
-                    explanation, dict(zip(names, row, strict=True)), toward, explainer.averages
+                    explanation,
+                    dict(zip(names, row, strict=True)),
+                    toward,
+                    explainer.averages,
+                    dates=explainer.dates,
                 )
 
     def log_answers(

@@ -49,8 +49,13 @@ def test_a_served_model_explains_its_answers_over_http_and_in_a_batch(
                      "--set", "parameters.training.params={}")  # fmt: skip
     assert trained.exit_code == 0 and "promoted to production" in trained.output, trained.output
     state, port = tmp_path / "state", free_port()
-    deploy = ["deploy", "--set", f"model.name={name}", "--env", serving_env(tmp_path, port, state)]
-    assert invoke(*deploy).exit_code == 0
+    # a tree is scored by its pipeline, slower than the dev budget on a busy machine: the
+    # deployment gate's speed budget is tested in test_serving.py
+    deploy = ["deploy", "--set", f"model.name={name}", "--env", serving_env(tmp_path, port, state),
+              "--set", "parameters.serving.max_single_row_p99_ms=200",
+              "--set", "parameters.serving.min_rows_per_second=500"]  # fmt: skip
+    deployed = invoke(*deploy)
+    assert deployed.exit_code == 0, deployed.output
     try:
         production = version_at_stage(name, "production")
         assert production is not None

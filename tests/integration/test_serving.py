@@ -350,6 +350,7 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live, tmp_path):
         "src/tabular_mlops/__init__.py",
         "src/tabular_mlops/core/__init__.py",
         "src/tabular_mlops/core/columns.py",
+        "src/tabular_mlops/core/explain.py",
         "src/tabular_mlops/core/files.py",
         "src/tabular_mlops/core/log_policy.py",
         "src/tabular_mlops/core/problems.py",

@@ -95,7 +95,7 @@ def test_a_model_without_an_exact_explanation_is_refused_with_the_reason(churn):
     frame, _ = churn
     svm, _ = fit_model(frame, "churn", TrainingConfig(estimator="sklearn.svm.SVC",
                                                      params={"probability": True}))  # fmt: skip
-    with pytest.raises(NotExplainableError, match="SVC has no exact explanation"):
+    with pytest.raises(NotExplainableError, match="SVC cannot be explained exactly"):
         Explainer(svm)
     calibrated, _ = fit_model(frame, "churn", TrainingConfig(calibration="sigmoid"))
     with pytest.raises(NotExplainableError, match="CalibratedClassifierCV"):
@@ -230,3 +230,53 @@ def test_the_card_shows_a_few_test_rows_explained_beside_the_importance(churn):
     assert f"Test row {examples[0]['row']}: <b>{examples[0]['answer']}</b>" in page
     refused = "".join(example_sections(GovernanceReport(not_explained="SVC has none")))
     assert "None: SVC has none." in refused
+
+
+@pytest.mark.parametrize(
+    "estimator, params, unit",
+    [
+        ("sklearn.linear_model.GammaRegressor", {"max_iter": 1000}, "log of the predicted value"),
+        ("sklearn.linear_model.TweedieRegressor", {"power": 1.5, "max_iter": 1000},
+         "log of the predicted value"),
+        ("sklearn.ensemble.HistGradientBoostingRegressor", {"loss": "poisson"},
+         "log of the predicted value"),
+        ("sklearn.ensemble.HistGradientBoostingRegressor", {}, "value"),
+        ("sklearn.linear_model.Ridge", {}, "value"),
+    ],
+)  # fmt: skip
+def test_a_regressors_unit_is_found_by_what_it_answers(estimator, params, unit):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    frame = pd.DataFrame({"x": x, "g": rng.choice(["a", "b"], 400),
+                          "y": np.exp(1 + 0.3 * x) + rng.gamma(2.0, 0.5, 400)})  # fmt: skip
+    model, _ = fit_model(frame, "y", TrainingConfig(estimator=estimator, params=params),
+                         task="regression")  # fmt: skip
+    explainer = Explainer(model)
+    assert explainer.unit == unit
+    features = frame.drop(columns="y").head(20)
+    totals = [total(e) for e in explainer.explain(features)]
+    np.testing.assert_allclose(totals, explainer.raw_output(features), atol=1e-6)
+    answers = np.exp(totals) if unit.startswith("log") else np.asarray(totals)
+    np.testing.assert_allclose(answers, model.predict(features), rtol=1e-6)
+
+
+def test_a_row_whose_explanation_is_not_finite_is_refused_not_answered(churn, tmp_path):
+    frame, _ = churn
+    rng = np.random.default_rng(1)
+    frame = frame.assign(ratio=rng.normal(0, 0.1, len(frame)) + (frame["churn"] == "yes") * 0.2)
+    model, _ = fit_model(frame, "churn", TrainingConfig())
+    client = served(model, frame, "churn", tmp_path)
+    row = frame.drop(columns="churn").head(1).to_dict("records")[0] | {"ratio": 1e308}
+    answer = client.post("/predict", json={"rows": [row], "explain": True})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] == "the model cannot explain these rows"
+    assert any(p["field"] == "rows.0.ratio" for p in answer.json()["detail"])
+
+
+def test_reason_codes_for_missing_values_other_scripts_and_dates():
+    assert reason_code("tenure", None, 30.0) == "TENURE_IS_MISSING"
+    assert reason_code("tenure", float("nan"), 30.0) == "TENURE_IS_MISSING"
+    assert reason_code("city", "北京", None) == "CITY_IS_北京"
+    assert reason_code("city", "東京", None) != reason_code("city", "北京", None)
+    assert reason_code("order date", "2024-01-05", None, is_date=True) == "ORDER_DATE"
+    assert reason_code("plan", "!!!", None) == "PLAN_IS_BLANK"

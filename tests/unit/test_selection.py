@@ -115,3 +115,78 @@ def test_the_leaderboard_page_marks_the_chosen_trial():
     assert "Model selection: 3 trials" in page and "1 (chosen)" in page
     assert "DecisionTreeClassifier" in page and "roc_auc, mean" in page
     assert "nothing was compared" in render_html(board.model_copy(update={"trials": []}))
+
+
+def test_a_search_without_values_or_beside_candidates_is_refused_by_key():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"search: \['alpha'\] list no value to try"):
+        CandidateConfig(estimator="sklearn.linear_model.Ridge", search={"alpha": []})
+    with pytest.raises(ValidationError, match="give each candidate its own search"):
+        TrainingConfig(candidates=[LOGISTIC], search={"param_grid": {"C": [1.0]}})
+
+
+def test_a_candidate_of_the_wrong_task_or_parameter_is_named_by_its_place_before_any_trial():
+    seen: list[Trial] = []
+    wrong = TrainingConfig(candidates=[DUMMY, CandidateConfig(
+        estimator="sklearn.linear_model.Ridge")])  # fmt: skip
+    with pytest.raises(TrainingConfigError, match=r"training\.candidates\[1\] \(sklearn\.linear"
+                       r"_model\.Ridge\): .*not a scikit-learn classifier"):  # fmt: skip
+        select(linear_frame(200), "y", wrong, "classification", "accuracy", on_trial=seen.append)
+    assert seen == []  # refused before the first trial ran
+    typo = TrainingConfig(candidates=[CandidateConfig(
+        estimator="sklearn.linear_model.LogisticRegression", params={"CC": 1.0})])  # fmt: skip
+    with pytest.raises(
+        TrainingConfigError, match=r"training\.candidates\[0\] .*params\.CC: not a parameter"
+    ):
+        select(linear_frame(200), "y", typo, "classification", "accuracy")
+
+
+def test_a_budget_spent_before_the_first_trial_still_leaves_a_winner():
+    ticks = itertools.count(0, 100)
+    spent = TrainingConfig(candidates=[DUMMY, LOGISTIC],
+                           selection=SelectionConfig(max_seconds=1))  # fmt: skip
+    board = select(linear_frame(200), "y", spent, "classification", "accuracy",
+                   clock=lambda: float(next(ticks)))  # fmt: skip
+    assert len(board.trials) == 1 and board.winner.estimator == DUMMY.estimator
+
+
+def test_a_wape_search_is_ranked_and_shown_by_the_mae_it_computes():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300)
+    frame = pd.DataFrame({"x": x, "y": 50 + 5 * x + rng.normal(0, 1, 300)})
+    ridge = CandidateConfig(estimator="sklearn.linear_model.Ridge")
+    mean = CandidateConfig(estimator="sklearn.dummy.DummyRegressor")
+    training = TrainingConfig(candidates=[ridge, mean])
+    board = select(frame, "y", training, "regression", "wape")
+    assert board.metric == "mae" and board.winner.estimator == "sklearn.linear_model.Ridge"
+    assert 0.5 < board.winner.mean < 1.5  # an MAE in the target's units, not a share
+
+
+def test_a_baseline_gate_without_its_metric_refuses_and_says_so():
+    from tabular_mlops.core.baselines import baseline_violations
+    from tabular_mlops.core.report import BaselineScore
+
+    median = BaselineScore(name="median", description="d", metrics={"mae": 9.0})
+    (reason,) = baseline_violations({"mae": 5.0}, [median], "mape", 0.0)
+    assert "mape could not be computed on the test set" in reason
+
+
+def test_a_regressors_experiment_with_a_given_sample_reports_its_progress():
+    from tabular_mlops.core.rollout import (
+        AbsoluteErrors,
+        ArmEvidence,
+        Evidence,
+        RolloutPlan,
+        decide,
+        planned,
+    )
+
+    plan = planned(RolloutPlan(strategy="ab", sample_size_per_arm=200), None, 3.0)
+    errors = AbsoluteErrors(rows=10, total=10.0, squares=12.0)
+    evidence = Evidence(strategy="ab", task="regression",
+                        champion=ArmEvidence(version="1", absolute_errors=errors),
+                        candidate=ArmEvidence(version="2", absolute_errors=errors))  # fmt: skip
+    decision = decide(evidence, plan)
+    assert decision.action == "continue" and "10 / 10 rows of the 200 per arm planned" in (
+        decision.reasons[0])  # fmt: skip
