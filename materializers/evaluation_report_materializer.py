@@ -9,9 +9,9 @@ import io
 from typing import ClassVar
 
 from zenml.enums import ArtifactType, VisualizationType
-from zenml.io import fileio
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
+from materializers import html_page
 from tabular_mlops.core.model_card import (
     baseline_sections,
     governance_sections,
@@ -26,10 +26,7 @@ class EvaluationReportMaterializer(PydanticMaterializer):
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
 
     def save_visualizations(self, data: EvaluationReport) -> dict[str, VisualizationType]:
-        path = f"{self.uri}/evaluation_report.html"  # the URI may be remote: no Path
-        with fileio.open(path, "w") as handle:
-            handle.write(render_html(data))
-        return {path: VisualizationType.HTML}
+        return html_page(self.uri, "evaluation_report.html", render_html(data))
 
 
 def _png(figure: object) -> str:

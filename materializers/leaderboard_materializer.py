@@ -8,9 +8,9 @@ import json
 from typing import ClassVar
 
 from zenml.enums import ArtifactType, VisualizationType
-from zenml.io import fileio
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
+from materializers import html_page
 from tabular_mlops.core.pages import number, page, table
 from tabular_mlops.core.selection import Leaderboard
 
@@ -20,10 +20,7 @@ class LeaderboardMaterializer(PydanticMaterializer):
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
 
     def save_visualizations(self, data: Leaderboard) -> dict[str, VisualizationType]:
-        path = f"{self.uri}/leaderboard.html"  # the URI may be remote: no Path
-        with fileio.open(path, "w") as handle:
-            handle.write(render_html(data))
-        return {path: VisualizationType.HTML}
+        return html_page(self.uri, "leaderboard.html", render_html(data))
 
 
 def render_html(board: Leaderboard) -> str:

@@ -11,6 +11,7 @@ from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
+from materializers import html_page
 from tabular_mlops.adapters.onnx_export import OnnxModel
 from tabular_mlops.core.pages import badge, number, page, table
 
@@ -33,10 +34,7 @@ class OnnxModelMaterializer(BaseMaterializer):
             handle.write(json.dumps(data.manifest, indent=2))
 
     def save_visualizations(self, data: OnnxModel) -> dict[str, VisualizationType]:
-        path = f"{self.uri}/onnx_model.html"
-        with fileio.open(path, "w") as handle:
-            handle.write(render_html(data.manifest))
-        return {path: VisualizationType.HTML}
+        return html_page(self.uri, "onnx_model.html", render_html(data.manifest))
 
     def extract_metadata(self, data: OnnxModel) -> dict[str, Any]:
         if data.skipped:

@@ -170,3 +170,12 @@ def schemathesis_finds_nothing(url: str) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:]
     assert "No issues found" in run.stdout
+
+
+def explained_total(explanation: dict) -> float:
+    """An explanation's base + contributions + rest: the raw output it accounts for."""
+    return (
+        explanation["base"]
+        + sum(c["contribution"] for c in explanation["contributions"])
+        + explanation["rest"]
+    )

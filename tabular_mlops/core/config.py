@@ -7,9 +7,16 @@ dotted path instead of being silently ignored by a step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from tabular_mlops.core.log_policy import LogPolicy
 from tabular_mlops.core.rollout import RolloutPlan, Strategy
@@ -295,20 +302,23 @@ class SearchConfig(StrictModel):
     scoring: MetricName = "roc_auc"
 
 
+def _dotted_path(value: str) -> str:
+    if "." not in value:
+        raise ValueError(f"'{value}' is not a dotted class path like sklearn.svm.SVC")
+    return value
+
+
+#: a scikit-learn estimator class by its dotted path, e.g. sklearn.svm.SVC
+EstimatorPath = Annotated[str, AfterValidator(_dotted_path)]
+
+
 class CandidateConfig(StrictModel):
     """One estimator model selection tries (``training.candidates``)."""
 
-    estimator: str
+    estimator: EstimatorPath
     params: dict[str, Any] = Field(default_factory=dict)
     #: values to try per parameter: every combination is a trial of its own
     search: dict[str, list[Any]] = Field(default_factory=dict)
-
-    @field_validator("estimator")
-    @classmethod
-    def _estimator_is_a_dotted_path(cls, value: str) -> str:
-        if "." not in value:
-            raise ValueError(f"'{value}' is not a dotted class path like sklearn.svm.SVC")
-        return value
 
     @field_validator("search")
     @classmethod
@@ -332,7 +342,7 @@ class SelectionConfig(StrictModel):
 class TrainingConfig(StrictModel):
     #: Dotted path of a scikit-learn classifier (or, for ``task: regression``, regressor)
     #: class.
-    estimator: str = "sklearn.linear_model.LogisticRegression"
+    estimator: EstimatorPath = "sklearn.linear_model.LogisticRegression"
     params: dict[str, Any] = Field(default_factory=dict)
     search: SearchConfig | None = None
     #: calibrate the classifier's probabilities (scikit-learn's CalibratedClassifierCV,
@@ -353,13 +363,6 @@ class TrainingConfig(StrictModel):
                 "whichever estimator it is"
             )
         return self
-
-    @field_validator("estimator")
-    @classmethod
-    def _estimator_is_a_dotted_path(cls, value: str) -> str:
-        if "." not in value:
-            raise ValueError(f"'{value}' is not a dotted class path like sklearn.svm.SVC")
-        return value
 
 
 class FairnessConfig(StrictModel):

@@ -14,19 +14,11 @@ import pytest
 
 from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.net import free_port
-from tests.helpers import invoke, serving_env
+from tests.helpers import explained_total, invoke, serving_env
 
 pytestmark = pytest.mark.integration
 
 MODEL = "it_explained"
-
-
-def total(explanation: dict) -> float:
-    return (
-        explanation["base"]
-        + sum(c["contribution"] for c in explanation["contributions"])
-        + explanation["rest"]
-    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +61,7 @@ def test_a_served_model_explains_its_answers_over_http_and_in_a_batch(
         assert answer.status_code == 200, answer.text
         explained = answer.json()["predictions"]
         raw = Explainer(staged.model).raw_output(frame)
-        np.testing.assert_allclose([total(p["explanation"]) for p in explained], raw,
+        np.testing.assert_allclose([explained_total(p["explanation"]) for p in explained], raw,
                                    atol=SUM_TOLERANCE)  # fmt: skip
         unit = explained[0]["explanation"]["unit"]
         assert unit == "log-odds of 'malignant'"
@@ -85,8 +77,8 @@ def test_a_served_model_explains_its_answers_over_http_and_in_a_batch(
         run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
         batch_result = run.steps["score_batch"].outputs["batch_result"][0].load()
         written = pd.read_parquet(batch_result.predictions_path).sort_values("row_number")
-        np.testing.assert_allclose([total(json.loads(e)) for e in written["explanation"]], raw,
-                                   atol=SUM_TOLERANCE)  # fmt: skip
+        totals = [explained_total(json.loads(e)) for e in written["explanation"]]
+        np.testing.assert_allclose(totals, raw, atol=SUM_TOLERANCE)
         assert list(written["reasons"]) == [",".join(p["reasons"]) for p in explained]
     finally:
         invoke(*deploy, "--stop")

@@ -16,21 +16,13 @@ from tabular_mlops.core.explain import (
     reasons,
 )
 from tabular_mlops.core.model_factory import fit_model
-from tests.helpers import customer_churn_frame
+from tests.helpers import customer_churn_frame, explained_total
 
 
 @pytest.fixture(scope="module")
 def churn():
     frame = customer_churn_frame(rows=400)
     return frame, frame.drop(columns="churn")
-
-
-def total(explanation: dict) -> float:
-    return (
-        explanation["base"]
-        + sum(c["contribution"] for c in explanation["contributions"])
-        + explanation["rest"]
-    )
 
 
 @pytest.mark.parametrize(
@@ -48,7 +40,10 @@ def test_base_plus_contributions_is_the_models_raw_output(churn, estimator):
     explainer = Explainer(model)
     explained = explainer.explain(features, top_k=2)
     raw = explainer.raw_output(features)
-    assert max(abs(total(e) - r) for e, r in zip(explained, raw, strict=True)) < SUM_TOLERANCE
+    assert (
+        max(abs(explained_total(e) - r) for e, r in zip(explained, raw, strict=True))
+        < SUM_TOLERANCE
+    )
     # the original columns, never a one-hot column's name
     assert explainer.features == ["tenure_months", "monthly_charges", "contract", "region"]
     assert len(explained[0]["contributions"]) == 2
@@ -87,8 +82,8 @@ def test_a_poisson_regressors_explanation_sums_to_the_log_of_its_value():
     explainer = Explainer(model)
     assert explainer.unit == "log of the predicted value" and "date" in explainer.features
     explained = explainer.explain(features)
-    np.testing.assert_allclose(np.exp([total(e) for e in explained]), model.predict(features),
-                               rtol=1e-9)  # fmt: skip
+    totals = [explained_total(e) for e in explained]
+    np.testing.assert_allclose(np.exp(totals), model.predict(features), rtol=1e-9)
 
 
 def test_a_model_without_an_exact_explanation_is_refused_with_the_reason(churn):
@@ -160,7 +155,7 @@ def test_the_service_explains_an_answer_when_asked_and_only_then(churn, tmp_path
     (explained,) = answer.json()["predictions"]
     explanation = explained["explanation"]
     raw = Explainer(model).raw_output(pd.DataFrame([row])[features.columns])[0]
-    assert total(explanation) == pytest.approx(raw, abs=SUM_TOLERANCE)
+    assert explained_total(explanation) == pytest.approx(raw, abs=SUM_TOLERANCE)
     assert explanation["unit"] == "log-odds of 'yes'"
     assert {c["feature"] for c in explanation["contributions"]} <= set(features.columns)
     toward_yes = explained["label"] == "yes"
@@ -206,8 +201,8 @@ def test_a_batch_file_is_written_with_each_rows_explanation_and_reasons(churn, t
     result = score_file(path, model, spec, tmp_path / "out", "b1", 20, now, explain=True)
     written = pd.read_parquet(result.predictions_path).sort_values("row_number")
     raw = Explainer(model).raw_output(features.head(50))
-    np.testing.assert_allclose([total(json.loads(e)) for e in written["explanation"]], raw,
-                               atol=SUM_TOLERANCE)  # fmt: skip
+    totals = [explained_total(json.loads(e)) for e in written["explanation"]]
+    np.testing.assert_allclose(totals, raw, atol=SUM_TOLERANCE)
     assert written["reasons"].str.fullmatch(r"[A-Z0-9_]+(,[A-Z0-9_]+)*").all()
     plain = score_file(path, model, spec, tmp_path / "out", "b2", 20, now)
     assert "explanation" not in pd.read_parquet(plain.predictions_path).columns
@@ -254,7 +249,7 @@ def test_a_regressors_unit_is_found_by_what_it_answers(estimator, params, unit):
     explainer = Explainer(model)
     assert explainer.unit == unit
     features = frame.drop(columns="y").head(20)
-    totals = [total(e) for e in explainer.explain(features)]
+    totals = [explained_total(e) for e in explainer.explain(features)]
     np.testing.assert_allclose(totals, explainer.raw_output(features), atol=1e-6)
     answers = np.exp(totals) if unit.startswith("log") else np.asarray(totals)
     np.testing.assert_allclose(answers, model.predict(features), rtol=1e-6)
