@@ -313,6 +313,7 @@ def keep_logged_error(record: logging.LogRecord) -> None:
 def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunResponse | None:
     """Run ``pipeline``; a failed step becomes a CLI error carrying the step's own
     exception, and ending with one line: the step, the check and the fix."""
+    from tabular_mlops.adapters.mlflow_models import end_leaked_runs
     from tabular_mlops.adapters.runs_in_flight import in_flight
 
     with in_flight(runs_dir(), pipeline.name) as tag, logged_errors() as raised:
@@ -322,10 +323,12 @@ def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunRes
         try:
             run = pipeline.with_options(tags=[tag], run_name=unique)(**parameters)
         except KeyError as exc:  # e.g. no model version at the requested stage
+            end_leaked_runs()
             raise click.ClickException(f"{label} pipeline could not start: {exc}") from None
         except Exception as exc:
             # a static run raises RuntimeError; a dynamic one (the loop's child runs) the
             # failed step's own exception
+            end_leaked_runs()  # the next pipeline of this process must not inherit it
             failures = failed_steps(tag)
             if not failures and not isinstance(exc, RuntimeError):
                 raise

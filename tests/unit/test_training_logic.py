@@ -225,3 +225,22 @@ def test_integer_columns_are_doubles_in_the_mlflow_signature():
     types = {c.name: c.type.name for c in infer_signature(sample).inputs.inputs}
     assert types == {"age": "double", "plan": "string", "fee": "double"}
     assert features["age"].dtype == "int64"  # the caller's frame is left as it was
+
+
+def test_a_run_a_failed_step_left_open_is_ended_before_the_next_pipeline(tmp_path):
+    """ZenML's tracker leaves a step's MLflow run open when the step fails while saving its
+    outputs; the next tracked step of the same process then failed ("already active")."""
+    import mlflow
+
+    from tabular_mlops.adapters.mlflow_models import end_leaked_runs
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.start_run(run_name="left open")
+        mlflow.start_run(run_name="nested, left open", nested=True)
+        assert end_leaked_runs() == 2
+        assert mlflow.active_run() is None and end_leaked_runs() == 0
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri("")
