@@ -123,7 +123,9 @@ def runs_of(tag: str) -> list[PipelineRunResponse]:
 
 
 def _fail_mlflow_runs(run_name: str) -> None:
-    """The stack's MLflow runs of a ZenML run (ZenML names them after it) that still run."""
+    """The stack's MLflow runs of a ZenML run (ZenML names them after it), marked failed:
+    those still running, and those an earlier step of the dead run had finished (each
+    tracked step resumes the one run; the process may die between two of them)."""
     from zenml.client import Client
 
     tracker = Client().active_stack.experiment_tracker
@@ -141,6 +143,7 @@ def _fail_mlflow_runs(run_name: str) -> None:
     for experiment in client.search_experiments():
         for mlflow_run in client.search_runs(
             [experiment.experiment_id],
-            filter_string=f"tags.mlflow.runName = '{run_name}' and attributes.status = 'RUNNING'",
+            filter_string=f"tags.mlflow.runName = '{run_name}'",
         ):
-            client.set_terminated(mlflow_run.info.run_id, status="FAILED")
+            if mlflow_run.info.status in ("RUNNING", "FINISHED"):
+                client.set_terminated(mlflow_run.info.run_id, status="FAILED")
