@@ -497,13 +497,17 @@ def serving_target(env: str, config: DeploymentRunConfig, activate: bool) -> Ser
 
     A ``tabular_local`` deployer serves local processes, whose state is a file:
     reading it needs neither ZenML nor its store, so ``--status`` and ``--stop``
-    answer at once, from the deployer's configuration in the environment's YAML.
+    answer at once, from the deployer's configuration in the environment's YAML
+    (which ``activate`` has just made the stack's: a deploy with nothing to do
+    never builds the whole stack, whose tracker alone imports MLflow, about 1 s).
     Any other stack is activated and its model deployer asked.
     """
     environment, source = load_env(env)
     serving = config.parameters.serving
     deployer = environment.stack.components.model_deployer
-    if deployer.flavor == "tabular_local" and not activate:
+    if deployer.flavor == "tabular_local":
+        if activate:
+            activate_stack(env)
         from tabular_mlops.adapters.config_files import local_serving
         from tabular_mlops.adapters.deployment.local import LocalProcessTarget
 

@@ -187,3 +187,49 @@ def test_a_component_no_longer_declared_leaves_the_stack(dev_stack):
     assert StackComponentType.DEPLOYER not in components
     assert components[StackComponentType.MODEL_DEPLOYER][0].flavor_name == "tabular_local"
     assert stacks.plan(client, load_environment("dev"), "dev.yaml").is_current
+
+
+def test_an_unchanged_stack_is_not_planned_again_and_any_change_is(dev_stack, monkeypatch):
+    """A command whose environment YAML is what was last applied to this store's stack
+    skips the plan (each flavor's integration import); a YAML edit, a component updated
+    with ZenML's own CLI or a stack updated outside do not."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    environment = load_environment("dev")
+    stacks.activate(client, environment, "dev.yaml")  # the stamp, whatever came before
+    planned: list[str] = []
+    real_plan = stacks.plan
+
+    def counting_plan(*args, **kwargs):
+        planned.append(args[1].stack.components.experiment_tracker.configuration.get(
+            "experiment_name", "-"))  # fmt: skip
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(stacks, "plan", counting_plan)
+    assert stacks.activate(client, environment, "dev.yaml").is_current
+    assert planned == []
+    edited = _variant(environment, "experiment_tracker",
+                      configuration={"experiment_name": "edited"})  # fmt: skip
+    try:
+        stacks.activate(client, edited, "dev.yaml")  # a YAML edit: planned and applied
+        assert planned == ["edited"]
+        stacks.activate(client, edited, "dev.yaml")
+        assert planned == ["edited"]
+    finally:
+        stacks.activate(client, environment, "dev.yaml")
+    assert planned == ["edited", "-"]
+    # changed outside this project: `zenml experiment-tracker update ...`
+    client.update_stack_component(
+        "dev-mlflow-tracker", StackComponentType.EXPERIMENT_TRACKER,
+        configuration={"experiment_name": "outside"},
+    )  # fmt: skip
+    stacks.activate(client, environment, "dev.yaml")
+    assert planned == ["edited", "-", "-"]
+    tracker = client.get_stack_component(
+        StackComponentType.EXPERIMENT_TRACKER, "dev-mlflow-tracker"
+    )
+    assert "experiment_name" not in tracker.configuration  # the YAML's again
+    stacks.activate(client, environment, "dev.yaml")
+    assert planned == ["edited", "-", "-"]
