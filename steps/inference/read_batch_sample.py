@@ -17,5 +17,5 @@ def read_batch_sample(batch: BatchConfig) -> Annotated[pd.DataFrame, "batch_samp
     if batch.input_path is None:
         raise ValueError("parameters.batch.input_path: no batch file given (or pass --input)")
     staged = load_staged_model(get_step_context().model)
-    check_columns(batch.input_path, staged.spec)
+    check_columns(batch.input_path, staged.spec, batch.explain)
     return read_sample(batch.input_path, staged.spec, batch.drift_sample_rows)

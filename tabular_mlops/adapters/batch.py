@@ -65,7 +65,20 @@ def file_columns(path: Path) -> list[str]:
         return list(reader.schema.names)
 
 
-def check_columns(path: Path, spec: ServingSpec) -> None:
+def output_names(spec: ServingSpec, explain: bool) -> list[str]:
+    """The columns scoring adds to the ones a batch file carries through (its ids), and
+    the rejected rows' reason: a carried column of one of these names would be two."""
+    if spec.task == "regression":
+        answers = ["prediction", "interval_low", "interval_high", "decision"]
+    else:
+        answers = ["prediction", *(f"probability_{c}" for c in spec.classes)]
+    explained = ["explanation", "reasons"] if explain else []
+    return [ROW_NUMBER, *answers, *explained, "model_version", "batch_id", "scored_at", REASON]
+
+
+def check_columns(path: Path, spec: ServingSpec, explain: bool = False) -> None:
+    """The file has every feature of the model, no column the model refuses, and no
+    column of a name the predictions file gives its own answers."""
     columns = file_columns(path)
     missing = [f.name for f in spec.features if f.name not in columns]
     if missing:
@@ -82,6 +95,17 @@ def check_columns(path: Path, spec: ServingSpec) -> None:
                 f"version {spec.model_version} (data.unknown_columns: refuse); leave them "
                 "out of the file, or train with data.unknown_columns: ignore"
             )
+    features = {f.name for f in spec.features}  # not carried, save in the rejected rows
+    taken = [
+        c for c in output_names(spec, explain)
+        if c in columns and (c not in features or c in (ROW_NUMBER, REASON))
+    ]  # fmt: skip
+    if taken:
+        raise BatchSchemaError(
+            f"{path}: column(s) {some(taken)} would be carried into the predictions file "
+            f"beside scoring's own column(s) of that name ({', '.join(output_names(spec, explain))}"
+            "): rename or drop them in the file (e.g. a predictions file scored again)"
+        )
 
 
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
@@ -282,6 +306,7 @@ def score_file(
     follow its answer; a model without an exact explanation is refused before any row
     is scored."""
     started = time.perf_counter()
+    check_columns(path, spec, explain)
     explainer = explainer_of(model, spec) if explain else None
     output_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = output_dir / f"predictions-{batch_id}.parquet"

@@ -84,6 +84,7 @@ def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> 
     # named by feature, as the column transformer selects them (a date by its parts);
     # onnxruntime may rename an input (spaces), so the manifest names each as the file has it
     inputs_of = {f.name: parts.get(f.name, [f.name]) for f in spec.features}
+    check_distinct_inputs(spec, parts)
     initial_types = [
         (name, FloatTensorType([None, 1]) if f.kind == "numeric" and f.name not in parts
          else StringTensorType([None, 1]))
@@ -155,6 +156,22 @@ def described_inputs(
             {"name": f.name, "kind": f.kind, "input": next(inputs), "nullable": f.nullable, **fill}
         )
     return described
+
+
+def check_distinct_inputs(spec: ServingSpec, parts: dict[str, list[str]]) -> None:
+    """A date column enters the file as its parts (``<date>_month``, ...): refused,
+    named, when a part has the name of another feature, since a graph's inputs need
+    distinct names (the converter would otherwise build a file that misreads one)."""
+    features = {f.name for f in spec.features}
+    for date, names in parts.items():
+        for part in names:
+            if part in features:
+                raise OnnxExportError(
+                    f"model '{spec.model_name}' version {spec.model_version}: the date "
+                    f"column '{date}' enters the ONNX file as its part '{part}', which is also "
+                    f"a feature's name; not exported (rename the column '{part}' in the data "
+                    "and train again)"
+                )
 
 
 def convertible(model: Pipeline) -> tuple[Pipeline, dict[str, str], dict[str, list[str]]]:

@@ -137,18 +137,21 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 # --- evidence ---------------------------------------------------------------------------
 class AbsoluteErrors(BaseModel):
-    """A regressor's labelled rows: how many, and the sum and sum of squares of their
-    absolute errors."""
+    """A regressor's labelled rows: how many, the sum of their absolute errors, and the
+    sum of squared deviations from their running mean (Welford's update: a variance
+    from the sum of squares cancels to nothing for errors like 1e9 +/- 1)."""
 
     rows: int = 0
     total: float = 0.0
-    squares: float = 0.0
+    deviations: float = 0.0
 
     def add(self, error: float) -> None:
-        self.rows, self.total, self.squares = (
-            self.rows + 1,
-            self.total + error,
-            self.squares + error**2,
+        before = self.mean
+        rows, total = self.rows + 1, self.total + error
+        self.rows, self.total, self.deviations = (
+            rows,
+            total,
+            self.deviations + (error - before) * (error - total / rows),
         )
 
     @property
@@ -160,7 +163,7 @@ class AbsoluteErrors(BaseModel):
         """The sample variance (0 below two rows)."""
         if self.rows < 2:
             return 0.0
-        return max(0.0, (self.squares - self.rows * self.mean**2) / (self.rows - 1))
+        return max(0.0, self.deviations / (self.rows - 1))
 
 
 def absolute_error(prediction: float, truth: object) -> float | None:

@@ -170,3 +170,32 @@ def test_shift_moves_numbers_not_labels(churn):
     assert (
         moved["tenure_months"].mean() > frame["tenure_months"].mean() + frame["tenure_months"].std()
     )
+
+
+def test_a_column_named_like_an_answer_is_refused_before_any_row_is_scored(churn, tmp_path):
+    """Scoring a predictions file again (or ids named `prediction`, `row_number`) would
+    give the output two columns of one name: refused, naming them, with nothing written."""
+    frame, model, spec = churn
+    first = score_file(_write(frame, tmp_path / "batch.csv"), model, spec, tmp_path / "out",
+                       "b1", 64, datetime.now(UTC))  # fmt: skip
+    again = pd.read_parquet(first.predictions_path).join(frame.drop(columns=["churn"]))
+    path = _write(again, tmp_path / "scored.csv")
+    message = (
+        r"scored.csv: column\(s\) \['row_number', 'prediction', 'probability_no', "
+        r"'probability_yes', 'model_version'\] and 2 more would be carried into the "
+        r"predictions file .* rename or drop them"
+    )
+    with pytest.raises(BatchSchemaError, match=message):
+        check_columns(path, spec)
+    with pytest.raises(BatchSchemaError, match=message):
+        score_file(path, model, spec, tmp_path / "out2", "b2", 64, datetime.now(UTC))
+    assert not (tmp_path / "out2" / "predictions-b2.parquet").exists()
+    ids = frame.assign(explanation="free text", customer_id=range(len(frame)))
+    check_columns(_write(ids, tmp_path / "ids.csv"), spec)  # no --explain: not a clash
+    with pytest.raises(BatchSchemaError, match=r"\['explanation'\] would be carried"):
+        check_columns(tmp_path / "ids.csv", spec, explain=True)
+
+
+def _write(frame: pd.DataFrame, path):
+    frame.to_csv(path, index=False)
+    return path

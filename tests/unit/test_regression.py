@@ -446,6 +446,28 @@ def test_a_model_with_a_date_column_is_exported_and_the_file_reads_dates_as_it_d
     assert "date_day_of_week, date_month" in page and "day_of_week 0, month 1" in page
 
 
+def test_a_date_part_named_like_another_feature_is_refused_by_name():
+    from tabular_mlops.adapters.champion import regression_answer
+    from tabular_mlops.adapters.onnx_export import OnnxExportError, export_onnx
+    from tabular_mlops.core.demand import demand_frame
+    from tabular_mlops.core.spec import ServingSpec
+
+    frame = demand_frame(days=30)
+    frame["date_month"] = frame["price"] * 2  # a real feature of the part's name
+    model, _ = fit_model(frame, "units_sold", RIDGE, None, task="regression",
+                         date_columns=["date"])  # fmt: skip
+    spec = ServingSpec.from_training_data(
+        "demand", "1", frame, "units_sold", [], **regression_answer(model)
+    )
+    message = (
+        r"model 'demand' version 1: the date column 'date' enters the ONNX file as its part "
+        r"'date_month', which is also a feature's name; not exported \(rename the column "
+        r"'date_month'"
+    )
+    with pytest.raises(OnnxExportError, match=message):
+        export_onnx(model, spec, frame.drop(columns="units_sold"))
+
+
 # --------------------------------------------------------------------------- monitoring
 def test_monitoring_measures_a_regressors_error_and_retrains_above_its_ceiling(tmp_path):
     from tabular_mlops.adapters.monitoring_data import LabelsError, performance
@@ -635,6 +657,15 @@ def test_welchs_test_on_absolute_errors_matches_scipys():
     champion, candidate = np.abs(rng.normal(0, 10, 300)), np.abs(rng.normal(0, 8, 200))
     expected = ttest_ind(candidate, champion, equal_var=False, alternative="less").pvalue
     assert welch_p_value(_errors(champion), _errors(candidate)) == pytest.approx(expected)
+
+
+def test_the_error_spread_does_not_cancel_for_huge_errors():
+    """Errors of 1e9 +/- 1: a variance from the sum of squares loses every digit (it
+    read 0.0, so any difference looked certain); the running update keeps them."""
+    errors = 1e9 + np.array([-1.0, 0.0, 1.0] * 50)
+    stats = _errors(errors)
+    assert stats.mean == pytest.approx(1e9)
+    assert stats.variance == pytest.approx(np.var(errors, ddof=1), rel=1e-6)
 
 
 def test_an_ab_of_regressors_is_planned_on_the_error_spread_and_decided_by_welch():

@@ -183,7 +183,7 @@ def test_a_regressors_experiment_with_a_given_sample_reports_its_progress():
     )
 
     plan = planned(RolloutPlan(strategy="ab", sample_size_per_arm=200), None, 3.0)
-    errors = AbsoluteErrors(rows=10, total=10.0, squares=12.0)
+    errors = AbsoluteErrors(rows=10, total=10.0, deviations=2.0)
     evidence = Evidence(strategy="ab", task="regression",
                         champion=ArmEvidence(version="1", absolute_errors=errors),
                         candidate=ArmEvidence(version="2", absolute_errors=errors))  # fmt: skip
