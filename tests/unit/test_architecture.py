@@ -82,3 +82,14 @@ def test_every_steps_cache_key_holds_the_packages_code(zenml_repo, tmp_path, mon
         assert pipelines.package_code_version() != before
     finally:
         pipelines._package_hash.cache_clear()
+
+
+def test_the_suite_runs_one_thread_per_pool_in_each_process():
+    """tests/conftest.py limits OpenBLAS and OpenMP to one thread before numpy loads: on
+    two cores, pools in every xdist worker and server took a third more CPU."""
+    import numpy  # noqa: F401  (loads OpenBLAS)
+    import sklearn.ensemble  # noqa: F401  (loads OpenMP)
+    from threadpoolctl import threadpool_info
+
+    pools = threadpool_info()
+    assert pools and {pool["num_threads"] for pool in pools} == {1}, pools
