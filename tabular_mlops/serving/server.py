@@ -49,6 +49,19 @@ LEAVING = threading.Event()
 REFUSED_MODEL_PAUSE_SECONDS = 5.0
 #: what a relative ``model_dir`` is taken from: the bento's root (a BentoML image sets it)
 BENTO_PATH_ENV = "BENTO_PATH"
+#: the native thread pools of NumPy's BLAS and scikit-learn's OpenMP code
+THREAD_POOL_ENVS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_thread_per_worker(environ: dict[str, str] | os._Environ[str]) -> None:
+    """One OpenMP and BLAS thread per server process, unless the environment names a
+    number: the service scales by worker processes, and each worker's pool (as many
+    threads as cores, spinning after each call) fought the others. Measured on 2 cores
+    with 2 workers, a histogram gradient boosting model under wrk: 125-185 req/s at p99
+    1.4 s with the pools, 1,900 req/s at p99 17 ms without (bench/serving_threads.py).
+    Set before NumPy or scikit-learn load, in the process whose workers inherit it."""
+    for name in THREAD_POOL_ENVS:
+        environ.setdefault(name, "1")
 
 
 def command(python: str, host: str, port: int) -> list[str]:
@@ -137,6 +150,7 @@ def main() -> None:
 
     from tabular_mlops.serving.http import PROTOCOL
 
+    one_thread_per_worker(os.environ)
     host, port = sys.argv[1], int(sys.argv[2])
     settings = ServingSettings.model_validate_json(os.environ[SETTINGS_ENV])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -986,3 +986,33 @@ def test_a_stop_signal_ends_the_workers_supervisor_at_once():
     finally:
         for number, handler in saved.items():
             signal.signal(number, handler)
+
+
+def test_a_server_process_runs_one_thread_per_pool_unless_told_otherwise():
+    """Each served worker is a process: its OpenMP and BLAS pools are one thread unless
+    the environment names a number (checked in a fresh interpreter whose environment
+    names none, as a user's shell does)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tabular_mlops.serving.server import THREAD_POOL_ENVS, one_thread_per_worker
+
+    environ = {"OMP_NUM_THREADS": "4"}
+    one_thread_per_worker(environ)
+    assert environ == {"OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    probe = (
+        "import json, os\n"
+        "from tabular_mlops.serving.server import one_thread_per_worker\n"
+        "one_thread_per_worker(os.environ)\n"
+        "import numpy, sklearn.ensemble\n"
+        "from threadpoolctl import threadpool_info\n"
+        "print(json.dumps(sorted({p['num_threads'] for p in threadpool_info()})))\n"
+    )
+    clean = {
+        k: v for k, v in os.environ.items() if k not in (*THREAD_POOL_ENVS, "NUMBA_NUM_THREADS")
+    }
+    result = subprocess.run([sys.executable, "-c", probe], env=clean, capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    assert json.loads(result.stdout) == [1]
