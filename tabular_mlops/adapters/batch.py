@@ -65,14 +65,20 @@ def file_columns(path: Path) -> list[str]:
         return list(reader.schema.names)
 
 
+#: what scoring writes beside a row's features: in the rejected rows, in the monitoring sample
+SAMPLE_AND_REJECTED_COLUMNS = (ROW_NUMBER, REASON, "prediction", "scored_at", "model_name")
+
+
 def output_names(spec: ServingSpec, explain: bool) -> list[str]:
     """The columns scoring adds to the ones a batch file carries through (its ids), and
     the rejected rows' reason: a carried column of one of these names would be two."""
     if spec.task == "regression":
-        answers = ["prediction", "interval_low", "interval_high", "decision"]
+        answers = list(value_columns(spec, np.zeros(0)))
     else:
         answers = ["prediction", *(f"probability_{c}" for c in spec.classes)]
-    explained = ["explanation", "reasons"] if explain else []
+    explained = ["explanation"] if explain else []
+    if explain and spec.task == "classification" and len(spec.classes) == 2:
+        explained.append("reasons")  # as explanation_columns writes them
     return [ROW_NUMBER, *answers, *explained, "model_version", "batch_id", "scored_at", REASON]
 
 
@@ -96,10 +102,17 @@ def check_columns(path: Path, spec: ServingSpec, explain: bool = False) -> None:
                 "out of the file, or train with data.unknown_columns: ignore"
             )
     features = {f.name for f in spec.features}  # not carried, save in the rejected rows
-    taken = [
-        c for c in output_names(spec, explain)
-        if c in columns and (c not in features or c in (ROW_NUMBER, REASON))
-    ]  # fmt: skip
+    # the row number and rejection go beside the features (rejected rows); the answer,
+    # time and model name beside them in the sample monitoring reads
+    reserved = [c for c in SAMPLE_AND_REJECTED_COLUMNS if c in features]
+    if reserved:
+        raise BatchSchemaError(
+            f"{path}: model '{spec.model_name}' version {spec.model_version} has a feature "
+            f"named {reserved[0]!r}, the name batch scoring gives a column of its own "
+            f"({', '.join(SAMPLE_AND_REJECTED_COLUMNS)}); rename that column in the training "
+            "data and train again"
+        )
+    taken = [c for c in output_names(spec, explain) if c in columns and c not in features]
     if taken:
         raise BatchSchemaError(
             f"{path}: column(s) {some(taken)} would be carried into the predictions file "

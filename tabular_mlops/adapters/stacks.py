@@ -124,12 +124,17 @@ def register_custom_flavors(client: Client) -> None:
             client.create_flavor(source=flavor_source, component_type=flavor.type)
 
 
-def plan(client: Client, environment: EnvironmentConfig, source: str) -> StackPlan:
-    """What ``apply`` would do, after checking every component against its flavor."""
-    register_custom_flavors(client)
+def plan(
+    client: Client, environment: EnvironmentConfig, source: str, check_flavors: bool = True
+) -> StackPlan:
+    """What ``apply`` would do, after checking every component against its flavor (unless
+    ``check_flavors`` is off: this YAML passed those checks before, see ``activate``)."""
+    if check_flavors:
+        register_custom_flavors(client)
     component_plans = []
     for kind, spec in environment.stack.components.declared().items():
-        check_component(client, kind, spec, source)
+        if check_flavors:
+            check_component(client, kind, spec, source)
         try:
             registered = client.get_stack_component(
                 _component_type(kind), spec.name, allow_name_prefix_match=False
@@ -226,20 +231,20 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
     """Register (or bring up to date) and activate the environment's stack, in the
     environment's own ZenML project (created the first time).
 
-    The plan checks every component against its flavor, which imports each flavor's
-    ZenML integration (0.3-0.4 s a command). It is skipped when the store's stack and
-    components are, to their last update, the ones this YAML was last applied to
-    (``registered_as``): a YAML edit, ``zenml stack update`` or a component's update
-    all change that fingerprint, and the next command plans again."""
-    fingerprint = registered_fingerprint(client, environment)
-    if fingerprint is not None and registered_as(client, environment) == fingerprint:
-        stack_plan = StackPlan(environment.stack.name, "unchanged", [])
-    else:
+    Checking every component against its flavor imports each flavor's ZenML
+    integration (0.3-0.4 s a command): it is done when this YAML, ZenML's version or
+    this project's flavors changed since it last passed on this store
+    (``checked_fingerprint``). The YAML is compared with what the store holds on
+    every command all the same, so a store another command or ``zenml ... update``
+    changed is brought back to the YAML."""
+    fingerprint = checked_fingerprint(environment)
+    checked = checked_before(environment) == fingerprint
+    stack_plan = plan(client, environment, source, check_flavors=not checked)
+    if checked and not stack_plan.is_current:  # the store changed: check what is applied
         stack_plan = plan(client, environment, source)
-        apply(client, stack_plan)
-        fingerprint = registered_fingerprint(client, environment)
-        if fingerprint is not None:
-            remember_registered(client, environment, fingerprint)
+    apply(client, stack_plan)
+    if not checked:
+        remember_checked(environment, fingerprint)
     if not stack_plan.is_current:
         from tabular_mlops.adapters.compat import forget_cached_stacks
 
@@ -266,28 +271,32 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
     return stack_plan
 
 
-#: beside ZenML's own config file: per store and stack, the fingerprint last applied
+#: beside ZenML's own config file: per store and stack, the fingerprint last checked
 STAMP_FILE = "tabular_mlops_stacks.json"
+#: this project's flavors and their configuration classes: a change checks again
+FLAVOR_MODULES = (
+    "adapters/stacks.py",
+    "adapters/alerts.py",
+    "adapters/deployment/model_deployer.py",
+    "core/config.py",
+)
 
 
-def registered_fingerprint(client: Client, environment: EnvironmentConfig) -> str | None:
-    """A hash of the environment's stack YAML and project with the store's stack and its
-    components as last updated; None when the store has no such stack yet."""
-    try:
-        stack = client.get_stack(environment.stack.name, allow_name_prefix_match=False)
-    except KeyError:
-        return None
-    registered = sorted(
-        (str(kind.value), str(c.id), c.updated.isoformat())
-        for kind, components in stack.components.items()
-        for c in components
+def checked_fingerprint(environment: EnvironmentConfig) -> str:
+    """What the flavor checks of ``environment``'s stack depend on: its YAML and project,
+    ZenML's version (its flavors' configuration classes) and this project's flavors."""
+    import zenml
+
+    digest = hashlib.sha256(
+        json.dumps(
+            [environment.stack.model_dump(mode="json"), environment.project, zenml.__version__],
+            sort_keys=True,
+        ).encode()
     )
-    payload = json.dumps(
-        [environment.stack.model_dump(mode="json"), environment.project, str(stack.id),
-         stack.updated.isoformat(), registered],
-        sort_keys=True,
-    )  # fmt: skip
-    return hashlib.sha256(payload.encode()).hexdigest()
+    package = Path(__file__).resolve().parents[1]
+    for module in FLAVOR_MODULES:
+        digest.update((package / module).read_bytes())
+    return digest.hexdigest()
 
 
 def _stamps() -> tuple[Path, str]:
@@ -297,29 +306,28 @@ def _stamps() -> tuple[Path, str]:
     return Path(config.config_directory) / STAMP_FILE, str(config.store_configuration.url)
 
 
-def registered_as(client: Client, environment: EnvironmentConfig) -> str | None:
-    """The fingerprint this store's stack had when this project last applied its YAML."""
-    path, key = _stamps()
+def _read_stamps(path: Path) -> dict[str, Any]:
     try:
         stamps = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    entry = stamps.get(key, {}) if isinstance(stamps, dict) else {}
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def checked_before(environment: EnvironmentConfig) -> str | None:
+    """The fingerprint with which this store's stack last passed the flavor checks."""
+    path, key = _stamps()
+    entry = _read_stamps(path).get(key)
     value = entry.get(environment.stack.name) if isinstance(entry, dict) else None
     return value if isinstance(value, str) else None
 
 
-def remember_registered(client: Client, environment: EnvironmentConfig, fingerprint: str) -> None:
+def remember_checked(environment: EnvironmentConfig, fingerprint: str) -> None:
     from tabular_mlops.core.files import write_atomically
 
     path, key = _stamps()
-    try:
-        stamps = json.loads(path.read_text())
-    except (OSError, ValueError):
-        stamps = {}
-    if not isinstance(stamps, dict):
-        stamps = {}
-    entry = stamps.setdefault(key, {})
+    stamps = _read_stamps(path)
+    entry = stamps.get(key)
     if not isinstance(entry, dict):
         entry = stamps[key] = {}
     entry[environment.stack.name] = fingerprint

@@ -189,47 +189,52 @@ def test_a_component_no_longer_declared_leaves_the_stack(dev_stack):
     assert stacks.plan(client, load_environment("dev"), "dev.yaml").is_current
 
 
-def test_an_unchanged_stack_is_not_planned_again_and_any_change_is(dev_stack, monkeypatch):
-    """A command whose environment YAML is what was last applied to this store's stack
-    skips the plan (each flavor's integration import); a YAML edit, a component updated
-    with ZenML's own CLI or a stack updated outside do not."""
+def test_a_checked_yaml_is_not_checked_again_and_the_store_still_follows_it(dev_stack, monkeypatch):
+    """A command whose environment YAML passed the flavor checks on this store skips them
+    (each flavor's integration import) but still compares the YAML with the store: a YAML
+    edit is checked again; a component changed by another command of another YAML of the
+    same stack (two commands at once), or with ZenML's own CLI, is put back."""
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
     client = Client()
     environment = load_environment("dev")
     stacks.activate(client, environment, "dev.yaml")  # the stamp, whatever came before
-    planned: list[str] = []
-    real_plan = stacks.plan
+    checked: list[str] = []
+    real_check = stacks.check_component
 
-    def counting_plan(*args, **kwargs):
-        planned.append(args[1].stack.components.experiment_tracker.configuration.get(
-            "experiment_name", "-"))  # fmt: skip
-        return real_plan(*args, **kwargs)
+    def counting_check(client, kind, spec, source):
+        checked.append(kind)
+        return real_check(client, kind, spec, source)
 
-    monkeypatch.setattr(stacks, "plan", counting_plan)
+    def tracker_name() -> object:
+        component = client.get_stack_component(
+            StackComponentType.EXPERIMENT_TRACKER, "dev-mlflow-tracker"
+        )
+        return component.configuration.get("experiment_name")
+
+    monkeypatch.setattr(stacks, "check_component", counting_check)
     assert stacks.activate(client, environment, "dev.yaml").is_current
-    assert planned == []
+    assert checked == []
     edited = _variant(environment, "experiment_tracker",
                       configuration={"experiment_name": "edited"})  # fmt: skip
     try:
-        stacks.activate(client, edited, "dev.yaml")  # a YAML edit: planned and applied
-        assert planned == ["edited"]
+        stacks.activate(client, edited, "dev.yaml")  # a YAML edit: checked and applied
+        assert "experiment_tracker" in checked and tracker_name() == "edited"
+        checked.clear()
         stacks.activate(client, edited, "dev.yaml")
-        assert planned == ["edited"]
+        assert checked == []
     finally:
         stacks.activate(client, environment, "dev.yaml")
-    assert planned == ["edited", "-"]
-    # changed outside this project: `zenml experiment-tracker update ...`
-    client.update_stack_component(
-        "dev-mlflow-tracker", StackComponentType.EXPERIMENT_TRACKER,
-        configuration={"experiment_name": "outside"},
-    )  # fmt: skip
-    stacks.activate(client, environment, "dev.yaml")
-    assert planned == ["edited", "-", "-"]
-    tracker = client.get_stack_component(
-        StackComponentType.EXPERIMENT_TRACKER, "dev-mlflow-tracker"
-    )
-    assert "experiment_name" not in tracker.configuration  # the YAML's again
-    stacks.activate(client, environment, "dev.yaml")
-    assert planned == ["edited", "-", "-"]
+    assert tracker_name() is None
+    checked.clear()
+    # another command applied another YAML of the same stack in between (a race), or
+    # `zenml experiment-tracker update ...`: the next command puts the YAML back
+    for outside in ("race", "cli"):
+        client.update_stack_component(
+            "dev-mlflow-tracker", StackComponentType.EXPERIMENT_TRACKER,
+            configuration={"experiment_name": outside},
+        )  # fmt: skip
+        assert not stacks.activate(client, environment, "dev.yaml").is_current
+        assert tracker_name() is None
+    assert stacks.activate(client, environment, "dev.yaml").is_current

@@ -468,6 +468,40 @@ def test_a_date_part_named_like_another_feature_is_refused_by_name():
         export_onnx(model, spec, frame.drop(columns="units_sold"))
 
 
+def test_a_regressors_batch_refuses_only_the_columns_it_writes(tmp_path):
+    """An id column named like an answer the model does not give (no decision without a
+    cost, no reason codes but for a binary classifier) is carried; one named like an
+    answer it gives is refused; a feature named like the row number never scores."""
+    from tabular_mlops.adapters.batch import BatchSchemaError, check_columns
+    from tabular_mlops.adapters.champion import regression_answer
+    from tabular_mlops.core.demand import demand_frame
+    from tabular_mlops.core.spec import ServingSpec
+
+    frame = demand_frame(days=20)
+    model, _ = fit_model(frame, "units_sold", RIDGE, None, task="regression",
+                         date_columns=["date"])  # fmt: skip
+    spec = ServingSpec.from_training_data(
+        "demand", "1", frame, "units_sold", [], **regression_answer(model)
+    )
+    assert spec.decision_offset is None
+    path = tmp_path / "ids.csv"
+    frame.assign(decision="kept", reasons="kept").to_csv(path, index=False)
+    check_columns(path, spec, explain=True)
+    frame.assign(prediction=1.0).to_csv(path, index=False)
+    with pytest.raises(BatchSchemaError, match=r"\['prediction'\] would be carried"):
+        check_columns(path, spec)
+    numbered = frame.rename(columns={"price": "row_number"})
+    model, _ = fit_model(numbered, "units_sold", RIDGE, None, task="regression",
+                         date_columns=["date"])  # fmt: skip
+    spec = ServingSpec.from_training_data(
+        "demand", "2", numbered, "units_sold", [], **regression_answer(model)
+    )
+    numbered.to_csv(path, index=False)
+    with pytest.raises(BatchSchemaError, match=r"has a feature named 'row_number'.*rename that "
+                       r"column in the training data and train again"):  # fmt: skip
+        check_columns(path, spec)
+
+
 # --------------------------------------------------------------------------- monitoring
 def test_monitoring_measures_a_regressors_error_and_retrains_above_its_ceiling(tmp_path):
     from tabular_mlops.adapters.monitoring_data import LabelsError, performance
