@@ -1,4 +1,4 @@
-"""The one place that reaches into ZenML's and BentoML's private modules.
+"""The one place that reaches into ZenML's, BentoML's and skl2onnx's private modules.
 
 Each function names what it needs and why; ``tests/unit/test_compat.py`` imports
 every private symbol used here, so an upgrade that moves one fails by name.
@@ -249,3 +249,28 @@ def cached_zenml_user() -> str | None:
     user = getattr(Client(), "_active_user", None)
     name = getattr(user, "name", None)
     return str(name) if name else None
+
+
+def skl2onnx_tree_missing_as_ints() -> None:
+    """Let skl2onnx export histogram gradient boosting under onnx 1.23.
+
+    skl2onnx 1.20's converter gives each leaf's ``nodes_missing_value_tracks_true`` as
+    Python ``False`` beside the branches' integers, and onnx 1.23 refuses the mixed
+    list ("Field onnx.AttributeProto.ints: Expected an int, got a boolean"), so no such
+    model was ever converted. Its module-level ``tree_ensemble.add_node`` (private) is
+    wrapped to hand it an integer, what the attribute holds anyway. The export's check
+    still decides: ONNX's tree ensembles compare in float32, which may move a histogram
+    model's probabilities by more than its tolerance (then it names that instead)."""
+    from skl2onnx.common import tree_ensemble
+
+    original = tree_ensemble.add_node
+    if getattr(original, "ints", False):
+        return
+
+    def add_node(*args: Any, nodes_missing_value_tracks_true: Any = 0, **kwargs: Any) -> Any:
+        return original(
+            *args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true), **kwargs
+        )
+
+    add_node.ints = True  # type: ignore[attr-defined]
+    tree_ensemble.add_node = add_node

@@ -80,6 +80,9 @@ def export_onnx(model: Pipeline, spec: ServingSpec, test_rows: pd.DataFrame) -> 
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
+    from tabular_mlops.adapters.compat import skl2onnx_tree_missing_as_ints
+
+    skl2onnx_tree_missing_as_ints()
     graph_model, fills, parts = convertible(model)
     # named by feature, as the column transformer selects them (a date by its parts);
     # onnxruntime may rename an input (spaces), so the manifest names each as the file has it

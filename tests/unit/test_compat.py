@@ -170,3 +170,33 @@ def test_the_client_keeps_the_user_it_fetched_where_the_audit_reads_it():
     assert "_active_user" in Client.__annotations__ or hasattr(Client, "_active_user")
     user = Client().active_user
     assert Client()._active_user is user and cached_zenml_user() == user.name
+
+
+def test_skl2onnx_builds_tree_nodes_through_a_module_function_we_can_wrap():
+    """skl2onnx 1.20 passes a leaf's missing-value flag as a bool that onnx 1.23 refuses:
+    the wrapped ``tree_ensemble.add_node`` must still be the function its histogram
+    gradient boosting converter calls, and with the wrap such a model converts and
+    answers as scikit-learn does."""
+    import inspect
+
+    import numpy as np
+    import onnxruntime
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common import tree_ensemble
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from tabular_mlops.adapters.compat import skl2onnx_tree_missing_as_ints
+
+    assert "nodes_missing_value_tracks_true" in inspect.signature(tree_ensemble.add_node).parameters
+    assert "add_node(" in inspect.getsource(tree_ensemble)  # called through the module
+    skl2onnx_tree_missing_as_ints()
+    features, labels = load_breast_cancer(return_X_y=True)
+    features[::7, 3] = np.nan  # missing values: the flag matters
+    model = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(features, labels)
+    graph = convert_sklearn(model, initial_types=[("x", FloatTensorType([None, 30]))],
+                            target_opset=18, options={id(model): {"zipmap": False}})  # fmt: skip
+    session = onnxruntime.InferenceSession(graph.SerializeToString())
+    _, probabilities = session.run(None, {"x": features.astype(np.float32)})
+    np.testing.assert_allclose(probabilities, model.predict_proba(features), atol=1e-4)
