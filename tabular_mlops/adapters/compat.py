@@ -151,6 +151,30 @@ def write_yaml_atomically() -> None:
     yaml_utils.write_yaml = write_yaml
 
 
+#: ZenML integrations installed here whose activation this project never needs: it
+#: serves with a model deployer flavor of its own and stores no BentoML artifact
+UNUSED_INTEGRATIONS = ("bentoml",)
+
+
+def skip_unused_integrations() -> None:
+    """Leave the integrations in ``UNUSED_INTEGRATIONS`` out of ZenML's activation.
+
+    ZenML 0.98 activates every installed integration whenever it compiles a pipeline
+    (``integration_registry.activate_integrations``, from ``Pipeline._compile``), and
+    BentoML's imports ZenML's pre-1.2 BentoML service and model deployer: 0.4-0.8 s of
+    every command that runs a pipeline, for modules that fail with BentoML 1.4 anyway.
+    The integration stays registered (its flavors list as before); only its activation
+    becomes a no-op, through the registry's private ``_integrations``."""
+    from zenml.integrations.registry import integration_registry
+
+    integration_registry._initialize()
+    for name in UNUSED_INTEGRATIONS:
+        integration = integration_registry._integrations.get(name)
+        if integration is not None and not getattr(integration, "activation_skipped", False):
+            integration.activate = classmethod(lambda cls: None)  # type: ignore[method-assign,assignment]
+            integration.activation_skipped = True  # type: ignore[attr-defined]
+
+
 def mark_run_failed(run: Any, reason: str) -> None:
     """Mark ``run`` (a ``PipelineRunResponse``) and its unfinished steps failed.
 
