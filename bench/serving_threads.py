@@ -28,6 +28,7 @@ from loop_vs_template import ROOT, isolated_env, kill_leftovers, run
 from serving import find_wrk, run_wrk
 
 from tabular_mlops.adapters.net import free_port
+from tabular_mlops.core.threads import THREAD_POOL_ENVS
 
 MODEL = "bench_hgb"
 
@@ -46,7 +47,7 @@ def main(rounds: int, seconds: float) -> None:
         home = Path(scratch)
         env = isolated_env(home, repository=home / "repo")
         env["TABULAR_MLOPS_STATE_DIR"] = str(home / "state")
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        for name in THREAD_POOL_ENVS:
             env.pop(name, None)
         port = free_port()
         dev = yaml.safe_load((ROOT / "configs" / "environments" / "dev.yaml").read_text())
@@ -66,8 +67,7 @@ def main(rounds: int, seconds: float) -> None:
                 ROOT, env, log, timeout=900)  # fmt: skip
             for index in range(rounds):
                 for arm, extra in ((f"{cores} threads a worker (OpenMP's default)",
-                                    dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"),
-                                                  cores)),
+                                    dict.fromkeys(THREAD_POOL_ENVS, cores)),
                                    ("one thread a worker (the server's default)", {})):  # fmt: skip
                     click.echo(f"round {index + 1}: {arm} ...", err=True)
                     run("deploy", [*cli, "deploy", "--force", *common], ROOT,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tabular_mlops.core.threads import THREAD_POOL_ENVS  # imports nothing else
+
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
 
 os.environ.update(
@@ -37,10 +39,7 @@ os.environ.update(
         # xdist worker is a process, as is each server, and their thread pools on top
         # fought over two cores (the unit suite: 58.7 CPU-s and 32.9 s with them, 37.2
         # CPU-s and 21.5 s without). Set before anything imports numpy.
-        **dict.fromkeys(
-            ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"),
-            "1",
-        ),
+        **dict.fromkeys((*THREAD_POOL_ENVS, "NUMBA_NUM_THREADS"), "1"),
     }
 )
 (SESSION_DIR / "zenml-repo").mkdir()

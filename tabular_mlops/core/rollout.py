@@ -139,7 +139,10 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 class AbsoluteErrors(BaseModel):
     """A regressor's labelled rows: how many, the sum of their absolute errors, and the
     sum of squared deviations from their running mean (Welford's update: a variance
-    from the sum of squares cancels to nothing for errors like 1e9 +/- 1)."""
+    from the sum of squares cancels to nothing for errors like 1e9 +/- 1). A field it
+    does not know (an older layout's ``squares``) is refused, never read as zero."""
+
+    model_config = ConfigDict(extra="forbid")
 
     rows: int = 0
     total: float = 0.0

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from tabular_mlops.core.files import ModelFileChangedError
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings, ServingSpec
+from tabular_mlops.core.threads import THREAD_POOL_ENVS
 from tabular_mlops.serving.stable import STABLE_DIR_ENV
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ REFUSED_MODEL_PAUSE_SECONDS = 5.0
 #: what a relative ``model_dir`` is taken from: the bento's root (a BentoML image sets it)
 BENTO_PATH_ENV = "BENTO_PATH"
 #: the native thread pools of NumPy's BLAS and scikit-learn's OpenMP code
-THREAD_POOL_ENVS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def one_thread_per_worker(environ: dict[str, str] | os._Environ[str]) -> None:

@@ -682,6 +682,19 @@ def _arm(version: str, errors: np.ndarray, randomized: np.ndarray | None = None)
     )  # fmt: skip
 
 
+def test_error_sums_of_an_older_layout_are_refused_naming_the_field():
+    """A stored arm whose errors carry a field this version does not know (the sum of
+    squares an earlier layout kept) is not read as a spread of zero."""
+    from pydantic import ValidationError
+
+    from tabular_mlops.core.rollout import ArmEvidence
+
+    with pytest.raises(ValidationError, match="squares"):
+        ArmEvidence.model_validate(
+            {"version": "2", "absolute_errors": {"rows": 3, "total": 6.0, "squares": 14.0}}
+        )
+
+
 def test_welchs_test_on_absolute_errors_matches_scipys():
     from scipy.stats import ttest_ind
 

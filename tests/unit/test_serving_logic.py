@@ -997,7 +997,8 @@ def test_a_server_process_runs_one_thread_per_pool_unless_told_otherwise():
     import subprocess
     import sys
 
-    from tabular_mlops.serving.server import THREAD_POOL_ENVS, one_thread_per_worker
+    from tabular_mlops.core.threads import THREAD_POOL_ENVS
+    from tabular_mlops.serving.server import one_thread_per_worker
 
     environ = {"OMP_NUM_THREADS": "4"}
     one_thread_per_worker(environ)
