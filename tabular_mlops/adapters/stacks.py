@@ -108,6 +108,28 @@ def check_component(client: Client, kind: str, spec: ComponentSpec, source: str)
         raise ConfigError(f"{source}: {key}.configuration{suffix}: {first['msg']}") from None
 
 
+#: a ``{{ secret.key }}`` reference in a component's configuration
+SECRET_REFERENCE = re.compile(r"\{\{\s*(\w+)\.(\w+)\s*\}\}")
+
+
+def check_secrets(client: Client, key: str, spec: ComponentSpec, source: str) -> None:
+    """Every secret and key the component's configuration references exists in the
+    store: one lookup per secret, for a YAML whose flavor checks are not run again."""
+    for name, secret_key in sorted(set(SECRET_REFERENCE.findall(str(spec.configuration)))):
+        try:
+            values = client.get_secret(name).secret_values
+        except KeyError:
+            values = None
+        if values is None or secret_key not in values:
+            what = (
+                f"secret '{name}'" if values is None else f"key '{secret_key}' of secret '{name}'"
+            )
+            raise ConfigError(
+                f"{source}: {key}.configuration: {what} is not in the ZenML store. Create "
+                f"it first, e.g. `zenml secret create {name} --{secret_key}=VALUE`."
+            )
+
+
 def register_custom_flavors(client: Client) -> None:
     """This project's own flavors (the local-file alerter, the model deployers), known to
     ZenML before any component names them; registered once per store."""
@@ -135,6 +157,8 @@ def plan(
     for kind, spec in environment.stack.components.declared().items():
         if check_flavors:
             check_component(client, kind, spec, source)
+        else:  # the flavor's check resolved them: a secret deleted since is named here
+            check_secrets(client, f"stack.components.{kind}", spec, source)
         try:
             registered = client.get_stack_component(
                 _component_type(kind), spec.name, allow_name_prefix_match=False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from tabular_mlops.adapters import stacks
@@ -127,6 +129,29 @@ def test_staging_and_prod_register_against_the_real_flavors(dev_stack):
         stacks.activate(client, load_environment("dev"), "dev.yaml")
         for name in secrets:
             client.delete_secret(name)
+
+
+def test_a_secret_deleted_after_its_yaml_was_checked_is_named_at_the_next_command(dev_stack):
+    """The flavor checks (which resolve secrets) are skipped for a YAML that passed them;
+    the secrets it references are still looked up, and one gone is named with the fix."""
+    from zenml.client import Client
+
+    client = Client()
+    client.create_secret("mlflow_staging", {"username": "ci", "password": "ci"})
+    staging = load_environment("staging")
+    try:
+        stacks.activate(client, staging, "staging.yaml")  # checked, and remembered
+        client.delete_secret("mlflow_staging")
+        where = "staging.yaml: stack.components.experiment_tracker.configuration: "
+        with pytest.raises(ConfigError, match=where + "secret 'mlflow_staging' is not in"):
+            stacks.activate(client, staging, "staging.yaml")
+        client.create_secret("mlflow_staging", {"username": "ci"})
+        with pytest.raises(ConfigError, match="key 'password' of secret 'mlflow_staging'"):
+            stacks.activate(client, staging, "staging.yaml")
+    finally:
+        stacks.activate(client, load_environment("dev"), "dev.yaml")
+        with contextlib.suppress(KeyError):
+            client.delete_secret("mlflow_staging")
 
 
 def test_a_missing_secret_is_named(dev_stack):
