@@ -93,3 +93,55 @@ def test_the_suite_runs_one_thread_per_pool_in_each_process():
 
     pools = threadpool_info()
     assert pools and {pool["num_threads"] for pool in pools} == {1}, pools
+
+
+def test_the_bento_holds_every_project_module_the_served_modules_import():
+    """The server runs from the bento, which copies only ``SERVED_MODULES``: a served
+    module importing one of the project's modules left out of that list (even inside a
+    function) dies on its first start in a deploy, never in a unit test."""
+    import ast
+    import fnmatch
+
+    from tabular_mlops.adapters.deployment.packaging import PACKAGE_PARENT, SERVED_MODULES
+
+    def served(relative: str) -> bool:
+        return any(fnmatch.fnmatch(relative, pattern) for pattern in SERVED_MODULES)
+
+    files = sorted({p for pattern in SERVED_MODULES for p in PACKAGE_PARENT.glob(pattern)})
+    assert files
+    missing = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )  # fmt: skip
+            for name in names:
+                if not name.startswith("tabular_mlops"):
+                    continue
+                module = PACKAGE_PARENT / Path(*name.split("."))
+                target = module / "__init__.py" if module.is_dir() else module.with_suffix(".py")
+                relative = str(target.relative_to(PACKAGE_PARENT))
+                if not served(relative):
+                    missing.add(f"{path.relative_to(PACKAGE_PARENT)} imports {relative}")
+    assert sorted(missing) == []
+
+
+def test_the_servers_and_the_router_import_from_the_bentos_files_alone(tmp_path):
+    """What a pod runs (the server, the router), imported in a fresh interpreter from a
+    copy of ``SERVED_MODULES`` only, as the image holds them (the BentoML service module
+    reads its settings when imported: the test above reads its imports)."""
+    from tabular_mlops.adapters.deployment.packaging import served_modules_in
+
+    context = served_modules_in(tmp_path)
+    probe = (
+        "import tabular_mlops, tabular_mlops.serving.server, tabular_mlops.serving.router\n"
+        "print(tabular_mlops.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=context, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(context), "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().startswith(str(context)), result.stdout

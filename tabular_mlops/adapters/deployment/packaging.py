@@ -37,8 +37,10 @@ SERVED_MODULES = [
     "tabular_mlops/core/files.py",
     "tabular_mlops/core/log_policy.py",
     "tabular_mlops/core/problems.py",
+    "tabular_mlops/core/rollout.py",
     "tabular_mlops/core/scoring.py",
     "tabular_mlops/core/spec.py",
+    "tabular_mlops/core/threads.py",
     "tabular_mlops/core/transformers.py",
     "tabular_mlops/serving/*.py",
 ]
