@@ -151,28 +151,21 @@ def write_yaml_atomically() -> None:
     yaml_utils.write_yaml = write_yaml
 
 
-#: ZenML integrations installed here whose activation this project never needs: it
-#: serves with a model deployer flavor of its own and stores no BentoML artifact
-UNUSED_INTEGRATIONS = ("bentoml",)
-
-
-def skip_unused_integrations() -> None:
-    """Leave the integrations in ``UNUSED_INTEGRATIONS`` out of ZenML's activation.
+def skip_bentoml_integration() -> None:
+    """Leave ZenML's BentoML integration out of ZenML's activation of integrations.
 
     ZenML 0.98 activates every installed integration whenever it compiles a pipeline
     (``integration_registry.activate_integrations``, from ``Pipeline._compile``), and
     BentoML's imports ZenML's pre-1.2 BentoML service and model deployer: 0.4-0.8 s of
-    every command that runs a pipeline, for modules that fail with BentoML 1.4 anyway.
-    The integration stays registered (its flavors list as before); only its activation
-    becomes a no-op, through the registry's private ``_integrations``."""
-    from zenml.integrations.registry import integration_registry
+    every command that runs a pipeline, for modules this project never uses (it serves
+    with a model deployer flavor of its own and stores no BentoML artifact). The
+    integration stays registered (its flavors list as before); only its ``activate``
+    becomes a no-op. Importing the integration's package alone (a few milliseconds)
+    registers the class the registry activates; the registry's own start, which
+    imports all of ZenML's integrations, stays with the commands that compile."""
+    from zenml.integrations.bentoml import BentoMLIntegration
 
-    integration_registry._initialize()
-    for name in UNUSED_INTEGRATIONS:
-        integration = integration_registry._integrations.get(name)
-        if integration is not None and not getattr(integration, "activation_skipped", False):
-            integration.activate = classmethod(lambda cls: None)  # type: ignore[method-assign,assignment]
-            integration.activation_skipped = True  # type: ignore[attr-defined]
+    BentoMLIntegration.activate = classmethod(lambda cls: None)  # type: ignore[method-assign,assignment]
 
 
 def mark_run_failed(run: Any, reason: str) -> None:

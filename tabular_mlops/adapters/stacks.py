@@ -108,25 +108,35 @@ def check_component(client: Client, kind: str, spec: ComponentSpec, source: str)
         raise ConfigError(f"{source}: {key}.configuration{suffix}: {first['msg']}") from None
 
 
-#: a ``{{ secret.key }}`` reference in a component's configuration
-SECRET_REFERENCE = re.compile(r"\{\{\s*(\w+)\.(\w+)\s*\}\}")
-
-
 def check_secrets(client: Client, key: str, spec: ComponentSpec, source: str) -> None:
-    """Every secret and key the component's configuration references exists in the
-    store: one lookup per secret, for a YAML whose flavor checks are not run again."""
-    for name, secret_key in sorted(set(SECRET_REFERENCE.findall(str(spec.configuration)))):
+    """Every secret and key the component's configuration references (a whole value of
+    ``{{ name.key }}``, as ZenML resolves them) exists in the store, looked up as ZenML
+    does when a component reads the value: exact name, private before public; one
+    lookup per secret. Run on every command: the flavor checks are skipped for a YAML
+    that passed them, and only some flavors resolve their secrets when checked."""
+    from zenml.utils import secret_utils
+
+    wanted: dict[str, set[str]] = {}
+    for value in spec.configuration.values():
+        if secret_utils.is_secret_reference(value):
+            reference = secret_utils.parse_secret_reference(value)
+            wanted.setdefault(reference.name, set()).add(reference.key)
+    for name, keys in sorted(wanted.items()):
         try:
-            values = client.get_secret(name).secret_values
-        except KeyError:
-            values = None
-        if values is None or secret_key not in values:
-            what = (
-                f"secret '{name}'" if values is None else f"key '{secret_key}' of secret '{name}'"
-            )
+            held = set(client.get_secret_by_name_and_private_status(name).values)
+        except (KeyError, NotImplementedError):  # absent, or the store keeps no secrets
+            flags = " ".join(f"--{k}=VALUE" for k in sorted(keys))
             raise ConfigError(
-                f"{source}: {key}.configuration: {what} is not in the ZenML store. Create "
-                f"it first, e.g. `zenml secret create {name} --{secret_key}=VALUE`."
+                f"{source}: {key}.configuration: secret '{name}' is not in the ZenML store. "
+                f"Create it first: `zenml secret create {name} {flags}`."
+            ) from None
+        missing = sorted(keys - held)
+        if missing:
+            flags = " ".join(f"--{k}=VALUE" for k in missing)
+            raise ConfigError(
+                f"{source}: {key}.configuration: secret '{name}' has no key "
+                f"{', '.join(repr(k) for k in missing)}. Add it: "
+                f"`zenml secret update {name} {flags}`."
             )
 
 
@@ -155,10 +165,9 @@ def plan(
         register_custom_flavors(client)
     component_plans = []
     for kind, spec in environment.stack.components.declared().items():
+        check_secrets(client, f"stack.components.{kind}", spec, source)
         if check_flavors:
             check_component(client, kind, spec, source)
-        else:  # the flavor's check resolved them: a secret deleted since is named here
-            check_secrets(client, f"stack.components.{kind}", spec, source)
         try:
             registered = client.get_stack_component(
                 _component_type(kind), spec.name, allow_name_prefix_match=False

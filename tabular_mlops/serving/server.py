@@ -50,7 +50,6 @@ LEAVING = threading.Event()
 REFUSED_MODEL_PAUSE_SECONDS = 5.0
 #: what a relative ``model_dir`` is taken from: the bento's root (a BentoML image sets it)
 BENTO_PATH_ENV = "BENTO_PATH"
-#: the native thread pools of NumPy's BLAS and scikit-learn's OpenMP code
 
 
 def one_thread_per_worker(environ: dict[str, str] | os._Environ[str]) -> None:
