@@ -354,8 +354,10 @@ def test_the_bento_builds_into_an_image_for_the_cluster(live, tmp_path):
         "src/tabular_mlops/core/files.py",
         "src/tabular_mlops/core/log_policy.py",
         "src/tabular_mlops/core/problems.py",
+        "src/tabular_mlops/core/rollout.py",  # the router's (a rollout's pod runs it)
         "src/tabular_mlops/core/scoring.py",
         "src/tabular_mlops/core/spec.py",
+        "src/tabular_mlops/core/threads.py",
         "src/tabular_mlops/core/transformers.py",
         "src/tabular_mlops/serving/__init__.py",
         "src/tabular_mlops/serving/app.py",
