@@ -8,6 +8,7 @@ they do not sink the batch. A batch without the model's columns stops at once.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -29,6 +30,9 @@ from tabular_mlops.core.problems import columns_hint, some
 from tabular_mlops.core.scoring import Scorer, scorer_for
 from tabular_mlops.core.spec import ServingSpec
 
+logger = logging.getLogger(__name__)
+#: (file, columns) whose case-only likeness to scoring's own columns this process has told
+_CASE_WARNED: set[tuple[str, str]] = set()
 REASON = "rejection_reason"
 #: the file name prefix of the per-batch feature sample that monitoring reads
 MONITORING_SAMPLE_PREFIX = "monitoring-sample-"
@@ -119,6 +123,21 @@ def check_columns(path: Path, spec: ServingSpec, explain: bool = False) -> None:
             f"beside scoring's own column(s) of that name ({', '.join(output_names(spec, explain))}"
             "): rename or drop them in the file (e.g. a predictions file scored again)"
         )
+    answers = {name.casefold(): name for name in output_names(spec, explain)}
+    near = [
+        f"{c!r} beside {answers[c.casefold()]!r}"
+        for c in columns
+        if c not in features and answers.get(c.casefold(), c) != c
+    ]
+    said = (str(path), ", ".join(near))
+    if near and said not in _CASE_WARNED:  # once: the sample step and scoring both check
+        _CASE_WARNED.add(said)  # distinct for pandas and Parquet, one for a case-blind reader
+        logger.warning(
+            "%s: carried column(s) %s differ from scoring's own only by case: a spreadsheet "
+            "or SQL table that ignores case sees two columns of one name; rename them in "
+            "the file if the predictions go there",
+            path, ", ".join(near),
+        )  # fmt: skip
 
 
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"

@@ -196,6 +196,22 @@ def test_a_column_named_like_an_answer_is_refused_before_any_row_is_scored(churn
         check_columns(tmp_path / "ids.csv", spec, explain=True)
 
 
+def test_a_column_named_like_an_answer_but_for_case_is_scored_and_warned_of(
+    churn, tmp_path, caplog
+):
+    """`Prediction` beside scoring's `prediction` is two columns for pandas and Parquet,
+    one for a case-blind reader: the batch is scored, and the log names the pair."""
+    frame, _, spec = churn
+    path = _write(frame.assign(Prediction="old system's"), tmp_path / "cased.csv")
+    with caplog.at_level("WARNING", logger="tabular_mlops.adapters.batch"):
+        check_columns(path, spec)
+    assert "carried column(s) 'Prediction' beside 'prediction' differ" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tabular_mlops.adapters.batch"):
+        check_columns(_write(frame, tmp_path / "plain.csv"), spec)
+    assert caplog.text == ""
+
+
 def _write(frame: pd.DataFrame, path):
     frame.to_csv(path, index=False)
     return path
