@@ -136,8 +136,8 @@ def check_columns(path: Path, spec: ServingSpec, explain: bool = False) -> None:
             "%s: carried column(s) %s differ from scoring's own only by case: a spreadsheet "
             "or SQL table that ignores case sees two columns of one name; rename them in "
             "the file if the predictions go there",
-            path, ", ".join(near),
-        )  # fmt: skip
+            *said,
+        )
 
 
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
