@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from tabular_mlops.adapters.compat import process_start
 from tabular_mlops.adapters.net import wait_until
 
 logger = logging.getLogger(__name__)
@@ -71,17 +72,35 @@ def stop_process_group(pid: int, grace: float = 15) -> None:
         logger.warning("process group %s ignored SIGTERM for %.0f s: killed", pid, grace)
 
 
+#: a recorded start at or above this is seconds since 1970 (``create_time()``), as records
+#: written before 2026-12-04 hold; seconds since boot never reach it (31 years up)
+_WALL_CLOCK_START = 1e9
+#: how far the clock may have moved such a start since it was recorded
+_CLOCK_SLACK_SECONDS = 2.0
+
+
 def identity(pid: int) -> float:
-    """What tells this process from a later one given the same pid: its start time."""
-    return float(psutil.Process(pid).create_time())
+    """What tells this process from a later one given the same pid: when it started, in
+    seconds since boot (``compat.process_start``: no change of the clock moves it)."""
+    return process_start(psutil.Process(pid))
+
+
+def is_wall_clock_start(started: float) -> bool:
+    """Whether a recorded start is an earlier version's (seconds since 1970)."""
+    return started >= _WALL_CLOCK_START
 
 
 def is_same_process(pid: int, started: float) -> bool:
-    """Whether ``pid`` still names the process that started at ``started``, and it has not
-    exited (a zombie waits only for its parent to collect its exit status)."""
+    """Whether ``pid`` still names the process that started at ``started`` (its
+    :func:`identity`, or an earlier version's wall-clock start), and it has not exited (a
+    zombie waits only for its parent to collect its exit status)."""
     try:
         process = psutil.Process(pid)
-        return process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE
+        if is_wall_clock_start(started):
+            same = abs(process.create_time() - started) <= _CLOCK_SLACK_SECONDS
+        else:
+            same = process_start(process) == started
+        return same and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 

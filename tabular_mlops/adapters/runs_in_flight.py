@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psutil
-
 from tabular_mlops.adapters.net import answers
+from tabular_mlops.adapters.processes import identity, is_same_process
 
 if TYPE_CHECKING:
     from zenml.models import PipelineRunResponse
@@ -34,17 +33,15 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class InFlight:
     pid: int
-    #: psutil's create time: a pid reused by another process does not match it
+    #: when the process started (``processes.identity``): a pid reused by another process
+    #: does not match it
     process_started: float
     pipeline: str
     #: the ZenML tag on every run this call started
     tag: str
 
     def is_alive(self) -> bool:
-        try:
-            return psutil.Process(self.pid).create_time() == self.process_started
-        except psutil.NoSuchProcess:
-            return False
+        return is_same_process(self.pid, self.process_started)
 
 
 @contextlib.contextmanager
@@ -52,7 +49,7 @@ def in_flight(state_dir: Path, pipeline: str) -> Iterator[str]:
     """Leave a record of this process running ``pipeline`` while the block runs; yields
     the tag the run must carry."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    started = psutil.Process().create_time()
+    started = identity(os.getpid())
     record = InFlight(
         pid=os.getpid(),
         process_started=started,

@@ -377,17 +377,19 @@ def thompson_error_choice(arms: Sequence[AbsoluteErrors], rng: random.Random) ->
 def probability_to_beat(champion: tuple[float, float], candidate: tuple[float, float]) -> float:
     """P(candidate's rate > champion's) under Beta(1 + s, 1 + f) posteriors: the integral of
     the candidate's density times the champion's distribution function, on a fine grid
-    (deterministic, and fast enough to call at every look: about 0.3 ms)."""
+    (deterministic, and fast enough to call at every look). The density and distribution
+    function are scipy.special's, which ``scipy.stats.beta`` wraps in per-call argument
+    checks that cost three times the arithmetic."""
     import numpy as np
-    from scipy.stats import beta
+    from scipy.special import betainc, betaln, xlog1py, xlogy
 
     a, b = 1 + candidate[0], 1 + candidate[1]
     # where the candidate's posterior has its mass, however narrow: 12 standard
     # deviations either side of its mean
     mean, spread = a / (a + b), math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
     grid = np.linspace(max(0.0, mean - 12 * spread), min(1.0, mean + 12 * spread), 801)
-    density = beta.pdf(grid, a, b)
-    below = beta.cdf(grid, 1 + champion[0], 1 + champion[1])
+    density = np.exp(xlogy(a - 1, grid) + xlog1py(b - 1, -grid) - betaln(a, b))
+    below = betainc(1 + champion[0], 1 + champion[1], grid)
     weights = density * below
     return float(np.clip(np.trapezoid(weights, grid), 0.0, 1.0))
 

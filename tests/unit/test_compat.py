@@ -202,24 +202,60 @@ def test_skl2onnx_builds_tree_nodes_through_a_module_function_we_can_wrap():
     np.testing.assert_allclose(probabilities, model.predict_proba(features), atol=1e-4)
 
 
-def test_zenmls_bentoml_integration_is_left_out_of_its_activation():
-    """In a process of its own: ZenML's pipeline compile activates every integration;
-    BentoML's must import nothing once skipped, be the class the registry holds, and
-    still list its flavors."""
-    import subprocess
+def test_zenmls_bentoml_integration_is_left_out_of_its_activation(monkeypatch):
+    """ZenML's pipeline compile activates every integration through the registry; once
+    skipped, BentoML's must be the class the registry holds, import nothing when the
+    registry activates it, and still list its flavors. (The other integrations' own
+    activation is stood in for: importing them all costs seconds and proves nothing
+    here.)"""
     import sys
 
-    code = """
-import sys
-from tabular_mlops.adapters.compat import skip_bentoml_integration
-skip_bentoml_integration()
-from zenml.integrations.bentoml import BentoMLIntegration
-from zenml.integrations.registry import integration_registry
-integration_registry.activate_integrations()
-assert integration_registry._integrations["bentoml"] is BentoMLIntegration
-assert "zenml.integrations.bentoml.services" not in sys.modules, "activated"
-assert "zenml.integrations.mlflow.services" in sys.modules, "nothing activated"
-assert BentoMLIntegration.flavors()
-"""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    from zenml.integrations.bentoml import BentoMLIntegration
+    from zenml.integrations.registry import integration_registry
+
+    from tabular_mlops.adapters.compat import skip_bentoml_integration
+
+    integration_registry._initialize()
+    others = [i for n, i in integration_registry._integrations.items() if n != "bentoml"]
+    activated: list[str] = []
+    for integration in others:
+        monkeypatch.setattr(
+            integration, "activate", classmethod(lambda cls: activated.append(cls.NAME))
+        )
+    # undone after the test: the worker's other tests see ZenML's own activate
+    monkeypatch.setattr(BentoMLIntegration, "activate", vars(BentoMLIntegration)["activate"])
+    bentoml_modules = {m for m in sys.modules if m.startswith("zenml.integrations.bentoml.")}
+
+    skip_bentoml_integration()
+    integration_registry.activate_integrations()
+
+    assert integration_registry._integrations["bentoml"] is BentoMLIntegration
+    assert "mlflow" in activated, "the registry activated nothing"
+    imported = {m for m in sys.modules if m.startswith("zenml.integrations.bentoml.")}
+    assert imported <= bentoml_modules, f"activated: {sorted(imported - bentoml_modules)}"
+    assert BentoMLIntegration.flavors()
+
+
+def test_a_process_is_told_apart_by_a_start_no_step_of_the_clock_moves(monkeypatch):
+    """``process_start`` reads psutil's private ``Process._get_ident`` (start since boot).
+    The public ``create_time()`` adds the boot time as the clock says it now: a clock
+    stepped or slewed across a second moved it, and the supervisor took every live server
+    for a dead one (2026-12-04). With the boot time a second later, the identity stays;
+    a record an earlier version wrote (a wall-clock start) still names its process."""
+    import os
+
+    import psutil
+    import pytest
+
+    from tabular_mlops.adapters.processes import identity, is_same_process
+
+    me = os.getpid()
+    pid, since_boot = psutil.Process(me)._get_ident()
+    assert pid == me and 0 < since_boot < 1e9
+    started, wall = identity(me), psutil.Process(me).create_time()
+    boot = psutil.boot_time()
+    monkeypatch.setattr(psutil._psplatform, "boot_time", lambda: boot + 1.0)
+    assert psutil.Process(me).create_time() == pytest.approx(wall + 1.0)  # what moved
+    assert identity(me) == started and is_same_process(me, started)
+    assert is_same_process(me, wall)  # an earlier version's record
+    assert not is_same_process(me, started - 0.5) and not is_same_process(me, wall - 60)

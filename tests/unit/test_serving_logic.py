@@ -204,6 +204,43 @@ def test_a_pid_file_naming_another_process_signals_nothing(tmp_path):
     assert not pid_file.exists()
 
 
+def test_a_deployment_stops_a_supervisor_an_earlier_version_started(tmp_path):
+    """A supervisor of a version that recorded wall-clock starts would take this version's
+    records for dead processes and start them again: a deployment (which takes the
+    model's lock) stops it; one of this version is left alone."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from tabular_mlops.adapters.deployment.local import (
+        LocalProcessTarget,
+        SupervisorProcess,
+        _write,
+        state_file,
+    )
+    from tabular_mlops.adapters.processes import identity
+    from tabular_mlops.core.config import LocalServingConfig, ServingConfig
+
+    target = LocalProcessTarget(ServingConfig(), LocalServingConfig(state_dir=tmp_path, port=65000))
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    older, current = subprocess.Popen(sleeper), subprocess.Popen(sleeper)
+    try:
+        for name, process, started in (
+            ("m", older, psutil.Process(older.pid).create_time()),  # seconds since 1970
+            ("n", current, identity(current.pid)),
+        ):
+            record = SupervisorProcess(pid=process.pid, started=started, log_file="x.log")
+            _write(state_file(tmp_path, name, ".supervisor"), record)
+            target._acquire(name)
+            target._release(name)
+        assert older.wait(timeout=10) == -15  # SIGTERM
+        assert current.poll() is None
+    finally:
+        older.kill()
+        current.kill()
+
+
 @pytest.fixture
 def service(churn, tmp_path):
     """The prediction app with the churn model bound, as a worker serves it."""

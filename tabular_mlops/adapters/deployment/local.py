@@ -66,6 +66,7 @@ from tabular_mlops.adapters.processes import (
     has_exited,
     identity,
     is_same_process,
+    is_wall_clock_start,
     stop_process_tree,
     stop_process_trees,
 )
@@ -395,6 +396,8 @@ class LocalProcessTarget:
         handle.write(f"{holder} pid {os.getpid()}".strip())
         handle.flush()
         _HELD[path] = handle
+        if not holder:  # a deployment: it may write records such a supervisor misreads
+            self._retire_older_supervisor(model_name)
 
     def _release(self, model_name: str) -> None:
         handle = _HELD.pop(self._lock_file(model_name), None)
@@ -826,11 +829,24 @@ class LocalProcessTarget:
         )
         return record
 
+    def _retire_older_supervisor(self, model_name: str) -> None:
+        """Stop a supervisor started by a version of this project that told processes
+        apart by their wall-clock start: it would take the processes this version records
+        (by their start since boot) for dead ones and start them again. The next
+        :meth:`supervise` starts one of this version."""
+        record = self.supervisor(model_name)
+        if record is not None and is_wall_clock_start(record.started) and record.running:
+            logger.warning("stopping the supervisor (pid %s) an earlier version started",
+                           record.pid)  # fmt: skip
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, signal.SIGTERM)
+
     def supervise(self, model_name: str) -> SupervisorProcess:
         """The model's supervisor, started if it is not running: it starts the router and
         the served versions again when one dies (``deployment/supervisor.py``)."""
+        self._retire_older_supervisor(model_name)
         record = self.supervisor(model_name)
-        if record is not None and record.running:
+        if record is not None and record.running and not is_wall_clock_start(record.started):
             return record
         log_file = self.state_dir / "logs" / f"{model_name}-supervisor.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -932,7 +948,7 @@ class LocalProcessTarget:
             self.serving.startup_timeout_seconds,
             lambda: has_exited(pid),
         )
-        if not ready:
+        if not ready or has_exited(pid):  # exited: whatever answered was not it
             stop_process_tree(pid)
             return [_restart(what, process.pid, None, f"did not start; see {process.log_file}")]
         self._replace_process(service.model_name, process.pid, pid)
