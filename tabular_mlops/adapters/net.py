@@ -32,7 +32,14 @@ def probe_client() -> httpx.Client:
     return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
 
 
-def answers(url: str, timeout: float = 2) -> bool:
+#: how long a probe waits for a server's answer before the server counts as not answering:
+#: a dead one refuses the connection at once, while a live one on a busy machine took
+#: seconds, and a decision on a shorter wait (a deploy replaced a healthy service, a
+#: router was stopped, a command refused to start) depended on how busy the machine was
+PATIENCE_SECONDS = 10.0
+
+
+def answers(url: str, timeout: float = PATIENCE_SECONDS) -> bool:
     """Whether ``url`` answers 200 to a GET."""
     import httpx
 
@@ -42,7 +49,9 @@ def answers(url: str, timeout: float = 2) -> bool:
         return False
 
 
-def answer_of(url: str, timeout: float = 2, token: str | None = None) -> dict[str, Any] | None:
+def answer_of(
+    url: str, timeout: float = PATIENCE_SECONDS, token: str | None = None
+) -> dict[str, Any] | None:
     """The JSON object ``url`` answers to a GET with 200 (sent with ``token`` as a bearer
     credential, if given); None for anything else."""
     import httpx

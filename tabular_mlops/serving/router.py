@@ -911,6 +911,7 @@ class Router:
                     return Sent((response.status, kept, answer), pool, ms, failed, failed_ms)
             except (
                 aiohttp.ClientOSError,
+                aiohttp.ConnectionTimeoutError,
                 aiohttp.ServerDisconnectedError,
                 aiohttp.ClientPayloadError,
                 aiohttp.ClientResponseError,
@@ -918,7 +919,8 @@ class Router:
                 # refused, reset, disconnected or cut off mid-answer: no whole answer came
                 # back, so the client gets the champion's (a version that died mid-request
                 # may have logged its own; the evidence books that attempt to it as a
-                # failure)
+                # failure); no connection within the connect timeout (a busy machine, or
+                # every pooled connection taken): nothing was sent, the champion answers
                 logger.warning("%s did not answer: %s", pool.upstream.url, exc)
                 if pool not in failed:
                     failed.append(pool)

@@ -46,6 +46,8 @@ SUPERVISOR_ENV = "TABULAR_SERVER_SUPERVISOR"
 PORT_ENV = "TABULAR_SERVER_PORT"
 #: set when this worker's server is gone and it is about to leave
 LEAVING = threading.Event()
+#: how long a worker's health ping may go unanswered before uvicorn kills it as hung
+WORKER_HEALTHCHECK_SECONDS = 30
 #: how long a worker that refused its model file waits before it exits (and is restarted)
 REFUSED_MODEL_PAUSE_SECONDS = 5.0
 #: what a relative ``model_dir`` is taken from: the bento's root (a BentoML image sets it)
@@ -168,6 +170,9 @@ def main() -> None:
         access_log=False,
         log_level="info",
         timeout_graceful_shutdown=10,
+        # uvicorn kills a worker whose health ping is unanswered for this long (its own
+        # default, 5 s, is a starved process on a loaded machine, not a hung one)
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
     if settings.workers == 1:
         uvicorn.run("tabular_mlops.serving.server:app_factory", **options)

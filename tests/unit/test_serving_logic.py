@@ -769,6 +769,27 @@ def test_the_latency_gate_counts_cpu_time_and_measures_a_slow_scorer_on_fewer_ca
     assert slow.calls == 1 + 2 * (latency.MIN_CALLS + 1)
 
 
+def test_the_latency_gate_runs_one_thread_per_pool_as_a_served_worker_does():
+    """A pool's threads spin after each call, spending more CPU the busier the machine:
+    the gate measures with one thread per pool, as each served worker runs."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from tabular_mlops.core import latency
+
+    seen: list[int] = []
+
+    class Probe:
+        def predict_proba(self, rows):
+            seen.extend(pool["num_threads"] for pool in threadpool_info())
+            return np.tile([0.5, 0.5], (len(rows), 1))
+
+    with threadpool_limits(limits=2):
+        assert {pool["num_threads"] for pool in threadpool_info()} == {2}
+        latency.measure(Probe(), lambda p: np.zeros(len(p), dtype=int), [[1.0]], calls=5,
+                        rounds=1, batch_rows=10)  # fmt: skip
+    assert seen and set(seen) == {1}
+
+
 def test_a_full_disk_drops_and_counts_lines_and_the_log_writes_again_on_a_line_of_its_own(
     tmp_path,
 ):
@@ -898,6 +919,56 @@ def test_a_router_started_again_resumes_the_experiment_from_its_evidence(tmp_pat
     assert before["canary_step"] == 1 and before["arms"][1]["requests"] == 40
     assert before["arms"][1]["labelled"] == 1 and before["arms"][0]["labelled"] == 1
     assert asyncio.run(again()) == before
+
+
+def test_a_candidate_that_gets_no_connection_in_time_is_answered_by_the_champion(tmp_path):
+    """No connection to the candidate within the router's connect timeout (a busy machine,
+    or every pooled connection taken): nothing was sent, so the champion answers, and the
+    client sees no 502."""
+    import asyncio
+    import contextlib
+
+    import aiohttp
+
+    from tabular_mlops.core.rollout import RolloutPlan
+    from tabular_mlops.serving.router import Router, Routes, Upstream, write_routes
+
+    routes_file = tmp_path / "m.routes.json"
+    write_routes(routes_file, Routes(
+        model_name="m", experiment="m-v2-1", plan=RolloutPlan(strategy="canary"),
+        evidence_dir=str(tmp_path / "ev"),
+        upstreams=[Upstream(url="http://127.0.0.1:1", model_version="1"),
+                   Upstream(url="http://127.0.0.1:2", model_version="2")],
+    ))  # fmt: skip
+
+    class Answer:
+        status, headers = 200, {"content-type": "application/json"}
+
+        async def read(self) -> bytes:
+            return b'{"model_version": "1"}'
+
+    @contextlib.asynccontextmanager
+    async def champion(*args, **kwargs):
+        yield Answer()
+
+    @contextlib.asynccontextmanager
+    async def no_connection(*args, **kwargs):
+        raise aiohttp.ConnectionTimeoutError("Connection timeout to host")
+        yield
+
+    async def scenario():
+        router = Router(routes_file)
+        router.reload()
+        router.arms[0].pool.session.request = champion
+        router.arms[1].pool.session.request = no_connection
+        try:
+            return await router._send(router.arms[1], "POST", "/predict", b"{}", {})
+        finally:
+            await asyncio.gather(*(arm.pool.session.close() for arm in router.arms))
+
+    sent = asyncio.run(scenario())
+    assert sent.answer[0] == 200 and b'"1"' in sent.answer[2]
+    assert [pool.upstream.model_version for pool in sent.failed] == ["2"]
 
 
 def test_a_stop_during_a_deployment_is_refused_naming_it(tmp_path):
