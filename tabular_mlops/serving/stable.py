@@ -188,7 +188,7 @@ def fetch(directory: Path) -> socket.socket | None:
     """A copy of the stable socket from any live holder's broker, or None."""
     for holder in holders(directory):
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as client:
-            client.settimeout(2)
+            client.settimeout(10)  # a dead holder's broker refuses at once; a busy one is slow
             client.connect(holder.broker)
             _, fds, _, _ = socket.recv_fds(client, 16, 1)
             if fds:

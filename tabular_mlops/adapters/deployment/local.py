@@ -529,8 +529,9 @@ class LocalProcessTarget:
                 "`deploy` starts a new router"
             )
 
-        def drained() -> bool:
-            return not (router_status(router.url, self._admin(model_name)) or {}).get("draining")
+        def drained() -> bool:  # a router that does not answer has not said so
+            status = router_status(router.url, self._admin(model_name))
+            return status is not None and not status.get("draining")
 
         if not wait_until(drained, DRAIN_SECONDS, interval=0.05):
             logger.warning("router still draining after %s s; going on", DRAIN_SECONDS)
@@ -853,7 +854,8 @@ class LocalProcessTarget:
         with log_file.open("a") as log:
             pid = _spawn(
                 [sys.executable, "-m", "tabular_mlops.adapters.deployment.supervisor",
-                 str(self.state_dir.resolve()), model_name, str(self.local.port)],
+                 str(self.state_dir.resolve()), model_name, str(self.local.port),
+                 str(self.serving.startup_timeout_seconds)],
                 {MARKER_ENV: marker(self.state_dir, model_name)},
                 log,
             )  # fmt: skip

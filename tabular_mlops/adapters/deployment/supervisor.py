@@ -1,5 +1,5 @@
 """The deployment's supervisor: ``python -m tabular_mlops.adapters.deployment.supervisor
-STATE_DIR MODEL PORT``, one process per served model on this machine.
+STATE_DIR MODEL PORT [STARTUP_TIMEOUT]``, one process per served model on this machine.
 
 Started by the ``tabular_local`` model deployer with the model's first switch
 (and by any later ``deploy``, if it is not running), it looks every
@@ -82,11 +82,18 @@ def supervise(target: LocalProcessTarget, model_name: str) -> None:
 
 def main() -> None:
     state_dir, model_name, port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    # how long a version it starts again may take to answer: the deployment's own bound
+    # (an earlier version's supervisor command has none: the default)
+    serving = (
+        ServingConfig(startup_timeout_seconds=float(sys.argv[4]))
+        if len(sys.argv) > 4
+        else ServingConfig()
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # the processes it starts are its children: collected by the kernel when they exit
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     local = LocalServingConfig(port=port, state_dir=state_dir)
-    supervise(LocalProcessTarget(ServingConfig(), local), model_name)
+    supervise(LocalProcessTarget(serving, local), model_name)
 
 
 if __name__ == "__main__":
