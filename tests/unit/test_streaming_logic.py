@@ -216,3 +216,31 @@ def test_a_versions_rows_are_logged_as_its_service_logs_them_unless_the_stream_s
     told = StreamingConfig(log_columns={"contract": "hash"})
     mask, _ = Consumer(told, models=None)._logging(versioned)
     assert mask(row)["region"] == "north" and mask(row)["contract"].startswith("sha256:")
+
+
+def test_events_waiting_in_a_consumer_behind_are_kept_in_progress():
+    """A consumer behind on a busy machine holds up to ``max_ack_pending`` events: those
+    still waiting are told to the broker as in progress every third of ``ack_wait``, so
+    they are neither delivered again nor dead-lettered for waiting."""
+    import asyncio
+
+    from tabular_mlops.adapters.streaming.consumer import Consumer
+    from tabular_mlops.core.config import StreamingConfig
+
+    class Waiting:
+        touched = 0
+
+        async def in_progress(self) -> None:
+            self.touched += 1
+
+    consumer = Consumer(StreamingConfig(ack_wait_seconds=30), models=None)
+    start = consumer._touched
+    waiting = [Waiting(), Waiting()]
+    consumer._arrived = list(waiting)
+    asyncio.run(consumer._keep_in_progress(now=start + 9))  # told less than 10 s ago
+    assert [m.touched for m in waiting] == [0, 0]
+    asyncio.run(consumer._keep_in_progress(now=start + 10))
+    asyncio.run(consumer._keep_in_progress(now=start + 15))  # told 5 s ago
+    assert [m.touched for m in waiting] == [1, 1]
+    asyncio.run(consumer._keep_in_progress(now=start + 20))
+    assert [m.touched for m in waiting] == [2, 2]

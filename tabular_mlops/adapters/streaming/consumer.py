@@ -145,6 +145,9 @@ class Consumer:
         self.stats = ConsumerStats()
         self.stop = asyncio.Event()
         self._arrived: list[Msg] = []
+        #: when the events waiting in :attr:`_arrived` were last told to the broker as in
+        #: progress (``_keep_in_progress``)
+        self._touched = time.monotonic()
         self._wake = asyncio.Event()
         self._max_payload = 1 << 20
         self._current: EventScorer | None = None
@@ -189,6 +192,7 @@ class Consumer:
                     continue
                 messages = self._arrived[: config.max_batch_events]
                 del self._arrived[: len(messages)]
+                await self._keep_in_progress()
                 await self._handle(js, messages, self._current, log)
                 idle_since = time.monotonic()
         finally:
@@ -225,6 +229,20 @@ class Consumer:
                 f"cannot consume '{config.events.stream}' as '{config.consumer}': {exc}; "
                 "choose another parameters.streaming.consumer, or delete that consumer"
             ) from None
+
+    async def _keep_in_progress(self, now: float | None = None) -> None:
+        """Tell the broker that the events still waiting here are being worked on, a
+        third of ``ack_wait_seconds`` after it was last told: a consumer behind on a busy
+        machine (up to ``max_ack_pending`` events wait here) would otherwise see them
+        delivered again after ``ack_wait_seconds``, and dead-lettered after
+        ``max_deliveries`` such waits, though nothing failed to score them."""
+        now = time.monotonic() if now is None else now
+        if not self._arrived or now - self._touched < self.config.ack_wait_seconds / 3:
+            return
+        self._touched = now
+        for message in self._arrived:
+            with contextlib.suppress(Exception):  # the broker gone: redelivery is the fallback
+                await message.in_progress()
 
     async def _arrive(self, message: Msg) -> None:
         self._arrived.append(message)
