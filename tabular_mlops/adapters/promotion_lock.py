@@ -3,7 +3,9 @@
 The lock is a ZenML tag with a unique name: creating it succeeds for exactly one
 caller, because the store (SQLite file or a ZenML server's database) enforces
 unique tag names. A holder that died (``kill -9``) cannot release it, so a lock
-older than ``stale_after`` seconds is taken over.
+older than ``stale_after`` seconds is taken over: older by the store's own clock
+(the time it stamps on a tag created now), never by this machine's alone, which
+may have been stepped forward or differ from a ZenML server's.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -46,7 +49,11 @@ def promotion_lock(
             break
         except EntityExistsError:
             held_since = _created(client, name)
-            if held_since is not None and _age(held_since) > stale_after:
+            if (
+                held_since is not None
+                and _age(held_since) > stale_after
+                and _store_age(client, held_since) > stale_after
+            ):
                 logger.warning("taking over %s, held since %s by a run that died", name, held_since)
                 with contextlib.suppress(KeyError):
                     client.delete_tag(name)
@@ -74,3 +81,13 @@ def _created(client: Client, name: str) -> datetime | None:
 
 def _age(created: datetime) -> float:
     return (datetime.now(UTC) - created.replace(tzinfo=UTC)).total_seconds()
+
+
+def _store_age(client: Client, created: datetime) -> float:
+    """How long ago ``created`` was by the store's clock: a tag created now carries it."""
+    probe = client.create_tag(name=f"promotion-lock-clock-{uuid.uuid4().hex}")
+    try:
+        return (probe.created - created).total_seconds()
+    finally:
+        with contextlib.suppress(KeyError):
+            client.delete_tag(probe.id)

@@ -244,3 +244,37 @@ def test_a_run_a_failed_step_left_open_is_ended_before_the_next_pipeline(tmp_pat
         while mlflow.active_run() is not None:
             mlflow.end_run()
         mlflow.set_tracking_uri("")
+
+
+def test_a_promotion_lock_is_taken_over_only_when_stale_by_the_stores_clock(
+    zenml_repo, monkeypatch
+):
+    """A holder that died leaves its lock: it is taken over once older than ``stale_after``
+    by the store's own clock. This machine's clock stepped forward an hour takes over
+    nothing: the live holder keeps its lock, and the waiter times out naming it."""
+    import contextlib
+    from datetime import timedelta
+
+    from zenml.client import Client
+
+    from tabular_mlops.adapters import promotion_lock as lock
+
+    client = Client()
+    name = lock.lock_name("lock_model", "production")
+    client.create_tag(name=name)
+    try:
+        monkeypatch.setattr(lock, "_age", lambda created: 3600.0)  # as this clock says
+        with (
+            pytest.raises(lock.PromotionLockTimeoutError, match=name),
+            lock.promotion_lock("lock_model", "production", timeout=1),
+        ):
+            pass
+        held = client.get_tag(name, allow_name_prefix_match=False).created
+        monkeypatch.setattr(lock, "_created", lambda _, __: held - timedelta(seconds=700))
+        with lock.promotion_lock("lock_model", "production", timeout=5):
+            pass  # ten minutes old by the store's clock too: its holder died
+    finally:
+        with contextlib.suppress(KeyError):
+            client.delete_tag(name)
+    tags = [t.name for t in client.list_tags(size=1000).items]
+    assert not [t for t in tags if t.startswith("promotion-lock")], tags
