@@ -63,43 +63,31 @@ def measure(
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        return _measure(scorer, decide_labels, rows, calls, rounds, batch_rows, seconds_per_round)
-
-
-def _measure(
-    scorer: Scorer,
-    decide_labels: Callable[[np.ndarray], np.ndarray],
-    rows: Sequence[Sequence[Any]],
-    calls: int,
-    rounds: int,
-    batch_rows: int,
-    seconds_per_round: float,
-) -> ScoringLatency:
-    p99s, every, rates = [], [], []
-    batch = [rows[i % len(rows)] for i in range(batch_rows)]
-    started = time.thread_time()
-    decide_labels(scorer.predict_proba([rows[0]]))  # warm-up, and the cost of a call
-    first = time.thread_time() - started
-    calls = min(calls, max(MIN_CALLS, int(seconds_per_round / max(first, 1e-6))))
-    for _ in range(rounds):
-        spent = []
-        for i in range(calls):
-            row = [rows[i % len(rows)]]
-            started = time.thread_time()
-            decide_labels(scorer.predict_proba(row))
-            spent.append((time.thread_time() - started) * 1000)
-        p99s.append(float(np.percentile(spent, 99)))
-        every.extend(spent)
+        p99s, every, rates = [], [], []
+        batch = [rows[i % len(rows)] for i in range(batch_rows)]
         started = time.thread_time()
-        decide_labels(scorer.predict_proba(batch))
-        rates.append(batch_rows / max(time.thread_time() - started, 1e-9))
-    return ScoringLatency(
-        scoring_path=type(scorer).__name__,
-        single_row_p50_ms=float(np.percentile(every, 50)),
-        single_row_p99_ms=min(p99s),
-        rows_per_second=max(rates),
-        batch_rows=batch_rows,
-    )
+        decide_labels(scorer.predict_proba([rows[0]]))  # warm-up, and the cost of a call
+        first = time.thread_time() - started
+        calls = min(calls, max(MIN_CALLS, int(seconds_per_round / max(first, 1e-6))))
+        for _ in range(rounds):
+            spent = []
+            for i in range(calls):
+                row = [rows[i % len(rows)]]
+                started = time.thread_time()
+                decide_labels(scorer.predict_proba(row))
+                spent.append((time.thread_time() - started) * 1000)
+            p99s.append(float(np.percentile(spent, 99)))
+            every.extend(spent)
+            started = time.thread_time()
+            decide_labels(scorer.predict_proba(batch))
+            rates.append(batch_rows / max(time.thread_time() - started, 1e-9))
+        return ScoringLatency(
+            scoring_path=type(scorer).__name__,
+            single_row_p50_ms=float(np.percentile(every, 50)),
+            single_row_p99_ms=min(p99s),
+            rows_per_second=max(rates),
+            batch_rows=batch_rows,
+        )
 
 
 def over_budget(latency: ScoringLatency, serving: ServingConfig) -> list[str]:
