@@ -397,7 +397,7 @@ class LocalProcessTarget:
         handle.flush()
         _HELD[path] = handle
         if not holder:  # a deployment: it may write records such a supervisor misreads
-            self._retire_older_supervisor(model_name)
+            self._retire_older_supervisor(self.supervisor(model_name))
 
     def _release(self, model_name: str) -> None:
         handle = _HELD.pop(self._lock_file(model_name), None)
@@ -830,12 +830,12 @@ class LocalProcessTarget:
         )
         return record
 
-    def _retire_older_supervisor(self, model_name: str) -> None:
+    @staticmethod
+    def _retire_older_supervisor(record: SupervisorProcess | None) -> None:
         """Stop a supervisor started by a version of this project that told processes
         apart by their wall-clock start: it would take the processes this version records
         (by their start since boot) for dead ones and start them again. The next
         :meth:`supervise` starts one of this version."""
-        record = self.supervisor(model_name)
         if record is not None and is_wall_clock_start(record.started) and record.running:
             logger.warning("stopping the supervisor (pid %s) an earlier version started",
                            record.pid)  # fmt: skip
@@ -845,10 +845,10 @@ class LocalProcessTarget:
     def supervise(self, model_name: str) -> SupervisorProcess:
         """The model's supervisor, started if it is not running: it starts the router and
         the served versions again when one dies (``deployment/supervisor.py``)."""
-        self._retire_older_supervisor(model_name)
         record = self.supervisor(model_name)
         if record is not None and record.running and not is_wall_clock_start(record.started):
             return record
+        self._retire_older_supervisor(record)
         log_file = self.state_dir / "logs" / f"{model_name}-supervisor.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("a") as log:
