@@ -72,6 +72,8 @@ def rollout(
             latency = (
                 f"p50 {arm.p50_ms:.1f} / p99 {arm.p99_ms:.1f} ms" if arm.p99_ms else "no latency"
             )
+            if arm.scoring_cpu_p99_ms is not None:
+                latency += f" (scoring CPU p99 {arm.scoring_cpu_p99_ms:.2f} ms)"
             click.echo(
                 f"  {role:<9} v{arm.version}: {arm.requests} requests, {arm.errors} errors, "
                 f"{latency}, {arm.correct}/{arm.labelled} labelled rows right, "

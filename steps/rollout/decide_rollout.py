@@ -44,6 +44,8 @@ def experiment_report(evidence: Evidence, decision: RolloutDecision) -> str:
             ["errors", f"{a.errors} ({a.error_rate:.2%})", f"{b.errors} ({b.error_rate:.2%})"],
             ["latency p50 / p99", f"{ms(a.p50_ms)} / {ms(a.p99_ms)}",
              f"{ms(b.p50_ms)} / {ms(b.p99_ms)}"],
+            ["scoring CPU p99 (the guardrail's)", ms(a.scoring_cpu_p99_ms),
+             ms(b.scoring_cpu_p99_ms)],
             ["labelled rows, correct", f"{a.labelled}, {a.correct}", f"{b.labelled}, {b.correct}"],
             ["rewards, sum", f"{a.rewarded}, {a.reward_sum:.1f}",
              f"{b.rewarded}, {b.reward_sum:.1f}"],

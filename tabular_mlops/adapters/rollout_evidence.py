@@ -40,6 +40,8 @@ def gather(
         for version in (rollout.champion.model_version, rollout.candidate.model_version)
     }
     latencies: dict[str, list[float]] = defaultdict(list)
+    #: the CPU time each version's workers spent per request, over the whole experiment
+    cpu: dict[str, list[float]] = defaultdict(list)
     answered_labels: dict[str, list[str] | None] = {}
     shadow_labels: dict[str, list[str] | None] = {}
     #: the bandit's requests sent to an arm drawn at random: what its test reads
@@ -52,6 +54,8 @@ def gather(
         # reset, the champion's retry answered) is the chosen version's error
         arm.requests += 1
         arm.errors += int(record["status"] >= 500)
+        if isinstance(record.get("cpu_ms"), (int, float)):
+            cpu[arm.version].append(float(record["cpu_ms"]))
         if record["role"] == "answered":  # a shadow's latency is its batch's, not comparable
             latencies[arm.version].append(float(record["latency_ms"]))
             answered_labels[record["request_id"]] = record.get("labels")
@@ -64,6 +68,8 @@ def gather(
     for version, values in latencies.items():
         arms[version].p50_ms = percentile(values, 50)
         arms[version].p99_ms = percentile(values, 99)
+    for version, values in cpu.items():
+        arms[version].scoring_cpu_p99_ms = percentile(values, 99)
     compared = agreed = 0
     for request_id, labels in shadow_labels.items():
         answered = answered_labels.get(request_id)

@@ -40,8 +40,10 @@ class RolloutPlan(BaseModel):
     sticky_header: str = "x-user-id"
     #: guardrails on the candidate, applied by the router as requests come
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
-    #: the candidate is too slow when its p99 exceeds both this factor of the
-    #: champion's p99 and the absolute budget (a cold first request is not a regression)
+    #: the candidate is too slow when the p99 of the CPU time its workers spend scoring a
+    #: request exceeds both this factor of the champion's (over the same canary step) and
+    #: the absolute budget (a cold first request is not a regression). CPU time, not the
+    #: time to answer: that grows with whatever else the machine runs
     max_latency_ratio: float = Field(default=1.5, ge=1)
     latency_budget_ms: float = Field(default=25.0, gt=0)
     #: decision (ab, canary, bandit): one one-sided test, once the planned sample is in,
@@ -186,8 +188,11 @@ class ArmEvidence(BaseModel):
     version: str
     requests: int = 0
     errors: int = 0
+    #: time to answer, as the router saw it (reported; it grows with the machine's load)
     p50_ms: float | None = None
     p99_ms: float | None = None
+    #: CPU time the version's workers spent scoring a request: what the guardrail judges
+    scoring_cpu_p99_ms: float | None = None
     #: feedback joined to this arm's answers: labelled rows and how many it got right
     labelled: int = 0
     correct: int = 0
@@ -420,13 +425,14 @@ def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
         return verdict(
             "rollback", f"error rate {candidate.error_rate:.2%} over {plan.max_error_rate:.2%}"
         )
-    if candidate.p99_ms is not None and champion.p99_ms:
-        ratio = candidate.p99_ms / champion.p99_ms
-        figures["p99_ratio"] = ratio
-        if candidate.requests >= 100 and too_slow(candidate.p99_ms, champion.p99_ms, plan):
+    cpu_candidate, cpu_champion = candidate.scoring_cpu_p99_ms, champion.scoring_cpu_p99_ms
+    if cpu_candidate is not None and cpu_champion:
+        ratio = cpu_candidate / cpu_champion
+        figures["scoring_cpu_p99_ratio"] = ratio
+        if candidate.requests >= 100 and too_slow(cpu_candidate, cpu_champion, plan):
             return verdict(
                 "rollback",
-                f"p99 {candidate.p99_ms:.1f} ms is {ratio:.2f}x the champion's "
+                f"scoring CPU p99 {cpu_candidate:.1f} ms is {ratio:.2f}x the champion's "
                 f"and over the {plan.latency_budget_ms:g} ms budget",
             )
     if evidence.strategy == "shadow" and not (candidate.labelled or candidate.rewarded):
@@ -436,8 +442,8 @@ def decide(evidence: Evidence, plan: RolloutPlan) -> RolloutDecision:
             return verdict(
                 "continue", f"{evidence.compared} of {plan.shadow_requests} mirrored requests"
             )
-        if agreement >= plan.min_agreement and candidate.p99_ms is None:
-            return verdict("continue", "agrees, but no latency of its own measured yet")
+        if agreement >= plan.min_agreement and candidate.scoring_cpu_p99_ms is None:
+            return verdict("continue", "agrees, but no scoring time of its own measured yet")
         if agreement >= plan.min_agreement:
             return verdict(
                 "promote",

@@ -242,6 +242,10 @@ SOURCE_HEADER = "x-request-source"
 SOURCE_TOKEN_HEADER = "x-source-token"
 #: where a shadow candidate takes the router's batches of mirrored live requests
 SHADOW_PATH = "/-/shadow"
+#: the CPU time (ms) a version's worker spent reading and scoring one request: what the
+#: rollout's latency guardrail compares, since it does not grow with the machine's load
+#: as the time to answer does (docs/decisions.md)
+SCORING_CPU_HEADER = "x-scoring-cpu-ms"
 
 
 class ServingSettings(BaseModel):

@@ -26,7 +26,8 @@ candidate, in batches the candidate scores as one matrix (both answers logged
 under one request id, only the champion's returned); ``canary`` sends the candidate a
 weight that steps up after ``hold_requests`` healthy answers (up to the last
 step before all traffic, which is the promotion) and drops to zero when a
-guardrail (error rate, p99 against the champion's and a budget) breaks; ``ab``
+guardrail (error rate; the p99 of the CPU time a version spends scoring a request,
+against the champion's over the same step and a budget) breaks; ``ab``
 assigns by a hash of a sticky header; ``bandit`` by Thompson sampling on the
 feedback. Each answer's arm, status, latency and labels go to a routing log
 and ``POST /feedback`` (true label or reward per request id and row) to a
@@ -68,7 +69,12 @@ from tabular_mlops.core.rollout import (
     thompson_error_choice,
     too_slow,
 )
-from tabular_mlops.core.spec import SHADOW_PATH, SOURCE_HEADER, SOURCE_TOKEN_HEADER
+from tabular_mlops.core.spec import (
+    SCORING_CPU_HEADER,
+    SHADOW_PATH,
+    SOURCE_HEADER,
+    SOURCE_TOKEN_HEADER,
+)
 from tabular_mlops.serving.credentials import Role, TokenFile
 from tabular_mlops.serving.feedback import (
     FEEDBACK_PATH,
@@ -191,6 +197,9 @@ class _Arm:
         self.requests = 0
         self.errors = 0
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=5000)
+        #: the CPU time its workers spent on each request since the canary's step began
+        #: (:data:`SCORING_CPU_HEADER`): what the latency guardrail compares
+        self.cpu_ms: collections.deque[float] = collections.deque(maxlen=5000)
         self.labelled = 0
         self.correct = 0
         self.rewarded = 0
@@ -204,6 +213,9 @@ class _Arm:
 
     def percentile(self, q: float) -> float | None:
         return percentile(self.latencies_ms, q)
+
+    def cpu_percentile(self, q: float) -> float | None:
+        return percentile(self.cpu_ms, q)
 
     def successes(self) -> tuple[float, float]:
         if self.rewarded:
@@ -231,6 +243,7 @@ class _Arm:
             "errors": self.errors,
             "p50_ms": self.percentile(50),
             "p99_ms": self.percentile(99),
+            "scoring_cpu_p99_ms": self.cpu_percentile(99),
             "labelled": self.labelled,
             "correct": self.correct,
             "rewarded": self.rewarded,
@@ -371,7 +384,7 @@ class Router:
         for line in lines:
             if "event" in line:
                 if line["event"] == "step":
-                    self.step, self.at_step = int(line.get("canary_step", self.step)), 0
+                    self._step_to(int(line.get("canary_step", self.step)))
                 elif line["event"] in ("awaiting_decision", "rolled_back"):
                     self.state = line["event"]
                     self.reason = line.get("detail", "") if self.state == "rolled_back" else ""
@@ -383,6 +396,8 @@ class Router:
             status, labels = int(line.get("status", 0)), line.get("labels")
             arm.requests += 1
             arm.errors += status >= 500 or line.get("role") == "failed"
+            if isinstance(line.get("cpu_ms"), (int, float)):
+                arm.cpu_ms.append(float(line["cpu_ms"]))
             if line.get("role") == "answered":
                 arm.latencies_ms.append(float(line.get("latency_ms", 0.0)))
                 self.at_step += index == 1
@@ -554,21 +569,29 @@ class Router:
             or self.at_step < plan.hold_requests
         ):
             return
-        p99_candidate, p99_champion = candidate.percentile(99), champion.percentile(99)
+        # CPU time per request, both arms over the same step: the time to answer grows
+        # with whatever else the machine runs, and would pull back a sound candidate
+        p99_candidate, p99_champion = candidate.cpu_percentile(99), champion.cpu_percentile(99)
         if p99_candidate and p99_champion and too_slow(p99_candidate, p99_champion, plan):
             self._roll_back(
-                f"p99 {p99_candidate:.1f} ms over {plan.max_latency_ratio}x the champion's "
-                f"{p99_champion:.1f} ms and the {plan.latency_budget_ms:g} ms budget"
+                f"scoring CPU p99 {p99_candidate:.1f} ms over {plan.max_latency_ratio}x the "
+                f"champion's {p99_champion:.1f} ms and the {plan.latency_budget_ms:g} ms budget"
             )
             return
         # the last step, all traffic, is the promotion itself: the rollout pipeline's
         # to take on the evidence, while the champion still answers enough to compare
         if self.step + 2 < len(plan.canary_steps):
-            self.step, self.at_step = self.step + 1, 0
+            self._step_to(self.step + 1)
             self._event("step", f"candidate share {plan.canary_steps[self.step]:.0%}")
         else:
             self.state = "awaiting_decision"
             self._event("awaiting_decision", f"held at {plan.canary_steps[self.step]:.0%}")
+
+    def _step_to(self, step: int) -> None:
+        """The canary's next step: its hold and the arms' CPU windows start again."""
+        self.step, self.at_step = step, 0
+        for arm in self.arms:
+            arm.cpu_ms.clear()
 
     def _roll_back(self, reason: str) -> None:
         self.state, self.reason = "rolled_back", reason
@@ -792,13 +815,17 @@ class Router:
         labels = _labels(answer[2]) if wanted and answer[0] == 200 else None
         arm.requests += 1
         arm.errors += answer[0] >= 500
+        marks: dict[str, Any] = {}
         arm.latencies_ms.append(sent.ms)
+        cpu_ms = _scoring_cpu_ms(answer[1])
+        if cpu_ms is not None:
+            arm.cpu_ms.append(cpu_ms)
+            marks["cpu_ms"] = cpu_ms
         if index == 1:
             self.at_step += 1
         self.remembered[request_id] = (index, labels)
         if len(self.remembered) > REMEMBERED:
             self.remembered.popitem(last=False)
-        marks: dict[str, Any] = {}
         if sent.pool is not self.arms[chosen].pool:
             marks["retry_of"] = self.arms[chosen].version
         elif explore:
@@ -876,12 +903,15 @@ class Router:
                 self.agreed += answers_agree(labels, answered, self.tolerance)
             # the service's own time for this request (validated and scored alone): the
             # shadow's latency evidence; the batch's round trip is logged beside it
-            own = result.get("ms")
+            own, cpu = result.get("ms"), result.get("cpu_ms")
+            marks: dict[str, Any] = {}
             if isinstance(own, (int, float)):
                 arm.latencies_ms.append(float(own))
-            self._record("shadow", arm, request_id, item_status, latency, labels,
-                         **({"service_ms": round(float(own), 3)} if isinstance(own, (int, float))
-                            else {}))  # fmt: skip
+                marks["service_ms"] = round(float(own), 3)
+            if isinstance(cpu, (int, float)):
+                arm.cpu_ms.append(float(cpu))
+                marks["cpu_ms"] = round(float(cpu), 3)
+            self._record("shadow", arm, request_id, item_status, latency, labels, **marks)
 
     async def _send(self, arm: _Arm, method: str, path: str, body: bytes,
                     headers: dict[str, str], retry: bool = True) -> Sent:  # fmt: skip
@@ -945,6 +975,19 @@ class Router:
             pool, fell_back = self.arms[0].pool, True
         unanswered = _json(503, {"error": "the model service is not answering; try again shortly"})
         return Sent(unanswered, None, 0.0, failed, failed_ms)
+
+
+def _scoring_cpu_ms(headers: list[tuple[bytes, bytes]]) -> float | None:
+    """The CPU time the version's worker spent on the request, from its answer's header
+    (None from a version that does not send it)."""
+    wanted = SCORING_CPU_HEADER.encode()
+    for name, value in headers:
+        if name.lower() == wanted:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _answer_id(headers: list[tuple[bytes, bytes]]) -> str | None:

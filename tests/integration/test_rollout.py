@@ -275,8 +275,7 @@ def test_a_killed_canary_is_pulled_back_by_its_own_errors_and_no_client_sees_one
 
     champion = production_version()
     train("0.5", "staging")
-    deploy(service, "--set", "stage=staging", "--strategy", "canary",
-           "--set", "parameters.serving.rollout.latency_budget_ms=100000")  # fmt: skip
+    deploy(service, "--set", "stage=staging", "--strategy", "canary")
     experiment = target(service).rollout(MODEL)
     candidate = experiment.candidate
     body = json.dumps({"rows": json.loads(traffic(1, 9).drop(columns=["target"])
@@ -313,8 +312,7 @@ def test_a_killed_router_resumes_the_canary_at_its_step(service, traffic):
     from tabular_mlops.adapters.net import wait_until
 
     train("0.5", "staging")
-    deploy(service, "--set", "stage=staging", "--strategy", "canary",
-           "--set", "parameters.serving.rollout.latency_budget_ms=100000")  # fmt: skip
+    deploy(service, "--set", "stage=staging", "--strategy", "canary")
     body = json.dumps({"rows": json.loads(traffic(1, 11).drop(columns=["target"])
                                           .to_json(orient="records"))})  # fmt: skip
 

@@ -64,11 +64,15 @@ def test_canary_steps_must_rise_to_all_traffic():
 
 
 def evidence(strategy="ab", **candidate) -> Evidence:
-    champion = ArmEvidence(version="1", requests=500, labelled=300, correct=252, p99_ms=5.0)
+    champion = ArmEvidence(
+        version="1", requests=500, labelled=300, correct=252, p99_ms=5.0, scoring_cpu_p99_ms=5.0
+    )
     return Evidence(
         strategy=strategy,
         champion=champion,
-        candidate=ArmEvidence(version="2", **{"requests": 500, "p99_ms": 5.0, **candidate}),
+        candidate=ArmEvidence(
+            version="2", **{"requests": 500, "p99_ms": 5.0, "scoring_cpu_p99_ms": 5.0, **candidate}
+        ),
     )
 
 
@@ -98,10 +102,19 @@ def test_guardrails_come_before_the_experiment():
     plan = RolloutPlan(strategy="canary", min_effect=0.1, sample_size_per_arm=300)
     erring = decide(evidence(labelled=300, correct=299, errors=50), plan)
     assert erring.action == "rollback" and "error rate" in erring.reasons[0]
-    slow = decide(evidence(labelled=300, correct=299, p99_ms=80.0), plan)
+    slow = decide(evidence(labelled=300, correct=299, scoring_cpu_p99_ms=80.0), plan)
     assert slow.action == "rollback" and "budget" in slow.reasons[0]
-    cold_start = decide(evidence(labelled=300, correct=299, p99_ms=9.0), plan)
+    cold_start = decide(evidence(labelled=300, correct=299, scoring_cpu_p99_ms=9.0), plan)
     assert cold_start.action == "promote"  # 1.8x the champion, but within the 25 ms budget
+
+
+def test_a_busy_machine_does_not_roll_back_a_candidate_whose_scoring_costs_the_same():
+    """The time to answer grows with the machine's load (the candidate's requests can fall
+    into a busy minute the champion's did not); the guardrail judges the CPU time each
+    version spent scoring, which does not."""
+    plan = RolloutPlan(strategy="canary", min_effect=0.1, sample_size_per_arm=300)
+    busy = decide(evidence(labelled=300, correct=299, p99_ms=400.0), plan)
+    assert busy.action == "promote", busy.reasons
 
 
 def test_shadow_without_feedback_decides_on_agreement():
@@ -114,9 +127,12 @@ def test_shadow_without_feedback_decides_on_agreement():
 
 def test_a_shadow_is_promoted_only_with_a_latency_of_its_own_within_the_guardrail():
     plan = RolloutPlan(strategy="shadow", shadow_requests=100)
-    agreeing = evidence("shadow", p99_ms=None).model_copy(update={"compared": 200, "agreed": 199})
+    unmeasured = evidence("shadow", scoring_cpu_p99_ms=None)
+    agreeing = unmeasured.model_copy(update={"compared": 200, "agreed": 199})
     assert decide(agreeing, plan).action == "continue"
-    slow = evidence("shadow", p99_ms=80.0).model_copy(update={"compared": 200, "agreed": 199})
+    slow = evidence("shadow", scoring_cpu_p99_ms=80.0).model_copy(
+        update={"compared": 200, "agreed": 199}
+    )
     decision = decide(slow, plan)
     assert decision.action == "rollback" and "budget" in decision.reasons[0]
 

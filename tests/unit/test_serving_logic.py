@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -434,6 +435,8 @@ def test_each_answer_has_its_own_id_and_keeps_the_clients_as_correlation_id(serv
     assert len(ids) == 2 and "order-42" not in ids
     assert first.json()["correlation_id"] == second.json()["correlation_id"] == "order-42"
     assert first.headers["x-request-id"] == first.json()["request_id"]
+    # what the rollout's latency guardrail reads: this request's scoring, in CPU ms
+    assert 0 < float(first.headers["x-scoring-cpu-ms"]) < 1000
     plain = client.post("/predict", json={"rows": [row]}).json()
     assert "correlation_id" not in plain and len(plain["request_id"]) == 32
 
@@ -533,6 +536,8 @@ def test_a_shadow_batch_is_answered_and_logged_request_by_request(service, tmp_p
     answers = answer.json()["answers"]
     own_times = [item.pop("ms") for item in answers if item["status"] == 200]
     assert len(own_times) == 2 and all(ms > 0 for ms in own_times)  # each request's own
+    cpu_times = [item.pop("cpu_ms") for item in answers if item["status"] == 200]
+    assert all(0 < cpu <= ms for cpu, ms in zip(cpu_times, own_times, strict=True))
     assert answers == [
         {"request_id": "a", "status": 200, "labels": [single]},
         {"request_id": "b", "status": 400},
@@ -896,9 +901,10 @@ def test_a_router_started_again_resumes_the_experiment_from_its_evidence(tmp_pat
             arm = router.arms[index]
             arm.requests += 1
             arm.latencies_ms.append(1.0 + n)
+            arm.cpu_ms.append(0.5 + n % 3)
             router.at_step += index == 1
             router.remembered[f"r{n}"] = (index, ["yes"])
-            router._record("answered", arm, f"r{n}", 200, 1.0 + n, ["yes"])
+            router._record("answered", arm, f"r{n}", 200, 1.0 + n, ["yes"], cpu_ms=0.5 + n % 3)
             router._guard()
         router._feedback(b'[{"request_id": "r1", "label": "yes"}, {"request_id": "r2", '
                          b'"label": "no"}]')  # fmt: skip
@@ -917,8 +923,64 @@ def test_a_router_started_again_resumes_the_experiment_from_its_evidence(tmp_pat
 
     before = asyncio.run(first())
     assert before["canary_step"] == 1 and before["arms"][1]["requests"] == 40
+    # the CPU windows began again at the step: both arms' since then, not before
+    assert before["arms"][1]["scoring_cpu_p99_ms"] is not None
     assert before["arms"][1]["labelled"] == 1 and before["arms"][0]["labelled"] == 1
     assert asyncio.run(again()) == before
+
+
+def test_the_canary_guardrail_judges_scoring_cpu_time_over_one_step_not_time_to_answer(
+    tmp_path,
+):
+    """A candidate whose answers came slowly (a busy minute on the machine) but whose
+    workers spent what the champion's did on each request steps up; one whose scoring
+    costs twice the champion's and more than the budget is pulled back. Both arms are
+    compared over the same step: the champion's cheap answers of an earlier step do not
+    count against the candidate."""
+    import asyncio
+
+    from tabular_mlops.core.rollout import RolloutPlan
+    from tabular_mlops.serving.router import Router, Routes, Upstream, _scoring_cpu_ms, write_routes
+
+    assert _scoring_cpu_ms([(b"X-Scoring-Cpu-Ms", b"0.412")]) == 0.412
+    assert _scoring_cpu_ms([(b"x-scoring-cpu-ms", b"n/a")]) is None
+    assert _scoring_cpu_ms([]) is None
+
+    def routes(experiment: str) -> Path:
+        routes_file = tmp_path / experiment / "m.routes.json"
+        routes_file.parent.mkdir()
+        plan = RolloutPlan(strategy="canary", hold_requests=30, canary_steps=[0.1, 0.5, 1.0],
+                           latency_budget_ms=10)  # fmt: skip
+        write_routes(routes_file, Routes(
+            model_name="m", experiment=experiment, plan=plan,
+            evidence_dir=str(tmp_path / experiment / "ev"),
+            upstreams=[Upstream(url="http://127.0.0.1:1", model_version="1"),
+                       Upstream(url="http://127.0.0.1:2", model_version="2")],
+        ))  # fmt: skip
+        return routes_file
+
+    async def canary(experiment: str, candidate_cpu_ms: float) -> dict:
+        router = Router(routes(experiment))
+        router.reload()
+        for _ in range(60):
+            for index, (wall, cpu) in enumerate([(2.0, 4.0), (900.0, candidate_cpu_ms)]):
+                arm = router.arms[index]
+                arm.requests += 1
+                arm.latencies_ms.append(wall)
+                arm.cpu_ms.append(cpu)
+                router.at_step += index == 1
+                router._guard()
+        status = router.status()
+        for log in (router.routing_log, router.feedback_log):
+            log.close()
+        await asyncio.gather(*(arm.pool.session.close() for arm in router.arms))
+        return status
+
+    slow_to_answer = asyncio.run(canary("busy", candidate_cpu_ms=4.0))
+    assert slow_to_answer["state"] != "rolled_back" and slow_to_answer["canary_step"] >= 1
+    costly = asyncio.run(canary("costly", candidate_cpu_ms=12.0))
+    assert costly["state"] == "rolled_back", costly
+    assert "scoring CPU p99 12.0 ms" in costly["reason"]
 
 
 def test_a_candidate_that_gets_no_connection_in_time_is_answered_by_the_champion(tmp_path):
