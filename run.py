@@ -5,7 +5,7 @@ python run.py all                  train, deploy, score a batch: the whole loop
 python run.py train --env dev      one stage at a time; see `python run.py --help`
 """
 
-from cli.main import main
+from cli.warm import enter
 
 if __name__ == "__main__":
-    main()
+    enter()  # a warm server runs the command when one serves this checkout (cli/warm.py)

@@ -33,6 +33,10 @@ os.environ.update(
         # checkout's .local that a developer's own runs use
         "TABULAR_MLOPS_STATE_DIR": str(SESSION_DIR / "local"),
         "EVIDENTLY_DISABLE_TELEMETRY": "1",
+        # each command a test starts runs in its own process: a warm command server
+        # (cli/warm.py) per test's environment would outlive it; test_warm.py and the
+        # walkthrough start theirs, and stop them
+        "TABULAR_MLOPS_WARM": "0",
         "GIT_PYTHON_REFRESH": "quiet",
         # One thread per process for OpenBLAS and OpenMP (numpy, scikit-learn's histogram
         # gradient boosting), in the tests and the servers and commands they start: each

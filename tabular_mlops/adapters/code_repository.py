@@ -103,7 +103,7 @@ def forget_cached() -> None:
     was registered, so the first run of a new store recorded no commit; or a repository
     of the project active then, which a run in another project then names and fails
     on ("code repository ... not found in the project"). Called on every stack
-    activation. A private cache of ``zenml.utils.code_repository_utils`` (0.98)."""
-    from zenml.utils import code_repository_utils
+    activation."""
+    from tabular_mlops.adapters.compat import forget_code_repositories
 
-    code_repository_utils._CODE_REPOSITORY_CACHE.clear()
+    forget_code_repositories()

@@ -84,6 +84,36 @@ def forget_cached_stacks() -> None:
     stack._STACK_CACHE.clear()
 
 
+def forget_code_repositories() -> None:
+    """Make ZenML look for the active code repository again: it keeps its answer per
+    path for the whole process (``code_repository_utils._CODE_REPOSITORY_CACHE``)."""
+    from zenml.utils import code_repository_utils
+
+    code_repository_utils._CODE_REPOSITORY_CACHE.clear()
+
+
+@contextmanager
+def no_code_repository_lookup(source_root: str) -> Iterator[None]:
+    """Within the block, ZenML resolves sources under ``source_root`` as if no code
+    repository were registered, without opening a store.
+
+    ZenML 0.98 resolves a pipeline's failure hook when the ``@pipeline`` decorator runs,
+    and resolving asks the store for code repositories: importing a pipeline module
+    opened the ZenML store (creating one where none was). The warm command server
+    imports the pipelines before any command has named its environment, and so its
+    store; each command looks again when it activates its stack
+    (:func:`forget_code_repositories`)."""
+    from zenml.utils import code_repository_utils
+
+    cache = code_repository_utils._CODE_REPOSITORY_CACHE
+    key = os.path.abspath(source_root)  # noqa: PTH100 (ZenML keys by abspath, not resolve)
+    cache[key] = None
+    try:
+        yield
+    finally:
+        cache.pop(key, None)
+
+
 # --------------------------------------------------------------------------- ZenML
 def cache_source_package_lookup() -> None:
     """Compute ZenML's package-of-a-module answer once per module name.

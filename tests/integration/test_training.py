@@ -583,6 +583,7 @@ def test_a_new_store_records_the_commit_from_its_first_run(dev_stack, tmp_path):
     from zenml.utils import code_repository_utils
 
     from tabular_mlops.adapters import code_repository
+    from tabular_mlops.adapters.compat import forget_code_repositories
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "run.py").write_text("")
@@ -592,7 +593,7 @@ def test_a_new_store_records_the_commit_from_its_first_run(dev_stack, tmp_path):
     client = Client()
     with contextlib.suppress(KeyError):
         client.delete_code_repository(code_repository.NAME)
-    code_repository_utils._CODE_REPOSITORY_CACHE.clear()
+    forget_code_repositories()
     assert code_repository_utils.find_active_code_repository(str(tmp_path)) is None  # cached
     code_repository.register(client)
     code_repository.forget_cached()  # as every stack activation does after registering

@@ -65,6 +65,7 @@ def clone(tmp_path_factory):
     yield state
     run(state, "deploy", "--stop")
     run(state, "stream", "--stop-broker")
+    run(state, "warm", "--stop")
 
 
 def run(clone, *args: str, expect: int = 0) -> str:
@@ -147,6 +148,12 @@ def test_the_readme_in_its_order(clone):
     # the service is the dev stack's model deployer's, and ZenML lists it
     listing = zenml(clone, "model-deployer", "models", "list")
     assert "tabular_classifier" in listing and "deployment_pipeline" in listing, listing
+    # "Commands after the first start warm": the second `all` ran in the server the first
+    # started, and `warm --stop` stops it (the next command starts another)
+    served = "".join(log.read_text() for log in (clone["path"] / ".local/warm").glob("*.log"))
+    assert "runs all" in served, served
+    assert "warm server pid" in run(clone, "warm", "--status")
+    assert "stopped the warm server" in run(clone, "warm", "--stop")
     # the dashboard table's terminal side: versions, stages, the served version
     assert "production" in run(clone, "models")
     assert ".local/reports/" in run(clone, "report")

@@ -259,3 +259,18 @@ def test_a_process_is_told_apart_by_a_start_no_step_of_the_clock_moves(monkeypat
     assert identity(me) == started and is_same_process(me, started)
     assert is_same_process(me, wall)  # an earlier version's record
     assert not is_same_process(me, started - 0.5) and not is_same_process(me, wall - 60)
+
+
+def test_zenmls_code_repository_answers_are_a_per_path_cache_we_can_seed(tmp_path):
+    """What the warm command server imports the pipelines under: a path whose answer is
+    "no code repository", so resolving a source there opens no store."""
+    from zenml.utils import code_repository_utils
+
+    from tabular_mlops.adapters.compat import forget_code_repositories, no_code_repository_lookup
+
+    assert isinstance(code_repository_utils._CODE_REPOSITORY_CACHE, dict)
+    with no_code_repository_lookup(str(tmp_path)):
+        assert code_repository_utils.find_active_code_repository(str(tmp_path)) is None
+    assert str(tmp_path) not in code_repository_utils._CODE_REPOSITORY_CACHE
+    forget_code_repositories()
+    assert code_repository_utils._CODE_REPOSITORY_CACHE == {}
