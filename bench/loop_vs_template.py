@@ -6,7 +6,9 @@ interpreter and locked packages (this checkout's ``.venv``):
 
 * ours:      ``python run.py all --env dev`` run from this checkout (BentoML serving),
   and the everyday path: ``train``, ``deploy`` and ``infer --input`` (143 rows) as three
-  separate commands, each paying its own start-up, on a store of its own;
+  separate commands on a store of their own, as a user runs them (the first starts the
+  warm command server the next ones run in, cli/warm.py), and again with warm starts off
+  (``TABULAR_MLOPS_WARM=0``: each command pays its own imports), on another;
 * template:  ``python run.py`` of ``zenml-io/template-e2e-batch`` rendered with copier
   defaults (hyperparameter search, metric-compare promotion, Evidently gate, MLflow
   tracking, registry and deployer), on the stack its own test suite registers.
@@ -99,6 +101,8 @@ class Round:
 
     ours: dict[str, float] = field(default_factory=dict)
     separate: dict[str, float] = field(default_factory=dict)
+    #: the three commands with warm starts off (TABULAR_MLOPS_WARM=0): each pays its imports
+    cold: dict[str, float] = field(default_factory=dict)
     template: dict[str, float] = field(default_factory=dict)
     template_setup: float = 0.0
 
@@ -257,6 +261,10 @@ def one_round(number: int, base: Path, timeout: float) -> Round:
     tpl_env = isolated_env(tpl_home)
     sep_env = isolated_env(sep_home, repository=sep_home / "repo")
     sep_env["TABULAR_MLOPS_STATE_DIR"] = str(sep_home / "state")
+    cold_home = base / f"round{number}" / "cold"
+    cold_env = isolated_env(cold_home, repository=cold_home / "repo")
+    cold_env.update(TABULAR_MLOPS_STATE_DIR=str(cold_home / "state"), TABULAR_MLOPS_WARM="0")
+    cold_log = cold_home / "output.log"
     ours_env["TABULAR_MLOPS_STATE_DIR"] = str(ours_home / "state")
     ours_log = ours_home / "output.log"
     sep_log = sep_home / "output.log"
@@ -264,7 +272,7 @@ def one_round(number: int, base: Path, timeout: float) -> Round:
     write_batch(batch)
     from tabular_mlops.adapters.net import free_port
 
-    port = free_port()
+    port, cold_port = free_port(), free_port()
     tpl_log = tpl_home / "output.log"
     project = tpl_home / "project"
 
@@ -281,12 +289,18 @@ def one_round(number: int, base: Path, timeout: float) -> Round:
     from tabular_mlops.adapters.config_files import with_model_deployer
 
     separate_env = with_model_deployer("dev", sep_home / "env", port=port)
+    cold_deploy_env = with_model_deployer("dev", cold_home / "env", port=cold_port)
     ours_cmd = [str(PYTHON), "run.py", "all", "--env", "dev"]
     separate_cmds = [
         [str(PYTHON), "run.py", "train", "--env", "dev"],
         # its own address: `run.py all`'s service keeps the configured port for its rerun
         [str(PYTHON), "run.py", "deploy", "--env", str(separate_env)],
         [str(PYTHON), "run.py", "infer", "--env", "dev", "--input", str(batch)],
+    ]
+    cold_cmds = [
+        [*separate_cmds[0]],
+        [str(PYTHON), "run.py", "deploy", "--env", str(cold_deploy_env)],
+        [*separate_cmds[2]],
     ]
     tpl_cmd = [str(PYTHON), "run.py"]
     try:
@@ -298,7 +312,12 @@ def one_round(number: int, base: Path, timeout: float) -> Round:
                 run(f"ours {cmd[2]} {kind}", cmd, ROOT, sep_env, sep_log, timeout)
                 for cmd in separate_cmds
             )
-            click.echo(f"  {result.separate[kind]:.1f} s; template {kind} ...", err=True)
+            click.echo(f"  {result.separate[kind]:.1f} s; the three cold {kind} ...", err=True)
+            result.cold[kind] = sum(
+                run(f"ours {cmd[2]} cold {kind}", cmd, ROOT, cold_env, cold_log, timeout)
+                for cmd in cold_cmds
+            )
+            click.echo(f"  {result.cold[kind]:.1f} s; template {kind} ...", err=True)
             result.template[kind] = run(
                 f"template {kind}", tpl_cmd, project, tpl_env, tpl_log, timeout
             )
@@ -308,13 +327,14 @@ def one_round(number: int, base: Path, timeout: float) -> Round:
         for label, cmd, cwd, env, log in (
             ("ours stop", [*stop_cmd, "dev"], ROOT, ours_env, ours_log),
             ("ours (separately) stop", [*stop_cmd, str(separate_env)], ROOT, sep_env, sep_log),
+            ("ours (cold) stop", [*stop_cmd, str(cold_deploy_env)], ROOT, cold_env, cold_log),
             ("template stop", [str(PYTHON), str(stop_script)], project, tpl_env, tpl_log),
         ):
             try:
                 run(label, cmd, cwd, env, log, timeout=120)
             except SideFailedError as exc:
                 click.echo(f"warning: {exc} (see {exc.log})", err=True)
-        for home in (ours_home, sep_home, tpl_home):
+        for home in (ours_home, sep_home, cold_home, tpl_home):
             left = kill_leftovers(str(home))
             if left:
                 click.echo(f"warning: could not stop processes {left} of {home}", err=True)
@@ -331,17 +351,21 @@ def report(rounds: list[Round]) -> None:
     columns = (
         ("all fresh", lambda r: r.ours["fresh"]),
         ("3 cmds fresh", lambda r: r.separate["fresh"]),
+        ("3 cold fresh", lambda r: r.cold["fresh"]),
         ("tpl fresh", lambda r: r.template["fresh"]),
         ("all rerun", lambda r: r.ours["rerun"]),
         ("3 cmds rerun", lambda r: r.separate["rerun"]),
+        ("3 cold rerun", lambda r: r.cold["rerun"]),
         ("tpl rerun", lambda r: r.template["rerun"]),
         ("tpl setup*", lambda r: r.template_setup),
     )
     ratios = (
-        ("all/tpl fresh", 0, 2),
-        ("3 cmds/tpl fresh", 1, 2),
-        ("all/tpl rerun", 3, 5),
-        ("3 cmds/tpl rerun", 4, 5),
+        ("all/tpl fresh", 0, 3),
+        ("3 cmds/tpl fresh", 1, 3),
+        ("3 cold/tpl fresh", 2, 3),
+        ("all/tpl rerun", 4, 7),
+        ("3 cmds/tpl rerun", 5, 7),
+        ("3 cold/tpl rerun", 6, 7),
     )
     head = f"{'round':<7}" + "".join(f"{name:>14}" for name, _ in columns)
     head += "".join(f"{name:>18}" for name, _, _ in ratios)
@@ -358,7 +382,8 @@ def report(rounds: list[Round]) -> None:
     lines.append(row("median", medians))
     click.echo(
         "\nWall seconds of the whole loop (train, deploy, score a batch): `run.py all`, "
-        "the three commands one after another, the template; ratio = ours/template"
+        "the three commands one after another (warm starts on, the default; and off: "
+        "'cold'), the template; ratio = ours/template"
     )
     click.echo("\n".join(lines))
     click.echo(

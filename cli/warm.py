@@ -69,6 +69,14 @@ PRELOAD = (
     "tabular_mlops.adapters.evidently_reports",
     "mlflow",
     "bentoml",
+    "evidently.legacy.report",
+    "evidently.legacy.pipeline.column_mapping",
+    "evidently.legacy.metric_preset",
+    "skl2onnx",
+    "onnxruntime",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "pandera.pandas",
+    "git",
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,8 +167,10 @@ def server_key(environ: dict[str, str] | None = None) -> str:
 def socket_path() -> Path | None:
     """The socket of the server for this command's files and environment; None where a
     socket cannot be used (another system, a path too long for one)."""
-    if not hasattr(socket, "AF_UNIX") or not hasattr(socket, "send_fds"):
-        return None
+    if not all(hasattr(socket, name) for name in ("AF_UNIX", "send_fds", "SO_PEERCRED")):
+        return None  # not Linux: every command runs in its own process
+    if sys.orig_argv[1 : len(sys.orig_argv) - len(sys.argv)]:
+        return None  # interpreter options (-X importtime, -W error): the server has none
     path = sockets_dir() / f"{server_key()}.sock"
     return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
 
@@ -311,7 +321,10 @@ def _serve(path: Path) -> tuple[socket.socket, dict[str, Any], list[int]]:
         logger.info("stopped")
     if _is_bound_here(path, own):
         path.unlink()
-    sys.exit(0)
+    handler.flush()
+    # no interpreter teardown: finalising thousands of modules took seconds on a busy
+    # machine, and `warm --stop` waits for the lock, released by the exit
+    os._exit(0)
 
 
 class _StopRequestedError(Exception):
@@ -458,14 +471,17 @@ def _warm_command(args: list[str]) -> int:
             continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        _wait_released(lock_path)
-        print(f"stopped the warm server pid {pid}")
+        if _wait_released(lock_path):
+            print(f"stopped the warm server pid {pid}")
+        else:
+            print(f"asked the warm server pid {pid} to stop; it is still running")
     if not found:
         print(f"No warm server runs for this checkout ({warm_dir()}).")
     return 0
 
 
-def _wait_released(lock_path: Path, seconds: float = 10.0) -> None:
+def _wait_released(lock_path: Path, seconds: float = 30.0) -> bool:
+    """Whether the server holding ``lock_path`` let it go (exited) within ``seconds``."""
     import fcntl
 
     deadline = time.monotonic() + seconds
@@ -473,6 +489,8 @@ def _wait_released(lock_path: Path, seconds: float = 10.0) -> None:
         while time.monotonic() < deadline:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
             except BlockingIOError:
                 time.sleep(0.05)
+            else:
+                return True
+    return False

@@ -140,7 +140,7 @@ def test_a_killed_server_is_replaced_and_a_stopped_one_is_gone(env):
     assert f"pid {second.pid}" in status.stdout and "(this shell's)" in status.stdout
     stopped = run(env, "warm", "--stop")
     assert f"stopped the warm server pid {second.pid}" in stopped.stdout
-    assert not second.is_running() or second.status() == "zombie"
+    assert wait_until(lambda: not second.is_running() or second.status() == "zombie", 30)
     from cli.warm import sockets_dir
 
     logs = list((Path(env["TABULAR_MLOPS_STATE_DIR"]) / "warm").glob("*.log"))

@@ -49,6 +49,15 @@ def test_sockets_live_in_a_private_directory_under_a_short_path(tmp_path, monkey
     assert warm.socket_path() is None  # longer than a socket's address may be: runs cold
 
 
+def test_a_command_with_interpreter_options_runs_in_its_own_process(monkeypatch):
+    monkeypatch.setattr(warm, "sockets_dir", lambda: warm.Path("/tmp/s"))
+    monkeypatch.setattr(warm.sys, "argv", ["run.py", "train"])
+    monkeypatch.setattr(warm.sys, "orig_argv", ["python", "run.py", "train"])
+    assert warm.socket_path() is not None
+    monkeypatch.setattr(warm.sys, "orig_argv", ["python", "-X", "importtime", "run.py", "train"])
+    assert warm.socket_path() is None  # the server was started without them
+
+
 def test_a_socket_replaced_by_another_servers_is_no_longer_this_ones(tmp_path):
     path = tmp_path / "k.sock"
     first = socket.socket(socket.AF_UNIX)
