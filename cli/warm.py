@@ -52,7 +52,7 @@ LOOK_SECONDS = 20.0
 #: the project's directories whose files a command imports or reads on start
 PROJECT_DIRS = ("cli", "pipelines", "steps", "materializers", "tabular_mlops", "configs")
 #: a shell's own variables, which differ between terminals and change nothing
-VOLATILE = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", SERVE_ENV})
+VOLATILE = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", SERVE_ENV, WARM_ENV})
 #: AF_UNIX paths are limited to 108 bytes on Linux
 MAX_SOCKET_PATH = 100
 #: the modules a command may need, imported once by the server (a command imports the
@@ -282,6 +282,8 @@ def _serve(path: Path) -> tuple[socket.socket, dict[str, Any], list[int]]:
     lock.truncate()
     lock.write(str(os.getpid()))
     lock.flush()
+    with contextlib.suppress(OSError):
+        _running_servers()  # and the files of servers that are gone, removed
     files = files_key()
     started = time.monotonic()
     _preload()
@@ -338,12 +340,16 @@ def _stop(_signum: int, _frame: Any) -> None:
 def _preload() -> None:
     """Import what commands import, opening no ZenML store (the command's to open)."""
     import importlib
+    import logging
 
     from tabular_mlops.adapters.compat import no_code_repository_lookup, skip_bentoml_integration
 
     with no_code_repository_lookup(os.fspath(ROOT)):
         for name in PRELOAD:
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # a command importing it reports it: not the server's
+                logging.getLogger("cli.warm.server").warning("not preloaded: %s: %s", name, exc)
         skip_bentoml_integration()
         from zenml.integrations.registry import integration_registry
 
@@ -441,7 +447,6 @@ def _run_forked(connection: socket.socket, request: dict[str, Any], fds: list[in
 
 def _warm_command(args: list[str]) -> int:
     """``run.py warm --status | --stop``: this checkout's servers."""
-    import fcntl
 
     if args not in (["--status"], ["--stop"]):
         sys.stderr.write(
@@ -452,17 +457,7 @@ def _warm_command(args: list[str]) -> int:
         return 0 if args in (["-h"], ["--help"]) else 2
     current = socket_path()
     found = 0
-    for lock_path in sorted(warm_dir().glob("*.lock")):
-        with lock_path.open("a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.seek(0)
-                pid = int(lock.read() or 0)
-            else:  # nobody serves it: what a killed server left
-                for leftover in (lock_path, sockets_dir() / f"{lock_path.stem}.sock"):
-                    leftover.unlink(missing_ok=True)
-                continue
+    for lock_path, pid in _running_servers():
         found += 1
         socket_file = sockets_dir() / f"{lock_path.stem}.sock"
         mark = " (this shell's)" if current == socket_file else ""
@@ -478,6 +473,29 @@ def _warm_command(args: list[str]) -> int:
     if not found:
         print(f"No warm server runs for this checkout ({warm_dir()}).")
     return 0
+
+
+def _running_servers() -> list[tuple[Path, int]]:
+    """This checkout's live servers, by lock file and pid; what servers that are gone
+    left behind (lock, socket, log) is removed on the way."""
+    import fcntl
+
+    running = []
+    for lock_path in sorted(warm_dir().glob("*.lock")):
+        with lock_path.open("a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                running.append((lock_path, int(lock.read() or 0)))
+                continue
+            for leftover in (
+                lock_path,
+                lock_path.with_suffix(".log"),
+                sockets_dir() / f"{lock_path.stem}.sock",
+            ):
+                leftover.unlink(missing_ok=True)
+    return running
 
 
 def _wait_released(lock_path: Path, seconds: float = 30.0) -> bool:

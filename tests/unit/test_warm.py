@@ -92,8 +92,9 @@ def test_warm_status_with_no_server_says_so_and_clears_what_a_killed_one_left(
     (tmp_path / "sockets").mkdir()
     (tmp_path / "warm" / "abc.lock").write_text("999999")  # nobody holds it
     (tmp_path / "sockets" / "abc.sock").write_text("")
+    (tmp_path / "warm" / "abc.log").write_text("pid 999999 serving abc.sock\n")
     assert warm._warm_command(["--status"]) == 0
     assert "No warm server" in capsys.readouterr().out
-    assert not (tmp_path / "warm" / "abc.lock").exists()
+    assert list((tmp_path / "warm").iterdir()) == []
     assert not (tmp_path / "sockets" / "abc.sock").exists()
     assert warm._warm_command(["--bogus"]) == 2
