@@ -49,6 +49,9 @@ SERVE_ENV = "TABULAR_MLOPS_WARM_SERVE"
 IDLE_SECONDS = 15 * 60
 #: how often an idle server looks at the project's files and its socket
 LOOK_SECONDS = 20.0
+#: how long a caller waits for the server to fork its command before running it itself
+#: (a server that does not answer: stopped, or hung)
+HANDSHAKE_SECONDS = 30.0
 #: the project's directories whose files a command imports or reads on start
 PROJECT_DIRS = ("cli", "pipelines", "steps", "materializers", "tabular_mlops", "configs")
 #: a shell's own variables, which differ between terminals and change nothing
@@ -94,7 +97,11 @@ def enter() -> None:
         sys.exit(_warm_command(sys.argv[2:]))
     path = socket_path() if os.environ.get(WARM_ENV, "1") != "0" else None
     if path is not None:
-        status = _hand_over(path)
+        try:
+            status = _hand_over(path)
+        except KeyboardInterrupt:  # Ctrl-C before the command started: as click says it
+            sys.stderr.write("\nAborted!\n")
+            os._exit(1)
         if status is not None:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -196,6 +203,7 @@ def _hand_over(path: Path) -> int | None:
     if not _private_dir(path.parent):
         return None
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.settimeout(HANDSHAKE_SECONDS)
     try:
         connection.connect(os.fspath(path))
         request = json.dumps(
@@ -208,10 +216,11 @@ def _hand_over(path: Path) -> int | None:
     except (OSError, ValueError):
         connection.close()
         return None  # no server, a stale socket, or one that died before forking
-    if not isinstance(started, dict) or "pid" not in started:
-        connection.close()
+    if not isinstance(started, dict) or not isinstance(started.get("pid"), int):
+        connection.close()  # a child forked after this sees it closed and runs nothing
         return None
     child = int(started["pid"])
+    connection.settimeout(None)  # the command takes as long as it takes
 
     def forward(signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -487,7 +496,8 @@ def _running_servers() -> list[tuple[Path, int]]:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 lock.seek(0)
-                running.append((lock_path, int(lock.read() or 0)))
+                text = lock.read().strip()
+                running.append((lock_path, int(text) if text.isdigit() else 0))
                 continue
             for leftover in (
                 lock_path,

@@ -98,3 +98,23 @@ def test_warm_status_with_no_server_says_so_and_clears_what_a_killed_one_left(
     assert list((tmp_path / "warm").iterdir()) == []
     assert not (tmp_path / "sockets" / "abc.sock").exists()
     assert warm._warm_command(["--bogus"]) == 2
+
+
+def test_a_server_that_does_not_answer_leaves_the_command_to_its_caller(tmp_path, monkeypatch):
+    """A server stopped (SIGSTOP) or hung accepts connections in the kernel's backlog but
+    forks nothing: the caller gives up after the handshake's time and runs the command
+    itself; nothing runs twice (a child forked later finds the caller gone)."""
+    import time
+
+    monkeypatch.setattr(warm, "HANDSHAKE_SECONDS", 0.5)
+    (tmp_path / "s").mkdir(mode=0o700)
+    path = tmp_path / "s" / "k.sock"
+    silent = socket.socket(socket.AF_UNIX)
+    silent.bind(str(path))
+    silent.listen(8)
+    started = time.monotonic()
+    try:
+        assert warm._hand_over(path) is None
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 5
