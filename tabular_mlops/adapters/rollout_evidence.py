@@ -11,7 +11,6 @@ version holds even across a router restart.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ def gather(
     evidence_dir: Path,
     inference_log_dir: Path,
     router: dict[str, Any] | None,
-    since: datetime | None = None,
 ) -> Evidence:
     """Both arms' figures for ``rollout`` (``router``: what the router reports now)."""
     routing = read_evidence(evidence_dir, "routing", rollout.experiment)
@@ -89,7 +87,9 @@ def gather(
     labelled = {(f["request_id"], f["row"]): f["label"] for f in feedback if f.get("label")}
     regression = False
     if labelled:
-        logged = read_records(inference_log_dir, start=since or rollout.started_at)
+        # the answers the feedback names, by id: not by time since the rollout started,
+        # which a clock set back (a VM restored, NTP stepping) puts after later answers
+        logged = read_records(inference_log_dir, request_ids={rid for rid, _ in labelled})
         if not logged.empty and "far_outside" in logged.columns:
             # rows far outside what training covered are answered, but no evidence
             logged = logged[~logged["far_outside"].fillna(False).astype(bool)]

@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -347,11 +347,15 @@ class FlushedLog:
 
 
 def read_records(
-    directory: Path, start: datetime | None = None, end: datetime | None = None
+    directory: Path,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    request_ids: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Every logged row between ``start`` and ``end`` (UTC), one column per input feature
     plus ``request_id``, ``row``, ``timestamp``, ``model_name``, ``model_version``,
-    ``prediction`` and ``source``.
+    ``prediction`` and ``source``; only the rows of ``request_ids`` when given (whenever
+    they were logged: a clock set back stamps later answers earlier).
 
     A line that does not parse (a crash mid-write, a disk error) is skipped, not
     fatal, and counted: ``frame.attrs["unreadable_lines"]``, which monitoring reports;
@@ -374,6 +378,8 @@ def read_records(
                         dropped += gap[0]
                     continue
                 if (start and record.timestamp < start) or (end and record.timestamp >= end):
+                    continue
+                if request_ids is not None and record.request_id not in request_ids:
                     continue
                 rows.append(
                     {

@@ -217,3 +217,51 @@ def test_the_bandit_promotes_a_candidate_no_better_at_most_at_the_stated_signifi
     experiments = 600
     promoted = simulate(plan, 0.9, 0.9, experiments, look_every=100, seed=2)
     assert promoted / experiments <= bound(plan.significance, experiments), promoted
+
+
+def test_feedback_is_joined_to_its_answers_whenever_the_clock_says_they_were_logged(tmp_path):
+    """The answers the feedback names are found by request id: an answer stamped before
+    the rollout's start (the clock was set back after it began: a restored VM, NTP
+    stepping) still counts for the arm that gave it."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from tabular_mlops.adapters.deployment.target import LocalProcess, Rollout, RunningService
+    from tabular_mlops.adapters.rollout_evidence import gather
+
+    started = datetime(2026, 12, 4, 12, tzinfo=UTC)
+
+    def service(version: str) -> RunningService:
+        return RunningService(
+            model_name="m", model_version=version, bento_tag="m:1", url="http://127.0.0.1:1",
+            started_at=started, runs_as=LocalProcess(pid=1, port=1, log_file="x"),
+        )  # fmt: skip
+
+    rollout = Rollout(experiment="m-v2-1", plan=RolloutPlan(strategy="ab"), started_at=started,
+                      champion=service("1"), candidate=service("2"))  # fmt: skip
+    evidence, logs = tmp_path / "evidence", tmp_path / "logs"
+    evidence.mkdir()
+    logs.mkdir()
+    earlier = started - timedelta(minutes=30)  # the clock, set back after the start
+    routing = [{"timestamp": earlier.isoformat(), "role": "answered", "request_id": f"r{n}",
+                "version": str(1 + n % 2), "status": 200, "latency_ms": 1.0, "labels": None,
+                "experiment": "m-v2-1", "strategy": "ab"} for n in range(4)]  # fmt: skip
+    (evidence / "routing-2026-12-04-h-1.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in routing)
+    )
+    feedback = [{"timestamp": earlier.isoformat(), "request_id": f"r{n}", "row": 0,
+                 "label": "yes", "version": str(1 + n % 2), "experiment": "m-v2-1"}
+                for n in range(4)]  # fmt: skip
+    (evidence / "feedback-2026-12-04-h-1.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in feedback)
+    )
+    answers = [{"request_id": f"r{n}", "row": 0, "timestamp": earlier.isoformat(),
+                "model_name": "m", "model_version": str(1 + n % 2), "inputs": {"x": 1.0},
+                "prediction": "yes" if n < 3 else "no"} for n in range(4)]  # fmt: skip
+    answers.append({**answers[0], "request_id": "other"})  # not this experiment's
+    (logs / "requests-2026-12-04-h-1.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in answers)
+    )
+    found = gather(rollout, evidence, logs, router=None)
+    assert (found.champion.labelled, found.champion.correct) == (2, 2)
+    assert (found.candidate.labelled, found.candidate.correct) == (2, 1)
