@@ -293,6 +293,7 @@ def _serve(path: Path) -> tuple[socket.socket, dict[str, Any], list[int]]:
     lock.flush()
     with contextlib.suppress(OSError):
         _running_servers()  # and the files of servers that are gone, removed
+        _clear_dead_sockets(path.parent)
     files = files_key()
     started = time.monotonic()
     _preload()
@@ -365,6 +366,22 @@ def _preload() -> None:
         integration_registry.activate_integrations()
 
 
+def _clear_dead_sockets(directory: Path) -> None:
+    """Remove the sockets in ``directory`` that nobody listens on: what servers killed
+    with ``kill -9`` left, also those of checkouts or state directories deleted since."""
+    for stale in directory.glob("*.sock"):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(os.fspath(stale))
+        except ConnectionRefusedError:
+            stale.unlink(missing_ok=True)
+        except OSError:
+            pass  # busy, or not ours to judge
+        finally:
+            probe.close()
+
+
 def _is_bound_here(path: Path, inode: int) -> bool:
     try:
         return path.stat().st_ino == inode
@@ -384,6 +401,8 @@ def _fork(connection: socket.socket, logger: Any) -> tuple[dict[str, Any], list[
             return None
         connection.settimeout(10)
         header, fds, _, _ = socket.recv_fds(connection, 4, 3)
+        if not header and not fds:
+            return None  # another server looking whether this one is alive
         if len(header) != 4 or len(fds) != 3:
             raise ValueError("not a command")
         size = struct.unpack("!I", header)[0]

@@ -118,3 +118,18 @@ def test_a_server_that_does_not_answer_leaves_the_command_to_its_caller(tmp_path
     finally:
         silent.close()
     assert time.monotonic() - started < 5
+
+
+def test_sockets_nobody_listens_on_are_cleared_and_live_ones_kept(tmp_path):
+    dead, live = tmp_path / "dead.sock", tmp_path / "live.sock"
+    gone = socket.socket(socket.AF_UNIX)
+    gone.bind(str(dead))
+    gone.close()  # kill -9: the file stays, nothing listens
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(live))
+    listening.listen(1)
+    try:
+        warm._clear_dead_sockets(tmp_path)
+    finally:
+        listening.close()
+    assert not dead.exists() and live.exists()
