@@ -68,17 +68,26 @@ def log_file(directory: Path, when: datetime, prefix: str = "requests") -> Path:
 
 def read_evidence(directory: Path, prefix: str, experiment: str) -> list[dict[str, Any]]:
     """The experiment's lines of every ``<prefix>-*.jsonl`` in ``directory`` (all writers:
-    each router process, each replica), oldest first; a torn line is skipped."""
-    found: list[dict[str, Any]] = []
-    for text in _lines(directory, prefix):
-        try:
-            line = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(line, dict) and line.get("experiment") == experiment:
-            found.append(line)
-    found.sort(key=lambda line: str(line.get("timestamp", "")))  # stable: a file's order
-    return found
+    each router process, each replica); a torn line is skipped.
+
+    Each writer's lines stay in the order it wrote them (a canary's step event after
+    the requests that earned it), whatever their timestamps say: a clock set back
+    while a router runs stamps later lines earlier. Writers are interleaved by time."""
+    import heapq
+
+    writers: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    day = len(prefix) + len("-YYYY-MM-DD-")
+    for path in sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []:
+        lines = writers[path.name[day : -len(".jsonl")]]  # by day, within one writer
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for text in handle:
+                try:
+                    line = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(line, dict) and line.get("experiment") == experiment:
+                    lines.append(line)
+    return list(heapq.merge(*writers.values(), key=lambda line: str(line.get("timestamp", ""))))
 
 
 class JsonLinesLog:

@@ -1187,3 +1187,30 @@ def test_a_server_process_runs_one_thread_per_pool_unless_told_otherwise():
     result = subprocess.run([sys.executable, "-c", probe], env=clean, capture_output=True,
                             text=True, check=True)  # fmt: skip
     assert json.loads(result.stdout) == [1]
+
+
+def test_evidence_keeps_each_writers_order_when_the_clock_was_set_back(tmp_path):
+    """A router's step event follows the requests that earned it in its file; sorted by
+    timestamp after the clock was set back, it came first, and a router started again
+    on the logs counted the hold from the wrong line. Two writers interleave by time."""
+    from tabular_mlops.serving.inference_log import read_evidence
+
+    def write(name: str, lines: list[tuple[str, str]]) -> None:
+        (tmp_path / name).write_text("".join(
+            json.dumps({"timestamp": stamp, "id": what, "experiment": "e"}) + "\n"
+            for stamp, what in lines
+        ))  # fmt: skip
+
+    write(
+        "routing-2026-12-04-h-1.jsonl",
+        [
+            ("2026-12-04T10:00:00", "a1"),
+            ("2026-12-04T10:00:05", "a2"),
+            ("2026-12-04T09:00:00", "a3 (clock set back)"),
+        ],
+    )
+    write("routing-2026-12-04-h-2.jsonl", [("2026-12-04T10:00:02", "b1")])
+    with (tmp_path / "routing-2026-12-04-h-2.jsonl").open("a") as handle:
+        handle.write("{torn\n")
+    order = [line["id"] for line in read_evidence(tmp_path, "routing", "e")]
+    assert order == ["a1", "b1", "a2", "a3 (clock set back)"]
