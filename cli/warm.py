@@ -55,7 +55,17 @@ HANDSHAKE_SECONDS = 30.0
 #: the project's directories whose files a command imports or reads on start
 PROJECT_DIRS = ("cli", "pipelines", "steps", "materializers", "tabular_mlops", "configs")
 #: a shell's own variables, which differ between terminals and change nothing
-VOLATILE = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", SERVE_ENV, WARM_ENV})
+VOLATILE = frozenset({
+    "PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", SERVE_ENV, WARM_ENV,
+    # per terminal, window or login: one server for all of them
+    "TMUX_PANE", "WINDOWID", "TERM_SESSION_ID", "ITERM_SESSION_ID", "KITTY_WINDOW_ID",
+    "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "GPG_TTY", "XDG_SESSION_ID", "VSCODE_PID",
+})  # fmt: skip
+#: the signals a caller passes on to its command (and, when it ignores one, ignores there)
+FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+#: servers of one checkout at most (each holds its imports: about half a GB): a new one
+#: stops the one that served a command longest ago
+MAX_SERVERS = 3
 #: AF_UNIX paths are limited to 108 bytes on Linux
 MAX_SOCKET_PATH = 100
 #: the modules a command may need, imported once by the server (a command imports the
@@ -76,7 +86,6 @@ PRELOAD = (
     "evidently.legacy.pipeline.column_mapping",
     "evidently.legacy.metric_preset",
     "skl2onnx",
-    "onnxruntime",
     "mlflow.store.tracking.sqlalchemy_store",
     "pandera.pandas",
     "git",
@@ -140,9 +149,13 @@ def _files_key(digest: Any) -> None:
     import sysconfig
 
     digest.update(f"{sys.executable}\0{sys.version}\0{ROOT}\0".encode())
-    for scheme in ("purelib", "platlib"):
-        with contextlib.suppress(OSError):
-            digest.update(f"{Path(sysconfig.get_paths()[scheme]).stat().st_mtime_ns}\0".encode())
+    for site in sorted({sysconfig.get_paths()[scheme] for scheme in ("purelib", "platlib")}):
+        # each installed distribution's metadata and .pth file: an install, an upgrade
+        # or a removal changes one (a file of a package edited in place does not)
+        with contextlib.suppress(OSError), os.scandir(site) as entries:
+            for entry in sorted(entries, key=lambda entry: entry.name):
+                if entry.name.endswith((".dist-info", ".pth")):
+                    digest.update(f"{entry.name}\0{entry.stat().st_mtime_ns}\0".encode())
     names = [ROOT / "run.py"]
     for top in PROJECT_DIRS:
         for folder, dirs, files in os.walk(ROOT / top):
@@ -188,12 +201,16 @@ def _lock_of(path: Path) -> Path:
 
 def _private_dir(path: Path) -> bool:
     """Whether ``path`` exists as a directory only this user can open (made so if new)."""
+    import stat as kinds
+
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        stat = path.stat()
+        found = path.lstat()  # a symbolic link put in its place is not it
     except OSError:
         return False
-    return stat.st_uid == os.getuid() and stat.st_mode & 0o077 == 0
+    return (
+        kinds.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and found.st_mode & 0o077 == 0
+    )
 
 
 # --------------------------------------------------------------------------- caller
@@ -204,11 +221,16 @@ def _hand_over(path: Path) -> int | None:
         return None
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.settimeout(HANDSHAKE_SECONDS)
+    ignored = [name for name in FORWARDED
+               if signal.getsignal(getattr(signal, name)) is signal.SIG_IGN]  # fmt: skip
     try:
         connection.connect(os.fspath(path))
+        if _peer_uid(connection) != os.getuid():
+            raise ConnectionRefusedError("the socket is not this user's server")
         request = json.dumps(
-            {"argv": sys.argv, "cwd": str(Path.cwd()), "env": dict(os.environ), "umask": _umask()}
-        ).encode()
+            {"argv": sys.argv, "cwd": str(Path.cwd()), "env": dict(os.environ), "umask": _umask(),
+             "ignored": ignored}
+        ).encode()  # fmt: skip
         socket.send_fds(connection, [struct.pack("!I", len(request))], [0, 1, 2])
         connection.sendall(request)
         answers = connection.makefile("rb")
@@ -222,12 +244,16 @@ def _hand_over(path: Path) -> int | None:
     child = int(started["pid"])
     connection.settimeout(None)  # the command takes as long as it takes
 
+    forwarded: list[int] = []
+
     def forward(signum: int, _frame: Any) -> None:
+        forwarded.append(signum)
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(signum, forward)
+    for name in FORWARDED:
+        if name not in ignored:  # nohup, `cmd &` in a script: ignored here, ignored there
+            signal.signal(getattr(signal, name), forward)
     try:
         ended = json.loads(answers.readline() or b"null")
     except (OSError, ValueError):
@@ -235,11 +261,21 @@ def _hand_over(path: Path) -> int | None:
     connection.close()
     if isinstance(ended, dict) and isinstance(ended.get("status"), int):
         return int(ended["status"])
+    if forwarded:  # the command died of the signal the caller got: so does the caller
+        signal.signal(forwarded[-1], signal.SIG_DFL)
+        os.kill(os.getpid(), forwarded[-1])
     sys.stderr.write(
         f"The command's process (pid {child}) ended without an exit status (killed?): run "
         f"it again, or with {WARM_ENV}=0 to run it without the warm server.\n"
     )
     return 1
+
+
+def _peer_uid(connection: socket.socket) -> int:
+    credentials = connection.getsockopt(
+        socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+    )
+    return int(struct.unpack("3i", credentials)[1])
 
 
 def _umask() -> int:
@@ -291,9 +327,14 @@ def _serve(path: Path) -> tuple[socket.socket, dict[str, Any], list[int]]:
     lock.truncate()
     lock.write(str(os.getpid()))
     lock.flush()
+    held = os.fstat(lock.fileno()).st_ino  # its state directory deleted: no one can stop it
     with contextlib.suppress(OSError):
-        _running_servers()  # and the files of servers that are gone, removed
+        others = [entry for entry in _running_servers() if entry[1] != os.getpid()]
         _clear_dead_sockets(path.parent)
+        if len(others) >= MAX_SERVERS:  # the one whose log was written longest ago
+            oldest = min(others, key=lambda entry: entry[0].with_suffix(".log").stat().st_mtime)
+            logger.info("stopping the warm server pid %d: %d serve", oldest[1], len(others) + 1)
+            os.kill(oldest[1], signal.SIGTERM)
     files = files_key()
     started = time.monotonic()
     _preload()
@@ -318,8 +359,12 @@ def _serve(path: Path) -> tuple[socket.socket, dict[str, Any], list[int]]:
                 if time.monotonic() - last > IDLE_SECONDS:
                     logger.info("idle for %d s: leaving", IDLE_SECONDS)
                     break
-                if files_key() != files or not _is_bound_here(path, own):
-                    logger.info("the project's files or the socket changed: leaving")
+                if (
+                    files_key() != files
+                    or not _is_bound_here(path, own)
+                    or not _is_bound_here(_lock_of(path), held)
+                ):
+                    logger.info("the project's files, the socket or the lock changed: leaving")
                     break
                 continue
             last = time.monotonic()
@@ -393,10 +438,7 @@ def _fork(connection: socket.socket, logger: Any) -> tuple[dict[str, Any], list[
     """Read a command and fork; in the child, its request and descriptors."""
     fds: list[int] = []
     try:
-        credentials = connection.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
-        )
-        if struct.unpack("3i", credentials)[1] != os.getuid():
+        if _peer_uid(connection) != os.getuid():
             logger.warning("refused a connection from another user")
             return None
         connection.settimeout(10)
@@ -436,14 +478,16 @@ def _run_forked(connection: socket.socket, request: dict[str, Any], fds: list[in
     import threading
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    ignored = set(request.get("ignored") or [])
+    for name in FORWARDED:  # as the caller has them, whatever the server was started with
+        default = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL
+        signal.signal(getattr(signal, name), signal.SIG_IGN if name in ignored else default)
     try:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(AttributeError):  # as a fresh interpreter buffers it
-                stream.reconfigure(line_buffering=stream.isatty())  # type: ignore[union-attr]
+        with contextlib.suppress(AttributeError):  # as a fresh interpreter buffers it
+            sys.stdout.reconfigure(line_buffering=sys.stdout.isatty())  # type: ignore[union-attr]
         os.chdir(request["cwd"])
         os.umask(int(request["umask"]))
         os.environ.clear()
@@ -458,8 +502,8 @@ def _run_forked(connection: socket.socket, request: dict[str, Any], fds: list[in
         """The caller went away (killed, its terminal closed): so does the command."""
         with contextlib.suppress(OSError):
             connection.recv(1)
-        if not reported:
-            os.kill(os.getpid(), signal.SIGTERM)
+        if not reported:  # as a terminal's hang-up would, unless the caller ignored it
+            os.kill(os.getpid(), signal.SIGKILL if "SIGTERM" in ignored else signal.SIGTERM)
 
     threading.Thread(target=end_with_caller, daemon=True).start()
 

@@ -40,10 +40,17 @@ def run(env: dict[str, str], *args: str, cwd: Path = PROJECT_ROOT) -> subprocess
     )  # fmt: skip
 
 
-def start(env: dict[str, str], *args: str) -> subprocess.Popen:
+def start(env: dict[str, str], *args: str, ignoring: tuple[int, ...] = ()) -> subprocess.Popen:
+    """``run.py ARGS`` started with ``ignoring`` ignored, as ``nohup`` or ``cmd &`` in a
+    script start it."""
+
+    def ignore() -> None:
+        for signum in ignoring:
+            signal.signal(signum, signal.SIG_IGN)
+
     return subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "run.py"), *args], env=env, cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore,
     )  # fmt: skip
 
 
@@ -106,7 +113,11 @@ def test_a_command_runs_in_the_warm_server_as_it_runs_in_its_own_process(env, tm
 
 
 def test_signals_reach_the_command_and_a_killed_caller_takes_its_command_along(env):
-    run(env, "deploy", "--status")
+    # the server's first caller ignored Ctrl-C (`run.py ... &` in a script): later
+    # commands are still interrupted by theirs. It trains to the end: a Ctrl-C while the
+    # first command creates the ZenML store can leave the store without some flavors
+    first = start(env, "train", "--env", "dev", ignoring=(signal.SIGINT, signal.SIGQUIT))
+    assert first.wait(timeout=600) == 0, first.communicate()
     host = warm_server(env)
 
     interrupted = start(env, "train", "--env", "dev")
@@ -116,6 +127,20 @@ def test_signals_reach_the_command_and_a_killed_caller_takes_its_command_along(e
     _, err = interrupted.communicate(timeout=120)
     assert interrupted.returncode == 1 and "Aborted!" in err, err  # click's, as cold
     assert wait_until(lambda: not host.children(), timeout=30)
+
+    hung_up = start(env, "train", "--env", "dev", ignoring=(signal.SIGHUP,))  # nohup
+    assert wait_until(lambda: bool(host.children()), timeout=60)
+    time.sleep(1.0)
+    hung_up.send_signal(signal.SIGHUP)
+    _, err = hung_up.communicate(timeout=600)
+    assert hung_up.returncode == 0, err
+
+    terminated = start(env, "train", "--env", "dev")
+    assert wait_until(lambda: bool(host.children()), timeout=60)
+    time.sleep(1.0)
+    terminated.terminate()
+    terminated.communicate(timeout=120)
+    assert terminated.returncode == -signal.SIGTERM  # as a command killed in its own process
 
     killed = start(env, "train", "--env", "dev")
     assert wait_until(lambda: bool(host.children()), timeout=60)

@@ -28,7 +28,8 @@ def project(tmp_path, monkeypatch):
 def test_a_server_is_named_by_the_files_and_the_environment_it_imported(project):
     environ = {"HOME": "/home/u", "ZENML_CONFIG_PATH": "/a"}
     key = warm.server_key(environ)
-    assert warm.server_key({**environ, "PWD": "/elsewhere", "SHLVL": "3"}) == key  # the shell's
+    same = {**environ, "PWD": "/elsewhere", "SHLVL": "3", "TMUX_PANE": "%3", "SSH_TTY": "/x"}
+    assert warm.server_key(same) == key  # the shell's and the terminal's own
     assert warm.server_key({**environ, "ZENML_CONFIG_PATH": "/b"}) != key
     (project / "configs" / "dev.yaml").write_text("a: 22\n")  # a config the CLI reads
     assert warm.server_key(environ) != key
@@ -45,6 +46,8 @@ def test_sockets_live_in_a_private_directory_under_a_short_path(tmp_path, monkey
     assert not warm._private_dir(shared)  # another user could connect or plant a socket
     assert warm._private_dir(tmp_path / "mine")
     assert (tmp_path / "mine").stat().st_mode & 0o777 == 0o700
+    (tmp_path / "link").symlink_to(tmp_path / "mine")
+    assert not warm._private_dir(tmp_path / "link")  # swapped in by someone else
     monkeypatch.setattr(warm, "sockets_dir", lambda: tmp_path / ("x" * 120))
     assert warm.socket_path() is None  # longer than a socket's address may be: runs cold
 
