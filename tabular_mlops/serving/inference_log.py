@@ -77,16 +77,15 @@ def read_evidence(directory: Path, prefix: str, experiment: str) -> list[dict[st
 
     writers: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     day = len(prefix) + len("-YYYY-MM-DD-")
-    for path in sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []:
+    for path in _files(directory, prefix):
         lines = writers[path.name[day : -len(".jsonl")]]  # by day, within one writer
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for text in handle:
-                try:
-                    line = json.loads(text)
-                except ValueError:
-                    continue
-                if isinstance(line, dict) and line.get("experiment") == experiment:
-                    lines.append(line)
+        for text in _file_lines(path):
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(line, dict) and line.get("experiment") == experiment:
+                lines.append(line)
     return list(heapq.merge(*writers.values(), key=lambda line: str(line.get("timestamp", ""))))
 
 
@@ -218,11 +217,21 @@ def lost_lines(directory: Path, prefix: str, since: datetime) -> int:
 
 
 def _lines(directory: Path, prefix: str) -> Iterator[str]:
-    """Every line of every writer's ``<prefix>-*.jsonl`` in ``directory``, file by file; a
-    byte that is no UTF-8 (a write cut short) is replaced, not fatal."""
-    for path in sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            yield from handle
+    """Every line of every writer's ``<prefix>-*.jsonl`` in ``directory``, file by file."""
+    for path in _files(directory, prefix):
+        yield from _file_lines(path)
+
+
+def _files(directory: Path, prefix: str) -> list[Path]:
+    """Every writer's ``<prefix>-<day>-<writer>.jsonl`` in ``directory``, by name."""
+    return sorted(directory.glob(f"{prefix}-*.jsonl")) if directory.is_dir() else []
+
+
+def _file_lines(path: Path) -> Iterator[str]:
+    """A log file's lines; a byte that is no UTF-8 (a write cut short) is replaced, not
+    fatal."""
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        yield from handle
 
 
 def _ends_with_newline(path: Path) -> bool:

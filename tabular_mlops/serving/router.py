@@ -977,24 +977,26 @@ class Router:
         return Sent(unanswered, None, 0.0, failed, failed_ms)
 
 
+def _header(headers: list[tuple[bytes, bytes]], wanted: bytes) -> str | None:
+    """The value of the answer's header ``wanted`` (lower case), if it has one."""
+    for name, value in headers:
+        if name.lower() == wanted:
+            return value.decode("latin-1")
+    return None
+
+
 def _scoring_cpu_ms(headers: list[tuple[bytes, bytes]]) -> float | None:
     """The CPU time the version's worker spent on the request, from its answer's header
     (None from a version that does not send it)."""
-    wanted = SCORING_CPU_HEADER.encode()
-    for name, value in headers:
-        if name.lower() == wanted:
-            try:
-                return float(value)
-            except ValueError:
-                return None
-    return None
+    value = _header(headers, SCORING_CPU_HEADER.encode())
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
 
 
 def _answer_id(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name.lower() == b"x-request-id":
-            return value.decode("latin-1")
-    return None
+    return _header(headers, b"x-request-id")
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
