@@ -60,6 +60,8 @@ VOLATILE = frozenset({
     # per terminal, window or login: one server for all of them
     "TMUX_PANE", "WINDOWID", "TERM_SESSION_ID", "ITERM_SESSION_ID", "KITTY_WINDOW_ID",
     "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "GPG_TTY", "XDG_SESSION_ID", "VSCODE_PID",
+    # make's own (`make run` and the commands after it share one server)
+    "MAKELEVEL", "MAKEFLAGS", "MFLAGS",
 })  # fmt: skip
 #: the signals a caller passes on to its command (and, when it ignores one, ignores there)
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")

@@ -28,7 +28,14 @@ def project(tmp_path, monkeypatch):
 def test_a_server_is_named_by_the_files_and_the_environment_it_imported(project):
     environ = {"HOME": "/home/u", "ZENML_CONFIG_PATH": "/a"}
     key = warm.server_key(environ)
-    same = {**environ, "PWD": "/elsewhere", "SHLVL": "3", "TMUX_PANE": "%3", "SSH_TTY": "/x"}
+    same = {
+        **environ,
+        "PWD": "/elsewhere",
+        "SHLVL": "3",
+        "TMUX_PANE": "%3",
+        "SSH_TTY": "/x",
+        "MAKELEVEL": "1",
+    }
     assert warm.server_key(same) == key  # the shell's and the terminal's own
     assert warm.server_key({**environ, "ZENML_CONFIG_PATH": "/b"}) != key
     (project / "configs" / "dev.yaml").write_text("a: 22\n")  # a config the CLI reads
