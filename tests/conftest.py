@@ -62,9 +62,8 @@ LONGEST_FIRST = (
     "test_staging.py",
     "test_streaming.py",
     "test_estimators.py",
-    # `make test-unit`: the modules that import Evidently, ONNX and scikit-learn's slower
-    # corners first, so that neither worker is left with them at the end
-    "test_data_reports.py",
+    # `make test-unit`: the modules that import ONNX and scikit-learn's slower corners
+    # first, so that neither worker is left with them at the end
     "test_embedded.py",
     "test_training_logic.py",
     "test_rollout_logic.py",

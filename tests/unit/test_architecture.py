@@ -36,54 +36,6 @@ def test_the_core_imports_without_zenml_or_serving_frameworks():
     assert result.stdout.strip() == "[]"
 
 
-def test_no_step_takes_a_literal_parameter_which_a_dynamic_pipeline_cannot_check(zenml_repo):
-    """ZenML 0.98's dynamic pipelines (the retraining) fail a step whose parameter is typed
-    ``Literal`` ("typing.Literal cannot be used with issubclass()"): steps take text and
-    narrow it (``core.config.as_task``)."""
-    import importlib
-    import typing
-
-    from zenml.steps import BaseStep
-
-    found = []
-    for path in sorted((PROJECT_ROOT / "steps").rglob("*.py")):
-        module = importlib.import_module(
-            ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
-        )
-        for name, value in vars(module).items():
-            if isinstance(value, BaseStep) and value.__module__ == module.__name__:
-                hints = typing.get_type_hints(value.entrypoint)
-                found += [
-                    f"{module.__name__}.{name}({parameter})"
-                    for parameter, hint in hints.items()
-                    if typing.get_origin(hint) is typing.Literal
-                ]
-    assert found == []
-
-
-def test_every_steps_cache_key_holds_the_packages_code(zenml_repo, tmp_path, monkeypatch):
-    """A changed training function is never answered from a step cached with the old one
-    (ZenML's own key holds only the step's source)."""
-    import pipelines
-    from pipelines.training import training_pipeline  # configures the steps it calls
-    from steps.training.train_model import train_model
-
-    assert training_pipeline is not None
-    policy = train_model.configuration.cache_policy
-    assert policy is not None and policy.cache_func is not None
-    assert policy.cache_func.attribute == "package_code_version"
-    (tmp_path / "core.py").write_text("def fit(): return 1\n")
-    monkeypatch.setattr(pipelines, "PACKAGE", tmp_path)
-    pipelines._package_hash.cache_clear()
-    try:
-        before = pipelines.package_code_version()
-        (tmp_path / "core.py").write_text("def fit(): return 2\n")
-        pipelines._package_hash.cache_clear()
-        assert pipelines.package_code_version() != before
-    finally:
-        pipelines._package_hash.cache_clear()
-
-
 def test_the_suite_runs_one_thread_per_pool_in_each_process():
     """tests/conftest.py limits OpenBLAS and OpenMP to one thread before numpy loads: on
     two cores, pools in every xdist worker and server took a third more CPU."""

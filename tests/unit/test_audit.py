@@ -63,12 +63,3 @@ def test_an_unwritable_trail_does_not_fail_what_was_done(trail, caplog):
     trail.mkdir(parents=True)  # not a file: opening it for appending fails as a full disk does
     assert audit.record("dev", "stop", "m") is None
     assert "the audit entry for stop of 'm' was not written" in caplog.text
-
-
-def test_the_zenml_user_is_named_once_the_command_reached_its_store(trail):
-    """The session's own ZenML store (tests/conftest.py): its user is ``default``."""
-    from zenml.client import Client
-
-    Client().active_user  # noqa: B018 (what every pipeline run asks first)
-    entry = audit.record("dev", "deploy", "m", "1")
-    assert entry is not None and entry.who.endswith(" (zenml: default)"), entry.who

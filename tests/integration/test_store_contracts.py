@@ -1,0 +1,134 @@
+"""What the pipelines and adapters promise of ZenML's and MLflow's stores, checked against
+real ones: the session's ZenML repository, an MLflow SQLite database. Here and not in
+tests/unit, whose tests open no store and start no server (`make test-unit`, seconds)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+
+def test_no_step_takes_a_literal_parameter_which_a_dynamic_pipeline_cannot_check(zenml_repo):
+    """ZenML 0.98's dynamic pipelines (the retraining) fail a step whose parameter is typed
+    ``Literal`` ("typing.Literal cannot be used with issubclass()"): steps take text and
+    narrow it (``core.config.as_task``)."""
+    import importlib
+    import typing
+
+    from zenml.steps import BaseStep
+
+    found = []
+    for path in sorted((PROJECT_ROOT / "steps").rglob("*.py")):
+        module = importlib.import_module(
+            ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+        )
+        for name, value in vars(module).items():
+            if isinstance(value, BaseStep) and value.__module__ == module.__name__:
+                hints = typing.get_type_hints(value.entrypoint)
+                found += [
+                    f"{module.__name__}.{name}({parameter})"
+                    for parameter, hint in hints.items()
+                    if typing.get_origin(hint) is typing.Literal
+                ]
+    assert found == []
+
+
+def test_every_steps_cache_key_holds_the_packages_code(zenml_repo, tmp_path, monkeypatch):
+    """A changed training function is never answered from a step cached with the old one
+    (ZenML's own key holds only the step's source)."""
+    import pipelines
+    from pipelines.training import training_pipeline  # configures the steps it calls
+    from steps.training.train_model import train_model
+
+    assert training_pipeline is not None
+    policy = train_model.configuration.cache_policy
+    assert policy is not None and policy.cache_func is not None
+    assert policy.cache_func.attribute == "package_code_version"
+    (tmp_path / "core.py").write_text("def fit(): return 1\n")
+    monkeypatch.setattr(pipelines, "PACKAGE", tmp_path)
+    pipelines._package_hash.cache_clear()
+    try:
+        before = pipelines.package_code_version()
+        (tmp_path / "core.py").write_text("def fit(): return 2\n")
+        pipelines._package_hash.cache_clear()
+        assert pipelines.package_code_version() != before
+    finally:
+        pipelines._package_hash.cache_clear()
+
+
+def test_a_run_a_failed_step_left_open_is_ended_before_the_next_pipeline(tmp_path):
+    """ZenML's tracker leaves a step's MLflow run open when the step fails while saving its
+    outputs; the next tracked step of the same process then failed ("already active")."""
+    import mlflow
+
+    from tabular_mlops.adapters.mlflow_models import end_leaked_runs
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.start_run(run_name="left open")
+        mlflow.start_run(run_name="nested, left open", nested=True)
+        assert end_leaked_runs() == 2
+        assert mlflow.active_run() is None and end_leaked_runs() == 0
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri("")
+
+
+def test_a_promotion_lock_is_taken_over_only_when_stale_by_the_stores_clock(
+    zenml_repo, monkeypatch
+):
+    """A holder that died leaves its lock: it is taken over once older than ``stale_after``
+    by the store's own clock. This machine's clock stepped forward an hour takes over
+    nothing: the live holder keeps its lock, and the waiter times out naming it."""
+    import contextlib
+    from datetime import timedelta
+
+    from zenml.client import Client
+
+    from tabular_mlops.adapters import promotion_lock as lock
+
+    client = Client()
+    name = lock.lock_name("lock_model", "production")
+    client.create_tag(name=name)
+    try:
+        monkeypatch.setattr(lock, "_age", lambda created: 3600.0)  # as this clock says
+        with (
+            pytest.raises(lock.PromotionLockTimeoutError, match=name),
+            lock.promotion_lock("lock_model", "production", timeout=1),
+        ):
+            pass
+        held = client.get_tag(name, allow_name_prefix_match=False).created
+        monkeypatch.setattr(lock, "_created", lambda _, __: held - timedelta(seconds=700))
+        with lock.promotion_lock("lock_model", "production", timeout=5):
+            pass  # ten minutes old by the store's clock too: its holder died
+    finally:
+        with contextlib.suppress(KeyError):
+            client.delete_tag(name)
+    tags = [t.name for t in client.list_tags(size=1000).items]
+    assert not [t for t in tags if t.startswith("promotion-lock")], tags
+
+
+def test_the_zenml_user_is_named_once_the_command_reached_its_store(tmp_path, monkeypatch):
+    """The session's own ZenML store (tests/conftest.py): its user is ``default``."""
+    from zenml.client import Client
+
+    from tabular_mlops.adapters import audit
+
+    monkeypatch.setattr(audit, "LOCAL_DIR", tmp_path)
+
+    Client().active_user  # noqa: B018 (what every pipeline run asks first)
+    entry = audit.record("dev", "deploy", "m", "1")
+    assert entry is not None and entry.who.endswith(" (zenml: default)"), entry.who
+
+
+def test_the_client_keeps_the_user_it_fetched_where_the_audit_reads_it():
+    """``cached_zenml_user`` reads ``Client._active_user``, never the store."""
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.compat import cached_zenml_user
+
+    assert "_active_user" in Client.__annotations__ or hasattr(Client, "_active_user")
+    user = Client().active_user
+    assert Client()._active_user is user and cached_zenml_user() == user.name
