@@ -151,10 +151,15 @@ def zenml_client() -> Client:
     whose config files are written atomically (two commands may start together)."""
     from zenml.client import Client
 
-    from tabular_mlops.adapters.compat import skip_bentoml_integration, write_yaml_atomically
+    from tabular_mlops.adapters.compat import (
+        ctrl_c_without_the_store,
+        skip_bentoml_integration,
+        write_yaml_atomically,
+    )
 
     write_yaml_atomically()
     skip_bentoml_integration()
+    ctrl_c_without_the_store()
 
     if Client.find_repository() is None:
         Client.initialize(root=Path(os.environ.get("ZENML_REPOSITORY_PATH", PROJECT_ROOT)))

@@ -66,8 +66,11 @@ def test_a_run_a_failed_step_left_open_is_ended_before_the_next_pipeline(tmp_pat
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
-        mlflow.start_run(run_name="left open")
-        mlflow.start_run(run_name="nested, left open", nested=True)
+        # its own experiment: the process's active one (an earlier pipeline's on this
+        # worker) is not in this database
+        experiment = mlflow.create_experiment("leaked runs")
+        mlflow.start_run(run_name="left open", experiment_id=experiment)
+        mlflow.start_run(run_name="nested, left open", nested=True, experiment_id=experiment)
         assert end_leaked_runs() == 2
         assert mlflow.active_run() is None and end_leaked_runs() == 0
     finally:

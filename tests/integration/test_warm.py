@@ -28,6 +28,7 @@ def env(tmp_path):
         ZENML_CONFIG_PATH=str(tmp_path / "zenml"),
         ZENML_REPOSITORY_PATH=str(tmp_path / "repo"),
         TABULAR_MLOPS_STATE_DIR=str(tmp_path / "state"),
+        ZENML_LOGGING_VERBOSITY="INFO",  # as a user's shell has it: each step says it started
     )
     yield environ
     run(environ, "warm", "--stop")
@@ -52,6 +53,25 @@ def start(env: dict[str, str], *args: str, ignoring: tuple[int, ...] = ()) -> su
         [sys.executable, str(PROJECT_ROOT / "run.py"), *args], env=env, cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore,
     )  # fmt: skip
+
+
+def until_printed(process: subprocess.Popen, text: str, timeout: float = 300) -> str:
+    """What ``process`` printed on stdout up to the first line holding ``text``."""
+    import threading
+
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if text in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout), "".join(lines)[-3000:]
+    return "".join(lines)
 
 
 def server(env: dict[str, str]) -> psutil.Process | None:
@@ -120,12 +140,14 @@ def test_signals_reach_the_command_and_a_killed_caller_takes_its_command_along(e
     assert first.wait(timeout=600) == 0, first.communicate()
     host = warm_server(env)
 
-    interrupted = start(env, "train", "--env", "dev")
-    assert wait_until(lambda: bool(host.children()), timeout=60)
-    time.sleep(1.0)
+    # Ctrl-C in the middle of a step that writes to ZenML's and MLflow's stores: before,
+    # it could hang three minutes on "database is locked", or be lost and the run go on
+    interrupted = start(env, "train", "--env", "dev", "--set", "enable_cache=false")
+    before = until_printed(interrupted, "register_model")
     interrupted.send_signal(signal.SIGINT)
-    _, err = interrupted.communicate(timeout=120)
-    assert interrupted.returncode == 1 and "Aborted!" in err, err  # click's, as cold
+    out, err = interrupted.communicate(timeout=60)
+    assert interrupted.returncode == 1 and "Aborted!" in err, before + out + err  # as cold
+    assert "database is locked" not in out + err
     assert wait_until(lambda: not host.children(), timeout=30)
 
     hung_up = start(env, "train", "--env", "dev", ignoring=(signal.SIGHUP,))  # nohup

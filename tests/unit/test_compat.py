@@ -3,6 +3,8 @@ compat.py): an upgrade that moves or renames one fails here, by name."""
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_the_dynamic_run_context_is_where_it_was():
     from zenml.execution.pipeline.dynamic.run_context import DynamicPipelineRunContext
@@ -272,3 +274,77 @@ def test_zenmls_code_repository_answers_are_a_per_path_cache_we_can_seed(tmp_pat
     assert str(tmp_path) not in code_repository_utils._CODE_REPOSITORY_CACHE
     forget_code_repositories()
     assert code_repository_utils._CODE_REPOSITORY_CACHE == {}
+
+
+def _frame(filename: str, back: object = None) -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(f_code=SimpleNamespace(co_filename=filename), f_back=back)
+
+
+def test_a_ctrl_c_inside_a_database_call_is_raised_once_the_call_is_over(monkeypatch):
+    """Raised inside ZenML's or MLflow's SQLite store, the interrupt left a transaction
+    open and the command waited out SQLite's timeout ("database is locked"); raised in
+    a weak reference's clean-up, it was lost. There it is handed back a moment later."""
+    import os
+    import signal
+    import time
+
+    from tabular_mlops.adapters import compat
+
+    store = _frame("/x/site-packages/sqlalchemy/engine/base.py", _frame("/x/steps/register.py"))
+    in_step = _frame("/x/steps/train.py", _frame("/x/zenml/orchestrators/step_runner.py"))
+    callback = _frame("/usr/lib/python3.11/weakref.py")
+    previous = signal.signal(signal.SIGINT, compat.deferred_interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            compat.deferred_interrupt(signal.SIGINT, in_step)
+        for frame in (store, callback):
+            started = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                assert compat.deferred_interrupt(signal.SIGINT, frame) is None
+                time.sleep(5)  # the signal comes back, out of the database call: here
+            assert time.monotonic() - started < 2
+        # a database call that does not end within the bound is interrupted all the same
+        monkeypatch.setattr(compat, "_first_deferred", [time.monotonic() - 60])
+        with pytest.raises(KeyboardInterrupt):
+            compat.deferred_interrupt(signal.SIGINT, store)
+        assert compat._first_deferred == []
+        assert f"{os.sep}zen_stores{os.sep}" in compat._STORE_CODE
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_zenmls_step_signal_handler_leaves_ctrl_c_to_python_and_sigterm_to_zenml(monkeypatch):
+    """``SignalHandler._handle`` (private) is where ZenML 0.98 queries its store inside
+    the handler; ``_previous`` holds the handlers it replaced."""
+    import inspect
+    import signal
+    from types import SimpleNamespace
+
+    from zenml.orchestrators.signal_handler import SignalHandler
+
+    from tabular_mlops.adapters import compat
+
+    assert list(inspect.signature(SignalHandler._handle).parameters) == ["self", "signum", "frame"]
+    monkeypatch.setattr(SignalHandler, "_handle", SignalHandler._handle)  # put back after
+    compat.ctrl_c_without_the_store()
+    queried: list[int] = []
+
+    def finalize(self):
+        queried.append(1)
+        return RuntimeError("ZenML's own path")
+
+    monkeypatch.setattr(SignalHandler, "_finalize_shutdown", finalize)
+    handler = SignalHandler.__new__(SignalHandler)
+    here = _frame(__file__)
+    handler._step_run = SimpleNamespace(name="train_model")  # ZenML logs its name
+    handler._previous = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    with pytest.raises(KeyboardInterrupt):
+        handler._handle(signal.SIGINT, here)
+    assert queried == []
+    handler._previous[signal.SIGINT] = signal.SIG_IGN  # nohup: stays ignored during a step
+    assert handler._handle(signal.SIGINT, here) is None
+    with pytest.raises(RuntimeError, match="ZenML's own path"):
+        handler._handle(signal.SIGTERM, here)
+    assert queried == [1]
