@@ -247,8 +247,8 @@ def deferred_interrupt(signum: int, frame: Any) -> None:
     import time
 
     now = time.monotonic()
-    if not _first_deferred:
-        _first_deferred.append(now)
+    if not _first_deferred or now - _first_deferred[0] > 2 * INTERRUPT_DEFER_SECONDS:
+        _first_deferred[:] = [now]  # this Ctrl-C's, not one an earlier handler took
     waited = now - _first_deferred[0]
     main = threading.main_thread().ident
     if (

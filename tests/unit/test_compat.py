@@ -306,7 +306,8 @@ def test_a_ctrl_c_inside_a_database_call_is_raised_once_the_call_is_over(monkeyp
                 time.sleep(5)  # the signal comes back, out of the database call: here
             assert time.monotonic() - started < 2
         # a database call that does not end within the bound is interrupted all the same
-        monkeypatch.setattr(compat, "_first_deferred", [time.monotonic() - 60])
+        waited = compat.INTERRUPT_DEFER_SECONDS + 1
+        monkeypatch.setattr(compat, "_first_deferred", [time.monotonic() - waited])
         with pytest.raises(KeyboardInterrupt):
             compat.deferred_interrupt(signal.SIGINT, store)
         assert compat._first_deferred == []
