@@ -186,7 +186,20 @@ def deploy(
     from pipelines.deployment import deployment_pipeline
 
     pipeline = staged_pipeline(deployment_pipeline, config, version=model_version)
-    if run_pipeline("deployment", pipeline, serving=config.parameters.serving) is None:
+    try:
+        ran = run_pipeline("deployment", pipeline, serving=config.parameters.serving)
+    except KeyboardInterrupt:  # Ctrl-C: the candidate it started goes; the live one stays
+        _stop_strays(target, name, "the interrupted deployment had started")
+        now = target.live(name)  # unless the switch, which holds Ctrl-C, was done
+        if now is not None and (live is None or now.instance != live.instance):
+            record(
+                env, "rollback" if model_version else "deploy", name, now.model_version,
+                reason, url=now.url,
+            )  # fmt: skip
+            click.echo(f"Interrupted after the switch: version {now.model_version} is live.")
+        raise
+    if ran is None:
+        _stop_strays(target, name, "the failed deployment had started")
         return
     live = target.live(name)
     if live is None:
@@ -273,14 +286,17 @@ def _supervise(target: ServingTarget, model_name: str) -> None:
         target.supervise(model_name)
 
 
-def _stop_strays(target: ServingTarget, model_name: str) -> None:
-    """Processes a killed deployment left behind are stopped even when nothing is deployed."""
+def _stop_strays(
+    target: ServingTarget, model_name: str, whose: str = "an earlier deployment left running"
+) -> None:
+    """Processes a killed, failed or interrupted deployment left behind are stopped, even
+    when nothing is deployed; the live service and a rollout's versions stay."""
     from tabular_mlops.adapters.deployment.local import LocalProcessTarget
 
     if isinstance(target, LocalProcessTarget):
         stopped = target.sweep_if_idle(model_name)
         if stopped:
-            click.echo(f"Stopped {len(stopped)} process(es) an earlier deployment left running.")
+            click.echo(f"Stopped {len(stopped)} process(es) {whose}.")
 
 
 def check_was_promoted(model_name: str, version: str) -> None:

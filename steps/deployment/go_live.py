@@ -11,6 +11,7 @@ from tabular_mlops.adapters.deployment.model_deployer import serving_deployer
 from tabular_mlops.adapters.deployment.packaging import prune_bentos
 from tabular_mlops.adapters.deployment.smoke import SmokeReport
 from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
+from tabular_mlops.adapters.interrupts import ctrl_c_held
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.rollout import error_spread, planned
 
@@ -34,22 +35,23 @@ def go_live(
     previous = target.live(candidate.model_name)
     strategy = serving.rollout.strategy
     experiment = None
-    try:
-        if strategy == "replace" or previous is None:
-            live = target.switch(candidate)
-        else:
-            # the experiment's sample is fixed now, on the champion's recorded accuracy (a
-            # regressor's: the spread of its errors)
-            recorded = recorded_test_metrics(previous.model_name, previous.model_version)
-            plan = planned(serving.rollout, recorded.get("accuracy"), error_spread(recorded))
-            rollout = target.begin_rollout(previous, candidate, plan)
-            live, experiment = previous, rollout.experiment
-    except Exception:
-        target.stop(candidate)  # the address was not handed over: nothing else changed
-        raise
-    if experiment is None and previous is not None and previous.instance != candidate.instance:
-        target.stop(previous)
-    deployer.record_live(live)  # `zenml model-deployer models list`, the model version's
+    with ctrl_c_held():  # the address and the records change together, or not at all
+        try:
+            if strategy == "replace" or previous is None:
+                live = target.switch(candidate)
+            else:
+                # the experiment's sample is fixed now, on the champion's recorded accuracy (a
+                # regressor's: the spread of its errors)
+                recorded = recorded_test_metrics(previous.model_name, previous.model_version)
+                plan = planned(serving.rollout, recorded.get("accuracy"), error_spread(recorded))
+                rollout = target.begin_rollout(previous, candidate, plan)
+                live, experiment = previous, rollout.experiment
+        except Exception:
+            target.stop(candidate)  # the address was not handed over: nothing else changed
+            raise
+        if experiment is None and previous is not None and previous.instance != candidate.instance:
+            target.stop(previous)
+        deployer.record_live(live)  # `zenml model-deployer models list`, the model version's
     served = {live.bento_tag, candidate.bento_tag}
     pruned = prune_bentos(live.model_name, serving.keep_bentos, served)
     if pruned:

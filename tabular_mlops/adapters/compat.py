@@ -241,11 +241,16 @@ def deferred_interrupt(signum: int, frame: Any) -> None:
     three minutes for ZenML's) and failed with "database is locked". Raised inside a
     weak reference's clean-up, it was printed as "Exception ignored" and lost, and the
     run went on to the end. In either place the signal is handed to the main thread
-    again 10 ms later, for at most ``INTERRUPT_DEFER_SECONDS``."""
+    again 10 ms later, for at most ``INTERRUPT_DEFER_SECONDS``. Inside a block that holds
+    Ctrl-C (``interrupts.ctrl_c_held``), it is raised when the block ends."""
     import signal
     import threading
     import time
 
+    from tabular_mlops.adapters.interrupts import held
+
+    if held():  # raised when the block that holds it ends
+        return
     now = time.monotonic()
     if not _first_deferred or now - _first_deferred[0] > 2 * INTERRUPT_DEFER_SECONDS:
         _first_deferred[:] = [now]  # this Ctrl-C's, not one an earlier handler took

@@ -881,6 +881,36 @@ def test_a_deploy_killed_while_starting_leaves_nothing_behind(live, paths):
     assert run.status == ExecutionStatus.FAILED  # marked by the next command
 
 
+def test_a_deploy_interrupted_while_starting_stops_its_candidate_and_keeps_the_live_one(
+    live, paths
+):
+    """Ctrl-C once the candidate runs: the command stops what it started and says so, the
+    live service is as it was, and nothing of the deployment is left running."""
+    import signal
+
+    from tabular_mlops.adapters.net import wait_until
+
+    deploying = _deploy_process(paths, "--force")
+    candidates: list[psutil.Process] = []
+
+    def candidate_started() -> bool:
+        candidates[:] = local_server.stray_processes(paths["state"], MODEL, live_pids(live, paths))
+        return bool(candidates) or deploying.poll() is not None
+
+    assert wait_until(candidate_started, 120, interval=0.05)
+    deploying.send_signal(signal.SIGINT)  # Ctrl-C, while start_candidate waits for it
+    output, _ = deploying.communicate(timeout=120)
+    assert deploying.returncode == 1 and "Aborted!" in output, output[-3000:]
+    assert "the interrupted deployment had started" in output, output[-3000:]
+    assert "database is locked" not in output
+    psutil.wait_procs(candidates, timeout=15)
+    assert candidates and not any(c.is_running() for c in candidates)
+    assert local_server.read_live(paths["state"], MODEL) == live
+    assert local_server.stray_processes(paths["state"], MODEL, live_pids(live, paths)) == []
+    status = deploy(paths, "--status")
+    assert status.exit_code == 0 and "left running" not in status.output, status.output
+
+
 def test_two_deploys_at_once_one_waits_its_turn(live, paths, rows):
     first, second = _deploy_process(paths, "--force"), _deploy_process(paths, "--force")
     outputs = [p.communicate(timeout=300)[0] for p in (first, second)]

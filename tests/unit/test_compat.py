@@ -349,3 +349,27 @@ def test_zenmls_step_signal_handler_leaves_ctrl_c_to_python_and_sigterm_to_zenml
     with pytest.raises(RuntimeError, match="ZenML's own path"):
         handler._handle(signal.SIGTERM, here)
     assert queried == [1]
+
+
+def test_a_ctrl_c_during_a_held_block_is_raised_when_the_block_is_done():
+    """The switch of the model's address (go_live) holds Ctrl-C: cut in two, the new
+    version held the address while the records named the old one."""
+    import signal
+
+    from tabular_mlops.adapters import compat
+    from tabular_mlops.adapters.interrupts import ctrl_c_held
+
+    previous = signal.signal(signal.SIGINT, compat.deferred_interrupt)
+    done = []
+    try:
+        with pytest.raises(KeyboardInterrupt), ctrl_c_held():
+            signal.raise_signal(signal.SIGINT)
+            done.append("the rest of the block")
+        assert done == ["the rest of the block"]
+        with pytest.raises(ValueError), ctrl_c_held():  # the block's own failure wins
+            signal.raise_signal(signal.SIGINT)
+            raise ValueError("the switch failed")
+        with ctrl_c_held():
+            pass  # no Ctrl-C of its own: nothing raised
+    finally:
+        signal.signal(signal.SIGINT, previous)
