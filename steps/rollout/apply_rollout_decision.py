@@ -17,6 +17,7 @@ from tabular_mlops.adapters.alerts import notify
 from tabular_mlops.adapters.audit import record
 from tabular_mlops.adapters.deployment.model_deployer import serving_deployer
 from tabular_mlops.adapters.deployment.target import Rollout
+from tabular_mlops.adapters.interrupts import ctrl_c_held
 from tabular_mlops.adapters.mlflow_models import drop_alias
 from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.core.config import ServingConfig
@@ -67,7 +68,9 @@ def apply_rollout_decision(
            experiment=rollout.experiment)  # fmt: skip
     stage = ModelStages.PRODUCTION if promote else ModelStages.ARCHIVED
     # a rolled-back candidate leaves staging, so no later deploy of staging serves it again
-    with promotion_lock(model_name, stage.value):
+    # once the lock is taken (a Ctrl-C ends the wait for it), the stage, the registry, the
+    # address and the records change together: a Ctrl-C waits for them
+    with promotion_lock(model_name, stage.value), ctrl_c_held():
         version.set_stage(stage, force=True)
         registry = client.active_stack.model_registry
         registry_version = version.run_metadata.get("registry_version")
@@ -86,8 +89,8 @@ def apply_rollout_decision(
             )
             if not promote:  # models:/NAME@staging no longer loads the rolled-back version
                 drop_alias(registry, model_name, "staging", str(registry_version))
-    live = target.finish_rollout(model_name, promote=promote)
-    deployer.record_live(live)
+        live = target.finish_rollout(model_name, promote=promote)
+        deployer.record_live(live)
     outcome = (
         f"{decision.action}: version {live.model_version} serves all traffic at {live.url} "
         f"({'; '.join(decision.reasons)})"
