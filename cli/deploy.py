@@ -188,30 +188,55 @@ def deploy(
     pipeline = staged_pipeline(deployment_pipeline, config, version=model_version)
     try:
         ran = run_pipeline("deployment", pipeline, serving=config.parameters.serving)
-    except KeyboardInterrupt:  # Ctrl-C: the candidate it started goes; the live one stays
-        _stop_strays(target, name, "the interrupted deployment had started")
-        now = target.live(name)  # unless the switch, which holds Ctrl-C, was done
-        if now is not None and (live is None or now.instance != live.instance):
-            record(
-                env, "rollback" if model_version else "deploy", name, now.model_version,
-                reason, url=now.url,
-            )  # fmt: skip
-            click.echo(f"Interrupted after the switch: version {now.model_version} is live.")
+    except (KeyboardInterrupt, click.ClickException) as exc:
+        # the candidate it started goes; the live version (and a rollout begun) stays
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        _stop_strays(
+            target, name, f"the {'interrupted' if interrupted else 'failed'} deployment had started"
+        )
+        switched = _record_release(env, target, name, model_version, reason, before=live)
+        if interrupted and switched is not None:  # the switch holds Ctrl-C: it was done
+            click.echo(f"Interrupted after the switch: {switched}.")
         raise
     if ran is None:
-        _stop_strays(target, name, "the failed deployment had started")
         return
+    _record_release(env, target, name, model_version, reason, before=None)
     live = target.live(name)
     if live is None:
         raise click.ClickException(f"the deployment finished but no service of '{name}' is live")
     target.prune_logs(name, config.parameters.serving.retention_days)
-    experiment = target.rollout(name)
+    _print_service(live, target)
+
+
+def _record_release(
+    env: str,
+    target: ServingTarget,
+    model_name: str,
+    model_version: int | None,
+    reason: str | None,
+    before: RunningService | None,
+) -> str | None:
+    """Record in the audit trail what the deployment changed: a new live version, or a
+    rollout begun (with ``before``, the live service before it: nothing when neither
+    changed). What it recorded, in words; None when nothing."""
+    live = target.live(model_name)
+    if live is None:
+        return None
+    experiment = target.rollout(model_name)
+    if (
+        before is not None
+        and live.instance == before.instance
+        and (experiment is None or experiment.candidate.instance == before.instance)
+    ):
+        return None
+    version = experiment.candidate.model_version if experiment else live.model_version
     record(
-        env, "rollback" if model_version else "deploy", name,
-        experiment.candidate.model_version if experiment else live.model_version, reason,
+        env, "rollback" if model_version else "deploy", model_name, version, reason,
         url=live.url, **({"rollout": experiment.plan.strategy} if experiment else {}),
     )  # fmt: skip
-    _print_service(live, target)
+    if experiment:
+        return f"the {experiment.plan.strategy} of version {version} has begun"
+    return f"version {version} is live"
 
 
 def live_service(target: ServingTarget, model_name: str) -> RunningService | None:

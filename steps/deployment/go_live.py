@@ -35,15 +35,21 @@ def go_live(
     previous = target.live(candidate.model_name)
     strategy = serving.rollout.strategy
     experiment = None
+    plan = None
+    try:
+        if strategy != "replace" and previous is not None:
+            # the experiment's sample is fixed now, on the champion's recorded accuracy (a
+            # regressor's: the spread of its errors)
+            recorded = recorded_test_metrics(previous.model_name, previous.model_version)
+            plan = planned(serving.rollout, recorded.get("accuracy"), error_spread(recorded))
+    except Exception:
+        target.stop(candidate)
+        raise
     with ctrl_c_held():  # the address and the records change together, or not at all
         try:
-            if strategy == "replace" or previous is None:
+            if plan is None or previous is None:
                 live = target.switch(candidate)
             else:
-                # the experiment's sample is fixed now, on the champion's recorded accuracy (a
-                # regressor's: the spread of its errors)
-                recorded = recorded_test_metrics(previous.model_name, previous.model_version)
-                plan = planned(serving.rollout, recorded.get("accuracy"), error_spread(recorded))
                 rollout = target.begin_rollout(previous, candidate, plan)
                 live, experiment = previous, rollout.experiment
         except Exception:

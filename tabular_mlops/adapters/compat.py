@@ -218,17 +218,32 @@ _STORE_CODE = tuple(
 )
 #: how long a Ctrl-C waits for the database call it landed in to end, at most
 INTERRUPT_DEFER_SECONDS = 5.0
+#: when the Ctrl-C now deferred arrived; whether its re-delivery is on its way
 _first_deferred: list[float] = []
+_redelivery: list[int] = []
 
 
 def _in_callback_or_store(frame: Any) -> bool:
-    if frame.f_code.co_filename.endswith(_CALLBACK_FILES):
-        return True
+    """Whether the interrupted code is a database call, or runs inside a callback the
+    interpreter calls from C (a weak reference's clean-up, a ``__del__``)."""
     while frame is not None:
-        if any(part in frame.f_code.co_filename for part in _STORE_CODE):
+        code = frame.f_code
+        if (
+            code.co_filename.endswith(_CALLBACK_FILES)
+            or code.co_name == "__del__"
+            or any(part in code.co_filename for part in _STORE_CODE)
+        ):
             return True
         frame = frame.f_back
     return False
+
+
+def _redeliver(thread: int, signum: int) -> None:
+    import signal
+    import time
+
+    time.sleep(0.01)
+    signal.pthread_kill(thread, signum)
 
 
 def deferred_interrupt(signum: int, frame: Any) -> None:
@@ -241,28 +256,33 @@ def deferred_interrupt(signum: int, frame: Any) -> None:
     three minutes for ZenML's) and failed with "database is locked". Raised inside a
     weak reference's clean-up, it was printed as "Exception ignored" and lost, and the
     run went on to the end. In either place the signal is handed to the main thread
-    again 10 ms later, for at most ``INTERRUPT_DEFER_SECONDS``. Inside a block that holds
-    Ctrl-C (``interrupts.ctrl_c_held``), it is raised when the block ends."""
-    import signal
+    again 10 ms later (a bare thread: no lock of ``threading``'s is taken in a signal
+    handler), for at most ``INTERRUPT_DEFER_SECONDS`` from the key press. Inside a
+    block that holds Ctrl-C (``interrupts.ctrl_c_held``), it is raised when the block
+    ends, or at once when pressed again."""
+    import _thread
     import threading
     import time
 
     from tabular_mlops.adapters.interrupts import held
 
-    if held():  # raised when the block that holds it ends
+    redelivered = bool(_redelivery)
+    _redelivery.clear()
+    if held(fresh=not redelivered):  # raised when the block that holds it ends
+        _first_deferred.clear()
         return
     now = time.monotonic()
-    if not _first_deferred or now - _first_deferred[0] > 2 * INTERRUPT_DEFER_SECONDS:
-        _first_deferred[:] = [now]  # this Ctrl-C's, not one an earlier handler took
-    waited = now - _first_deferred[0]
+    if not redelivered or not _first_deferred:
+        _first_deferred[:] = [now]  # a key press of its own: its own clock
     main = threading.main_thread().ident
     if (
         frame is not None
         and main is not None
-        and waited < INTERRUPT_DEFER_SECONDS
+        and now - _first_deferred[0] < INTERRUPT_DEFER_SECONDS
         and _in_callback_or_store(frame)
     ):
-        threading.Timer(0.01, signal.pthread_kill, (main, signum)).start()
+        _redelivery.append(1)
+        _thread.start_new_thread(_redeliver, (main, signum))
         return
     _first_deferred.clear()
     raise KeyboardInterrupt

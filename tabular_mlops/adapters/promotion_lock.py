@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from tabular_mlops.adapters.interrupts import ctrl_c_held
+
 if TYPE_CHECKING:
     from zenml.client import Client
 
@@ -43,33 +45,40 @@ def promotion_lock(
     client = Client()
     name = lock_name(model_name, stage)
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.create_tag(name=name)
-            break
-        except EntityExistsError:
-            held_since = _created(client, name)
-            if (
-                held_since is not None
-                and _age(held_since) > stale_after
-                and _store_age(client, held_since) > stale_after
-            ):
-                logger.warning("taking over %s, held since %s by a run that died", name, held_since)
-                with contextlib.suppress(KeyError):
-                    client.delete_tag(name)
-                continue
-            if time.monotonic() > deadline:
-                raise PromotionLockTimeoutError(
-                    f"another promotion of '{model_name}' to {stage} has held the lock since "
-                    f"{held_since} (tag '{name}'); retry, or delete the tag if no run is "
-                    "promoting: zenml tag delete " + name
-                ) from None
-            time.sleep(0.5)
+    acquired = False
     try:
+        while True:
+            try:
+                # a Ctrl-C just after the tag is made would leave the lock held for good
+                with ctrl_c_held():
+                    client.create_tag(name=name)
+                    acquired = True
+                break
+            except EntityExistsError:
+                held_since = _created(client, name)
+                if (
+                    held_since is not None
+                    and _age(held_since) > stale_after
+                    and _store_age(client, held_since) > stale_after
+                ):
+                    logger.warning(
+                        "taking over %s, held since %s by a run that died", name, held_since
+                    )
+                    with contextlib.suppress(KeyError):
+                        client.delete_tag(name)
+                    continue
+                if time.monotonic() > deadline:
+                    raise PromotionLockTimeoutError(
+                        f"another promotion of '{model_name}' to {stage} has held the lock since "
+                        f"{held_since} (tag '{name}'); retry, or delete the tag if no run is "
+                        "promoting: zenml tag delete " + name
+                    ) from None
+                time.sleep(0.5)
         yield
     finally:
-        with contextlib.suppress(KeyError):
-            client.delete_tag(name)
+        if acquired:
+            with contextlib.suppress(KeyError):
+                client.delete_tag(name)
 
 
 def _created(client: Client, name: str) -> datetime | None:

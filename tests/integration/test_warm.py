@@ -55,8 +55,8 @@ def start(env: dict[str, str], *args: str, ignoring: tuple[int, ...] = ()) -> su
     )  # fmt: skip
 
 
-def until_printed(process: subprocess.Popen, text: str, timeout: float = 300) -> str:
-    """What ``process`` printed on stdout up to the first line holding ``text``."""
+def until_printed(process: subprocess.Popen, *texts: str, timeout: float = 300) -> str:
+    """What ``process`` printed on stdout up to the first line holding all ``texts``."""
     import threading
 
     lines: list[str] = []
@@ -65,7 +65,7 @@ def until_printed(process: subprocess.Popen, text: str, timeout: float = 300) ->
     def read() -> None:
         for line in process.stdout:  # type: ignore[union-attr]
             lines.append(line)
-            if text in line:
+            if all(text in line for text in texts):
                 found.set()
                 return
 
@@ -143,9 +143,9 @@ def test_signals_reach_the_command_and_a_killed_caller_takes_its_command_along(e
     # Ctrl-C in the middle of a step that writes to ZenML's and MLflow's stores: before,
     # it could hang three minutes on "database is locked", or be lost and the run go on
     interrupted = start(env, "train", "--env", "dev", "--set", "enable_cache=false")
-    before = until_printed(interrupted, "register_model")
+    before = until_printed(interrupted, "register_model", "has started")
     interrupted.send_signal(signal.SIGINT)
-    out, err = interrupted.communicate(timeout=60)
+    out, err = interrupted.communicate(timeout=120)
     assert interrupted.returncode == 1 and "Aborted!" in err, before + out + err  # as cold
     assert "database is locked" not in out + err
     assert wait_until(lambda: not host.children(), timeout=30)

@@ -279,7 +279,8 @@ def test_zenmls_code_repository_answers_are_a_per_path_cache_we_can_seed(tmp_pat
 def _frame(filename: str, back: object = None) -> object:
     from types import SimpleNamespace
 
-    return SimpleNamespace(f_code=SimpleNamespace(co_filename=filename), f_back=back)
+    code = SimpleNamespace(co_filename=filename, co_name="run")
+    return SimpleNamespace(f_code=code, f_back=back)
 
 
 def test_a_ctrl_c_inside_a_database_call_is_raised_once_the_call_is_over(monkeypatch):
@@ -306,11 +307,18 @@ def test_a_ctrl_c_inside_a_database_call_is_raised_once_the_call_is_over(monkeyp
                 time.sleep(5)  # the signal comes back, out of the database call: here
             assert time.monotonic() - started < 2
         # a database call that does not end within the bound is interrupted all the same
+        # (the re-delivery of a key press that long ago)
         waited = compat.INTERRUPT_DEFER_SECONDS + 1
         monkeypatch.setattr(compat, "_first_deferred", [time.monotonic() - waited])
+        monkeypatch.setattr(compat, "_redelivery", [1])
         with pytest.raises(KeyboardInterrupt):
             compat.deferred_interrupt(signal.SIGINT, store)
-        assert compat._first_deferred == []
+        assert compat._first_deferred == [] and compat._redelivery == []
+        # a fresh key press has its own clock, however long ago an earlier one came
+        monkeypatch.setattr(compat, "_first_deferred", [time.monotonic() - waited])
+        with pytest.raises(KeyboardInterrupt):
+            assert compat.deferred_interrupt(signal.SIGINT, store) is None
+            time.sleep(5)
         assert f"{os.sep}zen_stores{os.sep}" in compat._STORE_CODE
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -329,7 +337,9 @@ def test_zenmls_step_signal_handler_leaves_ctrl_c_to_python_and_sigterm_to_zenml
 
     assert list(inspect.signature(SignalHandler._handle).parameters) == ["self", "signum", "frame"]
     monkeypatch.setattr(SignalHandler, "_handle", SignalHandler._handle)  # put back after
+    previous = signal.getsignal(signal.SIGINT)
     compat.ctrl_c_without_the_store()
+    signal.signal(signal.SIGINT, previous)  # the worker's own, as it was
     queried: list[int] = []
 
     def finalize(self):
@@ -355,6 +365,7 @@ def test_a_ctrl_c_during_a_held_block_is_raised_when_the_block_is_done():
     """The switch of the model's address (go_live) holds Ctrl-C: cut in two, the new
     version held the address while the records named the old one."""
     import signal
+    import time
 
     from tabular_mlops.adapters import compat
     from tabular_mlops.adapters.interrupts import ctrl_c_held
@@ -366,10 +377,17 @@ def test_a_ctrl_c_during_a_held_block_is_raised_when_the_block_is_done():
             signal.raise_signal(signal.SIGINT)
             done.append("the rest of the block")
         assert done == ["the rest of the block"]
-        with pytest.raises(ValueError), ctrl_c_held():  # the block's own failure wins
+        with pytest.raises(ValueError), ctrl_c_held():  # the block's own failure first,
             signal.raise_signal(signal.SIGINT)
             raise ValueError("the switch failed")
+        with pytest.raises(KeyboardInterrupt):
+            time.sleep(5)  # and the Ctrl-C right after
         with ctrl_c_held():
             pass  # no Ctrl-C of its own: nothing raised
+        with pytest.raises(KeyboardInterrupt), ctrl_c_held():  # pressed twice: stops at once
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            done.append("never")
+        assert done == ["the rest of the block"]
     finally:
         signal.signal(signal.SIGINT, previous)
