@@ -846,12 +846,8 @@ def _deploy_process(paths, *extra: str):
     )
 
 
-def test_a_deploy_killed_while_starting_leaves_nothing_behind(live, paths):
-    from zenml.client import Client
-    from zenml.enums import ExecutionStatus
-
-    from tabular_mlops.adapters.net import wait_until
-
+def _deploy_until_a_candidate_runs(live, paths) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """``deploy --force`` in a process of its own, once its candidate runs (or it ended)."""
     deploying = _deploy_process(paths, "--force")
     candidates: list[psutil.Process] = []
 
@@ -860,6 +856,14 @@ def test_a_deploy_killed_while_starting_leaves_nothing_behind(live, paths):
         return bool(candidates) or deploying.poll() is not None
 
     assert wait_until(candidate_started, 120, interval=0.05)
+    return deploying, candidates
+
+
+def test_a_deploy_killed_while_starting_leaves_nothing_behind(live, paths):
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
+
+    deploying, candidates = _deploy_until_a_candidate_runs(live, paths)
     deploying.kill()  # kill -9, while start_candidate waits for the candidate
     deploying.wait()
     assert candidates and all(c.is_running() for c in candidates)
@@ -888,16 +892,7 @@ def test_a_deploy_interrupted_while_starting_stops_its_candidate_and_keeps_the_l
     live service is as it was, and nothing of the deployment is left running."""
     import signal
 
-    from tabular_mlops.adapters.net import wait_until
-
-    deploying = _deploy_process(paths, "--force")
-    candidates: list[psutil.Process] = []
-
-    def candidate_started() -> bool:
-        candidates[:] = local_server.stray_processes(paths["state"], MODEL, live_pids(live, paths))
-        return bool(candidates) or deploying.poll() is not None
-
-    assert wait_until(candidate_started, 120, interval=0.05)
+    deploying, candidates = _deploy_until_a_candidate_runs(live, paths)
     deploying.send_signal(signal.SIGINT)  # Ctrl-C, while start_candidate waits for it
     output, _ = deploying.communicate(timeout=120)
     assert deploying.returncode == 1 and "Aborted!" in output, output[-3000:]
