@@ -294,10 +294,10 @@ def ctrl_c_without_the_store() -> None:
     ``SignalHandler._handle`` would read the run and the step, and write their status,
     from within the handler: in the middle of whatever the step was doing.
 
-    Interrupting `train` at a given step 0.05-0.3 s after it started, before: 1 of 8
-    at `promote_model` hung three minutes on ZenML's database and failed with
-    "database is locked"; 2 of 8 went on to the end (the interrupt was lost in a weak
-    reference's clean-up). ZenML's step launcher still marks the step failed, after
+    Interrupting `train` at a given step 0.05-0.3 s after it started, before: of 25
+    interrupts, one hung three minutes on ZenML's database and failed with "database
+    is locked"; four went on to the end (the interrupt was lost in a weak reference's
+    clean-up). ZenML's step launcher still marks the step failed, after
     the interrupted code has rolled its transaction back. An ignored SIGINT (``nohup``,
     ``cmd &`` in a script) stays ignored during steps, which ZenML's handler did not
     honour. SIGTERM (how an orchestrator stops a step, and ZenML's stopped-run
