@@ -12,6 +12,7 @@ from zenml.model_registries.base_model_registry import ModelVersionStage
 from tabular_mlops.adapters.alerts import notify
 from tabular_mlops.adapters.audit import record
 from tabular_mlops.adapters.champion import Champion, find_champion, load_artifact
+from tabular_mlops.adapters.interrupts import ctrl_c_held
 from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.core.config import EvaluationConfig, PromotionConfig
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome, judge
@@ -49,7 +50,10 @@ def promote_model(
     candidate_artifact = context.model.get_artifact("model")
     version = str(context.model.number)
     first_gated_against = champion.version
-    with promotion_lock(name, promotion.stage):
+    # once the lock is taken (a Ctrl-C ends the wait for it), the stage, the registry and
+    # the outcome on the version change together: a Ctrl-C waits for them (half-way, a
+    # production version had no promotion on record, and a rollback to it was refused)
+    with promotion_lock(name, promotion.stage), ctrl_c_held():
         current = find_champion(name, promotion.champion_stage)
         if decision.approved and current.model_version_id != champion.model_version_id:
             logger.info(
@@ -72,25 +76,25 @@ def promote_model(
                 registry.update_model_version(
                     name=name, version=registry_version, stage=REGISTRY_STAGES[promotion.stage]
                 )
-    outcome = PromotionOutcome(
-        promoted=not reason,
-        stage=promotion.stage,
-        model_version=version,
-        reason=reason,
-        gated_against=champion.version,
-    )
-    log_metadata(
-        metadata={
-            "promotion": str(outcome),
-            "gated_against": champion.version or "none",
-            # differs from gated_against when another run promoted in between
-            "first_gated_against": first_gated_against or "none",
-        },
-        infer_model=True,
-    )
-    if outcome.promoted:  # by the gates: the audit trail of the stack's environment
-        record(Client().active_stack.name, "promote", name, version,
-               stage=promotion.stage, gated_against=champion.version or "none")  # fmt: skip
+        outcome = PromotionOutcome(
+            promoted=not reason,
+            stage=promotion.stage,
+            model_version=version,
+            reason=reason,
+            gated_against=champion.version,
+        )
+        log_metadata(
+            metadata={
+                "promotion": str(outcome),
+                "gated_against": champion.version or "none",
+                # differs from gated_against when another run promoted in between
+                "first_gated_against": first_gated_against or "none",
+            },
+            infer_model=True,
+        )
+        if outcome.promoted:  # by the gates: the audit trail of the stack's environment
+            record(Client().active_stack.name, "promote", name, version,
+                   stage=promotion.stage, gated_against=champion.version or "none")  # fmt: skip
     logger.info("model version %s: %s", version, outcome)
     if not decision.approved:
         notify(Client().active_stack, f"model '{name}' version {version} {outcome}")
