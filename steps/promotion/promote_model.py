@@ -51,8 +51,8 @@ def promote_model(
     version = str(context.model.number)
     first_gated_against = champion.version
     # once the lock is taken (a Ctrl-C ends the wait for it), the stage, the registry and
-    # the outcome on the version change together: a Ctrl-C waits for them (half-way, a
-    # production version had no promotion on record, and a rollback to it was refused)
+    # the outcome on the version change together: a Ctrl-C waits for them (cut half-way, a
+    # production version could be left with no promotion on record, refused as a rollback)
     with promotion_lock(name, promotion.stage), ctrl_c_held():
         current = find_champion(name, promotion.champion_stage)
         if decision.approved and current.model_version_id != champion.model_version_id:

@@ -201,93 +201,6 @@ def skip_bentoml_integration() -> None:
     BentoMLIntegration.activate = classmethod(lambda cls: None)  # type: ignore[method-assign,assignment]
 
 
-#: where an exception raised by a signal handler is printed as "ignored" and lost: the
-#: interrupted Python code is a callback the interpreter calls from C
-_CALLBACK_FILES = ("weakref.py", "_weakrefset.py")
-#: code that may hold a database transaction open: ZenML's and MLflow's stores, SQLAlchemy
-_STORE_CODE = tuple(
-    f"{os.sep}{part}{os.sep}"
-    for part in (
-        "sqlalchemy",
-        "sqlite3",
-        "alembic",
-        "sqlmodel",
-        "zen_stores",
-        f"mlflow{os.sep}store",
-    )
-)
-#: how long a Ctrl-C waits for the database call it landed in to end, at most
-INTERRUPT_DEFER_SECONDS = 5.0
-#: when the Ctrl-C now deferred arrived; whether its re-delivery is on its way
-_first_deferred: list[float] = []
-_redelivery: list[int] = []
-
-
-def _in_callback_or_store(frame: Any) -> bool:
-    """Whether the interrupted code is a database call, or runs inside a callback the
-    interpreter calls from C (a weak reference's clean-up, a ``__del__``)."""
-    while frame is not None:
-        code = frame.f_code
-        if (
-            code.co_filename.endswith(_CALLBACK_FILES)
-            or code.co_name == "__del__"
-            or any(part in code.co_filename for part in _STORE_CODE)
-        ):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _redeliver(thread: int, signum: int) -> None:
-    import signal
-    import time
-
-    time.sleep(0.01)
-    signal.pthread_kill(thread, signum)
-
-
-def deferred_interrupt(signum: int, frame: Any) -> None:
-    """SIGINT's handler while a command runs: ``KeyboardInterrupt``, as Python's own, but
-    never inside a database call nor inside a callback the interpreter calls from C.
-
-    Raised inside a call to ZenML's or MLflow's SQLite store, the interrupt left that
-    call's transaction open while the clean-up that follows wrote through another
-    connection: the command waited out SQLite's timeout (20 s for MLflow's database,
-    three minutes for ZenML's) and failed with "database is locked". Raised inside a
-    weak reference's clean-up, it was printed as "Exception ignored" and lost, and the
-    run went on to the end. In either place the signal is handed to the main thread
-    again 10 ms later (a bare thread: no lock of ``threading``'s is taken in a signal
-    handler), for at most ``INTERRUPT_DEFER_SECONDS`` from the key press. Inside a
-    block that holds Ctrl-C (``interrupts.ctrl_c_held``), it is raised when the block
-    ends, or at once when pressed again."""
-    import _thread
-    import threading
-    import time
-
-    from tabular_mlops.adapters.interrupts import held
-
-    redelivered = bool(_redelivery)
-    _redelivery.clear()
-    if held(fresh=not redelivered):  # raised when the block that holds it ends
-        _first_deferred.clear()
-        return
-    now = time.monotonic()
-    if not redelivered or not _first_deferred:
-        _first_deferred[:] = [now]  # a key press of its own: its own clock
-    main = threading.main_thread().ident
-    if (
-        frame is not None
-        and main is not None
-        and now - _first_deferred[0] < INTERRUPT_DEFER_SECONDS
-        and _in_callback_or_store(frame)
-    ):
-        _redelivery.append(1)
-        _thread.start_new_thread(_redeliver, (main, signum))
-        return
-    _first_deferred.clear()
-    raise KeyboardInterrupt
-
-
 def ctrl_c_without_the_store() -> None:
     """Ctrl-C (SIGINT) raises ``KeyboardInterrupt`` as in any Python program, outside any
     database call (``deferred_interrupt``), also during a step, where ZenML 0.98's
@@ -306,6 +219,8 @@ def ctrl_c_without_the_store() -> None:
     import threading
 
     from zenml.orchestrators.signal_handler import SignalHandler
+
+    from tabular_mlops.adapters.interrupts import deferred_interrupt
 
     if (
         threading.current_thread() is threading.main_thread()

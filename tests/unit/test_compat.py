@@ -291,35 +291,35 @@ def test_a_ctrl_c_inside_a_database_call_is_raised_once_the_call_is_over(monkeyp
     import signal
     import time
 
-    from tabular_mlops.adapters import compat
+    from tabular_mlops.adapters import interrupts
 
     store = _frame("/x/site-packages/sqlalchemy/engine/base.py", _frame("/x/steps/register.py"))
     in_step = _frame("/x/steps/train.py", _frame("/x/zenml/orchestrators/step_runner.py"))
     callback = _frame("/usr/lib/python3.11/weakref.py")
-    previous = signal.signal(signal.SIGINT, compat.deferred_interrupt)
+    previous = signal.signal(signal.SIGINT, interrupts.deferred_interrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
-            compat.deferred_interrupt(signal.SIGINT, in_step)
+            interrupts.deferred_interrupt(signal.SIGINT, in_step)
         for frame in (store, callback):
             started = time.monotonic()
             with pytest.raises(KeyboardInterrupt):
-                assert compat.deferred_interrupt(signal.SIGINT, frame) is None
+                assert interrupts.deferred_interrupt(signal.SIGINT, frame) is None
                 time.sleep(5)  # the signal comes back, out of the database call: here
             assert time.monotonic() - started < 2
         # a database call that does not end within the bound is interrupted all the same
         # (the re-delivery of a key press that long ago)
-        waited = compat.INTERRUPT_DEFER_SECONDS + 1
-        monkeypatch.setattr(compat, "_first_deferred", [time.monotonic() - waited])
-        monkeypatch.setattr(compat, "_redelivery", [1])
+        waited = interrupts.INTERRUPT_DEFER_SECONDS + 1
+        monkeypatch.setattr(interrupts, "_first_deferred", [time.monotonic() - waited])
+        monkeypatch.setattr(interrupts, "_redelivery", [1])
         with pytest.raises(KeyboardInterrupt):
-            compat.deferred_interrupt(signal.SIGINT, store)
-        assert compat._first_deferred == [] and compat._redelivery == []
+            interrupts.deferred_interrupt(signal.SIGINT, store)
+        assert interrupts._first_deferred == [] and interrupts._redelivery == []
         # a fresh key press has its own clock, however long ago an earlier one came
-        monkeypatch.setattr(compat, "_first_deferred", [time.monotonic() - waited])
+        monkeypatch.setattr(interrupts, "_first_deferred", [time.monotonic() - waited])
         with pytest.raises(KeyboardInterrupt):
-            assert compat.deferred_interrupt(signal.SIGINT, store) is None
+            assert interrupts.deferred_interrupt(signal.SIGINT, store) is None
             time.sleep(5)
-        assert f"{os.sep}zen_stores{os.sep}" in compat._STORE_CODE
+        assert f"{os.sep}zen_stores{os.sep}" in interrupts._STORE_CODE
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -367,10 +367,10 @@ def test_a_ctrl_c_during_a_held_block_is_raised_when_the_block_is_done():
     import signal
     import time
 
-    from tabular_mlops.adapters import compat
+    from tabular_mlops.adapters import interrupts
     from tabular_mlops.adapters.interrupts import ctrl_c_held
 
-    previous = signal.signal(signal.SIGINT, compat.deferred_interrupt)
+    previous = signal.signal(signal.SIGINT, interrupts.deferred_interrupt)
     done = []
     try:
         with pytest.raises(KeyboardInterrupt), ctrl_c_held():
