@@ -26,7 +26,12 @@ from tabular_mlops.core.pages import distributions_svg, number, page, table
 if TYPE_CHECKING:
     from zenml.data_validators import BaseDataValidator
 
-Preset = Literal["DataDriftPreset", "DataQualityPreset"]
+#: what a report may run: drift (per column, against the reference), the dataset's summary
+#: (rows, columns, missing values, constant, empty and duplicated columns and rows: what
+#: the page shows), or Evidently's whole quality preset (a summary and charts per column
+#: and the correlations on top: 1.3 CPU-s against 0.1 s for the 31 columns of the default
+#: data, none of it read by a gate or the page)
+Preset = Literal["DataDriftPreset", "DatasetSummaryMetric", "DataQualityPreset"]
 
 
 class NoDataValidatorError(RuntimeError):
@@ -47,7 +52,7 @@ def build_report(
     reference: pd.DataFrame | None,
     title: str,
     artifact: str,
-    presets: Sequence[Preset] = ("DataDriftPreset", "DataQualityPreset"),
+    presets: Sequence[Preset] = ("DataDriftPreset", "DatasetSummaryMetric"),
     target: str | None = None,
     prediction: str | None = None,
 ) -> DataReport:
@@ -66,7 +71,7 @@ def build_report(
     from zenml.integrations.evidently.metrics import EvidentlyMetricConfig
 
     if reference is None:
-        presets = [p for p in presets if p != "DataDriftPreset"] or ["DataQualityPreset"]
+        presets = [p for p in presets if p != "DataDriftPreset"] or ["DatasetSummaryMetric"]
     else:  # columns only one side has are the schema check's business, not drift's
         shared = [c for c in reference.columns if c in current.columns]
         reference, current = reference[shared], current[shared]

@@ -14,12 +14,20 @@ store locally, from the bento's own ``models/`` in the container image.
 Supervision: uvicorn's supervisor restarts a worker that dies, and each worker
 leaves as soon as its supervisor is gone (``kill -9`` included), so no worker
 ever serves on alone.
+
+Workers are forked, not spawned: the supervisor imports what a worker needs (the
+app, scikit-learn, the model's own classes) once, and each worker, at the start or
+when it is restarted, loads only the model file. uvicorn spawns a fresh interpreter
+per worker, which imported all of it again: 2.3-2.5 CPU-s per worker for the
+default model (``bench/server_start.py``). ``TABULAR_SERVER_WORKER_START=spawn``
+starts them as uvicorn does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -36,7 +44,12 @@ from tabular_mlops.core.threads import THREAD_POOL_ENVS
 from tabular_mlops.serving.stable import STABLE_DIR_ENV
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from multiprocessing.context import ForkProcess
+    from socket import socket
+
     from fastapi import FastAPI
+    from uvicorn import Config
     from uvicorn.supervisors import Multiprocess
 
 logger = logging.getLogger(__name__)
@@ -50,6 +63,9 @@ LEAVING = threading.Event()
 WORKER_HEALTHCHECK_SECONDS = 30
 #: how long a worker that refused its model file waits before it exits (and is restarted)
 REFUSED_MODEL_PAUSE_SECONDS = 5.0
+#: "spawn": start each worker as a fresh interpreter, as uvicorn does (where forking a
+#: process that has imported the model's libraries is not safe)
+WORKER_START_ENV = "TABULAR_SERVER_WORKER_START"
 #: what a relative ``model_dir`` is taken from: the bento's root (a BentoML image sets it)
 BENTO_PATH_ENV = "BENTO_PATH"
 
@@ -70,6 +86,17 @@ def command(python: str, host: str, port: int) -> list[str]:
     return [python, "-m", "tabular_mlops.serving.server", host, str(port)]
 
 
+def model_directory(settings: ServingSettings) -> Path:
+    """Where the model's files are: the model store's directory, or in the image the
+    bento's own copy of it."""
+    if settings.model_dir is None:
+        raise SystemExit(f"{SETTINGS_ENV} has no model_dir: start this through the deployment")
+    model_dir = Path(settings.model_dir)
+    if not model_dir.is_absolute():
+        model_dir = Path(os.environ.get(BENTO_PATH_ENV, ".")) / model_dir
+    return model_dir
+
+
 def app_factory() -> FastAPI:
     """The app with its model loaded: called by uvicorn in every worker."""
     # here, not at the top: the deployment imports this module for `command` alone
@@ -77,11 +104,7 @@ def app_factory() -> FastAPI:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = ServingSettings.model_validate_json(os.environ[SETTINGS_ENV])
-    if settings.model_dir is None:
-        raise SystemExit(f"{SETTINGS_ENV} has no model_dir: start this through the deployment")
-    model_dir = Path(settings.model_dir)
-    if not model_dir.is_absolute():  # in the image: the bento's own copy of the model
-        model_dir = Path(os.environ.get(BENTO_PATH_ENV, ".")) / model_dir
+    model_dir = model_directory(settings)
     spec = ServingSpec.model_validate_json((model_dir / "spec.json").read_text())
     app = create_app(spec, settings)
     try:
@@ -177,10 +200,69 @@ def main() -> None:
     if settings.workers == 1:
         uvicorn.run("tabular_mlops.serving.server:app_factory", **options)
         return
+    if os.environ.get(WORKER_START_ENV) != "spawn":
+        preload(settings)
+        fork_workers()
     config = uvicorn.Config("tabular_mlops.serving.server:app_factory", **options)
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     stop_at_once(supervisor)
     supervisor.run()
+
+
+def preload(settings: ServingSettings) -> None:
+    """Import, in the supervisor, everything its forked workers need: the app, the
+    scoring and explaining code, and the model's own classes (unpickling the model once
+    imports them; the model itself is dropped, each worker loads its own). A model file
+    that fails its check is not unpickled here: the workers refuse it, as before."""
+    import joblib
+
+    from tabular_mlops.core.explain import Explainer, NotExplainableError
+    from tabular_mlops.core.files import check_model_file
+    from tabular_mlops.core.scoring import FastModel  # noqa: F401  (imported for the workers)
+    from tabular_mlops.serving import app  # noqa: F401
+
+    model_file = model_directory(settings) / "model.pkl"
+    if not settings.model_sha256 or not model_file.is_file():
+        return
+    try:
+        with model_file.open("rb") as stream:  # a pickle is code: checked before it is loaded
+            check_model_file(stream, settings.model_sha256, "the model", str(model_file))
+    except ModelFileChangedError:
+        return
+    with contextlib.suppress(NotExplainableError):
+        Explainer(joblib.load(model_file))
+
+
+def fork_workers() -> None:
+    """Have uvicorn's supervisor fork its workers from this process instead of spawning
+    fresh interpreters (uvicorn 0.54 creates each one through its module's private
+    ``get_subprocess``; ``tests/unit/test_serving_logic.py`` fails by name if that
+    changes). A forked worker first puts back the signal handlers a new interpreter
+    has: the supervisor's own would queue a worker's signals for the supervisor."""
+    from uvicorn.supervisors import multiprocess
+
+    multiprocess.get_subprocess = forked_worker  # type: ignore[assignment]  # a ForkProcess
+
+
+_FORK = multiprocessing.get_context("fork")
+
+
+def forked_worker(
+    config: Config, target: Callable[..., None], sockets: list[socket]
+) -> ForkProcess:
+    """``uvicorn._subprocess.get_subprocess``, forking."""
+    return _FORK.Process(target=_run_worker, args=(config, target, sockets))
+
+
+def _run_worker(config: Config, target: Callable[..., None], sockets: list[socket]) -> None:
+    from uvicorn.supervisors.multiprocess import SIGNALS
+
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    config.configure_logging()
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn's: the supervisor asked
+        target(sockets=sockets)
 
 
 def stop_at_once(supervisor: Multiprocess) -> None:

@@ -576,10 +576,7 @@ def test_a_model_file_changed_after_approval_is_never_loaded(live, paths, rows, 
     log = Path(live.runs_as.log_file)
     try:
         copy.write_bytes(swapped)
-        workers = [
-            child for child in psutil.Process(live.runs_as.pid).children()
-            if "spawn_main" in " ".join(child.cmdline())
-        ]  # fmt: skip
+        workers = psutil.Process(live.runs_as.pid).children()  # forked: nothing else
         workers[0].kill()  # kill -9: uvicorn starts another, which loads the model
         assert wait_until(lambda: bad in log.read_text(errors="replace"), 30), log.read_text()
         for _ in range(10):  # the worker that kept its model answers
@@ -589,6 +586,27 @@ def test_a_model_file_changed_after_approval_is_never_loaded(live, paths, rows, 
     # with the file back, the worker started again serves too
     assert wait_until(lambda: log.read_text().count(f" serves {MODEL} version") >= 3, 60)
     assert "refused its model" in log.read_text()
+
+
+def test_a_worker_told_to_stop_is_replaced_and_its_supervisor_serves_on(live, rows):
+    """Workers are forked from their supervisor (``serving/server.py``), which imported
+    what they need: a signal to one worker is that worker's alone (inherited, the
+    supervisor's handlers would have stopped the whole service), and its replacement is
+    forked, not a fresh interpreter importing everything again."""
+    import os
+    import signal
+
+    supervisor = psutil.Process(live.runs_as.pid)
+    workers = {child.pid for child in supervisor.children()}
+    assert len(workers) == 2
+    victim = min(workers)
+    os.kill(victim, signal.SIGTERM)
+    assert wait_until(lambda: len({c.pid for c in supervisor.children()} - {victim}) == 2, 30)
+    assert supervisor.is_running() and supervisor.status() != psutil.STATUS_ZOMBIE
+    (new,) = {c.pid for c in supervisor.children()} - workers
+    assert psutil.Process(new).cmdline() == supervisor.cmdline()  # forked, not spawned
+    for _ in range(10):
+        assert post(live, json.dumps({"rows": rows[:1]})).status_code == 200
 
 
 def test_a_changed_port_never_moves_the_address_from_under_its_clients(live, paths, rows, tmp_path):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -1214,3 +1215,19 @@ def test_evidence_keeps_each_writers_order_when_the_clock_was_set_back(tmp_path)
         handle.write("{torn\n")
     order = [line["id"] for line in read_evidence(tmp_path, "routing", "e")]
     assert order == ["a1", "b1", "a2", "a3 (clock set back)"]
+
+
+def test_uvicorns_supervisor_still_creates_each_worker_through_get_subprocess():
+    """``serving/server.fork_workers`` replaces uvicorn 0.54's private ``get_subprocess``
+    (which spawns) with one that forks; on an upgrade that moves it, this names it."""
+    import inspect
+
+    from uvicorn.supervisors import multiprocess
+
+    assert "get_subprocess(config, self.target, sockets)" in inspect.getsource(
+        multiprocess.Process.__init__
+    ), "uvicorn no longer creates its workers through get_subprocess: see fork_workers"
+    assert list(inspect.signature(multiprocess.get_subprocess).parameters) == [
+        "config", "target", "sockets",
+    ]  # fmt: skip
+    assert signal.SIGTERM in multiprocess.SIGNALS  # a forked worker puts these back
