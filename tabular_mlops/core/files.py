@@ -43,8 +43,21 @@ class ModelFileChangedError(RuntimeError):
 def check_model_file(stream: BinaryIO, expected: str, what: str, where: str) -> None:
     """Refuse (:class:`ModelFileChangedError`) a model file whose content hash is not
     ``expected``: ``what`` names the model and version, ``where`` the file. A pickled
-    model is code, so this runs before it is loaded, never after."""
-    actual = sha256_of(stream)
+    model is code, so this runs before it is loaded, never after; the loader must then
+    check again what it reads (ZenML's materializer does), or load :func:`checked_bytes`."""
+    _refuse_unless(sha256_of(stream), expected, what, where)
+
+
+def checked_bytes(stream: BinaryIO, expected: str, what: str, where: str) -> bytes:
+    """The bytes of a model file, once they hash to ``expected`` (else as
+    :func:`check_model_file`): load these, not the file again. Hashing the file and
+    then loading it by its path let a file swapped in between be unpickled unchecked."""
+    data = stream.read()
+    _refuse_unless(hashlib.sha256(data).hexdigest(), expected, what, where)
+    return data
+
+
+def _refuse_unless(actual: str, expected: str, what: str, where: str) -> None:
     if actual != expected:
         raise ModelFileChangedError(
             f"{what}: the model file {where} has sha256 {actual}, but {expected} was "

@@ -17,6 +17,7 @@ Error bodies list at most ``MAX_LISTED_PROBLEMS`` problems and count the rest.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -33,7 +34,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from tabular_mlops.core.files import check_model_file
+from tabular_mlops.core.files import checked_bytes
 from tabular_mlops.core.log_policy import masker
 from tabular_mlops.core.problems import (
     DuplicateKeyError,
@@ -643,15 +644,16 @@ def load_model(app: FastAPI, spec: ServingSpec, settings: ServingSettings, model
     from tabular_mlops.core.scoring import FastModel, PipelineScorer
 
     model_file = model_dir / "model.pkl"
-    if settings.model_sha256:
-        with model_file.open("rb") as stream:  # a pickle is code: checked before it is loaded
-            check_model_file(
+    with model_file.open("rb") as stream:  # a pickle is code: checked before it is loaded
+        if settings.model_sha256:
+            data = checked_bytes(
                 stream, settings.model_sha256,
                 f"model '{spec.model_name}' version {spec.model_version}", str(model_file),
             )  # fmt: skip
-    else:
-        logger.warning("%s: packaged before its hash was recorded; redeploy it", model_file)
-    pipeline = joblib.load(model_file)
+        else:
+            logger.warning("%s: packaged before its hash was recorded; redeploy it", model_file)
+            data = stream.read()
+    pipeline = joblib.load(io.BytesIO(data))  # the bytes checked, not the file read again
     names = [feature.name for feature in spec.features]
     scorer = FastModel if settings.fast_path else PipelineScorer
     log_dir = settings.inference_log_dir

@@ -214,10 +214,12 @@ def preload(settings: ServingSettings) -> None:
     scoring and explaining code, and the model's own classes (unpickling the model once
     imports them; the model itself is dropped, each worker loads its own). A model file
     that fails its check is not unpickled here: the workers refuse it, as before."""
+    import io
+
     import joblib
 
     from tabular_mlops.core.explain import Explainer, NotExplainableError
-    from tabular_mlops.core.files import check_model_file
+    from tabular_mlops.core.files import checked_bytes
     from tabular_mlops.core.scoring import FastModel  # noqa: F401  (imported for the workers)
     from tabular_mlops.serving import app  # noqa: F401
 
@@ -226,11 +228,11 @@ def preload(settings: ServingSettings) -> None:
         return
     try:
         with model_file.open("rb") as stream:  # a pickle is code: checked before it is loaded
-            check_model_file(stream, settings.model_sha256, "the model", str(model_file))
+            data = checked_bytes(stream, settings.model_sha256, "the model", str(model_file))
     except ModelFileChangedError:
         return
     with contextlib.suppress(NotExplainableError):
-        Explainer(joblib.load(model_file))
+        Explainer(joblib.load(io.BytesIO(data)))
 
 
 def fork_workers() -> None:
@@ -244,14 +246,46 @@ def fork_workers() -> None:
     multiprocess.get_subprocess = forked_worker  # type: ignore[assignment]  # a ForkProcess
 
 
-_FORK = multiprocessing.get_context("fork")
+#: the signal mask the supervisor had before it blocked its signals for a fork
+_MASK_BEFORE_FORK: list[set[int | signal.Signals]] = []
+#: the supervisor's stop-at-once pipe (``stop_at_once``): not a worker's to hold
+_WAKE_FDS: list[int] = []
+
+
+class _ForkedWorker(multiprocessing.context.ForkProcess):
+    """Forked with the supervisor's signals blocked: a signal that reaches the new worker
+    before it has put back a new interpreter's handlers waits for them, instead of
+    running the supervisor's (which ignored a SIGTERM there, and the supervisor, already
+    stopping, waited for that worker for ever).
+
+    Once forked, the supervisor closes its copy of the worker's end of the health-check
+    pipe (uvicorn kept it open): a worker that dies while the supervisor pings it is
+    then seen dead at once, not after the ping's whole timeout (30 s, a restart that
+    long on one of every few kills)."""
+
+    #: uvicorn's ``Process`` whose ``target`` this runs
+    uvicorn_process: Any = None
+
+    def start(self) -> None:
+        from uvicorn.supervisors.multiprocess import SIGNALS
+
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        _MASK_BEFORE_FORK[:] = [before]  # the child's copy is what it unblocks to
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        with contextlib.suppress(AttributeError, OSError):
+            self.uvicorn_process.child_conn.close()
 
 
 def forked_worker(
     config: Config, target: Callable[..., None], sockets: list[socket]
 ) -> ForkProcess:
     """``uvicorn._subprocess.get_subprocess``, forking."""
-    return _FORK.Process(target=_run_worker, args=(config, target, sockets))
+    process = _ForkedWorker(target=_run_worker, args=(config, target, sockets))
+    process.uvicorn_process = getattr(target, "__self__", None)
+    return process
 
 
 def _run_worker(config: Config, target: Callable[..., None], sockets: list[socket]) -> None:
@@ -260,6 +294,10 @@ def _run_worker(config: Config, target: Callable[..., None], sockets: list[socke
     for number in SIGNALS:
         signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    for descriptor in _WAKE_FDS:
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    signal.pthread_sigmask(signal.SIG_SETMASK, _MASK_BEFORE_FORK[0] if _MASK_BEFORE_FORK else ())
     config.configure_logging()
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn's: the supervisor asked
         target(sockets=sockets)
@@ -274,6 +312,7 @@ def stop_at_once(supervisor: Multiprocess) -> None:
     reading it sets the loop's event. Setting the event in the handler itself could
     wait for ever on the event's lock when the signal lands while the loop holds it."""
     wake_read, wake_write = os.pipe()
+    _WAKE_FDS[:] = [wake_read, wake_write]
     os.set_blocking(wake_write, False)
 
     def wake() -> None:

@@ -3,6 +3,7 @@ the contract, the address across releases, supervision, and schemathesis against
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -865,15 +866,27 @@ def _deploy_process(paths, *extra: str):
 
 
 def _deploy_until_a_candidate_runs(live, paths) -> tuple[subprocess.Popen, list[psutil.Process]]:
-    """``deploy --force`` in a process of its own, once its candidate runs (or it ended)."""
+    """``deploy --force`` in a process of its own, once its candidate's server runs (or it
+    ended). The candidate is the deploy's own child: looked for there, every 20 ms, not
+    in a scan of every process on the machine, which on a loaded one took longer than
+    the candidate's start (forked workers: about two seconds) and missed it."""
     deploying = _deploy_process(paths, "--force")
+    command = psutil.Process(deploying.pid)
     candidates: list[psutil.Process] = []
 
+    def is_server(process: psutil.Process) -> bool:
+        try:
+            return "tabular_mlops.serving.server" in " ".join(process.cmdline())
+        except psutil.Error:  # a child that has just exited
+            return False
+
     def candidate_started() -> bool:
-        candidates[:] = local_server.stray_processes(paths["state"], MODEL, live_pids(live, paths))
+        with contextlib.suppress(psutil.Error):
+            candidates[:] = [child for child in command.children() if is_server(child)]
         return bool(candidates) or deploying.poll() is not None
 
-    assert wait_until(candidate_started, 120, interval=0.05)
+    assert wait_until(candidate_started, 120, interval=0.02)
+    assert candidates, "the deploy ended before its candidate was seen"
     return deploying, candidates
 
 

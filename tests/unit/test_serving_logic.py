@@ -1231,3 +1231,36 @@ def test_uvicorns_supervisor_still_creates_each_worker_through_get_subprocess():
         "config", "target", "sockets",
     ]  # fmt: skip
     assert signal.SIGTERM in multiprocess.SIGNALS  # a forked worker puts these back
+    # the supervisor closes its copy of the worker's end of the health-check pipe
+    assert "self.child_conn.recv()" in inspect.getsource(multiprocess.Process.pong)
+
+
+def test_a_forked_worker_gets_a_new_interpreters_handlers_and_the_supervisor_no_pipe_end():
+    """What ``serving/server.forked_worker`` promises, on a real fork: the worker runs
+    with the default SIGTERM handler (not the supervisor's), the supervisor's signal
+    mask is as it was, and the supervisor holds no copy of the worker's end of the
+    health-check pipe (so a dead worker is seen at once, not after the ping's timeout)."""
+    from multiprocessing import Pipe
+    from types import SimpleNamespace
+
+    from tabular_mlops.serving.server import forked_worker
+
+    class Worker:  # the part of uvicorn's Process the fork uses
+        def __init__(self) -> None:
+            self.parent_conn, self.child_conn = Pipe()
+
+        def target(self, sockets: list) -> None:
+            self.child_conn.send(repr(signal.getsignal(signal.SIGTERM)))
+
+    worker = Worker()
+    supervisors = signal.signal(signal.SIGTERM, lambda *_: None)  # as uvicorn's supervisor
+    try:
+        process = forked_worker(SimpleNamespace(configure_logging=lambda: None), worker.target, [])
+        process.start()
+        assert worker.child_conn.closed
+        assert worker.parent_conn.poll(30) and worker.parent_conn.recv() == repr(signal.SIG_DFL)
+        process.join(30)
+        assert process.exitcode == 0
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.signal(signal.SIGTERM, supervisors)
