@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loop_vs_template import ROOT, isolated_env, kill_leftovers, run
+from loop_vs_template import ROOT, kill_leftovers, private_home, run
 
 PYTHON = sys.executable
 
@@ -29,11 +28,7 @@ PYTHON = sys.executable
 @click.command()
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 50))
 def main(rounds: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-deploy-") as scratch:
-        home = Path(scratch)
-        env = isolated_env(home, repository=home / "repo")
-        env["TABULAR_MLOPS_STATE_DIR"] = str(home / "state")
-        log = home / "commands.log"
+    with private_home("bench-deploy-") as (home, env, log):
         cli = [PYTHON, "run.py"]
         try:
             click.echo("training once ...", err=True)

@@ -35,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +131,17 @@ def isolated_env(home: Path, repository: Path | None = None) -> dict[str, str]:
         repository.mkdir(parents=True, exist_ok=True)
         env["ZENML_REPOSITORY_PATH"] = str(repository)
     return env
+
+
+@contextmanager
+def private_home(prefix: str) -> Iterator[tuple[Path, dict[str, str], Path]]:
+    """A temporary home for one bench: its directory, an environment with a private ZenML
+    store, BentoML home and state directory in it, and the file the commands log to."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        home = Path(scratch)
+        env = isolated_env(home, repository=home / "repo")
+        env["TABULAR_MLOPS_STATE_DIR"] = str(home / "state")
+        yield home, env, home / "commands.log"
 
 
 def run(

@@ -30,7 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loop_vs_template import ROOT, isolated_env, kill_leftovers, machine, run
+from loop_vs_template import ROOT, kill_leftovers, machine, private_home, run
 from serving import find_wrk, run_wrk
 
 sys.path.insert(0, str(ROOT))
@@ -111,13 +111,9 @@ def main(rounds: int) -> None:
     from tabular_mlops.adapters.sources import load_dataset
     from tabular_mlops.core.config import DataSourceConfig
 
-    with tempfile.TemporaryDirectory(prefix="bench-start-") as scratch:
-        home = Path(scratch)
-        env = isolated_env(home, repository=home / "repo")
+    with private_home("bench-start-") as (home, env, log):
         state = home / "state"
-        env["TABULAR_MLOPS_STATE_DIR"] = str(state)
         env["TABULAR_MLOPS_WARM"] = "0"
-        log = home / "commands.log"
         cli = [PYTHON, "run.py"]
         named = ["--set", f"model.name={MODEL}"]
         wrk = find_wrk()

@@ -16,7 +16,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -24,7 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loop_vs_template import ROOT, isolated_env, kill_leftovers, run
+from loop_vs_template import ROOT, kill_leftovers, private_home, run
 from serving import find_wrk, run_wrk
 
 from tabular_mlops.adapters.net import free_port
@@ -43,10 +42,7 @@ def main(rounds: int, seconds: float) -> None:
     cores = str(os.cpu_count() or 1)
     row = load_breast_cancer(as_frame=True).frame.drop(columns=["target"]).iloc[0].to_dict()
     body = json.dumps({"rows": [row]})
-    with tempfile.TemporaryDirectory(prefix="bench-threads-") as scratch:
-        home = Path(scratch)
-        env = isolated_env(home, repository=home / "repo")
-        env["TABULAR_MLOPS_STATE_DIR"] = str(home / "state")
+    with private_home("bench-threads-") as (home, env, log):
         for name in THREAD_POOL_ENVS:
             env.pop(name, None)
         port = free_port()
@@ -54,7 +50,6 @@ def main(rounds: int, seconds: float) -> None:
         dev["stack"]["components"]["model_deployer"]["configuration"].update(port=port, workers=2)
         environment = home / "dev.yaml"
         environment.write_text(yaml.safe_dump(dev, sort_keys=False))
-        log = home / "commands.log"
         cli = [sys.executable, "run.py"]
         common = ["--env", str(environment), "--set", f"model.name={MODEL}"]
         results: dict[str, list[tuple[float, float]]] = {}
