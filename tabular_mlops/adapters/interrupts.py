@@ -61,19 +61,18 @@ _first_deferred: list[float] = []
 _redelivery: list[int] = []
 
 
-def _in_callback_or_store(frame: Any) -> bool:
-    """Whether the interrupted code is a database call, or runs inside a callback the
-    interpreter calls from C (a weak reference's clean-up, a ``__del__``)."""
+def _where(frame: Any) -> tuple[bool, bool]:
+    """Whether the interrupted code runs inside a callback the interpreter calls from C (a
+    weak reference's clean-up, a ``__del__``), and whether inside a database call."""
+    in_callback = in_store = False
     while frame is not None:
         code = frame.f_code
-        if (
-            code.co_filename.endswith(_CALLBACK_FILES)
-            or code.co_name == "__del__"
-            or any(part in code.co_filename for part in _STORE_CODE)
-        ):
-            return True
+        in_callback = in_callback or (
+            code.co_filename.endswith(_CALLBACK_FILES) or code.co_name == "__del__"
+        )
+        in_store = in_store or any(part in code.co_filename for part in _STORE_CODE)
         frame = frame.f_back
-    return False
+    return in_callback, in_store
 
 
 def deferred_interrupt(signum: int, frame: Any) -> None:
@@ -87,7 +86,10 @@ def deferred_interrupt(signum: int, frame: Any) -> None:
     weak reference's clean-up, it was printed as "Exception ignored" and lost, and the
     run went on to the end. In either place the signal is handed to the main thread
     again 10 ms later (a bare thread: no lock of ``threading``'s is taken in a signal
-    handler), for at most ``INTERRUPT_DEFER_SECONDS`` from the key press. Inside a
+    handler): out of a database call for at most ``INTERRUPT_DEFER_SECONDS`` from the
+    key press, out of a callback always (on a loaded machine a store call outlasted the
+    bound, and the interrupt raised then landed in SQLAlchemy's clean-up and was lost:
+    the run went on to the end, once in a suite run on an overloaded machine). Inside a
     block that holds Ctrl-C (``ctrl_c_held``), it is raised when the block
     ends, or at once when pressed again."""
     redelivered = bool(_redelivery)
@@ -99,11 +101,10 @@ def deferred_interrupt(signum: int, frame: Any) -> None:
     if not redelivered or not _first_deferred:
         _first_deferred[:] = [now]  # a key press of its own: its own clock
     main = threading.main_thread().ident
-    if (
-        frame is not None
-        and main is not None
-        and now - _first_deferred[0] < INTERRUPT_DEFER_SECONDS
-        and _in_callback_or_store(frame)
+    in_callback, in_store = _where(frame)
+    # raised in a callback it is lost, however long ago the key was pressed: handed back
+    if main is not None and (
+        in_callback or (in_store and now - _first_deferred[0] < INTERRUPT_DEFER_SECONDS)
     ):
         _redelivery.append(1)
         _thread.start_new_thread(press_again, (main, signum))

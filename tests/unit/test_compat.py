@@ -314,6 +314,13 @@ def test_a_ctrl_c_inside_a_database_call_is_raised_once_the_call_is_over(monkeyp
         with pytest.raises(KeyboardInterrupt):
             interrupts.deferred_interrupt(signal.SIGINT, store)
         assert interrupts._first_deferred == [] and interrupts._redelivery == []
+        # but never inside a callback, where it would be lost: handed back again
+        cleanup = _frame("/usr/lib/python3.11/weakref.py", store)
+        monkeypatch.setattr(interrupts, "_first_deferred", [time.monotonic() - waited])
+        monkeypatch.setattr(interrupts, "_redelivery", [1])
+        with pytest.raises(KeyboardInterrupt):
+            assert interrupts.deferred_interrupt(signal.SIGINT, cleanup) is None
+            time.sleep(5)
         # a fresh key press has its own clock, however long ago an earlier one came
         monkeypatch.setattr(interrupts, "_first_deferred", [time.monotonic() - waited])
         with pytest.raises(KeyboardInterrupt):
