@@ -639,21 +639,13 @@ def count_logged(outcome: str, rows: int) -> None:
 def load_model(app: FastAPI, spec: ServingSpec, settings: ServingSettings, model_dir: Path) -> str:
     """Load the model from its directory in the model store and bind it with the
     inference log; returns which scoring path serves (numpy or the pipeline)."""
-    import joblib
 
     from tabular_mlops.core.scoring import FastModel, PipelineScorer
 
-    model_file = model_dir / "model.pkl"
-    with model_file.open("rb") as stream:  # a pickle is code: checked before it is loaded
-        if settings.model_sha256:
-            data = checked_bytes(
-                stream, settings.model_sha256,
-                f"model '{spec.model_name}' version {spec.model_version}", str(model_file),
-            )  # fmt: skip
-        else:
-            logger.warning("%s: packaged before its hash was recorded; redeploy it", model_file)
-            data = stream.read()
-    pipeline = joblib.load(io.BytesIO(data))  # the bytes checked, not the file read again
+    pipeline = unpickle_model(
+        model_dir / "model.pkl", settings.model_sha256,
+        f"model '{spec.model_name}' version {spec.model_version}",
+    )  # fmt: skip
     names = [feature.name for feature in spec.features]
     scorer = FastModel if settings.fast_path else PipelineScorer
     log_dir = settings.inference_log_dir
@@ -661,6 +653,21 @@ def load_model(app: FastAPI, spec: ServingSpec, settings: ServingSettings, model
     bind(app, scorer(pipeline, names), log)
     load_explainer(app, pipeline)
     return "numpy" if settings.fast_path else "pipeline"
+
+
+def unpickle_model(model_file: Path, expected: str | None, what: str) -> Any:
+    """The model in ``model_file``, once its bytes hash to ``expected`` (the hash recorded
+    when it was packaged; a pickle is code): the bytes checked are the bytes unpickled,
+    never the file read again. ``what`` names the model in the refusal."""
+    import joblib
+
+    with model_file.open("rb") as stream:
+        if expected:
+            data = checked_bytes(stream, expected, what, str(model_file))
+        else:
+            logger.warning("%s: packaged before its hash was recorded; redeploy it", model_file)
+            data = stream.read()
+    return joblib.load(io.BytesIO(data))
 
 
 def load_explainer(app: FastAPI, pipeline: Any) -> None:

@@ -214,25 +214,19 @@ def preload(settings: ServingSettings) -> None:
     scoring and explaining code, and the model's own classes (unpickling the model once
     imports them; the model itself is dropped, each worker loads its own). A model file
     that fails its check is not unpickled here: the workers refuse it, as before."""
-    import io
-
-    import joblib
-
     from tabular_mlops.core.explain import Explainer, NotExplainableError
-    from tabular_mlops.core.files import checked_bytes
     from tabular_mlops.core.scoring import FastModel  # noqa: F401  (imported for the workers)
-    from tabular_mlops.serving import app  # noqa: F401
+    from tabular_mlops.serving.app import unpickle_model
 
     model_file = model_directory(settings) / "model.pkl"
     if not settings.model_sha256 or not model_file.is_file():
         return
     try:
-        with model_file.open("rb") as stream:  # a pickle is code: checked before it is loaded
-            data = checked_bytes(stream, settings.model_sha256, "the model", str(model_file))
+        model = unpickle_model(model_file, settings.model_sha256, "the model")
     except ModelFileChangedError:
         return
     with contextlib.suppress(NotExplainableError):
-        Explainer(joblib.load(io.BytesIO(data)))
+        Explainer(model)
 
 
 def fork_workers() -> None:
@@ -246,61 +240,58 @@ def fork_workers() -> None:
     multiprocess.get_subprocess = forked_worker  # type: ignore[assignment]  # a ForkProcess
 
 
-#: the signal mask the supervisor had before it blocked its signals for a fork
-_MASK_BEFORE_FORK: list[set[int | signal.Signals]] = []
 #: the supervisor's stop-at-once pipe (``stop_at_once``): not a worker's to hold
 _WAKE_FDS: list[int] = []
 
 
 class _ForkedWorker(multiprocessing.context.ForkProcess):
-    """Forked with the supervisor's signals blocked: a signal that reaches the new worker
-    before it has put back a new interpreter's handlers waits for them, instead of
-    running the supervisor's (which ignored a SIGTERM there, and the supervisor, already
-    stopping, waited for that worker for ever).
+    """One of uvicorn's workers, forked with the supervisor's signals blocked: a signal
+    that reaches the new worker before it has put back a new interpreter's handlers
+    waits for them, instead of running the supervisor's (which ignored a SIGTERM there,
+    and the supervisor, already stopping, waited for that worker for ever).
 
     Once forked, the supervisor closes its copy of the worker's end of the health-check
     pipe (uvicorn kept it open): a worker that dies while the supervisor pings it is
     then seen dead at once, not after the ping's whole timeout (30 s, a restart that
     long on one of every few kills)."""
 
-    #: uvicorn's ``Process`` whose ``target`` this runs
-    uvicorn_process: Any = None
+    def __init__(self, config: Config, target: Callable[..., None], sockets: list[socket]):
+        super().__init__()
+        self.config, self.uvicorn_target, self.sockets = config, target, sockets
+        #: the supervisor's signal mask before the fork: the worker's once it is ready
+        self.mask: set[int | signal.Signals] = set()
 
     def start(self) -> None:
         from uvicorn.supervisors.multiprocess import SIGNALS
 
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-        _MASK_BEFORE_FORK[:] = [before]  # the child's copy is what it unblocks to
+        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
             super().start()
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, before)
-        with contextlib.suppress(AttributeError, OSError):
-            self.uvicorn_process.child_conn.close()
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+        with contextlib.suppress(AttributeError, OSError):  # uvicorn's Process, its pipe
+            self.uvicorn_target.__self__.child_conn.close()  # type: ignore[attr-defined]
+
+    def run(self) -> None:  # in the worker
+        from uvicorn.supervisors.multiprocess import SIGNALS
+
+        for number in SIGNALS:
+            signal.signal(number, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for descriptor in _WAKE_FDS:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+        self.config.configure_logging()
+        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn's: the supervisor asked
+            self.uvicorn_target(sockets=self.sockets)
 
 
 def forked_worker(
     config: Config, target: Callable[..., None], sockets: list[socket]
 ) -> ForkProcess:
     """``uvicorn._subprocess.get_subprocess``, forking."""
-    process = _ForkedWorker(target=_run_worker, args=(config, target, sockets))
-    process.uvicorn_process = getattr(target, "__self__", None)
-    return process
-
-
-def _run_worker(config: Config, target: Callable[..., None], sockets: list[socket]) -> None:
-    from uvicorn.supervisors.multiprocess import SIGNALS
-
-    for number in SIGNALS:
-        signal.signal(number, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for descriptor in _WAKE_FDS:
-        with contextlib.suppress(OSError):
-            os.close(descriptor)
-    signal.pthread_sigmask(signal.SIG_SETMASK, _MASK_BEFORE_FORK[0] if _MASK_BEFORE_FORK else ())
-    config.configure_logging()
-    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn's: the supervisor asked
-        target(sockets=sockets)
+    return _ForkedWorker(config, target, sockets)
 
 
 def stop_at_once(supervisor: Multiprocess) -> None:
