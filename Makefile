@@ -25,9 +25,10 @@ run: $(STAMP)
 # servers and commands they start: beside a CPU hog on 2 cores, 3 workers took 19.0 min,
 # 2 took 22.8); each test module runs whole on one worker (its tests share a trained
 # model or a live service), with its own ZenML store, state and free ports.
+# The modules start longest first (tests/conftest.py), not xdist's most-tests-first.
 WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The edit loop: logic, config, CLI errors and the layering check; no pipelines (seconds).
 test-unit: $(STAMP)

@@ -389,8 +389,10 @@ def test_user_csv_with_categoricals_and_missing_values_trains_and_promotes(dev_s
 def test_two_trainings_at_once_never_promote_a_version_gated_against_a_stale_champion(
     dev_stack,
 ):
-    """Each promotion replaces the very version it was gated against: of three concurrent
-    runs, each one that finds a newer champion than it was gated against is gated again."""
+    """Each promotion replaces the very version it was gated against: of two concurrent
+    runs, the one that finds a newer champion than it was gated against is gated again.
+    (Two, not three: each is a fresh interpreter and a whole training, and two started
+    together always overlapped.)"""
     import subprocess
     import sys
 
@@ -408,7 +410,7 @@ def test_two_trainings_at_once_never_promote_a_version_gated_against_a_stale_cha
             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
 
-    runs = [train(seed) for seed in (1, 2, 3)]
+    runs = [train(seed) for seed in (1, 2)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert all(run.returncode == 0 for run in runs), "\n".join(o[-3000:] for o in outputs)
 

@@ -93,6 +93,23 @@ def test_bentomls_private_build_helpers_are_where_they_were():
     assert "enable_buildkit" in inspect.signature(construct_containerfile).parameters
 
 
+def test_bentoml_reads_a_bento_yaml_through_its_modules_yaml_safe_load(tmp_path):
+    import inspect
+
+    import yaml
+    from bentoml._internal.bento import bento as bento_module
+
+    from tabular_mlops.adapters.compat import read_bentos_with_libyaml
+
+    assert "yaml.safe_load(" in inspect.getsource(bento_module.BaseBentoInfo.from_yaml_file)
+    read_bentos_with_libyaml()
+    assert bento_module.yaml.libyaml and bento_module.yaml.YAMLError is yaml.YAMLError
+    text = (
+        "name: m\nversion: '1'\nlabels: {a: 1}\nrequirements: \"x==1 \\\\\\n  --hash=sha256:ab\"\n"
+    )
+    assert bento_module.yaml.safe_load(text) == yaml.safe_load(text)
+
+
 def test_the_store_calls_that_fail_a_dead_run_are_where_they_were():
     import inspect
 

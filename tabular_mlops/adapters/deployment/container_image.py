@@ -31,8 +31,9 @@ def bento_build_context(bento_tag: str) -> Iterator[BuildContext]:
     import bentoml
     from zenml.image_builders import BuildContext
 
-    from tabular_mlops.adapters.compat import bento_containerfile
+    from tabular_mlops.adapters.compat import bento_containerfile, read_bentos_with_libyaml
 
+    read_bentos_with_libyaml()
     bento = bentoml.bentos.get(bento_tag)
     with bento_containerfile(bento) as (root, dockerfile):
         context = BuildContext(root=root)

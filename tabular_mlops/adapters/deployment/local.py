@@ -229,6 +229,9 @@ def start_service(package: BentoPackage, state_dir: Path, timeout: float) -> Run
     """Start the bento's app on a free port (``serving/server.py``) and wait until it is ready."""
     import bentoml
 
+    from tabular_mlops.adapters.compat import read_bentos_with_libyaml
+
+    read_bentos_with_libyaml()
     bento = bentoml.bentos.get(package.bento_tag)
     source = Path(bento.path) / "src"
     deployment_tokens(state_dir, package.model_name)

@@ -130,8 +130,9 @@ def build_bento(
     """
     import bentoml
 
-    from tabular_mlops.adapters.compat import bento_env_schema
+    from tabular_mlops.adapters.compat import bento_env_schema, read_bentos_with_libyaml
 
+    read_bentos_with_libyaml()
     BentoEnvSchema = bento_env_schema()  # noqa: N806 (a class)
 
     name = bento_model_name(spec.model_name)
@@ -192,6 +193,10 @@ def prune_bentos(model_name: str, keep: int, served: set[str]) -> list[str]:
 
     Every deploy builds a bento: without this the store grows by one per release."""
     import bentoml
+
+    from tabular_mlops.adapters.compat import read_bentos_with_libyaml
+
+    read_bentos_with_libyaml()
 
     name = bento_model_name(model_name)
     bentos = sorted(
