@@ -32,9 +32,10 @@ run: $(STAMP)
 # 2 took 22.8); each test module runs whole on one worker (its tests share a trained
 # model or a live service), with its own ZenML store, state and free ports.
 # The modules start longest first (tests/conftest.py), not xdist's most-tests-first.
+# `make test PYTEST_ARGS=--module-times` prints each module's wall time, to keep that list.
 WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The edit loop: logic, config, CLI errors and the layering check; no pipelines (seconds).
 test-unit: $(STAMP)

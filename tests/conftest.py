@@ -6,10 +6,12 @@ writes the developer's ~/.config/zenml, and no telemetry leaves the machine.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,6 +89,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--module-times",
+        action="store_true",
+        help="print each test module's wall time (setup, call and teardown of its tests), "
+        "longest first: the order LONGEST_FIRST should keep",
+    )
+
+
+#: seconds per test module, from the reports of every worker (the controller sees them all)
+MODULE_SECONDS: collections.defaultdict[str, float] = collections.defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    MODULE_SECONDS[report.nodeid.split("::")[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if not config.getoption("module_times"):
+        return
+    terminalreporter.section("module wall times, longest first")
+    for module, seconds in sorted(MODULE_SECONDS.items(), key=lambda kv: -kv[1]):
+        listed = "" if module.rsplit("/", 1)[-1] in LONGEST_FIRST else "  (not listed)"
+        terminalreporter.write_line(f"{seconds:8.1f} s  {module}{listed}")
 
 
 @pytest.fixture(scope="session")
