@@ -639,7 +639,6 @@ def count_logged(outcome: str, rows: int) -> None:
 def load_model(app: FastAPI, spec: ServingSpec, settings: ServingSettings, model_dir: Path) -> str:
     """Load the model from its directory in the model store and bind it with the
     inference log; returns which scoring path serves (numpy or the pipeline)."""
-
     from tabular_mlops.core.scoring import FastModel, PipelineScorer
 
     pipeline = unpickle_model(

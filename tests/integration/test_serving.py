@@ -865,7 +865,7 @@ def _deploy_process(paths, *extra: str):
     )
 
 
-def _deploy_until_a_candidate_runs(live, paths) -> tuple[subprocess.Popen, list[psutil.Process]]:
+def _deploy_until_a_candidate_runs(paths) -> tuple[subprocess.Popen, list[psutil.Process]]:
     """``deploy --force`` in a process of its own, once its candidate's server runs (or it
     ended). The candidate is the deploy's own child: looked for there, every 20 ms, not
     in a scan of every process on the machine, which on a loaded one took longer than
@@ -894,7 +894,7 @@ def test_a_deploy_killed_while_starting_leaves_nothing_behind(live, paths):
     from zenml.client import Client
     from zenml.enums import ExecutionStatus
 
-    deploying, candidates = _deploy_until_a_candidate_runs(live, paths)
+    deploying, candidates = _deploy_until_a_candidate_runs(paths)
     deploying.kill()  # kill -9, while start_candidate waits for the candidate
     deploying.wait()
     assert candidates and all(c.is_running() for c in candidates)
@@ -923,7 +923,7 @@ def test_a_deploy_interrupted_while_starting_stops_its_candidate_and_keeps_the_l
     live service is as it was, and nothing of the deployment is left running."""
     import signal
 
-    deploying, candidates = _deploy_until_a_candidate_runs(live, paths)
+    deploying, candidates = _deploy_until_a_candidate_runs(paths)
     deploying.send_signal(signal.SIGINT)  # Ctrl-C, while start_candidate waits for it
     output, _ = deploying.communicate(timeout=120)
     assert deploying.returncode == 1 and "Aborted!" in output, output[-3000:]

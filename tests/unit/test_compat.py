@@ -93,7 +93,7 @@ def test_bentomls_private_build_helpers_are_where_they_were():
     assert "enable_buildkit" in inspect.signature(construct_containerfile).parameters
 
 
-def test_bentoml_reads_a_bento_yaml_through_its_modules_yaml_safe_load(tmp_path):
+def test_bentoml_reads_a_bento_yaml_through_its_modules_yaml_safe_load():
     import inspect
 
     import yaml
