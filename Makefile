@@ -16,12 +16,15 @@ STAMP  := $(VENV)/.installed
 unexport PYTHONDONTWRITEBYTECODE
 
 # Bytecode is compiled at install time: with PYTHONDONTWRITEBYTECODE set, every
-# run would otherwise recompile ZenML, MLflow and friends (about 5 s a run).
+# run would otherwise recompile ZenML, MLflow and friends (about 5 s a run). So are a
+# blank ZenML store and a blank MLflow tracking store, which each new store starts as
+# a copy of (tabular_mlops/adapters/blank_stores.py: 4 s off a first run).
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv==0.13.9"
 	$(BIN)/uv pip sync --quiet --require-hashes --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --no-deps --editable . --python $(BIN)/python
+	$(BIN)/python -m tabular_mlops.adapters.blank_stores
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -151,6 +151,7 @@ def zenml_client() -> Client:
     whose config files are written atomically (two commands may start together)."""
     from zenml.client import Client
 
+    from tabular_mlops.adapters import blank_stores
     from tabular_mlops.adapters.compat import (
         ctrl_c_without_the_store,
         skip_bentoml_integration,
@@ -160,6 +161,7 @@ def zenml_client() -> Client:
     write_yaml_atomically()
     skip_bentoml_integration()
     ctrl_c_without_the_store()
+    blank_stores.seed_zenml_store()
 
     if Client.find_repository() is None:
         Client.initialize(root=Path(os.environ.get("ZENML_REPOSITORY_PATH", PROJECT_ROOT)))
@@ -174,7 +176,7 @@ def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
     """Validate the environment, check that its servers answer (``preflight``), mark
     failed the runs of commands that died, then register (idempotently) and activate
     its stack; registered once per process (`run.py all` runs three pipelines)."""
-    from tabular_mlops.adapters import stacks
+    from tabular_mlops.adapters import blank_stores, stacks
     from tabular_mlops.adapters.compat import write_yaml_atomically
     from tabular_mlops.adapters.servers import unreachable
 
@@ -197,6 +199,7 @@ def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
             click.echo(stack_plan.describe())
         click.echo(f"Active stack: '{stack_plan.name}' (environment {env})")
         _ACTIVATED[stack_name] = environment
+        blank_stores.seed_tracking_store(zenml_client().active_stack)
     reap_dead_runs()  # in the environment's project, now active
     return environment
 

@@ -415,3 +415,24 @@ def test_a_ctrl_c_during_a_held_block_is_raised_when_the_block_is_done():
         assert done == ["the rest of the block"]
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_what_a_blank_store_is_made_and_owned_with_is_where_it_was():
+    import inspect
+
+    from mlflow.store.db.utils import _all_tables_exist, _initialize_tables
+    from zenml.config.server_config import ServerConfiguration
+    from zenml.zen_stores.base_zen_store import BaseZenStore
+    from zenml.zen_stores.schemas.server_settings_schemas import ServerSettingsSchema
+    from zenml.zen_stores.sql_zen_store import SqlZenStoreConfiguration
+
+    assert callable(_initialize_tables) and callable(_all_tables_exist)
+    assert "skip_default_registrations" in inspect.signature(BaseZenStore.create_store).parameters
+    url = SqlZenStoreConfiguration.get_local_url("/somewhere")
+    assert SqlZenStoreConfiguration(url=url).database == "/somewhere/zenml.db"
+    assert ServerSettingsSchema.__tablename__ == "server_settings"
+    fields = set(ServerSettingsSchema.model_fields)
+    assert {"id", "server_name", "active", "enable_analytics", "display_announcements",
+            "display_updates", "logo_url", "onboarding_state"} <= fields  # fmt: skip
+    server = ServerConfiguration.get_server_config()
+    assert hasattr(server, "external_server_id") and server.server_name
