@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,7 +36,7 @@ from tabular_mlops.core.config import (
 if TYPE_CHECKING:
     from zenml.client import Client
     from zenml.config.schedule import Schedule
-    from zenml.models import PipelineRunResponse
+    from zenml.models import PipelineRunResponse, StepRunResponse
 
     from tabular_mlops.adapters.deployment.target import ServingTarget
 
@@ -153,6 +153,7 @@ def zenml_client() -> Client:
 
     from tabular_mlops.adapters import blank_stores
     from tabular_mlops.adapters.compat import (
+        activate_integrations_once,
         ctrl_c_without_the_store,
         skip_bentoml_integration,
         write_yaml_atomically,
@@ -160,6 +161,7 @@ def zenml_client() -> Client:
 
     write_yaml_atomically()
     skip_bentoml_integration()
+    activate_integrations_once()
     ctrl_c_without_the_store()
     blank_stores.seed_zenml_store()
 
@@ -455,12 +457,17 @@ def failed_steps(tag: str) -> list[tuple[str, str]]:
     return failures
 
 
-def step_output(run: PipelineRunResponse, step_name: str, artifact: str) -> Any:
-    """The loaded output ``artifact`` of ``step_name`` in ``run``."""
+def finished_steps(run: PipelineRunResponse) -> dict[str, StepRunResponse]:
+    """The steps of ``run`` as the store has them now, by name: read once (each read of
+    ``run.steps`` lists them all from the store again)."""
     from zenml.client import Client
 
-    run = Client().get_pipeline_run(run.id)
-    return run.steps[step_name].outputs[artifact][0].load()
+    return dict(Client().get_pipeline_run(run.id).steps)
+
+
+def step_output(steps: Mapping[str, StepRunResponse], step_name: str, artifact: str) -> Any:
+    """The loaded output ``artifact`` of the step ``step_name`` in ``steps``."""
+    return steps[step_name].outputs[artifact][0].load()
 
 
 def retraining_plan(

@@ -10,6 +10,7 @@ from cli.common import (
     activate_stack,
     config_option,
     env_option,
+    finished_steps,
     load_pipeline_config,
     overrides_option,
     run_pipeline,
@@ -69,7 +70,7 @@ def infer(
     )
     if run is None:
         return
-    result = step_output(run, "score_batch", "batch_result")
+    result = step_output(finished_steps(run), "score_batch", "batch_result")
     click.echo(
         f"\nBatch {result.batch_id}: {result.rows_scored} of {result.rows_read} rows scored "
         f"by version {result.model_version} in {result.seconds:.1f} s\n"

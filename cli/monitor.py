@@ -12,6 +12,7 @@ from cli.common import (
     activate_stack,
     config_option,
     env_option,
+    finished_steps,
     load_pipeline_config,
     overrides_option,
     retraining_plan,
@@ -68,8 +69,9 @@ def monitor(
     if run is None or schedule:
         return
     prune_old_logs([config.parameters.monitoring.inference_log_dir], plan.serving.retention_days)
-    decision = step_output(run, "detect_drift", "monitoring_decision")
-    collected = run.steps["collect_predictions"].run_metadata
+    steps = finished_steps(run)
+    decision = step_output(steps, "detect_drift", "monitoring_decision")
+    collected = steps["collect_predictions"].run_metadata
     duplicates = int(str(collected.get("duplicate_rows_left_out", 0)))
     far = int(str(collected.get("far_outside_rows_left_out", 0)))
     left_out = f"; {duplicates} repeated predictions left out" if duplicates else ""
@@ -85,11 +87,12 @@ def monitor(
         if child.pipeline is None:
             continue
         if child.pipeline.name == "retraining_pipeline":
-            outcome = step_output(child, "promote_model", "promotion")
+            outcome = step_output(finished_steps(child), "promote_model", "promotion")
             click.echo(f"Retrained: version {outcome.model_version} {outcome}")
         elif child.pipeline.name == "redeployment_pipeline":
-            live = step_output(child, "go_live", "live_service")
-            candidate = step_output(child, "start_candidate", "candidate_service")
+            steps = finished_steps(child)
+            live = step_output(steps, "go_live", "live_service")
+            candidate = step_output(steps, "start_candidate", "candidate_service")
             if candidate.model_version == live.model_version:
                 click.echo(f"Redeployed: version {live.model_version} at {live.url}")
             else:

@@ -113,21 +113,22 @@ def report_training(run: PipelineRunResponse) -> None:
     from tabular_mlops.core.baselines import lift
 
     run = Client().get_pipeline_run(run.id)
-    cached = sum(step.status.value == "cached" for step in run.steps.values())
+    steps = dict(run.steps)  # each read of run.steps lists them from the store again
+    cached = sum(step.status.value == "cached" for step in steps.values())
     ended, started = run.end_time, run.start_time
     seconds = (ended - started).total_seconds() if ended and started else 0.0
     click.echo(
         f"\nRun '{run.name}': {run.status.value} in {seconds:.1f} s "
-        f"({cached} of {len(run.steps)} steps cached)"
+        f"({cached} of {len(steps)} steps cached)"
     )
     version = run.model_version
     if version is not None:
-        outcome = step_output(run, "promote_model", "promotion")
-        report = step_output(run, "evaluate_model", "evaluation_report")
+        outcome = step_output(steps, "promote_model", "promotion")
+        report = step_output(steps, "evaluate_model", "evaluation_report")
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in report.metrics.items())
         click.echo(f"Model '{version.model.name}' version {version.name}: {outcome}")
         click.echo(f"  test metrics: {metrics}")
-        board = step_output(run, "select_model", "leaderboard")
+        board = step_output(steps, "select_model", "leaderboard")
         if board.trials:  # model selection: which candidate won, of how many
             best = board.winner
             stopped = f"; stopped by {board.stopped_by}" if board.stopped_by else ""

@@ -399,7 +399,11 @@ def _preload() -> None:
     import importlib
     import logging
 
-    from tabular_mlops.adapters.compat import no_code_repository_lookup, skip_bentoml_integration
+    from tabular_mlops.adapters.compat import (
+        activate_integrations_once,
+        no_code_repository_lookup,
+        skip_bentoml_integration,
+    )
 
     with no_code_repository_lookup(os.fspath(ROOT)):
         for name in PRELOAD:
@@ -408,6 +412,7 @@ def _preload() -> None:
             except Exception as exc:  # a command importing it reports it: not the server's
                 logging.getLogger("cli.warm.server").warning("not preloaded: %s: %s", name, exc)
         skip_bentoml_integration()
+        activate_integrations_once()  # here, for every command the server forks
         from zenml.integrations.registry import integration_registry
 
         integration_registry.activate_integrations()

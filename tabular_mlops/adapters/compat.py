@@ -201,6 +201,31 @@ def skip_bentoml_integration() -> None:
     BentoMLIntegration.activate = classmethod(lambda cls: None)  # type: ignore[method-assign,assignment]
 
 
+def activate_integrations_once() -> None:
+    """Activate ZenML's installed integrations once per process, not at every compile.
+
+    ZenML 0.98 activates them each time it compiles a pipeline (``Pipeline._compile``
+    calls ``integration_registry.activate_integrations``), and that checks the installed
+    packages' metadata for each of its integrations again: 0.35 s a pipeline, though
+    what was imported and registered the first time stays so in the process. ``run.py
+    all`` compiles three pipelines, a warm server's commands fork from a process that
+    activated them (``cli/warm.py``), and a test worker compiles dozens."""
+    from zenml.integrations.registry import integration_registry
+
+    original = integration_registry.activate_integrations
+    if getattr(original, "once", False):
+        return
+    done: list[bool] = []
+
+    def activate_integrations() -> None:
+        if not done:
+            original()
+            done.append(True)
+
+    activate_integrations.once = True  # type: ignore[attr-defined]
+    integration_registry.activate_integrations = activate_integrations  # type: ignore[method-assign]
+
+
 def ctrl_c_without_the_store() -> None:
     """Ctrl-C (SIGINT) raises ``KeyboardInterrupt`` as in any Python program, outside any
     database call (``deferred_interrupt``), also during a step, where ZenML 0.98's

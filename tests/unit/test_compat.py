@@ -436,3 +436,22 @@ def test_what_a_blank_store_is_made_and_owned_with_is_where_it_was():
             "display_updates", "logo_url", "onboarding_state"} <= fields  # fmt: skip
     server = ServerConfiguration.get_server_config()
     assert hasattr(server, "external_server_id") and server.server_name
+
+
+def test_zenml_activates_integrations_at_each_compile_and_they_are_activated_once(monkeypatch):
+    import inspect
+
+    from zenml.integrations.registry import integration_registry
+    from zenml.pipelines.pipeline_definition import Pipeline
+
+    from tabular_mlops.adapters import compat
+
+    # what the wrapper is for: drop it when ZenML no longer activates at each compile
+    assert "integration_registry.activate_integrations()" in inspect.getsource(Pipeline._compile)
+    calls: list[int] = []
+    monkeypatch.setattr(integration_registry, "activate_integrations", lambda: calls.append(1))
+    compat.activate_integrations_once()
+    compat.activate_integrations_once()  # wrapped once, not twice
+    for _ in range(3):
+        integration_registry.activate_integrations()
+    assert calls == [1]
