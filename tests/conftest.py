@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,14 @@ os.environ.update(
 )
 (SESSION_DIR / "zenml-repo").mkdir()
 
+# The commands the tests interrupt with SIGINT start as from a terminal, where Ctrl-C
+# interrupts: a suite started in the background of a script (`make test &`, `nohup`)
+# ignores SIGINT, every process it starts inherits that, and a command that ignores
+# Ctrl-C goes on to the end (by design: cli/warm.py, adapters/interrupts.py). A handler,
+# unlike an ignored signal, is not inherited across exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 #: the longest modules first, by their wall time in a quiet `make test` (2026-12-05): `make
 #: test` hands whole modules to its workers in this order (pytest-xdist's --dist loadfile
@@ -70,6 +79,7 @@ LONGEST_FIRST = (
     "test_streaming.py",
     "test_dashboard.py",
     "test_loop.py",
+    "test_blank_stores.py",
     # `make test-unit`: the modules that import ONNX and scikit-learn's slower corners
     # first, so that neither worker is left with them at the end
     "test_embedded.py",
@@ -123,6 +133,9 @@ def zenml_repo() -> Path:
     from zenml.client import Client
     from zenml.utils import source_utils
 
+    from tabular_mlops.adapters import blank_stores
+
+    blank_stores.seed_zenml_store()  # as a command's client does (cli.common.zenml_client)
     repo = SESSION_DIR / "zenml-repo"
     if Client.find_repository() is None:
         Client.initialize(root=repo)
@@ -140,8 +153,11 @@ def dev_stack(zenml_repo: Path) -> str:
     from tabular_mlops.adapters import stacks
     from tabular_mlops.adapters.config_files import load_environment
 
+    from tabular_mlops.adapters import blank_stores
+
     environment = load_environment("dev")
     stacks.activate(Client(), environment, "configs/environments/dev.yaml")
+    blank_stores.seed_tracking_store(Client().active_stack)  # as cli.common.activate_stack
     return environment.stack.name
 
 

@@ -26,6 +26,9 @@ def test_registration_is_idempotent(dev_stack):
 
     client = Client()
     environment = load_environment("dev")
+    # registered from the YAML here: a module before this one on the same worker may
+    # have applied another file of the dev stack (its deployer on a port of its own)
+    stacks.activate(client, environment, "dev.yaml")
     assert client.active_stack_model.name == dev_stack
     again = stacks.plan(client, environment, "dev.yaml")
     assert again.is_current, again.describe()
