@@ -150,10 +150,8 @@ def dev_stack(zenml_repo: Path) -> str:
     """The dev environment's stack, registered from its YAML and active."""
     from zenml.client import Client
 
-    from tabular_mlops.adapters import stacks
+    from tabular_mlops.adapters import blank_stores, stacks
     from tabular_mlops.adapters.config_files import load_environment
-
-    from tabular_mlops.adapters import blank_stores
 
     environment = load_environment("dev")
     stacks.activate(Client(), environment, "configs/environments/dev.yaml")
