@@ -163,11 +163,14 @@ def zenml_client() -> Client:
     skip_bentoml_integration()
     activate_integrations_once()
     ctrl_c_without_the_store()
-    blank_stores.seed_zenml_store()
 
-    if Client.find_repository() is None:
-        Client.initialize(root=Path(os.environ.get("ZENML_REPOSITORY_PATH", PROJECT_ROOT)))
-    return Client()
+    with blank_stores.new_zenml_store() as new:
+        if Client.find_repository() is None:
+            Client.initialize(root=Path(os.environ.get("ZENML_REPOSITORY_PATH", PROJECT_ROOT)))
+        client = Client()
+        if new:
+            _ = client.zen_store  # created, with its defaults, while another command waits
+    return client
 
 
 #: stack name -> the environment (YAML) this process last registered and activated it from

@@ -135,10 +135,12 @@ def zenml_repo() -> Path:
 
     from tabular_mlops.adapters import blank_stores
 
-    blank_stores.seed_zenml_store()  # as a command's client does (cli.common.zenml_client)
     repo = SESSION_DIR / "zenml-repo"
-    if Client.find_repository() is None:
-        Client.initialize(root=repo)
+    with blank_stores.new_zenml_store() as new:  # as cli.common.zenml_client
+        if Client.find_repository() is None:
+            Client.initialize(root=repo)
+        if new:
+            _ = Client().zen_store
     from tabular_mlops.adapters.paths import PROJECT_ROOT
 
     source_utils.set_custom_source_root(str(PROJECT_ROOT))

@@ -30,10 +30,13 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from tabular_mlops.adapters import file_locks
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +50,24 @@ def blank_store(library: str) -> Path:
 
 
 def _put_in_place(blank: Path, target: Path, own: Callable[[Path], None] | None) -> bool:
-    """Copy ``blank`` to ``target`` unless ``target`` exists; whether it was copied."""
+    """Copy ``blank`` to ``target`` unless ``target`` exists; whether it was copied. A copy
+    that fails (a full disk, a file system without hard links, a blank store that
+    cannot be opened) leaves nothing behind, and the library creates its store itself,
+    as without a blank one."""
     if target.exists() or not blank.is_file():
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(blank, partial)
         if own is not None:
             own(partial)
         os.link(partial, target)  # fails, leaving the other's, if another process won
     except FileExistsError:
+        return False
+    except Exception as exc:  # OSError, or SQLite's own error in ``own``: nothing is lost
+        logger.warning("a new store at %s is created from scratch: copying %s failed: %s",
+                       target, blank, exc)  # fmt: skip
         return False
     finally:
         partial.unlink(missing_ok=True)
@@ -65,15 +75,43 @@ def _put_in_place(blank: Path, target: Path, own: Callable[[Path], None] | None)
     return True
 
 
-def seed_zenml_store() -> bool:
-    """Before this process's ZenML client first opens its store: if that is a new local
-    SQLite file, start it as a copy of the blank ZenML store."""
-    from tabular_mlops.adapters.compat import fresh_zenml_store_path, own_zenml_server_settings
+#: the local ZenML stores this process has seen created and opened
+_SETTLED: set[Path] = set()
 
-    target = fresh_zenml_store_path()
-    if target is None:
-        return False
-    return _put_in_place(blank_store("zenml"), target, own_zenml_server_settings)
+
+@contextmanager
+def new_zenml_store() -> Iterator[bool]:
+    """Around this process's ZenML client first opening its store: whether that store is
+    new (then started as a copy of the blank one, and the block opens it while any other
+    command that finds the store new, or still being made, waits).
+
+    Two commands started together on a new store raced through ZenML's creation of it:
+    one failed ("The ZenML database has never been migrated with alembic", or, from a
+    copy, "No user account with the 'default' name" while another was creating it). The
+    second now waits for the first, then reads the global config the first wrote."""
+    from tabular_mlops.adapters.compat import (
+        local_zenml_store_path,
+        own_zenml_server_settings,
+        read_global_config_again_if_stale,
+    )
+
+    target = local_zenml_store_path()
+    if target is None or target in _SETTLED:
+        yield False
+        return
+    lock = target.with_name(f".{target.name}.creating")
+    if target.exists() and not lock.exists():  # made without the lock: by none of ours now
+        _SETTLED.add(target)
+        yield False
+        return
+    with file_locks.exclusive(lock):
+        new = not target.exists()
+        if new:
+            _put_in_place(blank_store("zenml"), target, own_zenml_server_settings)
+        else:  # made by another command, maybe while this one waited
+            read_global_config_again_if_stale()
+        yield new
+        _SETTLED.add(target)
 
 
 def seed_mlflow_store(tracking_uri: str) -> bool:
@@ -101,7 +139,9 @@ def make() -> list[Path]:
 
     BLANK_DIR.mkdir(parents=True, exist_ok=True)
     made = []
-    with tempfile.TemporaryDirectory(prefix="blank-stores-") as scratch:
+    # beside the blank stores: each is renamed into place whole, which works within one
+    # file system only (the temporary directory may be another)
+    with tempfile.TemporaryDirectory(prefix=".making-", dir=BLANK_DIR) as scratch:
         zenml_file = create_blank_zenml_store(Path(scratch) / "zenml")
         mlflow_file = Path(scratch) / "mlflow.db"
         create_blank_mlflow_store(mlflow_file)

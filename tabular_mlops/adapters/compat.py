@@ -461,17 +461,28 @@ def create_blank_zenml_store(directory: Path) -> Path:
     return Path(str(config.database))
 
 
-def fresh_zenml_store_path() -> Path | None:
-    """The SQLite file this process's ZenML client is about to create, or None: a store
-    that exists, a server, a database other than SQLite."""
+def local_zenml_store_path() -> Path | None:
+    """The SQLite file of this process's ZenML store (made or not yet), or None: a
+    server, a database other than SQLite."""
     from zenml.config.global_config import GlobalConfiguration
     from zenml.zen_stores.sql_zen_store import SqlZenStoreConfiguration
 
     config = GlobalConfiguration().store_configuration
     if not isinstance(config, SqlZenStoreConfiguration) or not config.url.startswith("sqlite"):
         return None
-    database = Path(str(config.database))
-    return None if database.exists() else database
+    return Path(str(config.database))
+
+
+def read_global_config_again_if_stale() -> None:
+    """Drop this process's ZenML global config and client if they were read before another
+    process created the store and wrote the config file (it names no store): the next
+    ``Client()`` reads the file, with that process's user id and store."""
+    from zenml.client import Client
+    from zenml.config.global_config import GlobalConfiguration
+
+    if GlobalConfiguration().store is None:
+        GlobalConfiguration._reset_instance()
+        Client._reset_instance()
 
 
 def own_zenml_server_settings(database: Path) -> None:

@@ -269,7 +269,21 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
     this project's flavors changed since it last passed on this store
     (``checked_fingerprint``). The YAML is compared with what the store holds on
     every command all the same, so a store another command or ``zenml ... update``
-    changed is brought back to the YAML."""
+    changed is brought back to the YAML.
+
+    Two commands activating at once take turns: both found the stack missing and both
+    registered it, and one failed ("Unable to register 'orchestrator' ...: a component
+    with that name already exists")."""
+    from zenml.config.global_config import GlobalConfiguration
+
+    from tabular_mlops.adapters import file_locks
+
+    lock = Path(GlobalConfiguration().config_directory) / "tabular_mlops_stacks.lock"
+    with file_locks.exclusive(lock):
+        return _activate(client, environment, source)
+
+
+def _activate(client: Client, environment: EnvironmentConfig, source: str) -> StackPlan:
     fingerprint = checked_fingerprint(environment)
     checked = checked_before(environment) == fingerprint
     stack_plan = plan(client, environment, source, check_flavors=not checked)

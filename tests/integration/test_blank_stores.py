@@ -111,3 +111,37 @@ def test_a_store_copied_from_the_blank_one_is_the_store_its_library_creates(tmp_
         assert _rows(
             mlflow[kind], "select experiment_id, name, artifact_location from experiments"
         ) == {(0, "Default", str(tmp_path / kind / "mlruns" / "0"))}
+
+
+def test_commands_started_together_on_a_new_store_take_turns_making_it(tmp_path):
+    """Three commands at once on a new store: each opens it and activates the stack.
+    Before, one of three failed in ZenML's creation of the store ("never been migrated
+    with alembic"; from a copy, a default user not made yet) or in registering the
+    stack's components (a component with that name already exists)."""
+    import yaml
+
+    environment = {
+        **os.environ,
+        "ZENML_CONFIG_PATH": str(tmp_path / "config"),
+        "ZENML_REPOSITORY_PATH": str(tmp_path / "repository"),
+        "TABULAR_MLOPS_STATE_DIR": str(tmp_path / "state"),
+    }
+    (tmp_path / "repository").mkdir()
+    command = "from cli.common import activate_stack; activate_stack('dev', preflight=False)"
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", command],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [process.communicate(timeout=300)[0] for process in started]
+    assert all(process.returncode == 0 for process in started), "\n".join(outputs)
+    user_id = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())["user_id"]
+    database = tmp_path / "config/local_stores/default_zen_store/zenml.db"
+    assert _rows(database, "select id from server_settings") == {(user_id.replace("-", ""),)}
+    assert _rows(database, "select name from stack") == {("default",), ("dev",)}

@@ -39,3 +39,20 @@ def test_a_store_that_exists_is_never_touched_and_a_missing_blank_one_changes_no
 def test_only_a_sqlite_tracking_store_is_seeded(tmp_path):
     assert not seed_mlflow_store("http://127.0.0.1:5000")
     assert not seed_mlflow_store("postgresql://db/mlflow")
+
+
+def test_a_copy_that_fails_leaves_nothing_and_the_library_creates_its_own(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    blank = tmp_path / "blank.sqlite"
+    blank.write_bytes(b"blank")
+    target = tmp_path / "store" / "zenml.db"
+
+    def full_disk(source: Path, destination: Path) -> None:
+        Path(destination).write_bytes(b"bla")  # what was written before the disk filled
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    assert not _put_in_place(blank, target, None)
+    assert list(target.parent.iterdir()) == []  # no store, no partial copy
