@@ -46,13 +46,19 @@ def use_global_config(directory: str) -> bool:
     current = os.environ.get(ZENML_CONFIG_PATH_ENV)
     if current == directory or (current is None and directory == default_global_config()):
         return False  # before importing ZenML: `deploy --status` on dev never does
+    os.environ[ZENML_CONFIG_PATH_ENV] = directory
+    _read_global_config_again()
+    return True
+
+
+def _read_global_config_again() -> None:
+    """Drop ZenML's process-wide global config and client: the next ``Client()`` reads the
+    global config file again."""
     from zenml.client import Client
     from zenml.config.global_config import GlobalConfiguration
 
-    os.environ[ZENML_CONFIG_PATH_ENV] = directory
     GlobalConfiguration._reset_instance()
     Client._reset_instance()
-    return True
 
 
 #: ZenML's variable for its global config directory (``zenml.constants``)
@@ -477,12 +483,10 @@ def read_global_config_again_if_stale() -> None:
     """Drop this process's ZenML global config and client if they were read before another
     process created the store and wrote the config file (it names no store): the next
     ``Client()`` reads the file, with that process's user id and store."""
-    from zenml.client import Client
     from zenml.config.global_config import GlobalConfiguration
 
     if GlobalConfiguration().store is None:
-        GlobalConfiguration._reset_instance()
-        Client._reset_instance()
+        _read_global_config_again()
 
 
 def own_zenml_server_settings(database: Path) -> None:
