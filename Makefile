@@ -16,18 +16,23 @@ STAMP  := $(VENV)/.installed
 unexport PYTHONDONTWRITEBYTECODE
 
 # Bytecode is compiled at install time: with PYTHONDONTWRITEBYTECODE set, every
-# run would otherwise recompile ZenML, MLflow and friends (about 5 s a run). So are a
-# blank ZenML store and a blank MLflow tracking store, which each new store starts as
-# a copy of (tabular_mlops/adapters/blank_stores.py: 4 s off a first run).
+# run would otherwise recompile ZenML, MLflow and friends (about 5 s a run).
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv==0.13.9"
 	$(BIN)/uv pip sync --quiet --require-hashes --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --no-deps --editable . --python $(BIN)/python
-	$(BIN)/python -m tabular_mlops.adapters.blank_stores
 	touch $(STAMP)
 
-run: $(STAMP)
+# A blank ZenML store and a blank MLflow tracking store, which each new store starts
+# as a copy of (tabular_mlops/adapters/blank_stores.py: 4 s off a first run); made
+# again after each install, so named by the installed versions.
+BLANK := $(VENV)/share/tabular-mlops/.made
+$(BLANK): $(STAMP) tabular_mlops/adapters/blank_stores.py
+	$(BIN)/python -m tabular_mlops.adapters.blank_stores
+	touch $(BLANK)
+
+run: $(BLANK)
 	$(BIN)/python run.py all --env dev
 
 # One worker more than there are cores (the tests spend much of their time waiting on the
@@ -37,7 +42,7 @@ run: $(STAMP)
 # The modules start longest first (tests/conftest.py), not xdist's most-tests-first.
 # `make test PYTEST_ARGS=--module-times` prints each module's wall time, to keep that list.
 WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
-test: $(STAMP)
+test: $(BLANK)
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The edit loop: logic, config, CLI errors and the layering check; no pipelines (seconds).
@@ -50,7 +55,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-dashboard: $(STAMP)
+dashboard: $(BLANK)
 	$(BIN)/python run.py dashboard
 
 lock:

@@ -164,12 +164,12 @@ def zenml_client() -> Client:
     activate_integrations_once()
     ctrl_c_without_the_store()
 
-    with blank_stores.new_zenml_store() as new:
+    with blank_stores.new_zenml_store() as locked:
         if Client.find_repository() is None:
             Client.initialize(root=Path(os.environ.get("ZENML_REPOSITORY_PATH", PROJECT_ROOT)))
         client = Client()
-        if new:
-            _ = client.zen_store  # created, with its defaults, while another command waits
+        if locked:  # a store this command makes gets its defaults while any other waits,
+            _ = client.zen_store  # and one whose maker died half-way is finished by one
     return client
 
 
@@ -462,10 +462,8 @@ def failed_steps(tag: str) -> list[tuple[str, str]]:
 
 def finished_steps(run: PipelineRunResponse) -> dict[str, StepRunResponse]:
     """The steps of ``run`` as the store has them now, by name: read once (each read of
-    ``run.steps`` lists them all from the store again)."""
-    from zenml.client import Client
-
-    return dict(Client().get_pipeline_run(run.id).steps)
+    ``run.steps`` lists them all from the store again, by the run's id)."""
+    return dict(run.steps)
 
 
 def step_output(steps: Mapping[str, StepRunResponse], step_name: str, artifact: str) -> Any:

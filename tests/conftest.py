@@ -52,8 +52,8 @@ os.environ.update(
 (SESSION_DIR / "zenml-repo").mkdir()
 
 # The commands the tests interrupt with SIGINT start as from a terminal, where Ctrl-C
-# interrupts: a suite started in the background of a script (`make test &`, `nohup`)
-# ignores SIGINT, every process it starts inherits that, and a command that ignores
+# interrupts: a suite started in the background of a script (`make test &`) ignores
+# SIGINT, every process it starts inherits that, and a command that ignores
 # Ctrl-C goes on to the end (by design: cli/warm.py, adapters/interrupts.py). A handler,
 # unlike an ignored signal, is not inherited across exec.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
@@ -136,10 +136,10 @@ def zenml_repo() -> Path:
     from tabular_mlops.adapters import blank_stores
 
     repo = SESSION_DIR / "zenml-repo"
-    with blank_stores.new_zenml_store() as new:  # as cli.common.zenml_client
+    with blank_stores.new_zenml_store() as locked:  # as cli.common.zenml_client
         if Client.find_repository() is None:
             Client.initialize(root=repo)
-        if new:
+        if locked:
             _ = Client().zen_store
     from tabular_mlops.adapters.paths import PROJECT_ROOT
 

@@ -81,9 +81,11 @@ _SETTLED: set[Path] = set()
 
 @contextmanager
 def new_zenml_store() -> Iterator[bool]:
-    """Around this process's ZenML client first opening its store: whether that store is
-    new (then started as a copy of the blank one, and the block opens it while any other
-    command that finds the store new, or still being made, waits).
+    """Around this process's ZenML client first opening its store: whether the block
+    holds the store's lock and is to open the store in it. It does when the store is new
+    (then started as a copy of the blank one) or was made under the lock, until this
+    process has opened it once: any other command that finds the store new, or still
+    being made, waits.
 
     Two commands started together on a new store raced through ZenML's creation of it:
     one failed ("The ZenML database has never been migrated with alembic", or, from a
@@ -105,12 +107,11 @@ def new_zenml_store() -> Iterator[bool]:
         yield False
         return
     with file_locks.exclusive(lock):
-        new = not target.exists()
-        if new:
+        if not target.exists():
             _put_in_place(blank_store("zenml"), target, own_zenml_server_settings)
         else:  # made by another command, maybe while this one waited
             read_global_config_again_if_stale()
-        yield new
+        yield True
         _SETTLED.add(target)
 
 
@@ -149,6 +150,9 @@ def make() -> list[Path]:
             target = blank_store(library)
             made_file.replace(target)
             made.append(target)
+            for older in BLANK_DIR.glob(f"{library}-*.sqlite"):  # of versions replaced
+                if older != target:
+                    older.unlink(missing_ok=True)
     return made
 
 

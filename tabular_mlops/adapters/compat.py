@@ -469,14 +469,18 @@ def create_blank_zenml_store(directory: Path) -> Path:
 
 def local_zenml_store_path() -> Path | None:
     """The SQLite file of this process's ZenML store (made or not yet), or None: a
-    server, a database other than SQLite."""
+    server, a database other than SQLite. Read from the URL: a store configuration
+    read from ZenML's config file or ``ZENML_STORE_URL`` is ZenML's base class, which
+    has no ``database``."""
+    from sqlalchemy.engine import make_url
     from zenml.config.global_config import GlobalConfiguration
-    from zenml.zen_stores.sql_zen_store import SqlZenStoreConfiguration
+    from zenml.enums import StoreType
 
     config = GlobalConfiguration().store_configuration
-    if not isinstance(config, SqlZenStoreConfiguration) or not config.url.startswith("sqlite"):
+    if config.type != StoreType.SQL or not config.url.startswith("sqlite"):
         return None
-    return Path(str(config.database))
+    database = make_url(config.url).database
+    return Path(database) if database else None
 
 
 def read_global_config_again_if_stale() -> None:

@@ -59,6 +59,18 @@ def _open(kind: str, root: Path) -> str:
     return done.stdout.split()[-1]
 
 
+def _store_path(root: Path, **extra: str) -> str:
+    """What a command with the global config in ``root`` takes for its local ZenML store."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from tabular_mlops.adapters.compat import local_zenml_store_path;"
+         " print(local_zenml_store_path())"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ZENML_CONFIG_PATH": str(root / "config"), **extra},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
 def _rows(database: Path, query: str) -> set[tuple]:
     with sqlite3.connect(database) as connection:
         return set(connection.execute(query).fetchall())
@@ -100,6 +112,12 @@ def test_a_store_copied_from_the_blank_one_is_the_store_its_library_creates(tmp_
     for kind, user_id in ids.items():  # each store names its own global config's user
         assert _rows(zenml[kind], "select id from server_settings") == {(user_id,)}
     assert ids["ours"] != ids["zenml"]
+    # a later command reads the store from the config file the first wrote (ZenML's base
+    # store class then, with no `database`), or from ZENML_STORE_URL: the same lock, the
+    # same copy
+    assert _store_path(tmp_path / "ours") == str(zenml["ours"])
+    elsewhere = tmp_path / "elsewhere" / "zenml.db"
+    assert _store_path(tmp_path / "new", ZENML_STORE_URL=f"sqlite:///{elsewhere}") == str(elsewhere)
     flavor_ids = "select id from flavor"  # copied, not registered again
     assert _rows(zenml["ours"], flavor_ids) == _rows(blank_stores.blank_store("zenml"), flavor_ids)
     assert not _rows(zenml["zenml"], flavor_ids) & _rows(zenml["ours"], flavor_ids)
