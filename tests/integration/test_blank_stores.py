@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.common import BASE_ZENML_CONFIG_VARIABLE
 from tabular_mlops.adapters import blank_stores
 from tabular_mlops.adapters.paths import PROJECT_ROOT
 
@@ -45,7 +46,7 @@ print(GlobalConfiguration().user_id.hex)
 def _open(kind: str, root: Path) -> str:
     """The user id of a global config in ``root`` whose new store ``kind`` opened."""
     environment = {
-        **os.environ,
+        **_clean_environment(),
         "ZENML_CONFIG_PATH": str(root / "config"),
         "ZENML_REPOSITORY_PATH": str(root / "repository"),
         "PYTHONPATH": str(PROJECT_ROOT),  # run from ``root``: MLflow's default experiment
@@ -59,13 +60,19 @@ def _open(kind: str, root: Path) -> str:
     return done.stdout.split()[-1]
 
 
+def _clean_environment() -> dict[str, str]:
+    """This test process's environment without what earlier tests in it left for the
+    commands they ran in it (the base ZenML config a staging test's command recorded)."""
+    return {k: v for k, v in os.environ.items() if k != BASE_ZENML_CONFIG_VARIABLE}
+
+
 def _store_path(root: Path, **extra: str) -> str:
     """What a command with the global config in ``root`` takes for its local ZenML store."""
     done = subprocess.run(
         [sys.executable, "-c", "from tabular_mlops.adapters.compat import local_zenml_store_path;"
          " print(local_zenml_store_path())"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "ZENML_CONFIG_PATH": str(root / "config"), **extra},
+        env={**_clean_environment(), "ZENML_CONFIG_PATH": str(root / "config"), **extra},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
@@ -139,7 +146,7 @@ def test_commands_started_together_on_a_new_store_take_turns_making_it(tmp_path)
     import yaml
 
     environment = {
-        **os.environ,
+        **_clean_environment(),
         "ZENML_CONFIG_PATH": str(tmp_path / "config"),
         "ZENML_REPOSITORY_PATH": str(tmp_path / "repository"),
         "TABULAR_MLOPS_STATE_DIR": str(tmp_path / "state"),
