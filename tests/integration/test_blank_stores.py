@@ -139,10 +139,11 @@ def test_a_store_copied_from_the_blank_one_is_the_store_its_library_creates(tmp_
 
 
 def test_commands_started_together_on_a_new_store_take_turns_making_it(tmp_path):
-    """Three commands at once on a new store: each opens it and activates the stack.
-    Before, one of three failed in ZenML's creation of the store ("never been migrated
+    """Two commands at once on a new store: each opens it and activates the stack.
+    Before, one of them failed in ZenML's creation of the store ("never been migrated
     with alembic"; from a copy, a default user not made yet) or in registering the
-    stack's components (a component with that name already exists)."""
+    stack's components (a component with that name already exists): in each of three
+    tries with two, and of four with three."""
     import yaml
 
     environment = {
@@ -162,7 +163,7 @@ def test_commands_started_together_on_a_new_store_take_turns_making_it(tmp_path)
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for _ in range(3)
+        for _ in range(2)
     ]
     outputs = [process.communicate(timeout=300)[0] for process in started]
     assert all(process.returncode == 0 for process in started), "\n".join(outputs)
