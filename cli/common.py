@@ -202,9 +202,11 @@ def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
             raise click.ClickException(str(exc)) from None
         if not stack_plan.is_current:
             click.echo(stack_plan.describe())
+            # a stack just made (or changed) has a new tracking store; building the stack
+            # imports every component's library, which a command on a current one skips
+            blank_stores.seed_tracking_store(zenml_client().active_stack)
         click.echo(f"Active stack: '{stack_plan.name}' (environment {env})")
         _ACTIVATED[stack_name] = environment
-        blank_stores.seed_tracking_store(zenml_client().active_stack)
     reap_dead_runs()  # in the environment's project, now active
     return environment
 
