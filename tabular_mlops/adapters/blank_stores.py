@@ -83,9 +83,9 @@ _SETTLED: set[Path] = set()
 def new_zenml_store() -> Iterator[bool]:
     """Around this process's ZenML client first opening its store: whether the block
     holds the store's lock and is to open the store in it. It does when the store is new
-    (then started as a copy of the blank one) or was made under the lock, until this
-    process has opened it once: any other command that finds the store new, or still
-    being made, waits.
+    (then started as a copy of the blank one) or still being made by another command,
+    which it then waits for; the command that made it removes the lock once the store
+    is open, so that later commands take no turn.
 
     Two commands started together on a new store raced through ZenML's creation of it:
     one failed ("The ZenML database has never been migrated with alembic", or, from a
@@ -102,17 +102,20 @@ def new_zenml_store() -> Iterator[bool]:
         yield False
         return
     lock = target.with_name(f".{target.name}.creating")
-    if target.exists() and not lock.exists():  # made without the lock: by none of ours now
+    if target.exists() and not lock.exists():  # made, and opened by its maker
         _SETTLED.add(target)
         yield False
         return
     with file_locks.exclusive(lock):
-        if not target.exists():
+        making = not target.exists()
+        if making:
             _put_in_place(blank_store("zenml"), target, own_zenml_server_settings)
         else:  # made by another command, maybe while this one waited
             read_global_config_again_if_stale()
         yield True
         _SETTLED.add(target)
+        if making:  # made and opened: later commands take no turn (one waiting still does)
+            lock.unlink(missing_ok=True)
 
 
 def seed_mlflow_store(tracking_uri: str) -> bool:

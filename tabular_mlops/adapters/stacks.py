@@ -271,43 +271,29 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
     every command all the same, so a store another command or ``zenml ... update``
     changed is brought back to the YAML.
 
-    Two commands activating at once take turns: both found the stack missing and both
-    registered it, and one failed ("Unable to register 'orchestrator' ...: a component
-    with that name already exists")."""
-    from zenml.config.global_config import GlobalConfiguration
-
+    Two commands that find something to register take turns (the second plans again
+    once the first is done): both found the stack missing and both registered it, and
+    one failed ("Unable to register 'orchestrator' ...: a component with that name
+    already exists"). A command that finds the stack as its YAML says takes no turn."""
     from tabular_mlops.adapters import file_locks
 
-    lock = Path(GlobalConfiguration().config_directory) / "tabular_mlops_stacks.lock"
-    with file_locks.exclusive(lock):
-        return _activate(client, environment, source)
-
-
-def _activate(client: Client, environment: EnvironmentConfig, source: str) -> StackPlan:
     fingerprint = checked_fingerprint(environment)
     checked = checked_before(environment) == fingerprint
     stack_plan = plan(client, environment, source, check_flavors=not checked)
     if checked and not stack_plan.is_current:  # the store changed: check what is applied
         stack_plan = plan(client, environment, source)
-    apply(client, stack_plan)
+    if not stack_plan.is_current or active_project_name(client) != environment.project:
+        with file_locks.exclusive(_registration_lock()):
+            if not stack_plan.is_current:  # as another command may have left it
+                stack_plan = plan(client, environment, source)
+            apply(client, stack_plan)
+            _use_project(client, environment.project)
     if not checked:
         remember_checked(environment, fingerprint)
     if not stack_plan.is_current:
         from tabular_mlops.adapters.compat import forget_cached_stacks
 
         forget_cached_stacks()
-    # Only what changes is written: the client's config file is rewritten on every
-    # activation, and a second command starting at the same moment can read it
-    # half-written (seen with two trainings started together).
-    if active_project_name(client) != environment.project:
-        try:
-            client.set_active_project(environment.project)
-        except KeyError:
-            client.create_project(
-                name=environment.project,
-                description=f"models, runs and stages of the '{environment.project}' environment",
-            )
-            client.set_active_project(environment.project)
     if client.active_stack_model.name != stack_plan.name:
         client.activate_stack(stack_plan.name)
     from tabular_mlops.adapters import code_repository
@@ -316,6 +302,30 @@ def _activate(client: Client, environment: EnvironmentConfig, source: str) -> St
         code_repository.register(client)
     code_repository.forget_cached()  # the project, and so its repositories, may have changed
     return stack_plan
+
+
+def _registration_lock() -> Path:
+    """The lock two commands registering a stack or a project take turns at: beside
+    ZenML's global config, one per environment's client state."""
+    from zenml.config.global_config import GlobalConfiguration
+
+    return Path(GlobalConfiguration().config_directory) / "tabular_mlops_stacks.lock"
+
+
+def _use_project(client: Client, project: str) -> None:
+    """Make ``project`` the client's active one, created the first time. Only what changes
+    is written: the client's config file is rewritten on every activation, and a second
+    command starting at the same moment can read it half-written (seen with two
+    trainings started together)."""
+    if active_project_name(client) == project:
+        return
+    try:
+        client.set_active_project(project)
+    except KeyError:
+        client.create_project(
+            name=project, description=f"models, runs and stages of the '{project}' environment"
+        )
+        client.set_active_project(project)
 
 
 #: beside ZenML's own config file: per store and stack, the fingerprint last checked
