@@ -13,6 +13,7 @@ from cli.common import (
     activate_stack,
     config_option,
     env_option,
+    finished_steps,
     load_pipeline_config,
     overrides_option,
     run_pipeline,
@@ -113,7 +114,7 @@ def report_training(run: PipelineRunResponse) -> None:
     from tabular_mlops.core.baselines import lift
 
     run = Client().get_pipeline_run(run.id)
-    steps = dict(run.steps)  # each read of run.steps lists them from the store again
+    steps = finished_steps(run)
     cached = sum(step.status.value == "cached" for step in steps.values())
     ended, started = run.end_time, run.start_time
     seconds = (ended - started).total_seconds() if ended and started else 0.0

@@ -130,17 +130,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 @pytest.fixture(scope="session")
 def zenml_repo() -> Path:
     """A ZenML repository in the session's temporary directory, sources from this checkout."""
-    from zenml.client import Client
     from zenml.utils import source_utils
 
-    from tabular_mlops.adapters import blank_stores
+    from cli.common import zenml_client
 
-    repo = SESSION_DIR / "zenml-repo"
-    with blank_stores.new_zenml_store() as locked:  # as cli.common.zenml_client
-        if Client.find_repository() is None:
-            Client.initialize(root=repo)
-        if locked:
-            _ = Client().zen_store
+    repo = SESSION_DIR / "zenml-repo"  # $ZENML_REPOSITORY_PATH: the client initializes it
+    zenml_client()  # the store made as a command makes it (a copy of the blank one)
     from tabular_mlops.adapters.paths import PROJECT_ROOT
 
     source_utils.set_custom_source_root(str(PROJECT_ROOT))

@@ -159,7 +159,7 @@ def make() -> list[Path]:
     return made
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     """``python -m tabular_mlops.adapters.blank_stores``: the environment is set before
     ZenML is imported (it reads its config path and analytics choice then)."""
     environment: dict[str, Any] = {
