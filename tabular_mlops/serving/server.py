@@ -207,6 +207,20 @@ def main() -> None:
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     stop_at_once(supervisor)
     supervisor.run()
+    end_without_finalizing()
+
+
+def end_without_finalizing() -> None:
+    """End the supervisor once its workers are joined, without the interpreter's
+    finalization: freeing the preloaded model and libraries object by object took
+    0.2-0.3 s of CPU after the last worker had exited (strace, 2026-12-05), which every
+    `deploy --stop` and every release waited for; the kernel frees the memory at once.
+    Nothing is left to finalize: the workers are joined, the socket is the kernel's."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(0)
 
 
 def preload(settings: ServingSettings) -> None:
