@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tabular_mlops.adapters.blank_stores import seed_mlflow_store
 from tabular_mlops.adapters.config_files import anchor_paths
 from tabular_mlops.adapters.net import HOST, answers, wait_for_url
 from tabular_mlops.adapters.processes import record_process, stop_recorded_process
@@ -43,6 +44,9 @@ def start_mlflow(spec: MlflowServerSpec, timeout: float = 90) -> str:
         return url
     spec.backend_store.parent.mkdir(parents=True, exist_ok=True)
     spec.artifacts_destination.mkdir(parents=True, exist_ok=True)
+    # a new store starts as a copy of the blank one MLflow migrated at install, as the
+    # dev stack's tracking store does (the server then skips its migrations)
+    seed_mlflow_store(f"sqlite:///{spec.backend_store.resolve()}")
     log = (spec.backend_store.parent / "mlflow-server.log").open("w")
     process = subprocess.Popen(
         [
@@ -51,7 +55,13 @@ def start_mlflow(spec: MlflowServerSpec, timeout: float = 90) -> str:
             "--artifacts-destination", str(spec.artifacts_destination.resolve()),
             "--host", HOST, "--port", str(spec.port), "--workers", "1",
         ],
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+        env={
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            # MLflow 3 starts a job runner beside its server (huey, for GenAI jobs this
+            # project never submits): 22 CPU-s of polling in one test of staging
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

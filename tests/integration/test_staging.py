@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -45,6 +46,7 @@ def staging_env(dev_stack, tmp_path_factory):
     try:
         result = invoke("stack", "up", "--env", str(path))
         assert result.exit_code == 0, result.output
+        assert _job_runners(mlflow_port) == []
         yield path, f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{zenml_port}"
     finally:
         result = invoke("stack", "down", "--env", str(path))
@@ -53,6 +55,16 @@ def staging_env(dev_stack, tmp_path_factory):
     for port in (mlflow_port, zenml_port):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def _job_runners(port: int) -> list[str]:
+    """The command lines of what the MLflow server on ``port`` started beside itself to
+    run jobs (MLflow 3's huey consumer, for GenAI jobs this project never submits)."""
+    server = psutil.Process(_listener(port))
+    while server.parent() is not None and "mlflow" in " ".join(server.parent().cmdline()):
+        server = server.parent()  # `mlflow server` starts uvicorn, which listens
+    commands = [" ".join(child.cmdline()) for child in server.children(recursive=True)]
+    return [command for command in commands if "huey" in command or "jobs" in command]
 
 
 def test_training_on_staging_shows_in_both_servers(staging_env):
@@ -136,8 +148,6 @@ def test_with_its_servers_down_staging_fails_before_any_pipeline_naming_url_and_
 
 
 def _listener(port: int) -> int:
-    import psutil
-
     for connection in psutil.net_connections("tcp"):
         if connection.laddr and connection.laddr.port == port and connection.status == "LISTEN":
             return int(connection.pid)
