@@ -18,6 +18,9 @@ import pytest
 
 from tabular_mlops.core.threads import THREAD_POOL_ENVS  # imports nothing else
 
+#: `--cpu-times`: what each module costs in CPU, the processes it starts included
+pytest_plugins = ("tests.cpu_accounting",)
+
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
 
 os.environ.update(

@@ -1,0 +1,165 @@
+"""``pytest --cpu-times``: the CPU each test module costs, the servers and commands it
+starts included, to know what to make cheaper. The suite is CPU-bound on two cores
+(wall time is CPU time over the cores), so module wall times alone mislead: a module
+that waits on a server of its own looks long and costs little.
+
+Each test's own CPU (its worker process's, phase by phase) travels to the controller
+in the reports; the processes a test starts are sampled by the controller every
+``SAMPLE_SECONDS`` and counted for the test named in their environment
+(``PYTEST_CURRENT_TEST``, which pytest sets while a test runs and every process it
+starts inherits: a server, a command, a forked uvicorn worker, a warm server's
+children). A process that ends between two samples is counted up to the last one.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import resource
+import threading
+import time
+from collections.abc import Generator
+from typing import Any
+
+import pluggy
+import pytest
+
+SAMPLE_SECONDS = 0.25
+#: the key of a report's ``user_properties`` entry with its phase's CPU seconds
+PROPERTY = "cpu_seconds"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-times",
+        action="store_true",
+        help="print the CPU seconds each test module cost, the processes it started "
+        "included (tests/cpu_accounting.py)",
+    )
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+_LAST = [_own_cpu()]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Collection (importing the test modules) is no test's cost."""
+    _LAST[0] = _own_cpu()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    """This process's CPU since the previous report: the phase's own CPU."""
+    outcome = yield
+    if not item.config.getoption("cpu_times"):
+        return
+    now = _own_cpu()
+    outcome.get_result().user_properties.append((PROPERTY, now - _LAST[0]))
+    _LAST[0] = now
+
+
+class Sampler:
+    """Every process that names a test in its environment: its latest CPU seconds."""
+
+    def __init__(self) -> None:
+        #: (pid, start time) -> [test node id, CPU seconds] (None: not a test's process)
+        self.seen: dict[tuple[int, float], list[Any] | None] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self._sample()
+
+    def _sample(self) -> None:
+        import psutil
+
+        for process in psutil.process_iter(["pid", "create_time"]):
+            key = (process.info["pid"], process.info["create_time"])
+            if key[0] == os.getpid():
+                continue
+            try:
+                if key not in self.seen:
+                    test = process.environ().get("PYTEST_CURRENT_TEST")
+                    self.seen[key] = [test.rsplit(" (", 1)[0], 0.0] if test else None
+                record = self.seen[key]
+                if record is not None:
+                    times = process.cpu_times()
+                    record[1] = times.user + times.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+
+    def by_test(self) -> dict[str, float]:
+        totals: collections.defaultdict[str, float] = collections.defaultdict(float)
+        for record in self.seen.values():
+            if record is not None:
+                totals[record[0]] += record[1]
+        return totals
+
+
+_SAMPLER: list[Sampler] = []
+#: node id -> [own CPU seconds, wall seconds], from every worker's reports
+_OWN: collections.defaultdict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    is_worker = hasattr(session.config, "workerinput")
+    if session.config.getoption("cpu_times") and not is_worker:
+        _SAMPLER.append(Sampler())
+        _SAMPLER[0].start()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in report.user_properties:
+        if key == PROPERTY and isinstance(value, float):
+            _OWN[report.nodeid][0] += value
+    _OWN[report.nodeid][1] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if not config.getoption("cpu_times") or not _SAMPLER:
+        return
+    started = time.perf_counter()
+    _SAMPLER[0].stop()
+    children = _SAMPLER[0].by_test()
+    modules: collections.defaultdict[str, list[float]] = collections.defaultdict(
+        lambda: [0.0, 0.0, 0.0]
+    )
+    for node, (own, wall) in _OWN.items():
+        row = modules[node.split("::")[0]]
+        row[0] += own
+        row[2] += wall
+    for node, cpu in children.items():
+        modules[node.split("::")[0]][1] += cpu
+    terminalreporter.section(
+        "CPU seconds per module: its tests' own and the processes they started"
+    )
+    total_own = sum(row[0] for row in modules.values())
+    total_children = sum(row[1] for row in modules.values())
+    terminalreporter.write_line(
+        f"{total_own + total_children:8.0f} CPU-s in all: {total_own:.0f} in the test "
+        f"processes, {total_children:.0f} in what they started (sampled every "
+        f"{SAMPLE_SECONDS} s; {time.perf_counter() - started:.1f} s to sum up)"
+    )
+    terminalreporter.write_line(f"{'CPU-s':>8} {'own':>7} {'started':>8} {'wall s':>7}  module")
+    for module, (own, started_cpu, wall) in sorted(
+        modules.items(), key=lambda kv: -(kv[1][0] + kv[1][1])
+    ):
+        if own + started_cpu >= 0.5:
+            terminalreporter.write_line(
+                f"{own + started_cpu:8.1f} {own:7.1f} {started_cpu:8.1f} {wall:7.1f}  {module}"
+            )
