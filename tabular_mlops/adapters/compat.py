@@ -326,6 +326,35 @@ def finish_onboarding_survey(url: str) -> None:
     httpx.put(endpoint, json=answer, timeout=10).raise_for_status()
 
 
+def start_local_zenml_server(host: str, port: int) -> str:
+    """What ``zenml login --local --ip-address HOST --port PORT`` does
+    (``zenml/cli/login.py:start_local_server``), in this process: the local server as
+    ZenML's daemon over this machine's store, and this client connected to it. Its URL.
+
+    The CLI in a process of its own paid its imports again (3-4 CPU-s and as many
+    seconds of every `stack up` and `dashboard`, measured 2026-12-05)."""
+    from zenml.enums import ServerProviderType
+    from zenml.zen_server.deploy import LocalServerDeployer, LocalServerDeploymentConfig
+
+    deployer = LocalServerDeployer()
+    url = f"http://{host}:{port}"
+    # as the CLI passes them: the daemon's own fields, validated by its provider
+    fields: dict[str, Any] = {"provider": ServerProviderType.DAEMON, "ip_address": host,
+                              "port": port}  # fmt: skip
+    config = LocalServerDeploymentConfig(**fields)
+    server = deployer.deploy_server(config)
+    deployer.connect_to_server()
+    return str(server.status.url) if server.status and server.status.url else url
+
+
+def stop_local_zenml_server() -> None:
+    """``zenml logout --local``, in this process: the local server stopped (if ZenML
+    records one, running or dead), and this client back on its own store."""
+    from zenml.zen_server.deploy import LocalServerDeployer
+
+    LocalServerDeployer().remove_server()
+
+
 # --------------------------------------------------------------------------- BentoML
 def bento_env_schema() -> Any:
     """BentoML 1.4's schema of a bento's baked environment variables (``envs`` in its

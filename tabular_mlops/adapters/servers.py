@@ -82,30 +82,25 @@ def stop_mlflow(spec: MlflowServerSpec) -> bool:
     return stop_recorded_process(_pid_file(spec), grace=10)
 
 
-def _zenml(*args: str) -> None:
-    result = subprocess.run(
-        [str(BIN / "zenml"), *args],
-        env={**os.environ, "ZENML_AUTO_OPEN_DASHBOARD": "false"},
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode:
-        raise ServerError(f"`zenml {' '.join(args)}` failed:\n{result.stdout}{result.stderr}")
-
-
 #: where ``zenml login --local`` serves when no port is given
 ZENML_DEFAULT_PORT = 8237
 
 
 def start_zenml(port: int | None = None) -> str:
     """The local ZenML server (and its dashboard) over this machine's store, on ``HOST``."""
+    from zenml.exceptions import ZenMLBaseException
+
+    from tabular_mlops.adapters.compat import start_local_zenml_server, stop_local_zenml_server
+
     port = port or ZENML_DEFAULT_PORT
-    if not answers(f"http://{HOST}:{port}/health"):
-        # a server that died (kill -9) is still the client's server and ZenML's record of
-        # a running local daemon: forget both, or `login` tries to reach it
-        subprocess.run([str(BIN / "zenml"), "logout", "--local"], capture_output=True)
-    _zenml("login", "--local", "--ip-address", HOST, "--port", str(port))
-    url = f"http://{HOST}:{port}"
+    try:
+        if not answers(f"http://{HOST}:{port}/health"):
+            # a server that died (kill -9) is still the client's server and ZenML's
+            # record of a running local daemon: forget both, or the login tries to reach it
+            stop_local_zenml_server()
+        url = start_local_zenml_server(HOST, port)
+    except (ZenMLBaseException, OSError, RuntimeError) as exc:
+        raise ServerError(f"the local ZenML server did not start on {HOST}:{port}: {exc}") from exc
     skip_onboarding_survey(url)
     return url
 
@@ -124,7 +119,9 @@ def skip_onboarding_survey(url: str) -> None:
 
 
 def stop_zenml() -> None:
-    _zenml("logout", "--local")
+    from tabular_mlops.adapters.compat import stop_local_zenml_server
+
+    stop_local_zenml_server()
 
 
 def up(services: ServicesSpec) -> dict[str, str]:

@@ -457,3 +457,26 @@ def test_zenml_activates_integrations_at_each_compile_and_they_are_activated_onc
     for _ in range(3):
         integration_registry.activate_integrations()
     assert calls == [1]
+
+
+def test_the_local_zenml_server_is_started_and_stopped_as_its_cli_does():
+    """``compat.start_local_zenml_server`` and ``stop_local_zenml_server`` do in this
+    process what ``zenml login --local`` and ``zenml logout --local`` do: the calls,
+    the fields and the provider they use are where ZenML's own CLI finds them."""
+    import importlib
+    import inspect
+
+    from zenml.enums import ServerProviderType
+    from zenml.zen_server.deploy import LocalServerDeployer, LocalServerDeploymentConfig
+
+    login = importlib.import_module("zenml.cli.login")  # `zenml.cli.login` is also a command
+    assert ServerProviderType.DAEMON.value == "daemon"
+    fields: dict = {"provider": ServerProviderType.DAEMON, "ip_address": "127.0.0.1", "port": 8237}
+    config = LocalServerDeploymentConfig(**fields)
+    assert (str(config.ip_address), config.port) == ("127.0.0.1", 8237)
+    for method in ("deploy_server", "connect_to_server", "remove_server", "get_server"):
+        assert callable(getattr(LocalServerDeployer, method)), method
+    started = inspect.getsource(login.start_local_server)
+    assert "deployer.deploy_server(server_config" in started
+    assert "deployer.connect_to_server()" in started
+    assert "deployer.remove_server()" in inspect.getsource(login.logout.callback)
