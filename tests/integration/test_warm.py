@@ -19,17 +19,33 @@ from tabular_mlops.adapters.paths import PROJECT_ROOT
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def env(tmp_path):
-    """A ZenML store, repository and state directory of this test's, warm starts on."""
-    (tmp_path / "repo").mkdir()
+def environment(directory: Path) -> dict[str, str]:
+    """A ZenML store, repository and state directory in ``directory``, warm starts on."""
+    (directory / "repo").mkdir()
     environ = {k: v for k, v in os.environ.items() if k != "TABULAR_MLOPS_WARM"}
     environ.update(
-        ZENML_CONFIG_PATH=str(tmp_path / "zenml"),
-        ZENML_REPOSITORY_PATH=str(tmp_path / "repo"),
-        TABULAR_MLOPS_STATE_DIR=str(tmp_path / "state"),
+        ZENML_CONFIG_PATH=str(directory / "zenml"),
+        ZENML_REPOSITORY_PATH=str(directory / "repo"),
+        TABULAR_MLOPS_STATE_DIR=str(directory / "state"),
         ZENML_LOGGING_VERBOSITY="INFO",  # as a user's shell has it: each step says it started
     )
+    return environ
+
+
+@pytest.fixture
+def env(tmp_path):
+    """An environment of this test's own: its first command starts its warm server."""
+    environ = environment(tmp_path)
+    yield environ
+    run(environ, "warm", "--stop")
+
+
+@pytest.fixture(scope="module")
+def shared_env(tmp_path_factory):
+    """An environment the first and the last test share: the last one kills the warm
+    server the first one started (each warm server imports everything once: a server
+    fewer is some 10 CPU-s less). Either also starts one itself when run alone."""
+    environ = environment(tmp_path_factory.mktemp("warm"))
     yield environ
     run(environ, "warm", "--stop")
 
@@ -100,9 +116,10 @@ def warm_server(env: dict[str, str]) -> psutil.Process:
     return found
 
 
-def test_a_command_runs_in_the_warm_server_as_it_runs_in_its_own_process(env, tmp_path):
+def test_a_command_runs_in_the_warm_server_as_it_runs_in_its_own_process(shared_env, tmp_path):
     """Same output on the same streams, same exit status, the caller's working directory,
     environment and umask; only the start-up differs."""
+    env = shared_env
     cold = run(env, "deploy", "--status")  # no server yet: runs here and starts one
     assert cold.returncode == 3, cold.stdout + cold.stderr  # nothing deployed
     first = warm_server(env)
@@ -157,12 +174,17 @@ def test_signals_reach_the_command_and_a_killed_caller_takes_its_command_along(e
     _, err = hung_up.communicate(timeout=600)
     assert hung_up.returncode == 0, err
 
-    terminated = start(env, "train", "--env", "dev")
-    assert wait_until(lambda: bool(host.children()), timeout=60)
-    time.sleep(1.0)
+    # uncached, and told once a step has started: a cached training warm is over within
+    # the second the other cases wait, and the signal then found nothing to stop
+    terminated = start(env, "train", "--env", "dev", "--set", "enable_cache=false")
+    until_printed(terminated, "validate_data", "has started")
     terminated.terminate()
-    terminated.communicate(timeout=120)
-    assert terminated.returncode == -signal.SIGTERM  # as a command killed in its own process
+    _, err = terminated.communicate(timeout=120)
+    # as a command in its own process: killed by the signal, or, when it lands inside a
+    # step, the run stopped by ZenML's handler (marked failed) and the one line saying so;
+    # which of the two depends on the moment, not on warm or cold (never a finished run)
+    interrupted_in_a_step = terminated.returncode == 1 and "(RunInterruptedException)" in err
+    assert terminated.returncode == -signal.SIGTERM or interrupted_in_a_step, err[-3000:]
 
     killed = start(env, "train", "--env", "dev")
     assert wait_until(lambda: bool(host.children()), timeout=60)
@@ -173,7 +195,8 @@ def test_signals_reach_the_command_and_a_killed_caller_takes_its_command_along(e
     assert host.is_running()
 
 
-def test_a_killed_server_is_replaced_and_a_stopped_one_is_gone(env):
+def test_a_killed_server_is_replaced_and_a_stopped_one_is_gone(shared_env):
+    env = shared_env
     run(env, "deploy", "--status")
     first = warm_server(env)
     first.kill()  # kill -9: its socket file stays behind
