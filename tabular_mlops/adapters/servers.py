@@ -100,7 +100,10 @@ def start_zenml(port: int | None = None) -> str:
             stop_local_zenml_server()
         url = start_local_zenml_server(HOST, port)
     except (ZenMLBaseException, OSError, RuntimeError) as exc:
-        raise ServerError(f"the local ZenML server did not start on {HOST}:{port}: {exc}") from exc
+        raise ServerError(
+            f"the local ZenML server did not start on {HOST}:{port}: {exc}. Fix: check that "
+            f"nothing else listens on port {port}, and read its log with `zenml logs`"
+        ) from exc
     skip_onboarding_survey(url)
     return url
 

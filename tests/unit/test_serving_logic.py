@@ -206,6 +206,26 @@ def test_a_pid_file_naming_another_process_signals_nothing(tmp_path):
     assert not pid_file.exists()
 
 
+def test_a_local_zenml_server_that_does_not_start_is_named_with_its_port_and_the_fix(
+    monkeypatch,
+):
+    from zenml.zen_server.deploy.exceptions import ServerDeploymentError
+
+    from tabular_mlops.adapters import compat, servers
+
+    def refuse(host: str, port: int) -> str:
+        raise ServerDeploymentError("the daemon exited")
+
+    monkeypatch.setattr(servers, "answers", lambda url: False)
+    monkeypatch.setattr(compat, "stop_local_zenml_server", lambda: None)
+    monkeypatch.setattr(compat, "start_local_zenml_server", refuse)
+    with pytest.raises(servers.ServerError) as raised:
+        servers.start_zenml(8999)
+    message = str(raised.value)
+    assert "did not start on 127.0.0.1:8999: the daemon exited" in message
+    assert "Fix: check that nothing else listens on port 8999" in message
+
+
 def test_a_deployment_stops_a_supervisor_an_earlier_version_started(tmp_path):
     """A supervisor of a version that recorded wall-clock starts would take this version's
     records for dead processes and start them again: a deployment (which takes the
