@@ -18,7 +18,8 @@ import pytest
 
 from tabular_mlops.core.threads import THREAD_POOL_ENVS  # imports nothing else
 
-#: `--cpu-times`: what each module costs in CPU, the processes it starts included
+#: `--cpu-times` and `--module-times`: what each module costs in CPU (the processes it
+#: starts included) and in wall time
 pytest_plugins = ("tests.cpu_accounting",)
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
@@ -102,15 +103,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(SESSION_DIR, ignore_errors=True)
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--module-times",
-        action="store_true",
-        help="print each test module's wall time (setup, call and teardown of its tests), "
-        "longest first: the order LONGEST_FIRST should keep",
-    )
 
 
 #: seconds per test module, from the reports of every worker (the controller sees them all)

@@ -30,12 +30,14 @@ PROPERTY = "cpu_seconds"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--cpu-times",
-        action="store_true",
-        help="print the CPU seconds each test module cost, the processes it started "
-        "included (tests/cpu_accounting.py)",
-    )
+    """The suite's two accounts: in CPU (here) and in wall time (``tests/conftest.py``)."""
+    for name, help_text in (
+        ("--cpu-times", "print the CPU seconds each test module cost, the processes it "
+                        "started included (tests/cpu_accounting.py)"),
+        ("--module-times", "print each test module's wall time (setup, call and teardown of "
+                           "its tests), longest first: the order LONGEST_FIRST should keep"),
+    ):  # fmt: skip
+        parser.addoption(name, action="store_true", help=help_text)
 
 
 def _own_cpu() -> float:
