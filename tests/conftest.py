@@ -6,20 +6,18 @@ writes the developer's ~/.config/zenml, and no telemetry leaves the machine.
 
 from __future__ import annotations
 
-import collections
 import os
 import shutil
 import signal
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tabular_mlops.core.threads import THREAD_POOL_ENVS  # imports nothing else
 
 #: `--cpu-times` and `--module-times`: what each module costs in CPU (the processes it
-#: starts included) and in wall time
+#: starts included) and in wall time, the order LONGEST_FIRST keeps
 pytest_plugins = ("tests.cpu_accounting",)
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops-tests-"))
@@ -103,23 +101,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(SESSION_DIR, ignore_errors=True)
-
-
-#: seconds per test module, from the reports of every worker (the controller sees them all)
-MODULE_SECONDS: collections.defaultdict[str, float] = collections.defaultdict(float)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    MODULE_SECONDS[report.nodeid.split("::")[0]] += report.duration
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if not config.getoption("module_times"):
-        return
-    terminalreporter.section("module wall times, longest first")
-    for module, seconds in sorted(MODULE_SECONDS.items(), key=lambda kv: -kv[1]):
-        listed = "" if module.rsplit("/", 1)[-1] in LONGEST_FIRST else "  (not listed)"
-        terminalreporter.write_line(f"{seconds:8.1f} s  {module}{listed}")
 
 
 @pytest.fixture(scope="session")

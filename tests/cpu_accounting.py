@@ -1,7 +1,8 @@
 """``pytest --cpu-times``: the CPU each test module costs, the servers and commands it
-starts included, to know what to make cheaper. The suite is CPU-bound on two cores
-(wall time is CPU time over the cores), so module wall times alone mislead: a module
-that waits on a server of its own looks long and costs little.
+starts included, to know what to make cheaper; ``--module-times``: each module's wall
+time, to keep ``LONGEST_FIRST`` (``tests/conftest.py``) in order. The suite is
+CPU-bound on two cores (wall time is CPU time over the cores), so module wall times
+alone mislead: a module that waits on a server of its own looks long and costs little.
 
 Each test's own CPU (its worker process's, phase by phase) travels to the controller
 in the reports; the processes a test starts are sampled by the controller every
@@ -30,7 +31,7 @@ PROPERTY = "cpu_seconds"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """The suite's two accounts: in CPU (here) and in wall time (``tests/conftest.py``)."""
+    """The suite's two accounts: in CPU and in wall time."""
     for name, help_text in (
         ("--cpu-times", "print the CPU seconds each test module cost, the processes it "
                         "started included (tests/cpu_accounting.py)"),
@@ -45,7 +46,8 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-_LAST = [_own_cpu()]
+#: this process's CPU seconds at its previous report (set once collection is over)
+_LAST = [0.0]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -114,8 +116,9 @@ class Sampler:
 
 
 _SAMPLER: list[Sampler] = []
-#: node id -> [own CPU seconds, wall seconds], from every worker's reports
-_OWN: collections.defaultdict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
+#: test module -> [its tests' own CPU seconds, wall seconds], from every worker's reports
+#: (the controller sees them all)
+_MODULES: collections.defaultdict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -125,28 +128,46 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _SAMPLER[0].start()
 
 
+def _module(node_id: str) -> str:
+    return node_id.split("::")[0]
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    row = _MODULES[_module(report.nodeid)]
+    row[1] += report.duration
     for key, value in report.user_properties:
         if key == PROPERTY and isinstance(value, float):
-            _OWN[report.nodeid][0] += value
-    _OWN[report.nodeid][1] += report.duration
+            row[0] += value
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if not config.getoption("cpu_times") or not _SAMPLER:
-        return
+    if config.getoption("module_times"):
+        _module_times(terminalreporter)
+    if config.getoption("cpu_times") and _SAMPLER:
+        _cpu_times(terminalreporter)
+
+
+def _module_times(terminalreporter: Any) -> None:
+    from tests.conftest import LONGEST_FIRST
+
+    terminalreporter.section("module wall times, longest first")
+    for module, (_, seconds) in sorted(_MODULES.items(), key=lambda kv: -kv[1][1]):
+        listed = "" if module.rsplit("/", 1)[-1] in LONGEST_FIRST else "  (not listed)"
+        terminalreporter.write_line(f"{seconds:8.1f} s  {module}{listed}")
+
+
+def _cpu_times(terminalreporter: Any) -> None:
     started = time.perf_counter()
     _SAMPLER[0].stop()
-    children = _SAMPLER[0].by_test()
+    #: module -> [own CPU seconds, CPU seconds of what it started, wall seconds]
     modules: collections.defaultdict[str, list[float]] = collections.defaultdict(
         lambda: [0.0, 0.0, 0.0]
     )
-    for node, (own, wall) in _OWN.items():
-        row = modules[node.split("::")[0]]
-        row[0] += own
-        row[2] += wall
-    for node, cpu in children.items():
-        modules[node.split("::")[0]][1] += cpu
+    for module, (own, wall) in _MODULES.items():
+        row = modules[module]
+        row[0], row[2] = own, wall
+    for node, cpu in _SAMPLER[0].by_test().items():
+        modules[_module(node)][1] += cpu
     terminalreporter.section(
         "CPU seconds per module: its tests' own and the processes they started"
     )
