@@ -279,3 +279,16 @@ def test_a_checked_yaml_is_not_checked_again_and_the_store_still_follows_it(dev_
         assert not stacks.activate(client, environment, "dev.yaml").is_current
         assert tracker_name() is None
     assert stacks.activate(client, environment, "dev.yaml").is_current
+    assert checked == []  # put back without the checks this YAML passed on this store
+    # back to the other YAML, checked before: applied, not checked again; a component
+    # to register is checked (its flavor must be on this store)
+    stacks.activate(client, edited, "dev.yaml")
+    assert checked == [] and tracker_name() == "edited"
+    renamed = _variant(environment, "experiment_tracker", name="it-checked-tracker")
+    try:
+        stacks.activate(client, renamed, "dev.yaml")
+        assert "experiment_tracker" in checked
+    finally:
+        stacks.activate(client, environment, "dev.yaml")
+        client.delete_stack_component("it-checked-tracker", StackComponentType.EXPERIMENT_TRACKER)
+    assert tracker_name() is None
