@@ -56,6 +56,7 @@ def _put_in_place(blank: Path, target: Path, own: Callable[[Path], None] | None)
     as without a blank one."""
     if target.exists() or not blank.is_file():
         return False
+    _remove_dead_partials(target)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +74,17 @@ def _put_in_place(blank: Path, target: Path, own: Callable[[Path], None] | None)
         partial.unlink(missing_ok=True)
     logger.debug("a new store at %s, copied from %s", target, blank)
     return True
+
+
+def _remove_dead_partials(target: Path) -> None:
+    """The partial copies a process killed mid-copy (``kill -9``) left beside ``target``:
+    each is named after its process, and removed once that process is gone."""
+    from tabular_mlops.adapters.processes import is_alive
+
+    for partial in target.parent.glob(f".{target.name}.*.partial"):
+        pid = partial.name.removeprefix(f".{target.name}.").removesuffix(".partial")
+        if pid.isdigit() and not is_alive(int(pid)):
+            partial.unlink(missing_ok=True)
 
 
 #: the local ZenML stores this process has seen created and opened

@@ -56,3 +56,28 @@ def test_a_copy_that_fails_leaves_nothing_and_the_library_creates_its_own(tmp_pa
     monkeypatch.setattr(shutil, "copyfile", full_disk)
     assert not _put_in_place(blank, target, None)
     assert list(target.parent.iterdir()) == []  # no store, no partial copy
+
+
+def test_a_partial_copy_of_a_killed_process_is_removed_and_a_live_ones_kept(tmp_path):
+    """``kill -9`` mid-copy leaves ``.zenml.db.<pid>.partial``: the next copy removes it
+    once that process is gone, and leaves a running copier's alone."""
+    import subprocess
+    import sys
+
+    blank = tmp_path / "blank.sqlite"
+    blank.write_bytes(b"blank")
+    target = tmp_path / "store" / "zenml.db"
+    target.parent.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    dead = target.with_name(f".zenml.db.{gone}.partial")
+    dead.write_bytes(b"bl")
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as running:
+        live = target.with_name(f".zenml.db.{running.pid}.partial")
+        live.write_bytes(b"bla")
+        try:
+            assert _put_in_place(blank, target, None)
+        finally:
+            running.kill()
+    assert target.read_bytes() == b"blank"
+    assert sorted(p.name for p in target.parent.iterdir()) == [live.name, "zenml.db"]
