@@ -46,8 +46,10 @@ test: $(BLANK)
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The edit loop: logic, config, CLI errors and the layering check; no pipelines (seconds).
+# Whole modules to each worker too: what a module imports (ONNX, ZenML, MLflow) is then
+# imported by one worker, not both (20.1-20.6 s against 21.1-23.0 s, 2026-12-06).
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -n auto tests/unit
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder tests/unit
 
 lint: $(STAMP)
 	$(BIN)/lint-imports

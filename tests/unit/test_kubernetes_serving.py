@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
 from tabular_mlops.adapters.deployment.container_image import image_name
 from tabular_mlops.adapters.deployment.kubernetes import (
@@ -41,6 +40,8 @@ DEFAULTS = ContainerServingConfig(
 
 def _as_client_model(manifest: dict[str, Any], kind: str) -> dict[str, Any]:
     """Through the client's typed models and back: a key it does not know is lost."""
+    from kubernetes import client as k8s  # imported by the worker that runs these tests only
+
     api = k8s.ApiClient()
 
     class Response:
