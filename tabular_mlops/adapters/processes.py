@@ -184,8 +184,10 @@ def read_process_record(pid_file: Path) -> dict[str, Any] | None:
 def orphans_of_group(pid: int) -> list[psutil.Process]:
     """The processes still in the group that ``pid`` led, when ``pid`` itself is gone
     (``kill -9`` of `mlflow server` left its uvicorn serving the port). Linux never gives
-    a new process the id of a group that still has members, so they are that leader's."""
-    if is_alive(pid):
+    a new process the id of a group that still has members, so they are that leader's.
+    A leader that exited and waits to be reaped (a zombie of the command that started it)
+    is gone too: its workers serve on without it."""
+    if not has_exited(pid):
         return []
     found = []
     for process in psutil.process_iter():

@@ -843,6 +843,38 @@ def test_without_its_supervisor_a_dead_service_is_reported_and_deploy_restarts_b
     assert again is not None and again.running and again.pid != supervisor.pid
 
 
+def test_a_heal_stops_the_dead_servers_workers_before_it_trusts_its_port(
+    live, paths, rows, monkeypatch
+):
+    """A killed server's workers hold its port until they leave (and answer its readiness
+    check meanwhile): the heal stops them by their process group, even when the sweep by
+    marker misses them (seen once under load), so the server it starts binds the port and
+    is the one that answers. The workers are stopped (SIGSTOP) so that they cannot leave
+    by themselves first."""
+    import signal
+
+    supervisor = target(paths).supervisor(MODEL)
+    assert supervisor is not None
+    psutil.Process(supervisor.pid).kill()  # the heal is this test's, in this process
+    tree = service_tree(live)
+    for pid in tree[1:]:
+        psutil.Process(pid).send_signal(signal.SIGSTOP)
+    psutil.Process(live.runs_as.pid).kill()  # kill -9
+    assert wait_until(lambda: has_exited(live.runs_as.pid), 30)
+    monkeypatch.setattr(LocalProcessTarget, "strays", lambda *_, **__: [])
+    restarts = target(paths).heal(MODEL, lambda what: True)
+    assert [r.outcome for r in restarts] == ["answering again"], restarts
+    assert all(has_exited(pid) for pid in tree[1:])
+    now = refresh(live, paths)
+    assert now.runs_as.pid not in tree
+    assert psutil.Process(now.runs_as.pid).children()  # its own workers answer the port
+    assert post(now, json.dumps({"rows": rows[:1]})).status_code == 200
+    monkeypatch.undo()
+    assert deploy(paths).exit_code == 0  # the supervisor back for the tests after this one
+    again = target(paths).supervisor(MODEL)
+    assert again is not None and again.running
+
+
 def live_pids(live, paths) -> set[int]:
     """The live service, the router and the supervisor: what no sweep may stop."""
     router, supervisor = target(paths).router(MODEL), target(paths).supervisor(MODEL)

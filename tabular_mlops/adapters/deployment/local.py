@@ -67,8 +67,10 @@ from tabular_mlops.adapters.processes import (
     identity,
     is_same_process,
     is_wall_clock_start,
+    orphans_of_group,
     stop_process_tree,
     stop_process_trees,
+    terminate,
 )
 from tabular_mlops.adapters.retention import prune_old_logs
 from tabular_mlops.core.config import LocalServingConfig, ServingConfig
@@ -322,6 +324,11 @@ def record_live(state_dir: Path, service: RunningService) -> None:
 def router_status(url: str, token: str | None) -> dict[str, Any] | None:
     """What the router at ``url`` reports, read with the deployment's admin ``token``."""
     return answer_of(f"{url}{ROUTES_PATH}", token=token)
+
+
+#: how long a dead server's worker may take to leave before it is killed: it stops by
+#: itself once it sees its server gone (0.25 s), a SIGTERM makes it drain its requests
+ORPHAN_GRACE_SECONDS = 5.0
 
 
 def _is_running(pid: int, started: float | None) -> bool:
@@ -944,8 +951,15 @@ class LocalProcessTarget:
         if not process.command:
             older = "not restartable: started by an older version; `python run.py deploy --force`"
             return [_restart(what, process.pid, None, older)]
-        # its orphaned workers still hold the port: gone first
+        # its orphaned workers still hold the port: gone first. Found by their marker, and
+        # by their process group (its dead leader's id): under load, a sweep once found
+        # none, the new server's readiness check was answered by them, and the address
+        # answered 503 once they left, until the next restart (2026-12-06)
         self.sweep(service.model_name, why=f"a worker of {what}, whose server died")
+        orphans = orphans_of_group(process.pid)
+        for orphan in orphans:
+            logger.warning("stopping pid %s: a worker of %s, whose server died", orphan.pid, what)
+        terminate(orphans, ORPHAN_GRACE_SECONDS)
         with Path(process.log_file).open("a") as log:
             pid = _spawn(process.command, process.env, log, cwd=Path(process.cwd or "."))
         ready = wait_for_url(
