@@ -960,6 +960,10 @@ class LocalProcessTarget:
         for orphan in orphans:
             logger.warning("stopping pid %s: a worker of %s, whose server died", orphan.pid, what)
         terminate(orphans, ORPHAN_GRACE_SECONDS)
+        # and whatever else still listens there leaves first: a server that cannot bind
+        # exits at once, and another's answer must not pass for the new server's
+        if not wait_until(lambda: bindable(HOST, process.port), ORPHAN_GRACE_SECONDS):
+            return [_restart(what, process.pid, None, f"port {process.port} is still taken")]
         with Path(process.log_file).open("a") as log:
             pid = _spawn(process.command, process.env, log, cwd=Path(process.cwd or "."))
         ready = wait_for_url(
