@@ -83,8 +83,10 @@ def _remove_dead_partials(target: Path) -> None:
 
     for partial in target.parent.glob(f".{target.name}.*.partial"):
         pid = partial.name.removeprefix(f".{target.name}.").removesuffix(".partial")
-        if pid.isdigit() and not is_alive(int(pid)):
-            partial.unlink(missing_ok=True)
+        # another user's, or a pid no process can have: left, the copy goes on
+        with contextlib.suppress(OSError, OverflowError):
+            if pid.isdigit() and not is_alive(int(pid)):
+                partial.unlink(missing_ok=True)
 
 
 #: the local ZenML stores this process has seen created and opened

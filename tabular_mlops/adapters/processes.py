@@ -96,13 +96,16 @@ def is_same_process(pid: int, started: float) -> bool:
     zombie waits only for its parent to collect its exit status)."""
     try:
         process = psutil.Process(pid)
-        if is_wall_clock_start(started):
-            same = abs(process.create_time() - started) <= _CLOCK_SLACK_SECONDS
-        else:
-            same = process_start(process) == started
-        return same and process.status() != psutil.STATUS_ZOMBIE
+        return _started_at(process, started) and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _started_at(process: psutil.Process, started: float) -> bool:
+    """Whether ``process`` (a zombie too) is the one that started at ``started``."""
+    if is_wall_clock_start(started):
+        return abs(process.create_time() - started) <= _CLOCK_SLACK_SECONDS
+    return process_start(process) == started
 
 
 def stop_process_trees(pids: Collection[int], grace: float = 15) -> None:
@@ -181,16 +184,26 @@ def read_process_record(pid_file: Path) -> dict[str, Any] | None:
     return dict(record)
 
 
-def orphans_of_group(pid: int) -> list[psutil.Process]:
-    """The processes still in the group that ``pid`` led, when ``pid`` itself is gone
-    (``kill -9`` of `mlflow server` left its uvicorn serving the port). Linux never gives
-    a new process the id of a group that still has members, so they are that leader's.
-    A leader that exited and waits to be reaped (a zombie of the command that started it)
-    is gone too: its workers serve on without it."""
-    if not has_exited(pid):
-        return []
+def orphans_of_group(pid: int, started: float | None) -> list[psutil.Process]:
+    """The processes still in the group that ``pid`` (started at ``started``) led, when
+    ``pid`` itself is gone (``kill -9`` of `mlflow server` left its uvicorn serving the
+    port). Linux never gives a new process the id of a group that still has members, so
+    they are that leader's. A leader that exited and waits to be reaped (a zombie of the
+    command that started it) is gone too, when it is that very process: its workers
+    serve on without it; a zombie its start does not match, or a leader whose start is
+    not known, is another's, and nothing of its group is touched."""
+    try:
+        leader = psutil.Process(pid)
+        if leader.status() != psutil.STATUS_ZOMBIE:
+            return []  # alive: its group is its own business
+        if started is None or not _started_at(leader, started):
+            return []
+    except psutil.NoSuchProcess:
+        pass  # gone: the group's members, if any, are its
     found = []
     for process in psutil.process_iter():
+        if process.pid == pid:
+            continue  # the zombie leader itself: its parent reaps it
         with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError, PermissionError):
             if os.getpgid(process.pid) == pid:
                 found.append(process)
@@ -201,13 +214,17 @@ def stop_recorded_process(pid_file: Path, grace: float = 10) -> bool:
     """Stop the process ``pid_file`` records, if it is still that process, and whatever
     of its group outlived it: whether anything was running. The file is removed either
     way."""
-    raw_pid = None
+    raw_pid, raw_started = None, None
     with contextlib.suppress(ValueError, KeyError, TypeError, OSError):
-        raw_pid = int(json.loads(pid_file.read_text())["pid"])
+        raw = json.loads(pid_file.read_text())
+        raw_pid = int(raw["pid"])
+        raw_started = float(raw["started"])
     record = read_process_record(pid_file)
     if record is not None:
         stop_process_tree(int(record["pid"]), grace=grace)
-    orphans = orphans_of_group(raw_pid) if raw_pid is not None and record is None else []
+    orphans = (
+        orphans_of_group(raw_pid, raw_started) if raw_pid is not None and record is None else []
+    )
     if orphans:
         logger.info("stopping pids %s, left by their group's killed leader %s",
                     [p.pid for p in orphans], raw_pid)  # fmt: skip

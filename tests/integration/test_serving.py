@@ -857,20 +857,26 @@ def test_a_heal_stops_the_dead_servers_workers_before_it_trusts_its_port(
     assert supervisor is not None
     psutil.Process(supervisor.pid).kill()  # the heal is this test's, in this process
     tree = service_tree(live)
-    for pid in tree[1:]:
-        psutil.Process(pid).send_signal(signal.SIGSTOP)
-    psutil.Process(live.runs_as.pid).kill()  # kill -9
-    assert wait_until(lambda: has_exited(live.runs_as.pid), 30)
-    monkeypatch.setattr(LocalProcessTarget, "strays", lambda *_, **__: [])
-    restarts = target(paths).heal(MODEL, lambda what: True)
-    assert [r.outcome for r in restarts] == ["answering again"], restarts
-    assert all(has_exited(pid) for pid in tree[1:])
-    now = refresh(live, paths)
-    assert now.runs_as.pid not in tree
-    assert psutil.Process(now.runs_as.pid).children()  # its own workers answer the port
-    assert post(now, json.dumps({"rows": rows[:1]})).status_code == 200
-    monkeypatch.undo()
-    assert deploy(paths).exit_code == 0  # the supervisor back for the tests after this one
+    try:
+        for pid in tree[1:]:
+            psutil.Process(pid).send_signal(signal.SIGSTOP)
+        psutil.Process(live.runs_as.pid).kill()  # kill -9
+        assert wait_until(lambda: has_exited(live.runs_as.pid), 30)
+        monkeypatch.setattr(LocalProcessTarget, "strays", lambda *_, **__: [])
+        restarts = target(paths).heal(MODEL, lambda what: True)
+        assert [r.outcome for r in restarts] == ["answering again"], restarts
+        assert all(has_exited(pid) for pid in tree[1:])
+        now = refresh(live, paths)
+        assert now.runs_as.pid not in tree
+        assert psutil.Process(now.runs_as.pid).children()  # its own workers answer the port
+        assert post(now, json.dumps({"rows": rows[:1]})).status_code == 200
+    finally:  # whatever failed, the tests after this one get a service and a supervisor
+        for pid in tree[1:]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
+        monkeypatch.undo()
+        assert deploy(paths).exit_code == 0
+        refresh(live, paths)
     again = target(paths).supervisor(MODEL)
     assert again is not None and again.running
 

@@ -286,9 +286,16 @@ def test_a_checked_yaml_is_not_checked_again_and_the_store_still_follows_it(dev_
     assert checked == [] and tracker_name() == "edited"
     renamed = _variant(environment, "experiment_tracker", name="it-checked-tracker")
     try:
-        stacks.activate(client, renamed, "dev.yaml")
+        stacks.activate(client, renamed, "dev.yaml")  # checked, and remembered
+        stacks.activate(client, environment, "dev.yaml")
+        client.delete_stack_component("it-checked-tracker", StackComponentType.EXPERIMENT_TRACKER)
+        checked.clear()
+        stacks.activate(client, renamed, "dev.yaml")  # checked before, but to be registered
         assert "experiment_tracker" in checked
     finally:
         stacks.activate(client, environment, "dev.yaml")
-        client.delete_stack_component("it-checked-tracker", StackComponentType.EXPERIMENT_TRACKER)
+        with contextlib.suppress(KeyError):
+            client.delete_stack_component(
+                "it-checked-tracker", StackComponentType.EXPERIMENT_TRACKER
+            )
     assert tracker_name() is None

@@ -956,7 +956,7 @@ class LocalProcessTarget:
         # none, the new server's readiness check was answered by them, and the address
         # answered 503 once they left, until the next restart (2026-12-06)
         self.sweep(service.model_name, why=f"a worker of {what}, whose server died")
-        orphans = orphans_of_group(process.pid)
+        orphans = orphans_of_group(process.pid, process.started)
         for orphan in orphans:
             logger.warning("stopping pid %s: a worker of %s, whose server died", orphan.pid, what)
         terminate(orphans, ORPHAN_GRACE_SECONDS)
