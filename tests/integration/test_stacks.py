@@ -299,3 +299,43 @@ def test_a_checked_yaml_is_not_checked_again_and_the_store_still_follows_it(dev_
                 "it-checked-tracker", StackComponentType.EXPERIMENT_TRACKER
             )
     assert tracker_name() is None
+
+
+def test_a_change_is_applied_under_the_registration_lock_and_a_current_yaml_takes_none(
+    dev_stack, monkeypatch
+):
+    """Two commands that find the stack to change take turns (each applies under the lock,
+    planning again inside it); a command whose YAML the store already follows takes no
+    turn. (Two processes racing for it fail only sometimes: this names the lock.)"""
+    from zenml.client import Client
+
+    from tabular_mlops.adapters import file_locks
+
+    client = Client()
+    environment = load_environment("dev")
+    stacks.activate(client, environment, "dev.yaml")
+    events: list[str] = []
+    real_exclusive, real_apply = file_locks.exclusive, stacks.apply
+
+    @contextlib.contextmanager
+    def recording_exclusive(path):
+        events.append(f"lock {path.name}")
+        with real_exclusive(path):
+            yield
+        events.append("unlock")
+
+    def recording_apply(client, stack_plan):
+        events.append("apply")
+        return real_apply(client, stack_plan)
+
+    monkeypatch.setattr(file_locks, "exclusive", recording_exclusive)
+    monkeypatch.setattr(stacks, "apply", recording_apply)
+    assert stacks.activate(client, environment, "dev.yaml").is_current
+    assert events == []
+    edited = _variant(environment, "experiment_tracker",
+                      configuration={"experiment_name": "locked"})  # fmt: skip
+    try:
+        stacks.activate(client, edited, "dev.yaml")
+        assert events == ["lock tabular_mlops_stacks.lock", "apply", "unlock"], events
+    finally:
+        stacks.activate(client, environment, "dev.yaml")
