@@ -30,6 +30,10 @@ class PromotionLockTimeoutError(RuntimeError):
     """Another promotion of the same model held the lock for too long."""
 
 
+#: how long a waiter first waits before it tries the lock again, doubled up to the most
+FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS = 0.05, 0.5
+
+
 def lock_name(model_name: str, stage: str) -> str:
     return f"promotion-lock-{model_name}-{stage}"
 
@@ -46,6 +50,7 @@ def promotion_lock(
     name = lock_name(model_name, stage)
     deadline = time.monotonic() + timeout
     acquired = False
+    pause = FIRST_PAUSE_SECONDS
     try:
         while True:
             try:
@@ -73,12 +78,17 @@ def promotion_lock(
                         f"{held_since} (tag '{name}'); retry, or delete the tag if no run is "
                         "promoting: zenml tag delete " + name
                     ) from None
-                time.sleep(0.5)
+                _wait(pause)  # a promotion takes a second or less: looked at soon,
+                pause = min(pause * 2, MAX_PAUSE_SECONDS)  # then no faster than twice a second
         yield
     finally:
         if acquired:
             with contextlib.suppress(KeyError):
                 client.delete_tag(name)
+
+
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def _created(client: Client, name: str) -> datetime | None:

@@ -113,6 +113,38 @@ def test_a_promotion_lock_is_taken_over_only_when_stale_by_the_stores_clock(
     assert not [t for t in tags if t.startswith("promotion-lock")], tags
 
 
+def test_a_promotion_waiting_for_the_lock_looks_again_soon_then_twice_a_second(
+    zenml_repo, monkeypatch
+):
+    """A waiter tries the lock again after 0.05 s, doubling up to 0.5 s: a promotion holds
+    it a second or less, and the second of two trainings no longer waits half a second
+    for nothing."""
+    import contextlib
+
+    from zenml.client import Client
+
+    from tabular_mlops.adapters import promotion_lock as lock
+
+    client = Client()
+    name = lock.lock_name("lock_waiter", "production")
+    client.create_tag(name=name)
+    pauses: list[float] = []
+
+    def wait(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 6:  # the holder is done
+            client.delete_tag(name)
+
+    monkeypatch.setattr(lock, "_wait", wait)
+    try:
+        with lock.promotion_lock("lock_waiter", "production", timeout=60):
+            assert client.get_tag(name, allow_name_prefix_match=False)  # held by this one
+    finally:
+        with contextlib.suppress(KeyError):
+            client.delete_tag(name)
+    assert pauses == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
+
+
 def test_the_zenml_user_is_named_once_the_command_reached_its_store(tmp_path, monkeypatch):
     """The session's own ZenML store (tests/conftest.py): its user is ``default``."""
     from zenml.client import Client
