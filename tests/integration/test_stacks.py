@@ -21,6 +21,11 @@ def _variant(environment: EnvironmentConfig, kind: str, **changes) -> Environmen
     )
 
 
+def _experiment_named(environment: EnvironmentConfig, name: str) -> EnvironmentConfig:
+    """``environment`` with its tracker's experiment renamed: a YAML edit to apply."""
+    return _variant(environment, "experiment_tracker", configuration={"experiment_name": name})
+
+
 def test_registration_is_idempotent(dev_stack):
     from zenml.client import Client
 
@@ -257,8 +262,7 @@ def test_a_checked_yaml_is_not_checked_again_and_the_store_still_follows_it(dev_
     monkeypatch.setattr(stacks, "check_component", counting_check)
     assert stacks.activate(client, environment, "dev.yaml").is_current
     assert checked == []
-    edited = _variant(environment, "experiment_tracker",
-                      configuration={"experiment_name": "edited"})  # fmt: skip
+    edited = _experiment_named(environment, "edited")
     try:
         stacks.activate(client, edited, "dev.yaml")  # a YAML edit: checked and applied
         assert "experiment_tracker" in checked and tracker_name() == "edited"
@@ -332,10 +336,8 @@ def test_a_change_is_applied_under_the_registration_lock_and_a_current_yaml_take
     monkeypatch.setattr(stacks, "apply", recording_apply)
     assert stacks.activate(client, environment, "dev.yaml").is_current
     assert events == []
-    edited = _variant(environment, "experiment_tracker",
-                      configuration={"experiment_name": "locked"})  # fmt: skip
     try:
-        stacks.activate(client, edited, "dev.yaml")
+        stacks.activate(client, _experiment_named(environment, "locked"), "dev.yaml")
         assert events == ["lock tabular_mlops_stacks.lock", "apply", "unlock"], events
     finally:
         stacks.activate(client, environment, "dev.yaml")
