@@ -175,7 +175,7 @@ def plan(
         check_secrets(client, f"stack.components.{kind}", spec, source)
         if check_flavors:
             check_component(client, kind, spec, source)
-        registered = registered_by_kind.get((kind, spec.name))
+        registered = registered_by_kind.get((kind, spec.name)) or _looked_up(client, kind, spec)
         if registered is None:
             component_plans.append(ComponentPlan(kind, spec, "create"))
             continue
@@ -229,6 +229,17 @@ def _registered_components(client: Client, names: list[str]) -> dict[tuple[str, 
         client.list_stack_components, name=f"oneof:{json.dumps(sorted(set(names)))}", hydrate=True
     )
     return {(str(c.type.value), c.name): c for c in found}
+
+
+def _looked_up(client: Client, kind: str, spec: ComponentSpec) -> Any:
+    """The component the one query did not find, looked up as ZenML looks a name up (a
+    MySQL-backed server compares names without case), or None: it is to be registered."""
+    try:
+        return client.get_stack_component(
+            _component_type(kind), spec.name, allow_name_prefix_match=False
+        )
+    except KeyError:
+        return None
 
 
 def apply(client: Client, stack_plan: StackPlan) -> None:
