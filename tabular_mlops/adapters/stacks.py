@@ -305,16 +305,13 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
     from tabular_mlops.adapters import file_locks
 
     fingerprint = checked_fingerprint(environment)
-    checked = fingerprint in checked_before(environment)
-    stack_plan = plan(client, environment, source, check_flavors=not checked)
-    if checked and stack_plan.creates:  # a component to make: its flavor on this store too
-        checked, stack_plan = False, plan(client, environment, source)
+    checked, stack_plan = _plan_as_checked(
+        client, environment, source, fingerprint in checked_before(environment)
+    )
     if not stack_plan.is_current or active_project_name(client) != environment.project:
         with file_locks.exclusive(_registration_lock()):
             if not stack_plan.is_current:  # as another command may have left it
-                stack_plan = plan(client, environment, source, check_flavors=not checked)
-                if checked and stack_plan.creates:
-                    checked, stack_plan = False, plan(client, environment, source)
+                checked, stack_plan = _plan_as_checked(client, environment, source, checked)
             apply(client, stack_plan)
             _use_project(client, environment.project)
     if not checked:
@@ -331,6 +328,18 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
         code_repository.register(client)
     code_repository.forget_cached()  # the project, and so its repositories, may have changed
     return stack_plan
+
+
+def _plan_as_checked(
+    client: Client, environment: EnvironmentConfig, source: str, checked: bool
+) -> tuple[bool, StackPlan]:
+    """The plan, without the flavor checks when this YAML passed them on this store
+    (``checked``), unless a component is to be registered: its flavor must be on this
+    store too. Whether the YAML counts as checked now, and the plan."""
+    stack_plan = plan(client, environment, source, check_flavors=not checked)
+    if checked and stack_plan.creates:
+        return False, plan(client, environment, source)
+    return checked, stack_plan
 
 
 def _registration_lock() -> Path:
@@ -408,8 +417,12 @@ KEPT_FINGERPRINTS = 8
 def checked_before(environment: EnvironmentConfig) -> list[str]:
     """The fingerprints with which this store's stack last passed the flavor checks."""
     path, key = _stamps()
-    entry = _read_stamps(path).get(key)
-    value = entry.get(environment.stack.name) if isinstance(entry, dict) else None
+    return _fingerprints(_read_stamps(path).get(key), environment.stack.name)
+
+
+def _fingerprints(entry: Any, stack_name: str) -> list[str]:
+    """A store's stamps entry's fingerprints for ``stack_name``."""
+    value = entry.get(stack_name) if isinstance(entry, dict) else None
     if isinstance(value, str):  # one fingerprint, as earlier versions kept it
         value = [value]
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
@@ -423,6 +436,6 @@ def remember_checked(environment: EnvironmentConfig, fingerprint: str) -> None:
     entry = stamps.get(key)
     if not isinstance(entry, dict):
         entry = stamps[key] = {}
-    kept = [f for f in checked_before(environment) if f != fingerprint]
+    kept = [f for f in _fingerprints(entry, environment.stack.name) if f != fingerprint]
     entry[environment.stack.name] = [*kept, fingerprint][-KEPT_FINGERPRINTS:]
     write_atomically(path, json.dumps(stamps, indent=1, sort_keys=True))
