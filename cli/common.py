@@ -374,6 +374,7 @@ FIXES = {
     "LatencyBudgetError": "the live service is unchanged; a faster model, or the budget "
     "under parameters.serving in configs/deployment.yaml",
     "BatchSchemaError": "give a batch with the production model's columns",
+    "BatchFileError": "correct the file where the message says, and run the command again",
     "BatchExplainError": "score it without --explain, or train a linear model or a tree "
     "ensemble (training.estimator)",
     "SmokeTestError": "the live service is unchanged; see the candidate's log under "

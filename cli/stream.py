@@ -36,7 +36,8 @@ from tabular_mlops.core.log_policy import LogPolicy
 @click.option("--rate", type=click.FloatRange(min=1), help="With --replay: events per second "
               "(default: as fast as the broker confirms them).")  # fmt: skip
 @click.option("--id-prefix", help="With --replay: event ids are PREFIX:ROW (default: the "
-              "time now); the broker keeps one copy of an id within two minutes.")  # fmt: skip
+              "time now and a digest of the rows); the broker keeps one copy of an id "
+              "within two minutes.")  # fmt: skip
 @click.option("--idle-exit", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Stop once no event came for so long after the model was loaded "
                    "(default: until Ctrl-C).")  # fmt: skip

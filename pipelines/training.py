@@ -47,8 +47,9 @@ def train_and_promote(
     champion = resolve_champion(promotion)
     raw = ingest_data(data)
     dataset, _, _ = validate_data(
-        raw, champion, validation, target, data.assessment_columns, task, data.date_columns
-    )
+        raw, champion, validation, target, data.assessment_columns, task, data.date_columns,
+        evaluation.named_columns(),
+    )  # fmt: skip
     train_set, test_set = split_data(dataset, split, target, task)
     leaderboard = select_model(
         train_set, training, target, data.assessment_columns, promotion.primary_metric, task,

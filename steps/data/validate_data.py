@@ -32,6 +32,7 @@ def validate_data(
     assessment_columns: list[str],
     task: str = "classification",
     date_columns: list[str] | None = None,
+    named_columns: dict[str, list[str]] | None = None,
 ) -> tuple[
     Annotated[pd.DataFrame, "validated_dataset"],
     Annotated[HTMLString, "data_report"],
@@ -44,7 +45,9 @@ def validate_data(
     The reference is the data the production model was trained on (the champion),
     so a new dataset must still fit the model that serves today, or the version
     ``rules.reference_version`` names. On any violation the step raises and
-    nothing downstream runs.
+    nothing downstream runs. ``named_columns`` are the columns other blocks of the run's
+    configuration name (``evaluation.slice_column``...), by key: checked here, before
+    anything is trained.
     """
     check_same_task(champion, get_step_context().model.name, task)
     source = (
@@ -57,8 +60,9 @@ def validate_data(
     )
     described = reference_name(source)
     check_dataset(
-        dataset, target, rules, reference, assessment_columns, as_task(task), date_columns or []
-    )
+        dataset, target, rules, reference, assessment_columns, as_task(task), date_columns or [],
+        named_columns,
+    )  # fmt: skip
     # a date column's days are always new: drift is the model's inputs' (weekday, month)
     dates = [c for c in date_columns or [] if c in dataset.columns]
     summary, html, snapshot = build_report(

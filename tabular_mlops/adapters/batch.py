@@ -8,6 +8,7 @@ they do not sink the batch. A batch without the model's columns stops at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
+from tabular_mlops.adapters.table_files import repeated_header, where_csv_breaks
 from tabular_mlops.core.problems import columns_hint, some
 from tabular_mlops.core.scoring import Scorer, scorer_for
 from tabular_mlops.core.spec import ServingSpec
@@ -47,6 +49,10 @@ class BatchSchemaError(ValueError):
     """The batch as a whole does not fit the model; the message names file and columns."""
 
 
+class BatchFileError(ValueError):
+    """The batch file cannot be read as a table; the message names file and line."""
+
+
 class BatchResult(BaseModel):
     batch_id: str
     model_version: str
@@ -64,9 +70,40 @@ def file_columns(path: Path) -> list[str]:
     if path.stat().st_size == 0:
         raise BatchSchemaError(f"{path}: the file is empty (0 bytes); expected a header and rows")
     if path.suffix.lower() == ".parquet":
-        return list(pq.ParquetFile(path).schema_arrow.names)
-    with pa_csv.open_csv(path) as reader:
-        return list(reader.schema.names)
+        columns = list(pq.ParquetFile(path).schema_arrow.names)
+    else:
+        with _csv_errors_named(path), pa_csv.open_csv(path) as reader:
+            columns = list(reader.schema.names)
+    repeated = repeated_header(path, columns)
+    if repeated:
+        raise BatchSchemaError(repeated)
+    if path.suffix.lower() != ".parquet" and not _has_rows(path):
+        raise BatchSchemaError(f"{path}: a header and no rows: nothing to score")
+    return columns
+
+
+def _has_rows(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.readline()  # the header (a quoted name holding a line break is not one)
+        return any(line.strip() for line in handle)
+
+
+@contextlib.contextmanager
+def _csv_errors_named(path: Path) -> Iterator[None]:
+    """Arrow's CSV errors (a row with more fields than the header, text that is not
+    UTF-8) said with the file and the line, and what to do."""
+    try:
+        yield
+    except pa.ArrowInvalid as exc:
+        where = where_csv_breaks(path)
+        raise BatchFileError(
+            f"{path}: {where}" if where else f"{path}: cannot be read as CSV: {exc}"
+        ) from None
+
+
+def _csv_batches(path: Path, **options: Any) -> Iterator[pa.RecordBatch]:
+    with _csv_errors_named(path):
+        yield from pa_csv.open_csv(path, **options)
 
 
 #: what scoring writes beside a row's features: in the rejected rows, in the monitoring sample
@@ -160,7 +197,7 @@ def read_chunks(
         batches: Iterator[pa.RecordBatch] = parquet.iter_batches(batch_size=chunk_rows)
     else:
         as_text = {f.name: pa.string() for f in spec.features}
-        batches = _rows_together(pa_csv.open_csv(
+        batches = _rows_together(_csv_batches(
             path,
             # Arrow's streaming CSV reader reads up to 32 blocks ahead of its consumer:
             # small blocks bound that (64 MB blocks let a 2M-row file's peak grow to
@@ -221,7 +258,9 @@ def _numbers_from_text(
             pass
         is_number = pc.match_substring_regex(text, NUMBER)
         bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(is_number, False)))
-        columns[name] = pc.cast(pc.if_else(is_number, text, None), pa.float64())
+        # " 12 " is 12, as training's reader (pandas) and the stream's read it
+        number = pc.utf8_trim_whitespace(pc.if_else(is_number, text, None))
+        columns[name] = pc.cast(number, pa.float64())
         if pc.any(bad).as_py():
             problems.append((name, bad, text))
     frame = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns)).to_pandas()

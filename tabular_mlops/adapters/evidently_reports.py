@@ -67,6 +67,17 @@ def build_report(
             "the active stack has no Evidently data validator; declare one under "
             "stack.components.data_validator (flavor: evidently) in configs/environments/"
         )
+    if current.empty:  # Evidently fails on an empty column: say so instead
+        return DataReport(
+            DriftSummary(compared_with_reference=False, quality={"number_of_rows": 0}),
+            page(
+                title,
+                f"<h3>{html.escape(title)}</h3><p>0 rows: every row was set aside before "
+                "this report (the rejected rows and their reasons are beside the "
+                "predictions), so there is nothing to compare.</p>",
+            ),
+            "",
+        )
     from evidently.legacy.pipeline.column_mapping import ColumnMapping
     from zenml.integrations.evidently.metrics import EvidentlyMetricConfig
 

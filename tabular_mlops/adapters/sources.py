@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn import datasets
 
+from tabular_mlops.adapters.table_files import csv_header, repeated_header, where_csv_breaks
 from tabular_mlops.core.config import DataSourceConfig
 from tabular_mlops.core.problems import columns_hint, some
 
@@ -73,17 +74,28 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
         raise DataSourceError(f"{path}: the file is empty (0 bytes); expected a header and rows")
     try:
         if path.suffix.lower() == ".csv":
+            _refuse_repeated(path, csv_header(path))
             return _without_blank_columns(
                 pd.read_csv(path, na_values=source.na_values, keep_default_na=False), path
             )
         frame = pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise DataSourceError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc
+        where = where_csv_breaks(path) if path.suffix.lower() == ".csv" else None
+        raise DataSourceError(
+            f"{path}: {where}" if where else f"{path}: cannot be read as {path.suffix[1:]}: {exc}"
+        ) from exc
+    _refuse_repeated(path, list(frame.columns))
     # A Parquet file's text gets the markers a CSV's gets while parsing: one reading
     for name in frame.columns:
         if frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name]):
             frame[name] = frame[name].mask(frame[name].isin(source.na_values))
     return frame
+
+
+def _refuse_repeated(path: Path, columns: list[str]) -> None:
+    repeated = repeated_header(path, columns)
+    if repeated:
+        raise DataSourceError(repeated)
 
 
 def _without_blank_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

@@ -7,7 +7,7 @@ and the same kind of label, so a model trained on it can serve the same requests
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ from pandas.api.types import is_float_dtype
 
 from tabular_mlops.core.columns import column_kind
 from tabular_mlops.core.config import DataValidationConfig, Task
+from tabular_mlops.core.problems import columns_hint
 from tabular_mlops.core.transformers import read_dates
 
 
@@ -155,13 +156,15 @@ def find_violations(
     not_features: Sequence[str] = (),
     task: Task = "classification",
     date_columns: Sequence[str] = (),
+    named_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Violation]:
-    """Every violation: the schema (pandera), values no model can take, text that is
-    really dates or numbers, duplicated rows, a column that gives the label away, and,
-    when there is a reference, every way the data left what the production model was
-    trained on (columns added or removed first)."""
+    """Every violation: columns the run's configuration names (``named_columns``, by
+    key) that the data lacks, the schema (pandera), values no model can take, text that
+    is really dates or numbers, duplicated rows, a column that gives the label away,
+    and, when there is a reference, every way the data left what the production model
+    was trained on (columns added or removed first)."""
     schema = build_schema(frame, target, rules, reference, task)
-    violations: list[Violation] = []
+    violations = configured_columns(frame, named_columns or {})
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
@@ -181,6 +184,27 @@ def find_violations(
     return violations
 
 
+def configured_columns(
+    frame: pd.DataFrame, named_columns: Mapping[str, Sequence[str]]
+) -> list[Violation]:
+    """Columns a key of the run's configuration names that the data does not have: found
+    before training, not after it (the default ``evaluation.slice_column`` is the example
+    dataset's)."""
+    columns = [str(c) for c in frame.columns]
+    return [
+        Violation(
+            "configured_column",
+            name,
+            f"parameters.{key} names it, and the data has no such column"
+            f"{columns_hint([name], columns)}: set parameters.{key} to columns of "
+            "this data (or null, [] for none)",
+        )
+        for key, names in named_columns.items()
+        for name in names
+        if name not in columns
+    ]
+
+
 #: text that is a date or a time: 2015-02-04, 04/02/2015, 2015-02-04 17:51:00, 17:51, ...
 DATE_OR_TIME = (
     r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})"
@@ -189,6 +213,8 @@ DATE_OR_TIME = (
 )
 #: a number written with a decimal comma (and maybe dots between thousands): 3,14; 1.234,5
 DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$"
+#: a number with commas between thousands: 60,711; 1,234,567.8
+THOUSANDS = r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d+)?\s*$"
 #: a number as a CSV writes it
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 #: share of a text column's values that must match for it to be called dates or numbers
@@ -228,6 +254,17 @@ def misread_text(frame: pd.DataFrame, target: str) -> list[Violation]:
                     f"{numbers:.0%} of distinct values are numbers, the rest text ({text}): "
                     "read as text, the column would be one category per number; if that text "
                     "means missing, add it to data.na_values",
+                )
+            )
+        elif float(sample.str.match(THOUSANDS).mean()) >= MOSTLY:
+            violations.append(
+                Violation(
+                    "thousands_separator",
+                    str(name),
+                    f"numbers written with commas between thousands (e.g. {example!r}) "
+                    "were read as text; write them without (pandas: to_csv() writes none; "
+                    "a spreadsheet: a number format without grouping). Were the commas "
+                    "decimal commas (60,711 meaning 60.711), write decimal points instead",
                 )
             )
         elif float(sample.str.match(DECIMAL_COMMA).mean()) >= MOSTLY:
@@ -668,9 +705,12 @@ def check_dataset(
     not_features: Sequence[str] = (),
     task: Task = "classification",
     date_columns: Sequence[str] = (),
+    named_columns: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Raise :class:`DataValidationError` listing every violation, or return quietly."""
-    violations = find_violations(frame, target, rules, reference, not_features, task, date_columns)
+    violations = find_violations(
+        frame, target, rules, reference, not_features, task, date_columns, named_columns
+    )
     if violations:
         raise DataValidationError(violations)
 

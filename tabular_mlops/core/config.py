@@ -469,6 +469,14 @@ class EvaluationConfig(StrictModel):
     #: regression only
     interval: IntervalConfig = IntervalConfig()
 
+    def named_columns(self) -> dict[str, list[str]]:
+        """The data's columns this block names, by key: the data gate checks they exist
+        before anything is trained."""
+        return {
+            "evaluation.slice_column": [self.slice_column] if self.slice_column else [],
+            "evaluation.fairness.sensitive_columns": list(self.fairness.sensitive_columns),
+        }
+
 
 #: the metrics a too-good-to-be-true score is looked for in, by default
 PLAUSIBILITY_CEILING_METRICS: tuple[MetricName, ...] = ("roc_auc", "accuracy")

@@ -10,6 +10,7 @@ own payloads) and the embedded ONNX scorer.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -54,6 +55,8 @@ def messy_frame(rows: int, seed: int) -> pd.DataFrame:
     frame.loc[index % 11 == 1, "workclass"] = "?"
     frame.loc[index % 19 == 2, "workclass"] = "NA"
     frame.loc[index % 23 == 4, "region"] = "n/a"
+    padded = index % 29 == 7  # a number with spaces around it, as some exports write
+    frame.loc[padded, "hours"] = [f"  {value} " for value in hours[padded]]
     return frame
 
 
@@ -111,6 +114,7 @@ def test_the_same_raw_rows_get_the_same_predictions_from_all_five_readers(served
     path = served["rows"]
     raw = path.read_text()
     assert ",?," in raw and ",NA," in raw and ",," in raw and "n/a" in raw
+    assert re.search(r",  [0-9.]+ ,", raw)
     production = version_at_stage(MODEL, "production")
     assert production is not None
     staged = load_version(production.id)

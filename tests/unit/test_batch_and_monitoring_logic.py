@@ -88,6 +88,101 @@ def test_a_messy_header_is_named_as_such_by_both_readers(churn, tmp_path):
         load_dataset(DataSourceConfig(source="file", path=shouting, target="churn"))
 
 
+def test_a_header_naming_a_column_twice_is_refused_by_every_reader(churn, tmp_path):
+    """pandas would read the copy as 'tenure_months.1', Arrow would find one of the two:
+    each reader refuses the file instead, naming the column."""
+    from tabular_mlops.adapters.sources import DataSourceError, load_dataset
+    from tabular_mlops.adapters.streaming.broker import BrokerError
+    from tabular_mlops.adapters.streaming.replay import read_events
+    from tabular_mlops.core.config import DataSourceConfig
+
+    frame, _, spec = churn
+    twice = frame.head(5).assign(copy=33).rename(columns={"copy": "tenure_months"})
+    path = tmp_path / "twice.csv"
+    twice.to_csv(path, index=False)
+    named = r"column\(s\) \['tenure_months'\] appear more than once in the header"
+    with pytest.raises(BatchSchemaError, match=named):
+        check_columns(path, spec)
+    with pytest.raises(DataSourceError, match=named):
+        load_dataset(DataSourceConfig(source="file", path=path, target="churn"))
+    with pytest.raises(BrokerError, match=named):
+        read_events(path)
+
+
+def test_a_file_that_is_not_a_table_is_named_with_its_line_by_every_reader(churn, tmp_path):
+    """A row with a field too many, or text that is not UTF-8: the file and the line,
+    and what to do, from the batch reader, training's reader and the replay alike."""
+    from tabular_mlops.adapters.batch import BatchFileError
+    from tabular_mlops.adapters.sources import DataSourceError, load_dataset
+    from tabular_mlops.adapters.streaming.broker import BrokerError
+    from tabular_mlops.adapters.streaming.replay import read_events
+    from tabular_mlops.core.config import DataSourceConfig
+
+    frame, model, spec = churn
+    lines = frame.head(6).to_csv(index=False).splitlines()
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("\n".join([*lines[:4], lines[4] + ",extra", *lines[5:]]) + "\n")
+    latin = tmp_path / "latin1.csv"  # a spreadsheet's "CSV" in Western European
+    frame.head(6).assign(region=["north", "south", "Zürich", "east", "west", "north"]).to_csv(
+        latin, index=False, encoding="latin-1"
+    )
+    fields = r"line 5 has 6 fields and the header 5: quote a value that holds a comma"
+    encoding = r"line 4 is not UTF-8 text \(byte 0xfc, character \d+\): save the file as UTF-8"
+    for path, said in ((ragged, fields), (latin, encoding)):
+        with pytest.raises(BatchFileError, match=f"{path}: ({said})"):
+            score_file(path, model, spec, tmp_path / "out", "b", 4, datetime.now(UTC))
+        with pytest.raises(DataSourceError, match=f"{path}: ({said})"):
+            load_dataset(DataSourceConfig(source="file", path=path, target="churn"))
+        with pytest.raises(BrokerError, match=f"{path}: ({said})"):
+            read_events(path)
+
+
+def test_a_number_with_spaces_around_it_is_that_number_in_a_batch(churn, tmp_path):
+    """As training's reader (pandas) and the stream read it: " 12 " is 12."""
+    frame, model, spec = churn
+    batch = frame.drop(columns=["churn"]).head(4).astype(object)
+    padded = batch.assign(tenure_months=[f"  {v} " for v in batch["tenure_months"]])
+    path = tmp_path / "padded.csv"
+    padded.to_csv(path, index=False)
+    result = score_file(path, model, spec, tmp_path / "out", "b", 4, datetime.now(UTC))
+    assert (result.rows_scored, result.rows_rejected) == (4, 0)
+    scored = pd.read_parquet(result.predictions_path)
+    expected = model.predict_proba(frame.drop(columns=["churn"]).head(4))
+    assert scored[[f"probability_{c}" for c in model.classes_]].to_numpy() == pytest.approx(
+        expected
+    )
+
+
+def test_a_header_without_rows_is_refused_and_a_sample_of_rejected_rows_is_no_drift(
+    churn, tmp_path
+):
+    """Nothing to score is said as such; a batch whose every row is rejected is scored
+    (0 rows, each rejected with its reason) and its drift report says there was nothing
+    to compare, instead of failing inside Evidently."""
+    from tabular_mlops.adapters.batch import read_sample
+    from tabular_mlops.adapters.evidently_reports import build_report
+
+    frame, _, spec = churn
+    header = tmp_path / "header.csv"
+    frame.drop(columns=["churn"]).head(0).to_csv(header, index=False)
+    with pytest.raises(BatchSchemaError, match=f"{header}: a header and no rows: nothing to"):
+        check_columns(header, spec)
+    rejected = frame.drop(columns=["churn"]).head(5).assign(tenure_months="1,234")
+    path = tmp_path / "rejected.csv"
+    rejected.to_csv(path, index=False)
+    sample = read_sample(path, spec, 100)
+    assert sample.empty
+
+    class Evidently:
+        flavor = "evidently"
+
+    summary, page, snapshot = build_report(
+        Evidently(), sample, frame, title="Batch drift", artifact="batch_drift_evidently"
+    )
+    assert not summary.compared_with_reference and snapshot == ""
+    assert "0 rows: every row was set aside before this report" in page
+
+
 CONFIG = MonitoringConfig(min_rows=10, alert_drift_share=0.2, retrain_drift_share=0.5)
 
 

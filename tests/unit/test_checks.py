@@ -247,6 +247,40 @@ def test_decimal_commas_are_named_as_such(reference):
     assert ("numeric", "age") in problems  # the kind the reference had, named too
 
 
+def test_a_column_the_configuration_names_and_the_data_lacks_stops_the_gate(reference):
+    """The default slice column is the example dataset's: a user's own file without it is
+    refused by the data gate, before training, naming the key to set."""
+    from tabular_mlops.core.checks import DataValidationError, check_dataset
+    from tabular_mlops.core.config import EvaluationConfig, FairnessConfig
+
+    evaluation = EvaluationConfig(
+        slice_column="mean radius", fairness=FairnessConfig(sensitive_columns=["Plan", "age"])
+    )
+    with pytest.raises(DataValidationError) as refused:
+        check_dataset(reference, "label", RULES, named_columns=evaluation.named_columns())
+    said = str(refused.value)
+    assert (
+        "[configured_column] column 'mean radius': parameters.evaluation.slice_column names "
+        "it, and the data has no such column: set parameters.evaluation.slice_column to "
+        "columns of this data (or null, [] for none)" in said
+    )
+    assert (
+        "[configured_column] column 'Plan': parameters.evaluation.fairness.sensitive_columns "
+        "names it, and the data has no such column; the file has 'plan' for 'Plan'" in said
+    )
+    assert "[configured_column] column 'age'" not in said  # it has that one
+
+
+def test_thousands_separators_are_named_as_such_not_as_decimal_commas(reference):
+    frame = reference.assign(age=reference["age"].map(lambda v: f"{v * 1000:,.0f}"))
+    assert frame["age"].str.contains(",").all()
+    problems = found(frame, reference)
+    said = problems[("thousands_separator", "age")]
+    assert said.startswith("numbers written with commas between thousands (e.g. ")
+    assert "write them without" in said and "decimal points instead" in said
+    assert ("decimal_comma", "age") not in problems
+
+
 def test_a_replayed_partition_is_named_with_its_largest_group(reference):
     frame = pd.concat([reference, *[reference.head(20)] * 2], ignore_index=True)
     assert found(frame, reference)[("duplicate_rows", None)] == (

@@ -137,6 +137,21 @@ def test_a_replayed_file_sends_numbers_as_numbers_even_beside_a_bad_cell(tmp_pat
         read_events(path, drop=["label"])
 
 
+def test_two_files_replayed_in_one_second_keep_their_events_apart():
+    """The broker keeps one event of an id for two minutes: the default ids of two
+    different files differ even within a second; the same rows sent twice share them."""
+    from datetime import UTC, datetime
+
+    from tabular_mlops.adapters.streaming.replay import default_prefix
+
+    now = datetime(2026, 12, 6, 4, 31, 21, tzinfo=UTC)
+    first, second = [b'{"a": 1}', b'{"a": 2}'], [b'{"a": 1}', b'{"a": 3}']
+    assert default_prefix(first, now).startswith("replay-20261206T043121-")
+    assert default_prefix(first, now) != default_prefix(second, now)
+    assert default_prefix(first, now) == default_prefix(list(first), now)
+    assert default_prefix([b"ab", b"c"], now) != default_prefix([b"a", b"bc"], now)
+
+
 def test_a_row_the_model_chokes_on_is_dead_lettered_alone(scorer):
     events_scorer, _, _ = scorer
 

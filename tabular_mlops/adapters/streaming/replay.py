@@ -13,6 +13,7 @@ reason, as it would be from any producer.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 
 from tabular_mlops.adapters.streaming.broker import BrokerError, connect, ensure_streams
 from tabular_mlops.adapters.streaming.consumer import EVENT_ID
+from tabular_mlops.adapters.table_files import csv_header, repeated_header, where_csv_breaks
 from tabular_mlops.core.config import StreamingConfig
 
 #: publishes in flight before waiting for the broker's confirmations
@@ -43,14 +45,19 @@ def read_events(path: Path, drop: Sequence[str] = ()) -> list[bytes]:
     """The file's rows as event payloads; ``drop`` names columns left out (e.g. the target)."""
     if not path.is_file():
         raise BrokerError(f"{path}: no such file to replay")
+    csv = path.suffix.lower() != ".parquet"
     try:
         frame = (
-            pd.read_parquet(path)
-            if path.suffix.lower() == ".parquet"
-            else pd.read_csv(path, keep_default_na=False, na_values=[])
+            pd.read_csv(path, keep_default_na=False, na_values=[]) if csv else pd.read_parquet(path)
         )
     except (ValueError, OSError) as exc:  # pandas' parser errors are ValueErrors
-        raise BrokerError(f"{path}: cannot be read as a table: {exc}") from None
+        where = where_csv_breaks(path) if csv else None
+        raise BrokerError(
+            f"{path}: {where}" if where else f"{path}: cannot be read as a table: {exc}"
+        ) from None
+    repeated = repeated_header(path, csv_header(path) if csv else list(frame.columns))
+    if repeated:
+        raise BrokerError(repeated)
     unknown = [column for column in drop if column not in frame.columns]
     if unknown:
         raise BrokerError(f"{path}: no column(s) {unknown} to drop; it has {list(frame.columns)}")
@@ -64,6 +71,15 @@ def read_events(path: Path, drop: Sequence[str] = ()) -> list[bytes]:
     return [json.dumps(row, default=str).encode() for row in rows]
 
 
+def default_prefix(payloads: Sequence[bytes], now: datetime | None = None) -> str:
+    """``replay-<UTC second>-<digest of the payloads>``."""
+    digest = hashlib.sha256()
+    for payload in payloads:
+        digest.update(len(payload).to_bytes(8, "big"))
+        digest.update(payload)
+    return f"{(now or datetime.now(UTC)):replay-%Y%m%dT%H%M%S}-{digest.hexdigest()[:8]}"
+
+
 async def publish(
     config: StreamingConfig,
     payloads: Sequence[bytes],
@@ -71,8 +87,10 @@ async def publish(
     rate: float | None = None,
 ) -> ReplayResult:
     """Publish ``payloads`` to the events stream, at ``rate`` events/s or as fast as the
-    broker confirms them; ids are ``<id_prefix>:<index>`` (default: the time now)."""
-    prefix = id_prefix or datetime.now(UTC).strftime("replay-%Y%m%dT%H%M%S")
+    broker confirms them; ids are ``<id_prefix>:<index>`` (default: the time now and a
+    digest of the payloads, so that two files replayed within a second keep their events
+    apart, and only the same rows sent twice are one)."""
+    prefix = id_prefix or default_prefix(payloads)
     client = await connect(config, name="tabular-replay")
     started = time.perf_counter()
     duplicates = 0

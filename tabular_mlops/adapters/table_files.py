@@ -1,0 +1,70 @@
+"""What is wrong with a user's table file, said with its name and line: a header that
+names a column twice, and the line a CSV parser stopped at (its fields, its encoding).
+
+Every reader of a file (training's, the batch pipeline's, the stream's replay) asks
+these, so a file is refused the same way whichever command reads it.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+from tabular_mlops.core.problems import some
+
+
+def repeated_names(columns: Sequence[str]) -> list[str]:
+    """The names that appear more than once, in the order they first repeat."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for name in columns:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    return repeated
+
+
+def repeated_header(path: Path, columns: Sequence[str]) -> str | None:
+    """Why ``path`` cannot be read, when its header names a column twice; else None.
+    (pandas renames the copy ``age.1``, Arrow keeps both and a lookup by name finds one:
+    either way a model would read one copy without a word.)"""
+    repeated = repeated_names(columns)
+    if not repeated:
+        return None
+    return (
+        f"{path}: column(s) {some(repeated)} appear more than once in the header, and "
+        "which copy is meant is not known: rename or drop the copies"
+    )
+
+
+def csv_header(path: Path) -> list[str]:
+    """The first record of a CSV file as written (no name made unique)."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
+def where_csv_breaks(path: Path) -> str | None:
+    """The first line of ``path`` that is not UTF-8 text, or whose fields are more or
+    fewer than the header's, and what to do about it; None when there is none."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return (
+                    f"line {number} is not UTF-8 text (byte 0x{line[exc.start]:02x}, "
+                    f"character {exc.start + 1}): save the file as UTF-8 (a spreadsheet's "
+                    "'CSV UTF-8')"
+                )
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        for row in reader:
+            if row and len(row) != len(header):
+                return (
+                    f"line {reader.line_num} has {len(row)} fields and the header "
+                    f"{len(header)}: quote a value that holds a comma, or remove the extra "
+                    "field"
+                )
+    return None
