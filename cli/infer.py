@@ -78,3 +78,9 @@ def infer(
     )
     if result.rejected_path:
         click.echo(f"  {result.rows_rejected} rows rejected, with reasons: {result.rejected_path}")
+    if result.unseen_categories:
+        counts = ", ".join(f"{name}: {n}" for name, n in sorted(result.unseen_categories.items()))
+        click.echo(
+            f"  rows holding a category training never saw (scored as none of the known "
+            f"ones; retrain on data that has it): {counts}"
+        )

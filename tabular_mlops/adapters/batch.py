@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 
 from tabular_mlops.adapters.table_files import repeated_header, where_csv_breaks
 from tabular_mlops.core.problems import columns_hint, some
-from tabular_mlops.core.scoring import Scorer, scorer_for
+from tabular_mlops.core.scoring import Scorer, known_categories, scorer_for, unseen_in_frame
 from tabular_mlops.core.spec import ServingSpec
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ class BatchResult(BaseModel):
     predictions_path: str
     rejected_path: str | None
     seconds: float
+    #: per categorical feature, the scored rows holding a category training never saw
+    unseen_categories: dict[str, int] = {}
 
 
 def file_columns(path: Path) -> list[str]:
@@ -388,6 +390,7 @@ def score_file(
     scorer: Scorer | None = None
     sample: list[pd.DataFrame] = []
     rows_read = rows_scored = rows_rejected = sampled = 0
+    known, unseen = known_categories(model), dict[str, int]()
     try:
         for chunk, reasons in prefetched(read_chunks(path, spec, chunk_rows)):
             chunk.insert(0, ROW_NUMBER, np.arange(rows_read, rows_read + len(chunk)))
@@ -400,6 +403,8 @@ def score_file(
                 continue
             if scorer is None:
                 scorer = scorer_for(model, features, good.head(1000)[features])
+            for name, count in unseen_in_frame(good, known).items():
+                unseen[name] = unseen.get(name, 0) + count
             probabilities = scorer.predict_proba_frame(good)
             keys = good[[c for c in good.columns if c not in features]]
             table = pa.Table.from_pandas(keys, preserve_index=False)
@@ -464,6 +469,7 @@ def score_file(
         predictions_path=str(predictions_path),
         rejected_path=str(rejected_path) if rows_rejected else None,
         seconds=time.perf_counter() - started,
+        unseen_categories=unseen,
     )
 
 

@@ -3,7 +3,7 @@ answers, batch rejections and the stream's dead letters."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -111,12 +111,32 @@ def columns_hint(missing: list[str], columns: list[str]) -> str:
     if not near:
         return ""
     pairs = ", ".join(f"{found!r} for {name!r}" for name, found in near[:3])
-    return f"; the file has {pairs}: names must match exactly (case and spaces)"
+    spaced = any(found != found.strip() for _, found in near)
+    quoting = (
+        " (in a --set value, a name with spaces at its ends goes in quotes: --set 'KEY=\" name \"')"
+        if spaced
+        else ""
+    )
+    return f"; the file has {pairs}: names must match exactly (case and spaces){quoting}"
 
 
 #: a value further than this many spans of the training range (max - min) outside it is not
 #: the world's data (the data gate's ``range_margin`` default): answered, but flagged
 FAR_OUTSIDE_SPANS = 1.0
+
+
+def unseen_category_check(
+    known: Mapping[str, frozenset[str]], names: Sequence[str]
+) -> Callable[[Sequence[Any]], list[str] | None]:
+    """For a row of values (in ``names``' order), the categorical features holding a value
+    training never saw (``core/scoring.known_categories``), or None."""
+    positions = [(i, name, known[name]) for i, name in enumerate(names) if name in known]
+
+    def unseen(row: Sequence[Any]) -> list[str] | None:
+        found = [n for i, n, cats in positions if row[i] is not None and str(row[i]) not in cats]
+        return found or None
+
+    return unseen
 
 
 def far_outside_check(

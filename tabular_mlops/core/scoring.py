@@ -41,7 +41,7 @@ class UnsupportedPipelineError(ValueError):
 
 class FastModel:
     def __init__(self, model: Pipeline, feature_names: Sequence[str]) -> None:
-        self.model = model
+        self.model, self.columns = model, list(feature_names)
         try:
             preprocess = model.named_steps["preprocess"]
             self.classifier = model.steps[-1][1]
@@ -176,6 +176,34 @@ class FastModel:
             self.linear = None
         if not agrees():
             raise UnsupportedPipelineError("numpy path disagrees with the pipeline on real rows")
+
+
+def known_categories(model: Pipeline) -> dict[str, frozenset[str]]:
+    """Per categorical column of a pipeline the training step built, the categories its
+    encoder learned (a value outside them is encoded as none of them: a block of zeros);
+    empty for any other pipeline."""
+    try:
+        _, categorical, columns = model.named_steps["preprocess"].transformers_[1]
+        learned = categorical.named_steps["encode"].categories_
+    except (KeyError, AttributeError, IndexError, ValueError, TypeError):
+        return {}
+    return {
+        str(column): frozenset(str(value) for value in values)
+        for column, values in zip(columns, learned, strict=True)
+    }
+
+
+def unseen_in_frame(frame: pd.DataFrame, known: dict[str, frozenset[str]]) -> dict[str, int]:
+    """Per categorical column, how many rows of ``frame`` hold a value training never saw
+    (missing values are the imputer's, not unseen)."""
+    counts = {}
+    for name, categories in known.items():
+        if name in frame.columns:
+            values = frame[name]
+            unseen = int((values.notna() & ~values.astype(str).isin(categories)).sum())
+            if unseen:
+                counts[name] = unseen
+    return counts
 
 
 def encodings(step: Pipeline) -> list[tuple[str, dict[str, int]]]:

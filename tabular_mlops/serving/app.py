@@ -44,6 +44,7 @@ from tabular_mlops.core.problems import (
     far_outside_check,
     out_of_range,
     unique_keys,
+    unseen_category_check,
 )
 from tabular_mlops.core.spec import (
     SCORING_CPU_HEADER,
@@ -76,6 +77,12 @@ FAR_OUTSIDE = Counter(
     "Rows answered whose inputs lie over a training span outside the range training "
     "covered: logged with a flag, left out of monitoring and rollout evidence.",
     ["model_version"],
+)
+UNSEEN = Counter(
+    "tabular_predict_unseen_category_rows",
+    "Rows answered whose feature holds a category training never saw (scored as none of "
+    "the known ones), by feature.",
+    ["model_version", "feature"],
 )
 LOGGED = Counter(
     "tabular_inference_log_rows",
@@ -493,6 +500,9 @@ def create_app(spec: ServingSpec, settings: ServingSettings) -> FastAPI:
         flagged = sum(1 for flag in flags if flag)
         if flagged:
             FAR_OUTSIDE.labels(version).inc(flagged)
+        for row in rows:
+            for feature in app.state.unseen_of(row) or ():
+                UNSEEN.labels(version, feature).inc()
         if log is not None:
             log.write_lines(
                 row_lines(
@@ -628,8 +638,13 @@ def feedback_log(app: FastAPI, settings: ServingSettings) -> JsonLinesLog | None
 
 def bind(app: FastAPI, scorer: Scorer, log: InferenceLogWriter | None) -> None:
     """Give the app its model and inference log: in each worker, before it serves."""
+    from tabular_mlops.core.scoring import known_categories
+
     app.state.scorer = scorer
     app.state.inference_log = log
+    # (a scorer that is no pipeline's, as a test's stand-in, knows no categories)
+    known = known_categories(getattr(scorer, "model", None))
+    app.state.unseen_of = unseen_category_check(known, getattr(scorer, "columns", []))
 
 
 def count_logged(outcome: str, rows: int) -> None:

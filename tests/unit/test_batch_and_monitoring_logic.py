@@ -86,6 +86,13 @@ def test_a_messy_header_is_named_as_such_by_both_readers(churn, tmp_path):
         check_columns(shouting, spec)
     with pytest.raises(DataSourceError, match=r"the file has 'CHURN' for 'churn': names must"):
         load_dataset(DataSourceConfig(source="file", path=shouting, target="churn"))
+    # `--set parameters.data.target=churn ` loses its space (the value is read as YAML)
+    spaced = tmp_path / "spaced.csv"
+    frame.rename(columns={"churn": "churn "}).to_csv(spaced, index=False)
+    with pytest.raises(DataSourceError) as refused:
+        load_dataset(DataSourceConfig(source="file", path=spaced, target="churn"))
+    assert "the file has 'churn ' for 'churn'" in str(refused.value)
+    assert "--set 'KEY=\" name \"'" in str(refused.value)
 
 
 def test_a_header_naming_a_column_twice_is_refused_by_every_reader(churn, tmp_path):

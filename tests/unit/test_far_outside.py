@@ -58,3 +58,38 @@ def test_the_answer_is_the_same_the_log_flags_it_and_monitoring_leaves_it_out(ch
     collected = collect(config, [f.name for f in spec.features], now - timedelta(hours=1),
                         now + timedelta(minutes=1))  # fmt: skip
     assert collected["far_outside"].tolist() == [False, True]
+
+
+def test_a_category_training_never_saw_is_answered_and_counted_by_the_service_and_batch(
+    churn, tmp_path
+):
+    """One-hot encoding scores an unknown category as none of the known ones: the answer
+    stays, and /metrics (by feature) and the batch's result say how many rows held one."""
+    import pandas as pd
+    from fastapi.testclient import TestClient
+    from prometheus_client import REGISTRY
+
+    from tabular_mlops.adapters.batch import score_file
+    from tabular_mlops.core.scoring import PipelineScorer
+    from tabular_mlops.core.spec import ServingSettings
+    from tabular_mlops.serving.app import bind, create_app
+
+    frame, model, spec = churn
+    app = create_app(spec, ServingSettings(model_tag="churn:1"))
+    bind(app, PipelineScorer(model, [f.name for f in spec.features]), None)
+    labels = {"model_version": spec.model_version, "feature": "contract"}
+    before = REGISTRY.get_sample_value("tabular_predict_unseen_category_rows_total", labels) or 0
+    usual = {"tenure_months": 12.0, "monthly_charges": 70.5, "contract": "one-year",
+             "region": "north"}  # fmt: skip
+    weekly = {**usual, "contract": "weekly"}
+    answered = TestClient(app).post("/predict", json={"rows": [usual, weekly, weekly]})
+    assert answered.status_code == 200 and len(answered.json()["predictions"]) == 3
+    after = REGISTRY.get_sample_value("tabular_predict_unseen_category_rows_total", labels)
+    assert after == before + 2
+    batch = frame.drop(columns=["churn"]).head(6).assign(contract=["weekly"] * 2 + [None] * 4)
+    path = tmp_path / "batch.csv"
+    batch.to_csv(path, index=False)
+    result = score_file(path, model, spec, tmp_path / "out", "b", 4, datetime.now(UTC))
+    assert result.rows_scored + result.rows_rejected == 6
+    assert result.unseen_categories == {"contract": 2}  # missing is not unseen
+    assert len(pd.read_parquet(result.predictions_path)) == result.rows_scored
