@@ -137,6 +137,29 @@ def test_a_replayed_file_sends_numbers_as_numbers_even_beside_a_bad_cell(tmp_pat
         read_events(path, drop=["label"])
 
 
+def test_a_category_training_never_saw_is_scored_and_counted_by_the_consumer(scorer):
+    """As the service and batch scoring count them: the consumer's summary says how many
+    predicted rows held a category training never saw, by feature."""
+    from tabular_mlops.adapters.streaming.consumer import Consumer
+    from tabular_mlops.core.config import StreamingConfig
+
+    events_scorer, _, _ = scorer
+    usual = {"tenure_months": 12.0, "monthly_charges": 70.5, "contract": "one-year",
+             "region": "north"}  # fmt: skip
+    batch = events_scorer.score(
+        [event(1, usual), event(2, {**usual, "contract": "weekly"}),
+         event(3, {**usual, "contract": "weekly", "region": "mars"})],
+        max_deliveries=5, now=1_700_000_100.0,
+    )  # fmt: skip
+    assert len(batch.predictions) == 3 and batch.dead_letters == []
+    consumer = Consumer(StreamingConfig(), models=None)
+    consumer._count_unseen(events_scorer, batch.rows)
+    assert consumer.stats.unseen_categories == {"contract": 2, "region": 1}
+    assert consumer.stats.summary().endswith(
+        "; rows holding a category training never saw: contract: 2, region: 1"
+    )
+
+
 def test_two_files_replayed_in_one_second_keep_their_events_apart():
     """The broker keeps one event of an id for two minutes: the default ids of two
     different files differ even within a second; the same rows sent twice share them."""

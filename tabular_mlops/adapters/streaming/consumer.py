@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,7 +43,7 @@ from tabular_mlops.adapters.streaming.broker import BrokerError, connect, ensure
 from tabular_mlops.core.config import StreamingConfig
 from tabular_mlops.core.events import Event, EventScorer, ScoredBatch
 from tabular_mlops.core.log_policy import masker
-from tabular_mlops.core.problems import far_outside_check
+from tabular_mlops.core.problems import far_outside_check, unseen_category_check
 from tabular_mlops.serving.inference_log import FlushedLog, logged, row_lines
 
 logger = logging.getLogger(__name__)
@@ -76,12 +76,16 @@ class ConsumerStats:
     batches: int = 0
     #: versions in the order they scored
     versions: list[str] = field(default_factory=list)
+    #: per categorical feature, the predicted rows holding a category training never saw
+    unseen_categories: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
+        unseen = ", ".join(f"{n}: {c}" for n, c in sorted(self.unseen_categories.items()))
         return (
             f"{self.events} events in {self.batches} micro-batches: {self.predictions} "
             f"predictions, {self.dead_letters} dead letters, {self.redelivered} redelivered; "
             f"model version(s) {', '.join(self.versions) or '-'}"
+            + (f"; rows holding a category training never saw: {unseen}" if unseen else "")
         )
 
 
@@ -150,6 +154,8 @@ class Consumer:
         self._touched = time.monotonic()
         self._wake = asyncio.Event()
         self._max_payload = 1 << 20
+        self._unseen_version: str | None = None
+        self._unseen_of: Callable[[Sequence[Any]], list[str] | None] = lambda _: None
         self._current: EventScorer | None = None
         self._next: EventScorer | None = None
         self._logged_version: str | None = None
@@ -298,6 +304,7 @@ class Consumer:
                 log.write(lines)
             for message in messages:  # only now: every event has its prediction or dead letter
                 await message.ack()
+            self._count_unseen(scorer, batch.rows)
         except Exception as exc:  # whatever it was, the events come again
             logger.warning("a micro-batch of %s events failed (%s: %s); they will be "
                            "delivered again", len(messages), type(exc).__name__, exc)  # fmt: skip
@@ -324,6 +331,20 @@ class Consumer:
             )
             self._logged_version = scorer.version
         return self._log_rules
+
+    def _count_unseen(self, scorer: EventScorer, rows: list[list[Any]]) -> None:
+        """Rows scored with a category training never saw (as none of the known ones)."""
+        if self._unseen_version != scorer.version:
+            from tabular_mlops.core.scoring import known_categories
+
+            model = getattr(scorer.scorer, "model", None)
+            names = [feature.name for feature in scorer.spec.features]
+            self._unseen_of = unseen_category_check(known_categories(model), names)
+            self._unseen_version = scorer.version
+        counts = self.stats.unseen_categories
+        for row in rows:
+            for name in self._unseen_of(row) or ():
+                counts[name] = counts.get(name, 0) + 1
 
     def _count(self, events: list[Event], batch: ScoredBatch, version: str) -> None:
         stats = self.stats
