@@ -512,6 +512,29 @@ def retraining_plan(
     )
 
 
+def refuse_during_rollout(
+    env: str, model_name: str, what: str, deployment_path: Path = CONFIG_DIR / "deployment.yaml"
+) -> None:
+    """Stop, before anything runs, a command that would change production (or start an
+    experiment) under a running experiment of ``model_name``: one line naming the
+    rollout and how to end it. Local processes only: their state is a file, read at once
+    (a cluster's deployer refuses in the deployment step, as `deploy` does)."""
+    environment, _ = load_env(env)
+    if environment.stack.components.model_deployer.flavor != "tabular_local":
+        return
+    deployment = load_pipeline_config(
+        DeploymentRunConfig, env, deployment_path, (f"model.name={model_name}",)
+    )
+    running = serving_target(env, deployment, activate=False).rollout(model_name)
+    if running is not None:
+        raise click.ClickException(
+            f"rollout {running.experiment} of version {running.candidate.model_version} "
+            f"against version {running.champion.model_version} of '{model_name}' is in "
+            f"progress, and {what}: decide it first (python run.py rollout, --promote or "
+            "--abort); nothing was changed"
+        )
+
+
 def serving_target(env: str, config: DeploymentRunConfig, activate: bool) -> ServingTarget:
     """The target of the environment's model deployer.
 

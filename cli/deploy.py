@@ -179,10 +179,12 @@ def deploy(
             f"Version {wanted} of '{name}' is already served at {live.url}; nothing to do "
             "(--force redeploys it, e.g. with other serving settings)."
         )
-        _print_service(live, target)
+        _print_service(live, target, env, default_model_name(env, config_path))
         return
     if live is not None and problems:
         click.echo(f"The live service has problems ({'; '.join(problems)}): redeploying.")
+    if live is not None and not model_version and live.model_version != wanted:
+        _say_rollback_ends(env, name, live.model_version, wanted, config.stage)
     from pipelines.deployment import deployment_pipeline
 
     pipeline = staged_pipeline(deployment_pipeline, config, version=model_version)
@@ -205,7 +207,25 @@ def deploy(
     if live is None:
         raise click.ClickException(f"the deployment finished but no service of '{name}' is live")
     target.prune_logs(name, config.parameters.serving.retention_days)
-    _print_service(live, target)
+    _print_service(live, target, env, default_model_name(env, config_path))
+
+
+def _say_rollback_ends(env: str, name: str, served: str, wanted: str, stage: str) -> None:
+    """A version served by a rollback (`deploy --version N`) is replaced by the version at
+    the stage only when a deploy names none: said, with the rollback's reason, so that a
+    routine deploy never undoes a rollback without a word."""
+    from tabular_mlops.adapters.audit import read_trail
+
+    entries, _ = read_trail(env)
+    last = next((e for e in reversed(entries) if e.model == name
+                 and e.action in ("deploy", "rollback")), None)  # fmt: skip
+    if last is not None and last.action == "rollback" and last.version == served:
+        click.echo(
+            f"Version {served} serves by a rollback ({last.reason}, {last.at:%Y-%m-%d %H:%M} "
+            f"UTC); this deploy serves the {stage} version {wanted} again (`deploy --version "
+            f"{served} --reason ...` keeps the rollback; to keep it for good, train and promote "
+            "a fix, or set the stage)."
+        )
 
 
 def _record_release(
@@ -340,15 +360,27 @@ def check_was_promoted(model_name: str, version: str) -> None:
         )
 
 
-def _print_service(live: RunningService, target: ServingTarget) -> None:
+def default_model_name(env: str, config_path: Path) -> str:
+    """The model a command in ``env`` names when no ``--set model.name`` is given."""
+    return load_pipeline_config(DeploymentRunConfig, env, config_path).model.name
+
+
+def _print_service(
+    live: RunningService, target: ServingTarget, env: str, default_model: str
+) -> None:
+    """Where the model is served and how to use it; the commands it names are this
+    environment's and this model's (another's token would be refused)."""
+    scope = (f" --env {env}" if env != "dev" else "") + (
+        f" --set model.name={live.model_name}" if live.model_name != default_model else ""
+    )
     click.echo(
         f"\nServing '{live.model_name}' version {live.model_version} at {live.url}\n"
         f"  curl -X POST {live.url}/predict -H 'content-type: application/json' "
         f"-d '{{\"rows\": [{{...}}]}}'\n"
         f"  API docs: {live.url}/docs   metrics: {live.url}/metrics\n"
         f"  requests are logged to {target.inference_log_dir}\n"
-        f"  POST /feedback takes the feedback token: python run.py deploy --print-token "
-        f"feedback (kept in {target.tokens_location(live.model_name)})"
+        f"  POST /feedback takes the feedback token: python run.py deploy{scope} "
+        f"--print-token feedback (kept in {target.tokens_location(live.model_name)})"
     )
 
 

@@ -49,6 +49,10 @@ def export(
     config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
     activate_stack(env)
     name = config.model.name
+    if version is not None:  # as a rollback: a version the gate passed once, never one it refused
+        from cli.deploy import check_was_promoted
+
+        check_was_promoted(name, version)
     try:
         found = Client().get_model_version(name, version or ModelStages(config.stage))
     except KeyError:

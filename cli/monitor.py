@@ -15,6 +15,7 @@ from cli.common import (
     finished_steps,
     load_pipeline_config,
     overrides_option,
+    refuse_during_rollout,
     retraining_plan,
     run_pipeline,
     schedule_option,
@@ -54,6 +55,10 @@ def monitor(
     alert, or retrain), and on `retrain` train, gate, promote and redeploy."""
     config = load_pipeline_config(MonitoringRunConfig, env, config_path, overrides)
     plan = retraining_plan(env, config, not no_retrain, training_config, deployment_config)
+    if plan.enabled and schedule is None:
+        refuse_during_rollout(env, config.model.name, "a retraining it decides on would "
+                              "promote and deploy a version beside it (`monitor "
+                              "--no-retrain` only looks)", deployment_config)  # fmt: skip
     activate_stack(env)
     from zenml.client import Client
 
@@ -130,14 +135,8 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
 
     deployment = load_pipeline_config(DeploymentRunConfig, env, CONFIG_DIR / "deployment.yaml")
     name = deployment.model.name
+    refuse_during_rollout(env, name, "this scenario starts one of its own")
     before = serving_target(env, deployment, activate=False)
-    running = before.rollout(name)
-    if running is not None:
-        raise click.ClickException(
-            f"rollout {running.experiment} of version {running.candidate.model_version} is in "
-            "progress and this scenario starts one of its own: decide it first (python run.py "
-            "rollout, --promote or --abort)"
-        )
     live = before.live(name)
     if live is None:
         click.echo("=== no live service: training and deploying one first")

@@ -87,14 +87,16 @@ def rollout(
     from pipelines.rollout import rollout_pipeline
 
     by_hand = "promote" if promote else "rollback" if abort else None
-    if by_hand:  # who asked and why; the decision carried out is recorded by the pipeline
-        record(env, f"rollout-{'promote' if promote else 'abort'}", name,
-               current.candidate.model_version, reason, experiment=current.experiment)  # fmt: skip
     run = run_pipeline(
         "rollout", rollout_pipeline, model_name=name, serving=serving, by_hand=by_hand
     )
     if run is not None:
         outcome = run.steps["apply_rollout_decision"].outputs["rollout_outcome"][0].load()
+        if by_hand:  # who asked and why, once it was carried out (the pipeline recorded
+            # the decision itself): a decision refused, or lost to another, records nothing
+            record(env, f"rollout-{'promote' if promote else 'abort'}", name,
+                   current.candidate.model_version, reason,
+                   experiment=current.experiment)  # fmt: skip
         click.echo(f"Rollout {current.experiment}: {outcome}")
 
 

@@ -16,6 +16,7 @@ from cli.common import (
     finished_steps,
     load_pipeline_config,
     overrides_option,
+    refuse_during_rollout,
     run_pipeline,
     schedule_option,
     staged_pipeline,
@@ -67,6 +68,9 @@ def train(
         overrides = (*overrides, "parameters.validation.accept_drift=true")
     config = load_pipeline_config(TrainingRunConfig, env, config_path, overrides)
     _check_estimator(config, config_path)
+    if config.parameters.promotion.stage == "production" and not dry_run:
+        refuse_during_rollout(env, config.model.name, "this training would promote a new "
+                              "production version under it")  # fmt: skip
     if accept_drift and not dry_run:
         record(env, "accept-drift", config.model.name, reason=reason)
     activate_stack(env, preflight=not dry_run)  # a plan needs no server

@@ -376,3 +376,73 @@ def test_a_version_keeps_every_decision_and_a_rolled_back_one_cannot_be_served_b
     aliases = MlflowClient(tracking_uri=tracking).get_registered_model(MODEL).aliases
     assert str(aliases.get("staging")) != registry_version  # not loadable as @staging
     assert production_version() == champion
+
+
+def test_a_promote_and_an_abort_sent_together_leave_one_decision_everywhere(service):
+    """Two people decide one experiment at the same moment, in two processes: one
+    decision is carried out; the other finds no rollout left and changes nothing. The
+    stage, the served version, the registry and the audit trail tell the same story."""
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.audit import read_trail
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    champion = production_version()
+    train("0.7", "staging")
+    candidate = str(Client().get_model_version(MODEL, "staging").number)
+    started = deploy(service, "--set", "stage=staging", "--strategy", "canary")
+    experiment = target(service).rollout(MODEL)
+    assert experiment is not None
+    # the command it names for the feedback token is this environment's and model's
+    hint = f"python run.py deploy --env {service['env']} --set model.name={MODEL} --print-token"
+    assert hint in started.output, started.output
+    printed = invoke(*hint.split()[2:], "feedback").output.strip().splitlines()[-1]
+    assert f"Bearer {printed}" == bearer(service["state"], MODEL, "feedback")["authorization"]
+    # meanwhile, nothing promotes to production under the experiment
+    for command in (["train"], ["monitor"]):
+        refused = invoke(*command, "--set", f"model.name={MODEL}", "--env", service["env"])
+        assert refused.exit_code != 0, refused.output
+        assert (
+            f"rollout {experiment.experiment} of version {candidate} against version "
+            f"{champion} of '{MODEL}' is in progress, and " in refused.output
+        )
+        assert "nothing was changed" in refused.output
+    assert production_version() == champion
+
+    def decide(*how: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "run.py", "rollout", *serving_args(service), *how],
+            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    both = [decide("--promote", "--reason", "ship it"), decide("--abort", "--reason", "stop it")]
+    outputs = [process.communicate(timeout=600)[0] for process in both]
+    assert target(service).rollout(MODEL) is None, outputs
+    version = Client().get_model_version(MODEL, int(candidate))
+    promoted = production_version() == candidate
+    live = target(service).live(MODEL)
+    assert live is not None
+    assert live.model_version == (candidate if promoted else champion), outputs
+    assert version.stage == ("production" if promoted else "archived"), outputs
+    assert version.run_metadata["rollout_decision"] == ("promote" if promoted else "rollback")
+    entries, problems = read_trail(service["env"])
+    assert problems == []
+    decisions = [e for e in entries if e.action == "rollout-decision"
+                 and e.details.get("experiment") == experiment.experiment]  # fmt: skip
+    assert [e.details.get("decision") for e in decisions] == [
+        "promote" if promoted else "rollback"
+    ], outputs
+    asked = [e.action for e in entries if e.action in ("rollout-promote", "rollout-abort")
+             and e.details.get("experiment") == experiment.experiment]  # fmt: skip
+    assert asked == ["rollout-promote" if promoted else "rollout-abort"], outputs
+    tracking = Client().active_stack.experiment_tracker.get_tracking_uri()
+    registry = MlflowClient(tracking_uri=tracking)
+    registry_version = str(version.run_metadata["registry_version"])
+    tags = registry.get_model_version(MODEL, registry_version).tags
+    assert tags["stage"] == ("production" if promoted else "archived")
+    aliases = registry.get_registered_model(MODEL).aliases
+    assert str(aliases.get("staging")) != registry_version  # neither loads it as @staging

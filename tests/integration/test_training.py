@@ -218,7 +218,7 @@ def test_rerun_on_the_same_data_is_cached_and_keeps_production(first_run):
     assert "(7 of 13 steps cached)" in result.output
 
 
-def test_worse_model_is_recorded_but_not_promoted(first_run):
+def test_worse_model_is_recorded_but_not_promoted(first_run, tmp_path):
     from zenml.client import Client
 
     result = invoke(
@@ -236,6 +236,12 @@ def test_worse_model_is_recorded_but_not_promoted(first_run):
     assert production_version() == "1"
     rejected = Client().list_model_versions(MODEL, sort_by="desc:number", size=1).items[0]
     assert rejected.run_metadata["gate"] == "rejected"
+    # nor is it exported for embedding, as it is never served
+    exported = invoke("export", "--set", f"model.name={MODEL}", "--version", rejected.name,
+                      "--output", str(tmp_path / "onnx"))  # fmt: skip
+    assert exported.exit_code != 0
+    assert f"version {rejected.name} never passed the promotion gate" in exported.output
+    assert not (tmp_path / "onnx").exists()
 
 
 def _breast_cancer_frame():
