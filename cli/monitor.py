@@ -139,8 +139,13 @@ def simulate_rollout(ctx: click.Context, env: str, rows: int) -> None:
     before = serving_target(env, deployment, activate=False)
     live = before.live(name)
     if live is None:
-        click.echo("=== no live service: training and deploying one first")
-        ctx.invoke(train, env=env)
+        activate_stack(env)
+        production = production_version(name)
+        if production is None:
+            click.echo("=== no model in production: training and deploying one first")
+            ctx.invoke(train, env=env)
+        else:  # the model in production is the champion: it is served, not trained again
+            click.echo(f"=== no live service: deploying production version {production} first")
         ctx.invoke(deploy, env=env)
     # the candidate learns, and the users come from, the world production lives in (after
     # `simulate`, a drifted one): the production version's own labelled rows
