@@ -512,6 +512,15 @@ def retraining_plan(
     )
 
 
+def per_environment(folder: Path, env: str) -> Path:
+    """``folder`` for dev, ``folder/NAME`` for another environment (named, or given as
+    its YAML file): one environment's files never overwrite another's."""
+    from tabular_mlops.adapters.audit import environment_name
+
+    name = environment_name(env)
+    return folder if name == "dev" else folder / name
+
+
 def refuse_during_rollout(
     env: str, model_name: str, what: str, deployment_path: Path = CONFIG_DIR / "deployment.yaml"
 ) -> None:

@@ -12,6 +12,7 @@ from cli.common import (
     env_option,
     load_pipeline_config,
     overrides_option,
+    per_environment,
 )
 from tabular_mlops.adapters.paths import LOCAL_DIR
 from tabular_mlops.core.config import DeploymentRunConfig
@@ -23,15 +24,15 @@ from tabular_mlops.core.config import DeploymentRunConfig
 @click.option("--format", "file_format", type=click.Choice(["onnx"]), default="onnx",
               show_default=True, help="What to export to.")  # fmt: skip
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
-              default=LOCAL_DIR / "embedded", show_default=".local/embedded",
-              help="Folder for model.onnx and manifest.json.")  # fmt: skip
+              default=None, show_default=".local/embedded (another environment's: "
+              ".local/embedded/ENV)", help="Folder for model.onnx and manifest.json.")  # fmt: skip
 @click.option("--version", help="This model version instead of the one at the stage.")
 @overrides_option
 def export(
     env: str,
     config_path: Path,
     file_format: str,
-    output: Path,
+    output: Path | None,
     version: str | None,
     overrides: tuple[str, ...],
 ) -> None:
@@ -49,6 +50,8 @@ def export(
     config = load_pipeline_config(DeploymentRunConfig, env, config_path, overrides)
     activate_stack(env)
     name = config.model.name
+    if output is None:  # dev's export never overwrites staging's, nor the other way round
+        output = per_environment(LOCAL_DIR / "embedded", env)
     if version is not None:  # as a rollback: a version the gate passed once, never one it refused
         from cli.deploy import check_was_promoted
 

@@ -231,3 +231,14 @@ def test_an_estimator_of_the_other_task_is_named_before_anything_runs():
     assert result.exit_code != 0
     assert "training.yaml: parameters.training.estimator: 'sklearn.ensemble." in result.output
     assert "is not a scikit-learn regressor (parameters.task is regression)" in result.output
+
+
+def test_another_environments_reports_and_exports_go_to_a_folder_of_its_own(tmp_path):
+    """dev's export never overwrites staging's: named, or given as its YAML file."""
+    from cli.common import per_environment
+
+    assert per_environment(tmp_path / "embedded", "dev") == tmp_path / "embedded"
+    assert per_environment(tmp_path / "embedded", "/x/y/dev.yaml") == tmp_path / "embedded"
+    assert per_environment(tmp_path / "reports", "staging") == tmp_path / "reports" / "staging"
+    assert per_environment(tmp_path / "reports", "/x/prod.yml") == tmp_path / "reports" / "prod"
+    assert "--env" in invoke("report", "--help").output
