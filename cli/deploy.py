@@ -250,8 +250,11 @@ def _record_release(
     ):
         return None
     version = experiment.candidate.model_version if experiment else live.model_version
+    # a version named by hand is a rollback (or forward) only when it replaced the live
+    # one; beside it, in an experiment, it is a deploy like any other candidate's
+    rollback = model_version is not None and experiment is None
     record(
-        env, "rollback" if model_version else "deploy", model_name, version, reason,
+        env, "rollback" if rollback else "deploy", model_name, version, reason,
         url=live.url, **({"rollout": experiment.plan.strategy} if experiment else {}),
     )  # fmt: skip
     if experiment:

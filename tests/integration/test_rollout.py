@@ -362,6 +362,13 @@ def test_a_version_keeps_every_decision_and_a_rolled_back_one_cannot_be_served_b
     deploy(
         service, "--version", candidate, "--strategy", "ab", "--reason", "again"
     )  # again, on purpose
+    from tabular_mlops.adapters.audit import read_trail
+
+    again = [e for e in read_trail(service["env"])[0] if e.reason == "again"]
+    # beside the live version, not in its place: a deploy of a candidate, not a rollback
+    assert [(e.action, e.version, e.details.get("rollout")) for e in again] == [
+        ("deploy", candidate, "ab")
+    ]
     rollout(service, "--abort", "--reason", "the test moves on")
     version = Client().get_model_version(MODEL, int(candidate))
     history = version.run_metadata["rollout_history"]
