@@ -177,6 +177,10 @@ def zenml_client() -> Client:
 _ACTIVATED: dict[str, EnvironmentConfig] = {}
 
 
+#: the environment this process activated last (a command activates one)
+_ACTIVE_ENV: list[str] = []
+
+
 def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
     """Validate the environment, check that its servers answer (``preflight``), mark
     failed the runs of commands that died, then register (idempotently) and activate
@@ -207,6 +211,7 @@ def activate_stack(env: str, preflight: bool = True) -> EnvironmentConfig:
             blank_stores.seed_tracking_store(zenml_client().active_stack)
         click.echo(f"Active stack: '{stack_plan.name}' (environment {env})")
         _ACTIVATED[stack_name] = environment
+    _ACTIVE_ENV[:] = [env]  # the fix of a failure names it
     reap_dead_runs()  # in the environment's project, now active
     return environment
 
@@ -422,6 +427,8 @@ def cause_and_fix(exc: BaseException) -> str:
     if "Error connecting to" in first or "Connection refused" in first:
         kind = "ConnectionError"
     fix = FIXES.get(kind, "rerun with --verbose for the traceback")
+    if _ACTIVE_ENV:  # the environment this command activated, not a placeholder
+        fix = fix.replace("--env ENV", f"--env {_ACTIVE_ENV[0]}")
     return f"→ failed ({kind}): {first}. Fix: {fix}."
 
 

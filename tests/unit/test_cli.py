@@ -122,10 +122,13 @@ def test_a_crash_ends_with_a_failing_exit_status():
     assert usage.returncode == 2
 
 
-def test_an_unexpected_error_still_ends_with_its_cause_and_a_fix():
+def test_an_unexpected_error_still_ends_with_its_cause_and_a_fix(monkeypatch):
     import errno
 
+    from cli import common
     from cli.common import cause_and_fix
+
+    monkeypatch.setattr(common, "_ACTIVE_ENV", [])  # no environment activated yet
 
     read_only = OSError(errno.EROFS, "Read-only file system", "/mnt/store/x")
     assert cause_and_fix(read_only) == (
@@ -138,6 +141,9 @@ def test_an_unexpected_error_still_ends_with_its_cause_and_a_fix():
     lost = cause_and_fix(RuntimeError("Error connecting to URL http://127.0.0.1:8238/api/v1"))
     assert lost.startswith("→ failed (ConnectionError): Error connecting to URL")
     assert "python run.py stack up --env ENV" in lost
+    monkeypatch.setattr(common, "_ACTIVE_ENV", ["staging"])  # the one this command activated
+    lost = cause_and_fix(RuntimeError("Error connecting to URL http://127.0.0.1:8238/api/v1"))
+    assert "python run.py stack up --env staging` starts" in lost
     assert cause_and_fix(ValueError("odd")).endswith("Fix: rerun with --verbose for the traceback.")
 
 
