@@ -22,6 +22,7 @@ from tabular_mlops.adapters.interrupts import ctrl_c_held
 
 if TYPE_CHECKING:
     from zenml.client import Client
+    from zenml.models import TagResponse
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def promotion_lock(
                     acquired = True
                 break
             except EntityExistsError:
-                held_since = _created(client, name)
+                held_since = _created(client, name)  # None: released a moment ago
                 if (
                     held_since is not None
                     and _age(held_since) > stale_after
@@ -69,8 +70,7 @@ def promotion_lock(
                     logger.warning(
                         "taking over %s, held since %s by a run that died", name, held_since
                     )
-                    with contextlib.suppress(KeyError):
-                        client.delete_tag(name)
+                    _delete(client, name)
                     continue
                 if time.monotonic() > deadline:
                     raise PromotionLockTimeoutError(
@@ -83,19 +83,33 @@ def promotion_lock(
         yield
     finally:
         if acquired:
-            with contextlib.suppress(KeyError):
-                client.delete_tag(name)
+            _delete(client, name)
 
 
 def _wait(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def _find(client: Client, name: str) -> TagResponse | None:
+    """The tag of that exact name, or None. Not ``client.get_tag(name)``: it counts the
+    matches and then fetches them in two queries, and a lock released between the two
+    (the holder deleting its tag) made it index an empty page: IndexError in a waiter,
+    seen once in CI with two trainings at once."""
+    return next((tag for tag in client.list_tags(name=name).items if tag.name == name), None)
+
+
 def _created(client: Client, name: str) -> datetime | None:
-    try:
-        return client.get_tag(name, allow_name_prefix_match=False).created
-    except KeyError:
-        return None
+    found = _find(client, name)
+    return None if found is None else found.created
+
+
+def _delete(client: Client, name: str) -> None:
+    """Delete the tag by its id, if it is still there (a waiter taking over a stale lock
+    may race another one doing the same)."""
+    found = _find(client, name)
+    if found is not None:
+        with contextlib.suppress(KeyError):
+            client.delete_tag(found.id)
 
 
 def _age(created: datetime) -> float:

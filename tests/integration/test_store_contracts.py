@@ -145,6 +145,45 @@ def test_a_promotion_waiting_for_the_lock_looks_again_soon_then_twice_a_second(
     assert pauses == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
 
 
+def test_a_lock_released_while_a_waiter_looks_at_it_is_tried_again_not_an_error(
+    zenml_repo, monkeypatch
+):
+    """ZenML's get-by-name counts, then fetches: a tag deleted between the two queries
+    (the holder releasing the lock that moment) left a page of total 1 and no items, and
+    ``get_tag`` indexed it (IndexError in `promote_model`, one CI run of two trainings at
+    once). The waiter reads the tag from the items alone: gone is gone, and it tries the
+    lock again."""
+    import contextlib
+
+    from zenml.client import Client
+
+    from tabular_mlops.adapters import promotion_lock as lock
+
+    client = Client()
+    name = lock.lock_name("lock_released", "production")
+    client.create_tag(name=name)
+    listed = Client.list_tags
+    looked: list[int] = []
+
+    def released_between_count_and_fetch(self: Client, *args: object, **kwargs: object):
+        page = listed(self, *args, **kwargs)
+        if str(kwargs.get("name", "")).endswith(name) and not looked:  # "equals:NAME" too
+            looked.append(1)
+            client.delete_tag(name)  # the holder is done, after the count
+            return page.model_copy(update={"items": [], "total": 1})
+        return page
+
+    monkeypatch.setattr(Client, "list_tags", released_between_count_and_fetch)
+    monkeypatch.setattr(lock, "_wait", lambda seconds: None)
+    try:
+        with lock.promotion_lock("lock_released", "production", timeout=10):
+            assert looked == [1]  # it did look while the lock was being released
+    finally:
+        with contextlib.suppress(KeyError):
+            client.delete_tag(name)
+    assert not client.list_tags(name=name).items
+
+
 def test_the_zenml_user_is_named_once_the_command_reached_its_store(tmp_path, monkeypatch):
     """The session's own ZenML store (tests/conftest.py): its user is ``default``."""
     from zenml.client import Client
