@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tabular_mlops.adapters.interrupts import ctrl_c_held
+from tabular_mlops.adapters.tags import delete_tag, find_tag
 
 if TYPE_CHECKING:
     from zenml.client import Client
-    from zenml.models import TagResponse
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def promotion_lock(
                     logger.warning(
                         "taking over %s, held since %s by a run that died", name, held_since
                     )
-                    _delete(client, name)
+                    delete_tag(client, name)
                     continue
                 if time.monotonic() > deadline:
                     raise PromotionLockTimeoutError(
@@ -83,33 +83,16 @@ def promotion_lock(
         yield
     finally:
         if acquired:
-            _delete(client, name)
+            delete_tag(client, name)
 
 
 def _wait(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _find(client: Client, name: str) -> TagResponse | None:
-    """The tag of that exact name, or None. Not ``client.get_tag(name)``: it counts the
-    matches and then fetches them in two queries, and a lock released between the two
-    (the holder deleting its tag) made it index an empty page: IndexError in a waiter,
-    seen once in CI with two trainings at once."""
-    return next((tag for tag in client.list_tags(name=name).items if tag.name == name), None)
-
-
 def _created(client: Client, name: str) -> datetime | None:
-    found = _find(client, name)
+    found = find_tag(client, name)  # not get_tag: see adapters/tags.py
     return None if found is None else found.created
-
-
-def _delete(client: Client, name: str) -> None:
-    """Delete the tag by its id, if it is still there (a waiter taking over a stale lock
-    may race another one doing the same)."""
-    found = _find(client, name)
-    if found is not None:
-        with contextlib.suppress(KeyError):
-            client.delete_tag(found.id)
 
 
 def _age(created: datetime) -> float:

@@ -100,10 +100,12 @@ def mark_failed(record: InFlight, reason: str) -> list[str]:
 
 
 def _delete_tag(tag: str) -> None:
+    """Two commands started together may both reap one dead command's tag."""
     from zenml.client import Client
 
-    with contextlib.suppress(KeyError):
-        Client().delete_tag(tag)
+    from tabular_mlops.adapters.tags import delete_tag
+
+    delete_tag(Client(), tag)
 
 
 def runs_of(tag: str) -> list[PipelineRunResponse]:
