@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
-from tabular_mlops.adapters.table_files import repeated_header, where_csv_breaks
+from tabular_mlops.adapters.table_files import repeated_header, unreadable
 from tabular_mlops.core.problems import columns_hint, some
 from tabular_mlops.core.scoring import Scorer, known_categories, scorer_for, unseen_in_frame
 from tabular_mlops.core.spec import ServingSpec
@@ -97,10 +97,7 @@ def _csv_errors_named(path: Path) -> Iterator[None]:
     try:
         yield
     except pa.ArrowInvalid as exc:
-        where = where_csv_breaks(path)
-        raise BatchFileError(
-            f"{path}: {where}" if where else f"{path}: cannot be read as CSV: {exc}"
-        ) from None
+        raise BatchFileError(unreadable(path, exc, "CSV", csv_file=True)) from None
 
 
 def _csv_batches(path: Path, **options: Any) -> Iterator[pa.RecordBatch]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn import datasets
 
-from tabular_mlops.adapters.table_files import csv_header, repeated_header, where_csv_breaks
+from tabular_mlops.adapters.table_files import csv_header, repeated_header, unreadable
 from tabular_mlops.core.config import DataSourceConfig
 from tabular_mlops.core.problems import columns_hint, some
 
@@ -80,10 +80,8 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
             )
         frame = pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        where = where_csv_breaks(path) if path.suffix.lower() == ".csv" else None
-        raise DataSourceError(
-            f"{path}: {where}" if where else f"{path}: cannot be read as {path.suffix[1:]}: {exc}"
-        ) from exc
+        csv_file = path.suffix.lower() == ".csv"
+        raise DataSourceError(unreadable(path, exc, path.suffix[1:], csv_file)) from exc
     _refuse_repeated(path, list(frame.columns))
     # A Parquet file's text gets the markers a CSV's gets while parsing: one reading
     for name in frame.columns:

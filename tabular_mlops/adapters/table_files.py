@@ -68,3 +68,10 @@ def where_csv_breaks(path: Path) -> str | None:
                     "field"
                 )
     return None
+
+
+def unreadable(path: Path, error: BaseException, as_what: str, csv_file: bool) -> str:
+    """Why ``path`` could not be read: a CSV's first broken line when one is found (what
+    to do included), else the reader's own ``error``."""
+    where = where_csv_breaks(path) if csv_file else None
+    return f"{path}: {where}" if where else f"{path}: cannot be read as {as_what}: {error}"

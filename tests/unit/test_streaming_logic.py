@@ -153,7 +153,7 @@ def test_a_category_training_never_saw_is_scored_and_counted_by_the_consumer(sco
     )  # fmt: skip
     assert len(batch.predictions) == 3 and batch.dead_letters == []
     consumer = Consumer(StreamingConfig(), models=None)
-    consumer._count_unseen(events_scorer, batch.rows)
+    consumer._count_unseen(consumer._rules(events_scorer)[2], batch.rows)
     assert consumer.stats.unseen_categories == {"contract": 2, "region": 1}
     assert consumer.stats.summary().endswith(
         "; rows holding a category training never saw: contract: 2, region: 1"
@@ -249,10 +249,10 @@ def test_a_versions_rows_are_logged_as_its_service_logs_them_unless_the_stream_s
     names = [f.name for f in spec.features]
     versioned = EventScorer(spec, scorer_for(model, names, frame[names]), {"region": "drop"})
     row = [12.0, 70.5, "one-year", "north"]
-    mask, _ = Consumer(StreamingConfig(), models=None)._logging(versioned)
+    mask, *_ = Consumer(StreamingConfig(), models=None)._rules(versioned)
     assert "region" not in mask(row) and mask(row)["contract"] == "one-year"
     told = StreamingConfig(log_columns={"contract": "hash"})
-    mask, _ = Consumer(told, models=None)._logging(versioned)
+    mask, *_ = Consumer(told, models=None)._rules(versioned)
     assert mask(row)["region"] == "north" and mask(row)["contract"].startswith("sha256:")
 
 

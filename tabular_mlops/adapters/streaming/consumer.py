@@ -154,12 +154,10 @@ class Consumer:
         self._touched = time.monotonic()
         self._wake = asyncio.Event()
         self._max_payload = 1 << 20
-        self._unseen_version: str | None = None
-        self._unseen_of: Callable[[Sequence[Any]], list[str] | None] = lambda _: None
         self._current: EventScorer | None = None
         self._next: EventScorer | None = None
         self._logged_version: str | None = None
-        self._log_rules: tuple[Any, Any] = (None, None)
+        self._log_rules: tuple[Any, Any, Any] = (None, None, None)
         #: until the store has been asked once (and a model found there loaded): time
         #: spent here is starting, not idleness (``--idle-exit``)
         self._loading = True
@@ -292,8 +290,8 @@ class Consumer:
                     )
                 )
             await asyncio.wait_for(asyncio.gather(*pending), CONFIRMATION_TIMEOUT_SECONDS)
+            inputs_of, outside_of, unseen_of = self._rules(scorer)
             if log is not None:  # written through before any event is acknowledged
-                inputs_of, outside_of = self._logging(scorer)
                 lines = row_lines(
                     scorer.spec.model_name, scorer.version, SOURCE,
                     [feature.name for feature in scorer.spec.features],
@@ -304,7 +302,7 @@ class Consumer:
                 log.write(lines)
             for message in messages:  # only now: every event has its prediction or dead letter
                 await message.ack()
-            self._count_unseen(scorer, batch.rows)
+            self._count_unseen(unseen_of, batch.rows)
         except Exception as exc:  # whatever it was, the events come again
             logger.warning("a micro-batch of %s events failed (%s: %s); they will be "
                            "delivered again", len(messages), type(exc).__name__, exc)  # fmt: skip
@@ -314,10 +312,13 @@ class Consumer:
             return
         self._count(events, batch, scorer.version)
 
-    def _logging(self, scorer: EventScorer) -> tuple[Any, Any]:
-        """What the log keeps of a row (``log_columns``) and which rows lie far outside
-        training, for the version scoring now (made once per version)."""
+    def _rules(self, scorer: EventScorer) -> tuple[Any, Any, Any]:
+        """What the log keeps of a row (``log_columns``), which rows lie far outside
+        training and which hold a category it never saw, for the version scoring now
+        (made once per version)."""
         if self._logged_version != scorer.version:
+            from tabular_mlops.core.scoring import known_categories
+
             names = [feature.name for feature in scorer.spec.features]
             self._log_rules = (
                 masker(
@@ -328,22 +329,20 @@ class Consumer:
                     scorer.spec.model_name,
                 ),
                 far_outside_check(scorer.spec),
+                unseen_category_check(
+                    known_categories(getattr(scorer.scorer, "model", None)), names
+                ),
             )
             self._logged_version = scorer.version
         return self._log_rules
 
-    def _count_unseen(self, scorer: EventScorer, rows: list[list[Any]]) -> None:
+    def _count_unseen(
+        self, unseen_of: Callable[[Sequence[Any]], list[str] | None], rows: list[list[Any]]
+    ) -> None:
         """Rows scored with a category training never saw (as none of the known ones)."""
-        if self._unseen_version != scorer.version:
-            from tabular_mlops.core.scoring import known_categories
-
-            model = getattr(scorer.scorer, "model", None)
-            names = [feature.name for feature in scorer.spec.features]
-            self._unseen_of = unseen_category_check(known_categories(model), names)
-            self._unseen_version = scorer.version
         counts = self.stats.unseen_categories
         for row in rows:
-            for name in self._unseen_of(row) or ():
+            for name in unseen_of(row) or ():
                 counts[name] = counts.get(name, 0) + 1
 
     def _count(self, events: list[Event], batch: ScoredBatch, version: str) -> None:

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from tabular_mlops.adapters.streaming.broker import BrokerError, connect, ensure_streams
 from tabular_mlops.adapters.streaming.consumer import EVENT_ID
-from tabular_mlops.adapters.table_files import csv_header, repeated_header, where_csv_breaks
+from tabular_mlops.adapters.table_files import csv_header, repeated_header, unreadable
 from tabular_mlops.core.config import StreamingConfig
 
 #: publishes in flight before waiting for the broker's confirmations
@@ -51,10 +51,7 @@ def read_events(path: Path, drop: Sequence[str] = ()) -> list[bytes]:
             pd.read_csv(path, keep_default_na=False, na_values=[]) if csv else pd.read_parquet(path)
         )
     except (ValueError, OSError) as exc:  # pandas' parser errors are ValueErrors
-        where = where_csv_breaks(path) if csv else None
-        raise BrokerError(
-            f"{path}: {where}" if where else f"{path}: cannot be read as a table: {exc}"
-        ) from None
+        raise BrokerError(unreadable(path, exc, "a table", csv)) from None
     repeated = repeated_header(path, csv_header(path) if csv else list(frame.columns))
     if repeated:
         raise BrokerError(repeated)
