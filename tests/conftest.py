@@ -150,8 +150,8 @@ def trained_model(dev_stack: str) -> str:
 
 @pytest.fixture
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    from tabular_mlops.adapters.net import free_port
+    """A port on 127.0.0.1 for the test to configure (``tests.helpers.free_port``)."""
+    from tests.helpers import free_port
 
     return free_port()
 

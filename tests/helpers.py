@@ -11,6 +11,42 @@ from click.testing import CliRunner, Result
 from tabular_mlops.serving.credentials import Role
 
 
+def _port_slice() -> range:
+    """This pytest worker's own ports, below the kernel's ephemeral range (which hands out
+    every port a process binds to port 0 and every client connection's own port)."""
+    import os
+
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    width = (ephemeral_low - 20_000) // 8
+    low = 20_000 + (int(worker) % 8) * width
+    return range(low, low + width)
+
+
+_PORTS: list[int] = []
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 for a test to configure (a stable address, a server's, a
+    broker's): free now, and one no process of the suite is given by the kernel meanwhile.
+    A port the kernel picked (bind to port 0) and let go could be handed out again to the
+    next server or client connection of any worker before the test's own server bound it
+    (a router once got the stable address's number as its own port)."""
+    import socket
+
+    if not _PORTS:
+        _PORTS.extend(reversed(_port_slice()))
+    while _PORTS:
+        port = _PORTS.pop()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("this pytest worker has used every port of its slice")
+
+
 def serving_env(
     directory: Path,
     port: int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when first probing: `deploy --stop` never does (80 ms)
@@ -15,8 +15,20 @@ if TYPE_CHECKING:  # imported when first probing: `deploy --stop` never does (80
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    """A TCP port on ``HOST`` that nothing listens on right now."""
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A TCP port on ``HOST`` that nothing listens on right now, none of ``avoid``.
+
+    ``avoid`` holds ports that are configured but not bound yet (a model's stable address
+    before its first release): the kernel may hand out any free port, and once gave a
+    router's own port the number of the stable address it was about to bind, so it
+    could not bind its own."""
+    while (port := any_port()) in avoid:
+        pass
+    return port
+
+
+def any_port() -> int:
+    """A TCP port on ``HOST`` that nothing listens on right now, as the kernel picks it."""
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])

@@ -36,8 +36,8 @@ def loop(dev_stack, tmp_path_factory):
     """Version 1 trained and served; a deployment config pointing at the test's port and
     state; a drifted world's log and its labelled data for retraining."""
     from tabular_mlops.adapters.champion import load_staged_model
-    from tabular_mlops.adapters.net import free_port
     from tabular_mlops.adapters.simulation import log_requests, shifted
+    from tests.helpers import free_port
 
     root = tmp_path_factory.mktemp("continuous")
     deployment = yaml.safe_load((CONFIG_DIR / "deployment.yaml").read_text())

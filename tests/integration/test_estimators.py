@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from tabular_mlops.adapters.deployment import local as local_server
-from tabular_mlops.adapters.net import free_port
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig
-from tests.helpers import invoke, serving_env
+from tests.helpers import free_port, invoke, serving_env
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 
 from tabular_mlops.adapters.deployment import local as local_server
-from tabular_mlops.adapters.net import free_port
-from tests.helpers import explained_total, invoke, serving_env
+from tests.helpers import explained_total, free_port, invoke, serving_env
 
 pytestmark = pytest.mark.integration
 

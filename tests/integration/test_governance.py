@@ -10,8 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tabular_mlops.adapters.net import free_port
-from tests.helpers import census_frame, invoke, serving_env, write_csv
+from tests.helpers import census_frame, free_port, invoke, serving_env, write_csv
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 
 from tabular_mlops.adapters.deployment import local as local_server
-from tabular_mlops.adapters.net import free_port
-from tests.helpers import invoke, schemathesis_finds_nothing, serving_env
+from tests.helpers import free_port, invoke, schemathesis_finds_nothing, serving_env
 
 pytestmark = pytest.mark.integration
 

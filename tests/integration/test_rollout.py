@@ -18,11 +18,10 @@ import pytest
 from tabular_mlops.adapters import simulation
 from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.deployment.local import LocalProcessTarget
-from tabular_mlops.adapters.net import free_port
 from tabular_mlops.adapters.paths import LOCAL_DIR
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig, LocalServingConfig, ServingConfig
-from tests.helpers import SteadyClient, bearer, invoke, serving_env
+from tests.helpers import SteadyClient, bearer, free_port, invoke, serving_env
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,20 @@ import pytest
 
 from tabular_mlops.adapters.deployment import local as local_server
 from tabular_mlops.adapters.deployment.local import LocalProcessTarget
-from tabular_mlops.adapters.net import answers, free_port, wait_for_url, wait_until
+from tabular_mlops.adapters.net import answers, wait_for_url, wait_until
 from tabular_mlops.adapters.paths import PROJECT_ROOT
 from tabular_mlops.adapters.processes import has_exited
 from tabular_mlops.adapters.sources import load_dataset
 from tabular_mlops.core.config import DataSourceConfig, LocalServingConfig, ServingConfig
 from tests.conftest import SHARED_MODEL
-from tests.helpers import SteadyClient, bearer, invoke, schemathesis_finds_nothing, serving_env
+from tests.helpers import (
+    SteadyClient,
+    bearer,
+    free_port,
+    invoke,
+    schemathesis_finds_nothing,
+    serving_env,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,7 @@ import psutil
 import pytest
 import yaml
 
-from tabular_mlops.adapters.net import free_port
-from tests.helpers import invoke
+from tests.helpers import free_port, invoke
 
 pytestmark = pytest.mark.integration
 

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tabular_mlops.adapters.net import free_port
 from tabular_mlops.adapters.paths import PROJECT_ROOT
 from tabular_mlops.adapters.streaming import broker
 from tabular_mlops.adapters.streaming.replay import publish
 from tabular_mlops.core.config import LocalBrokerConfig, StreamingConfig
-from tests.helpers import invoke
+from tests.helpers import free_port, invoke
 
 pytestmark = pytest.mark.integration
 

@@ -116,8 +116,9 @@ def test_the_registry_champion_loads_and_serves_with_mlflows_own_tools(first_run
     import mlflow
     from zenml.client import Client
 
-    from tabular_mlops.adapters.net import free_port, wait_for_url
+    from tabular_mlops.adapters.net import wait_for_url
     from tabular_mlops.adapters.processes import stop_process_group
+    from tests.helpers import free_port
 
     tracking = Client().active_stack.experiment_tracker.get_tracking_uri()
     mlflow.set_tracking_uri(tracking)

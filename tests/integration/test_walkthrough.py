@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from tabular_mlops.adapters.net import free_port
 from tabular_mlops.adapters.paths import PROJECT_ROOT
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 

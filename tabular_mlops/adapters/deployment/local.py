@@ -227,8 +227,11 @@ def deployment_tokens(state_dir: Path, model_name: str) -> Tokens:
     return read_tokens(path)
 
 
-def start_service(package: BentoPackage, state_dir: Path, timeout: float) -> RunningService:
-    """Start the bento's app on a free port (``serving/server.py``) and wait until it is ready."""
+def start_service(
+    package: BentoPackage, state_dir: Path, timeout: float, stable_port: int
+) -> RunningService:
+    """Start the bento's app on a free port other than the model's stable address
+    (``serving/server.py``) and wait until it is ready."""
     import bentoml
 
     from tabular_mlops.adapters.compat import read_bentos_with_libyaml
@@ -243,7 +246,7 @@ def start_service(package: BentoPackage, state_dir: Path, timeout: float) -> Run
             "tokens_file": str(tokens_file(state_dir, package.model_name).resolve()),
         }
     )
-    port = free_port()
+    port = free_port(avoid={stable_port})
     label = f"{package.model_name}-v{package.model_version}-{port}"
     metrics = metrics_dir(state_dir, label)
     shutil.rmtree(metrics, ignore_errors=True)
@@ -427,6 +430,7 @@ class LocalProcessTarget:
                 package,
                 self.state_dir,
                 self.serving.startup_timeout_seconds,
+                self.local.port,
             )
         except BaseException:
             self._release(package.model_name)
@@ -691,7 +695,7 @@ class LocalProcessTarget:
             stop_process_tree(record.pid)  # one that hangs, or a stale record's
         log_file = self.state_dir / "logs" / f"{model_name}-router.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        control_port = free_port()
+        control_port = free_port(avoid={self.local.port})
         with log_file.open("a") as log:
             # it binds the stable address, or takes it over from the processes holding it
             pid = _spawn(
