@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tabular_mlops.adapters.paths import PROJECT_ROOT
 
 
@@ -18,22 +20,61 @@ def test_import_contracts_are_kept():
     assert "0 broken" in result.stdout
 
 
-def test_the_core_imports_without_zenml_or_serving_frameworks():
-    """What the contracts say, checked in a fresh interpreter: importing every core
-    module loads none of the heavy clients."""
+@pytest.fixture(scope="module")
+def fresh_interpreter() -> dict[str, list]:
+    """What a fresh interpreter, whose environment names no thread pool size (as a user's
+    shell), loads when it imports every core module and a server worker's module, and how
+    many threads each OpenMP and BLAS pool of a server process then runs. One interpreter
+    for both: each start imports scikit-learn and NumPy again (about 2 s)."""
+    import json
+    import os
+
+    from tabular_mlops.core.threads import THREAD_POOL_ENVS
+
     modules = sorted(
         f"tabular_mlops.core.{p.stem}"
         for p in (PROJECT_ROOT / "tabular_mlops" / "core").glob("*.py")
         if p.stem != "__init__"
     )
     probe = (
-        f"import sys\nfor m in {modules!r}: __import__(m)\n"
-        "print(sorted(n for n in ('zenml', 'mlflow', 'bentoml', 'evidently', 'httpx') "
-        "if n in sys.modules))"
+        "import json, os, sys\n"
+        # before NumPy loads, as the server does it in the process that forks its workers
+        "from tabular_mlops.serving.server import one_thread_per_worker\n"
+        "one_thread_per_worker(os.environ)\n"
+        f"for m in {modules!r}: __import__(m)\n"
+        "heavy = sorted(n for n in ('zenml', 'mlflow', 'bentoml', 'evidently', 'httpx') "
+        "if n in sys.modules)\n"
+        "import numpy, sklearn.ensemble\n"
+        "from threadpoolctl import threadpool_info\n"
+        "pools = sorted({p['num_threads'] for p in threadpool_info()})\n"
+        "print(json.dumps({'heavy': heavy, 'pools': pools}))\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    clean = {
+        k: v for k, v in os.environ.items() if k not in (*THREAD_POOL_ENVS, "NUMBA_NUM_THREADS")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=clean, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    loaded: dict[str, list] = json.loads(result.stdout)
+    return loaded
+
+
+def test_the_core_imports_without_zenml_or_serving_frameworks(fresh_interpreter):
+    """What the contracts say, checked in a fresh interpreter: importing every core
+    module (and a server worker's) loads none of the heavy clients."""
+    assert fresh_interpreter["heavy"] == []
+
+
+def test_a_server_process_runs_one_thread_per_pool_unless_told_otherwise(fresh_interpreter):
+    """Each served worker is a process: its OpenMP and BLAS pools are one thread unless
+    the environment names a number (a fresh interpreter whose environment names none)."""
+    from tabular_mlops.serving.server import one_thread_per_worker
+
+    environ = {"OMP_NUM_THREADS": "4"}
+    one_thread_per_worker(environ)
+    assert environ == {"OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert fresh_interpreter["pools"] == [1]
 
 
 def test_the_suite_runs_one_thread_per_pool_in_each_process():

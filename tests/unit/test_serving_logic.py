@@ -1179,37 +1179,6 @@ def test_a_stop_signal_ends_the_workers_supervisor_at_once():
             signal.signal(number, handler)
 
 
-def test_a_server_process_runs_one_thread_per_pool_unless_told_otherwise():
-    """Each served worker is a process: its OpenMP and BLAS pools are one thread unless
-    the environment names a number (checked in a fresh interpreter whose environment
-    names none, as a user's shell does)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from tabular_mlops.core.threads import THREAD_POOL_ENVS
-    from tabular_mlops.serving.server import one_thread_per_worker
-
-    environ = {"OMP_NUM_THREADS": "4"}
-    one_thread_per_worker(environ)
-    assert environ == {"OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    probe = (
-        "import json, os\n"
-        "from tabular_mlops.serving.server import one_thread_per_worker\n"
-        "one_thread_per_worker(os.environ)\n"
-        "import numpy, sklearn.ensemble\n"
-        "from threadpoolctl import threadpool_info\n"
-        "print(json.dumps(sorted({p['num_threads'] for p in threadpool_info()})))\n"
-    )
-    clean = {
-        k: v for k, v in os.environ.items() if k not in (*THREAD_POOL_ENVS, "NUMBA_NUM_THREADS")
-    }
-    result = subprocess.run([sys.executable, "-c", probe], env=clean, capture_output=True,
-                            text=True, check=True)  # fmt: skip
-    assert json.loads(result.stdout) == [1]
-
-
 def test_evidence_keeps_each_writers_order_when_the_clock_was_set_back(tmp_path):
     """A router's step event follows the requests that earned it in its file; sorted by
     timestamp after the clock was set back, it came first, and a router started again
