@@ -121,14 +121,15 @@ def deploy(
             target.forget(name)  # the supervisor first: it would start the service again
             if live is not None:
                 target.stop(live)
-            record(env, "stop", name, live.model_version if live else None, reason)
-            click.echo(
-                f"Stopped {live.url} (model '{name}' version {live.model_version})."
-                if live is not None
-                else f"No live service for model '{name}'; nothing of it is left running."
-            )
+                record(env, "stop", name, live.model_version, reason)
+                click.echo(f"Stopped {live.url} (model '{name}' version {live.model_version}).")
+            else:  # nothing changed, so nothing to audit
+                click.echo(
+                    f"No live service for model '{name}'; nothing of it is left running."
+                    + _served_instead(target)
+                )
         elif live is None:
-            click.echo(f"No live service for model '{name}'.")
+            click.echo(f"No live service for model '{name}'.{_served_instead(target)}")
             _print_leftovers(target, name)
             click.get_current_context().exit(NOT_SERVING)
         else:
@@ -184,7 +185,7 @@ def deploy(
     if live is not None and problems:
         click.echo(f"The live service has problems ({'; '.join(problems)}): redeploying.")
     if live is not None and not model_version and live.model_version != wanted:
-        _say_rollback_ends(env, name, live.model_version, wanted, config.stage)
+        _keep_rollback(env, name, live.model_version, wanted, config.stage, force)
     from pipelines.deployment import deployment_pipeline
 
     pipeline = staged_pipeline(deployment_pipeline, config, version=model_version)
@@ -196,13 +197,13 @@ def deploy(
         _stop_strays(
             target, name, f"the {'interrupted' if interrupted else 'failed'} deployment had started"
         )
-        switched = _record_release(env, target, name, model_version, reason, before=live)
+        switched = _record_release(env, target, name, model_version, reason, live, live)
         if interrupted and switched is not None:  # the switch holds Ctrl-C: it was done
             click.echo(f"Interrupted after the switch: {switched}.")
         raise
     if ran is None:
         return
-    _record_release(env, target, name, model_version, reason, before=None)
+    _record_release(env, target, name, model_version, reason, None, live)
     live = target.live(name)
     if live is None:
         raise click.ClickException(f"the deployment finished but no service of '{name}' is live")
@@ -210,22 +211,32 @@ def deploy(
     _print_service(live, target, env, default_model_name(env, config_path))
 
 
-def _say_rollback_ends(env: str, name: str, served: str, wanted: str, stage: str) -> None:
+def _keep_rollback(env: str, name: str, served: str, wanted: str, stage: str, force: bool) -> None:
     """A version served by a rollback (`deploy --version N`) is replaced by the version at
-    the stage only when a deploy names none: said, with the rollback's reason, so that a
-    routine deploy never undoes a rollback without a word."""
+    the stage only when a deploy names none, and said, with the rollback's reason, so that
+    a routine deploy never undoes a rollback without a word. The very version the rollback
+    took out is served again only with ``--force``: a deploy run by habit (or a script)
+    after an emergency rollback would serve the version it was rolled back from."""
     from tabular_mlops.adapters.audit import read_trail
 
     entries, _ = read_trail(env)
     last = next((e for e in reversed(entries) if e.model == name
                  and e.action in ("deploy", "rollback")), None)  # fmt: skip
-    if last is not None and last.action == "rollback" and last.version == served:
-        click.echo(
-            f"Version {served} serves by a rollback ({last.reason}, {last.at:%Y-%m-%d %H:%M} "
-            f"UTC); this deploy serves the {stage} version {wanted} again (`deploy --version "
-            f"{served} --reason ...` keeps the rollback; to keep it for good, train and promote "
-            "a fix, or set the stage)."
+    if last is None or last.action != "rollback" or last.version != served:
+        return
+    if last.details.get("replaced") == wanted and not force:
+        raise click.ClickException(
+            f"version {served} serves by a rollback from version {wanted} ({last.reason}, "
+            f"{last.at:%Y-%m-%d %H:%M} UTC), and version {wanted} is still the {stage} "
+            f"version: this deploy would serve it again. Train and promote a fix, or undo "
+            f"the rollback with `deploy --force`; nothing was changed"
         )
+    click.echo(
+        f"Version {served} serves by a rollback ({last.reason}, {last.at:%Y-%m-%d %H:%M} "
+        f"UTC); this deploy serves the {stage} version {wanted} again (`deploy --version "
+        f"{served} --reason ...` keeps the rollback; to keep it for good, train and promote "
+        "a fix, or set the stage)."
+    )
 
 
 def _record_release(
@@ -235,10 +246,12 @@ def _record_release(
     model_version: int | None,
     reason: str | None,
     before: RunningService | None,
+    replaced: RunningService | None,
 ) -> str | None:
     """Record in the audit trail what the deployment changed: a new live version, or a
     rollout begun (with ``before``, the live service before it: nothing when neither
-    changed). What it recorded, in words; None when nothing."""
+    changed); a rollback names the version it ``replaced``. What it recorded, in words;
+    None when nothing."""
     live = target.live(model_name)
     if live is None:
         return None
@@ -253,10 +266,11 @@ def _record_release(
     # a version named by hand is a rollback (or forward) only when it replaced the live
     # one; beside it, in an experiment, it is a deploy like any other candidate's
     rollback = model_version is not None and experiment is None
-    record(
-        env, "rollback" if rollback else "deploy", model_name, version, reason,
-        url=live.url, **({"rollout": experiment.plan.strategy} if experiment else {}),
-    )  # fmt: skip
+    details: dict[str, str] = {"rollout": experiment.plan.strategy} if experiment else {}
+    if rollback and replaced is not None:
+        details["replaced"] = replaced.model_version
+    record(env, "rollback" if rollback else "deploy", model_name, version, reason,
+           url=live.url, **details)  # fmt: skip
     if experiment:
         return f"the {experiment.plan.strategy} of version {version} has begun"
     return f"version {version} is live"
@@ -332,6 +346,16 @@ def _supervise(target: ServingTarget, model_name: str) -> None:
 
     if isinstance(target, LocalProcessTarget):
         target.supervise(model_name)
+
+
+def _served_instead(target: ServingTarget) -> str:
+    """The models this environment serves, for a command that named another (a typo in
+    ``--set model.name``): nothing, or a line naming each and how to choose one."""
+    served = target.served()
+    if not served:
+        return ""
+    names = ", ".join(f"'{s.model_name}' (version {s.model_version}, {s.url})" for s in served)
+    return f"\nServed here: {names}; `--set model.name=NAME` chooses one."
 
 
 def _stop_strays(

@@ -42,7 +42,9 @@ from tabular_mlops.core.log_policy import LogPolicy
               help="Stop once no event came for so long after the model was loaded "
                    "(default: until Ctrl-C).")  # fmt: skip
 @click.option("--status", is_flag=True, help="Print what each stream holds, and stop.")
-@click.option("--stop-broker", is_flag=True, help="Stop the dev broker; its streams stay.")
+@click.option(
+    "--stop-broker", is_flag=True, help="Stop this environment's local broker; its streams stay."
+)
 @overrides_option
 def stream(
     env: str,
@@ -67,10 +69,13 @@ def stream(
     try:
         if stop_broker:
             stopped = broker.stop_local_broker(streaming)
-            click.echo("Stopped the dev broker" if stopped else "The dev broker was not running")
+            where = f"the local broker at {streaming.servers[0]}"
+            click.echo(
+                f"Stopped {where}" if stopped else f"{where[0].upper()}{where[1:]} was not running"
+            )
             return
         if streaming.local_broker is not None and broker.start_local_broker(streaming):
-            click.echo(f"Started the dev broker on {streaming.servers[0]} "
+            click.echo(f"Started the local broker on {streaming.servers[0]} "
                        f"(stop it with `python run.py stream --stop-broker`)")  # fmt: skip
         if status:
             for name, count in asyncio.run(broker.describe(streaming)).items():

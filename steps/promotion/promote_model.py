@@ -12,6 +12,7 @@ from zenml.model_registries.base_model_registry import ModelVersionStage
 from tabular_mlops.adapters.alerts import notify
 from tabular_mlops.adapters.audit import record
 from tabular_mlops.adapters.champion import Champion, find_champion, load_artifact
+from tabular_mlops.adapters.deployment.model_deployer import rollout_in_progress
 from tabular_mlops.adapters.interrupts import ctrl_c_held
 from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.core.config import EvaluationConfig, PromotionConfig
@@ -64,8 +65,21 @@ def promote_model(
             )
             decision = regate(decision, current, test_set, target, promotion, evaluation)
             champion = current
+        # a training run by a schedule is not refused by the command that registered it
+        rollout = (
+            rollout_in_progress(Client().active_stack, name)
+            if promotion.stage == "production"
+            else None
+        )
         reason = ""
-        if not decision.approved:
+        if rollout is not None:
+            reason = (
+                f"rollout {rollout.experiment} of version {rollout.candidate.model_version} "
+                f"against version {rollout.champion.model_version} is in progress, so "
+                "production stays as it is; decide the rollout first (python run.py rollout, "
+                "--promote or --abort), then train again"
+            )
+        elif not decision.approved:
             reason = "; ".join(decision.reasons)
         elif candidate_artifact is not None and candidate_artifact.id == champion.model_artifact_id:
             reason = f"identical to {promotion.champion_stage} version {champion.version}"
@@ -96,7 +110,7 @@ def promote_model(
             record(Client().active_stack.name, "promote", name, version,
                    stage=promotion.stage, gated_against=champion.version or "none")  # fmt: skip
     logger.info("model version %s: %s", version, outcome)
-    if not decision.approved:
+    if not decision.approved or rollout is not None:
         notify(Client().active_stack, f"model '{name}' version {version} {outcome}")
     return outcome
 

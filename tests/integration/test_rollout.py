@@ -417,6 +417,17 @@ def test_a_promote_and_an_abort_sent_together_leave_one_decision_everywhere(serv
             f"{champion} of '{MODEL}' is in progress, and " in refused.output
         )
         assert "nothing was changed" in refused.output
+    # a training a schedule starts is not refused by a command: its promotion step refuses
+    import cli.train
+
+    with pytest.MonkeyPatch.context() as scheduled:
+        scheduled.setattr(cli.train, "refuse_during_rollout", lambda *args, **kwargs: None)
+        trained = invoke("train", "--set", f"model.name={MODEL}", "--env", service["env"],
+                         "--set", "parameters.training.params.C=0.9")  # fmt: skip
+    assert (
+        f"rollout {experiment.experiment} of version {candidate} against version {champion} "
+        "is in progress, so production stays as it is" in trained.output
+    ), trained.output
     assert production_version() == champion
 
     def decide(*how: str) -> subprocess.Popen[str]:

@@ -82,10 +82,12 @@ def dev_broker(tmp_path):
     started = Broker(tmp_path)
     result = invoke("stream", "--status", *started.flags)
     assert result.exit_code == 0, result.output
-    assert "Started the dev broker" in result.output
+    assert f"Started the local broker on {started.config.servers[0]}" in result.output
     yield started
     result = invoke("stream", "--stop-broker", *started.flags)
-    assert "Stopped the dev broker" in result.output, result.output
+    assert f"Stopped the local broker at {started.config.servers[0]}" in result.output, (
+        result.output
+    )
     assert not (tmp_path / "nats" / "nats-server.pid").exists()
 
 

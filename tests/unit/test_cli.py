@@ -67,6 +67,37 @@ def test_status_reads_the_state_file_without_zenml_and_names_a_broken_one(tmp_pa
     assert "No live service for model 'tabular_classifier'." in result.output
 
 
+def test_a_model_name_nothing_serves_is_answered_with_the_models_served_and_not_audited(
+    tmp_path,
+):
+    """A typo in ``--set model.name`` stopped nothing, said only "no live service" and wrote
+    a "stop" into the audit trail as if something had been stopped."""
+    from datetime import UTC, datetime
+
+    from tabular_mlops.adapters.audit import read_trail
+    from tabular_mlops.adapters.deployment.local import record_live
+    from tabular_mlops.adapters.deployment.target import LocalProcess, RunningService
+
+    state = tmp_path / "state"
+    state.mkdir()
+    served = RunningService(
+        model_name="it_churn", model_version="4", bento_tag="it_churn_service:abc",
+        url="http://127.0.0.1:3999", started_at=datetime.now(UTC),
+        runs_as=LocalProcess(pid=2**22 + 1, port=41234, log_file=str(state / "log")),
+    )  # fmt: skip
+    record_live(state, served)
+    env = serving_env(tmp_path / "env", 3999, state)
+    before = len(read_trail(env)[0])
+    for flag in ("--stop", "--status"):
+        result = invoke("deploy", flag, "--env", env, "--set", "model.name=it_chrun")
+        assert "No live service for model 'it_chrun'" in result.output, result.output
+        assert (
+            "Served here: 'it_churn' (version 4, http://127.0.0.1:3999); "
+            "`--set model.name=NAME` chooses one." in result.output
+        )
+    assert len(read_trail(env)[0]) == before
+
+
 def test_status_and_stop_on_dev_load_no_zenml_nor_a_web_framework(tmp_path):
     """Why `deploy --status` and `--stop` answer in half a second on any machine: the
     local model deployer's state is files, read without ZenML (1.7 s to import), FastAPI

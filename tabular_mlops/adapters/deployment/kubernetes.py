@@ -362,6 +362,20 @@ class KubernetesTarget:
         record = annotations.get(LIVE_RECORD)
         return None if record is None else RunningService.model_validate_json(record)
 
+    def served(self) -> list[RunningService]:
+        from zenml.integrations.kubernetes.serialization_utils import (
+            normalize_resource_to_dict,
+        )
+
+        services = self.applier.list_resources("Service", "v1", self.namespace, MODEL_LABEL)
+        records = (
+            (normalize_resource_to_dict(found)["metadata"].get("annotations") or {}).get(
+                LIVE_RECORD
+            )
+            for found in services
+        )
+        return [RunningService.model_validate_json(record) for record in records if record]
+
     def switch(self, candidate: RunningService) -> RunningService:
         release = candidate.runs_as
         if not isinstance(release, KubernetesRelease):

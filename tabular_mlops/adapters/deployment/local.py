@@ -439,6 +439,15 @@ class LocalProcessTarget:
     def live(self, model_name: str) -> RunningService | None:
         return read_live(self.state_dir, model_name)
 
+    def served(self) -> list[RunningService]:
+        found = []
+        for path in sorted(self.state_dir.glob("*.json")):
+            with contextlib.suppress(ValidationError, OSError):
+                record = RunningService.model_validate_json(path.read_text())
+                if path == state_file(self.state_dir, record.model_name):  # not a candidate's
+                    found.append(record)
+        return found
+
     def router(self, model_name: str) -> RouterProcess | None:
         record: RouterProcess | None = _read(
             state_file(self.state_dir, model_name, ".router"), RouterProcess, "router"

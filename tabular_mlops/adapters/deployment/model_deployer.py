@@ -37,6 +37,7 @@ from zenml.services.service import BaseDeploymentService
 
 from tabular_mlops.adapters.config_files import local_serving
 from tabular_mlops.adapters.deployment.target import (
+    Rollout,
     RunningService,
     ServingTarget,
     UnsupportedStackError,
@@ -329,6 +330,14 @@ def serving_deployer(stack: Stack) -> TabularModelDeployer:
 def serving_target(stack: Stack, serving: ServingConfig) -> ServingTarget:
     """The stack's model deployer's target: steps serve only through it."""
     return serving_deployer(stack).serving_target(serving)
+
+
+def rollout_in_progress(stack: Stack, model_name: str) -> Rollout | None:
+    """The model's online experiment under way on the stack's model deployer (None when
+    none runs, or the stack's deployer is not one of this project's)."""
+    if not isinstance(stack.model_deployer, TabularModelDeployer):
+        return None
+    return serving_target(stack, ServingConfig()).rollout(model_name)
 
 
 class LocalModelDeployerFlavor(BaseModelDeployerFlavor):

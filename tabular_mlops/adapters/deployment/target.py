@@ -143,6 +143,10 @@ class ServingTarget(Protocol):
 
     def live(self, model_name: str) -> RunningService | None: ...
 
+    def served(self) -> list[RunningService]:
+        """Every model this target has a live service of (to name them when a command
+        names a model it does not serve)."""
+
     def switch(self, candidate: RunningService) -> RunningService:
         """Send the model's traffic to ``candidate``; returns the live record."""
 
