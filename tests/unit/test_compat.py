@@ -93,21 +93,25 @@ def test_bentomls_private_build_helpers_are_where_they_were():
     assert "enable_buildkit" in inspect.signature(construct_containerfile).parameters
 
 
-def test_bentoml_reads_a_bento_yaml_through_its_modules_yaml_safe_load():
+def test_bentoml_reads_and_writes_a_bento_yaml_through_its_modules_yaml():
     import inspect
 
     import yaml
     from bentoml._internal.bento import bento as bento_module
 
-    from tabular_mlops.adapters.compat import read_bentos_with_libyaml
+    from tabular_mlops.adapters.compat import bento_yaml_through_libyaml
 
     assert "yaml.safe_load(" in inspect.getsource(bento_module.BaseBentoInfo.from_yaml_file)
-    read_bentos_with_libyaml()
+    assert "yaml.safe_dump(" in inspect.getsource(bento_module.BaseBentoInfo.dump)
+    bento_yaml_through_libyaml()
     assert bento_module.yaml.libyaml and bento_module.yaml.YAMLError is yaml.YAMLError
     text = (
         "name: m\nversion: '1'\nlabels: {a: 1}\nrequirements: \"x==1 \\\\\\n  --hash=sha256:ab\"\n"
     )
     assert bento_module.yaml.safe_load(text) == yaml.safe_load(text)
+    info = {"name": "m", "requirements": "x==1 \\\n  --hash=sha256:ab", "labels": {"b": 1, "a": 2}}
+    written = bento_module.yaml.safe_dump(info, sort_keys=False)
+    assert yaml.safe_load(written) == info and list(yaml.safe_load(written)["labels"]) == ["b", "a"]
 
 
 def test_the_store_calls_that_fail_a_dead_run_are_where_they_were():

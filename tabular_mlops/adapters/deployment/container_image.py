@@ -31,9 +31,9 @@ def bento_build_context(bento_tag: str) -> Iterator[BuildContext]:
     import bentoml
     from zenml.image_builders import BuildContext
 
-    from tabular_mlops.adapters.compat import bento_containerfile, read_bentos_with_libyaml
+    from tabular_mlops.adapters.compat import bento_containerfile, bento_yaml_through_libyaml
 
-    read_bentos_with_libyaml()
+    bento_yaml_through_libyaml()
     bento = bentoml.bentos.get(bento_tag)
     with bento_containerfile(bento) as (root, dockerfile):
         context = BuildContext(root=root)

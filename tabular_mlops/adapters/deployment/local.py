@@ -234,9 +234,9 @@ def start_service(
     (``serving/server.py``) and wait until it is ready."""
     import bentoml
 
-    from tabular_mlops.adapters.compat import read_bentos_with_libyaml
+    from tabular_mlops.adapters.compat import bento_yaml_through_libyaml
 
-    read_bentos_with_libyaml()
+    bento_yaml_through_libyaml()
     bento = bentoml.bentos.get(package.bento_tag)
     source = Path(bento.path) / "src"
     deployment_tokens(state_dir, package.model_name)

@@ -130,9 +130,9 @@ def build_bento(
     """
     import bentoml
 
-    from tabular_mlops.adapters.compat import bento_env_schema, read_bentos_with_libyaml
+    from tabular_mlops.adapters.compat import bento_env_schema, bento_yaml_through_libyaml
 
-    read_bentos_with_libyaml()
+    bento_yaml_through_libyaml()
     BentoEnvSchema = bento_env_schema()  # noqa: N806 (a class)
 
     name = bento_model_name(spec.model_name)
@@ -194,9 +194,9 @@ def prune_bentos(model_name: str, keep: int, served: set[str]) -> list[str]:
     Every deploy builds a bento: without this the store grows by one per release."""
     import bentoml
 
-    from tabular_mlops.adapters.compat import read_bentos_with_libyaml
+    from tabular_mlops.adapters.compat import bento_yaml_through_libyaml
 
-    read_bentos_with_libyaml()
+    bento_yaml_through_libyaml()
 
     name = bento_model_name(model_name)
     bentos = sorted(
