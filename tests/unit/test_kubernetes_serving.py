@@ -110,6 +110,12 @@ class InMemoryApplier:
     def get_resource(self, name, namespace, kind, api_version):
         return self.objects.get((kind, name))
 
+    def list_resources(self, kind, api_version, namespace=None, label_selector=None):
+        return [
+            obj for (k, _), obj in self.objects.items()
+            if k == kind and label_selector in obj["metadata"].get("labels", {})
+        ]  # fmt: skip
+
     def delete_from_inventory(self, inventory):
         for item in inventory:
             self.objects.pop((item.kind, item.name), None)
@@ -173,6 +179,8 @@ def test_candidate_runs_beside_the_live_release_until_the_switch(cluster):
     stable = applier.objects[("Service", "tabular-classifier")]
     assert stable["spec"]["selector"] == {"app.kubernetes.io/instance": second.runs_as.deployment}
     assert json.loads(stable["metadata"]["annotations"][LIVE_RECORD])["model_version"] == "2"
+    # what `deploy --status` names when asked for a model the cluster does not serve
+    assert target.served() == [target.live("tabular_classifier")]
     assert ("Deployment", first.runs_as.deployment) not in applier.objects
     assert ("Service", first.runs_as.deployment) not in applier.objects
     assert target.problems(second) == []
