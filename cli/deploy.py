@@ -184,8 +184,10 @@ def deploy(
         return
     if live is not None and problems:
         click.echo(f"The live service has problems ({'; '.join(problems)}): redeploying.")
-    if live is not None and not model_version and live.model_version != wanted:
-        _keep_rollback(env, name, live.model_version, wanted, config.stage, force)
+    if not model_version:
+        plan = config.parameters.serving.rollout.strategy
+        _keep_rollback(env, name, live, wanted, config.stage, force,
+                       None if plan == "replace" else plan)  # fmt: skip
     from pipelines.deployment import deployment_pipeline
 
     pipeline = staged_pipeline(deployment_pipeline, config, version=model_version)
@@ -211,32 +213,41 @@ def deploy(
     _print_service(live, target, env, default_model_name(env, config_path))
 
 
-def _keep_rollback(env: str, name: str, served: str, wanted: str, stage: str, force: bool) -> None:
-    """A version served by a rollback (`deploy --version N`) is replaced by the version at
-    the stage only when a deploy names none, and said, with the rollback's reason, so that
-    a routine deploy never undoes a rollback without a word. The very version the rollback
-    took out is served again only with ``--force``: a deploy run by habit (or a script)
-    after an emergency rollback would serve the version it was rolled back from."""
+def _keep_rollback(
+    env: str,
+    name: str,
+    live: RunningService | None,
+    wanted: str,
+    stage: str,
+    force: bool,
+    strategy: str | None,
+) -> None:
+    """A deploy that names no version serves the version at the stage, ending a rollback
+    (`deploy --version N`), and says so with the rollback's reason: a routine deploy never
+    undoes a rollback without a word. A version a rollback took out (rollbacks in a row,
+    a stop or an aborted experiment since included) is served again only with
+    ``--force``: a deploy run by habit (or a script) after an emergency rollback would
+    serve the version it was rolled back from."""
     from tabular_mlops.adapters.audit import read_trail
+    from tabular_mlops.core.audit import rolled_back_from
 
-    entries, _ = read_trail(env)
-    last = next((e for e in reversed(entries) if e.model == name
-                 and e.action in ("deploy", "rollback")), None)  # fmt: skip
-    if last is None or last.action != "rollback" or last.version != served:
+    taken_out, rollback = rolled_back_from(read_trail(env)[0], name)
+    if rollback is None:
         return
-    if last.details.get("replaced") == wanted and not force:
+    when = f"{rollback.reason}, {rollback.at:%Y-%m-%d %H:%M} UTC"
+    if wanted in taken_out and not force:
         raise click.ClickException(
-            f"version {served} serves by a rollback from version {wanted} ({last.reason}, "
-            f"{last.at:%Y-%m-%d %H:%M} UTC), and version {wanted} is still the {stage} "
-            f"version: this deploy would serve it again. Train and promote a fix, or undo "
-            f"the rollback with `deploy --force`; nothing was changed"
+            f"a rollback took version {wanted} out ({when}), and version {wanted} is still "
+            f"the {stage} version: this deploy would serve it again. Train and promote a "
+            f"fix, or undo the rollback with `deploy --force`; nothing was changed"
         )
-    click.echo(
-        f"Version {served} serves by a rollback ({last.reason}, {last.at:%Y-%m-%d %H:%M} "
-        f"UTC); this deploy serves the {stage} version {wanted} again (`deploy --version "
-        f"{served} --reason ...` keeps the rollback; to keep it for good, train and promote "
-        "a fix, or set the stage)."
-    )
+    if live is not None and live.model_version == rollback.version:
+        doing = f"starts a {strategy} of" if strategy else "serves"
+        click.echo(
+            f"Version {rollback.version} serves by a rollback ({when}); this deploy {doing} "
+            f"the {stage} version {wanted} (`deploy --version {rollback.version} --reason "
+            "...` keeps the rollback)."
+        )
 
 
 def _record_release(

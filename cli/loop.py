@@ -24,7 +24,7 @@ from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
     "--stream",
     "with_stream",
     is_flag=True,
-    help="Then replay the batch as events through the dev broker and score them.",
+    help="Then replay the batch as events through the environment's local broker and score them.",
 )
 @click.option(
     "--export",

@@ -75,8 +75,9 @@ def stream(
             )
             return
         if streaming.local_broker is not None and broker.start_local_broker(streaming):
+            scope = f" --env {env}" if env != "dev" else ""
             click.echo(f"Started the local broker on {streaming.servers[0]} "
-                       f"(stop it with `python run.py stream --stop-broker`)")  # fmt: skip
+                       f"(stop it with `python run.py stream{scope} --stop-broker`)")  # fmt: skip
         if status:
             for name, count in asyncio.run(broker.describe(streaming)).items():
                 click.echo(f"{name}: {count}")

@@ -68,7 +68,9 @@ def train(
         overrides = (*overrides, "parameters.validation.accept_drift=true")
     config = load_pipeline_config(TrainingRunConfig, env, config_path, overrides)
     _check_estimator(config, config_path)
-    if config.parameters.promotion.stage == "production" and not dry_run:
+    # a schedule registered now trains later: its promotion step refuses then, if a
+    # rollout is in progress at that time
+    if config.parameters.promotion.stage == "production" and not dry_run and not schedule:
         refuse_during_rollout(env, config.model.name, "this training would promote a new "
                               "production version under it")  # fmt: skip
     if accept_drift and not dry_run:

@@ -62,9 +62,13 @@ def apply_rollout_decision(
             )
             return f"continue: {'; '.join(decision.reasons)}"
         promote = decision.action == "promote"
-        stage = ModelStages.PRODUCTION if promote else ModelStages.ARCHIVED
         # a rolled-back candidate leaves staging, so no later deploy of staging serves it
-        # again. Once the lock is taken (a Ctrl-C ends the wait for it), the address, the
+        # again; the production version itself (a canary of it beside a version a rollback
+        # serves) stays in production: an abort never leaves the model without one.
+        at = getattr(version.stage, "value", version.stage)
+        kept = not promote and at == ModelStages.PRODUCTION.value
+        stage = ModelStages.PRODUCTION if promote or kept else ModelStages.ARCHIVED
+        # Once the lock is taken (a Ctrl-C ends the wait for it), the address, the
         # stage, the registry and the records change together: a Ctrl-C waits for them
         with promotion_lock(model_name, stage.value), ctrl_c_held():
             live = target.finish_rollout(model_name, promote=promote)

