@@ -186,8 +186,10 @@ def deploy(
         click.echo(f"The live service has problems ({'; '.join(problems)}): redeploying.")
     if not model_version:
         plan = config.parameters.serving.rollout.strategy
-        _keep_rollback(env, name, live, wanted, config.stage, force,
-                       None if plan == "replace" else plan)  # fmt: skip
+        if _keep_rollback(env, name, live, wanted, config.stage, force,
+                          None if plan == "replace" else plan):  # fmt: skip
+            reason = require_reason(reason, f"deploy --force of version {wanted}, which a "
+                                    "rollback took out,")  # fmt: skip
     from pipelines.deployment import deployment_pipeline
 
     pipeline = staged_pipeline(deployment_pipeline, config, version=model_version)
@@ -221,25 +223,25 @@ def _keep_rollback(
     stage: str,
     force: bool,
     strategy: str | None,
-) -> None:
+) -> bool:
     """A deploy that names no version serves the version at the stage, ending a rollback
     (`deploy --version N`), and says so with the rollback's reason: a routine deploy never
     undoes a rollback without a word. A version a rollback took out (rollbacks in a row,
     a stop or an aborted experiment since included) is served again only with
     ``--force``: a deploy run by habit (or a script) after an emergency rollback would
-    serve the version it was rolled back from."""
+    serve the version it was rolled back from. Whether this deploy undoes a rollback."""
     from tabular_mlops.adapters.audit import read_trail
     from tabular_mlops.core.audit import rolled_back_from
 
     taken_out, rollback = rolled_back_from(read_trail(env)[0], name)
     if rollback is None:
-        return
+        return False
     when = f"{rollback.reason}, {rollback.at:%Y-%m-%d %H:%M} UTC"
     if wanted in taken_out and not force:
         raise click.ClickException(
             f"a rollback took version {wanted} out ({when}), and version {wanted} is still "
             f"the {stage} version: this deploy would serve it again. Train and promote a "
-            f"fix, or undo the rollback with `deploy --force`; nothing was changed"
+            f"fix, or undo the rollback with `deploy --force --reason '...'`; nothing was changed"
         )
     if live is not None and live.model_version == rollback.version:
         doing = f"starts a {strategy} of" if strategy else "serves"
@@ -248,6 +250,7 @@ def _keep_rollback(
             f"the {stage} version {wanted} (`deploy --version {rollback.version} --reason "
             "...` keeps the rollback)."
         )
+    return wanted in taken_out
 
 
 def _record_release(

@@ -391,13 +391,16 @@ def test_a_version_keeps_every_decision_and_a_rolled_back_one_cannot_be_served_b
         assert f"a rollback took version {champion} out (champion misprices, " in refused.output
         invoke("deploy", *serving_args(service), "--stop")
     deploy(service, "--version", candidate, "--reason", "champion still misprices")
-    canary = deploy(service, "--force", "--strategy", "canary")
+    canary = deploy(service, "--force", "--strategy", "canary", "--reason", "carefully")
     assert f"this deploy starts a canary of the production version {champion}" in canary.output
     rollout(service, "--abort", "--reason", "the champion misprices in the canary too")
     assert production_version() == champion
     assert target(service).live(MODEL).model_version == candidate  # the rollback stays
     assert invoke("deploy", *serving_args(service)).exit_code == 1
-    deploy(service, "--force")  # the champion serves again, for the tests after this one
+    unsaid = invoke("deploy", *serving_args(service), "--force")
+    assert unsaid.exit_code == 2 and "say why with --reason" in unsaid.output, unsaid.output
+    # the champion serves again, for the tests after this one
+    deploy(service, "--force", "--reason", "the test moves on")
 
 
 def test_a_promote_and_an_abort_sent_together_leave_one_decision_everywhere(service):

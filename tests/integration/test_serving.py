@@ -728,12 +728,14 @@ def test_a_client_that_keeps_the_address_sees_no_failed_request(live, paths, row
             deploy(paths, "--force", "--set", "parameters.serving.startup_timeout_seconds=0.5"),
             deploy(paths, "--version", str(other), "--reason", "try it"),
             deploy(paths),  # the version rolled back from: refused, the rollback stays
-            deploy(paths, "--force"),  # the version at production again
+            deploy(paths, "--force", "--reason", "fixed"),  # the version at production again
         ]
         time.sleep(0.5)
     assert [step.exit_code for step in steps] == [0, 1, 0, 1, 0], [s.output for s in steps]
     assert f"a rollback took version {newest} out (try it, " in steps[3].output, steps[3].output
-    assert "undo the rollback with `deploy --force`; nothing was changed" in steps[3].output
+    assert "undo the rollback with `deploy --force --reason '...'`; nothing was changed" in (
+        steps[3].output
+    )
     # the deploy that ends the rollback says so, with the rollback's reason
     assert f"Version {other} serves by a rollback (try it, " in steps[4].output, steps[4].output
     assert f"this deploy serves the production version {newest} (" in steps[4].output
@@ -752,6 +754,7 @@ def test_a_client_that_keeps_the_address_sees_no_failed_request(live, paths, row
     assert (rollback.version, rollback.reason) == (str(other), "try it")
     assert rollback.details["replaced"] == str(newest)
     assert entries[-1].action == "deploy" and entries[-1].version == str(newest)
+    assert entries[-1].reason == "fixed"  # undoing a rollback says why
 
 
 def test_a_version_the_gate_never_passed_is_not_rolled_back_to(live, paths):
