@@ -368,7 +368,17 @@ def _served_instead(target: ServingTarget) -> str:
     served = target.served()
     if not served:
         return ""
-    names = ", ".join(f"'{s.model_name}' (version {s.model_version}, {s.url})" for s in served)
+
+    def named(service: RunningService) -> str:
+        rollout = target.rollout(service.model_name)
+        beside = (
+            f"; a {rollout.plan.strategy} of version {rollout.candidate.model_version} beside it"
+            if rollout
+            else ""
+        )
+        return f"'{service.model_name}' (version {service.model_version}, {service.url}{beside})"
+
+    names = ", ".join(named(service) for service in served)
     return f"\nServed here: {names}; `--set model.name=NAME` chooses one."
 
 

@@ -261,6 +261,9 @@ def simulate(ctx: click.Context, env: str, scenario: str, rows: int, shift: floa
 
     config = load_pipeline_config(TrainingRunConfig, env, CONFIG_DIR / "training.yaml")
     name = config.model.name
+    # up front: its drifting phase retrains, promotes and deploys
+    refuse_during_rollout(env, name, "this scenario's retraining would promote and deploy "
+                          "a version beside it")  # fmt: skip
     activate_stack(env)
     from zenml import Model
     from zenml.enums import ModelStages
