@@ -25,6 +25,7 @@ from tabular_mlops.serving.credentials import with_api_key, without_api_key
 
 if TYPE_CHECKING:
     from tabular_mlops.adapters.deployment.target import Rollout, RunningService, ServingTarget
+    from tabular_mlops.core.audit import AuditEntry
 
 
 #: `deploy --status`'s exit status when the model is not served or does not answer (as
@@ -118,6 +119,14 @@ def deploy(
         target = serving_target(env, config, activate=False)
         live = live_service(target, name)
         if stop_service:
+            running = _rollout_in_progress(target, name)
+            if running is not None:  # a stop would end it with no decision on record
+                raise click.ClickException(
+                    f"rollout {running.experiment} of version "
+                    f"{running.candidate.model_version} is in progress: decide it first "
+                    "(python run.py rollout, --promote or --abort), then stop; nothing was "
+                    "stopped"
+                )
             target.forget(name)  # the supervisor first: it would start the service again
             if live is not None:
                 target.stop(live)
@@ -186,10 +195,13 @@ def deploy(
         click.echo(f"The live service has problems ({'; '.join(problems)}): redeploying.")
     if not model_version:
         plan = config.parameters.serving.rollout.strategy
-        if _keep_rollback(env, name, live, wanted, config.stage, force,
-                          None if plan == "replace" else plan):  # fmt: skip
+        undoes, ends = _keep_rollback(env, name, live, wanted, config.stage, force,
+                                      None if plan == "replace" else plan)  # fmt: skip
+        if undoes:
             reason = require_reason(reason, f"deploy --force of version {wanted}, which a "
                                     "rollback took out,")  # fmt: skip
+        if ends:
+            click.echo(ends)
     from pipelines.deployment import deployment_pipeline
 
     pipeline = staged_pipeline(deployment_pipeline, config, version=model_version)
@@ -223,34 +235,40 @@ def _keep_rollback(
     stage: str,
     force: bool,
     strategy: str | None,
-) -> bool:
+) -> tuple[bool, str | None]:
     """A deploy that names no version serves the version at the stage, ending a rollback
     (`deploy --version N`), and says so with the rollback's reason: a routine deploy never
     undoes a rollback without a word. A version a rollback took out (rollbacks in a row,
     a stop or an aborted experiment since included) is served again only with
     ``--force``: a deploy run by habit (or a script) after an emergency rollback would
-    serve the version it was rolled back from. Whether this deploy undoes a rollback."""
+    serve the version it was rolled back from. Whether this deploy undoes a rollback, and
+    what to say of the rollback it ends."""
     from tabular_mlops.adapters.audit import read_trail
     from tabular_mlops.core.audit import rolled_back_from
 
     taken_out, rollback = rolled_back_from(read_trail(env)[0], name)
     if rollback is None:
-        return False
-    when = f"{rollback.reason}, {rollback.at:%Y-%m-%d %H:%M} UTC"
+        return False, None
+
+    def when(entry: AuditEntry) -> str:
+        return f"{entry.reason}, {entry.at:%Y-%m-%d %H:%M} UTC"
+
     if wanted in taken_out and not force:
         raise click.ClickException(
-            f"a rollback took version {wanted} out ({when}), and version {wanted} is still "
-            f"the {stage} version: this deploy would serve it again. Train and promote a "
-            f"fix, or undo the rollback with `deploy --force --reason '...'`; nothing was changed"
+            f"a rollback took version {wanted} out ({when(taken_out[wanted])}), and version "
+            f"{wanted} is still the {stage} version: this deploy would serve it again. Train "
+            "and promote a fix, or undo the rollback with `deploy --force --reason '...'`; "
+            "nothing was changed"
         )
+    ends = None
     if live is not None and live.model_version == rollback.version:
         doing = f"starts a {strategy} of" if strategy else "serves"
-        click.echo(
-            f"Version {rollback.version} serves by a rollback ({when}); this deploy {doing} "
-            f"the {stage} version {wanted} (`deploy --version {rollback.version} --reason "
-            "...` keeps the rollback)."
+        ends = (
+            f"Version {rollback.version} serves by a rollback ({when(rollback)}); this deploy "
+            f"{doing} the {stage} version {wanted} (`deploy --version {rollback.version} "
+            "--reason ...` keeps the rollback)."
         )
-    return wanted in taken_out
+    return wanted in taken_out, ends
 
 
 def _record_release(
@@ -281,8 +299,14 @@ def _record_release(
     # one; beside it, in an experiment, it is a deploy like any other candidate's
     rollback = model_version is not None and experiment is None
     details: dict[str, str] = {"rollout": experiment.plan.strategy} if experiment else {}
-    if rollback and replaced is not None:
-        details["replaced"] = replaced.model_version
+    if rollback:
+        from tabular_mlops.adapters.audit import read_trail
+        from tabular_mlops.core.audit import last_served
+
+        # stopped first, then rolled back (the usual panic): the version stopped
+        was = replaced.model_version if replaced else last_served(read_trail(env)[0], model_name)
+        if was is not None and was != version:
+            details["replaced"] = was
     record(env, "rollback" if rollback else "deploy", model_name, version, reason,
            url=live.url, **details)  # fmt: skip
     if experiment:

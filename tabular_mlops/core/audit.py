@@ -78,15 +78,18 @@ def verify(lines: list[str]) -> tuple[list[AuditEntry], list[str]]:
     return entries, problems
 
 
-def rolled_back_from(entries: list[AuditEntry], model: str) -> tuple[set[str], AuditEntry | None]:
+def rolled_back_from(
+    entries: list[AuditEntry], model: str
+) -> tuple[dict[str, AuditEntry], AuditEntry | None]:
     """The versions of ``model`` that rollbacks took out and no release has served since,
-    and the latest of those rollbacks (None when none is in force).
+    each with the rollback that took it out, and the latest rollback in force (None when
+    none is).
 
     A rollback (``deploy --version N``) records the version it ``replaced``; rollbacks in
     a row add theirs. A plain release (a deploy that is no experiment's candidate) or an
     experiment promoted ends them; a stop, an experiment begun or aborted does not: the
     version taken out is as bad after them as before."""
-    taken_out: set[str] = set()
+    taken_out: dict[str, AuditEntry] = {}
     latest: AuditEntry | None = None
     for entry in reversed(entries):
         if entry.model != model:
@@ -94,9 +97,24 @@ def rolled_back_from(entries: list[AuditEntry], model: str) -> tuple[set[str], A
         if entry.action == "rollback":
             latest = latest or entry
             if entry.details.get("replaced"):
-                taken_out.add(str(entry.details["replaced"]))
+                taken_out.setdefault(str(entry.details["replaced"]), entry)
         elif (entry.action == "deploy" and "rollout" not in entry.details) or (
             entry.action == "rollout-decision" and entry.details.get("decision") == "promote"
         ):
             break
     return taken_out, latest
+
+
+def last_served(entries: list[AuditEntry], model: str) -> str | None:
+    """The version of ``model`` the trail says was served last (stopped since or not): what
+    a rollback made after a stop replaces."""
+    for entry in reversed(entries):
+        if entry.model != model:
+            continue
+        if entry.action in ("stop", "rollback") or (
+            entry.action == "deploy" and "rollout" not in entry.details
+        ):
+            return entry.version
+        if entry.action == "rollout-decision" and entry.details.get("decision") == "promote":
+            return entry.version
+    return None

@@ -390,7 +390,13 @@ def test_a_version_keeps_every_decision_and_a_rolled_back_one_cannot_be_served_b
         assert refused.exit_code == 1, refused.output
         assert f"a rollback took version {champion} out (champion misprices, " in refused.output
         invoke("deploy", *serving_args(service), "--stop")
+    # stopped first, then rolled back (the usual panic): the version stopped is taken out
+    deploy(service, "--force", "--reason", "the champion again")
+    invoke("deploy", *serving_args(service), "--stop")
     deploy(service, "--version", candidate, "--reason", "champion still misprices")
+    rollbacks = [e for e in read_trail(service["env"])[0] if e.action == "rollback"]
+    assert rollbacks[-1].details["replaced"] == champion, rollbacks[-1]
+    assert invoke("deploy", *serving_args(service)).exit_code == 1
     canary = deploy(service, "--force", "--strategy", "canary", "--reason", "carefully")
     assert f"this deploy starts a canary of the production version {champion}" in canary.output
     rollout(service, "--abort", "--reason", "the champion misprices in the canary too")
@@ -436,6 +442,11 @@ def test_a_promote_and_an_abort_sent_together_leave_one_decision_everywhere(serv
             f"{champion} of '{MODEL}' is in progress, and " in refused.output
         )
         assert "nothing was changed" in refused.output
+    # nor does a stop end it with no decision on record (and lift the freeze)
+    stop = invoke("deploy", "--stop", "--set", f"model.name={MODEL}", "--env", service["env"])
+    assert stop.exit_code == 1, stop.output
+    assert f"rollout {experiment.experiment} of version {candidate} is in progress" in stop.output
+    assert target(service).rollout(MODEL) is not None
     # a training a schedule starts is not refused by a command: its promotion step refuses
     import cli.train
 

@@ -68,18 +68,19 @@ def test_an_unwritable_trail_does_not_fail_what_was_done(trail, caplog):
 def test_a_version_a_rollback_took_out_stays_out_until_a_release():
     from datetime import UTC, datetime
 
-    from tabular_mlops.core.audit import AuditEntry, rolled_back_from
+    from tabular_mlops.core.audit import AuditEntry, last_served, rolled_back_from
 
     def entry(action: str, version: str, model: str = "m", **details: str) -> AuditEntry:
         return AuditEntry(seq=0, at=datetime.now(UTC), who="u", env="dev", action=action,
                           model=model, version=version, details=details)  # fmt: skip
 
     released = [entry("deploy", "5")]
-    assert rolled_back_from(released, "m") == (set(), None)
+    assert rolled_back_from(released, "m") == ({}, None)
     first = entry("rollback", "2", replaced="5")
     second = entry("rollback", "1", replaced="2")
     trail = [*released, first, entry("deploy", "3", "other"), second]
-    assert rolled_back_from(trail, "m") == ({"5", "2"}, second)  # rollbacks in a row
+    # rollbacks in a row, each version with the rollback that took it out
+    assert rolled_back_from(trail, "m") == ({"5": first, "2": second}, second)
     # neither a stop, an experiment begun and aborted, nor a cold rollback ends it
     trail += [
         entry("stop", "1"),
@@ -87,8 +88,11 @@ def test_a_version_a_rollback_took_out_stays_out_until_a_release():
         entry("rollout-decision", "5", decision="rollback"),
         entry("rollback", "1"),
     ]
-    assert rolled_back_from(trail, "m")[0] == {"5", "2"}
+    assert set(rolled_back_from(trail, "m")[0]) == {"5", "2"}
     # a release, or an experiment promoted, does
-    assert rolled_back_from([*trail, entry("deploy", "5")], "m") == (set(), None)
+    assert rolled_back_from([*trail, entry("deploy", "5")], "m") == ({}, None)
     promoted = entry("rollout-decision", "6", decision="promote")
-    assert rolled_back_from([*trail, promoted], "m") == (set(), None)
+    assert rolled_back_from([*trail, promoted], "m") == ({}, None)
+    # what a rollback made after a stop replaces: the version stopped
+    assert last_served([*released, entry("stop", "5"), entry("deploy", "4", "other")], "m") == "5"
+    assert last_served([entry("deploy", "7", rollout="ab")], "m") is None
