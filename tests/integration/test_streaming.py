@@ -80,11 +80,13 @@ class Broker:
 def dev_broker(tmp_path):
     """Started and stopped by the stream command itself, as a user would."""
     started = Broker(tmp_path)
-    result = invoke("stream", "--status", *started.flags)
-    assert result.exit_code == 0, result.output
-    assert f"Started the local broker on {started.config.servers[0]}" in result.output
-    yield started
-    result = invoke("stream", "--stop-broker", *started.flags)
+    try:
+        result = invoke("stream", "--status", *started.flags)
+        assert result.exit_code == 0, result.output
+        assert f"Started the local broker on {started.config.servers[0]}" in result.output
+        yield started
+    finally:  # a failed start's check still stops the broker it started
+        result = invoke("stream", "--stop-broker", *started.flags)
     assert f"Stopped the local broker at {started.config.servers[0]}" in result.output, (
         result.output
     )
