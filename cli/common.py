@@ -391,6 +391,11 @@ FIXES = {
     "regressor's default is tabular_regressor, from the tasks block in configs/training.yaml)",
     "DeploymentInProgressError": "this command changed nothing; run it again once the other "
     "deployment (or stop) has finished",
+    "PromotionLockTimeoutError": "nothing was promoted; if no command is promoting this model "
+    "(one was killed while it held the lock), the lock is taken over 10 minutes after it was "
+    "taken, or delete the tag the message names now",
+    "LookupError": "this command changed nothing; `python run.py rollout --status` shows what "
+    "runs now (another command may have decided the rollout)",
     "AddressMovedError": "the live service is unchanged; move it explicitly (`deploy --stop`, "
     "then deploy) or keep its port",
     "AddressTakenError": "stop the process on that port, or give the model deployer another "

@@ -176,6 +176,14 @@ def test_an_unexpected_error_still_ends_with_its_cause_and_a_fix(monkeypatch):
     lost = cause_and_fix(RuntimeError("Error connecting to URL http://127.0.0.1:8238/api/v1"))
     assert "python run.py stack up --env staging` starts" in lost
     assert cause_and_fix(ValueError("odd")).endswith("Fix: rerun with --verbose for the traceback.")
+    # a lock a killed command left, a rollout another command decided: what to do, not --verbose
+    from cli.common import one_line
+
+    locked = one_line("promote_model", "tabular_mlops.adapters.promotion_lock."
+                      "PromotionLockTimeoutError: another promotion of 'm' ...")  # fmt: skip
+    assert "the lock is taken over 10 minutes after it was taken" in locked
+    decided = one_line("apply_rollout_decision", "builtins.LookupError: no rollout of 'm' ...")
+    assert "`python run.py rollout --status` shows what runs now" in decided
 
 
 def test_an_empty_batch_file_is_named(tmp_path):
