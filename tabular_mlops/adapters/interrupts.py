@@ -42,6 +42,11 @@ def press_again(thread: int, signum: int = signal.SIGINT) -> None:
 #: where an exception raised by a signal handler is printed as "ignored" and lost: the
 #: interrupted Python code is a callback the interpreter calls from C
 _CALLBACK_FILES = ("weakref.py", "_weakrefset.py")
+#: Python code a native extension calls and whose exceptions it turns into its own: an
+#: interrupt raised in pydantic's schema building (which pydantic-core calls) came out as
+#: "SchemaError: 'cls' must be valid as the first argument to 'isinstance'", a failed
+#: step instead of "Aborted!" (seen once in CI, a Ctrl-C at register_model's start)
+_CALLED_FROM_NATIVE = (f"{os.sep}pydantic{os.sep}_internal{os.sep}",)
 #: code that may hold a database transaction open: ZenML's and MLflow's stores, SQLAlchemy
 _STORE_CODE = tuple(
     f"{os.sep}{part}{os.sep}"
@@ -68,7 +73,9 @@ def _where(frame: Any) -> tuple[bool, bool]:
     while frame is not None:
         code = frame.f_code
         in_callback = in_callback or (
-            code.co_filename.endswith(_CALLBACK_FILES) or code.co_name == "__del__"
+            code.co_filename.endswith(_CALLBACK_FILES)
+            or code.co_name == "__del__"
+            or any(part in code.co_filename for part in _CALLED_FROM_NATIVE)
         )
         in_store = in_store or any(part in code.co_filename for part in _STORE_CODE)
         frame = frame.f_back

@@ -484,3 +484,19 @@ def test_the_local_zenml_server_is_started_and_stopped_as_its_cli_does():
     assert "deployer.deploy_server(server_config" in started
     assert "deployer.connect_to_server()" in started
     assert "deployer.remove_server()" in inspect.getsource(login.logout.callback)
+
+
+def test_an_interrupt_in_pydantics_schema_building_is_handed_back_not_raised_there():
+    """pydantic-core turned a KeyboardInterrupt raised in pydantic's schema building into
+    a SchemaError (a failed step instead of "Aborted!"): such code counts as a callback."""
+    import sys
+    from pathlib import Path
+
+    from tabular_mlops.adapters.interrupts import _where
+
+    path = Path("/venv/site-packages/pydantic/_internal/_generate.py")
+    code = compile("frame = sys._getframe()", str(path), "exec")
+    scope: dict = {"sys": sys}
+    exec(code, scope)  # a frame whose code lives at that path
+    assert _where(scope["frame"]) == (True, False)
+    assert _where(sys._getframe()) == (False, False)
