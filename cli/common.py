@@ -524,6 +524,11 @@ def retraining_plan(
     )
 
 
+def env_flag(env: str) -> str:
+    """`` --env ENV`` for a command a hint names, nothing for dev (the default)."""
+    return f" --env {env}" if env != "dev" else ""
+
+
 def per_environment(folder: Path, env: str) -> Path:
     """``folder`` for dev, ``folder/NAME`` for another environment (named, or given as
     its YAML file): one environment's files never overwrite another's."""

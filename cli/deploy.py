@@ -10,6 +10,7 @@ import click
 from cli.audit import reason_option, require_reason
 from cli.common import (
     config_option,
+    env_flag,
     env_option,
     load_pipeline_config,
     overrides_option,
@@ -445,7 +446,7 @@ def _print_service(
 ) -> None:
     """Where the model is served and how to use it; the commands it names are this
     environment's and this model's (another's token would be refused)."""
-    scope = (f" --env {env}" if env != "dev" else "") + (
+    scope = env_flag(env) + (
         f" --set model.name={live.model_name}" if live.model_name != default_model else ""
     )
     click.echo(

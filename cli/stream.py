@@ -14,6 +14,7 @@ from cli.common import (
     CONFIG_DIR,
     activate_stack,
     config_option,
+    env_flag,
     env_option,
     load_pipeline_config,
     overrides_option,
@@ -75,9 +76,10 @@ def stream(
             )
             return
         if streaming.local_broker is not None and broker.start_local_broker(streaming):
-            scope = f" --env {env}" if env != "dev" else ""
-            click.echo(f"Started the local broker on {streaming.servers[0]} "
-                       f"(stop it with `python run.py stream{scope} --stop-broker`)")  # fmt: skip
+            click.echo(
+                f"Started the local broker on {streaming.servers[0]} "
+                f"(stop it with `python run.py stream{env_flag(env)} --stop-broker`)"
+            )
         if status:
             for name, count in asyncio.run(broker.describe(streaming)).items():
                 click.echo(f"{name}: {count}")

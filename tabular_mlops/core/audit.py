@@ -78,6 +78,14 @@ def verify(lines: list[str]) -> tuple[list[AuditEntry], list[str]]:
     return entries, problems
 
 
+def _releases(entry: AuditEntry) -> bool:
+    """Whether ``entry`` served a version for good: a plain release (a deploy that is no
+    experiment's candidate) or an experiment promoted."""
+    return (entry.action == "deploy" and "rollout" not in entry.details) or (
+        entry.action == "rollout-decision" and entry.details.get("decision") == "promote"
+    )
+
+
 def rolled_back_from(
     entries: list[AuditEntry], model: str
 ) -> tuple[dict[str, AuditEntry], AuditEntry | None]:
@@ -98,9 +106,7 @@ def rolled_back_from(
             latest = latest or entry
             if entry.details.get("replaced"):
                 taken_out.setdefault(str(entry.details["replaced"]), entry)
-        elif (entry.action == "deploy" and "rollout" not in entry.details) or (
-            entry.action == "rollout-decision" and entry.details.get("decision") == "promote"
-        ):
+        elif _releases(entry):
             break
     return taken_out, latest
 
@@ -111,10 +117,6 @@ def last_served(entries: list[AuditEntry], model: str) -> str | None:
     for entry in reversed(entries):
         if entry.model != model:
             continue
-        if entry.action in ("stop", "rollback") or (
-            entry.action == "deploy" and "rollout" not in entry.details
-        ):
-            return entry.version
-        if entry.action == "rollout-decision" and entry.details.get("decision") == "promote":
+        if entry.action in ("stop", "rollback") or _releases(entry):
             return entry.version
     return None
