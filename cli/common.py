@@ -391,9 +391,9 @@ FIXES = {
     "regressor's default is tabular_regressor, from the tasks block in configs/training.yaml)",
     "DeploymentInProgressError": "this command changed nothing; run it again once the other "
     "deployment (or stop) has finished",
-    "PromotionLockTimeoutError": "nothing was promoted; if no command is promoting this model "
-    "(one was killed while it held the lock), the lock is taken over 10 minutes after it was "
-    "taken, or delete the tag the message names now",
+    "PromotionLockTimeoutError": "nothing was promoted; a lock whose command was killed on "
+    "this machine is taken over at once, one held from another machine 10 minutes after it "
+    "was taken: if no command there is promoting this model, delete the tag it names now",
     "LookupError": "this command changed nothing; `python run.py rollout --status` shows what "
     "runs now (another command may have decided the rollout)",
     "AddressMovedError": "the live service is unchanged; move it explicitly (`deploy --stop`, "
@@ -594,3 +594,12 @@ def serving_target(env: str, config: DeploymentRunConfig, activate: bool) -> Ser
         return of_stack(Client().active_stack, serving)
     except UnsupportedStackError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def finish_cut_short(env: str, model_name: str) -> list[str]:
+    """Carry out the model's rollout decisions whose commands died half-way, in words
+    (``adapters/rollout_decisions.py``)."""
+    from tabular_mlops.adapters.rollout_decisions import resume
+
+    activate_stack(env)
+    return resume(model_name)

@@ -12,6 +12,7 @@ from cli.common import (
     config_option,
     env_flag,
     env_option,
+    finish_cut_short,
     load_pipeline_config,
     overrides_option,
     run_pipeline,
@@ -19,7 +20,7 @@ from cli.common import (
     staged_pipeline,
     staged_version,
 )
-from tabular_mlops.adapters.audit import record
+from tabular_mlops.adapters.audit import record, written_down
 from tabular_mlops.core.config import DeploymentRunConfig
 from tabular_mlops.core.rollout import STRATEGIES
 from tabular_mlops.serving.credentials import with_api_key, without_api_key
@@ -172,6 +173,9 @@ def deploy(
         return
 
     target = serving_target(env, config, activate=True)
+    for done in finish_cut_short(env, name):  # before anything is judged by what serves
+        click.echo(f"Carried out first: {done}.")
+    _record_cut_short(env, target, name)
     live = live_service(target, name)
     wanted = str(model_version) if model_version else staged_version(config)
     if model_version:
@@ -206,21 +210,25 @@ def deploy(
     from pipelines.deployment import deployment_pipeline
 
     pipeline = staged_pipeline(deployment_pipeline, config, version=model_version)
-    try:
-        ran = run_pipeline("deployment", pipeline, serving=config.parameters.serving)
-    except (KeyboardInterrupt, click.ClickException) as exc:
-        # the candidate it started goes; the live version (and a rollout begun) stays
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        _stop_strays(
-            target, name, f"the {'interrupted' if interrupted else 'failed'} deployment had started"
-        )
-        switched = _record_release(env, target, name, model_version, reason, live, live)
-        if interrupted and switched is not None:  # the switch holds Ctrl-C: it was done
-            click.echo(f"Interrupted after the switch: {switched}.")
-        raise
-    if ran is None:
-        return
-    _record_release(env, target, name, model_version, reason, None, live)
+    before = live.model_dump(mode="json") if live is not None else None
+    # killed before it records (below), the next deploy records what this one changed
+    with written_down(env, name, {"version": model_version, "reason": reason, "before": before}):
+        try:
+            ran = run_pipeline("deployment", pipeline, serving=config.parameters.serving)
+        except (KeyboardInterrupt, click.ClickException) as exc:
+            # the candidate it started goes; the live version (and a rollout begun) stays
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            _stop_strays(
+                target, name,
+                f"the {'interrupted' if interrupted else 'failed'} deployment had started",
+            )  # fmt: skip
+            switched = _record_release(env, target, name, model_version, reason, live, live)
+            if interrupted and switched is not None:  # the switch holds Ctrl-C: it was done
+                click.echo(f"Interrupted after the switch: {switched}.")
+            raise
+        if ran is None:
+            return
+        _record_release(env, target, name, model_version, reason, None, live)
     live = target.live(name)
     if live is None:
         raise click.ClickException(f"the deployment finished but no service of '{name}' is live")
@@ -272,6 +280,20 @@ def _keep_rollback(
     return wanted in taken_out, ends
 
 
+def _record_cut_short(env: str, target: ServingTarget, model_name: str) -> None:
+    """Record what deploys killed before they recorded it changed, as they would have."""
+    from tabular_mlops.adapters.audit import left_unrecorded
+    from tabular_mlops.adapters.deployment.target import RunningService
+
+    for facts in left_unrecorded(env, model_name):
+        before = RunningService.model_validate(facts["before"]) if facts["before"] else None
+        said = _record_release(env, target, model_name, facts["version"], facts["reason"],
+                               before, before, late=True)  # fmt: skip
+        if said is not None:
+            click.echo(f"Recorded in the audit trail now: {said} (the deploy that did it was "
+                       "killed before it recorded it).")  # fmt: skip
+
+
 def _record_release(
     env: str,
     target: ServingTarget,
@@ -280,11 +302,12 @@ def _record_release(
     reason: str | None,
     before: RunningService | None,
     replaced: RunningService | None,
+    late: bool = False,
 ) -> str | None:
     """Record in the audit trail what the deployment changed: a new live version, or a
     rollout begun (with ``before``, the live service before it: nothing when neither
-    changed); a rollback names the version it ``replaced``. What it recorded, in words;
-    None when nothing."""
+    changed); a rollback names the version it ``replaced``; ``late``: by a later command,
+    its own killed. What it recorded, in words; None when nothing."""
     live = target.live(model_name)
     if live is None:
         return None
@@ -299,7 +322,13 @@ def _record_release(
     # a version named by hand is a rollback (or forward) only when it replaced the live
     # one; beside it, in an experiment, it is a deploy like any other candidate's
     rollback = model_version is not None and experiment is None
-    details: dict[str, str] = {"rollout": experiment.plan.strategy} if experiment else {}
+    details: dict[str, str] = (
+        {"rollout": experiment.plan.strategy, "experiment": experiment.experiment}
+        if experiment
+        else {}
+    )
+    if late:
+        details["recorded_late"] = "its command was killed before it recorded it"
     if rollback:
         from tabular_mlops.adapters.audit import read_trail
         from tabular_mlops.core.audit import last_served

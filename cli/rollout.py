@@ -12,6 +12,7 @@ from cli.common import (
     activate_stack,
     config_option,
     env_option,
+    finish_cut_short,
     load_pipeline_config,
     overrides_option,
     run_pipeline,
@@ -56,6 +57,9 @@ def rollout(
     target = serving_target(env, config, activate=False)
     current = target.rollout(name)
     if current is None:
+        if not status:  # a decision whose command died half-way is carried out now
+            for done in finish_cut_short(env, name):
+                click.echo(f"Carried out: {done}.")
         click.echo(f"No rollout of '{name}' is in progress (start one: deploy --strategy ...).")
         return
     if status:

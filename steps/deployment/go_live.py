@@ -11,6 +11,7 @@ from tabular_mlops.adapters.deployment.model_deployer import serving_deployer
 from tabular_mlops.adapters.deployment.packaging import prune_bentos
 from tabular_mlops.adapters.deployment.smoke import SmokeReport
 from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
+from tabular_mlops.adapters.failpoints import failpoint
 from tabular_mlops.adapters.interrupts import ctrl_c_held
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.rollout import error_spread, planned
@@ -58,6 +59,7 @@ def go_live(
         if experiment is None and previous is not None and previous.instance != candidate.instance:
             target.stop(previous)
         deployer.record_live(live)  # `zenml model-deployer models list`, the model version's
+    failpoint("deploy-switched")
     served = {live.bento_tag, candidate.bento_tag}
     pruned = prune_bentos(live.model_name, serving.keep_bentos, served)
     if pruned:

@@ -15,6 +15,7 @@ from tabular_mlops.adapters.champion import Champion, find_champion, load_artifa
 from tabular_mlops.adapters.deployment.model_deployer import rollout_in_progress
 from tabular_mlops.adapters.interrupts import ctrl_c_held
 from tabular_mlops.adapters.promotion_lock import promotion_lock
+from tabular_mlops.adapters.rollout_decisions import resume
 from tabular_mlops.core.config import EvaluationConfig, PromotionConfig
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome, judge
 
@@ -51,6 +52,8 @@ def promote_model(
     candidate_artifact = context.model.get_artifact("model")
     version = str(context.model.number)
     first_gated_against = champion.version
+    # a rollout decision whose command died half-way decides the champion: carried out first
+    resume(name)
     # once the lock is taken (a Ctrl-C ends the wait for it), the stage, the registry and
     # the outcome on the version change together: a Ctrl-C waits for them (cut half-way, a
     # production version could be left with no promotion on record, refused as a rollback)

@@ -2,16 +2,22 @@
 
 The lock is a ZenML tag with a unique name: creating it succeeds for exactly one
 caller, because the store (SQLite file or a ZenML server's database) enforces
-unique tag names. A holder that died (``kill -9``) cannot release it, so a lock
-older than ``stale_after`` seconds is taken over: older by the store's own clock
-(the time it stamps on a tag created now), never by this machine's alone, which
-may have been stepped forward or differ from a ZenML server's.
+unique tag names. A holder that died (``kill -9``) cannot release it. Each holder
+names itself in a second tag made just after the lock (``<lock>-held-by-<host>-<pid>-
+<start>``), so a waiter on the same machine sees at once that the holder is gone and
+takes the lock over; a holder on another machine (a pod), or one killed between its
+two tags, is judged by age: a lock older than
+``stale_after`` seconds is taken over, older by the store's own clock (the time it
+stamps on a tag created now), never by this machine's alone, which may have been
+stepped forward or differ from a ZenML server's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tabular_mlops.adapters.interrupts import ctrl_c_held
+from tabular_mlops.adapters.processes import identity, is_same_process
 from tabular_mlops.adapters.tags import delete_tag, find_tag
 
 if TYPE_CHECKING:
@@ -39,6 +46,16 @@ def lock_name(model_name: str, stage: str) -> str:
     return f"promotion-lock-{model_name}-{stage}"
 
 
+def holder_prefix(name: str) -> str:
+    """The start of the names of the tags by which holders name themselves."""
+    return f"{name}-held-by-"
+
+
+def holder_name(name: str) -> str:
+    """This process's holder tag for the lock ``name``: machine, pid and start."""
+    return f"{holder_prefix(name)}{socket.gethostname()}-{os.getpid()}-{identity(os.getpid())}"
+
+
 @contextlib.contextmanager
 def promotion_lock(
     model_name: str, stage: str, timeout: float = 120, stale_after: float = 600
@@ -49,6 +66,7 @@ def promotion_lock(
 
     client = Client()
     name = lock_name(model_name, stage)
+    me = holder_name(name)
     deadline = time.monotonic() + timeout
     acquired = False
     pause = FIRST_PAUSE_SECONDS
@@ -59,24 +77,23 @@ def promotion_lock(
                 with ctrl_c_held():
                     client.create_tag(name=name)
                     acquired = True
+                    with contextlib.suppress(EntityExistsError):  # one this process left
+                        client.create_tag(name=me)
                 break
             except EntityExistsError:
-                held_since = _created(client, name)  # None: released a moment ago
-                if (
-                    held_since is not None
-                    and _age(held_since) > stale_after
-                    and _store_age(client, held_since) > stale_after
-                ):
+                held = find_tag(client, name)  # None: released a moment ago
+                if held is not None and _holder_died(client, name, held.created, stale_after):
                     logger.warning(
-                        "taking over %s, held since %s by a run that died", name, held_since
+                        "taking over %s, held since %s by a run that died", name, held.created
                     )
-                    delete_tag(client, name)
+                    with contextlib.suppress(KeyError):  # by id: never a lock taken since
+                        client.delete_tag(held.id)
                     continue
                 if time.monotonic() > deadline:
                     raise PromotionLockTimeoutError(
                         f"another promotion of '{model_name}' to {stage} has held the lock since "
-                        f"{held_since} (tag '{name}'); retry, or delete the tag if no run is "
-                        "promoting: zenml tag delete " + name
+                        f"{None if held is None else held.created} (tag '{name}'); retry, or "
+                        "delete the tag if no run is promoting: zenml tag delete " + name
                     ) from None
                 _wait(pause)  # a promotion takes a second or less: looked at soon,
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)  # then no faster than twice a second
@@ -84,15 +101,37 @@ def promotion_lock(
     finally:
         if acquired:
             delete_tag(client, name)
+            delete_tag(client, me)  # a name left behind is older than any lock made since
+
+
+def _holder_died(client: Client, name: str, held_since: datetime, stale_after: float) -> bool:
+    """Whether the lock's holder is gone: the process named for it since it was made ran
+    on this machine and has exited (every name of a dead process goes too), or the lock
+    is older than ``stale_after``. A name older than the lock is a holder's before it."""
+    named = client.list_tags(name=f"startswith:{holder_prefix(name)}", size=100).items
+    here = f"{holder_prefix(name)}{socket.gethostname()}-"
+    dead = [tag for tag in named if tag.name.startswith(here)
+            and not _runs(tag.name[len(here):])]  # fmt: skip
+    holders = [tag for tag in named if tag.created >= held_since]
+    if holders and {tag.id for tag in holders} <= {tag.id for tag in dead}:
+        for tag in dead:
+            with contextlib.suppress(KeyError):
+                client.delete_tag(tag.id)
+        return True
+    return _age(held_since) > stale_after and _store_age(client, held_since) > stale_after
+
+
+def _runs(pid_and_start: str) -> bool:
+    """Whether ``<pid>-<start>`` names a process that still runs on this machine."""
+    pid, _, start = pid_and_start.partition("-")
+    try:
+        return is_same_process(int(pid), float(start))
+    except ValueError:  # not a name this module wrote: assume it runs
+        return True
 
 
 def _wait(seconds: float) -> None:
     time.sleep(seconds)
-
-
-def _created(client: Client, name: str) -> datetime | None:
-    found = find_tag(client, name)  # not get_tag: see adapters/tags.py
-    return None if found is None else found.created
 
 
 def _age(created: datetime) -> float:

@@ -316,10 +316,13 @@ def activate(client: Client, environment: EnvironmentConfig, source: str) -> Sta
             _use_project(client, environment.project)
     if not checked:
         remember_checked(environment, fingerprint)
-    if not stack_plan.is_current:
-        from tabular_mlops.adapters.compat import forget_cached_stacks
+    from tabular_mlops.adapters.compat import forget_cached_stacks
 
-        forget_cached_stacks()
+    # also when this plan found the store current: another command may have changed a
+    # component since this process built the stack (a copy of the YAML with the model
+    # deployer elsewhere, applied by another process), which leaves the stack's update
+    # time, ZenML's cache key, as it was
+    forget_cached_stacks()
     if client.active_stack_model.name != stack_plan.name:
         client.activate_stack(stack_plan.name)
     from tabular_mlops.adapters import code_repository

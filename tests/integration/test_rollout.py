@@ -493,3 +493,74 @@ def test_a_promote_and_an_abort_sent_together_leave_one_decision_everywhere(serv
     assert tags["stage"] == ("production" if promoted else "archived")
     aliases = registry.get_registered_model(MODEL).aliases
     assert str(aliases.get("staging")) != registry_version  # neither loads it as @staging
+
+
+def test_a_decision_whose_command_was_killed_half_way_is_carried_out_by_the_next_one(service):
+    """`kill -9` of `rollout --promote` after the traffic moved and before the rest: the
+    candidate served all traffic while production, the registry, the version's record
+    and the audit trail still said otherwise, and both its locks blocked every promotion
+    for ten minutes. The decision was written down first: the next command carries it
+    out (once), taking over the dead command's locks at once. Likewise a deploy killed
+    after it began a canary, before it recorded it: the next deploy records it."""
+    import os
+    import subprocess
+    import sys
+
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.audit import read_trail
+    from tabular_mlops.adapters.failpoints import FAILPOINT_ENV
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+    from tabular_mlops.adapters.rollout_decisions import PENDING_TAG
+
+    champion = production_version()
+    train("0.8", "staging")
+    candidate = str(Client().get_model_version(MODEL, "staging").number)
+
+    def killed_at(point: str, command: str, *extra: str) -> None:
+        killed = subprocess.run(
+            [sys.executable, "run.py", command, *serving_args(service), *extra],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+            env=os.environ | {FAILPOINT_ENV: point},
+        )  # fmt: skip
+        assert killed.returncode == -9, killed.stdout + killed.stderr
+
+    killed_at("deploy-switched", "deploy", "--set", "stage=staging", "--strategy", "canary",
+              "--reason", "try it")  # fmt: skip
+    experiment = target(service).rollout(MODEL)
+    assert experiment is not None
+    refused = invoke("deploy", *serving_args(service))  # decide it first; records it first
+    assert refused.exit_code == 1 and "decide it first" in refused.output, refused.output
+    assert "Recorded in the audit trail now: the canary of version " in refused.output
+    begun = [e for e in read_trail(service["env"])[0] if e.action == "deploy"
+             and e.details.get("experiment") == experiment.experiment]  # fmt: skip
+    assert [(e.version, e.reason, "recorded_late" in e.details) for e in begun] == [
+        (candidate, "try it", True)
+    ]
+    killed_at("rollout-decision-moved", "rollout", "--promote", "--reason", "ship it")
+    live = target(service).live(MODEL)
+    assert live is not None and live.model_version == candidate
+    assert target(service).rollout(MODEL) is None
+    assert production_version() == champion  # what the killed command left
+
+    started = time.monotonic()
+    after = rollout(service)
+    assert time.monotonic() - started < 60, after.output  # no ten-minute wait for a lock
+    assert (
+        f"Carried out: the promote of rollout {experiment.experiment} (version {candidate} "
+        f"against version {champion}), cut short when its command died, was carried out: "
+        f"version {candidate} serves all traffic" in after.output
+    ), after.output
+    assert production_version() == candidate
+    version = Client().get_model_version(MODEL, int(candidate))
+    assert version.stage == "production" and version.run_metadata["rollout_decision"] == "promote"
+    assert PENDING_TAG not in [tag.name for tag in version.tags]
+    entries, problems = read_trail(service["env"])
+    assert problems == []
+    assert [e.details.get("decision") for e in entries if e.action == "rollout-decision"
+            and e.details.get("experiment") == experiment.experiment] == ["promote"]  # fmt: skip
+    locks = [t.name for t in Client().list_tags(name=f"startswith:promotion-lock-{MODEL}").items]
+    assert locks == [], locks
+    # and the next deploy finds it served, as production says
+    again = deploy(service)
+    assert f"Version {candidate} of '{MODEL}' is already served" in again.output, again.output

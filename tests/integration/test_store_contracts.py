@@ -86,7 +86,6 @@ def test_a_promotion_lock_is_taken_over_only_when_stale_by_the_stores_clock(
     by the store's own clock. This machine's clock stepped forward an hour takes over
     nothing: the live holder keeps its lock, and the waiter times out naming it."""
     import contextlib
-    from datetime import timedelta
 
     from zenml.client import Client
 
@@ -102,8 +101,7 @@ def test_a_promotion_lock_is_taken_over_only_when_stale_by_the_stores_clock(
             lock.promotion_lock("lock_model", "production", timeout=1),
         ):
             pass
-        held = client.get_tag(name, allow_name_prefix_match=False).created
-        monkeypatch.setattr(lock, "_created", lambda _, __: held - timedelta(seconds=700))
+        monkeypatch.setattr(lock, "_store_age", lambda client, created: 700.0)
         with lock.promotion_lock("lock_model", "production", timeout=5):
             pass  # ten minutes old by the store's clock too: its holder died
     finally:
@@ -111,6 +109,60 @@ def test_a_promotion_lock_is_taken_over_only_when_stale_by_the_stores_clock(
             client.delete_tag(name)
     tags = [t.name for t in client.list_tags(size=1000).items]
     assert not [t for t in tags if t.startswith("promotion-lock")], tags
+
+
+def test_a_lock_whose_holder_was_killed_on_this_machine_is_taken_over_at_once(zenml_repo):
+    """A command killed (``kill -9``) while it held a promotion lock blocked every
+    promotion of the model for ten minutes. The holder names itself in a second tag: a
+    waiter on the same machine sees it is gone and takes the lock over at once; a live
+    holder keeps it, also beside the name a dead one left behind."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from zenml.client import Client
+
+    from tabular_mlops.adapters import promotion_lock as lock
+
+    client = Client()
+    name = lock.lock_name("lock_killed", "production")
+    holding = (
+        "import os, signal, sys\n"
+        "from tabular_mlops.adapters.promotion_lock import promotion_lock\n"
+        "with promotion_lock('lock_killed', 'production'):\n"
+        "    print('held', flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", holding], cwd=PROJECT_ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        # alive, it keeps the lock
+        with (
+            pytest.raises(lock.PromotionLockTimeoutError, match=name),
+            lock.promotion_lock("lock_killed", "production", timeout=0.5),
+        ):
+            pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+    finally:
+        holder.kill()
+    started = time.monotonic()
+    with lock.promotion_lock("lock_killed", "production", timeout=5):
+        assert time.monotonic() - started < 5
+        # a live holder beside the name the dead one left: kept
+        stale_name = f"{lock.holder_prefix(name)}{socket.gethostname()}-1-0.0"
+        client.create_tag(name=stale_name)
+        with (
+            pytest.raises(lock.PromotionLockTimeoutError, match=name),
+            lock.promotion_lock("lock_killed", "production", timeout=0.5),
+        ):
+            pass
+    assert not [t.name for t in client.list_tags(size=1000).items if t.name.startswith(name)
+                and t.name != stale_name]  # fmt: skip
+    client.delete_tag(stale_name)
 
 
 def test_a_promotion_waiting_for_the_lock_looks_again_soon_then_twice_a_second(

@@ -181,7 +181,8 @@ def test_an_unexpected_error_still_ends_with_its_cause_and_a_fix(monkeypatch):
 
     locked = one_line("promote_model", "tabular_mlops.adapters.promotion_lock."
                       "PromotionLockTimeoutError: another promotion of 'm' ...")  # fmt: skip
-    assert "the lock is taken over 10 minutes after it was taken" in locked
+    assert "on this machine is taken over at once" in locked
+    assert "one held from another machine 10 minutes after it was taken" in locked
     decided = one_line("apply_rollout_decision", "builtins.LookupError: no rollout of 'm' ...")
     assert "`python run.py rollout --status` shows what runs now" in decided
 
