@@ -391,9 +391,9 @@ FIXES = {
     "regressor's default is tabular_regressor, from the tasks block in configs/training.yaml)",
     "DeploymentInProgressError": "this command changed nothing; run it again once the other "
     "deployment (or stop) has finished",
-    "PromotionLockTimeoutError": "nothing was promoted; a lock whose command was killed on "
-    "this machine is taken over at once, one held from another machine 10 minutes after it "
-    "was taken: if no command there is promoting this model, delete the tag it names now",
+    "PromotionLockTimeoutError": "this command changed nothing; a lock whose command was "
+    "killed on this machine is taken over at once, one held from another machine 10 minutes "
+    "after it was taken: if no command there is changing this model, delete the tag it names",
     "LookupError": "this command changed nothing; `python run.py rollout --status` shows what "
     "runs now (another command may have decided the rollout)",
     "AddressMovedError": "the live service is unchanged; move it explicitly (`deploy --stop`, "

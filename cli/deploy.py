@@ -20,7 +20,8 @@ from cli.common import (
     staged_pipeline,
     staged_version,
 )
-from tabular_mlops.adapters.audit import record, written_down
+from tabular_mlops.adapters.audit import record
+from tabular_mlops.core.audit import ReleaseNote
 from tabular_mlops.core.config import DeploymentRunConfig
 from tabular_mlops.core.rollout import STRATEGIES
 from tabular_mlops.serving.credentials import with_api_key, without_api_key
@@ -175,7 +176,6 @@ def deploy(
     target = serving_target(env, config, activate=True)
     for done in finish_cut_short(env, name):  # before anything is judged by what serves
         click.echo(f"Carried out first: {done}.")
-    _record_cut_short(env, target, name)
     live = live_service(target, name)
     wanted = str(model_version) if model_version else staged_version(config)
     if model_version:
@@ -210,25 +210,22 @@ def deploy(
     from pipelines.deployment import deployment_pipeline
 
     pipeline = staged_pipeline(deployment_pipeline, config, version=model_version)
-    before = live.model_dump(mode="json") if live is not None else None
-    # killed before it records (below), the next deploy records what this one changed
-    with written_down(env, name, {"version": model_version, "reason": reason, "before": before}):
-        try:
-            ran = run_pipeline("deployment", pipeline, serving=config.parameters.serving)
-        except (KeyboardInterrupt, click.ClickException) as exc:
-            # the candidate it started goes; the live version (and a rollout begun) stays
-            interrupted = isinstance(exc, KeyboardInterrupt)
-            _stop_strays(
-                target, name,
-                f"the {'interrupted' if interrupted else 'failed'} deployment had started",
-            )  # fmt: skip
-            switched = _record_release(env, target, name, model_version, reason, live, live)
-            if interrupted and switched is not None:  # the switch holds Ctrl-C: it was done
-                click.echo(f"Interrupted after the switch: {switched}.")
-            raise
-        if ran is None:
-            return
-        _record_release(env, target, name, model_version, reason, None, live)
+    # go_live records the release in the audit trail the moment it is done, with the note
+    note = ReleaseNote(reason=reason, by_hand=model_version is not None)
+    try:
+        ran = run_pipeline("deployment", pipeline, serving=config.parameters.serving, note=note)
+    except (KeyboardInterrupt, click.ClickException) as exc:
+        # the candidate it started goes; the live version (and a rollout begun) stays
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        _stop_strays(
+            target, name, f"the {'interrupted' if interrupted else 'failed'} deployment had started"
+        )
+        switched = _what_changed(target, name, live)
+        if interrupted and switched is not None:  # the switch holds Ctrl-C: it was done
+            click.echo(f"Interrupted after the switch: {switched}.")
+        raise
+    if ran is None:
+        return
     live = target.live(name)
     if live is None:
         raise click.ClickException(f"the deployment finished but no service of '{name}' is live")
@@ -280,34 +277,11 @@ def _keep_rollback(
     return wanted in taken_out, ends
 
 
-def _record_cut_short(env: str, target: ServingTarget, model_name: str) -> None:
-    """Record what deploys killed before they recorded it changed, as they would have."""
-    from tabular_mlops.adapters.audit import left_unrecorded
-    from tabular_mlops.adapters.deployment.target import RunningService
-
-    for facts in left_unrecorded(env, model_name):
-        before = RunningService.model_validate(facts["before"]) if facts["before"] else None
-        said = _record_release(env, target, model_name, facts["version"], facts["reason"],
-                               before, before, late=True)  # fmt: skip
-        if said is not None:
-            click.echo(f"Recorded in the audit trail now: {said} (the deploy that did it was "
-                       "killed before it recorded it).")  # fmt: skip
-
-
-def _record_release(
-    env: str,
-    target: ServingTarget,
-    model_name: str,
-    model_version: int | None,
-    reason: str | None,
-    before: RunningService | None,
-    replaced: RunningService | None,
-    late: bool = False,
+def _what_changed(
+    target: ServingTarget, model_name: str, before: RunningService | None
 ) -> str | None:
-    """Record in the audit trail what the deployment changed: a new live version, or a
-    rollout begun (with ``before``, the live service before it: nothing when neither
-    changed); a rollback names the version it ``replaced``; ``late``: by a later command,
-    its own killed. What it recorded, in words; None when nothing."""
+    """What the deployment changed, in words: a new live version, or a rollout begun
+    (``before``: the live service before it); None when neither."""
     live = target.live(model_name)
     if live is None:
         return None
@@ -318,30 +292,12 @@ def _record_release(
         and (experiment is None or experiment.candidate.instance == before.instance)
     ):
         return None
-    version = experiment.candidate.model_version if experiment else live.model_version
-    # a version named by hand is a rollback (or forward) only when it replaced the live
-    # one; beside it, in an experiment, it is a deploy like any other candidate's
-    rollback = model_version is not None and experiment is None
-    details: dict[str, str] = (
-        {"rollout": experiment.plan.strategy, "experiment": experiment.experiment}
-        if experiment
-        else {}
-    )
-    if late:
-        details["recorded_late"] = "its command was killed before it recorded it"
-    if rollback:
-        from tabular_mlops.adapters.audit import read_trail
-        from tabular_mlops.core.audit import last_served
-
-        # stopped first, then rolled back (the usual panic): the version stopped
-        was = replaced.model_version if replaced else last_served(read_trail(env)[0], model_name)
-        if was is not None and was != version:
-            details["replaced"] = was
-    record(env, "rollback" if rollback else "deploy", model_name, version, reason,
-           url=live.url, **details)  # fmt: skip
     if experiment:
-        return f"the {experiment.plan.strategy} of version {version} has begun"
-    return f"version {version} is live"
+        return (
+            f"the {experiment.plan.strategy} of version {experiment.candidate.model_version} "
+            "has begun"
+        )
+    return f"version {live.model_version} is live"
 
 
 def live_service(target: ServingTarget, model_name: str) -> RunningService | None:

@@ -17,7 +17,6 @@ from cli.common import (
     overrides_option,
     run_pipeline,
 )
-from tabular_mlops.adapters.audit import record
 from tabular_mlops.core.config import DeploymentRunConfig, ServingConfig
 
 if TYPE_CHECKING:
@@ -60,7 +59,12 @@ def rollout(
         if not status:  # a decision whose command died half-way is carried out now
             for done in finish_cut_short(env, name):
                 click.echo(f"Carried out: {done}.")
-        click.echo(f"No rollout of '{name}' is in progress (start one: deploy --strategy ...).")
+        nothing = f"No rollout of '{name}' is in progress (start one: deploy --strategy ...)"
+        if promote or abort:  # what was asked was not done: not exit 0
+            raise click.ClickException(
+                f"{nothing}; --{'promote' if promote else 'abort'} changed nothing"
+            )
+        click.echo(f"{nothing}.")
         return
     if status:
         view, evidence, decision = rules_now(target, current, serving)
@@ -91,16 +95,12 @@ def rollout(
     from pipelines.rollout import rollout_pipeline
 
     by_hand = "promote" if promote else "rollback" if abort else None
-    run = run_pipeline(
-        "rollout", rollout_pipeline, model_name=name, serving=serving, by_hand=by_hand
-    )
+    # the decision, and one by hand with who asked and why, is recorded once carried out:
+    # one refused, or lost to another, records nothing
+    run = run_pipeline("rollout", rollout_pipeline, model_name=name, serving=serving,
+                       by_hand=by_hand, reason=reason)  # fmt: skip
     if run is not None:
         outcome = run.steps["apply_rollout_decision"].outputs["rollout_outcome"][0].load()
-        if by_hand:  # who asked and why, once it was carried out (the pipeline recorded
-            # the decision itself): a decision refused, or lost to another, records nothing
-            record(env, f"rollout-{'promote' if promote else 'abort'}", name,
-                   current.candidate.model_version, reason,
-                   experiment=current.experiment)  # fmt: skip
         click.echo(f"Rollout {current.experiment}: {outcome}")
 
 

@@ -9,12 +9,13 @@ from steps.deployment.package_model import package_model
 from steps.deployment.smoke_test_candidate import smoke_test_candidate
 from steps.deployment.start_candidate import start_candidate
 from tabular_mlops.adapters.compat import dynamic_run_name
+from tabular_mlops.core.audit import ReleaseNote
 from tabular_mlops.core.config import ServingConfig
 
 
-def package_and_switch(serving: ServingConfig) -> Any:
+def package_and_switch(serving: ServingConfig, note: ReleaseNote | None = None) -> Any:
     """export for embedding -> package -> start beside the live service -> smoke-test ->
-    go live.
+    go live (recording the release with the asking command's ``note``).
 
     Until the last step the live service is not touched: a failed export, build,
     start or smoke test leaves it answering, and the production model as it was.
@@ -25,7 +26,7 @@ def package_and_switch(serving: ServingConfig) -> Any:
     package = package_model(serving, after=None if dynamic_run_name() else exported)
     candidate = start_candidate(package, serving)
     smoke = smoke_test_candidate(package, candidate, serving)
-    return go_live(package, candidate, smoke, serving)
+    return go_live(package, candidate, smoke, serving, note)
 
 
 #: run by `run.py deploy`

@@ -14,8 +14,10 @@ def rollout_pipeline(
     model_name: str,
     serving: ServingConfig,
     by_hand: Literal["promote", "rollback"] | None = None,
+    reason: str | None = None,
 ) -> Any:
-    """gather both arms' evidence -> decide (or take the decision made by hand) -> apply."""
+    """gather both arms' evidence -> decide (or take the decision made by hand, and why)
+    -> apply."""
     evidence = gather_rollout_evidence(model_name, serving)
     decision, _ = decide_rollout(evidence, serving, by_hand)
-    return apply_rollout_decision(model_name, decision, serving)
+    return apply_rollout_decision(model_name, decision, serving, by_hand, reason)

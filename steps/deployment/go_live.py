@@ -6,6 +6,7 @@ from typing import Annotated
 from zenml import log_metadata, step
 from zenml.client import Client
 
+from tabular_mlops.adapters.audit import read_trail, record
 from tabular_mlops.adapters.champion import recorded_test_metrics
 from tabular_mlops.adapters.deployment.model_deployer import serving_deployer
 from tabular_mlops.adapters.deployment.packaging import prune_bentos
@@ -13,6 +14,7 @@ from tabular_mlops.adapters.deployment.smoke import SmokeReport
 from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
 from tabular_mlops.adapters.failpoints import failpoint
 from tabular_mlops.adapters.interrupts import ctrl_c_held
+from tabular_mlops.core.audit import ReleaseNote, last_served
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.rollout import error_spread, planned
 
@@ -21,7 +23,11 @@ logger = logging.getLogger(__name__)
 
 @step(enable_cache=False)
 def go_live(
-    package: BentoPackage, candidate: RunningService, smoke: SmokeReport, serving: ServingConfig
+    package: BentoPackage,
+    candidate: RunningService,
+    smoke: SmokeReport,
+    serving: ServingConfig,
+    note: ReleaseNote | None = None,
 ) -> Annotated[RunningService, "live_service"]:
     """Hand the model's address to the smoke-tested candidate.
 
@@ -30,7 +36,8 @@ def go_live(
     live version stays the champion, the candidate gets the share the plan gives
     it, and the rollout pipeline (``run.py rollout``) decides on the evidence.
     Bentos beyond ``serving.keep_bentos`` are pruned (never a served one). The live
-    version is recorded as the model deployer's service in ZenML."""
+    version is recorded as the model deployer's service in ZenML, and the release in the
+    audit trail with the ``note`` of the command that asked, the moment it is done."""
     deployer = serving_deployer(Client().active_stack)
     target = deployer.serving_target(serving)
     previous = target.live(candidate.model_name)
@@ -59,6 +66,8 @@ def go_live(
         if experiment is None and previous is not None and previous.instance != candidate.instance:
             target.stop(previous)
         deployer.record_live(live)  # `zenml model-deployer models list`, the model version's
+        record_release(live, candidate, previous, experiment and strategy, experiment,
+                       note or ReleaseNote())  # fmt: skip
     failpoint("deploy-switched")
     served = {live.bento_tag, candidate.bento_tag}
     pruned = prune_bentos(live.model_name, serving.keep_bentos, served)
@@ -83,3 +92,27 @@ def go_live(
     else:
         logger.info("live: %s version %s at %s", live.model_name, live.model_version, live.url)
     return live
+
+
+def record_release(
+    live: RunningService,
+    candidate: RunningService,
+    previous: RunningService | None,
+    strategy: str | None,
+    experiment: str | None,
+    note: ReleaseNote,
+) -> None:
+    """The audit entry of a release: a deploy (an experiment's candidate names it), or a
+    rollback when a version named by hand replaced the live one, naming the version it
+    replaced (the one stopped last when nothing was live: the usual panic)."""
+    env, name, version = Client().active_stack.name, candidate.model_name, candidate.model_version
+    details: dict[str, str] = (
+        {"rollout": strategy, "experiment": experiment} if strategy and experiment else {}
+    )
+    rollback = note.by_hand and experiment is None
+    if rollback:
+        was = previous.model_version if previous else last_served(read_trail(env)[0], name)
+        if was is not None and was != version:
+            details["replaced"] = was
+    record(env, "rollback" if rollback else "deploy", name, version, note.reason,
+           url=live.url, **details)  # fmt: skip

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 from zenml import log_metadata, step
 from zenml.client import Client
@@ -24,7 +24,11 @@ logger = logging.getLogger(__name__)
 
 @step(enable_cache=False)
 def apply_rollout_decision(
-    model_name: str, decision: RolloutDecision, serving: ServingConfig
+    model_name: str,
+    decision: RolloutDecision,
+    serving: ServingConfig,
+    by_hand: Literal["promote", "rollback"] | None = None,
+    reason: str | None = None,
 ) -> Annotated[str, "rollout_outcome"]:
     """Carry the decision out and record it, with its figures, on the candidate's model
     version. Promote: the candidate takes all traffic and becomes production (ZenML stage
@@ -35,14 +39,20 @@ def apply_rollout_decision(
     together are carried out one after the other, and the second finds no rollout left
     and changes nothing. A decision is written down before the traffic moves
     (``adapters/rollout_decisions.py``): one whose command died half-way is carried out
-    first, by this one or by the next command that deploys or promotes the model."""
+    first, by this one or by the next command that deploys or promotes the model. A
+    decision ``by_hand`` is recorded with who asked and the ``reason`` given."""
     deployer = serving_deployer(Client().active_stack)
     target = deployer.serving_target(serving)
     with promotion_lock(model_name, DECISION_LOCK):
         resumed = resume_locked(deployer, target, model_name)
         rollout = target.rollout(model_name)  # again, under the lock: one may have just ended
-        if rollout is None and resumed:
+        if rollout is None and resumed and by_hand is None:
             return "; ".join(resumed)
+        if rollout is None and resumed:  # what was asked was not done: said, not exit 0
+            raise LookupError(
+                f"{'; '.join(resumed)}; then no rollout of '{model_name}' was left, so this "
+                f"{by_hand} changed nothing"
+            )
         if rollout is None:
             raise LookupError(
                 f"no rollout of '{model_name}' is in progress (another decision may have "
@@ -65,12 +75,14 @@ def apply_rollout_decision(
         at = getattr(version.stage, "value", version.stage)
         kept = not promote and at == ModelStages.PRODUCTION.value
         stage = ModelStages.PRODUCTION if promote or kept else ModelStages.ARCHIVED
-        live = carry_out(deployer, target, version, decision_record(rollout, decision),
+        action = f"rollout-{'promote' if by_hand == 'promote' else 'abort'}"
+        asked = {"asked": {"action": action, "reason": reason}} if by_hand else {}
+        live = carry_out(deployer, target, version, decision_record(rollout, decision) | asked,
                          stage.value)  # fmt: skip
     served = (
         f"version {live.model_version} serves all traffic at {live.url}"
         if live
-        else ("no version is served")
+        else "no version is served"
     )
     outcome = f"{decision.action}: {served} ({'; '.join(decision.reasons)})"
     logger.info("rollout %s: %s", rollout.experiment, outcome)

@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import getpass
-import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,13 +57,15 @@ def record(
     model: str,
     version: str | None = None,
     reason: str | None = None,
+    by: str | None = None,
     **details: Any,
 ) -> AuditEntry | None:
-    """Append an entry; None (and an error logged) when the file cannot be written (a
-    full disk): what was done is done, and the missing entry is said."""
+    """Append an entry (``by``: who asked, when another process asked: a step on a pod, a
+    decision its dying command wrote down); None (and an error logged) when the file
+    cannot be written (a full disk): what was done is done, and the missing entry is said."""
     path = audit_file(env)
     entry = AuditEntry(
-        seq=0, at=datetime.now(UTC), who=who(), env=environment_name(env), action=action,
+        seq=0, at=datetime.now(UTC), who=by or who(), env=environment_name(env), action=action,
         model=model, version=version, reason=reason, details=details,
     )  # fmt: skip
     try:
@@ -89,51 +89,6 @@ def _last(lines: list[str]) -> AuditEntry | None:
         with contextlib.suppress(ValidationError):
             return AuditEntry.model_validate_json(line)
     return None
-
-
-def _unrecorded_dir(env: str) -> Path:
-    return LOCAL_DIR / "audit" / f"{environment_name(env)}.unrecorded"
-
-
-@contextlib.contextmanager
-def written_down(env: str, model: str, facts: dict[str, Any]) -> Iterator[None]:
-    """Keep ``facts`` (what this command is about to change and why) in a file while the
-    block runs: a command killed before it records what it changed (``kill -9`` after a
-    switch) leaves them to the next command (:func:`left_unrecorded`)."""
-    from tabular_mlops.adapters.processes import identity
-
-    folder = _unrecorded_dir(env)
-    path = folder / f"{model}.{os.getpid()}.json"
-    mine = {"facts": facts, "pid": os.getpid(), "started": identity(os.getpid())}
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(mine), encoding="utf-8")
-    except OSError as exc:  # a full disk: the command goes on, as ``record`` does
-        logger.error("what this command changes could not be written down in %s: %s", path, exc)
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def left_unrecorded(env: str, model: str) -> list[dict[str, Any]]:
-    """The facts written down by commands of ``model`` that died before recording what
-    they changed; their files go as they are read (a command still running keeps its)."""
-    from tabular_mlops.adapters.processes import is_same_process
-
-    left = []
-    for path in sorted(_unrecorded_dir(env).glob(f"{model}.*.json")):
-        try:
-            written = json.loads(path.read_text(encoding="utf-8"))
-            pid, started, facts = int(written["pid"]), float(written["started"]), written["facts"]
-        except (OSError, ValueError, KeyError, TypeError):  # torn by a full disk
-            path.unlink(missing_ok=True)
-            continue
-        if path.name != f"{model}.{pid}.json" or is_same_process(pid, started):
-            continue  # another model's (a name with a dot), or a command still running
-        left.append(facts)
-        path.unlink(missing_ok=True)
-    return left
 
 
 def read_trail(env: str) -> tuple[list[AuditEntry], list[str]]:

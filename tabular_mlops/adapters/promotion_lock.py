@@ -5,8 +5,9 @@ caller, because the store (SQLite file or a ZenML server's database) enforces
 unique tag names. A holder that died (``kill -9``) cannot release it. Each holder
 names itself in a second tag made just after the lock (``<lock>-held-by-<host>-<pid>-
 <start>``), so a waiter on the same machine sees at once that the holder is gone and
-takes the lock over; a holder on another machine (a pod), or one killed between its
-two tags, is judged by age: a lock older than
+takes the lock over, as it does a lock still without a holder's name
+``HOLDERLESS_SECONDS`` after it was made (its command killed between the two tags); a
+holder on another machine (a pod) is judged by age: a lock older than
 ``stale_after`` seconds is taken over, older by the store's own clock (the time it
 stamps on a tag created now), never by this machine's alone, which may have been
 stepped forward or differ from a ZenML server's.
@@ -40,6 +41,9 @@ class PromotionLockTimeoutError(RuntimeError):
 
 #: how long a waiter first waits before it tries the lock again, doubled up to the most
 FIRST_PAUSE_SECONDS, MAX_PAUSE_SECONDS = 0.05, 0.5
+#: a holder names itself a few milliseconds after it takes the lock: a lock that has had
+#: no holder's name for this long (by the store's clock) lost its holder in between
+HOLDERLESS_SECONDS = 10.0
 
 
 def lock_name(model_name: str, stage: str) -> str:
@@ -91,9 +95,9 @@ def promotion_lock(
                     continue
                 if time.monotonic() > deadline:
                     raise PromotionLockTimeoutError(
-                        f"another promotion of '{model_name}' to {stage} has held the lock since "
-                        f"{None if held is None else held.created} (tag '{name}'); retry, or "
-                        "delete the tag if no run is promoting: zenml tag delete " + name
+                        f"another command changing '{model_name}' ({stage}) has held its lock "
+                        f"since {None if held is None else held.created} (tag '{name}'); retry, "
+                        "or delete the tag if no command is changing it: zenml tag delete " + name
                     ) from None
                 _wait(pause)  # a promotion takes a second or less: looked at soon,
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)  # then no faster than twice a second
@@ -118,7 +122,8 @@ def _holder_died(client: Client, name: str, held_since: datetime, stale_after: f
             with contextlib.suppress(KeyError):
                 client.delete_tag(tag.id)
         return True
-    return _age(held_since) > stale_after and _store_age(client, held_since) > stale_after
+    limit = stale_after if holders else HOLDERLESS_SECONDS
+    return _age(held_since) > limit and _store_age(client, held_since) > limit
 
 
 def _runs(pid_and_start: str) -> bool:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tabular_mlops.adapters.alerts import notify
-from tabular_mlops.adapters.audit import read_trail, record
+from tabular_mlops.adapters.audit import read_trail, record, who
 from tabular_mlops.adapters.failpoints import failpoint
 from tabular_mlops.adapters.interrupts import ctrl_c_held
 from tabular_mlops.adapters.mlflow_models import drop_alias
@@ -62,16 +62,18 @@ def carry_out(
     decision: dict[str, Any],
     stage: str,
 ) -> RunningService | None:
-    """Write ``decision`` (a :func:`decision_record`) down on the candidate's ``version``,
-    then carry it out, moving it to ``stage``. The caller holds the model's decision lock;
+    """Write ``decision`` (a :func:`decision_record`, with ``asked``: the action and reason
+    of a decision by hand) down on the candidate's ``version`` with who made it, then
+    carry it out, moving it to ``stage``. The caller holds the model's decision lock;
     once the stage's lock is taken, a Ctrl-C waits for the end."""
     from zenml.client import Client
 
     client = Client()
+    written = decision | {"stage": stage, "by": who()}
     with promotion_lock(version.model.name, stage), ctrl_c_held():
-        _log(version, {PENDING_KEY: decision | {"stage": stage}})
+        _log(version, {PENDING_KEY: written})
         client.update_model_version(version.model.id, version.id, add_tags=[PENDING_TAG])
-        return _finish(client, deployer, target, version, decision | {"stage": stage})
+        return _finish(client, deployer, target, version, written)
 
 
 def pending(client: Client, model_name: str) -> list[ModelVersionResponse]:
@@ -99,7 +101,7 @@ def resume_locked(
             model_name, version.number,
         )  # fmt: skip
         with promotion_lock(model_name, decision["stage"]), ctrl_c_held():
-            live = _finish(client, deployer, target, version, decision)
+            live = _finish(client, deployer, target, version, decision, late=True)
         said = (
             f"the {decision['decision']} of rollout {decision['experiment']} (version "
             f"{version.number} against version {decision['champion']}), cut short when its "
@@ -136,10 +138,12 @@ def _finish(
     target: ServingTarget,
     version: ModelVersionResponse,
     decision: dict[str, Any],
+    late: bool = False,
 ) -> RunningService | None:
     """Each part of a written-down decision not yet done: the traffic first, since that
     is what another command (a deployment, a stop) can refuse; then the stage, the
-    registry, the version's metadata and the audit trail; the tag last."""
+    registry, the version's metadata and the audit trail (by whoever made the decision;
+    ``late``: carried out by another command); the tag last."""
     from zenml.enums import ModelStages
     from zenml.model_registries.base_model_registry import (
         ModelRegistryModelMetadata,
@@ -160,7 +164,7 @@ def _finish(
     earlier = version.run_metadata.get("rollout_history")
     history = [h for h in (earlier if isinstance(earlier, list) else [])
                if not (isinstance(h, dict) and h.get("experiment") == experiment)]  # fmt: skip
-    history.append({k: v for k, v in decision.items() if k != "stage"})
+    history.append({k: v for k, v in decision.items() if k not in ("stage", "by")})
     stage = ModelStages(decision["stage"])
     client.get_model_version(name, version.id).set_stage(stage, force=True)
     registry = client.active_stack.model_registry
@@ -192,15 +196,18 @@ def _finish(
         },
     )
     env = client.active_stack.name
-    recorded = any(
-        e.action == "rollout-decision" and e.model == name
-        and e.details.get("experiment") == experiment
-        for e in read_trail(env)[0]
-    )  # fmt: skip
-    if not recorded:
+    recorded = {(e.action, e.details.get("experiment")) for e in read_trail(env)[0]
+                if e.model == name}  # fmt: skip
+    by, said = decision.get("by"), {"recorded_late": "its command was killed"} if late else {}
+    if ("rollout-decision", experiment) not in recorded:
         record(env, "rollout-decision", name, str(version.number),
-               "; ".join(decision["reasons"]), decision=decision["decision"],
-               experiment=experiment)  # fmt: skip
+               "; ".join(decision["reasons"]), by=by, decision=decision["decision"],
+               experiment=experiment, **said)  # fmt: skip
+    asked = decision.get("asked")
+    if isinstance(asked, dict) and (asked["action"], experiment) not in recorded:
+        # who asked and why (a decision by hand): once it was carried out
+        record(env, asked["action"], name, str(version.number), asked["reason"], by=by,
+               experiment=experiment, **said)  # fmt: skip
     client.update_model_version(version.model.id, version.id, remove_tags=[PENDING_TAG])
     return live
 

@@ -36,6 +36,17 @@ class AuditEntry(BaseModel):
     hash: str = ""
 
 
+class ReleaseNote(BaseModel):
+    """Why a release was asked for, by whom, carried into the deployment so that the step
+    that hands the address over records it the moment it has (a command killed after the
+    switch leaves its entry all the same)."""
+
+    reason: str | None = None
+    #: the version was named by hand (``deploy --version``): a rollback when it replaces
+    #: the live version, a deploy like any other beside it in an experiment
+    by_hand: bool = False
+
+
 def _digest(entry: AuditEntry) -> str:
     content = entry.model_dump(mode="json", exclude={"hash"})
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))

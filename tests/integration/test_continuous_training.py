@@ -114,6 +114,11 @@ def test_a_retraining_reaches_the_live_service(loop, strategy):
     new_alerts = alerts.read_text()[len(alerts_before) :]
     assert "failed" not in new_alerts, new_alerts
     retrained = json.dumps(result.output)
+    # the redeploy is in the audit trail as any deploy is, saying why it happened
+    from tabular_mlops.adapters.audit import read_trail
+
+    last = [e for e in read_trail(loop["env"])[0] if e.model == MODEL][-1]
+    assert (last.action, last.reason) == ("deploy", "a retraining promoted it"), last
     if strategy == "replace":
         assert "promoted to production" in result.output, retrained
         assert production_version() != before

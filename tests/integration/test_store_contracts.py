@@ -165,6 +165,35 @@ def test_a_lock_whose_holder_was_killed_on_this_machine_is_taken_over_at_once(ze
     client.delete_tag(stale_name)
 
 
+def test_a_lock_that_never_named_its_holder_is_taken_over_after_seconds(zenml_repo, monkeypatch):
+    """A command killed between the lock's tag and its holder's (milliseconds) left a lock
+    no one could account for, which blocked every decision for ten minutes: taken over
+    once it has had no holder's name for ``HOLDERLESS_SECONDS`` by the store's clock."""
+    import contextlib
+
+    from zenml.client import Client
+
+    from tabular_mlops.adapters import promotion_lock as lock
+
+    client = Client()
+    name = lock.lock_name("lock_holderless", "production")
+    client.create_tag(name=name)
+    try:
+        monkeypatch.setattr(lock, "_age", lambda created: lock.HOLDERLESS_SECONDS + 1)
+        with (
+            pytest.raises(lock.PromotionLockTimeoutError, match="another command changing"),
+            lock.promotion_lock("lock_holderless", "production", timeout=0.5),
+        ):
+            pass  # seconds old by this clock, not yet by the store's
+        monkeypatch.setattr(lock, "_store_age", lambda c, created: lock.HOLDERLESS_SECONDS + 1)
+        with lock.promotion_lock("lock_holderless", "production", timeout=5):
+            pass
+    finally:
+        with contextlib.suppress(KeyError):
+            client.delete_tag(name)
+    assert not client.list_tags(name=f"startswith:{name}").items
+
+
 def test_a_promotion_waiting_for_the_lock_looks_again_soon_then_twice_a_second(
     zenml_repo, monkeypatch
 ):
