@@ -11,6 +11,7 @@ from cli.audit import reason_option, require_reason
 from cli.common import (
     activate_stack,
     config_option,
+    env_flag,
     env_option,
     finish_cut_short,
     load_pipeline_config,
@@ -59,6 +60,9 @@ def rollout(
         if not status:  # a decision whose command died half-way is carried out now
             for done in finish_cut_short(env, name):
                 click.echo(f"Carried out: {done}.")
+        else:
+            for waiting in _cut_short(env, name):
+                click.echo(waiting)
         nothing = f"No rollout of '{name}' is in progress (start one: deploy --strategy ...)"
         if promote or abort:  # what was asked was not done: not exit 0
             raise click.ClickException(
@@ -102,6 +106,26 @@ def rollout(
     if run is not None:
         outcome = run.steps["apply_rollout_decision"].outputs["rollout_outcome"][0].load()
         click.echo(f"Rollout {current.experiment}: {outcome}")
+
+
+def _cut_short(env: str, model_name: str) -> list[str]:
+    """The model's decisions whose commands died half-way, waiting to be carried out."""
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.rollout_decisions import PENDING_KEY, pending
+
+    activate_stack(env)
+    said = []
+    for version in pending(Client(), model_name):
+        decision = version.run_metadata.get(PENDING_KEY)
+        if isinstance(decision, dict):
+            said.append(
+                f"The {decision['decision']} of rollout {decision['experiment']} (version "
+                f"{version.number}) was cut short when its command died: `python run.py "
+                f"rollout{env_flag(env)} --set model.name={model_name}` (or a deploy) "
+                "carries it out."
+            )
+    return said
 
 
 def rules_now(

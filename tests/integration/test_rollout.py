@@ -537,6 +537,12 @@ def test_a_decision_whose_command_was_killed_half_way_is_carried_out_by_the_next
     assert live is not None and live.model_version == candidate
     assert target(service).rollout(MODEL) is None
     assert production_version() == champion  # what the killed command left
+    waiting = invoke("rollout", *serving_args(service), "--status")
+    assert (
+        f"The promote of rollout {experiment.experiment} (version {candidate}) was cut short "
+        f"when its command died: `python run.py rollout --env {service['env']} --set "
+        f"model.name={MODEL}` (or a deploy) carries it out." in waiting.output
+    ), waiting.output
 
     started = time.monotonic()
     after = rollout(service)
