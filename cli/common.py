@@ -394,6 +394,8 @@ FIXES = {
     "PromotionLockTimeoutError": "this command changed nothing; a lock whose command was "
     "killed on this machine is taken over at once, one held from another machine 10 minutes "
     "after it was taken: if no command there is changing this model, delete the tag it names",
+    "NothingLeftToDecideError": "the earlier decision was carried out, and this one was not: "
+    "`python run.py rollout --status` and `deploy --status` say what serves now",
     "LookupError": "this command changed nothing; `python run.py rollout --status` shows what "
     "runs now (another command may have decided the rollout)",
     "AddressMovedError": "the live service is unchanged; move it explicitly (`deploy --stop`, "

@@ -226,6 +226,7 @@ def deploy(
         raise
     if ran is None:
         return
+    _record_unless_recorded(env, target, name, ran.name, note, live)
     live = target.live(name)
     if live is None:
         raise click.ClickException(f"the deployment finished but no service of '{name}' is live")
@@ -275,6 +276,37 @@ def _keep_rollback(
             "--reason ...` keeps the rollback)."
         )
     return wanted in taken_out, ends
+
+
+def _record_unless_recorded(
+    env: str,
+    target: ServingTarget,
+    model_name: str,
+    run: str,
+    note: ReleaseNote,
+    before: RunningService | None,
+) -> None:
+    """The release's entry in this command's trail when its step recorded it elsewhere (a
+    pod on the cluster): the rollback guard reads this one."""
+    from tabular_mlops.adapters.audit import read_trail
+    from tabular_mlops.core.audit import last_served, recorded_for_run, release_entry
+
+    entries = read_trail(env)[0]
+    live, experiment = target.live(model_name), target.rollout(model_name)
+    if (
+        recorded_for_run(entries, run)
+        or live is None
+        or not _what_changed(target, model_name, before)
+    ):
+        return
+    version = experiment.candidate.model_version if experiment else live.model_version
+    action, details = release_entry(
+        version, before.model_version if before else None,
+        experiment.experiment if experiment else None,
+        experiment.plan.strategy if experiment else None, note,
+        last_served(entries, model_name),
+    )  # fmt: skip
+    record(env, action, model_name, version, note.reason, url=live.url, run=run, **details)
 
 
 def _what_changed(

@@ -105,7 +105,27 @@ def rollout(
                        by_hand=by_hand, reason=reason)  # fmt: skip
     if run is not None:
         outcome = run.steps["apply_rollout_decision"].outputs["rollout_outcome"][0].load()
+        _record_unless_recorded(env, run, current, reason, by_hand)
         click.echo(f"Rollout {current.experiment}: {outcome}")
+
+
+def _record_unless_recorded(
+    env: str, run: Any, current: Rollout, reason: str | None, by_hand: str | None
+) -> None:
+    """The decision's entries (and who asked, by hand) in this command's trail when its
+    step recorded them elsewhere (a pod on the cluster)."""
+    from tabular_mlops.adapters.audit import read_trail, record
+    from tabular_mlops.core.audit import recorded_for_run
+
+    decision = run.steps["decide_rollout"].outputs["rollout_decision"][0].load()
+    if decision.action == "continue" or recorded_for_run(read_trail(env)[0], run.name):
+        return
+    name, version = current.champion.model_name, current.candidate.model_version
+    record(env, "rollout-decision", name, version, "; ".join(decision.reasons),
+           decision=decision.action, experiment=current.experiment, run=run.name)  # fmt: skip
+    if by_hand:
+        record(env, f"rollout-{'promote' if by_hand == 'promote' else 'abort'}", name, version,
+               reason, experiment=current.experiment, run=run.name)  # fmt: skip
 
 
 def _cut_short(env: str, model_name: str) -> list[str]:
@@ -121,7 +141,8 @@ def _cut_short(env: str, model_name: str) -> list[str]:
         if isinstance(decision, dict):
             said.append(
                 f"The {decision['decision']} of rollout {decision['experiment']} (version "
-                f"{version.number}) was cut short when its command died: `python run.py "
+                f"{version.number}) is not carried out to its end (its command died, or is "
+                "still at it): `python run.py "
                 f"rollout{env_flag(env)} --set model.name={model_name}` (or a deploy) "
                 "carries it out."
             )

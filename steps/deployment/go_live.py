@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from zenml import log_metadata, step
+from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 
 from tabular_mlops.adapters.audit import read_trail, record
@@ -14,7 +14,7 @@ from tabular_mlops.adapters.deployment.smoke import SmokeReport
 from tabular_mlops.adapters.deployment.target import BentoPackage, RunningService
 from tabular_mlops.adapters.failpoints import failpoint
 from tabular_mlops.adapters.interrupts import ctrl_c_held
-from tabular_mlops.core.audit import ReleaseNote, last_served
+from tabular_mlops.core.audit import ReleaseNote, last_served, release_entry
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.rollout import error_spread, planned
 
@@ -63,11 +63,12 @@ def go_live(
         except Exception:
             target.stop(candidate)  # the address was not handed over: nothing else changed
             raise
+        # the moment it is done (stopping the old version drains it, seconds)
+        record_release(live, candidate, previous, experiment and strategy, experiment,
+                       note or ReleaseNote())  # fmt: skip
         if experiment is None and previous is not None and previous.instance != candidate.instance:
             target.stop(previous)
         deployer.record_live(live)  # `zenml model-deployer models list`, the model version's
-        record_release(live, candidate, previous, experiment and strategy, experiment,
-                       note or ReleaseNote())  # fmt: skip
     failpoint("deploy-switched")
     served = {live.bento_tag, candidate.bento_tag}
     pruned = prune_bentos(live.model_name, serving.keep_bentos, served)
@@ -102,17 +103,12 @@ def record_release(
     experiment: str | None,
     note: ReleaseNote,
 ) -> None:
-    """The audit entry of a release: a deploy (an experiment's candidate names it), or a
-    rollback when a version named by hand replaced the live one, naming the version it
-    replaced (the one stopped last when nothing was live: the usual panic)."""
+    """The release's audit entry, naming this run (the command records it in its own
+    trail when the step ran elsewhere: a pod)."""
     env, name, version = Client().active_stack.name, candidate.model_name, candidate.model_version
-    details: dict[str, str] = (
-        {"rollout": strategy, "experiment": experiment} if strategy and experiment else {}
-    )
-    rollback = note.by_hand and experiment is None
-    if rollback:
-        was = previous.model_version if previous else last_served(read_trail(env)[0], name)
-        if was is not None and was != version:
-            details["replaced"] = was
-    record(env, "rollback" if rollback else "deploy", name, version, note.reason,
-           url=live.url, **details)  # fmt: skip
+    action, details = release_entry(
+        version, previous.model_version if previous else None, experiment, strategy, note,
+        last_served(read_trail(env)[0], name) if note.by_hand and previous is None else None,
+    )  # fmt: skip
+    record(env, action, name, version, note.reason, url=live.url,
+           run=get_step_context().pipeline_run.name, **details)  # fmt: skip

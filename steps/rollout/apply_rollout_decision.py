@@ -12,6 +12,7 @@ from tabular_mlops.adapters.deployment.model_deployer import serving_deployer
 from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.adapters.rollout_decisions import (
     DECISION_LOCK,
+    NothingLeftToDecideError,
     carry_out,
     decision_record,
     resume_locked,
@@ -49,7 +50,7 @@ def apply_rollout_decision(
         if rollout is None and resumed and by_hand is None:
             return "; ".join(resumed)
         if rollout is None and resumed:  # what was asked was not done: said, not exit 0
-            raise LookupError(
+            raise NothingLeftToDecideError(
                 f"{'; '.join(resumed)}; then no rollout of '{model_name}' was left, so this "
                 f"{by_hand} changed nothing"
             )

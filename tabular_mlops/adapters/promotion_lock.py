@@ -56,8 +56,12 @@ def holder_prefix(name: str) -> str:
 
 
 def holder_name(name: str) -> str:
-    """This process's holder tag for the lock ``name``: machine, pid and start."""
-    return f"{holder_prefix(name)}{socket.gethostname()}-{os.getpid()}-{identity(os.getpid())}"
+    """A holder tag for the lock ``name``: this machine, pid and start, and a one-off part
+    (a name this process left behind is never taken for the holder's)."""
+    pid = os.getpid()
+    return (
+        f"{holder_prefix(name)}{socket.gethostname()}-{pid}-{identity(pid)}-{uuid.uuid4().hex[:8]}"
+    )
 
 
 @contextlib.contextmanager
@@ -110,27 +114,38 @@ def promotion_lock(
 
 def _holder_died(client: Client, name: str, held_since: datetime, stale_after: float) -> bool:
     """Whether the lock's holder is gone: the process named for it since it was made ran
-    on this machine and has exited (every name of a dead process goes too), or the lock
-    is older than ``stale_after``. A name older than the lock is a holder's before it."""
-    named = client.list_tags(name=f"startswith:{holder_prefix(name)}", size=100).items
-    here = f"{holder_prefix(name)}{socket.gethostname()}-"
-    dead = [tag for tag in named if tag.name.startswith(here)
-            and not _runs(tag.name[len(here):])]  # fmt: skip
-    holders = [tag for tag in named if tag.created >= held_since]
-    if holders and {tag.id for tag in holders} <= {tag.id for tag in dead}:
-        for tag in dead:
-            with contextlib.suppress(KeyError):
-                client.delete_tag(tag.id)
-        return True
-    limit = stale_after if holders else HOLDERLESS_SECONDS
-    return _age(held_since) > limit and _store_age(client, held_since) > limit
+    on this machine and has exited, or (named from another machine, or not named) the
+    lock is older than ``stale_after`` (``HOLDERLESS_SECONDS``). A holder running on this
+    machine is never gone, whatever the clocks say. A name older than the lock is a
+    holder's before it; the names of holders found gone are deleted."""
+    prefix, here = holder_prefix(name), f"{holder_prefix(name)}{socket.gethostname()}-"
+    # filtered again here: the store's LIKE reads a '_' of the model's name as any character
+    listed = client.list_tags(name=f"startswith:{prefix}", size=1000).items
+    named = [tag for tag in listed if tag.name.startswith(prefix)]
+    running = {tag.id for tag in named if tag.name.startswith(here)
+               and _runs(tag.name[len(here):])}  # fmt: skip
+    holders = {tag.id for tag in named if tag.created >= held_since}
+    if holders & running:
+        return False
+    if holders and all(tag.name.startswith(here) for tag in named if tag.id in holders):
+        died = True  # every holder ran here, and none runs
+    else:
+        limit = stale_after if holders else HOLDERLESS_SECONDS
+        died = _age(held_since) > limit and _store_age(client, held_since) > limit
+    if died:
+        for tag in named:
+            if tag.id not in running:
+                with contextlib.suppress(KeyError):
+                    client.delete_tag(tag.id)
+    return died
 
 
 def _runs(pid_and_start: str) -> bool:
-    """Whether ``<pid>-<start>`` names a process that still runs on this machine."""
-    pid, _, start = pid_and_start.partition("-")
+    """Whether ``<pid>-<start>[-<one-off>]`` names a process that still runs on this
+    machine."""
+    pid, _, rest = pid_and_start.partition("-")
     try:
-        return is_same_process(int(pid), float(start))
+        return is_same_process(int(pid), float(rest.partition("-")[0]))
     except ValueError:  # not a name this module wrote: assume it runs
         return True
 

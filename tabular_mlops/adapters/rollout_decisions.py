@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
+class NothingLeftToDecideError(LookupError):
+    """A decision by hand found only an earlier decision to carry out, and then nothing."""
+
+
 #: the promotion lock's name for a model's rollout decisions: one at a time
 DECISION_LOCK = "rollout-decision"
 #: the candidate version's tag while its decision is not carried out to the end
@@ -66,14 +71,26 @@ def carry_out(
     of a decision by hand) down on the candidate's ``version`` with who made it, then
     carry it out, moving it to ``stage``. The caller holds the model's decision lock;
     once the stage's lock is taken, a Ctrl-C waits for the end."""
+    from zenml import get_step_context
     from zenml.client import Client
 
     client = Client()
-    written = decision | {"stage": stage, "by": who()}
-    with promotion_lock(version.model.name, stage), ctrl_c_held():
+    # the run names the entries: the command records them itself when they went elsewhere
+    written = decision | {"stage": stage, "by": who(), "run": get_step_context().pipeline_run.name}
+    name = version.model.name
+    with promotion_lock(name, stage), ctrl_c_held():
         _log(version, {PENDING_KEY: written})
         client.update_model_version(version.model.id, version.id, add_tags=[PENDING_TAG])
-        return _finish(client, deployer, target, version, written)
+        try:
+            return _finish(client, deployer, target, version, written)
+        except Exception:
+            running = target.rollout(name)
+            if running is not None and running.experiment == decision["experiment"]:
+                # refused before the traffic moved (a deployment in progress, the cluster's
+                # API): nothing changed, and nothing is left for a later command to do
+                client.update_model_version(version.model.id, version.id,
+                                            remove_tags=[PENDING_TAG])  # fmt: skip
+            raise
 
 
 def pending(client: Client, model_name: str) -> list[ModelVersionResponse]:
@@ -100,8 +117,16 @@ def resume_locked(
             "carrying it out now", decision["decision"], decision["experiment"],
             model_name, version.number,
         )  # fmt: skip
-        with promotion_lock(model_name, decision["stage"]), ctrl_c_held():
-            live = _finish(client, deployer, target, version, decision, late=True)
+        try:
+            with promotion_lock(model_name, decision["stage"]), ctrl_c_held():
+                live = _finish(client, deployer, target, version, decision, late=True)
+        except Exception as exc:  # the store or the registry down: this command goes on
+            logger.error(
+                "the %s of rollout %s could not be carried out now (%s); the next `rollout`, "
+                "`deploy` or promoting `train` tries again", decision["decision"],
+                decision["experiment"], exc,
+            )  # fmt: skip
+            continue
         said = (
             f"the {decision['decision']} of rollout {decision['experiment']} (version "
             f"{version.number} against version {decision['champion']}), cut short when its "
@@ -164,12 +189,20 @@ def _finish(
     earlier = version.run_metadata.get("rollout_history")
     history = [h for h in (earlier if isinstance(earlier, list) else [])
                if not (isinstance(h, dict) and h.get("experiment") == experiment)]  # fmt: skip
-    history.append({k: v for k, v in decision.items() if k not in ("stage", "by")})
+    history.append({k: v for k, v in decision.items() if k not in ("stage", "by", "run")})
     stage = ModelStages(decision["stage"])
-    client.get_model_version(name, version.id).set_stage(stage, force=True)
+    moved = (
+        _production_moved(client, name, decision, str(version.number))
+        if late and stage == ModelStages.PRODUCTION
+        else None
+    )
+    if moved is None:
+        client.get_model_version(name, version.id).set_stage(stage, force=True)
+    else:  # carried out after production moved on: the newer version stays in production
+        logger.warning("production moved to version %s since the decision; it stays", moved)
     registry = client.active_stack.model_registry
     registry_version = version.run_metadata.get("registry_version")
-    if registry is not None and registry_version is not None:
+    if registry is not None and registry_version is not None and moved is None:
         # the decision on the registry version too, one tag per experiment
         tags = {
             f"rollout_{len(history)}": json.dumps(history[-1], sort_keys=True)[:5000],
@@ -199,6 +232,8 @@ def _finish(
     recorded = {(e.action, e.details.get("experiment")) for e in read_trail(env)[0]
                 if e.model == name}  # fmt: skip
     by, said = decision.get("by"), {"recorded_late": "its command was killed"} if late else {}
+    if not late and decision.get("run"):
+        said["run"] = decision["run"]
     if ("rollout-decision", experiment) not in recorded:
         record(env, "rollout-decision", name, str(version.number),
                "; ".join(decision["reasons"]), by=by, decision=decision["decision"],
@@ -210,6 +245,20 @@ def _finish(
                experiment=experiment, **said)  # fmt: skip
     client.update_model_version(version.model.id, version.id, remove_tags=[PENDING_TAG])
     return live
+
+
+def _production_moved(
+    client: Client, name: str, decision: dict[str, Any], candidate: str
+) -> str | None:
+    """The production version when it is neither the decision's champion nor its candidate
+    (another command promoted one since the decision was written down), else None."""
+    from zenml.enums import ModelStages
+
+    try:
+        now = str(client.get_model_version(name, ModelStages.PRODUCTION).number)
+    except KeyError:
+        return None
+    return None if now in (str(decision["champion"]), candidate) else now
 
 
 def _log(version: ModelVersionResponse, metadata: dict[str, Any]) -> None:

@@ -47,6 +47,32 @@ class ReleaseNote(BaseModel):
     by_hand: bool = False
 
 
+def release_entry(
+    version: str,
+    previous: str | None,
+    experiment: str | None,
+    strategy: str | None,
+    note: ReleaseNote,
+    stopped_last: str | None,
+) -> tuple[str, dict[str, str]]:
+    """The action and details of a release's entry: a deploy (an experiment's candidate
+    names the experiment), or a rollback when a version named by hand replaced the live
+    one (``previous``), naming the version it replaced; with nothing live, the one
+    ``stopped_last`` (stopped first, then rolled back: the usual panic)."""
+    details = {"rollout": strategy or "", "experiment": experiment} if experiment else {}
+    rollback = note.by_hand and experiment is None
+    was = previous if previous is not None else stopped_last
+    if rollback and was is not None and was != version:
+        details["replaced"] = was
+    return ("rollback" if rollback else "deploy"), details
+
+
+def recorded_for_run(entries: list[AuditEntry], run: str) -> bool:
+    """Whether a step of the pipeline run ``run`` recorded an entry in this trail (on a
+    cluster, steps run in pods, whose trail is not the command's)."""
+    return any(entry.details.get("run") == run for entry in entries)
+
+
 def _digest(entry: AuditEntry) -> str:
     content = entry.model_dump(mode="json", exclude={"hash"})
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))

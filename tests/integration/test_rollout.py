@@ -532,6 +532,23 @@ def test_a_decision_whose_command_was_killed_half_way_is_carried_out_by_the_next
     begun = [e for e in read_trail(service["env"])[0] if e.action == "deploy"
              and e.details.get("experiment") == experiment.experiment]  # fmt: skip
     assert [(e.version, e.reason) for e in begun] == [(candidate, "try it")]
+    # a decision refused before the traffic moved (another deployment holds the model's
+    # lock) is not kept for a later command to carry out
+    lock_file = service["state"] / f"{MODEL}.lock"
+    holding = "import fcntl, sys; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); " \
+              "print('held', flush=True); sys.stdin.readline()"  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", holding, str(lock_file)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        refused = invoke("rollout", *serving_args(service), "--promote", "--reason", "now")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.exit_code == 1 and "DeploymentInProgressError" in refused.output
+    version = Client().get_model_version(MODEL, int(candidate))
+    assert PENDING_TAG not in [tag.name for tag in version.tags]
+    assert target(service).rollout(MODEL) is not None
     killed_at("rollout-decision-moved", "rollout", "--promote", "--reason", "ship it")
     live = target(service).live(MODEL)
     assert live is not None and live.model_version == candidate
@@ -539,8 +556,9 @@ def test_a_decision_whose_command_was_killed_half_way_is_carried_out_by_the_next
     assert production_version() == champion  # what the killed command left
     waiting = invoke("rollout", *serving_args(service), "--status")
     assert (
-        f"The promote of rollout {experiment.experiment} (version {candidate}) was cut short "
-        f"when its command died: `python run.py rollout --env {service['env']} --set "
+        f"The promote of rollout {experiment.experiment} (version {candidate}) is not carried "
+        "out to its end (its command died, or is still at it): `python run.py rollout --env "
+        f"{service['env']} --set "
         f"model.name={MODEL}` (or a deploy) carries it out." in waiting.output
     ), waiting.output
 

@@ -149,20 +149,24 @@ def test_a_lock_whose_holder_was_killed_on_this_machine_is_taken_over_at_once(ze
         holder.wait(timeout=10)
     finally:
         holder.kill()
+    # a name a dead holder left before, older than the lock: never taken for its holder
+    stale_name = f"{lock.holder_prefix(name)}{socket.gethostname()}-1-0.0-leftover"
+    client.create_tag(name=stale_name)
     started = time.monotonic()
     with lock.promotion_lock("lock_killed", "production", timeout=5):
         assert time.monotonic() - started < 5
-        # a live holder beside the name the dead one left: kept
-        stale_name = f"{lock.holder_prefix(name)}{socket.gethostname()}-1-0.0"
-        client.create_tag(name=stale_name)
-        with (
-            pytest.raises(lock.PromotionLockTimeoutError, match=name),
-            lock.promotion_lock("lock_killed", "production", timeout=0.5),
-        ):
-            pass
-    assert not [t.name for t in client.list_tags(size=1000).items if t.name.startswith(name)
-                and t.name != stale_name]  # fmt: skip
-    client.delete_tag(stale_name)
+        # held by a live process of this machine (this one): kept, beside the dead names,
+        # also when the clocks say it is an hour old
+        with pytest.MonkeyPatch.context() as clocks:
+            clocks.setattr(lock, "_age", lambda created: 3600.0)
+            clocks.setattr(lock, "_store_age", lambda c, created: 3600.0)
+            with (
+                pytest.raises(lock.PromotionLockTimeoutError, match=name),
+                lock.promotion_lock("lock_killed", "production", timeout=0.5),
+            ):
+                pass
+    # the dead holders' names went with the take-over, this one's with its release
+    assert not [t.name for t in client.list_tags(size=1000).items if t.name.startswith(name)]
 
 
 def test_a_lock_that_never_named_its_holder_is_taken_over_after_seconds(zenml_repo, monkeypatch):

@@ -96,3 +96,30 @@ def test_a_version_a_rollback_took_out_stays_out_until_a_release():
     # what a rollback made after a stop replaces: the version stopped
     assert last_served([*released, entry("stop", "5"), entry("deploy", "4", "other")], "m") == "5"
     assert last_served([entry("deploy", "7", rollout="ab")], "m") is None
+
+
+def test_a_release_entry_is_a_rollback_only_when_a_version_named_by_hand_replaced_another():
+    from tabular_mlops.core.audit import ReleaseNote, release_entry
+
+    by_hand = ReleaseNote(reason="v4 misprices", by_hand=True)
+    assert release_entry("3", "4", None, None, by_hand, None) == ("rollback", {"replaced": "4"})
+    # stopped first, then rolled back: the version stopped last is the one replaced
+    assert release_entry("3", None, None, None, by_hand, "4") == ("rollback", {"replaced": "4"})
+    assert release_entry("3", "3", None, None, by_hand, None) == ("rollback", {})
+    # beside the live version, in an experiment, a version named by hand is a deploy
+    assert release_entry("3", "4", "m-v3-1", "canary", by_hand, None) == (
+        "deploy",
+        {"rollout": "canary", "experiment": "m-v3-1"},
+    )
+    assert release_entry("5", "4", None, None, ReleaseNote(), "4") == ("deploy", {})
+
+
+def test_an_entry_a_step_recorded_is_found_by_its_run():
+    from datetime import UTC, datetime
+
+    from tabular_mlops.core.audit import AuditEntry, recorded_for_run
+
+    entry = AuditEntry(seq=1, at=datetime.now(UTC), who="u", env="dev", action="deploy",
+                       model="m", details={"run": "deployment_pipeline-1"})  # fmt: skip
+    assert recorded_for_run([entry], "deployment_pipeline-1")
+    assert not recorded_for_run([entry], "deployment_pipeline-2")

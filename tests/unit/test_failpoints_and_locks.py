@@ -28,7 +28,8 @@ def test_a_holder_is_named_by_machine_pid_and_start_and_told_alive_or_dead():
     name = lock.lock_name("m", "production")
     mine = lock.holder_name(name)
     here = f"{lock.holder_prefix(name)}{socket.gethostname()}-"
-    assert mine == f"{here}{os.getpid()}-{identity(os.getpid())}"
+    assert mine.startswith(f"{here}{os.getpid()}-{identity(os.getpid())}-")
+    assert mine != lock.holder_name(name)  # one-off: never a name this process left
     assert lock._runs(mine.removeprefix(here))
     assert not lock._runs(f"{os.getpid()}-{identity(os.getpid()) + 1}")  # its pid, reused
     assert not lock._runs("1-0.0")  # init did not start at boot's first instant
