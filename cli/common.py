@@ -526,6 +526,14 @@ def retraining_plan(
     )
 
 
+def decide_first(env: str, model_name: str) -> str:
+    """The hint of a command refused under a running rollout: the command that decides it."""
+    return (
+        f"decide it first (`python run.py rollout{env_flag(env)} --set model.name={model_name}`"
+        ", by the rules, or with --promote or --abort and a --reason)"
+    )
+
+
 def env_flag(env: str) -> str:
     """`` --env ENV`` for a command a hint names, nothing for dev (the default)."""
     return f" --env {env}" if env != "dev" else ""
@@ -558,8 +566,7 @@ def refuse_during_rollout(
         raise click.ClickException(
             f"rollout {running.experiment} of version {running.candidate.model_version} "
             f"against version {running.champion.model_version} of '{model_name}' is in "
-            f"progress, and {what}: decide it first (python run.py rollout, --promote or "
-            "--abort); nothing was changed"
+            f"progress, and {what}: {decide_first(env, model_name)}; nothing was changed"
         )
 
 

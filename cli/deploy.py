@@ -10,6 +10,7 @@ import click
 from cli.audit import reason_option, require_reason
 from cli.common import (
     config_option,
+    decide_first,
     env_flag,
     env_option,
     finish_cut_short,
@@ -126,9 +127,8 @@ def deploy(
             if running is not None:  # a stop would end it with no decision on record
                 raise click.ClickException(
                     f"rollout {running.experiment} of version "
-                    f"{running.candidate.model_version} is in progress: decide it first "
-                    "(python run.py rollout, --promote or --abort), then stop; nothing was "
-                    "stopped"
+                    f"{running.candidate.model_version} is in progress: "
+                    f"{decide_first(env, name)}, then stop; nothing was stopped"
                 )
             target.forget(name)  # the supervisor first: it would start the service again
             if live is not None:
@@ -184,7 +184,7 @@ def deploy(
     if in_progress is not None:
         raise click.ClickException(
             f"rollout {in_progress.experiment} of version {in_progress.candidate.model_version} "
-            "is in progress: decide it first (python run.py rollout, --promote or --abort)"
+            f"is in progress: {decide_first(env, name)}"
         )
     problems = target.problems(live) if live is not None else []
     if live is not None and not force and live.model_version == wanted and not problems:
@@ -221,8 +221,9 @@ def deploy(
             target, name, f"the {'interrupted' if interrupted else 'failed'} deployment had started"
         )
         switched = _what_changed(target, name, live)
-        if interrupted and switched is not None:  # the switch holds Ctrl-C: it was done
-            click.echo(f"Interrupted after the switch: {switched}.")
+        if switched is not None:  # the switch holds Ctrl-C: it was done, and recorded
+            click.echo(f"{'Interrupted' if interrupted else 'Failed'} after the switch: "
+                       f"{switched}.")  # fmt: skip
         raise
     if ran is None:
         return

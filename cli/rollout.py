@@ -57,16 +57,22 @@ def rollout(
     target = serving_target(env, config, activate=False)
     current = target.rollout(name)
     if current is None:
-        if not status:  # a decision whose command died half-way is carried out now
-            for done in finish_cut_short(env, name):
-                click.echo(f"Carried out: {done}.")
-        else:
+        carried = [] if status else finish_cut_short(env, name)
+        for done in carried:  # a decision whose command died half-way is carried out now
+            click.echo(f"Carried out: {done}.")
+        if status:
             for waiting in _cut_short(env, name):
                 click.echo(waiting)
         nothing = f"No rollout of '{name}' is in progress (start one: deploy --strategy ...)"
         if promote or abort:  # what was asked was not done: not exit 0
+            undo = (
+                f"; to serve an earlier version N again: python run.py deploy{env_flag(env)} "
+                f"--set model.name={name} --version N --reason '...'"
+                if carried and abort
+                else ""
+            )
             raise click.ClickException(
-                f"{nothing}; --{'promote' if promote else 'abort'} changed nothing"
+                f"{nothing}; --{'promote' if promote else 'abort'} changed nothing{undo}"
             )
         click.echo(f"{nothing}.")
         return

@@ -58,6 +58,7 @@ def go_live(
             if plan is None or previous is None:
                 live = target.switch(candidate)
             else:
+                _say_if_champion_is_not_production(previous)
                 rollout = target.begin_rollout(previous, candidate, plan)
                 live, experiment = previous, rollout.experiment
         except Exception:
@@ -71,7 +72,12 @@ def go_live(
         deployer.record_live(live)  # `zenml model-deployer models list`, the model version's
     failpoint("deploy-switched")
     served = {live.bento_tag, candidate.bento_tag}
-    pruned = prune_bentos(live.model_name, serving.keep_bentos, served)
+    try:  # a Ctrl-C waits for the deletes: one cut short leaves a directory BentoML refuses
+        with ctrl_c_held():
+            pruned = prune_bentos(live.model_name, serving.keep_bentos, served)
+    except Exception as exc:  # the release is done: a store not pruned now is pruned next time
+        logger.warning("BentoML's store was not pruned (%s); the next deploy prunes it", exc)
+        pruned = []
     if pruned:
         logger.info("pruned from BentoML's store: %s", ", ".join(pruned))
     log_metadata(
@@ -93,6 +99,26 @@ def go_live(
     else:
         logger.info("live: %s version %s at %s", live.model_name, live.model_version, live.url)
     return live
+
+
+def _say_if_champion_is_not_production(champion: RunningService) -> None:
+    """An experiment's champion is the version that serves: said when production is
+    another (promoted since this deploy began, or a rollback serves)."""
+    from zenml.enums import ModelStages
+
+    try:
+        production = str(
+            Client().get_model_version(champion.model_name, ModelStages.PRODUCTION).number
+        )
+    except KeyError:
+        return
+    if production != champion.model_version:
+        logger.warning(
+            "version %s serves and is the experiment's champion, but version %s is in "
+            "production (promoted since this deploy began, or a rollback serves): a promote "
+            "replaces it in production, an abort leaves it there, for the next deploy",
+            champion.model_version, production,
+        )  # fmt: skip
 
 
 def record_release(

@@ -402,6 +402,17 @@ def bento_yaml_through_libyaml() -> None:
     bento_module.yaml = _Libyaml(bento_module.yaml)  # type: ignore[assignment]
 
 
+def bento_store_dirs() -> tuple[Path, Path]:
+    """BentoML's model store and bento store directories (under ``BENTOML_HOME``): where
+    a torn entry (a version directory without its YAML) is looked for. BentoML 1.4 offers
+    the stores' paths only through its private container (``Store._path`` behind it)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.model_store_dir.get()), Path(
+        BentoMLContainer.bento_store_dir.get()
+    )
+
+
 @contextmanager
 def bento_containerfile(bento: Any) -> Iterator[tuple[str, str]]:
     """(build context root, Dockerfile path) of a bento, as ``bentoml containerize``

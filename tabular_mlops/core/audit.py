@@ -131,18 +131,22 @@ def rolled_back_from(
     none is).
 
     A rollback (``deploy --version N``) records the version it ``replaced``; rollbacks in
-    a row add theirs. A plain release (a deploy that is no experiment's candidate) or an
-    experiment promoted ends them; a stop, an experiment begun or aborted does not: the
-    version taken out is as bad after them as before."""
+    a row add theirs, and one that serves a version taken out before (rolled forward to
+    it on purpose) puts it back. A plain release (a deploy that is no experiment's
+    candidate) or an experiment promoted ends them; a stop, an experiment begun or
+    aborted does not: the version taken out is as bad after them as before."""
     taken_out: dict[str, AuditEntry] = {}
+    served_since: set[str] = set()  # by a later rollback, newest first
     latest: AuditEntry | None = None
     for entry in reversed(entries):
         if entry.model != model:
             continue
         if entry.action == "rollback":
             latest = latest or entry
-            if entry.details.get("replaced"):
-                taken_out.setdefault(str(entry.details["replaced"]), entry)
+            replaced = entry.details.get("replaced")
+            if replaced and str(replaced) not in served_since:
+                taken_out.setdefault(str(replaced), entry)
+            served_since.add(str(entry.version))
         elif _releases(entry):
             break
     return taken_out, latest

@@ -682,9 +682,21 @@ def test_deploying_the_served_version_again_changes_nothing(live, paths):
 
 
 def test_redeploy_switches_behind_the_same_address_and_stops_the_old_service(live, paths, rows):
+    """Also past a model directory a prune cut short left without its YAML in BentoML's
+    store (a Ctrl-C there): BentoML refused to list the store, and every later deploy
+    failed after its switch."""
+    import os
+
+    from tabular_mlops.adapters.compat import bento_store_dirs
+    from tabular_mlops.adapters.deployment.packaging import bento_model_name
+
+    torn = bento_store_dirs()[0] / bento_model_name(MODEL) / "cutshort"
+    torn.mkdir(parents=True)
+    os.utime(torn, (1e9, 1e9))
     old = live.runs_as
     result = deploy(paths, "--force")
     assert result.exit_code == 0, result.output
+    assert not torn.exists()
     new = refresh(live, paths)
     assert new.url == f"http://127.0.0.1:{paths['port']}"
     assert new.runs_as.pid != old.pid

@@ -93,6 +93,9 @@ def test_a_version_a_rollback_took_out_stays_out_until_a_release():
     assert rolled_back_from([*trail, entry("deploy", "5")], "m") == ({}, None)
     promoted = entry("rollout-decision", "6", decision="promote")
     assert rolled_back_from([*trail, promoted], "m") == ({}, None)
+    # rolled forward on purpose to the version a rollback took out: it is back in
+    back, forward = entry("rollback", "1", replaced="3"), entry("rollback", "3", replaced="1")
+    assert rolled_back_from([*released, back, forward], "m") == ({"1": forward}, forward)
     # what a rollback made after a stop replaces: the version stopped
     assert last_served([*released, entry("stop", "5"), entry("deploy", "4", "other")], "m") == "5"
     assert last_served([entry("deploy", "7", rollout="ab")], "m") is None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
@@ -22,6 +24,8 @@ from tabular_mlops.core.locks import LockError, hashed_requirements
 from tabular_mlops.core.log_policy import LogPolicy
 from tabular_mlops.core.scoring import FastModel, scorer_for
 from tabular_mlops.core.spec import SETTINGS_ENV, ServingSettings, ServingSpec
+
+logger = logging.getLogger(__name__)
 
 #: the directory that holds the ``tabular_mlops`` package: the served modules are copied
 #: from here into the bento's build context
@@ -187,6 +191,37 @@ def build_bento(
     return str(bento.tag), settings
 
 
+#: a version directory without its YAML this much older than now was left by a delete cut
+#: short (a Ctrl-C, a kill); a younger one may be a save in progress (BentoML makes the
+#: directory first and writes the YAML last)
+TORN_AFTER_SECONDS = 60.0
+
+
+def remove_torn_entries(model_name: str, older_than: float = TORN_AFTER_SECONDS) -> list[Path]:
+    """Remove the version directories of this model's bentos and models that a delete cut
+    short left without their ``model.yaml``/``bento.yaml``: BentoML refuses to list a
+    store holding one ("does not contain a 'model.yaml'"), so every later deploy failed
+    after its switch. What was removed."""
+    from tabular_mlops.adapters.compat import bento_store_dirs
+
+    models, bentos = bento_store_dirs()
+    name = bento_model_name(model_name)
+    stores = [(models / name, "model.yaml"), (bentos / f"{name}_service", "bento.yaml")]
+    torn = [
+        entry
+        for folder, yaml_name in stores
+        if folder.is_dir()
+        for entry in folder.iterdir()
+        if entry.is_dir()
+        and not (entry / yaml_name).is_file()
+        and time.time() - entry.stat().st_mtime > older_than
+    ]
+    for entry in torn:
+        logger.warning("removing %s: a delete cut short left it without its YAML", entry)
+        shutil.rmtree(entry, ignore_errors=True)
+    return torn
+
+
 def prune_bentos(model_name: str, keep: int, served: set[str]) -> list[str]:
     """Delete this model's bentos beyond the ``keep`` newest, and the models in BentoML's
     store only they used; a served bento is never deleted. Returns the deleted tags.
@@ -198,10 +233,17 @@ def prune_bentos(model_name: str, keep: int, served: set[str]) -> list[str]:
 
     bento_yaml_through_libyaml()
 
+    from bentoml.exceptions import BentoMLException
+
     name = bento_model_name(model_name)
-    bentos = sorted(
-        bentoml.bentos.list(f"{name}_service"), key=lambda b: b.creation_time, reverse=True
-    )
+    try:
+        listed = bentoml.bentos.list(f"{name}_service")
+        models = bentoml.models.list(name)
+    except BentoMLException:  # a torn entry, left by a delete cut short: removed, listed again
+        remove_torn_entries(model_name)
+        listed = bentoml.bentos.list(f"{name}_service")
+        models = bentoml.models.list(name)
+    bentos = sorted(listed, key=lambda b: b.creation_time, reverse=True)
     kept = [b for i, b in enumerate(bentos) if i < keep or str(b.tag) in served]
     deleted = [str(b.tag) for b in bentos if b not in kept]
     for tag in deleted:
@@ -209,7 +251,7 @@ def prune_bentos(model_name: str, keep: int, served: set[str]) -> list[str]:
     if not kept:
         return deleted
     used = {str(model.tag) for bento in kept for model in bento.info.all_models}
-    for model in bentoml.models.list(name):
+    for model in models:
         if str(model.tag) not in used and model.creation_time < kept[-1].creation_time:
             bentoml.models.delete(model.tag)
             deleted.append(str(model.tag))
