@@ -445,7 +445,14 @@ def check_was_promoted(model_name: str, version: str) -> None:
     try:
         found = Client().get_model_version(model_name, int(version))
     except KeyError:
-        raise click.ClickException(f"model '{model_name}' has no version {version}") from None
+        promoted = sorted(
+            v.number for v in Client().list_model_versions(model_name, size=100).items
+            if str(v.run_metadata.get("promotion", "")).startswith("promoted")
+        )  # fmt: skip
+        raise click.ClickException(
+            f"model '{model_name}' has no version {version}; nothing was changed. Versions "
+            f"that passed the promotion gate: {', '.join(map(str, promoted)) or 'none'}"
+        ) from None
     outcome = str(found.run_metadata.get("promotion", ""))
     if not outcome.startswith("promoted"):
         raise click.ClickException(

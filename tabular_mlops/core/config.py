@@ -811,6 +811,16 @@ class ServingConfig(StrictModel):
                 )
         return data
 
+    @model_validator(mode="after")
+    def _smoke_test_fits_one_request(self) -> ServingConfig:
+        if self.smoke_rows > self.max_batch_rows:
+            raise ValueError(
+                f"smoke_rows ({self.smoke_rows}) is more than max_batch_rows "
+                f"({self.max_batch_rows}): the smoke test sends its rows in one request, "
+                "which the service would refuse; lower smoke_rows or raise max_batch_rows"
+            )
+        return self
+
 
 #: serving keys of earlier deployment.yaml files, now the model deployer's configuration
 MOVED_TO_MODEL_DEPLOYER = ("port", "workers", "state_dir", "inference_log_dir", "container")

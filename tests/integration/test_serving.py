@@ -772,7 +772,10 @@ def test_a_client_that_keeps_the_address_sees_no_failed_request(live, paths, row
 def test_a_version_the_gate_never_passed_is_not_rolled_back_to(live, paths):
     result = deploy(paths, "--version", "999", "--reason", "try it")
     assert result.exit_code != 0
-    assert f"model '{MODEL}' has no version 999" in result.output
+    assert f"model '{MODEL}' has no version 999; nothing was changed. Versions that " in (
+        result.output
+    )
+    assert "passed the promotion gate: 1" in result.output, result.output
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(live):

@@ -177,3 +177,19 @@ def test_an_environment_written_for_earlier_versions_is_told_to_declare_a_model_
     message = str(error.value)
     assert f"{path}: invalid config" in message and "stack.components: 'deployer' no" in message
     assert "flavor: tabular_local" in message and "(got" not in message
+
+
+def test_a_smoke_test_larger_than_one_request_allows_is_refused_naming_both_keys():
+    """The smoke test sends its rows in one request: more of them than `max_batch_rows`
+    failed every deploy at the smoke test, after the build and the start."""
+    from tabular_mlops.core.config import DeploymentRunConfig
+
+    dev = load_environment("dev")
+    with pytest.raises(ConfigError) as error:
+        load_run_config(
+            DeploymentRunConfig, CONFIGS / "deployment.yaml", dev,
+            ["parameters.serving.max_batch_rows=5"],
+        )  # fmt: skip
+    message = str(error.value)
+    assert "deployment.yaml" in message and "parameters.serving" in message, message
+    assert "smoke_rows (25) is more than max_batch_rows (5)" in message, message
