@@ -220,7 +220,7 @@ def deploy(
         _stop_strays(
             target, name, f"the {'interrupted' if interrupted else 'failed'} deployment had started"
         )
-        switched = _what_changed(target, name, live)
+        switched = _what_changed(target.live(name), target.rollout(name), live)
         if switched is not None:  # the switch holds Ctrl-C: it was done, and recorded
             click.echo(f"{'Interrupted' if interrupted else 'Failed'} after the switch: "
                        f"{switched}.")  # fmt: skip
@@ -293,12 +293,10 @@ def _record_unless_recorded(
     from tabular_mlops.core.audit import last_served, recorded_for_run, release_entry
 
     entries = read_trail(env)[0]
+    if recorded_for_run(entries, run):  # as on dev: the step ran in this process
+        return
     live, experiment = target.live(model_name), target.rollout(model_name)
-    if (
-        recorded_for_run(entries, run)
-        or live is None
-        or not _what_changed(target, model_name, before)
-    ):
+    if live is None or not _what_changed(live, experiment, before):
         return
     version = experiment.candidate.model_version if experiment else live.model_version
     action, details = release_entry(
@@ -311,14 +309,13 @@ def _record_unless_recorded(
 
 
 def _what_changed(
-    target: ServingTarget, model_name: str, before: RunningService | None
+    live: RunningService | None, experiment: Rollout | None, before: RunningService | None
 ) -> str | None:
-    """What the deployment changed, in words: a new live version, or a rollout begun
-    (``before``: the live service before it); None when neither."""
-    live = target.live(model_name)
+    """What the deployment changed, in words, from what is ``live`` now and the
+    ``experiment`` running: a new live version, or a rollout begun (``before``: the live
+    service before it); None when neither."""
     if live is None:
         return None
-    experiment = target.rollout(model_name)
     if (
         before is not None
         and live.instance == before.instance

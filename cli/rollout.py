@@ -121,17 +121,19 @@ def _record_unless_recorded(
     """The decision's entries (and who asked, by hand) in this command's trail when its
     step recorded them elsewhere (a pod on the cluster)."""
     from tabular_mlops.adapters.audit import read_trail, record
-    from tabular_mlops.core.audit import recorded_for_run
+    from tabular_mlops.core.audit import asked_action, recorded_for_run
 
+    if recorded_for_run(read_trail(env)[0], run.name):  # as on dev: the step ran here
+        return
     decision = run.steps["decide_rollout"].outputs["rollout_decision"][0].load()
-    if decision.action == "continue" or recorded_for_run(read_trail(env)[0], run.name):
+    if decision.action == "continue":
         return
     name, version = current.champion.model_name, current.candidate.model_version
     record(env, "rollout-decision", name, version, "; ".join(decision.reasons),
            decision=decision.action, experiment=current.experiment, run=run.name)  # fmt: skip
     if by_hand:
-        record(env, f"rollout-{'promote' if by_hand == 'promote' else 'abort'}", name, version,
-               reason, experiment=current.experiment, run=run.name)  # fmt: skip
+        record(env, asked_action(by_hand), name, version, reason,
+               experiment=current.experiment, run=run.name)  # fmt: skip
 
 
 def _cut_short(env: str, model_name: str) -> list[str]:

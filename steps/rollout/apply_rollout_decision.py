@@ -17,6 +17,7 @@ from tabular_mlops.adapters.rollout_decisions import (
     decision_record,
     resume_locked,
 )
+from tabular_mlops.core.audit import asked_action
 from tabular_mlops.core.config import ServingConfig
 from tabular_mlops.core.rollout import RolloutDecision
 
@@ -76,8 +77,7 @@ def apply_rollout_decision(
         at = getattr(version.stage, "value", version.stage)
         kept = not promote and at == ModelStages.PRODUCTION.value
         stage = ModelStages.PRODUCTION if promote or kept else ModelStages.ARCHIVED
-        action = f"rollout-{'promote' if by_hand == 'promote' else 'abort'}"
-        asked = {"asked": {"action": action, "reason": reason}} if by_hand else {}
+        asked = {"asked": {"action": asked_action(by_hand), "reason": reason}} if by_hand else {}
         live = carry_out(deployer, target, version, decision_record(rollout, decision) | asked,
                          stage.value)  # fmt: skip
     served = (

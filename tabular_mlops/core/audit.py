@@ -67,6 +67,11 @@ def release_entry(
     return ("rollback" if rollback else "deploy"), details
 
 
+def asked_action(by_hand: str) -> str:
+    """The entry's action for who asked a decision by hand (``promote`` or ``rollback``)."""
+    return f"rollout-{'promote' if by_hand == 'promote' else 'abort'}"
+
+
 def recorded_for_run(entries: list[AuditEntry], run: str) -> bool:
     """Whether a step of the pipeline run ``run`` recorded an entry in this trail (on a
     cluster, steps run in pods, whose trail is not the command's)."""

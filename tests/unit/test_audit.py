@@ -117,6 +117,15 @@ def test_a_release_entry_is_a_rollback_only_when_a_version_named_by_hand_replace
     assert release_entry("5", "4", None, None, ReleaseNote(), "4") == ("deploy", {})
 
 
+def test_who_asked_a_decision_by_hand_is_recorded_as_its_own_action():
+    from tabular_mlops.core.audit import asked_action
+
+    assert (asked_action("promote"), asked_action("rollback")) == (
+        "rollout-promote",
+        "rollout-abort",
+    )
+
+
 def test_an_entry_a_step_recorded_is_found_by_its_run():
     from datetime import UTC, datetime
 
