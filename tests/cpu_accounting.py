@@ -68,12 +68,48 @@ def pytest_runtest_makereport(
     _LAST[0] = now
 
 
+#: what a started process is, by a part of its command line (the first that matches)
+KINDS = (
+    ("tabular_mlops.serving.server", "a model's server"),
+    ("tabular_mlops.serving.router", "a router"),
+    ("supervisor", "a supervisor"),
+    ("zenml.zen_server", "a ZenML server"),
+    ("mlflow", "an MLflow server"),
+    ("nats-server", "the NATS broker"),
+    ("chrom", "Chromium"),
+    ("wrk", "wrk"),
+    ("schemathesis", "schemathesis"),
+    ("cli.warm", "a warm command server"),
+)
+
+
+def _kind(cmdline: list[str], parent: str | None) -> str:
+    """What a process is: a server, a command (``run.py train``), or a worker of its
+    parent's kind (uvicorn's and multiprocessing's workers start as ``spawn_main``)."""
+    text = " ".join(cmdline)
+    if "spawn_main" in text or "multiprocessing" in text:
+        base = parent or "a process"
+        return base if base.endswith("(its workers)") else f"{base} (its workers)"
+    for part, kind in KINDS:
+        if part in text:
+            return kind
+    for position, word in enumerate(cmdline):
+        if word.endswith("run.py"):  # the command's name, not its options' values
+            command = next((w for w in cmdline[position + 1 :] if not w.startswith("-")), "")
+            return f"run.py {command}".strip()
+        if word in ("-m", "-c") and position + 1 < len(cmdline):
+            return f"python {word} {cmdline[position + 1][:40]}"
+    return " ".join(w.rsplit("/", 1)[-1] for w in cmdline[:2]) or "?"
+
+
 class Sampler:
     """Every process that names a test in its environment: its latest CPU seconds."""
 
     def __init__(self) -> None:
-        #: (pid, start time) -> [test node id, CPU seconds] (None: not a test's process)
+        #: (pid, start time) -> [test node id, CPU seconds, kind] (None: not a test's process)
         self.seen: dict[tuple[int, float], list[Any] | None] = {}
+        #: pid -> kind, of the processes seen (a worker is its parent's kind)
+        self._kinds: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
 
@@ -92,14 +128,16 @@ class Sampler:
     def _sample(self) -> None:
         import psutil
 
-        for process in psutil.process_iter(["pid", "create_time"]):
+        for process in psutil.process_iter(["pid", "ppid", "create_time", "cmdline"]):
             key = (process.info["pid"], process.info["create_time"])
             if key[0] == os.getpid():
                 continue
             try:
                 if key not in self.seen:
                     test = process.environ().get("PYTEST_CURRENT_TEST")
-                    self.seen[key] = [test.rsplit(" (", 1)[0], 0.0] if test else None
+                    kind = _kind(process.info["cmdline"] or [], self._kinds.get(process.ppid()))
+                    self._kinds[key[0]] = kind
+                    self.seen[key] = [test.rsplit(" (", 1)[0], 0.0, kind] if test else None
                 record = self.seen[key]
                 if record is not None:
                     times = process.cpu_times()
@@ -113,6 +151,17 @@ class Sampler:
             if record is not None:
                 totals[record[0]] += record[1]
         return totals
+
+    def by_kind(self) -> dict[str, tuple[float, int]]:
+        """Kind of process -> (CPU seconds, how many were started)."""
+        totals: collections.defaultdict[str, list[float]] = collections.defaultdict(
+            lambda: [0.0, 0]
+        )
+        for record in self.seen.values():
+            if record is not None:
+                totals[record[2]][0] += record[1]
+                totals[record[2]][1] += 1
+        return {kind: (cpu, int(count)) for kind, (cpu, count) in totals.items()}
 
 
 _SAMPLER: list[Sampler] = []
@@ -132,12 +181,17 @@ def _module(node_id: str) -> str:
     return node_id.split("::")[0]
 
 
+#: test node id -> its own CPU seconds (all phases)
+_TESTS: collections.defaultdict[str, float] = collections.defaultdict(float)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     row = _MODULES[_module(report.nodeid)]
     row[1] += report.duration
     for key, value in report.user_properties:
         if key == PROPERTY and isinstance(value, float):
             row[0] += value
+            _TESTS[report.nodeid] += value
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -186,3 +240,13 @@ def _cpu_times(terminalreporter: Any) -> None:
             terminalreporter.write_line(
                 f"{own + started_cpu:8.1f} {own:7.1f} {started_cpu:8.1f} {wall:7.1f}  {module}"
             )
+    tests = collections.Counter(_TESTS)
+    tests.update(_SAMPLER[0].by_test())
+    terminalreporter.section("the 25 costliest tests in CPU seconds (own and started)")
+    for node, cpu in tests.most_common(25):
+        terminalreporter.write_line(f"{cpu:8.1f}  {node}")
+    terminalreporter.section("CPU seconds of what the tests started, by kind of process")
+    terminalreporter.write_line(f"{'CPU-s':>8} {'started':>8}  kind")
+    for kind, (cpu, count) in sorted(_SAMPLER[0].by_kind().items(), key=lambda kv: -kv[1][0]):
+        if cpu >= 0.5:
+            terminalreporter.write_line(f"{cpu:8.1f} {count:8d}  {kind}")
