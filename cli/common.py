@@ -605,10 +605,11 @@ def serving_target(env: str, config: DeploymentRunConfig, activate: bool) -> Ser
         raise click.ClickException(str(exc)) from None
 
 
-def finish_cut_short(env: str, model_name: str) -> list[str]:
+def finish_cut_short(env: str, model_name: str, target: ServingTarget) -> list[str]:
     """Carry out the model's rollout decisions whose commands died half-way, in words
-    (``adapters/rollout_decisions.py``)."""
+    (``adapters/rollout_decisions.py``); ``target`` keeps a note of them for ``deploy
+    --status``."""
     from tabular_mlops.adapters.rollout_decisions import resume
 
     activate_stack(env)
-    return resume(model_name)
+    return resume(model_name, target)

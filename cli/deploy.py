@@ -122,6 +122,7 @@ def deploy(
     if status or stop_service:
         target = serving_target(env, config, activate=False)
         live = live_service(target, name)
+        cut_short = _cut_short(target, env, name)
         if stop_service:
             running = _rollout_in_progress(target, name)
             if running is not None:  # a stop would end it with no decision on record
@@ -130,6 +131,8 @@ def deploy(
                     f"{running.candidate.model_version} is in progress: "
                     f"{decide_first(env, name)}, then stop; nothing was stopped"
                 )
+            if cut_short is not None:  # its traffic may have half moved: carried out first
+                raise click.ClickException(f"{cut_short}, then stop; nothing was stopped")
             target.forget(name)  # the supervisor first: it would start the service again
             if live is not None:
                 target.stop(live)
@@ -142,6 +145,8 @@ def deploy(
                 )
         elif live is None:
             click.echo(f"No live service for model '{name}'.{_served_instead(target)}")
+            if cut_short is not None:
+                click.echo(f"  {cut_short}")
             _print_leftovers(target, name)
             click.get_current_context().exit(NOT_SERVING)
         else:
@@ -166,6 +171,8 @@ def deploy(
                 )
             )
             click.echo(f"  tokens (feedback, admin): {target.tokens_location(name)}")
+            if cut_short is not None:
+                click.echo(f"  {cut_short}")
             _print_supervision(target, name, live)
             _print_log_health(ready)
             _print_leftovers(target, name)
@@ -174,7 +181,7 @@ def deploy(
         return
 
     target = serving_target(env, config, activate=True)
-    for done in finish_cut_short(env, name):  # before anything is judged by what serves
+    for done in finish_cut_short(env, name, target):  # before what serves is judged
         click.echo(f"Carried out first: {done}.")
     live = live_service(target, name)
     wanted = str(model_version) if model_version else staged_version(config)
@@ -221,9 +228,14 @@ def deploy(
             target, name, f"the {'interrupted' if interrupted else 'failed'} deployment had started"
         )
         switched = _what_changed(target.live(name), target.rollout(name), live)
+        happened = "Interrupted" if interrupted else "Failed"
         if switched is not None:  # the switch holds Ctrl-C: it was done, and recorded
-            click.echo(f"{'Interrupted' if interrupted else 'Failed'} after the switch: "
-                       f"{switched}.")  # fmt: skip
+            click.echo(f"{happened} after the switch: {switched}.")
+        elif interrupted:  # click ends with "Aborted!" alone
+            kept = (f"version {live.model_version} still serves at {live.url}" if live
+                    else f"nothing of '{name}' serves, as before")  # fmt: skip
+            click.echo(f"{happened} before the switch: nothing changed, {kept}; the same "
+                       "command deploys again.")  # fmt: skip
         raise
     if ran is None:
         return
@@ -338,6 +350,20 @@ def live_service(target: ServingTarget, model_name: str) -> RunningService | Non
         return target.live(model_name)
     except ServiceStateError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _cut_short(target: ServingTarget, env: str, model_name: str) -> str | None:
+    """A rollout decision whose command died half-way, noted by the target, in words
+    with the command that carries it out (``adapters/rollout_decisions.py``)."""
+    noted = target.noted_decision(model_name)
+    if noted is None:
+        return None
+    return (
+        f"the {noted.get('decision', 'decision')} of rollout {noted.get('experiment', '?')} "
+        f"(candidate version {noted.get('candidate', '?')}) was cut short when its command "
+        f"died: `python run.py rollout{env_flag(env)} --set model.name={model_name}` "
+        "carries it out"
+    )
 
 
 def _rollout_in_progress(target: ServingTarget, model_name: str) -> Rollout | None:

@@ -57,7 +57,7 @@ def rollout(
     target = serving_target(env, config, activate=False)
     current = target.rollout(name)
     if current is None:
-        carried = [] if status else finish_cut_short(env, name)
+        carried = [] if status else finish_cut_short(env, name, target)
         for done in carried:  # a decision whose command died half-way is carried out now
             click.echo(f"Carried out: {done}.")
         if status:

@@ -79,6 +79,8 @@ def carry_out(
     written = decision | {"stage": stage, "by": who(), "run": get_step_context().pipeline_run.name}
     name = version.model.name
     with promotion_lock(name, stage), ctrl_c_held():
+        # where `deploy --status` reads it; dropped before the tag, so never left over
+        target.note_decision(name, written | {"candidate": str(version.number)})
         _log(version, {PENDING_KEY: written})
         client.update_model_version(version.model.id, version.id, add_tags=[PENDING_TAG])
         try:
@@ -88,6 +90,7 @@ def carry_out(
             if running is not None and running.experiment == decision["experiment"]:
                 # refused before the traffic moved (a deployment in progress, the cluster's
                 # API): nothing changed, and nothing is left for a later command to do
+                target.note_decision(name, None)
                 client.update_model_version(version.model.id, version.id,
                                             remove_tags=[PENDING_TAG])  # fmt: skip
             raise
@@ -138,10 +141,11 @@ def resume_locked(
     return done
 
 
-def resume(model_name: str) -> list[str]:
+def resume(model_name: str, target: ServingTarget | None = None) -> list[str]:
     """:func:`resume_locked` under the model's decision lock, on the active stack's model
     deployer. When no decision waits (one query), nothing: no lock is taken and the
-    stack is not built (its tracker alone imports MLflow)."""
+    stack is not built (its tracker alone imports MLflow); a note of one on ``target``
+    (the store was replaced since) is dropped."""
     from zenml.client import Client
 
     from tabular_mlops.adapters.deployment.model_deployer import TabularModelDeployer
@@ -149,6 +153,8 @@ def resume(model_name: str) -> list[str]:
 
     client = Client()
     if not pending(client, model_name):
+        if target is not None:
+            target.note_decision(model_name, None)
         return []
     deployer = client.active_stack.model_deployer
     if not isinstance(deployer, TabularModelDeployer):
@@ -243,6 +249,7 @@ def _finish(
         # who asked and why (a decision by hand): once it was carried out
         record(env, asked["action"], name, str(version.number), asked["reason"], by=by,
                experiment=experiment, **said)  # fmt: skip
+    target.note_decision(name, None)
     client.update_model_version(version.model.id, version.id, remove_tags=[PENDING_TAG])
     return live
 

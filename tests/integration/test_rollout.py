@@ -548,8 +548,19 @@ def test_a_decision_whose_command_was_killed_half_way_is_carried_out_by_the_next
     assert refused.exit_code == 1 and "DeploymentInProgressError" in refused.output
     version = Client().get_model_version(MODEL, int(candidate))
     assert PENDING_TAG not in [tag.name for tag in version.tags]
+    assert target(service).noted_decision(MODEL) is None
     assert target(service).rollout(MODEL) is not None
     killed_at("rollout-decision-moved", "rollout", "--promote", "--reason", "ship it")
+    # `deploy --status` (no ZenML) names the decision cut short; `--stop` waits for it
+    cut_short = (
+        f"the promote of rollout {experiment.experiment} (candidate version {candidate}) was "
+        f"cut short when its command died: `python run.py rollout --env {service['env']} "
+        f"--set model.name={MODEL}` carries it out"
+    )
+    status = invoke("deploy", *serving_args(service), "--status")
+    assert status.exit_code == 0 and cut_short in status.output, status.output
+    stopped = invoke("deploy", *serving_args(service), "--stop")
+    assert stopped.exit_code == 1 and "nothing was stopped" in stopped.output, stopped.output
     live = target(service).live(MODEL)
     assert live is not None and live.model_version == candidate
     assert target(service).rollout(MODEL) is None
@@ -574,6 +585,7 @@ def test_a_decision_whose_command_was_killed_half_way_is_carried_out_by_the_next
     version = Client().get_model_version(MODEL, int(candidate))
     assert version.stage == "production" and version.run_metadata["rollout_decision"] == "promote"
     assert PENDING_TAG not in [tag.name for tag in version.tags]
+    assert target(service).noted_decision(MODEL) is None
     entries, problems = read_trail(service["env"])
     assert problems == []
     mine = [e for e in entries if e.details.get("experiment") == experiment.experiment]

@@ -997,6 +997,10 @@ def test_a_deploy_interrupted_while_starting_stops_its_candidate_and_keeps_the_l
     deploying.send_signal(signal.SIGINT)  # Ctrl-C, while start_candidate waits for it
     output, _ = deploying.communicate(timeout=120)
     assert deploying.returncode == 1 and "Aborted!" in output, output[-3000:]
+    assert (
+        "Interrupted before the switch: nothing changed, version "
+        f"{live.model_version} still serves at {live.url}; the same command deploys again."
+    ) in output, output[-3000:]
     assert "the interrupted deployment had started" in output, output[-3000:]
     assert "database is locked" not in output
     psutil.wait_procs(candidates, timeout=15)

@@ -67,6 +67,34 @@ def test_status_reads_the_state_file_without_zenml_and_names_a_broken_one(tmp_pa
     assert "No live service for model 'tabular_classifier'." in result.output
 
 
+def test_a_decision_cut_short_is_named_by_status_and_stop_waits_for_it(tmp_path):
+    """A rollout decision whose command died is noted where `deploy --status` reads without
+    ZenML: it names the decision and the command that carries it out, and `--stop` (which
+    would end a half-moved traffic split) stops nothing until it is carried out."""
+    from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+    from tabular_mlops.core.config import LocalServingConfig, ServingConfig
+
+    state = tmp_path / "state"
+    state.mkdir()
+    target = LocalProcessTarget(ServingConfig(), LocalServingConfig(state_dir=state))
+    env = serving_env(tmp_path / "env", 3999, state)
+    target.note_decision("tabular_classifier", {"decision": "abort", "experiment": "e1",
+                                                "candidate": "7"})  # fmt: skip
+    status = invoke("deploy", "--status", "--env", env)
+    assert status.exit_code == 3, status.output
+    assert (
+        "the abort of rollout e1 (candidate version 7) was cut short when its command died: "
+        f"`python run.py rollout --env {env} --set model.name=tabular_classifier` carries it out"
+    ) in status.output
+    stop = invoke("deploy", "--stop", "--env", env)
+    assert stop.exit_code == 1 and "then stop; nothing was stopped" in stop.output, stop.output
+    (state / "tabular_classifier.decision.json").write_text("{torn")  # still named
+    assert "was cut short" in invoke("deploy", "--status", "--env", env).output
+    target.note_decision("tabular_classifier", None)
+    assert target.noted_decision("tabular_classifier") is None
+    assert invoke("deploy", "--stop", "--env", env).exit_code == 0
+
+
 def test_a_model_name_nothing_serves_is_answered_with_the_models_served_and_not_audited(
     tmp_path,
 ):

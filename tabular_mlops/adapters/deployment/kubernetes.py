@@ -424,6 +424,13 @@ class KubernetesTarget:
         )
 
     # --- online experiments ---------------------------------------------------------------
+    def note_decision(self, model_name: str, decision: dict[str, Any] | None) -> None:
+        """Nothing: on a cluster a decision cut short is read from ZenML (``rollout
+        --status``); pods have no state directory ``deploy --status`` reads."""
+
+    def noted_decision(self, model_name: str) -> dict[str, Any] | None:
+        return None
+
     def evidence_dir(self, model_name: str) -> Path:
         """On the inference-log claim, where the router pod writes and pipeline pods read."""
         return Path(self.container.inference_log_mount) / "evidence" / model_name

@@ -18,6 +18,7 @@ Files under the model deployer's ``state_dir``, per model:
 - ``<model>.router.json`` and ``<model>.routes.json``: the router and what it forwards to;
 - ``stable/<model>/``: who owns the stable address and who holds it;
 - ``<model>.lock``: held by the deployment in progress (two at once would race);
+- ``<model>.decision.json``: a rollout decision written down and not carried out yet;
 - ``logs/``: one log per process; ``metrics/<model>-v<version>-<port>/``: each
   service's own Prometheus multiprocess directory, so one service's start never
   touches another's counters.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -592,6 +594,23 @@ class LocalProcessTarget:
             state_file(self.state_dir, model_name, ".rollout"), Rollout, "rollout"
         )
         return record
+
+    def note_decision(self, model_name: str, decision: dict[str, Any] | None) -> None:
+        path = state_file(self.state_dir, model_name, ".decision")
+        if decision is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomically(path, json.dumps(decision, default=str))
+
+    def noted_decision(self, model_name: str) -> dict[str, Any] | None:
+        path = state_file(self.state_dir, model_name, ".decision")
+        try:
+            noted = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:  # torn by hand: still a decision waiting
+            return {"decision": "decision", "experiment": "?", "candidate": "?"}
+        return noted if isinstance(noted, dict) else None
 
     def begin_rollout(
         self, champion: RunningService, candidate: RunningService, plan: RolloutPlan,

@@ -180,6 +180,13 @@ class ServingTarget(Protocol):
     def evidence_dir(self, model_name: str) -> Path:
         """Where the router writes its routing and feedback logs."""
 
+    def note_decision(self, model_name: str, decision: dict[str, Any] | None) -> None:
+        """Keep the rollout decision a command wrote down and has not carried out yet
+        (``None``: drop it) where ``deploy --status`` and ``--stop`` read without ZenML
+        (``adapters/rollout_decisions.py`` keeps the decision itself on the version)."""
+
+    def noted_decision(self, model_name: str) -> dict[str, Any] | None: ...
+
     def router_view(self, model_name: str) -> dict[str, Any] | None:
         """What the router reports now, when it can be reached from here."""
 
