@@ -15,7 +15,7 @@ from steps.monitoring.chart_monitoring_trend import chart_monitoring_trend
 from steps.monitoring.collect_predictions import collect_predictions
 from steps.monitoring.detect_drift import detect_drift
 from tabular_mlops.adapters.compat import step_options_for_a_while
-from tabular_mlops.core.audit import ReleaseNote
+from tabular_mlops.core.audit import retraining_note
 from tabular_mlops.core.config import MonitoringConfig, RetrainingPlan
 
 
@@ -39,11 +39,12 @@ def continuous_training_pipeline(monitoring: MonitoringConfig, plan: RetrainingP
         )(**dict(plan.parameters))
         if not plan.redeploy or not promotion.load().promoted:
             return
+        strategy = plan.serving.rollout.strategy
         if find_live_service(plan.serving).load():
             redeployment_pipeline.with_options(
                 model=Model(name=plan.model.name, version=plan.stage),
                 settings=plan.deployment_settings,
-            )(serving=plan.serving, note=ReleaseNote(reason="a retraining promoted it"))
+            )(serving=plan.serving, note=retraining_note(plan.stage, strategy))
 
 
 @contextlib.contextmanager

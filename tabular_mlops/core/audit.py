@@ -47,6 +47,15 @@ class ReleaseNote(BaseModel):
     by_hand: bool = False
 
 
+def retraining_note(stage: str, strategy: str) -> ReleaseNote:
+    """Why a retraining's redeploy happened: the stage its gates promoted the new version
+    to and, when that is not a replacement, the experiment that decides it."""
+    reason = f"a retraining promoted it to {stage}"
+    if strategy != "replace":
+        reason += f"; a {strategy} experiment beside the live version decides"
+    return ReleaseNote(reason=reason)
+
+
 def release_entry(
     version: str,
     previous: str | None,

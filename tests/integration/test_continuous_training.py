@@ -118,7 +118,13 @@ def test_a_retraining_reaches_the_live_service(loop, strategy):
     from tabular_mlops.adapters.audit import read_trail
 
     last = [e for e in read_trail(loop["env"])[0] if e.model == MODEL][-1]
-    assert (last.action, last.reason) == ("deploy", "a retraining promoted it"), last
+    stage = "production" if strategy == "replace" else "staging"
+    said = f"a retraining promoted it to {stage}" + (
+        ""
+        if strategy == "replace"
+        else f"; a {strategy} experiment beside the live version decides"
+    )
+    assert (last.action, last.reason) == ("deploy", said), last
     if strategy == "replace":
         assert "promoted to production" in result.output, retrained
         assert production_version() != before

@@ -135,3 +135,14 @@ def test_an_entry_a_step_recorded_is_found_by_its_run():
                        model="m", details={"run": "deployment_pipeline-1"})  # fmt: skip
     assert recorded_for_run([entry], "deployment_pipeline-1")
     assert not recorded_for_run([entry], "deployment_pipeline-2")
+
+
+def test_a_retrainings_redeploy_says_to_which_stage_and_what_decides_it():
+    from tabular_mlops.core.audit import retraining_note
+
+    assert retraining_note("production", "replace").reason == (
+        "a retraining promoted it to production"
+    )
+    assert retraining_note("staging", "canary").reason == (
+        "a retraining promoted it to staging; a canary experiment beside the live version decides"
+    )
