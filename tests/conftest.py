@@ -62,27 +62,31 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-#: the longest modules first, by their wall time in a quiet `make test` (2026-12-06): `make
+#: the longest modules first, by their wall time in a quiet `make test` (2026-12-06, later): `make
 #: test` hands whole modules to its workers in this order (pytest-xdist's --dist loadfile
 #: with --no-loadscope-reorder; without it xdist orders modules by their number of tests,
 #: and the walkthrough, one test of four minutes, started last), so the rest fills in
 #: around the long ones and the workers finish together
 LONGEST_FIRST = (
+    "test_rollout.py",
     "test_walkthrough.py",
     "test_training.py",
     "test_serving.py",
-    "test_rollout.py",
     "test_regression.py",
     "test_continuous_training.py",
-    "test_estimators.py",
     "test_staging.py",
     "test_warm.py",
+    "test_estimators.py",
     "test_streaming.py",
     "test_explanations.py",
-    "test_blank_stores.py",
     "test_dashboard.py",
+    "test_blank_stores.py",
     "test_loop.py",
+    "test_one_reading.py",
     "test_governance.py",
+    "test_prod_plan.py",
+    "test_store_contracts.py",
+    "test_stacks.py",
     # `make test-unit` (test_regression.py and test_governance.py are named above): its
     # longest modules by their wall time (2026-12-06), so that neither worker is left with
     # one of them at the end
