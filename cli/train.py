@@ -92,8 +92,28 @@ def train(
         return None
     run = run_pipeline("training", pipeline, **dict(config.parameters))
     if run is not None and not schedule:
+        _record_unless_recorded(env, run)
         report_training(run)
     return run
+
+
+def _record_unless_recorded(env: str, run: PipelineRunResponse) -> None:
+    """A promotion by the gates in this command's trail when its step recorded it
+    elsewhere (a pod on the cluster, whose trail goes with it)."""
+    from zenml.client import Client
+
+    from tabular_mlops.adapters.audit import read_trail
+    from tabular_mlops.core.audit import promotion_details, recorded_for_run
+
+    if recorded_for_run(read_trail(env)[0], run.name):
+        return
+    steps = finished_steps(Client().get_pipeline_run(run.id))
+    if "promote_model" not in steps or run.model_version is None:
+        return
+    outcome = step_output(steps, "promote_model", "promotion")
+    if outcome.promoted:
+        record(env, "promote", run.model_version.model.name, outcome.model_version,
+               **promotion_details(outcome, run.name))  # fmt: skip
 
 
 def _check_estimator(config: TrainingRunConfig, source: Path) -> None:

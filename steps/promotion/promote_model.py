@@ -16,6 +16,7 @@ from tabular_mlops.adapters.deployment.model_deployer import rollout_in_progress
 from tabular_mlops.adapters.interrupts import ctrl_c_held
 from tabular_mlops.adapters.promotion_lock import promotion_lock
 from tabular_mlops.adapters.rollout_decisions import resume
+from tabular_mlops.core.audit import promotion_details
 from tabular_mlops.core.config import EvaluationConfig, PromotionConfig
 from tabular_mlops.core.gate import PromotionDecision, PromotionOutcome, judge
 
@@ -110,8 +111,8 @@ def promote_model(
             infer_model=True,
         )
         if outcome.promoted:  # by the gates: the audit trail of the stack's environment
-            record(Client().active_stack.name, "promote", name, version,
-                   stage=promotion.stage, gated_against=champion.version or "none")  # fmt: skip
+            record(Client().active_stack.name, "promote", name, version, **promotion_details(
+                outcome, context.pipeline_run.name))  # fmt: skip
     logger.info("model version %s: %s", version, outcome)
     if not decision.approved or rollout is not None:
         notify(Client().active_stack, f"model '{name}' version {version} {outcome}")

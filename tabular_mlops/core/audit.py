@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from tabular_mlops.core.gate import PromotionOutcome
 
 #: the hash the first entry chains to
 GENESIS = "0" * 64
@@ -79,6 +82,12 @@ def release_entry(
 def asked_action(by_hand: str) -> str:
     """The entry's action for who asked a decision by hand (``promote`` or ``rollback``)."""
     return f"rollout-{'promote' if by_hand == 'promote' else 'abort'}"
+
+
+def promotion_details(outcome: PromotionOutcome, run: str) -> dict[str, str]:
+    """The details of a promotion's entry by the gates: the stage, the champion it was
+    gated against and the run (the command records it when its step ran in a pod)."""
+    return {"stage": outcome.stage, "gated_against": outcome.gated_against or "none", "run": run}
 
 
 def recorded_for_run(entries: list[AuditEntry], run: str) -> bool:

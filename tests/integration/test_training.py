@@ -32,6 +32,27 @@ def first_run(dev_stack):
     return result
 
 
+def test_a_promotion_its_step_recorded_elsewhere_is_recorded_by_the_command(dev_stack, monkeypatch):
+    """On a cluster the promote step runs in a pod, whose audit trail goes with it: the
+    command records the promotion in its own trail, naming the run; on dev, where the
+    step's entry is there, it records nothing more."""
+    import steps.promotion.promote_model as promote_step
+    from tabular_mlops.adapters.audit import read_trail
+
+    def promotions(name: str) -> list[tuple[str, str | None, str, bool]]:
+        return [(e.action, e.version, e.details["stage"], e.details["run"].startswith(
+            "training_pipeline")) for e in read_trail("dev")[0] if e.model == name]  # fmt: skip
+
+    with monkeypatch.context() as pod:
+        pod.setattr(promote_step, "record", lambda *args, **kwargs: None)  # the pod's trail
+        result = invoke("train", "--set", "model.name=it_promoted_in_a_pod")
+    assert result.exit_code == 0, result.output
+    assert promotions("it_promoted_in_a_pod") == [("promote", "1", "production", True)]
+    result = invoke("train", "--set", "model.name=it_promoted_here")
+    assert result.exit_code == 0, result.output
+    assert promotions("it_promoted_here") == [("promote", "1", "production", True)]
+
+
 def test_first_run_promotes_a_model_with_its_lineage(first_run):
     import mlflow
     from mlflow import MlflowClient

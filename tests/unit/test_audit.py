@@ -146,3 +146,15 @@ def test_a_retrainings_redeploy_says_to_which_stage_and_what_decides_it():
     assert retraining_note("staging", "canary").reason == (
         "a retraining promoted it to staging; a canary experiment beside the live version decides"
     )
+
+
+def test_a_promotion_by_the_gates_names_its_stage_champion_and_run():
+    from tabular_mlops.core.audit import promotion_details
+    from tabular_mlops.core.gate import PromotionOutcome
+
+    first = PromotionOutcome(promoted=True, stage="production", model_version="1")
+    assert promotion_details(first, "training_pipeline-x") == {
+        "stage": "production",
+        "gated_against": "none",
+        "run": "training_pipeline-x",
+    }
