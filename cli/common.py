@@ -18,6 +18,7 @@ from tabular_mlops.adapters.config_files import (
     ConfigError,
     available_environments,
     deep_merge,
+    environment_name,
     environment_path,
     load_environment,
     load_run_config,
@@ -98,11 +99,6 @@ BASE_ZENML_CONFIG_VARIABLE = "TABULAR_MLOPS_ZENML_BASE_CONFIG"
 _CURRENT_ENV: list[str] = ["dev"]
 
 
-def environment_key(env: str) -> str:
-    """A name for the environment's state on disk: its name, or its file's stem."""
-    return Path(env).stem if env.endswith((".yaml", ".yml")) else env
-
-
 def use_client_state(env: str, environment: EnvironmentConfig) -> None:
     """Give an environment that runs a ZenML server of its own (staging) its own ZenML
     client state (server URL, active project and stack), under the global config's
@@ -121,11 +117,11 @@ def use_client_state(env: str, environment: EnvironmentConfig) -> None:
         os.environ[BASE_ZENML_CONFIG_VARIABLE] = _BASE_ZENML_CONFIG[0]
     base = _BASE_ZENML_CONFIG[0]
     own = environment.services is not None and environment.services.zenml is not None
-    directory = str(Path(base) / "environments" / environment_key(env)) if own else base
+    directory = str(Path(base) / "environments" / environment_name(env)) if own else base
     Path(directory).mkdir(parents=True, exist_ok=True)
     if use_global_config(directory):
         _ACTIVATED.clear()
-    _CURRENT_ENV[0] = environment_key(env)
+    _CURRENT_ENV[0] = environment_name(env)
 
 
 def runs_dir() -> Path:
@@ -542,7 +538,6 @@ def env_flag(env: str) -> str:
 def per_environment(folder: Path, env: str) -> Path:
     """``folder`` for dev, ``folder/NAME`` for another environment (named, or given as
     its YAML file): one environment's files never overwrite another's."""
-    from tabular_mlops.adapters.audit import environment_name
 
     name = environment_name(env)
     return folder if name == "dev" else folder / name

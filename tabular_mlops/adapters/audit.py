@@ -21,15 +21,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tabular_mlops.adapters.config_files import environment_name
 from tabular_mlops.adapters.paths import LOCAL_DIR
 from tabular_mlops.core.audit import AuditEntry, chained, verify
 
 logger = logging.getLogger(__name__)
-
-
-def environment_name(env: str) -> str:
-    """``dev``, also when the environment was given as the path of its YAML file."""
-    return Path(env).stem if env.endswith((".yaml", ".yml")) else env
 
 
 def audit_file(env: str) -> Path:

@@ -24,6 +24,12 @@ class ConfigError(ValueError):
     """A config file or flag is wrong; the message names the file and the key."""
 
 
+def environment_name(env: str) -> str:
+    """``dev``, also when the environment was given as the path of its YAML file: the name
+    of its stack (checked when it is loaded), its audit trail and its folders."""
+    return Path(env).stem if env.endswith((".yaml", ".yml")) else env
+
+
 def available_environments() -> list[str]:
     return sorted(path.stem for path in ENVIRONMENTS_DIR.glob("*.yaml"))
 
@@ -151,8 +157,18 @@ def environment_path(env: str) -> Path:
 
 
 def load_environment(env: str) -> EnvironmentConfig:
+    """The environment's YAML, checked; its stack is named as its file, since the steps
+    record under the stack's name what the commands record under the file's (a copy
+    named otherwise split the audit trail in two)."""
     path = environment_path(env)
-    return validate(EnvironmentConfig, read_yaml(path), str(path))
+    environment = validate(EnvironmentConfig, read_yaml(path), str(path))
+    if environment.stack.name != path.stem:
+        raise ConfigError(
+            f"{path}: stack.name: '{environment.stack.name}' is not the file's name "
+            f"'{path.stem}': an environment has one name (its steps record under the "
+            "stack's, its commands under the file's); rename the stack or the file"
+        )
+    return environment
 
 
 def load_run_config(

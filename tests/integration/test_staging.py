@@ -32,7 +32,7 @@ def staging_file(tmp_path: Path) -> tuple[Path, int, int]:
     tracker["configuration"]["tracking_uri"] = f"http://127.0.0.1:{mlflow_port}"
     tracker["name"] = "it-staging-mlflow-tracker"
     config["stack"]["name"] = "it-staging"
-    path = tmp_path / "staging.yaml"
+    path = tmp_path / "it-staging.yaml"
     path.write_text(yaml.safe_dump(config))
     return path, mlflow_port, zenml_port
 

@@ -291,7 +291,7 @@ def test_a_version_no_deployment_recorded_streams_by_its_environments_policy(tmp
 
     env = yaml.safe_load((Path(__file__).parents[2] / "configs/environments/dev.yaml").read_text())
     env["overrides"] = {"deployment": {"parameters": {"serving": {"log_columns": {"sex": "hash"}}}}}
-    path = tmp_path / "private.yaml"
+    path = tmp_path / "dev.yaml"  # a copy of dev's, as docs/environments.md says
     path.write_text(yaml.safe_dump(env))
     assert deployment_log_columns(str(path)) == {"sex": "hash"}
     assert deployment_log_columns("dev") == {}

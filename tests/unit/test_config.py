@@ -193,3 +193,25 @@ def test_a_smoke_test_larger_than_one_request_allows_is_refused_naming_both_keys
     message = str(error.value)
     assert "deployment.yaml" in message and "parameters.serving" in message, message
     assert "smoke_rows (25) is more than max_batch_rows (5)" in message, message
+
+
+def test_an_environment_whose_stack_is_named_otherwise_than_its_file_is_refused(tmp_path):
+    """Its steps record under the stack's name, its commands under the file's: a copy of
+    dev.yaml saved as laptop.yaml split the audit trail in two."""
+    import yaml
+
+    from tabular_mlops.adapters.config_files import ENVIRONMENTS_DIR, ConfigError, load_environment
+
+    laptop = tmp_path / "laptop.yaml"
+    laptop.write_text((ENVIRONMENTS_DIR / "dev.yaml").read_text())
+    with pytest.raises(ConfigError) as refused:
+        load_environment(str(laptop))
+    assert str(refused.value) == (
+        f"{laptop}: stack.name: 'dev' is not the file's name 'laptop': an environment has one "
+        "name (its steps record under the stack's, its commands under the file's); rename "
+        "the stack or the file"
+    )
+    config = yaml.safe_load(laptop.read_text())
+    config["stack"]["name"] = "laptop"
+    laptop.write_text(yaml.safe_dump(config))
+    assert load_environment(str(laptop)).stack.name == "laptop"
