@@ -124,6 +124,8 @@ def deploy(
         live = live_service(target, name)
         cut_short = _cut_short(target, env, name)
         if stop_service:
+            if cut_short is not None:  # its traffic may have half moved: carried out first
+                raise click.ClickException(f"{cut_short}, then stop; nothing was stopped")
             running = _rollout_in_progress(target, name)
             if running is not None:  # a stop would end it with no decision on record
                 raise click.ClickException(
@@ -131,8 +133,6 @@ def deploy(
                     f"{running.candidate.model_version} is in progress: "
                     f"{decide_first(env, name)}, then stop; nothing was stopped"
                 )
-            if cut_short is not None:  # its traffic may have half moved: carried out first
-                raise click.ClickException(f"{cut_short}, then stop; nothing was stopped")
             target.forget(name)  # the supervisor first: it would start the service again
             if live is not None:
                 target.stop(live)
@@ -154,7 +154,8 @@ def deploy(
             ready = _readyz(live)
             # a problem may leave it answering (e.g. the environment's port was changed)
             silent = bool(problems) and ready is None
-            rollout = _rollout_in_progress(target, name)
+            # a decision cut short has ended the rollout its record still names
+            rollout = _rollout_in_progress(target, name) if cut_short is None else None
             click.echo(
                 f"Model '{name}' version {live.model_version} at {live.url} "
                 f"({'NOT answering' if silent else 'answering'}"
@@ -221,6 +222,8 @@ def deploy(
     note = ReleaseNote(reason=reason, by_hand=model_version is not None)
     try:
         ran = run_pipeline("deployment", pipeline, serving=config.parameters.serving, note=note)
+        if ran is not None:  # a Ctrl-C here, the run done, still says what it changed
+            _record_unless_recorded(env, target, name, ran.name, note, live)
     except (KeyboardInterrupt, click.ClickException) as exc:
         # the candidate it started goes; the live version (and a rollout begun) stays
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -239,7 +242,6 @@ def deploy(
         raise
     if ran is None:
         return
-    _record_unless_recorded(env, target, name, ran.name, note, live)
     live = target.live(name)
     if live is None:
         raise click.ClickException(f"the deployment finished but no service of '{name}' is live")
@@ -360,9 +362,9 @@ def _cut_short(target: ServingTarget, env: str, model_name: str) -> str | None:
         return None
     return (
         f"the {noted.get('decision', 'decision')} of rollout {noted.get('experiment', '?')} "
-        f"(candidate version {noted.get('candidate', '?')}) was cut short when its command "
-        f"died: `python run.py rollout{env_flag(env)} --set model.name={model_name}` "
-        "carries it out"
+        f"(candidate version {noted.get('candidate', '?')}) is not carried out to its end "
+        f"(its command died, or is still at it): `python run.py rollout{env_flag(env)} "
+        f"--set model.name={model_name}` carries it out"
     )
 
 
@@ -456,7 +458,7 @@ def _stop_strays(
     from tabular_mlops.adapters.deployment.local import LocalProcessTarget
 
     if isinstance(target, LocalProcessTarget):
-        stopped = target.sweep_if_idle(model_name)
+        stopped = target.sweep_if_idle(model_name, why=whose)
         if stopped:
             click.echo(f"Stopped {len(stopped)} process(es) {whose}.")
 

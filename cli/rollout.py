@@ -56,10 +56,14 @@ def rollout(
 
     target = serving_target(env, config, activate=False)
     current = target.rollout(name)
+    # a decision whose command died half-way is carried out first: an abort killed after
+    # its traffic moved back leaves the experiment's record, which it ends
+    carried = [] if status else finish_cut_short(env, name, target)
+    for done in carried:
+        click.echo(f"Carried out: {done}.")
+    if carried:
+        current = target.rollout(name)
     if current is None:
-        carried = [] if status else finish_cut_short(env, name, target)
-        for done in carried:  # a decision whose command died half-way is carried out now
-            click.echo(f"Carried out: {done}.")
         if status:
             for waiting in _cut_short(env, name):
                 click.echo(waiting)
@@ -77,6 +81,9 @@ def rollout(
         click.echo(f"{nothing}.")
         return
     if status:
+        if target.noted_decision(name) is not None:  # the store says what waits, exactly
+            for waiting in _cut_short(env, name):
+                click.echo(waiting)
         view, evidence, decision = rules_now(target, current, serving)
         share = view.get("candidate_share")
         click.echo(

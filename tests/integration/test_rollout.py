@@ -553,9 +553,9 @@ def test_a_decision_whose_command_was_killed_half_way_is_carried_out_by_the_next
     killed_at("rollout-decision-moved", "rollout", "--promote", "--reason", "ship it")
     # `deploy --status` (no ZenML) names the decision cut short; `--stop` waits for it
     cut_short = (
-        f"the promote of rollout {experiment.experiment} (candidate version {candidate}) was "
-        f"cut short when its command died: `python run.py rollout --env {service['env']} "
-        f"--set model.name={MODEL}` carries it out"
+        f"the promote of rollout {experiment.experiment} (candidate version {candidate}) is "
+        "not carried out to its end (its command died, or is still at it): `python run.py "
+        f"rollout --env {service['env']} --set model.name={MODEL}` carries it out"
     )
     status = invoke("deploy", *serving_args(service), "--status")
     assert status.exit_code == 0 and cut_short in status.output, status.output
@@ -603,3 +603,24 @@ def test_a_decision_whose_command_was_killed_half_way_is_carried_out_by_the_next
     # and the next deploy finds it served, as production says
     again = deploy(service)
     assert f"Version {candidate} of '{MODEL}' is already served" in again.output, again.output
+
+    # an abort killed once its traffic moved back leaves the experiment's record: it is
+    # named by `rollout --status`, `deploy --stop` says to carry it out (not to decide the
+    # experiment again), and the next `rollout` carries it out and ends the experiment
+    train("0.7", "staging")
+    deploy(service, "--set", "stage=staging", "--strategy", "canary", "--reason", "again")
+    second = target(service).rollout(MODEL)
+    assert second is not None
+    killed_at("rollout-decision-moved", "rollout", "--abort", "--reason", "not now")
+    assert target(service).live(MODEL).model_version == candidate
+    waiting = invoke("rollout", *serving_args(service), "--status")
+    assert f"The rollback of rollout {second.experiment}" in waiting.output, waiting.output
+    stopped = invoke("deploy", *serving_args(service), "--stop")
+    assert stopped.exit_code == 1, stopped.output
+    assert f"the rollback of rollout {second.experiment}" in stopped.output, stopped.output
+    after = rollout(service)
+    assert f"Carried out: the rollback of rollout {second.experiment}" in after.output
+    assert f"No rollout of '{MODEL}' is in progress" in after.output, after.output
+    assert target(service).rollout(MODEL) is None
+    assert target(service).noted_decision(MODEL) is None
+    assert production_version() == candidate

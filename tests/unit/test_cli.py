@@ -83,13 +83,14 @@ def test_a_decision_cut_short_is_named_by_status_and_stop_waits_for_it(tmp_path)
     status = invoke("deploy", "--status", "--env", env)
     assert status.exit_code == 3, status.output
     assert (
-        "the abort of rollout e1 (candidate version 7) was cut short when its command died: "
-        f"`python run.py rollout --env {env} --set model.name=tabular_classifier` carries it out"
+        "the abort of rollout e1 (candidate version 7) is not carried out to its end (its "
+        "command died, or is still at it): `python run.py rollout --env "
+        f"{env} --set model.name=tabular_classifier` carries it out"
     ) in status.output
     stop = invoke("deploy", "--stop", "--env", env)
     assert stop.exit_code == 1 and "then stop; nothing was stopped" in stop.output, stop.output
     (state / "tabular_classifier.decision.json").write_text("{torn")  # still named
-    assert "was cut short" in invoke("deploy", "--status", "--env", env).output
+    assert "is not carried out" in invoke("deploy", "--status", "--env", env).output
     target.note_decision("tabular_classifier", None)
     assert target.noted_decision("tabular_classifier") is None
     assert invoke("deploy", "--stop", "--env", env).exit_code == 0

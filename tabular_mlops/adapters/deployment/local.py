@@ -811,9 +811,11 @@ class LocalProcessTarget:
             state_file(self.state_dir, model_name, kind).unlink(missing_ok=True)
         shutil.rmtree(stable_dir(self.state_dir, model_name), ignore_errors=True)
 
-    def sweep_if_idle(self, model_name: str) -> list[int]:
+    def sweep_if_idle(
+        self, model_name: str, why: str = "left over from an earlier deployment"
+    ) -> list[int]:
         """:meth:`sweep` unless a deployment is in progress (its candidate is no stray)."""
-        return self._when_idle(model_name, lambda: self.sweep(model_name))
+        return self._when_idle(model_name, lambda: self.sweep(model_name, why=why))
 
     def leftovers(self, model_name: str) -> list[int]:
         """What :meth:`sweep_if_idle` would stop, left running."""
