@@ -124,9 +124,11 @@ def deploy(
         live = live_service(target, name)
         cut_short = _cut_short(target, env, name)
         if stop_service:
-            if cut_short is not None:  # its traffic may have half moved: carried out first
-                raise click.ClickException(f"{cut_short}, then stop; nothing was stopped")
             running = _rollout_in_progress(target, name)
+            if cut_short is not None and running is not None:  # its traffic may be half moved
+                raise click.ClickException(f"{cut_short}, then stop; nothing was stopped")
+            if cut_short is not None:  # the traffic has moved: the rest is bookkeeping
+                click.echo(cut_short[0].upper() + cut_short[1:] + ".")
             if running is not None:  # a stop would end it with no decision on record
                 raise click.ClickException(
                     f"rollout {running.experiment} of version "
@@ -222,8 +224,11 @@ def deploy(
     note = ReleaseNote(reason=reason, by_hand=model_version is not None)
     try:
         ran = run_pipeline("deployment", pipeline, serving=config.parameters.serving, note=note)
-        if ran is not None:  # a Ctrl-C here, the run done, still says what it changed
-            _record_unless_recorded(env, target, name, ran.name, note, live)
+        if ran is not None:  # the release is done: its entry is written whole
+            from tabular_mlops.adapters.interrupts import ctrl_c_held
+
+            with ctrl_c_held():
+                _record_unless_recorded(env, target, name, ran.name, note, live)
     except (KeyboardInterrupt, click.ClickException) as exc:
         # the candidate it started goes; the live version (and a rollout begun) stays
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -235,7 +240,9 @@ def deploy(
         if switched is not None:  # the switch holds Ctrl-C: it was done, and recorded
             click.echo(f"{happened} after the switch: {switched}.")
         elif interrupted:  # click ends with "Aborted!" alone
-            kept = (f"version {live.model_version} still serves at {live.url}" if live
+            kept = (f"version {live.model_version} still serves at {live.url}"
+                    if live and not problems else f"version {live.model_version} is still the "
+                    f"live one, with its problems" if live
                     else f"nothing of '{name}' serves, as before")  # fmt: skip
             click.echo(f"{happened} before the switch: nothing changed, {kept}; the same "
                        "command deploys again.")  # fmt: skip

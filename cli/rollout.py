@@ -81,7 +81,10 @@ def rollout(
         click.echo(f"{nothing}.")
         return
     if status:
-        if target.noted_decision(name) is not None:  # the store says what waits, exactly
+        from tabular_mlops.adapters.deployment.local import LocalProcessTarget
+
+        # the store says what waits, exactly (a cluster's target keeps no note to look at)
+        if target.noted_decision(name) is not None or not isinstance(target, LocalProcessTarget):
             for waiting in _cut_short(env, name):
                 click.echo(waiting)
         view, evidence, decision = rules_now(target, current, serving)

@@ -37,14 +37,15 @@ def continuous_training_pipeline(monitoring: MonitoringConfig, plan: RetrainingP
         promotion: Any = retraining_pipeline.with_options(
             model=Model(**plan.model.model_dump()), settings=plan.training_settings
         )(**dict(plan.parameters))
-        if not plan.redeploy or not promotion.load().promoted:
+        outcome = promotion.load()
+        if not plan.redeploy or not outcome.promoted:
             return
-        strategy = plan.serving.rollout.strategy
         if find_live_service(plan.serving).load():
             redeployment_pipeline.with_options(
                 model=Model(name=plan.model.name, version=plan.stage),
                 settings=plan.deployment_settings,
-            )(serving=plan.serving, note=retraining_note(plan.stage, strategy))
+            )(serving=plan.serving,
+              note=retraining_note(outcome.stage, plan.serving.rollout.strategy))  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -87,6 +87,8 @@ LONGEST_FIRST = (
     "test_prod_plan.py",
     "test_store_contracts.py",
     "test_stacks.py",
+    "test_packaging.py",
+    "test_data_reports.py",
     # `make test-unit` (test_regression.py and test_governance.py are named above): its
     # longest modules by their wall time (2026-12-06), so that neither worker is left with
     # one of them at the end

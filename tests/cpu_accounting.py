@@ -98,7 +98,7 @@ def _kind(cmdline: list[str], parent: str | None) -> str:
             command = next((w for w in cmdline[position + 1 :] if not w.startswith("-")), "")
             return f"run.py {command}".strip()
         if word in ("-m", "-c") and position + 1 < len(cmdline):
-            return f"python {word} {cmdline[position + 1].strip().splitlines()[0][:40]}"
+            return f"python {word} {(cmdline[position + 1].strip().splitlines() or [''])[0][:40]}"
     return " ".join(w.rsplit("/", 1)[-1] for w in cmdline[:2]) or "?"
 
 

@@ -79,10 +79,11 @@ def carry_out(
     written = decision | {"stage": stage, "by": who(), "run": get_step_context().pipeline_run.name}
     name = version.model.name
     with promotion_lock(name, stage), ctrl_c_held():
-        # where `deploy --status` reads it; dropped before the tag, so never left over
-        target.note_decision(name, written | {"candidate": str(version.number)})
         _log(version, {PENDING_KEY: written})
         client.update_model_version(version.model.id, version.id, add_tags=[PENDING_TAG])
+        # where `deploy --status` reads it: after the tag (a note never names a decision
+        # the store does not keep), dropped before it
+        target.note_decision(name, written | {"candidate": str(version.number)})
         try:
             return _finish(client, deployer, target, version, written)
         except Exception:

@@ -559,8 +559,6 @@ def test_a_decision_whose_command_was_killed_half_way_is_carried_out_by_the_next
     )
     status = invoke("deploy", *serving_args(service), "--status")
     assert status.exit_code == 0 and cut_short in status.output, status.output
-    stopped = invoke("deploy", *serving_args(service), "--stop")
-    assert stopped.exit_code == 1 and "nothing was stopped" in stopped.output, stopped.output
     live = target(service).live(MODEL)
     assert live is not None and live.model_version == candidate
     assert target(service).rollout(MODEL) is None
@@ -604,14 +602,15 @@ def test_a_decision_whose_command_was_killed_half_way_is_carried_out_by_the_next
     again = deploy(service)
     assert f"Version {candidate} of '{MODEL}' is already served" in again.output, again.output
 
-    # an abort killed once its traffic moved back leaves the experiment's record: it is
-    # named by `rollout --status`, `deploy --stop` says to carry it out (not to decide the
-    # experiment again), and the next `rollout` carries it out and ends the experiment
+    # an abort killed as its traffic moved back, the experiment's record still there: it
+    # is named by `rollout --status`, `deploy --stop` stops nothing and says to carry it
+    # out (not to decide the experiment again), and the next `rollout` carries it out
     train("0.7", "staging")
     deploy(service, "--set", "stage=staging", "--strategy", "canary", "--reason", "again")
     second = target(service).rollout(MODEL)
     assert second is not None
-    killed_at("rollout-decision-moved", "rollout", "--abort", "--reason", "not now")
+    killed_at("rollout-switched", "rollout", "--abort", "--reason", "not now")
+    assert target(service).rollout(MODEL) is not None
     assert target(service).live(MODEL).model_version == candidate
     waiting = invoke("rollout", *serving_args(service), "--status")
     assert f"The rollback of rollout {second.experiment}" in waiting.output, waiting.output

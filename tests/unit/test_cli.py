@@ -67,10 +67,9 @@ def test_status_reads_the_state_file_without_zenml_and_names_a_broken_one(tmp_pa
     assert "No live service for model 'tabular_classifier'." in result.output
 
 
-def test_a_decision_cut_short_is_named_by_status_and_stop_waits_for_it(tmp_path):
+def test_a_decision_cut_short_is_named_by_status_and_stop(tmp_path):
     """A rollout decision whose command died is noted where `deploy --status` reads without
-    ZenML: it names the decision and the command that carries it out, and `--stop` (which
-    would end a half-moved traffic split) stops nothing until it is carried out."""
+    ZenML: it names the decision and the command that carries it out."""
     from tabular_mlops.adapters.deployment.local import LocalProcessTarget
     from tabular_mlops.core.config import LocalServingConfig, ServingConfig
 
@@ -87,13 +86,14 @@ def test_a_decision_cut_short_is_named_by_status_and_stop_waits_for_it(tmp_path)
         "command died, or is still at it): `python run.py rollout --env "
         f"{env} --set model.name=tabular_classifier` carries it out"
     ) in status.output
+    # no experiment's record left: the traffic has moved, only the bookkeeping waits, and
+    # a stop (the emergency lever) goes ahead, saying so (test_rollout.py: one refused)
     stop = invoke("deploy", "--stop", "--env", env)
-    assert stop.exit_code == 1 and "then stop; nothing was stopped" in stop.output, stop.output
+    assert stop.exit_code == 0 and "The abort of rollout e1" in stop.output, stop.output
     (state / "tabular_classifier.decision.json").write_text("{torn")  # still named
     assert "is not carried out" in invoke("deploy", "--status", "--env", env).output
     target.note_decision("tabular_classifier", None)
     assert target.noted_decision("tabular_classifier") is None
-    assert invoke("deploy", "--stop", "--env", env).exit_code == 0
 
 
 def test_a_model_name_nothing_serves_is_answered_with_the_models_served_and_not_audited(

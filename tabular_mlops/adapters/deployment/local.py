@@ -56,6 +56,7 @@ from tabular_mlops.adapters.deployment.target import (
     Rollout,
     RunningService,
 )
+from tabular_mlops.adapters.failpoints import failpoint
 from tabular_mlops.adapters.net import (
     HOST,
     answer_of,
@@ -663,6 +664,7 @@ class LocalProcessTarget:
                 else (rollout.champion, rollout.candidate)
             )
             live = self.switch(winner)
+            failpoint("rollout-switched")  # the traffic moved, the experiment's record stays
             # no record names the loser before it stops: the supervisor never restarts it
             state_file(self.state_dir, model_name, ".rollout").unlink(missing_ok=True)
             self.stop(loser)
