@@ -240,10 +240,12 @@ def deploy(
         if switched is not None:  # the switch holds Ctrl-C: it was done, and recorded
             click.echo(f"{happened} after the switch: {switched}.")
         elif interrupted:  # click ends with "Aborted!" alone
-            kept = (f"version {live.model_version} still serves at {live.url}"
-                    if live and not problems else f"version {live.model_version} is still the "
-                    f"live one, with its problems" if live
-                    else f"nothing of '{name}' serves, as before")  # fmt: skip
+            if live is None:
+                kept = f"nothing of '{name}' serves, as before"
+            elif problems:
+                kept = f"version {live.model_version} is still the live one, with its problems"
+            else:
+                kept = f"version {live.model_version} still serves at {live.url}"
             click.echo(f"{happened} before the switch: nothing changed, {kept}; the same "
                        "command deploys again.")  # fmt: skip
         raise

@@ -29,7 +29,9 @@ from tabular_mlops.adapters.paths import CONFIG_DIR
 from tabular_mlops.core.config import TrainingRunConfig
 
 if TYPE_CHECKING:
-    from zenml.models import PipelineRunResponse
+    from collections.abc import Mapping
+
+    from zenml.models import PipelineRunResponse, StepRunResponse
 
 
 @click.command()
@@ -92,22 +94,25 @@ def train(
         return None
     run = run_pipeline("training", pipeline, **dict(config.parameters))
     if run is not None and not schedule:
-        _record_unless_recorded(env, run)
-        report_training(run)
+        from zenml.client import Client
+
+        run = Client().get_pipeline_run(run.id)  # as the store has it now, read once
+        steps = finished_steps(run)
+        _record_unless_recorded(env, run, steps)
+        report_training(run, steps)
     return run
 
 
-def _record_unless_recorded(env: str, run: PipelineRunResponse) -> None:
+def _record_unless_recorded(
+    env: str, run: PipelineRunResponse, steps: Mapping[str, StepRunResponse]
+) -> None:
     """A promotion by the gates in this command's trail when its step recorded it
     elsewhere (a pod on the cluster, whose trail goes with it)."""
-    from zenml.client import Client
-
     from tabular_mlops.adapters.audit import read_trail
     from tabular_mlops.core.audit import promotion_details, recorded_for_run
 
     if recorded_for_run(read_trail(env)[0], run.name):
         return
-    steps = finished_steps(Client().get_pipeline_run(run.id))
     if "promote_model" not in steps or run.model_version is None:
         return
     outcome = step_output(steps, "promote_model", "promotion")
@@ -132,15 +137,13 @@ def _check_estimator(config: TrainingRunConfig, source: Path) -> None:
         raise click.ClickException(f"{source}: parameters.{exc}") from None
 
 
-def report_training(run: PipelineRunResponse) -> None:
-    """What the run did to the model, its test metrics beside the trivial baselines', and
-    where to look."""
+def report_training(run: PipelineRunResponse, steps: Mapping[str, StepRunResponse]) -> None:
+    """What the run did to the model (``steps``: its steps as the store has them), its
+    test metrics beside the trivial baselines', and where to look."""
     from zenml.client import Client
 
     from tabular_mlops.core.baselines import lift
 
-    run = Client().get_pipeline_run(run.id)
-    steps = finished_steps(run)
     cached = sum(step.status.value == "cached" for step in steps.values())
     ended, started = run.end_time, run.start_time
     seconds = (ended - started).total_seconds() if ended and started else 0.0
