@@ -673,12 +673,28 @@ def _errors(errors: np.ndarray):
     return stats
 
 
+def _summed(errors: np.ndarray):
+    """What ``_errors`` adds up row by row, in one go (the A/B tests below draw half a
+    million rows: 2 s of ``add`` calls)."""
+    from tabular_mlops.core.rollout import AbsoluteErrors
+
+    deviations = float(((errors - errors.mean()) ** 2).sum()) if len(errors) else 0.0
+    return AbsoluteErrors(rows=len(errors), total=float(errors.sum()), deviations=deviations)
+
+
+def test_errors_summed_in_one_go_are_the_rows_added_one_by_one():
+    errors = np.abs(np.random.default_rng(3).normal(0, 7, 200))
+    one_by_one, summed = _errors(errors), _summed(errors)
+    assert (summed.rows, summed.total) == (one_by_one.rows, pytest.approx(one_by_one.total))
+    assert summed.deviations == pytest.approx(one_by_one.deviations, rel=1e-9)
+
+
 def _arm(version: str, errors: np.ndarray, randomized: np.ndarray | None = None):
     from tabular_mlops.core.rollout import ArmEvidence
 
     return ArmEvidence(
-        version=version, requests=len(errors), absolute_errors=_errors(errors),
-        randomized_errors=_errors(errors if randomized is None else randomized),
+        version=version, requests=len(errors), absolute_errors=_summed(errors),
+        randomized_errors=_summed(errors if randomized is None else randomized),
     )  # fmt: skip
 
 

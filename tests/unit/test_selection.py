@@ -64,7 +64,12 @@ def test_the_leaderboard_picks_the_estimator_known_to_be_best(frame, best):
     assert all(len(t.scores) == 5 for t in board.trials)
     chosen = chosen_training(training, board)
     assert chosen.estimator == best and chosen.candidates == []
-    # seeded folds: the same scores on every run
+
+
+def test_seeded_folds_give_the_same_scores_on_every_run():
+    training = TrainingConfig(candidates=[LOGISTIC, TREE])
+    frame = xor_frame(200)
+    board = select(frame, "y", training, "classification", "accuracy")
     again = select(frame, "y", training, "classification", "accuracy")
     assert [t.scores for t in again.trials] == [t.scores for t in board.trials]
 
