@@ -327,11 +327,18 @@ def keep_logged_error(record: logging.LogRecord) -> None:
                 raised.append(record.exc_info[1])
 
 
-def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunResponse | None:
+def run_pipeline(
+    label: str,
+    pipeline: Any,
+    after_failure: Callable[[list[PipelineRunResponse]], None] | None = None,
+    **parameters: Any,
+) -> PipelineRunResponse | None:
     """Run ``pipeline``; a failed step becomes a CLI error carrying the step's own
-    exception, and ending with one line: the step, the check and the fix."""
+    exception, and ending with one line: the step, the check and the fix.
+    ``after_failure`` is given the failed run (and its child runs) first: what its steps
+    did before one failed (a promotion) may still need the command's bookkeeping."""
     from tabular_mlops.adapters.mlflow_models import end_leaked_runs
-    from tabular_mlops.adapters.runs_in_flight import in_flight
+    from tabular_mlops.adapters.runs_in_flight import in_flight, runs_of
 
     with in_flight(runs_dir(), pipeline.name) as tag, logged_errors() as raised:
         # ZenML names a run by the time to the microsecond: two started together by two
@@ -346,6 +353,11 @@ def run_pipeline(label: str, pipeline: Any, **parameters: Any) -> PipelineRunRes
             # a static run raises RuntimeError; a dynamic one (the loop's child runs) the
             # failed step's own exception
             end_leaked_runs()  # the next pipeline of this process must not inherit it
+            if after_failure is not None:
+                try:
+                    after_failure(runs_of(tag))
+                except Exception as missed:  # the step's own failure is what to report
+                    click.echo(f"After the failed {label} run: {missed}", err=True)
             failures = failed_steps(tag)
             if not failures and not isinstance(exc, RuntimeError):
                 raise

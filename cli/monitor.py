@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import click
@@ -24,6 +25,7 @@ from cli.common import (
     step_output,
     zenml_schedule,
 )
+from cli.train import record_promotion, record_promotions
 from tabular_mlops.adapters.paths import CONFIG_DIR, LOCAL_DIR
 from tabular_mlops.adapters.retention import prune_old_logs
 from tabular_mlops.core.config import (
@@ -69,8 +71,9 @@ def monitor(
         staged_version(config)
     pipeline = staged_pipeline(continuous_training_pipeline, config).with_options(schedule=cron)
     run = run_pipeline(
-        "continuous training", pipeline, monitoring=config.parameters.monitoring, plan=plan
-    )
+        "continuous training", pipeline, after_failure=partial(record_promotions, env),
+        monitoring=config.parameters.monitoring, plan=plan,
+    )  # fmt: skip
     if run is None or schedule:
         return
     prune_old_logs([config.parameters.monitoring.inference_log_dir], plan.serving.retention_days)
@@ -92,7 +95,9 @@ def monitor(
         if child.pipeline is None:
             continue
         if child.pipeline.name == "retraining_pipeline":
-            outcome = step_output(finished_steps(child), "promote_model", "promotion")
+            retrained = finished_steps(child)
+            record_promotion(env, child, retrained)
+            outcome = step_output(retrained, "promote_model", "promotion")
             click.echo(f"Retrained: version {outcome.model_version} {outcome}")
         elif child.pipeline.name == "redeployment_pipeline":
             steps = finished_steps(child)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,18 +93,29 @@ def train(
     if dry_run:
         _print_plans(env, pipeline, dict(config.parameters))
         return None
-    run = run_pipeline("training", pipeline, **dict(config.parameters))
+    run = run_pipeline(
+        "training", pipeline, after_failure=partial(record_promotions, env),
+        **dict(config.parameters),
+    )  # fmt: skip
     if run is not None and not schedule:
         from zenml.client import Client
 
         run = Client().get_pipeline_run(run.id)  # as the store has it now, read once
         steps = finished_steps(run)
-        _record_unless_recorded(env, run, steps)
+        record_promotion(env, run, steps)
         report_training(run, steps)
     return run
 
 
-def _record_unless_recorded(
+def record_promotions(env: str, runs: list[PipelineRunResponse]) -> None:
+    """The promotions of ``runs`` (a training, the continuous-training loop's retraining)
+    in this command's trail when their steps recorded them elsewhere; a failed run's too,
+    when a step after the promotion failed (the model card, the pruning): it stands."""
+    for run in runs:
+        record_promotion(env, run, finished_steps(run))
+
+
+def record_promotion(
     env: str, run: PipelineRunResponse, steps: Mapping[str, StepRunResponse]
 ) -> None:
     """A promotion by the gates in this command's trail when its step recorded it
@@ -111,9 +123,10 @@ def _record_unless_recorded(
     from tabular_mlops.adapters.audit import read_trail
     from tabular_mlops.core.audit import promotion_details, recorded_for_run
 
-    if recorded_for_run(read_trail(env)[0], run.name):
+    promoted = steps.get("promote_model")
+    if promoted is None or promoted.status.value != "completed" or run.model_version is None:
         return
-    if "promote_model" not in steps or run.model_version is None:
+    if recorded_for_run(read_trail(env)[0], run.name):
         return
     outcome = step_output(steps, "promote_model", "promotion")
     if outcome.promoted:

@@ -102,11 +102,16 @@ def latest_data_reference() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("strategy", ["shadow", "canary", "ab", "bandit", "replace"])
-def test_a_retraining_reaches_the_live_service(loop, strategy):
+def test_a_retraining_reaches_the_live_service(loop, strategy, monkeypatch):
+    import steps.promotion.promote_model as promote_step
+
     before = production_version()
     alerts = LOCAL_DIR / "alerts" / "dev.jsonl"
     alerts_before = alerts.read_text() if alerts.exists() else ""
-    result = monitor(loop, strategy)
+    with monkeypatch.context() as pod:
+        if strategy == "replace":  # the promote step's entry goes with its pod, as on a cluster
+            pod.setattr(promote_step, "record", lambda *args, **kwargs: None)
+        result = monitor(loop, strategy)
     assert result.exit_code == 0, result.output
     assert "Monitoring decision: RETRAIN (300 rows)" in result.output
     # the data gate compared with production's training data, and said so
@@ -117,7 +122,8 @@ def test_a_retraining_reaches_the_live_service(loop, strategy):
     # the redeploy is in the audit trail as any deploy is, saying why it happened
     from tabular_mlops.adapters.audit import read_trail
 
-    last = [e for e in read_trail(loop["env"])[0] if e.model == MODEL][-1]
+    trail = [e for e in read_trail(loop["env"])[0] if e.model == MODEL]
+    last = [e for e in trail if e.action == "deploy"][-1]
     stage = "production" if strategy == "replace" else "staging"
     said = f"a retraining promoted it to {stage}" + (
         ""
@@ -128,6 +134,10 @@ def test_a_retraining_reaches_the_live_service(loop, strategy):
     if strategy == "replace":
         assert "promoted to production" in result.output, retrained
         assert production_version() != before
+        # recorded by the command, naming the retraining's run
+        promoted = trail[-1]
+        assert (promoted.action, promoted.version) == ("promote", production_version())
+        assert promoted.details["run"].startswith("retraining_pipeline"), promoted
         assert served_version(loop) == production_version()
         assert loop["target"].rollout(MODEL) is None
         return

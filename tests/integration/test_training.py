@@ -51,6 +51,18 @@ def test_a_promotion_its_step_recorded_elsewhere_is_recorded_by_the_command(dev_
     result = invoke("train", "--set", "model.name=it_promoted_here")
     assert result.exit_code == 0, result.output
     assert promotions("it_promoted_here") == [("promote", "1", "production", True)]
+    # a step after the promotion fails: the promotion stands, and is recorded all the same
+    import steps.promotion.write_model_card as card_step
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("the card's template is gone")
+
+    with monkeypatch.context() as pod:
+        pod.setattr(promote_step, "record", lambda *args, **kwargs: None)
+        pod.setattr(card_step, "render_model_card", broken)
+        result = invoke("train", "--set", "model.name=it_promoted_then_failed")
+    assert result.exit_code != 0 and "the card's template is gone" in result.output
+    assert promotions("it_promoted_then_failed") == [("promote", "1", "production", True)]
 
 
 def test_first_run_promotes_a_model_with_its_lineage(first_run):
