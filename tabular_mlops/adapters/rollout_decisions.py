@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tabular_mlops.adapters.alerts import notify
 from tabular_mlops.adapters.audit import read_trail, record, who
+from tabular_mlops.adapters.deployment.target import TrafficMovedError
 from tabular_mlops.adapters.failpoints import failpoint
 from tabular_mlops.adapters.interrupts import ctrl_c_held
 from tabular_mlops.adapters.mlflow_models import drop_alias
@@ -86,6 +87,8 @@ def carry_out(
         target.note_decision(name, written | {"candidate": str(version.number)})
         try:
             return _finish(client, deployer, target, version, written)
+        except TrafficMovedError:  # the next command finishes it
+            raise
         except Exception:
             running = target.rollout(name)
             if running is not None and running.experiment == decision["experiment"]:

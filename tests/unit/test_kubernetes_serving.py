@@ -287,6 +287,30 @@ def test_a_rollout_puts_the_router_in_front_until_it_is_decided(cluster):
     assert ("Deployment", champion.runs_as.deployment) not in applier.objects
 
 
+def test_a_rollout_end_that_fails_after_the_switch_says_the_traffic_moved(cluster):
+    """The cluster's API fails while the router is removed: the Service already selects
+    the winner (and no longer holds the experiment's record), so the failure is said as
+    a TrafficMovedError, never taken for a refusal before anything moved."""
+    from tabular_mlops.adapters.deployment.target import TrafficMovedError
+    from tabular_mlops.core.rollout import RolloutPlan
+
+    applier, target = cluster
+    champion = target.switch(_start(target, "1", "aaaaaaaa"))
+    candidate = _start(target, "2", "bbbbbbbb")
+    target.begin_rollout(champion, candidate, RolloutPlan(strategy="canary"))
+
+    def api_down(inventory):
+        raise RuntimeError("503 from the API server")
+
+    applier.delete_from_inventory = api_down
+    with pytest.raises(TrafficMovedError, match=r"all traffic moved to version 2, then .*503"):
+        target.finish_rollout("tabular_classifier", promote=True)
+    selector = applier.objects[("Service", "tabular-classifier")]["spec"]["selector"]
+    assert selector == {"app.kubernetes.io/instance": candidate.runs_as.deployment}
+    assert target.rollout("tabular_classifier") is None
+    assert ("Deployment", "tabular-classifier-router") in applier.objects  # left behind
+
+
 def test_zenml_shows_the_live_versions_log_tail(tmp_path):
     """`zenml model-deployer models logs <UUID>`: the last lines of the live version's log
     on this machine; a pointer where there is none (a cluster's pods)."""

@@ -40,6 +40,7 @@ from tabular_mlops.adapters.deployment.target import (
     Rollout,
     RunningService,
     UnsupportedStackError,
+    after_the_switch,
 )
 from tabular_mlops.core.config import ContainerServingConfig, ServingConfig
 from tabular_mlops.core.rollout import RolloutPlan
@@ -503,10 +504,14 @@ class KubernetesTarget:
         )
         live = self.switch(winner)  # the stable Service selects the winner, no rollout record
         router = f"{dns_name(model_name, 55)}-router"
-        self._delete_items(
-            [("apps/v1", "Deployment", router), ("v1", "ConfigMap", f"{router}-routes")]
-        )
-        self.stop(loser)
+
+        def end() -> None:
+            self._delete_items(
+                [("apps/v1", "Deployment", router), ("v1", "ConfigMap", f"{router}-routes")]
+            )
+            self.stop(loser)
+
+        after_the_switch(winner, end)
         return live
 
     def router_view(self, model_name: str) -> dict[str, Any] | None:

@@ -55,6 +55,7 @@ from tabular_mlops.adapters.deployment.target import (
     LocalProcess,
     Rollout,
     RunningService,
+    after_the_switch,
 )
 from tabular_mlops.adapters.failpoints import failpoint
 from tabular_mlops.adapters.net import (
@@ -665,9 +666,13 @@ class LocalProcessTarget:
             )
             live = self.switch(winner)
             failpoint("rollout-switched")  # the traffic moved, the experiment's record stays
-            # no record names the loser before it stops: the supervisor never restarts it
-            state_file(self.state_dir, model_name, ".rollout").unlink(missing_ok=True)
-            self.stop(loser)
+
+            def end() -> None:
+                # no record names the loser before it stops: the supervisor never restarts it
+                state_file(self.state_dir, model_name, ".rollout").unlink(missing_ok=True)
+                self.stop(loser)
+
+            after_the_switch(winner, end)
             return live
         finally:
             self._release(model_name)

@@ -209,3 +209,20 @@ class ServingTarget(Protocol):
 
 class UnsupportedStackError(RuntimeError):
     """The active stack has no component this pipeline can serve through."""
+
+
+class TrafficMovedError(RuntimeError):
+    """A rollout's end moved the traffic, then failed (stopping the other version,
+    removing the router): the decision stands and is left for the next command to finish."""
+
+
+def after_the_switch(winner: RunningService, step: Callable[[], None]) -> None:
+    """``step`` of a rollout's end once ``winner`` has all traffic; its failure is a
+    :class:`TrafficMovedError`, never taken for a refusal before anything moved."""
+    try:
+        step()
+    except Exception as exc:
+        raise TrafficMovedError(
+            f"all traffic moved to version {winner.model_version}, then the rollout's end "
+            f"failed: {exc}"
+        ) from exc
