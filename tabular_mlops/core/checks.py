@@ -233,6 +233,10 @@ def misread_text(frame: pd.DataFrame, target: str) -> list[Violation]:
             continue
         sample = pd.Series(values.unique()[:1000]).astype(str)
         example = str(sample.iloc[0])
+        # plain numbers beside grouped or decimal-comma ones: a number below 1,000 has no
+        # comma to write (84 % "512.2", 16 % "1,001.0" is one column of numbers)
+        numbers = float(sample.str.match(NUMBER).mean())
+        grouped, commas = sample.str.match(THOUSANDS), sample.str.match(DECIMAL_COMMA)
         if float(sample.str.match(DATE_OR_TIME).mean()) >= MOSTLY:
             violations.append(
                 Violation(
@@ -245,7 +249,29 @@ def misread_text(frame: pd.DataFrame, target: str) -> list[Violation]:
                     "file (hour, ...)",
                 )
             )
-        elif MOSTLY <= (numbers := float(sample.str.match(NUMBER).mean())) < 1:
+        elif grouped.any() and float(grouped.mean()) + numbers >= MOSTLY:
+            violations.append(
+                Violation(
+                    "thousands_separator",
+                    str(name),
+                    f"numbers written with commas between thousands (e.g. "
+                    f"{str(sample[grouped].iloc[0])!r}) were read as text; write them without "
+                    "(pandas: to_csv() writes none; a spreadsheet: a number format without "
+                    "grouping). Were the commas decimal commas (60,711 meaning 60.711), write "
+                    "decimal points instead",
+                )
+            )
+        elif commas.any() and float(commas.mean()) + numbers >= MOSTLY:
+            violations.append(
+                Violation(
+                    "decimal_comma",
+                    str(name),
+                    f"numbers written with a decimal comma (e.g. "
+                    f"{str(sample[commas].iloc[0])!r}) were read as text; write the file with "
+                    "decimal points (pandas: to_csv(decimal='.'))",
+                )
+            )
+        elif MOSTLY <= numbers < 1:
             text = sorted(set(sample[~sample.str.match(NUMBER)]))[:5]
             violations.append(
                 Violation(
@@ -254,27 +280,6 @@ def misread_text(frame: pd.DataFrame, target: str) -> list[Violation]:
                     f"{numbers:.0%} of distinct values are numbers, the rest text ({text}): "
                     "read as text, the column would be one category per number; if that text "
                     "means missing, add it to data.na_values",
-                )
-            )
-        elif float(sample.str.match(THOUSANDS).mean()) >= MOSTLY:
-            violations.append(
-                Violation(
-                    "thousands_separator",
-                    str(name),
-                    f"numbers written with commas between thousands (e.g. {example!r}) "
-                    "were read as text; write them without (pandas: to_csv() writes none; "
-                    "a spreadsheet: a number format without grouping). Were the commas "
-                    "decimal commas (60,711 meaning 60.711), write decimal points instead",
-                )
-            )
-        elif float(sample.str.match(DECIMAL_COMMA).mean()) >= MOSTLY:
-            violations.append(
-                Violation(
-                    "decimal_comma",
-                    str(name),
-                    f"numbers written with a decimal comma (e.g. {example!r}) were read as "
-                    "text; write the file with decimal points (pandas: "
-                    "to_csv(decimal='.'))",
                 )
             )
     return violations

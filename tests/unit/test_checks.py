@@ -281,6 +281,26 @@ def test_thousands_separators_are_named_as_such_not_as_decimal_commas(reference)
     assert ("decimal_comma", "age") not in problems
 
 
+def test_grouped_numbers_among_plain_ones_are_named_not_trained_as_categories(reference):
+    """Only numbers of 1,000 and more have a comma to write: a column where a sixth of the
+    values are grouped is numbers all the same, never one category per value."""
+    from tabular_mlops.core.checks import MOSTLY
+
+    area = reference["age"] * 25  # 500-1,500: the smaller ones have no comma
+    frame = reference.assign(
+        area=area.map(lambda v: f"{v:,.1f}"),
+        # whole numbers plain, the others with a decimal comma
+        gap=area.map(lambda v: f"{v:.0f}" if v == int(v) else f"{v:.1f}".replace(".", ",")),
+    )
+    for column in ("area", "gap"):
+        assert 0 < frame[column].str.contains(",").mean() < MOSTLY, column
+    problems = found(frame, reference)
+    said = problems[("thousands_separator", "area")]
+    assert said.startswith("numbers written with commas between thousands (e.g. '1,")
+    assert ("numbers_as_text", "area") not in problems
+    assert problems[("decimal_comma", "gap")].startswith("numbers written with a decimal comma")
+
+
 def test_a_replayed_partition_is_named_with_its_largest_group(reference):
     frame = pd.concat([reference, *[reference.head(20)] * 2], ignore_index=True)
     assert found(frame, reference)[("duplicate_rows", None)] == (
