@@ -74,7 +74,11 @@ def infer(
     click.echo(
         f"\nBatch {result.batch_id}: {result.rows_scored} of {result.rows_read} rows scored "
         f"by version {result.model_version} in {result.seconds:.1f} s\n"
-        f"  predictions: {result.predictions_path}"
+        + (
+            f"  predictions: {result.predictions_path}"
+            if result.predictions_path
+            else "  no predictions file: every row was rejected"
+        )
     )
     if result.rejected_path:
         click.echo(f"  {result.rows_rejected} rows rejected, with reasons: {result.rejected_path}")

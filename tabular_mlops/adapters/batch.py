@@ -59,7 +59,8 @@ class BatchResult(BaseModel):
     rows_read: int
     rows_scored: int
     rows_rejected: int
-    predictions_path: str
+    #: None when no row was scored (every one rejected): no file is written
+    predictions_path: str | None
     rejected_path: str | None
     seconds: float
     #: per categorical feature, the scored rows holding a category training never saw
@@ -281,10 +282,22 @@ def split_bad_rows(
     """(rows the model can score; rejected rows with the reason for each)."""
     required = [f.name for f in spec.features if not f.nullable]
     missing_required = any(chunk[name].isna().any() for name in required)  # no copy
-    if reasons is None and not missing_required:  # the common case: no copy
+    # inf, -Infinity, 1e400: the scaler fails on the whole chunk (the stream and the
+    # embedded file refuse the row alone, naming it)
+    infinite = {
+        f.name: found
+        for f in spec.features
+        if f.kind == "numeric" and chunk[f.name].dtype.kind == "f"
+        and (found := np.isinf(chunk[f.name].to_numpy())).any()
+    }  # fmt: skip
+    if reasons is None and not missing_required and not infinite:  # the common case: no copy
         return chunk, chunk.iloc[:0].assign(**{REASON: pd.Series(dtype=object)})
     if reasons is None:
         reasons = pd.Series(None, index=chunk.index, dtype=object)
+    for name, found in infinite.items():
+        reasons[found] = reasons[found].fillna("") + (
+            f"column '{name}': " + chunk[name][found].map(str) + " is not a finite number; "
+        )
     unreadable = reasons.notna()
     if missing_required:
         for name in required:
@@ -463,7 +476,7 @@ def score_file(
         rows_read=rows_read,
         rows_scored=rows_scored,
         rows_rejected=rows_rejected,
-        predictions_path=str(predictions_path),
+        predictions_path=str(predictions_path) if writer is not None else None,
         rejected_path=str(rejected_path) if rows_rejected else None,
         seconds=time.perf_counter() - started,
         unseen_categories=unseen,

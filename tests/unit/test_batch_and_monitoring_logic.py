@@ -20,23 +20,37 @@ def test_bad_rows_are_written_aside_with_reasons(churn, tmp_path):
     batch.loc[2, "tenure_months"] = "twelve"
     batch.loc[5, "contract"] = None  # never missing in training
     batch.loc[7, "region"] = None  # missing in training too: fine
+    # not finite: the row alone, not the whole chunk (the scaler refuses infinity)
+    batch.loc[8, "monthly_charges"], batch.loc[9, "tenure_months"] = "inf", "-1e400"
     path = tmp_path / "batch.csv"
     batch.to_csv(path, index=False)
     result = score_file(path, model, spec, tmp_path / "out", "b1", 4, datetime.now(UTC))
-    assert (result.rows_read, result.rows_scored, result.rows_rejected) == (10, 8, 2)
+    assert (result.rows_read, result.rows_scored, result.rows_rejected) == (10, 6, 4)
     rejected = pd.read_csv(result.rejected_path)
-    assert rejected["row_number"].tolist() == [2, 5]
+    assert rejected["row_number"].tolist() == [2, 5, 8, 9]
     assert rejected["rejection_reason"].tolist() == [
         "column 'tenure_months': 'twelve' is not a number",
         "column 'contract': missing, never missing in training",
+        "column 'monthly_charges': inf is not a finite number",
+        "column 'tenure_months': -inf is not a finite number",
     ]
     scored = pd.read_parquet(result.predictions_path)
-    assert len(scored) == 8 and 2 not in scored["row_number"].tolist()
+    assert len(scored) == 6 and 2 not in scored["row_number"].tolist()
     assert set(scored["prediction"]) <= {"yes", "no"}
     assert {"probability_yes", "probability_no", "model_version", "batch_id", "scored_at"} <= set(
         scored.columns
     )
     assert (scored["model_version"] == "3").all()
+
+
+def test_a_batch_whose_every_row_is_rejected_names_no_predictions_file(churn, tmp_path):
+    frame, model, spec = churn
+    batch = frame.drop(columns=["churn"]).head(3).assign(contract=None)
+    path = tmp_path / "batch.csv"
+    batch.to_csv(path, index=False)
+    result = score_file(path, model, spec, tmp_path / "out", "b0", 4, datetime.now(UTC))
+    assert (result.rows_scored, result.rows_rejected, result.predictions_path) == (0, 3, None)
+    assert not list((tmp_path / "out").glob("predictions-*"))
 
 
 def test_parquet_batches_score_the_same_as_the_model(churn, tmp_path):
