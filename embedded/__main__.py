@@ -8,34 +8,87 @@ import argparse
 import csv
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from embedded.scorer import EmbeddedModel, InvalidRowError
+from embedded.scorer import EmbeddedModel
+
+#: a number as a CSV writes it (ASCII digits only: Python's float() also takes "1_0" and
+#: full-width digits, which training's reader and the batch reader refuse)
+NUMBER = re.compile(r"\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*", re.ASCII)
 
 
-def read_rows(text: str, numeric: set[str], is_csv: bool) -> list[dict[str, Any]]:
-    """Rows from JSON (a list of objects, ``{"rows": [...]}``, or one object per line)
-    or CSV (numeric features parsed as numbers, an empty cell missing)."""
-    if is_csv:
-        rows: list[dict[str, Any]] = []
-        for number, record in enumerate(csv.DictReader(io.StringIO(text))):
-            row: dict[str, Any] = {}
-            for name, value in record.items():
-                if value == "" or value is None:
-                    row[name] = None
-                elif name in numeric:
-                    try:
-                        row[name] = float(value)
-                    except ValueError:
-                        raise InvalidRowError(
-                            f"row {number}: feature '{name}': {value!r} is not a number"
-                        ) from None
-                else:
-                    row[name] = value
-            rows.append(row)
-        return rows
+class InvalidFileError(ValueError):
+    """A file that cannot be read as rows; the message names it and the line."""
+
+
+def read_file(path: Path) -> str:
+    """The file's text: UTF-8, a byte-order mark dropped; a byte that is not UTF-8 is
+    named with its line, as training's and the batch reader name it."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line, line_start = data.count(b"\n", 0, exc.start) + 1, data.rfind(b"\n", 0, exc.start) + 1
+        raise InvalidFileError(
+            f"{path}: line {line} is not UTF-8 text (byte "
+            f"0x{data[exc.start]:02x}, character {exc.start - line_start + 1}): save the file "
+            "as UTF-8 (a spreadsheet's 'CSV UTF-8')"
+        ) from None
+
+
+def read_csv(text: str, features: list[str], numeric: set[str], name: str) -> list[dict[str, Any]]:
+    """The rows of a CSV, read as training's reader and the batch reader read it: a number
+    as a number, an empty cell missing, any other text as written (the scorer takes the
+    training data's missing markers and refuses the rest, naming row and feature). A file
+    with no rows, a header naming a column twice or lacking a feature, or a line with more
+    or fewer fields than the header is refused, naming it."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise InvalidFileError(f"{name}: the file is empty; expected a header and rows")
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        raise InvalidFileError(
+            f"{name}: column(s) {repeated} appear more than once in the header, and which "
+            "copy is meant is not known: rename or drop the copies"
+        )
+    missing = [feature for feature in features if feature not in header]
+    if missing:
+        near = {c.strip().casefold(): c for c in header}
+        hints = [f"{near[f.casefold()]!r} for {f!r}" for f in missing if f.casefold() in near]
+        hint = f"; the file has {', '.join(hints)}" if hints else ""
+        if len(header) == 1 and ";" in header[0]:
+            hint = "; its header is one column holding ';': write the file with ',' between fields"
+        raise InvalidFileError(f"{name}: missing column(s) {missing}{hint}")
+    rows: list[dict[str, Any]] = []
+    for record in reader:
+        if not record:  # a blank line
+            continue
+        if len(record) != len(header):
+            fix = (
+                "quote a value that holds a comma, or remove the extra field"
+                if len(record) > len(header)
+                else "add the missing field (empty when it is not known)"
+            )
+            raise InvalidFileError(
+                f"{name}: line {reader.line_num} has {len(record)} fields and the header "
+                f"{len(header)}: {fix}"
+            )
+        rows.append({
+            column: None if value == "" else (
+                float(value) if column in numeric and NUMBER.fullmatch(value) else value)
+            for column, value in zip(header, record, strict=True)
+        })  # fmt: skip
+    if not rows:
+        raise InvalidFileError(f"{name}: a header and no rows: nothing to score")
+    return rows
+
+
+def read_json(text: str) -> list[dict[str, Any]]:
+    """Rows from JSON: a list of objects, ``{"rows": [...]}``, or one object per line."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError:  # JSON Lines
@@ -54,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = EmbeddedModel.load(arguments.export)
         if arguments.rows == "-":
-            text, is_csv = sys.stdin.read(), arguments.csv
+            text, is_csv, name = sys.stdin.read(), arguments.csv, "<stdin>"
         else:
             path = Path(arguments.rows)
-            text, is_csv = path.read_text(), path.suffix.lower() == ".csv"
+            text, is_csv, name = read_file(path), path.suffix.lower() == ".csv", str(path)
         numeric = {f["name"] for f in model.features if f["kind"] == "numeric"}
-        rows = read_rows(text, numeric, is_csv)
+        features = [f["name"] for f in model.features]
+        rows = read_csv(text, features, numeric, name) if is_csv else read_json(text)
         answers = model.answers(rows)
     except (OSError, ValueError) as exc:  # InvalidRowError, bad JSON, a wrong checksum
         print(f"error: {exc}", file=sys.stderr)

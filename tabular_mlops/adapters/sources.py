@@ -8,7 +8,12 @@ from pathlib import Path
 import pandas as pd
 from sklearn import datasets
 
-from tabular_mlops.adapters.table_files import csv_header, repeated_header, unreadable
+from tabular_mlops.adapters.table_files import (
+    csv_header,
+    refuse_ragged,
+    repeated_header,
+    unreadable,
+)
 from tabular_mlops.core.config import DataSourceConfig
 from tabular_mlops.core.problems import columns_hint, some
 
@@ -75,9 +80,9 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
     try:
         if path.suffix.lower() == ".csv":
             _refuse_repeated(path, csv_header(path))
-            return _without_blank_columns(
-                pd.read_csv(path, na_values=source.na_values, keep_default_na=False), path
-            )
+            frame = pd.read_csv(path, na_values=source.na_values, keep_default_na=False)
+            refuse_ragged(path, DataSourceError)  # a short line is read without a word
+            return _without_blank_columns(frame, path)
         frame = pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         csv_file = path.suffix.lower() == ".csv"

@@ -62,12 +62,24 @@ def where_csv_breaks(path: Path) -> str | None:
         header = next(reader, [])
         for row in reader:
             if row and len(row) != len(header):
+                fix = (
+                    "quote a value that holds a comma, or remove the extra field"
+                    if len(row) > len(header)
+                    else "add the missing field (empty when it is not known)"
+                )
                 return (
                     f"line {reader.line_num} has {len(row)} fields and the header "
-                    f"{len(header)}: quote a value that holds a comma, or remove the extra "
-                    "field"
+                    f"{len(header)}: {fix}"
                 )
     return None
+
+
+def refuse_ragged(path: Path, error: type[Exception]) -> None:
+    """``error`` naming the first line of the CSV ``path`` with fewer fields than its
+    header (pandas reads the missing ones as missing values, without a word) or more."""
+    broken = where_csv_breaks(path)
+    if broken:
+        raise error(f"{path}: {broken}")
 
 
 def unreadable(path: Path, error: BaseException, as_what: str, csv_file: bool) -> str:

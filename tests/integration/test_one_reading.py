@@ -4,7 +4,7 @@ scored by the model through each of its five readers give the same predictions.
 A user's CSV where missing values are written as text is trained on, deployed and
 exported for real; then the same file of raw rows goes through training's reader,
 the batch pipeline, the live service (HTTP), the stream's scorer (fed by the replay's
-own payloads) and the embedded ONNX scorer.
+own payloads) and the embedded ONNX scorer, in Python and as its command on the file.
 """
 
 from __future__ import annotations
@@ -157,20 +157,33 @@ def test_the_same_raw_rows_get_the_same_predictions_from_all_five_readers(served
     embedded = EmbeddedModel.load(served["root"] / "onnx")
     embedded_probabilities = embedded.predict_proba(records)
     embedded_probabilities = embedded_probabilities[:, [embedded.classes.index(c) for c in order]]
+    # 6. the embedded scorer's own command, on the file itself
+    import subprocess
+    import sys
+
+    from tabular_mlops.adapters.paths import PROJECT_ROOT
+
+    command = subprocess.run(
+        [sys.executable, "-m", "embedded", str(served["root"] / "onnx"), str(path)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    from_file = [json.loads(line) for line in command.stdout.splitlines()]
 
     for name, got in [
         ("batch", batch_probabilities),
         ("service", probabilities_of(online)),
         ("stream", probabilities_of(streamed.predictions)),
         ("embedded", embedded_probabilities),
+        ("embedded command", probabilities_of(from_file)),
     ]:
-        tolerance = 1e-5 if name == "embedded" else 1e-9  # ONNX computes in float32
+        tolerance = 1e-5 if name.startswith("embedded") else 1e-9  # ONNX computes in float32
         assert got.shape == expected.shape, name
         assert np.abs(got - expected).max() <= tolerance, name
     assert list(batch["prediction"].astype(str)) == expected_labels
     assert [a["label"] for a in online] == expected_labels
     assert [a["label"] for a in streamed.predictions] == expected_labels
     assert embedded.predict(records) == expected_labels
+    assert [a["label"] for a in from_file] == expected_labels
 
 
 def test_the_contract_is_recorded_on_the_version_and_shipped_with_the_model(served):

@@ -131,7 +131,7 @@ def test_a_header_naming_a_column_twice_is_refused_by_every_reader(churn, tmp_pa
 
 
 def test_a_file_that_is_not_a_table_is_named_with_its_line_by_every_reader(churn, tmp_path):
-    """A row with a field too many, or text that is not UTF-8: the file and the line,
+    """A row with a field too many or too few, or text that is not UTF-8: the file and the line,
     and what to do, from the batch reader, training's reader and the replay alike."""
     from tabular_mlops.adapters.batch import BatchFileError
     from tabular_mlops.adapters.sources import DataSourceError, load_dataset
@@ -147,9 +147,12 @@ def test_a_file_that_is_not_a_table_is_named_with_its_line_by_every_reader(churn
     frame.head(6).assign(region=["north", "south", "Zürich", "east", "west", "north"]).to_csv(
         latin, index=False, encoding="latin-1"
     )
+    short = tmp_path / "short.csv"  # pandas alone reads the missing field as missing
+    short.write_text("\n".join([*lines[:3], lines[3].rsplit(",", 1)[0], *lines[4:]]) + "\n")
     fields = r"line 5 has 6 fields and the header 5: quote a value that holds a comma"
+    fewer = r"line 4 has 4 fields and the header 5: add the missing field \(empty when"
     encoding = r"line 4 is not UTF-8 text \(byte 0xfc, character \d+\): save the file as UTF-8"
-    for path, said in ((ragged, fields), (latin, encoding)):
+    for path, said in ((ragged, fields), (short, fewer), (latin, encoding)):
         with pytest.raises(BatchFileError, match=f"{path}: ({said})"):
             score_file(path, model, spec, tmp_path / "out", "b", 4, datetime.now(UTC))
         with pytest.raises(DataSourceError, match=f"{path}: ({said})"):

@@ -148,6 +148,68 @@ def test_the_scorer_names_a_bad_row_and_refuses_a_tampered_file(tmp_path):
     assert cli.returncode == 2 and "feature 'monthly_charges' is missing" in cli.stderr
 
 
+def test_the_command_reads_a_users_csv_as_the_batch_reader_does_and_names_what_it_refuses(
+    tmp_path,
+):
+    """A byte-order mark, CRLF ends, numbers padded with spaces and the training data's
+    missing markers in a nullable numeric column: scored as the records themselves. A
+    file the batch reader refuses is refused here too, naming the file and the line or
+    column (a copy of a column, a short or long line, a Latin-1 byte, no rows, a header
+    in another case, ';' between fields, digits Python reads and a CSV reader does not)."""
+    from embedded import EmbeddedModel
+
+    frame = customer_churn_frame(rows=300)
+    frame.loc[::7, "monthly_charges"] = None  # a nullable numeric feature
+    _, _, result, _ = exported(frame, "churn")
+    write(result, tmp_path / "export")
+    model = EmbeddedModel.from_bytes(result.onnx, result.manifest)
+
+    def cli(name: str, content: bytes) -> subprocess.CompletedProcess:
+        (tmp_path / name).write_bytes(content)
+        return subprocess.run(
+            [sys.executable, "-m", "embedded", str(tmp_path / "export"), str(tmp_path / name)],
+            cwd=PROJECT_ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+
+    header = "tenure_months,monthly_charges,contract,region"
+    lines = ["  12 ,NA,one-year,north", "3,?,month-to-month,", "40,70.5,two-year,east"]
+    messy = cli("messy.csv", ("\ufeff" + "\r\n".join([header, *lines, ""])).encode())
+    assert messy.returncode == 0, messy.stderr
+    records = [
+        {"tenure_months": 12.0, "monthly_charges": None, "contract": "one-year", "region": "north"},
+        {"tenure_months": 3.0, "monthly_charges": None, "contract": "month-to-month",
+         "region": None},
+        {"tenure_months": 40.0, "monthly_charges": 70.5, "contract": "two-year", "region": "east"},
+    ]  # fmt: skip
+    assert [json.loads(line) for line in messy.stdout.splitlines()] == model.answers(records)
+
+    refused = {
+        "copy.csv": (f"{header},region\n1,2,one-year,north,west\n".encode(),
+                     "column(s) ['region'] appear more than once in the header"),
+        "short.csv": (f"{header}\n1,2,one-year\n".encode(),
+                      "line 2 has 3 fields and the header 4: add the missing field"),
+        "long.csv": (f"{header}\n1,2,one-year,north,x\n".encode(),
+                     "line 2 has 5 fields and the header 4: quote a value"),
+        "latin1.csv": (f"{header}\n1,2,one-year,nórth\n".encode("latin-1"),
+                       "line 2 is not UTF-8 text (byte 0xf3, character 15)"),
+        "empty.csv": (b"", "the file is empty"),
+        "header.csv": (f"{header}\n".encode(), "a header and no rows"),
+        "case.csv": (b"Tenure_Months,monthly_charges,contract,region\n1,2,one-year,north\n",
+                     "missing column(s) ['tenure_months']; the file has "
+                     "'Tenure_Months' for 'tenure_months'"),
+        "semicolon.csv": (header.replace(",", ";").encode() + b"\n1;2;one-year;north\n",
+                          "its header is one column holding ';'"),
+        "digits.csv": (f"{header}\n1_0,2,one-year,north\n".encode(),
+                       "row 0: feature 'tenure_months': '1_0' is not a number"),
+    }  # fmt: skip
+    for name, (content, said) in refused.items():
+        answer = cli(name, content)
+        assert (answer.returncode, answer.stdout) == (2, ""), (name, answer.stderr)
+        assert said in answer.stderr, (name, answer.stderr)
+        if not said.startswith("row"):
+            assert f"{tmp_path / name}: " in answer.stderr, name
+
+
 def test_the_embedded_scorer_reads_rows_by_the_models_data_contract():
     from embedded import EmbeddedModel
     from embedded.scorer import InvalidRowError

@@ -26,7 +26,12 @@ from pydantic import BaseModel
 
 from tabular_mlops.adapters.streaming.broker import BrokerError, connect, ensure_streams
 from tabular_mlops.adapters.streaming.consumer import EVENT_ID
-from tabular_mlops.adapters.table_files import csv_header, repeated_header, unreadable
+from tabular_mlops.adapters.table_files import (
+    csv_header,
+    refuse_ragged,
+    repeated_header,
+    unreadable,
+)
 from tabular_mlops.core.config import StreamingConfig
 
 #: publishes in flight before waiting for the broker's confirmations
@@ -55,6 +60,8 @@ def read_events(path: Path, drop: Sequence[str] = ()) -> list[bytes]:
     repeated = repeated_header(path, csv_header(path) if csv else list(frame.columns))
     if repeated:
         raise BrokerError(repeated)
+    if csv:
+        refuse_ragged(path, BrokerError)
     unknown = [column for column in drop if column not in frame.columns]
     if unknown:
         raise BrokerError(f"{path}: no column(s) {unknown} to drop; it has {list(frame.columns)}")
