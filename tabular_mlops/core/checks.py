@@ -170,6 +170,7 @@ def find_violations(
     except pa.errors.SchemaErrors as exc:
         violations += _to_violations(exc.failure_cases, frame, rules)
     violations += infinite_values(frame)
+    violations += boolean_columns(frame, target)
     misread = [v for v in misread_text(frame, target) if v.column not in date_columns]
     violations += misread
     violations += unreadable_dates(frame, date_columns)
@@ -480,6 +481,24 @@ def infinite_values(frame: pd.DataFrame) -> list[Violation]:
                     )
                 )
     return violations
+
+
+def boolean_columns(frame: pd.DataFrame, target: str) -> list[Violation]:
+    """A feature of True/False values (pandas reads "True", "true" and "TRUE" so): the
+    readers of a served model disagree on them (a JSON client sends true, the service
+    takes text; a batch reader reads "true" as a boolean, the embedded one as text), so
+    the model would be promoted and then refuse or misread its rows."""
+    return [
+        Violation(
+            "boolean_column",
+            str(name),
+            f"values are True/False booleans (e.g. {frame[name].dropna().iloc[0]!r}): "
+            "write them as text categories (yes/no) or as numbers (1/0) in the file",
+        )
+        for name in frame.columns
+        if name != target and frame[name].notna().any()
+        and pd.api.types.infer_dtype(frame[name], skipna=True) == "boolean"
+    ]  # fmt: skip
 
 
 def unreadable_dates(frame: pd.DataFrame, date_columns: Sequence[str]) -> list[Violation]:

@@ -301,6 +301,21 @@ def test_grouped_numbers_among_plain_ones_are_named_not_trained_as_categories(re
     assert problems[("decimal_comma", "gap")].startswith("numbers written with a decimal comma")
 
 
+def test_a_column_of_booleans_is_named_before_a_model_is_trained_on_it(reference):
+    """A served model's readers disagree on True/False (JSON true, the service's text, a
+    batch reader's boolean): refused by the gate, never promoted to refuse its rows."""
+    import io
+
+    csv = reference.assign(flag=["True", "false", ""] * 13 + ["TRUE"]).to_csv(index=False)
+    frame = pd.read_csv(io.StringIO(csv))
+    problems = found(frame)
+    assert problems[("boolean_column", "flag")] == (
+        "values are True/False booleans (e.g. True): write them as text categories (yes/no) "
+        "or as numbers (1/0) in the file"
+    )
+    assert not [key for key in problems if key[1] != "flag"], problems
+
+
 def test_a_replayed_partition_is_named_with_its_largest_group(reference):
     frame = pd.concat([reference, *[reference.head(20)] * 2], ignore_index=True)
     assert found(frame, reference)[("duplicate_rows", None)] == (
