@@ -25,7 +25,8 @@ from tabular_mlops.core.config import DeploymentRunConfig
               show_default=True, help="What to export to.")  # fmt: skip
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
               default=None, show_default=".local/embedded (another environment's: "
-              ".local/embedded/ENV)", help="Folder for model.onnx and manifest.json.")  # fmt: skip
+              ".local/embedded/ENV; another model's: .../MODEL)",
+              help="Folder for model.onnx and manifest.json.")  # fmt: skip
 @click.option("--version", help="This model version instead of the one at the stage.")
 @overrides_option
 def export(
@@ -52,6 +53,10 @@ def export(
     name = config.model.name
     if output is None:  # dev's export never overwrites staging's, nor the other way round
         output = per_environment(LOCAL_DIR / "embedded", env)
+        from cli.deploy import default_model_name
+
+        if name != default_model_name(env, config_path):  # nor another model's
+            output = output / name
     if version is not None:  # as a rollback: a version the gate passed once, never one it refused
         from cli.deploy import check_was_promoted
 

@@ -73,6 +73,13 @@ def test_first_run_promotes_a_model_with_its_lineage(first_run):
 
     assert f"Model '{MODEL}' version 1: promoted to production" in first_run.output
     assert "mlflow ui --backend-store-uri sqlite:///" in first_run.output
+    # exported where the default model's export is not overwritten: a folder of its own
+    from tabular_mlops.adapters.paths import LOCAL_DIR
+
+    exported = invoke("export", "--set", f"model.name={MODEL}")
+    assert exported.exit_code == 0, exported.output
+    assert (LOCAL_DIR / "embedded" / MODEL / "manifest.json").is_file()
+    assert f"python -m embedded {LOCAL_DIR / 'embedded' / MODEL} rows.csv" in exported.output
 
     client = Client()
     version = client.get_model_version(MODEL, ModelStages.PRODUCTION)
