@@ -9,6 +9,7 @@ they do not sink the batch. A batch without the model's columns stops at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import threading
@@ -182,7 +183,7 @@ NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 def read_chunks(
     path: Path, spec: ServingSpec, chunk_rows: int
-) -> Iterator[tuple[pd.DataFrame, pd.Series | None]]:
+) -> Iterator[tuple[pd.DataFrame, Misread | None]]:
     """Frames of at most about ``chunk_rows`` rows, read as the training data was (the
     model's data contract: text equal to a missing marker is missing), numeric features
     as numbers, and per row the values that could not be read as numbers (None: every
@@ -234,9 +235,18 @@ def _rows_together(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.
         yield pa.Table.from_batches(held).combine_chunks().to_batches()[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class Misread:
+    """Per row of a chunk, the values that could not be read as numbers (None: every one
+    could), and each such cell's text as the file has it (for the rejected rows)."""
+
+    reasons: pd.Series
+    text: dict[str, pd.Series]
+
+
 def _numbers_from_text(
     batch: pa.RecordBatch, numeric: list[str], markers: pa.Array | None = None
-) -> tuple[pd.DataFrame, pd.Series | None]:
+) -> tuple[pd.DataFrame, Misread | None]:
     """Missing markers in text columns as missing (a Parquet file's text); then cast text
     columns that should be numeric, in Arrow (vectorised); note the misfits."""
     columns = dict(zip(batch.schema.names, batch.columns, strict=True))
@@ -267,19 +277,23 @@ def _numbers_from_text(
     if not problems:
         return frame, None
     reasons = pd.Series(None, index=frame.index, dtype=object)  # None: nothing wrong
+    written: dict[str, pd.Series] = {}
     for name, bad, text in problems:
         mask = bad.to_numpy(zero_copy_only=False)
-        values = pd.Series(text.to_pylist())[mask]
+        values = pd.Series(text.to_pylist(), index=frame.index)[mask]
         reasons[mask] = reasons[mask].fillna("") + (
             f"column '{name}': " + values.map(repr) + " is not a number; "
         )
-    return frame, reasons
+        written[name] = values
+    return frame, Misread(reasons, written)
 
 
 def split_bad_rows(
-    chunk: pd.DataFrame, reasons: pd.Series | None, spec: ServingSpec
+    chunk: pd.DataFrame, misread: Misread | None, spec: ServingSpec
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows the model can score; rejected rows with the reason for each)."""
+    """(rows the model can score; rejected rows with the reason for each, and a value
+    that is not a number as the file has it)."""
+    reasons = None if misread is None else misread.reasons
     required = [f.name for f in spec.features if not f.nullable]
     missing_required = any(chunk[name].isna().any() for name in required)  # no copy
     # inf, -Infinity, 1e400: the scaler fails on the whole chunk (the stream and the
@@ -308,6 +322,9 @@ def split_bad_rows(
                 )
     rejected = reasons.notna()
     bad_rows = chunk[rejected].assign(**{REASON: reasons[rejected].str.rstrip("; ")})
+    for name, text in (misread.text if misread else {}).items():
+        bad_rows[name] = bad_rows[name].astype(object)
+        bad_rows.loc[text.index, name] = text
     return chunk[~rejected], bad_rows
 
 
@@ -402,10 +419,10 @@ def score_file(
     rows_read = rows_scored = rows_rejected = sampled = 0
     known, unseen = known_categories(model), dict[str, int]()
     try:
-        for chunk, reasons in prefetched(read_chunks(path, spec, chunk_rows)):
+        for chunk, misread in prefetched(read_chunks(path, spec, chunk_rows)):
             chunk.insert(0, ROW_NUMBER, np.arange(rows_read, rows_read + len(chunk)))
             rows_read += len(chunk)
-            good, bad = split_bad_rows(chunk, reasons, spec)
+            good, bad = split_bad_rows(chunk, misread, spec)
             if len(bad):
                 bad.to_csv(rejected_path, mode="a", header=rows_rejected == 0, index=False)
                 rows_rejected += len(bad)
@@ -510,8 +527,8 @@ def read_sample(path: Path, spec: ServingSpec, rows: int) -> pd.DataFrame:
     """The first ``rows`` scorable rows of the file, for the drift report."""
     parts: list[pd.DataFrame] = []
     taken = 0
-    for chunk, reasons in read_chunks(path, spec, rows):
-        good, _ = split_bad_rows(chunk, reasons, spec)
+    for chunk, misread in read_chunks(path, spec, rows):
+        good, _ = split_bad_rows(chunk, misread, spec)
         parts.append(good.head(rows - taken))
         taken += len(parts[-1])
         if taken >= rows:

@@ -84,6 +84,8 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
             refuse_ragged(path, DataSourceError)  # a short line is read without a word
             return _without_blank_columns(frame, path)
         frame = pd.read_parquet(path)
+    except DataSourceError:  # said with the file already
+        raise
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         csv_file = path.suffix.lower() == ".csv"
         raise DataSourceError(unreadable(path, exc, path.suffix[1:], csv_file)) from exc

@@ -28,6 +28,7 @@ def test_bad_rows_are_written_aside_with_reasons(churn, tmp_path):
     assert (result.rows_read, result.rows_scored, result.rows_rejected) == (10, 6, 4)
     rejected = pd.read_csv(result.rejected_path)
     assert rejected["row_number"].tolist() == [2, 5, 8, 9]
+    assert rejected["tenure_months"][0] == "twelve"  # as the file has it, to be mended
     assert rejected["rejection_reason"].tolist() == [
         "column 'tenure_months': 'twelve' is not a number",
         "column 'contract': missing, never missing in training",
@@ -124,7 +125,7 @@ def test_a_header_naming_a_column_twice_is_refused_by_every_reader(churn, tmp_pa
     named = r"column\(s\) \['tenure_months'\] appear more than once in the header"
     with pytest.raises(BatchSchemaError, match=named):
         check_columns(path, spec)
-    with pytest.raises(DataSourceError, match=named):
+    with pytest.raises(DataSourceError, match=f"^{path}: {named}"):  # the path said once
         load_dataset(DataSourceConfig(source="file", path=path, target="churn"))
     with pytest.raises(BrokerError, match=named):
         read_events(path)
