@@ -400,7 +400,8 @@ FIXES = {
     "DeploymentInProgressError": "this command changed nothing; run it again once the other "
     "deployment (or stop) has finished",
     "TrafficMovedError": "the decision stands and the traffic has moved; the next `python "
-    "run.py rollout` (or deploy) finishes the rest (the stage, the registry, the audit trail)",
+    "run.py rollout` (or deploy) records the rest (the stage, the registry, the audit trail); "
+    "the message says what may still run and how to remove it",
     "PromotionLockTimeoutError": "this command changed nothing; a lock whose command was "
     "killed on this machine is taken over at once, one held from another machine 10 minutes "
     "after it was taken: if no command there is changing this model, delete the tag it names",

@@ -25,7 +25,7 @@ from tabular_mlops.core.config import DeploymentRunConfig
               show_default=True, help="What to export to.")  # fmt: skip
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path),
               default=None, show_default=".local/embedded (another environment's: "
-              ".local/embedded/ENV; another model's: .../MODEL)",
+              ".local/embedded/ENV; another model's: .../models/MODEL)",
               help="Folder for model.onnx and manifest.json.")  # fmt: skip
 @click.option("--version", help="This model version instead of the one at the stage.")
 @overrides_option
@@ -56,7 +56,7 @@ def export(
         from cli.deploy import default_model_name
 
         if name != default_model_name(env, config_path):  # nor another model's
-            output = output / name
+            output = output / "models" / name  # (not output / name: a model named `staging`)
     if version is not None:  # as a rollback: a version the gate passed once, never one it refused
         from cli.deploy import check_was_promoted
 

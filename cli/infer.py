@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,6 +20,9 @@ from cli.common import (
     step_output,
 )
 from tabular_mlops.core.config import BatchRunConfig
+
+if TYPE_CHECKING:
+    from tabular_mlops.adapters.batch import BatchResult
 
 
 @click.command()
@@ -73,12 +77,7 @@ def infer(
     result = step_output(finished_steps(run), "score_batch", "batch_result")
     click.echo(
         f"\nBatch {result.batch_id}: {result.rows_scored} of {result.rows_read} rows scored "
-        f"by version {result.model_version} in {result.seconds:.1f} s\n"
-        + (
-            f"  predictions: {result.predictions_path}"
-            if result.predictions_path
-            else "  no predictions file: every row was rejected"
-        )
+        f"by version {result.model_version} in {result.seconds:.1f} s\n  {_predictions(result)}"
     )
     if result.rejected_path:
         click.echo(f"  {result.rows_rejected} rows rejected, with reasons: {result.rejected_path}")
@@ -88,3 +87,12 @@ def infer(
             f"  rows holding a category training never saw (scored as none of the known "
             f"ones; retrain on data that has it): {counts}"
         )
+
+
+def _predictions(result: BatchResult) -> str:
+    """Where the predictions are, or why there is no file of them."""
+    if result.predictions_path:
+        return f"predictions: {result.predictions_path}"
+    if result.rows_read:
+        return "no predictions file: every row was rejected"
+    return "no predictions file: the file has no rows"

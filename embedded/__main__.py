@@ -8,16 +8,11 @@ import argparse
 import csv
 import io
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from embedded.scorer import EmbeddedModel
-
-#: a number as a CSV writes it (ASCII digits only: Python's float() also takes "1_0" and
-#: full-width digits, which training's reader and the batch reader refuse)
-NUMBER = re.compile(r"\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*", re.ASCII)
 
 
 class InvalidFileError(ValueError):
@@ -78,13 +73,26 @@ def read_csv(text: str, features: list[str], numeric: set[str], name: str) -> li
                 f"{len(header)}: {fix}"
             )
         rows.append({
-            column: None if value == "" else (
-                float(value) if column in numeric and NUMBER.fullmatch(value) else value)
+            column: _cell(value, column in numeric)
             for column, value in zip(header, record, strict=True)
         })  # fmt: skip
     if not rows:
         raise InvalidFileError(f"{name}: a header and no rows: nothing to score")
     return rows
+
+
+def _cell(value: str, numeric: bool) -> Any:
+    """An empty cell is missing; a numeric feature's number a float (ASCII digits only:
+    float() also takes "1_0" and full-width digits, which training's reader and the
+    batch reader refuse); any other text as written, for the scorer to judge."""
+    if value == "":
+        return None
+    if numeric and value.isascii() and "_" not in value:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def read_json(text: str) -> list[dict[str, Any]]:
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = EmbeddedModel.load(arguments.export)
         if arguments.rows == "-":
-            text, is_csv, name = sys.stdin.read(), arguments.csv, "<stdin>"
+            text, is_csv, name = sys.stdin.read().removeprefix("\ufeff"), arguments.csv, "<stdin>"
         else:
             path = Path(arguments.rows)
             text, is_csv, name = read_file(path), path.suffix.lower() == ".csv", str(path)

@@ -256,35 +256,40 @@ def _numbers_from_text(
                 marked = pc.is_in(values, value_set=markers.cast(values.type))
                 if pc.any(marked).as_py():
                     columns[name] = pc.if_else(marked, None, values)
-    problems: list[tuple[str, pa.Array, pa.Array]] = []
+    problems: list[tuple[str, pa.Array, pa.Array, str]] = []
     for name in numeric:
         text = columns[name]
-        if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
+        if pa.types.is_string(text.type) or pa.types.is_large_string(text.type):
+            try:  # the common case: every value is a number, and one cast does it
+                columns[name] = pc.cast(text, pa.float64())
+            except pa.ArrowInvalid:
+                is_number = pc.match_substring_regex(text, NUMBER)
+                bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(is_number, False)))
+                # " 12 " is 12, as training's reader (pandas) and the stream's read it
+                number = pc.utf8_trim_whitespace(pc.if_else(is_number, text, None))
+                columns[name] = pc.cast(number, pa.float64())
+                if pc.any(bad).as_py():
+                    problems.append((name, bad, text, "is not a number"))
+        elif not pa.types.is_floating(text.type):
             continue
-        try:  # the common case: every value is a number, and one cast does it
-            columns[name] = pc.cast(text, pa.float64())
-            continue
-        except pa.ArrowInvalid:
-            pass
-        is_number = pc.match_substring_regex(text, NUMBER)
-        bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(is_number, False)))
-        # " 12 " is 12, as training's reader (pandas) and the stream's read it
-        number = pc.utf8_trim_whitespace(pc.if_else(is_number, text, None))
-        columns[name] = pc.cast(number, pa.float64())
-        if pc.any(bad).as_py():
-            problems.append((name, bad, text))
+        # inf, -Infinity, 1e400: the scaler would fail the whole chunk (the stream and the
+        # embedded file refuse the row alone, naming it)
+        infinite = pc.fill_null(pc.is_inf(columns[name]), False)
+        if pc.any(infinite).as_py():
+            shown = text if not pa.types.is_floating(text.type) else pc.cast(text, pa.string())
+            problems.append((name, infinite, shown, "is not a finite number"))
     frame = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns)).to_pandas()
     if not problems:
         return frame, None
     reasons = pd.Series(None, index=frame.index, dtype=object)  # None: nothing wrong
     written: dict[str, pd.Series] = {}
-    for name, bad, text in problems:
+    for name, bad, text, problem in problems:
         mask = bad.to_numpy(zero_copy_only=False)
         values = pd.Series(text.to_pylist(), index=frame.index)[mask]
         reasons[mask] = reasons[mask].fillna("") + (
-            f"column '{name}': " + values.map(repr) + " is not a number; "
+            f"column '{name}': " + values.map(repr) + f" {problem}; "
         )
-        written[name] = values
+        written[name] = pd.concat([written[name], values]) if name in written else values
     return frame, Misread(reasons, written)
 
 
@@ -296,26 +301,15 @@ def split_bad_rows(
     reasons = None if misread is None else misread.reasons
     required = [f.name for f in spec.features if not f.nullable]
     missing_required = any(chunk[name].isna().any() for name in required)  # no copy
-    # inf, -Infinity, 1e400: the scaler fails on the whole chunk (the stream and the
-    # embedded file refuse the row alone, naming it)
-    infinite = {
-        f.name: found
-        for f in spec.features
-        if f.kind == "numeric" and chunk[f.name].dtype.kind == "f"
-        and (found := np.isinf(chunk[f.name].to_numpy())).any()
-    }  # fmt: skip
-    if reasons is None and not missing_required and not infinite:  # the common case: no copy
+    if reasons is None and not missing_required:  # the common case: no copy
         return chunk, chunk.iloc[:0].assign(**{REASON: pd.Series(dtype=object)})
     if reasons is None:
         reasons = pd.Series(None, index=chunk.index, dtype=object)
-    for name, found in infinite.items():
-        reasons[found] = reasons[found].fillna("") + (
-            f"column '{name}': " + chunk[name][found].map(str) + " is not a finite number; "
-        )
-    unreadable = reasons.notna()
     if missing_required:
         for name in required:
-            missing = chunk[name].isna() & ~unreadable
+            missing = chunk[name].isna()
+            if misread is not None and name in misread.text:  # said as what it was
+                missing[misread.text[name].index] = False
             if missing.any():
                 reasons[missing] = reasons[missing].fillna("") + (
                     f"column '{name}': missing, never missing in training; "

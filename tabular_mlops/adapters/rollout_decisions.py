@@ -11,6 +11,7 @@ decision out first (:func:`resume`), each part done once, whatever was done befo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -87,7 +88,9 @@ def carry_out(
         target.note_decision(name, written | {"candidate": str(version.number)})
         try:
             return _finish(client, deployer, target, version, written)
-        except TrafficMovedError:  # the next command finishes it
+        except TrafficMovedError as exc:  # kept for the next command to finish, said so
+            with contextlib.suppress(Exception):  # the store down too: it says "died"
+                _log(version, {PENDING_KEY: written | {"failed": str(exc)}})
             raise
         except Exception:
             running = target.rollout(name)
@@ -98,6 +101,13 @@ def carry_out(
                 client.update_model_version(version.model.id, version.id,
                                             remove_tags=[PENDING_TAG])  # fmt: skip
             raise
+
+
+def cut_short(decision: dict[str, Any]) -> str:
+    """Why a written-down decision was left for another command, in words."""
+    if decision.get("failed"):
+        return "its command failed after the traffic moved"
+    return "its command died"
 
 
 def pending(client: Client, model_name: str) -> list[ModelVersionResponse]:
@@ -120,9 +130,9 @@ def resume_locked(
         if not isinstance(decision, dict):
             continue
         logger.warning(
-            "the %s of rollout %s of '%s' version %s was cut short (its command died): "
-            "carrying it out now", decision["decision"], decision["experiment"],
-            model_name, version.number,
+            "the %s of rollout %s of '%s' version %s was cut short when %s: carrying it out "
+            "now", decision["decision"], decision["experiment"], model_name, version.number,
+            cut_short(decision),
         )  # fmt: skip
         try:
             with promotion_lock(model_name, decision["stage"]), ctrl_c_held():
@@ -136,8 +146,8 @@ def resume_locked(
             continue
         said = (
             f"the {decision['decision']} of rollout {decision['experiment']} (version "
-            f"{version.number} against version {decision['champion']}), cut short when its "
-            "command died, was carried out"
+            f"{version.number} against version {decision['champion']}), cut short when "
+            f"{cut_short(decision)}, was carried out"
             + (f": version {live.model_version} serves all traffic at {live.url}" if live else "")
         )
         notify(client.active_stack, f"model '{model_name}': {said}")
@@ -241,7 +251,7 @@ def _finish(
     env = client.active_stack.name
     recorded = {(e.action, e.details.get("experiment")) for e in read_trail(env)[0]
                 if e.model == name}  # fmt: skip
-    by, said = decision.get("by"), {"recorded_late": "its command was killed"} if late else {}
+    by, said = decision.get("by"), {"recorded_late": cut_short(decision)} if late else {}
     if not late and decision.get("run"):
         said["run"] = decision["run"]
     if ("rollout-decision", experiment) not in recorded:

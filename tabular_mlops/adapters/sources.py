@@ -81,7 +81,7 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
         if path.suffix.lower() == ".csv":
             _refuse_repeated(path, csv_header(path))
             frame = pd.read_csv(path, na_values=source.na_values, keep_default_na=False)
-            refuse_ragged(path, DataSourceError)  # a short line is read without a word
+            refuse_ragged(path, frame, DataSourceError)  # a short line is read without a word
             return _without_blank_columns(frame, path)
         frame = pd.read_parquet(path)
     except DataSourceError:  # said with the file already

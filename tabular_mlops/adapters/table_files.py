@@ -11,6 +11,8 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from tabular_mlops.core.problems import some
 
 
@@ -57,16 +59,22 @@ def where_csv_breaks(path: Path) -> str | None:
                     f"character {exc.start + 1}): save the file as UTF-8 (a spreadsheet's "
                     "'CSV UTF-8')"
                 )
+    return _ragged_line(path)
+
+
+def _ragged_line(path: Path) -> str | None:
+    """The first line of the CSV ``path`` with more or fewer fields than its header."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
         for row in reader:
             if row and len(row) != len(header):
-                fix = (
-                    "quote a value that holds a comma, or remove the extra field"
-                    if len(row) > len(header)
-                    else "add the missing field (empty when it is not known)"
-                )
+                if len(row) == 1 and not row[0].strip():
+                    fix = "delete the line of spaces"
+                elif len(row) > len(header):
+                    fix = "quote a value that holds a comma, or remove the extra field"
+                else:
+                    fix = "add the missing field (empty when it is not known)"
                 return (
                     f"line {reader.line_num} has {len(row)} fields and the header "
                     f"{len(header)}: {fix}"
@@ -74,10 +82,17 @@ def where_csv_breaks(path: Path) -> str | None:
     return None
 
 
-def refuse_ragged(path: Path, error: type[Exception]) -> None:
-    """``error`` naming the first line of the CSV ``path`` with fewer fields than its
-    header (pandas reads the missing ones as missing values, without a word) or more."""
-    broken = where_csv_breaks(path)
+def refuse_ragged(path: Path, frame: pd.DataFrame, error: type[Exception]) -> None:
+    """``error`` naming the first line of the CSV ``path`` (read by pandas into ``frame``)
+    with fewer fields than its header, which pandas reads as missing values (or as the
+    empty text) without a word, or more. The file is read again only when ``frame`` hints
+    at one: a missing or empty last column, or a row label pandas took from a field too
+    many."""
+    if len(frame.columns) and isinstance(frame.index, pd.RangeIndex):
+        last = frame.iloc[:, -1]
+        if not last.isna().any() and not (last.dtype == object and (last == "").any()):
+            return
+    broken = _ragged_line(path)
     if broken:
         raise error(f"{path}: {broken}")
 

@@ -78,8 +78,9 @@ def test_first_run_promotes_a_model_with_its_lineage(first_run):
 
     exported = invoke("export", "--set", f"model.name={MODEL}")
     assert exported.exit_code == 0, exported.output
-    assert (LOCAL_DIR / "embedded" / MODEL / "manifest.json").is_file()
-    assert f"python -m embedded {LOCAL_DIR / 'embedded' / MODEL} rows.csv" in exported.output
+    folder = LOCAL_DIR / "embedded" / "models" / MODEL
+    assert (folder / "manifest.json").is_file()
+    assert f"python -m embedded {folder} rows.csv" in exported.output
 
     client = Client()
     version = client.get_model_version(MODEL, ModelStages.PRODUCTION)

@@ -22,6 +22,7 @@ def test_bad_rows_are_written_aside_with_reasons(churn, tmp_path):
     batch.loc[7, "region"] = None  # missing in training too: fine
     # not finite: the row alone, not the whole chunk (the scaler refuses infinity)
     batch.loc[8, "monthly_charges"], batch.loc[9, "tenure_months"] = "inf", "-1e400"
+    batch.loc[9, "contract"] = None
     path = tmp_path / "batch.csv"
     batch.to_csv(path, index=False)
     result = score_file(path, model, spec, tmp_path / "out", "b1", 4, datetime.now(UTC))
@@ -29,11 +30,14 @@ def test_bad_rows_are_written_aside_with_reasons(churn, tmp_path):
     rejected = pd.read_csv(result.rejected_path)
     assert rejected["row_number"].tolist() == [2, 5, 8, 9]
     assert rejected["tenure_months"][0] == "twelve"  # as the file has it, to be mended
+    assert rejected["tenure_months"][3] == "-1e400"
     assert rejected["rejection_reason"].tolist() == [
         "column 'tenure_months': 'twelve' is not a number",
         "column 'contract': missing, never missing in training",
-        "column 'monthly_charges': inf is not a finite number",
-        "column 'tenure_months': -inf is not a finite number",
+        "column 'monthly_charges': 'inf' is not a finite number",
+        # each problem of a row, every value as the file has it
+        "column 'tenure_months': '-1e400' is not a finite number; column 'contract': "
+        "missing, never missing in training",
     ]
     scored = pd.read_parquet(result.predictions_path)
     assert len(scored) == 6 and 2 not in scored["row_number"].tolist()
@@ -62,6 +66,19 @@ def test_parquet_batches_score_the_same_as_the_model(churn, tmp_path):
     result = score_file(path, model, spec, tmp_path / "out", "b2", 64, datetime.now(UTC))
     scored = pd.read_parquet(result.predictions_path)
     assert scored["prediction"].tolist() == list(model.predict(features))
+
+
+def test_an_infinite_number_in_a_parquet_batch_rejects_its_row_alone(churn, tmp_path):
+    frame, model, spec = churn
+    batch = frame.drop(columns=["churn"]).head(5).copy()
+    batch.loc[1, "monthly_charges"] = float("-inf")
+    path = tmp_path / "batch.parquet"
+    batch.to_parquet(path)
+    result = score_file(path, model, spec, tmp_path / "out", "bp", 4, datetime.now(UTC))
+    assert (result.rows_scored, result.rows_rejected) == (4, 1)
+    assert pd.read_csv(result.rejected_path)["rejection_reason"].tolist() == [
+        "column 'monthly_charges': '-inf' is not a finite number"
+    ]
 
 
 def test_parquet_is_read_in_chunks_whatever_its_row_groups(churn, tmp_path):

@@ -303,8 +303,14 @@ def test_a_rollout_end_that_fails_after_the_switch_says_the_traffic_moved(cluste
         raise RuntimeError("503 from the API server")
 
     applier.delete_from_inventory = api_down
-    with pytest.raises(TrafficMovedError, match=r"all traffic moved to version 2, then .*503"):
+    with pytest.raises(TrafficMovedError, match=r"all traffic moved to version 2, then .*503") \
+            as failed:  # fmt: skip
         target.finish_rollout("tabular_classifier", promote=True)
+    assert str(failed.value).endswith(
+        "remove what is left: `kubectl -n mlops-serving delete deployment/"
+        "tabular-classifier-router configmap/tabular-classifier-router-routes deployment/"
+        f"{champion.runs_as.deployment}`"
+    )
     selector = applier.objects[("Service", "tabular-classifier")]["spec"]["selector"]
     assert selector == {"app.kubernetes.io/instance": candidate.runs_as.deployment}
     assert target.rollout("tabular_classifier") is None

@@ -265,3 +265,63 @@ def test_feedback_is_joined_to_its_answers_whenever_the_clock_says_they_were_log
     found = gather(rollout, evidence, logs, router=None)
     assert (found.champion.labelled, found.champion.correct) == (2, 2)
     assert (found.candidate.labelled, found.candidate.correct) == (2, 1)
+
+
+@pytest.mark.parametrize("moved", [True, False], ids=["after the switch", "refused before"])
+def test_a_decision_whose_end_failed_after_the_switch_is_kept_one_refused_before_is_not(
+    monkeypatch, moved
+):
+    """carry_out with the ZenML client, step context and lock stood in for: a rollout's
+    end that failed after its traffic moved keeps the decision written down (its tag and
+    note) and says why for the next command; one refused before anything moved, while the
+    experiment's record is there, drops both (nothing changed, nothing is left to do)."""
+    import contextlib
+    from types import SimpleNamespace
+
+    import zenml
+    import zenml.client
+
+    from tabular_mlops.adapters import rollout_decisions
+    from tabular_mlops.adapters.deployment.target import TrafficMovedError
+
+    calls: list[tuple] = []
+    failure = TrafficMovedError("all traffic moved to version 2, then ...") if moved else \
+        RuntimeError("another deployment of 'm' is in progress")  # fmt: skip
+
+    class Target:
+        def rollout(self, name):
+            return SimpleNamespace(experiment="m-v2-1")  # its record is still there
+
+        def finish_rollout(self, name, promote):
+            raise failure
+
+        def note_decision(self, name, decision):
+            calls.append(("note", None if decision is None else decision.get("decision")))
+
+    class Client:
+        def update_model_version(self, model_id, version_id, **tags):
+            calls.append(("tags", tags))
+
+    monkeypatch.setattr(zenml.client, "Client", Client)
+    monkeypatch.setattr(
+        zenml,
+        "get_step_context",
+        lambda: SimpleNamespace(pipeline_run=SimpleNamespace(name="run-1")),
+    )
+    monkeypatch.setattr(rollout_decisions, "promotion_lock", lambda *args: contextlib.nullcontext())
+    monkeypatch.setattr(rollout_decisions, "_log",
+                        lambda version, metadata: calls.append(("log", metadata)))  # fmt: skip
+    version = SimpleNamespace(model=SimpleNamespace(name="m", id=1), id=2, number=2)
+    decision = {"experiment": "m-v2-1", "decision": "promote", "champion": "1"}
+    with pytest.raises(type(failure)):
+        rollout_decisions.carry_out(None, Target(), version, decision, "production")
+    kept = ("tags", {"remove_tags": [rollout_decisions.PENDING_TAG]}) not in calls
+    assert kept == moved and (("note", None) not in calls) == moved, calls
+    logged = [metadata[rollout_decisions.PENDING_KEY] for kind, metadata in calls[1:]
+              if kind == "log"]  # fmt: skip
+    if moved:
+        assert [rollout_decisions.cut_short(d) for d in logged] == [
+            "its command failed after the traffic moved"]  # fmt: skip
+    else:
+        assert logged == []
+    assert rollout_decisions.cut_short(decision) == "its command died"

@@ -511,7 +511,13 @@ class KubernetesTarget:
             )
             self.stop(loser)
 
-        after_the_switch(winner, end)
+        left = " ".join(
+            [f"deployment/{router}", f"configmap/{router}-routes"]
+            + ([f"deployment/{loser.runs_as.deployment}"]
+               if isinstance(loser.runs_as, KubernetesRelease) else [])
+        )  # fmt: skip
+        after_the_switch(winner, end, f"remove what is left: `kubectl -n {self.namespace} "
+                         f"delete {left}`")  # fmt: skip
         return live
 
     def router_view(self, model_name: str) -> dict[str, Any] | None:

@@ -672,7 +672,10 @@ class LocalProcessTarget:
                 state_file(self.state_dir, model_name, ".rollout").unlink(missing_ok=True)
                 self.stop(loser)
 
-            after_the_switch(winner, end)
+            after_the_switch(winner, end, (
+                f"version {loser.model_version}'s processes, if still running, are named by "
+                "`python run.py deploy --status` and stopped by the next `deploy`"
+            ))  # fmt: skip
             return live
         finally:
             self._release(model_name)

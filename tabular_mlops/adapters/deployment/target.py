@@ -216,13 +216,14 @@ class TrafficMovedError(RuntimeError):
     removing the router): the decision stands and is left for the next command to finish."""
 
 
-def after_the_switch(winner: RunningService, step: Callable[[], None]) -> None:
+def after_the_switch(winner: RunningService, step: Callable[[], None], left: str) -> None:
     """``step`` of a rollout's end once ``winner`` has all traffic; its failure is a
-    :class:`TrafficMovedError`, never taken for a refusal before anything moved."""
+    :class:`TrafficMovedError` saying what may be ``left`` running and how to remove it,
+    never taken for a refusal before anything moved."""
     try:
         step()
     except Exception as exc:
         raise TrafficMovedError(
             f"all traffic moved to version {winner.model_version}, then the rollout's end "
-            f"failed: {exc}"
+            f"failed: {exc}; {left}"
         ) from exc

@@ -61,7 +61,7 @@ def read_events(path: Path, drop: Sequence[str] = ()) -> list[bytes]:
     if repeated:
         raise BrokerError(repeated)
     if csv:
-        refuse_ragged(path, BrokerError)
+        refuse_ragged(path, frame, BrokerError)
     unknown = [column for column in drop if column not in frame.columns]
     if unknown:
         raise BrokerError(f"{path}: no column(s) {unknown} to drop; it has {list(frame.columns)}")
