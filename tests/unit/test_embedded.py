@@ -149,7 +149,7 @@ def test_the_scorer_names_a_bad_row_and_refuses_a_tampered_file(tmp_path):
 
 
 def test_the_command_reads_a_users_csv_as_the_batch_reader_does_and_names_what_it_refuses(
-    tmp_path,
+    tmp_path, capsys
 ):
     """A byte-order mark, CRLF ends, numbers padded with spaces and the training data's
     missing markers in a nullable numeric column: scored as the records themselves. A
@@ -165,11 +165,13 @@ def test_the_command_reads_a_users_csv_as_the_batch_reader_does_and_names_what_i
     model = EmbeddedModel.from_bytes(result.onnx, result.manifest)
 
     def cli(name: str, content: bytes) -> subprocess.CompletedProcess:
+        """The command in this process (a test above runs it as its own)."""
+        from embedded.__main__ import main
+
         (tmp_path / name).write_bytes(content)
-        return subprocess.run(
-            [sys.executable, "-m", "embedded", str(tmp_path / "export"), str(tmp_path / name)],
-            cwd=PROJECT_ROOT, capture_output=True, text=True,
-        )  # fmt: skip
+        status = main([str(tmp_path / "export"), str(tmp_path / name)])
+        said = capsys.readouterr()
+        return subprocess.CompletedProcess([], status, said.out, said.err)
 
     header = "tenure_months,monthly_charges,contract,region"
     lines = ["  12 ,NA,one-year,north", "3,?,month-to-month,", "40,70.5,two-year,east"]
