@@ -8,11 +8,13 @@ import argparse
 import csv
 import io
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from embedded.scorer import EmbeddedModel
+from embedded.scorer import EmbeddedModel, InvalidRowError
 
 
 class InvalidFileError(ValueError):
@@ -34,7 +36,13 @@ def read_file(path: Path) -> str:
         ) from None
 
 
-def read_csv(text: str, features: list[str], numeric: set[str], name: str) -> list[dict[str, Any]]:
+class Rows(list[dict[str, Any]]):
+    """The rows of a file, with the line each ends on (None: not from a CSV)."""
+
+    lines: list[int] | None = None
+
+
+def read_csv(text: str, features: list[str], numeric: set[str], name: str) -> Rows:
     """The rows of a CSV, read as training's reader and the batch reader read it: a number
     as a number, an empty cell missing, any other text as written (the scorer takes the
     training data's missing markers and refuses the rest, naming row and feature). A file
@@ -58,16 +66,18 @@ def read_csv(text: str, features: list[str], numeric: set[str], name: str) -> li
         if len(header) == 1 and ";" in header[0]:
             hint = "; its header is one column holding ';': write the file with ',' between fields"
         raise InvalidFileError(f"{name}: missing column(s) {missing}{hint}")
-    rows: list[dict[str, Any]] = []
+    rows = Rows()
+    rows.lines = []
     for record in reader:
         if not record:  # a blank line
             continue
         if len(record) != len(header):
-            fix = (
-                "quote a value that holds a comma, or remove the extra field"
-                if len(record) > len(header)
-                else "add the missing field (empty when it is not known)"
-            )
+            if len(record) == 1 and not record[0].strip():  # as the batch reader says it
+                fix = "delete the line of spaces"
+            elif len(record) > len(header):
+                fix = "quote a value that holds a comma, or remove the extra field"
+            else:
+                fix = "add the missing field (empty when it is not known)"
             raise InvalidFileError(
                 f"{name}: line {reader.line_num} has {len(record)} fields and the header "
                 f"{len(header)}: {fix}"
@@ -76,6 +86,7 @@ def read_csv(text: str, features: list[str], numeric: set[str], name: str) -> li
             column: _cell(value, column in numeric)
             for column, value in zip(header, record, strict=True)
         })  # fmt: skip
+        rows.lines.append(reader.line_num)
     if not rows:
         raise InvalidFileError(f"{name}: a header and no rows: nothing to score")
     return rows
@@ -122,13 +133,30 @@ def main(argv: list[str] | None = None) -> int:
         numeric = {f["name"] for f in model.features if f["kind"] == "numeric"}
         features = [f["name"] for f in model.features]
         rows = read_csv(text, features, numeric, name) if is_csv else read_json(text)
-        answers = model.answers(rows)
+        try:
+            answers = model.answers(rows)
+        except InvalidRowError as exc:  # a CSV's row is said by its file and line
+            raise InvalidRowError(_at_line(str(exc), name, rows)) from None
     except (OSError, ValueError) as exc:  # InvalidRowError, bad JSON, a wrong checksum
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for answer in answers:
-        print(json.dumps(answer))
+    try:
+        for answer in answers:
+            print(json.dumps(answer))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _at_line(message: str, name: str, rows: list[dict[str, Any]]) -> str:
+    """The scorer's "row N: ..." said as the CSV's file and line (as the batch reader says
+    it); a JSON file's rows keep their numbers."""
+    found = re.match(r"row (\d+): ", message)
+    lines = getattr(rows, "lines", None)
+    if found is None or not lines:
+        return message
+    return f"{name}: line {lines[int(found.group(1))]}: {message[found.end() :]}"
 
 
 if __name__ == "__main__":

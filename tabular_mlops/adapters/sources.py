@@ -90,10 +90,17 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
         csv_file = path.suffix.lower() == ".csv"
         raise DataSourceError(unreadable(path, exc, path.suffix[1:], csv_file)) from exc
     _refuse_repeated(path, list(frame.columns))
-    # A Parquet file's text gets the markers a CSV's gets while parsing: one reading
+    # A Parquet file's text is read as a CSV's is while parsing (one reading): its missing
+    # markers are missing, and a column of numbers written as text is numbers (as text,
+    # every value would be a category of its own, and each new one unseen)
     for name in frame.columns:
-        if frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name]):
-            frame[name] = frame[name].mask(frame[name].isin(source.na_values))
+        column = frame[name]
+        if pd.api.types.infer_dtype(column, skipna=True) == "string":
+            column = column.mask(column.isin(source.na_values))
+            numbers = pd.to_numeric(column, errors="coerce")
+            if column.notna().any() and numbers.notna().sum() == column.notna().sum():
+                column = numbers
+            frame[name] = column
     return frame
 
 

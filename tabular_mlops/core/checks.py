@@ -272,15 +272,19 @@ def misread_text(frame: pd.DataFrame, target: str) -> list[Violation]:
                     "decimal points (pandas: to_csv(decimal='.'))",
                 )
             )
-        elif MOSTLY <= numbers < 1:
+        elif numbers >= MOSTLY:
             text = sorted(set(sample[~sample.str.match(NUMBER)]))[:5]
             violations.append(
                 Violation(
                     "numbers_as_text",
                     str(name),
-                    f"{numbers:.0%} of distinct values are numbers, the rest text ({text}): "
+                    f"{numbers:.1%} of distinct values are numbers, the rest text ({text}): "
                     "read as text, the column would be one category per number; if that text "
-                    "means missing, add it to data.na_values",
+                    "means missing, add it to data.na_values"
+                    if text
+                    else f"every value is a number written as text (e.g. {example!r}), one "
+                    "the reader could not take as a number: as text, the column would be one "
+                    "category per number; store it as numbers",
                 )
             )
     return violations
@@ -492,7 +496,7 @@ def boolean_columns(frame: pd.DataFrame, target: str) -> list[Violation]:
         Violation(
             "boolean_column",
             str(name),
-            f"values are True/False booleans (e.g. {frame[name].dropna().iloc[0]!r}): "
+            f"values are True/False booleans (e.g. {frame[name].dropna().iloc[0]}): "
             "write them as text categories (yes/no) or as numbers (1/0) in the file",
         )
         for name in frame.columns

@@ -342,5 +342,25 @@ def test_numbers_with_a_stray_text_are_named_with_the_text(reference):
     ages[[2, 9]] = "unknown"
     problems = found(reference.assign(age=ages))
     assert problems[("numbers_as_text", "age")].startswith(
-        "97% of distinct values are numbers, the rest text (['unknown']): "
+        "97.3% of distinct values are numbers, the rest text (['unknown']): "
+    )
+
+
+def test_a_parquet_column_of_numbers_as_text_is_read_as_numbers_as_a_csvs_is(reference, tmp_path):
+    """A CSV's parser reads numbers as numbers; a Parquet file may store them as text:
+    training's reader takes them as numbers too (as text, each value would be a category,
+    and every new one unseen), markers first; one it cannot take is named by the gate."""
+    from tabular_mlops.adapters.sources import load_dataset
+    from tabular_mlops.core.config import DataSourceConfig
+
+    ages = reference["age"].astype(str).astype(object)
+    ages[3] = "NA"
+    path = tmp_path / "text.parquet"
+    reference.assign(age=ages, plan=reference["plan"]).to_parquet(path)
+    read = load_dataset(DataSourceConfig(source="file", path=path, target="label"))
+    assert read["age"].dtype == float and read["age"].isna().sum() == 1
+    assert read["plan"].dtype == object  # text stays text
+    overflowing = reference.assign(age=["1e400", *reference["age"].astype(str)[1:]])
+    assert found(overflowing)[("numbers_as_text", "age")].startswith(
+        "every value is a number written as text (e.g. '1e400')"
     )
