@@ -171,7 +171,8 @@ def find_violations(
         violations += _to_violations(exc.failure_cases, frame, rules)
     violations += infinite_values(frame)
     violations += boolean_columns(frame, target)
-    misread = [v for v in misread_text(frame, target) if v.column not in date_columns]
+    misread = [v for v in misread_text(frame, target)
+               if v.column not in date_columns and v.column not in rules.text_columns]  # fmt: skip
     violations += misread
     violations += unreadable_dates(frame, date_columns)
     violations += id_like_columns(
@@ -259,7 +260,7 @@ def misread_text(frame: pd.DataFrame, target: str) -> list[Violation]:
                     f"{str(sample[grouped].iloc[0])!r}) were read as text; write them without "
                     "(pandas: to_csv() writes none; a spreadsheet: a number format without "
                     "grouping). Were the commas decimal commas (60,711 meaning 60.711), write "
-                    "decimal points instead",
+                    "decimal points instead; codes meant as text: validation.text_columns",
                 )
             )
         elif commas.any() and float(commas.mean()) + numbers >= MOSTLY:
@@ -269,7 +270,8 @@ def misread_text(frame: pd.DataFrame, target: str) -> list[Violation]:
                     str(name),
                     f"numbers written with a decimal comma (e.g. "
                     f"{str(sample[commas].iloc[0])!r}) were read as text; write the file with "
-                    "decimal points (pandas: to_csv(decimal='.'))",
+                    "decimal points (pandas: to_csv(decimal='.')); codes meant as text: "
+                    "validation.text_columns",
                 )
             )
         elif numbers >= MOSTLY:

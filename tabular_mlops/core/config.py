@@ -283,6 +283,9 @@ class DataValidationConfig(StrictModel):
     accept_predictive_columns: list[str] = Field(default_factory=list)
     #: largest share of rows that repeat an earlier row exactly (a replayed partition)
     max_duplicate_share: float = Field(default=0.1, ge=0, le=1)
+    #: columns that are text whatever they look like (codes such as "1,2" or "2024-07"):
+    #: never named as numbers or dates written as text
+    text_columns: list[str] = Field(default_factory=list)
 
 
 class SplitConfig(StrictModel):

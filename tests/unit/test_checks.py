@@ -299,6 +299,13 @@ def test_grouped_numbers_among_plain_ones_are_named_not_trained_as_categories(re
     assert said.startswith("numbers written with commas between thousands (e.g. '1,")
     assert ("numbers_as_text", "area") not in problems
     assert problems[("decimal_comma", "gap")].startswith("numbers written with a decimal comma")
+    assert problems[("decimal_comma", "gap")].endswith(
+        "codes meant as text: validation.text_columns"
+    )
+    # codes such as "1,2" are text when the configuration says so
+    codes = RULES.model_copy(update={"text_columns": ["area", "gap"]})
+    named = found(frame, None, codes)
+    assert not [key for key in named if key[1] in ("area", "gap")], named
 
 
 def test_a_column_of_booleans_is_named_before_a_model_is_trained_on_it(reference):
