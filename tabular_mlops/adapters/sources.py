@@ -92,16 +92,25 @@ def _load_file(source: DataSourceConfig) -> pd.DataFrame:
     _refuse_repeated(path, list(frame.columns))
     # A Parquet file's text is read as a CSV's is while parsing (one reading): its missing
     # markers are missing, and a column of numbers written as text is numbers (as text,
-    # every value would be a category of its own, and each new one unseen)
+    # every value would be a category of its own, and each new one unseen), unless a
+    # value has a leading zero: codes stored as text on purpose ("02134")
     for name in frame.columns:
         column = frame[name]
         if pd.api.types.infer_dtype(column, skipna=True) == "string":
             column = column.mask(column.isin(source.na_values))
             numbers = pd.to_numeric(column, errors="coerce")
-            if column.notna().any() and numbers.notna().sum() == column.notna().sum():
+            if (
+                column.notna().any()
+                and numbers.notna().sum() == column.notna().sum()
+                and not column.str.match(LEADING_ZERO).any()
+            ):
                 column = numbers
             frame[name] = column
     return frame
+
+
+#: a code whose leading zero a number would lose: 02134, 007
+LEADING_ZERO = r"^\s*[-+]?0\d"
 
 
 def _refuse_repeated(path: Path, columns: list[str]) -> None:

@@ -367,6 +367,10 @@ def test_a_parquet_column_of_numbers_as_text_is_read_as_numbers_as_a_csvs_is(ref
     read = load_dataset(DataSourceConfig(source="file", path=path, target="label"))
     assert read["age"].dtype == float and read["age"].isna().sum() == 1
     assert read["plan"].dtype == object  # text stays text
+    zips = tmp_path / "zips.parquet"  # codes stored as text on purpose keep their zeros
+    reference.assign(zip=["02134", "10001"] * 20).to_parquet(zips)
+    read = load_dataset(DataSourceConfig(source="file", path=zips, target="label"))
+    assert read["zip"].tolist()[:2] == ["02134", "10001"]
     overflowing = reference.assign(age=["1e400", *reference["age"].astype(str)[1:]])
     assert found(overflowing)[("numbers_as_text", "age")].startswith(
         "every value is a number written as text (e.g. '1e400')"
