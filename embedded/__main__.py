@@ -106,15 +106,28 @@ def _cell(value: str, numeric: bool) -> Any:
     return value
 
 
-def read_json(text: str) -> list[dict[str, Any]]:
+def read_json(text: str, name: str) -> list[dict[str, Any]]:
     """Rows from JSON: a list of objects, ``{"rows": [...]}``, or one object per line."""
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError:  # JSON Lines
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError:  # JSON Lines
+            document = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise InvalidFileError(
+            f"{name}: not JSON ({exc}); a file whose name ends in .csv is read as CSV, and "
+            "stdin with --csv"
+        ) from None
     if isinstance(document, dict):
-        return list(document["rows"]) if "rows" in document else [document]
-    return list(document)
+        document = document.get("rows", [document])
+    if not isinstance(document, list):
+        document = [document]
+    for number, row in enumerate(document):
+        if not isinstance(row, dict):
+            raise InvalidFileError(
+                f"{name}: row {number}: {row!r} is not an object of feature values"
+            )
+    return document
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,10 +142,15 @@ def main(argv: list[str] | None = None) -> int:
             text, is_csv, name = sys.stdin.read().removeprefix("\ufeff"), arguments.csv, "<stdin>"
         else:
             path = Path(arguments.rows)
+            if path.suffix.lower() not in (".csv", ".json", ".jsonl"):
+                raise InvalidFileError(
+                    f"{path}: a .csv, .json or .jsonl file is scored (or - for stdin); "
+                    "another (a Parquet file) goes through `python run.py infer --input`"
+                )
             text, is_csv, name = read_file(path), path.suffix.lower() == ".csv", str(path)
         numeric = {f["name"] for f in model.features if f["kind"] == "numeric"}
         features = [f["name"] for f in model.features]
-        rows = read_csv(text, features, numeric, name) if is_csv else read_json(text)
+        rows = read_csv(text, features, numeric, name) if is_csv else read_json(text, name)
         try:
             answers = model.answers(rows)
         except InvalidRowError as exc:  # a CSV's row is said by its file and line

@@ -282,14 +282,23 @@ def misread_text(frame: pd.DataFrame, target: str) -> list[Violation]:
                     str(name),
                     f"{numbers:.1%} of distinct values are numbers, the rest text ({text}): "
                     "read as text, the column would be one category per number; if that text "
-                    "means missing, add it to data.na_values"
+                    "means missing, add it to data.na_values; codes meant as text: "
+                    "validation.text_columns"
                     if text
-                    else f"every value is a number written as text (e.g. {example!r}), one "
-                    "the reader could not take as a number: as text, the column would be one "
-                    "category per number; store it as numbers",
+                    else "every value is a number written as text, and one the reader could "
+                    f"not take as a number ({_overflowing(sample, example)!r}): as text, the "
+                    "column would be one category per number; store it as numbers",
                 )
             )
     return violations
+
+
+def _overflowing(sample: pd.Series, otherwise: str) -> str:
+    """The first of ``sample``'s numbers written as text that a float cannot hold (1e400)."""
+    with np.errstate(over="ignore"):
+        values = pd.to_numeric(sample, errors="coerce")
+    beyond = sample[values.isna() | np.isinf(values)]
+    return str(beyond.iloc[0]) if len(beyond) else otherwise
 
 
 def duplicated_rows(frame: pd.DataFrame, rules: DataValidationConfig) -> list[Violation]:

@@ -283,8 +283,10 @@ class DataValidationConfig(StrictModel):
     accept_predictive_columns: list[str] = Field(default_factory=list)
     #: largest share of rows that repeat an earlier row exactly (a replayed partition)
     max_duplicate_share: float = Field(default=0.1, ge=0, le=1)
-    #: columns that are text whatever they look like (codes such as "1,2" or "2024-07"):
-    #: never named as numbers or dates written as text
+    #: columns of codes that only look like numbers or dates written as text ("1,2",
+    #: "2024-07"): the gate does not name them so (it does not change how a reader reads
+    #: them: a column of digits alone is numbers in a CSV, a Parquet file keeps text with
+    #: a leading zero, "02134", as text)
     text_columns: list[str] = Field(default_factory=list)
 
 

@@ -373,5 +373,6 @@ def test_a_parquet_column_of_numbers_as_text_is_read_as_numbers_as_a_csvs_is(ref
     assert read["zip"].tolist()[:2] == ["02134", "10001"]
     overflowing = reference.assign(age=["1e400", *reference["age"].astype(str)[1:]])
     assert found(overflowing)[("numbers_as_text", "age")].startswith(
-        "every value is a number written as text (e.g. '1e400')"
+        "every value is a number written as text, and one the reader could not take as a "
+        "number ('1e400')"
     )

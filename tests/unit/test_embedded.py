@@ -209,6 +209,11 @@ def test_the_command_reads_a_users_csv_as_the_batch_reader_does_and_names_what_i
         "spaces.csv": (f"{header}\n1,2,one-year,north\n   \n".encode(),
                        "line 3 has 1 fields and the header 4: delete the line of spaces"),
     }  # fmt: skip
+    refused |= {
+        "rows.json": (b'{"rows": [1]}', "row 0: 1 is not an object of feature values"),
+        "broken.json": (b'{"rows": [', "not JSON (Expecting value: line 1 column 11"),
+        "rows.parquet": (b"PAR1", "a .csv, .json or .jsonl file is scored"),
+    }
     for name, (content, said) in refused.items():
         answer = cli(name, content)
         assert (answer.returncode, answer.stdout) == (2, ""), (name, answer.stderr)
