@@ -63,8 +63,10 @@ def read_csv(text: str, features: list[str], numeric: set[str], name: str) -> Ro
         near = {c.strip().casefold(): c for c in header}
         hints = [f"{near[f.casefold()]!r} for {f!r}" for f in missing if f.casefold() in near]
         hint = f"; the file has {', '.join(hints)}" if hints else ""
-        if len(header) == 1 and ";" in header[0]:
-            hint = "; its header is one column holding ';': write the file with ',' between fields"
+        separator = next((c for c in ";\t|" if len(header) == 1 and c in header[0]), None)
+        if separator is not None:
+            hint = (f"; its header is one column holding {separator!r}: write the file with "
+                    "',' between fields")  # fmt: skip
         raise InvalidFileError(f"{name}: missing column(s) {missing}{hint}")
     rows = Rows()
     rows.lines = []

@@ -201,6 +201,8 @@ def test_the_command_reads_a_users_csv_as_the_batch_reader_does_and_names_what_i
                      "'Tenure_Months' for 'tenure_months'"),
         "semicolon.csv": (header.replace(",", ";").encode() + b"\n1;2;one-year;north\n",
                           "its header is one column holding ';'"),
+        "tabs.csv": (header.replace(",", "\t").encode() + b"\n1\t2\tone-year\tnorth\n",
+                     "its header is one column holding '\\t'"),
         # a row the scorer refuses: said by its line in the file, as the batch reader does
         "digits.csv": (f"{header}\n1,2,one-year,north\n1_0,2,one-year,north\n".encode(),
                        "digits.csv: line 3: feature 'tenure_months': '1_0' is not a number"),
