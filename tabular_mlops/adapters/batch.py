@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 
 from tabular_mlops.adapters.table_files import repeated_header, unreadable
-from tabular_mlops.core.problems import columns_hint, some
+from tabular_mlops.core.problems import columns_hint, out_of_range, some
 from tabular_mlops.core.scoring import Scorer, known_categories, scorer_for, unseen_in_frame
 from tabular_mlops.core.spec import ServingSpec
 
@@ -327,6 +327,15 @@ def split_bad_rows(
     return chunk[~rejected], bad_rows
 
 
+def overflow_reason(spec: ServingSpec, row: list[Any]) -> str:
+    """Why a row's answer is not a number, as the service says it: the features outside
+    the range training covered, each with its value."""
+    far = out_of_range(spec, row, "")
+    if not far:
+        return "the model's answer is not finite"
+    return "; ".join(f"column '{p.field}': {p.problem}" for p in far)
+
+
 def value_columns(spec: ServingSpec, values: np.ndarray) -> dict[str, Any]:
     """A regressor's output columns: ``prediction``, ``interval_low`` and ``interval_high``,
     and ``decision`` (as ``ServingSpec.value_answers`` answers each row)."""
@@ -429,9 +438,20 @@ def score_file(
                 continue
             if scorer is None:
                 scorer = scorer_for(model, features, good.head(1000)[features])
+            probabilities = scorer.predict_proba_frame(good)
+            finite = np.isfinite(probabilities).all(axis=1)
+            if not finite.all():  # far outside training: the service refuses them too (422)
+                overflowed = good[~finite].assign(**{REASON: [
+                    overflow_reason(spec, list(row))
+                    for row in good.loc[~finite, features].itertuples(index=False)
+                ]})  # fmt: skip
+                overflowed.to_csv(rejected_path, mode="a", header=rows_rejected == 0, index=False)
+                rows_rejected += len(overflowed)
+                good, probabilities = good[finite], probabilities[finite]
+                if good.empty:
+                    continue
             for name, count in unseen_in_frame(good, known).items():
                 unseen[name] = unseen.get(name, 0) + count
-            probabilities = scorer.predict_proba_frame(good)
             keys = good[[c for c in good.columns if c not in features]]
             table = pa.Table.from_pandas(keys, preserve_index=False)
             # Repeated strings as dictionaries: encoding a million copies costs more

@@ -392,6 +392,39 @@ def test_the_fast_path_reads_dates_as_the_pipeline_does_odd_ones_included():
     np.testing.assert_allclose(scorer.predict_proba_frame(odd)[:, 0], expected)
 
 
+def test_a_batch_row_whose_answer_overflows_is_rejected_as_the_service_refuses_it(tmp_path):
+    """A price of -1e6 against training's 0.7-2.6: a Poisson model's answer is inf. The
+    service refuses the row (422, naming the feature); the batch rejects it alone with
+    the same words, and writes no infinite answer."""
+    from datetime import UTC, datetime
+
+    from tabular_mlops.adapters.batch import score_file
+    from tabular_mlops.adapters.champion import regression_answer
+    from tabular_mlops.core.demand import demand_frame
+    from tabular_mlops.core.spec import ServingSpec
+
+    frame = demand_frame(days=60)
+    poisson = TrainingConfig(estimator="sklearn.linear_model.PoissonRegressor",
+                             params={"alpha": 0.001, "max_iter": 500})  # fmt: skip
+    model, _ = fit_model(frame, "units_sold", poisson, task="regression", date_columns=["date"])
+    spec = ServingSpec.from_training_data(
+        "demand", "1", frame, "units_sold", [], **regression_answer(model)
+    )
+    batch = frame.drop(columns="units_sold").head(6).copy()
+    batch.loc[2, "price"] = -1e6
+    path = tmp_path / "far.csv"
+    batch.to_csv(path, index=False)
+    with np.errstate(over="ignore"):
+        result = score_file(path, model, spec, tmp_path / "out", "b", 4, datetime.now(UTC))
+    assert (result.rows_scored, result.rows_rejected) == (5, 1)
+    (reason,) = pd.read_csv(result.rejected_path)["rejection_reason"]
+    assert reason.startswith("column 'price': -1000000.0 is far outside the range training "
+                             "covered [")  # fmt: skip
+    assert reason.endswith("]: the model's answer overflows")
+    scored = pd.read_parquet(result.predictions_path)
+    assert np.isfinite(scored["prediction"]).all() and 2 not in scored["row_number"].tolist()
+
+
 def test_every_reader_of_a_date_reads_the_same_day_or_none():
     import sys
 
