@@ -114,6 +114,8 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 #: all request headers together may take at most this many bytes (431 otherwise)
 MAX_HEADER_BYTES = 8192
+#: a seed for the router's draws: the same traffic then takes the same routes (tests)
+ROUTER_SEED_ENV = "TABULAR_MLOPS_ROUTER_SEED"
 #: a request body larger than this is refused before it is read (the service's own
 #: limit is lower and names the row count; this one protects the router)
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -296,7 +298,9 @@ class Router:
         self.fed: collections.OrderedDict[tuple[str, int], None] = collections.OrderedDict()
         #: feedback items refused as evidence (unknown request ids, repeats)
         self.feedback_refused = 0
-        self.random = random.Random()
+        #: the experiment's draws (canary share, exploration, Thompson sampling); seeded
+        #: from $TABULAR_MLOPS_ROUTER_SEED when set (a reproducible run), else the OS's
+        self.random = random.Random(os.environ.get(ROUTER_SEED_ENV) or None)
         self.routing_log: Any = None
         self.feedback_log: Any = None
         self._watch: asyncio.Task[None] | None = None
